@@ -1,0 +1,9 @@
+"""TinyTorch: a deep learning framework built in NumPy, one chapter at a time.
+
+The modules under tinytorch/ are generated from the chapters in modules/;
+this file only gathers their public names.
+"""
+
+from .core.tensor import Tensor
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Core building blocks, each generated from one chapter."""

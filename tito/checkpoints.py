@@ -1,0 +1,66 @@
+"""Run checkpoint files, each in a fresh interpreter, and collect their results.
+
+A fresh process per checkpoint means each one imports the package as it is on
+disk now (after an export), and one checkpoint's state cannot leak into another.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .curriculum import Checkpoint, Curriculum
+from .errors import TitoError
+
+TIMEOUT_SECONDS = 600
+
+
+@dataclass
+class CheckpointResult:
+    checkpoint: Checkpoint
+    passed: bool
+    seconds: float
+    output: str
+
+    @property
+    def summary(self) -> str:
+        """The harness's last PASSED/FAILED line, or the last line of any crash."""
+        lines = [line for line in self.output.strip().splitlines() if line.strip()]
+        for line in reversed(lines):
+            if line.startswith(("PASSED", "FAILED")):
+                return line
+        return lines[-1] if lines else "no output"
+
+
+def run_checkpoint(root: Path, checkpoint: Checkpoint, verbose: bool = False) -> CheckpointResult:
+    path = checkpoint.path(root)
+    if not path.is_file():
+        raise TitoError(
+            f"Checkpoint {checkpoint.id} has no file {path.relative_to(root).as_posix()}.",
+            "Restore it with 'git checkout -- checkpoints/'.",
+        )
+    env = dict(os.environ)
+    # The checkout's package, not whatever tinytorch happens to be installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    command = [sys.executable, str(path)] + (["--verbose"] if verbose else [])
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return CheckpointResult(checkpoint, False, time.perf_counter() - start, f"FAILED: timed out after {TIMEOUT_SECONDS} s")
+    output = done.stdout + (("\n" + done.stderr) if done.stderr.strip() else "")
+    return CheckpointResult(checkpoint, done.returncode == 0, time.perf_counter() - start, output)
+
+
+def run_written(curriculum: Curriculum) -> list[CheckpointResult]:
+    """Run the checkpoint of every written module, in course order."""
+    return [
+        run_checkpoint(curriculum.root, m.checkpoint)
+        for m in curriculum.written_modules()
+        if m.checkpoint is not None
+    ]

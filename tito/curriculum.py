@@ -1,0 +1,157 @@
+"""The course's module and checkpoint list, read from curriculum.toml.
+
+This is the only place that knows which chapters exist. A chapter counts as
+*written* when its source `modules/<folder>/<name>_dev.py` exists; until then
+its README.md stands in for it in the book.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TitoError
+
+CURRICULUM_FILE = "curriculum.toml"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    number: int
+    name: str
+    question: str
+    module_folder: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.number:02d}_{self.name}"
+
+    @property
+    def filename(self) -> str:
+        return f"checkpoint_{self.id}.py"
+
+    def path(self, root: Path) -> Path:
+        return Path(root) / "checkpoints" / self.filename
+
+
+@dataclass(frozen=True)
+class Module:
+    folder: str
+    title: str
+    builds: str
+    export: str
+    checkpoint: Checkpoint | None
+
+    @property
+    def number(self) -> str:
+        return self.folder.split("_", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.folder.split("_", 1)[1]
+
+    def dir(self, root: Path) -> Path:
+        return Path(root) / "modules" / self.folder
+
+    def dev_file(self, root: Path) -> Path:
+        return self.dir(root) / f"{self.name}_dev.py"
+
+    def readme(self, root: Path) -> Path:
+        return self.dir(root) / "README.md"
+
+    def is_written(self, root: Path) -> bool:
+        return self.dev_file(root).is_file()
+
+    def toc_entry(self, root: Path) -> str:
+        """The page the book shows for this module: the chapter, or its README until written."""
+        page = self.dev_file(root) if self.is_written(root) else self.readme(root)
+        return page.relative_to(root).with_suffix("").as_posix()
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    root: Path
+    modules: tuple[Module, ...]
+
+    @property
+    def checkpoints(self) -> tuple[Checkpoint, ...]:
+        return tuple(m.checkpoint for m in self.modules if m.checkpoint is not None)
+
+    def written_modules(self) -> list[Module]:
+        return [m for m in self.modules if m.is_written(self.root)]
+
+    def module(self, name: str) -> Module:
+        """Find a module by `02_tensor`, `02`, `2` or `tensor`."""
+        key = name.strip().lower().rstrip("/")
+        key = key.removeprefix("modules/")
+        for m in self.modules:
+            if key in (m.folder, m.number, m.name) or (key.isdigit() and int(key) == int(m.number)):
+                return m
+        names = [m.folder for m in self.modules] + [m.name for m in self.modules]
+        close = difflib.get_close_matches(key, names, n=1)
+        guess = ""
+        if close:
+            match = next(m for m in self.modules if close[0] in (m.folder, m.name))
+            guess = f" Did you mean {match.folder}?"
+        raise TitoError(
+            f"Unknown module '{name}'.{guess}",
+            "Run 'tito module status' to list modules.",
+        )
+
+    def checkpoint(self, number: str | int) -> Checkpoint:
+        text = str(number).strip()
+        for cp in self.checkpoints:
+            if text in (cp.id, cp.name) or (text.isdigit() and int(text) == cp.number):
+                return cp
+        raise TitoError(
+            f"Unknown checkpoint '{number}'; checkpoints run from 00 to {len(self.checkpoints) - 1:02d}.",
+            "Run 'tito checkpoint status' to list them.",
+        )
+
+    def module_of(self, checkpoint: Checkpoint) -> Module:
+        return next(m for m in self.modules if m.folder == checkpoint.module_folder)
+
+    def next_module(self, module: Module) -> Module | None:
+        index = self.modules.index(module)
+        return self.modules[index + 1] if index + 1 < len(self.modules) else None
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: $TINYTORCH_ROOT, else the nearest folder holding curriculum.toml."""
+    if os.environ.get("TINYTORCH_ROOT"):
+        root = Path(os.environ["TINYTORCH_ROOT"]).resolve()
+        if (root / CURRICULUM_FILE).is_file():
+            return root
+        raise TitoError(f"TINYTORCH_ROOT={root} holds no {CURRICULUM_FILE}.", "Point it at a TinyTorch checkout.")
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CURRICULUM_FILE).is_file():
+            return folder
+    # An editable install: the checkout this tool was installed from.
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / CURRICULUM_FILE).is_file():
+        return checkout
+    raise TitoError(
+        f"No {CURRICULUM_FILE} in {here} or any folder above it.",
+        "Run tito inside your TinyTorch checkout.",
+    )
+
+
+def load(root: Path | None = None) -> Curriculum:
+    root = Path(root).resolve() if root is not None else find_root()
+    path = root / CURRICULUM_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TitoError(f"{path} not found.", "Run tito inside your TinyTorch checkout.") from None
+    except tomllib.TOMLDecodeError as err:
+        raise TitoError(f"{path}: {err}.") from None
+    modules = []
+    for entry in data.get("module", []):
+        cp = entry.get("checkpoint")
+        checkpoint = Checkpoint(cp["number"], cp["name"], cp["question"], entry["folder"]) if cp else None
+        modules.append(Module(entry["folder"], entry["title"], entry["builds"], entry["export"], checkpoint))
+    return Curriculum(root, tuple(modules))
