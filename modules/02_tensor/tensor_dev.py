@@ -150,6 +150,7 @@ class Sum(Function):
 class Max(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         out = np.max(a, axis=axis, keepdims=True)
         ctx.save_for_backward(a, out)
         return out if keepdims else np.squeeze(out, axis=axis)
@@ -189,6 +190,12 @@ class GetItem(Function):
 def _shape_error(op: str, a: "Tensor", b: "Tensor") -> ValueError:
     return ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together "
                       "(trailing dimensions must be equal or 1)")
+
+
+def _reduction_args(dim, keepdim, axis, keepdims):
+    dim = axis if dim is None else dim
+    dim = tuple(dim) if isinstance(dim, list) else dim
+    return dim, bool(keepdim if keepdims is None else keepdims)
 
 
 def _index_array(index):
@@ -382,18 +389,23 @@ class Tensor:
         return self ** 0.5
 
     # ---- reductions ----------------------------------------------------------------------
-    def sum(self, axis=None, keepdims: bool = False):
-        return Sum.apply(self, axis=axis, keepdims=keepdims)
+    # PyTorch spells the reduction arguments dim/keepdim; NumPy's axis/keepdims are accepted too.
+    def sum(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        return Sum.apply(self, axis=dim, keepdims=keepdim)
 
-    def mean(self, axis=None, keepdims: bool = False):
-        count = self.data.size if axis is None else np.prod([self.shape[a] for a in np.atleast_1d(axis)])
-        return self.sum(axis=axis, keepdims=keepdims) * (1.0 / count)
+    def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        count = self.data.size if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+        return self.sum(dim, keepdim) * (1.0 / count)
 
-    def max(self, axis=None, keepdims: bool = False):
-        return Max.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The largest values (PyTorch's `max(dim)` also returns indices; use `argmax` for those)."""
+        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        return Max.apply(self, axis=dim, keepdims=keepdim)
 
-    def argmax(self, axis=None) -> "Tensor":
-        return Tensor._wrap(np.argmax(self.data, axis=axis))
+    def argmax(self, dim=None) -> "Tensor":
+        return Tensor._wrap(np.argmax(self.data, axis=dim))
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):

@@ -1,0 +1,3 @@
+"""Stateless functions behind the layers (torch.nn.functional's counterpart)."""
+
+from tinytorch.core.activations import gelu, log_softmax, relu, sigmoid, softmax, tanh
