@@ -11,6 +11,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
+from tito.errors import TitoError
 from tito.export import ExportError, export_source, hand_edited, out_of_sync, read_manifest, render
 
 CHAPTER = '''\
@@ -282,3 +283,13 @@ def test_chapter_without_export_cells_is_an_error(tmp_path):
     root, source = make_root(tmp_path, chapter)
     with pytest.raises(ExportError, match="no '#\\| export' cells"):
         export_source(root, source)
+
+
+@pytest.mark.parametrize("damage", ["{not json", '["files"]', '{"files": {"core/demo.py": {"source": 1}}}'])
+def test_a_damaged_manifest_is_a_clear_error(tmp_path, damage):
+    root, source = make_root(tmp_path)
+    (root / "tinytorch/_manifest.json").write_text(damage)
+    with pytest.raises(TitoError, match=r"tinytorch/_manifest.json is damaged") as caught:
+        export_source(root, source)
+    assert "tito module export --all" in caught.value.hint
+    assert not (root / "tinytorch/core/demo.py").exists()

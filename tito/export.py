@@ -187,9 +187,15 @@ def read_manifest(root: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError) as err:
-        raise TitoError(f"{MANIFEST.as_posix()} is damaged ({err}).", "Run 'tito module export --all' to rebuild it.") from None
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not all(isinstance(e, dict) and isinstance(e["source"], str) and isinstance(e["sha256"], str) for e in files.values()):
+            raise ValueError("an entry lacks its source or sha256")
+        return files
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise TitoError(
+            f"{MANIFEST.as_posix()} is damaged ({type(err).__name__}: {err}).",
+            "Delete it and run 'tito module export --all' to rebuild it.",
+        ) from None
 
 
 def _write_manifest(root: Path, files: dict[str, dict[str, str]]) -> None:
