@@ -162,7 +162,7 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     return files
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and a rename, keeping the old file's mode (it may be read-only)."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -202,7 +202,7 @@ def _write_manifest(root: Path, files: dict[str, dict[str, str]]) -> None:
     text = json.dumps({"format": 1, "files": dict(sorted(files.items()))}, indent=2, sort_keys=True) + "\n"
     path = Path(root) / MANIFEST
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        _write_atomic(path, text)
+        write_atomic(path, text)
 
 
 def export_source(root: Path, source: Path) -> ExportResult:
@@ -225,7 +225,7 @@ def export_source(root: Path, source: Path) -> ExportResult:
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             result.unchanged.append(path)
         else:
-            _write_atomic(path, text)
+            write_atomic(path, text)
             result.written.append(path)
     produced = {p.relative_to(root / PACKAGE).as_posix() for p in files}
     for rel, entry in list(manifest.items()):
