@@ -63,7 +63,7 @@ def status_command(detailed: bool) -> None:
         if detailed:
             last = progress.last_run(checkpoint)
             ran = "" if last is None else f"\n[dim]{last['at'][:16].replace('T', ' ')}: {escape(last.get('summary', ''))}[/]"
-            table.add_row(f"{checkpoint.id}\n[dim]{checkpoint.module_folder}[/]", state, checkpoint.question + ran)
+            table.add_row(f"{checkpoint.id}\n[dim]{checkpoint.module_folder}[/]", state, escape(checkpoint.question) + ran)
         else:
             table.add_row(checkpoint.id, checkpoint.module_folder, state)
     console.print(table)
@@ -88,13 +88,13 @@ def timeline_command(horizontal: bool) -> None:
         table.add_column()
         for checkpoint, state in states:
             marker, style = _LOOK[state]
-            table.add_row(f"[{style}]{marker}[/]", f"[{style}]{checkpoint.id}[/]", checkpoint.question)
+            table.add_row(f"[{style}]{marker}[/]", f"[{style}]{checkpoint.id}[/]", escape(checkpoint.question))
         console.print(table)
     passed = sum(s == "passed" for _, s in states)
     console.print(f"{passed}/{len(states)} passed   " + "  ".join(_styled(s) for s in _LOOK))
     upcoming = next((c for c, s in states if s != "passed"), None)
     if upcoming is not None:
-        console.print(f"Next: checkpoint {upcoming.id} ({upcoming.module_folder}): {upcoming.question}", soft_wrap=True)
+        console.print(f"Next: checkpoint {upcoming.id} ({upcoming.module_folder}): {escape(upcoming.question)}", soft_wrap=True)
 
 
 def _runnable(course: Curriculum, number: str) -> Checkpoint:
@@ -142,7 +142,7 @@ def run_command(number: str, verbose: bool) -> None:
     course = curriculum.load()
     checkpoint = _runnable(course, number)
     Progress.load(course.root)
-    console.print(f"[bold]Checkpoint {checkpoint.id}[/] ({checkpoint.module_folder}): {checkpoint.question}", soft_wrap=True)
+    console.print(f"[bold]Checkpoint {checkpoint.id}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
     result = run_checkpoint(course.root, checkpoint, verbose=verbose)
     _record(course, result)
     console.print(result.output.rstrip(), markup=False, soft_wrap=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from .. import curriculum
@@ -102,7 +103,7 @@ def _show_achievement(course: Curriculum, module: Module, tested: bool) -> None:
     console.print(f"[bold green]✓ {module.folder} ({module.title}) is complete.[/]")
     checkpoint = module.checkpoint
     if checkpoint and tested:
-        console.print(f"  Checkpoint {checkpoint.id}: {checkpoint.question} [bold green]Yes.[/]", soft_wrap=True)
+        console.print(f"  Checkpoint {checkpoint.id}: {escape(checkpoint.question)} [bold green]Yes.[/]", soft_wrap=True)
     elif checkpoint:
         console.print(
             f"  [yellow]Checkpoint {checkpoint.id} was not run (--skip-test); "
@@ -116,7 +117,7 @@ def _show_achievement(course: Curriculum, module: Module, tested: bool) -> None:
         console.print("  That was the last module: you have built TinyTorch from scratch.")
     else:
         later = "" if following.is_written(course.root) else " (not written yet)"
-        console.print(f"  Next: {following.folder} ({following.title}){later}: {following.builds}.", soft_wrap=True)
+        console.print(f"  Next: {following.folder} ({escape(following.title)}){later}: {escape(following.builds)}.", soft_wrap=True)
 
 
 @group.command("status")
@@ -146,7 +147,7 @@ def status_command() -> None:
     done = sum(progress.completion(m) is not None for m in course.modules)
     console.print(f"{len(course.written_modules())} of {len(course.modules)} modules written, {done} completed.")
     for problem in problems:
-        console.print(f"[red]  {problem}[/]", soft_wrap=True)
+        console.print(f"[red]  {escape(problem)}[/]", soft_wrap=True)
     if problems:
         console.print("[yellow]  Run 'tito module export --all' to bring the package in sync.[/]")
 

@@ -152,6 +152,8 @@ def _progress_check(root: Path) -> Check:
         progress = Progress.load(root)
     except TitoError as err:
         return Check("progress record", "fail", err.message, err.hint)
+    if not progress.path.exists():
+        return Check("progress record", "ok", "none yet: 'tito module complete' starts .tito/progress.json")
     return Check("progress record", "ok", f".tito/progress.json: {len(progress.completed)} module(s) completed")
 
 
@@ -185,7 +187,7 @@ def doctor_command() -> None:
     table = Table(title=f"tito system doctor: {root}", title_justify="left")
     table.add_column("Check", no_wrap=True)
     table.add_column("State", no_wrap=True)
-    table.add_column("Detail")
+    table.add_column("Detail", overflow="fold")
     for check in checks:
         table.add_row(check.name, _LOOK[check.state], escape(check.detail))
     console.print(table)
