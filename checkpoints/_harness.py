@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from pathlib import Path
 
 
 def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
@@ -19,7 +20,8 @@ def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
     if not checks:
         print("FAILED: this checkpoint defines no check_* functions")
         return 1
-    title = (namespace.get("__doc__") or "").strip().splitlines()[0]
+    doc = (namespace.get("__doc__") or "").strip()
+    title = doc.splitlines()[0] if doc else Path(namespace.get("__file__", "checkpoint")).stem
     print(title)
     failures = []
     for name, fn in checks:

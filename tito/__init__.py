@@ -1,8 +1,21 @@
 """tito: the TinyTorch course tool (export, checkpoints, progress, grading)."""
 
+import tomllib
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-try:
-    __version__ = version("tinytorch")
-except PackageNotFoundError:  # running from a checkout that was never pip-installed
-    __version__ = "0.0.0+checkout"
+
+def _version() -> str:
+    """The checkout's pyproject.toml version when run from a checkout, else the installed one."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    try:
+        return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        pass
+    try:
+        return version("tinytorch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+__version__ = _version()

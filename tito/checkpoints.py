@@ -36,6 +36,15 @@ class CheckpointResult:
         return lines[-1] if lines else "no output"
 
 
+def checkout_env(root: Path) -> dict[str, str]:
+    """The environment for a child Python that must import the checkout's tinytorch."""
+    env = dict(os.environ)
+    # The checkout's package, not whatever tinytorch happens to be installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    return env
+
+
 def run_checkpoint(root: Path, checkpoint: Checkpoint, verbose: bool = False) -> CheckpointResult:
     path = checkpoint.path(root)
     if not path.is_file():
@@ -43,10 +52,7 @@ def run_checkpoint(root: Path, checkpoint: Checkpoint, verbose: bool = False) ->
             f"Checkpoint {checkpoint.id} has no file {path.relative_to(root).as_posix()}.",
             "Restore it with 'git checkout -- checkpoints/'.",
         )
-    env = dict(os.environ)
-    # The checkout's package, not whatever tinytorch happens to be installed.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    env.setdefault("PYTHONIOENCODING", "utf-8")
+    env = checkout_env(root)
     command = [sys.executable, str(path)] + (["--verbose"] if verbose else [])
     start = time.perf_counter()
     try:

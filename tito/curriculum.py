@@ -150,8 +150,14 @@ def load(root: Path | None = None) -> Curriculum:
     except tomllib.TOMLDecodeError as err:
         raise TitoError(f"{path}: {err}.") from None
     modules = []
-    for entry in data.get("module", []):
-        cp = entry.get("checkpoint")
-        checkpoint = Checkpoint(cp["number"], cp["name"], cp["question"], entry["folder"]) if cp else None
-        modules.append(Module(entry["folder"], entry["title"], entry["builds"], entry["export"], checkpoint))
+    for index, entry in enumerate(data.get("module", []), start=1):
+        try:
+            cp = entry.get("checkpoint")
+            checkpoint = Checkpoint(cp["number"], cp["name"], cp["question"], entry["folder"]) if cp else None
+            modules.append(Module(entry["folder"], entry["title"], entry["builds"], entry["export"], checkpoint))
+        except KeyError as err:
+            raise TitoError(
+                f"{path}: [[module]] entry {index} has no {err.args[0]!r}.",
+                "Each entry needs folder, title, builds, export (see the comment at the top of the file).",
+            ) from None
     return Curriculum(root, tuple(modules))

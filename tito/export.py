@@ -46,7 +46,14 @@ class ExportResult:
 @dataclass
 class _Cell:
     source: str
-    line: int  # 1-based line of the cell's first source line in the chapter file (cell number for .ipynb)
+    number: int  # 1-based position among all the notebook's cells
+    line: int | None  # 1-based file line of the cell's first source line (None for .ipynb)
+
+    def where(self, display: str, offset: int = 1) -> str:
+        """`file:line` for a .py chapter, `file, cell N, line L` for a notebook."""
+        if self.line is None:
+            return f"{display}, cell {self.number}, line {offset}"
+        return f"{display}:{self.line + offset - 1}"
 
 
 def _read_code_cells(path: Path) -> list[_Cell]:
@@ -64,23 +71,24 @@ def _read_code_cells(path: Path) -> list[_Cell]:
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type != "code":
             continue
-        line = number
+        line = None
         if path.suffix != ".ipynb":
             line, cursor = _locate(lines, cell.source, cursor)
-        cells.append(_Cell(cell.source, line))
+        cells.append(_Cell(cell.source, number, line))
     return cells
 
 
 def _locate(lines: list[str], source: str, cursor: int) -> tuple[int, int]:
-    """Find where a cell's source starts in the file, searching forward from `cursor`."""
-    first = next((s for s in source.splitlines() if s.strip() and not _MAGIC.match(s)), None)
-    if first is None:
-        return cursor + 1, cursor
-    for index in range(cursor, len(lines)):
-        if lines[index] == first:
-            # Line numbers count from the cell's first line, which may sit above `first`.
-            offset = source.splitlines().index(first)
-            return index + 1 - offset, index + 1
+    """Where a cell's source starts in the file (1-based), and the index just past it.
+
+    Searches forward from `cursor` for the whole cell, so prose or an earlier
+    cell that repeats the cell's first line is not taken for it. Magic lines
+    (commented out in the file, uncommented by jupytext) match any line.
+    """
+    source_lines = source.splitlines()
+    for start in range(cursor, len(lines) - len(source_lines) + 1):
+        if all(_MAGIC.match(s) or lines[start + k] == s for k, s in enumerate(source_lines)):
+            return start + 1, start + len(source_lines)
     return cursor + 1, cursor
 
 
@@ -104,8 +112,7 @@ def _check_compiles(cell: _Cell, path: Path, display: str) -> None:
     try:
         compile(code, str(path), "exec")
     except SyntaxError as err:
-        line = cell.line + (err.lineno or 1) - 1
-        raise ExportError(f"{display}:{line}: {err.msg}; nothing was exported.") from None
+        raise ExportError(f"{cell.where(display, err.lineno or 1)}: {err.msg}; nothing was exported.") from None
 
 
 def target_path(root: Path, target: str) -> Path:
@@ -125,7 +132,7 @@ def render(root: Path, source: Path) -> dict[Path, str]:
         for name, arg in _directives(cell.source):
             if name == "default_exp":
                 if not _TARGET.match(arg):
-                    raise ExportError(f"{display}:{cell.line}: '#| default_exp {arg}' is not a module name like core.tensor.")
+                    raise ExportError(f"{cell.where(display)}: '#| default_exp {arg}' is not a module name like core.tensor.")
                 default = arg
     if default is None:
         raise ExportError(f"{display}: no '#| default_exp' cell, so nothing says where to export; nothing was exported.")
@@ -133,7 +140,7 @@ def render(root: Path, source: Path) -> dict[Path, str]:
         targets = [arg or default for name, arg in _directives(cell.source) if name in _EXPORT_DIRECTIVES]
         for target in targets:
             if not _TARGET.match(target):
-                raise ExportError(f"{display}:{cell.line}: '#| export {target}' is not a module name like core.tensor.")
+                raise ExportError(f"{cell.where(display)}: '#| export {target}' is not a module name like core.tensor.")
             code = _package_code(cell.source)
             if code:
                 chunks.setdefault(target, []).append(code)
@@ -155,7 +162,7 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     return files
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and a rename, keeping the old file's mode (it may be read-only)."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -180,16 +187,22 @@ def read_manifest(root: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError) as err:
-        raise TitoError(f"{MANIFEST.as_posix()} is damaged ({err}).", "Run 'tito module export --all' to rebuild it.") from None
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not all(isinstance(e, dict) and isinstance(e["source"], str) and isinstance(e["sha256"], str) for e in files.values()):
+            raise ValueError("an entry lacks its source or sha256")
+        return files
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise TitoError(
+            f"{MANIFEST.as_posix()} is damaged ({type(err).__name__}: {err}).",
+            "Delete it and run 'tito module export --all' to rebuild it.",
+        ) from None
 
 
 def _write_manifest(root: Path, files: dict[str, dict[str, str]]) -> None:
     text = json.dumps({"format": 1, "files": dict(sorted(files.items()))}, indent=2, sort_keys=True) + "\n"
     path = Path(root) / MANIFEST
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        _write_atomic(path, text)
+        write_atomic(path, text)
 
 
 def export_source(root: Path, source: Path) -> ExportResult:
@@ -200,11 +213,19 @@ def export_source(root: Path, source: Path) -> ExportResult:
     result = ExportResult(source)
     source_rel = source.relative_to(root).as_posix() if source.is_relative_to(root) else str(source)
     manifest = read_manifest(root)
+    for path in files:
+        rel = path.relative_to(root / PACKAGE).as_posix()
+        owner = manifest.get(rel, {}).get("source")
+        if owner and owner != source_rel and (root / owner).is_file():
+            raise ExportError(
+                f"{PACKAGE}/{rel} is generated from {owner}; {source_rel} cannot export to it too. "
+                "Give these cells a target of their own; nothing was exported."
+            )
     for path, text in sorted(files.items()):
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             result.unchanged.append(path)
         else:
-            _write_atomic(path, text)
+            write_atomic(path, text)
             result.written.append(path)
     produced = {p.relative_to(root / PACKAGE).as_posix() for p in files}
     for rel, entry in list(manifest.items()):

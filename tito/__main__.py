@@ -1,0 +1,5 @@
+"""`python -m tito` runs the same command line as `tito`."""
+
+from .cli import main
+
+main()

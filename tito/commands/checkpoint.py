@@ -1,0 +1,156 @@
+"""`tito checkpoint status|timeline|test|run`: the capability checkpoints."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from .. import curriculum
+from ..checkpoints import CheckpointResult, run_checkpoint
+from ..curriculum import Checkpoint, Curriculum
+from ..errors import TitoError
+from ..export import out_of_sync
+from ..progress import Progress
+from ..ui import console, note, rel
+
+# state -> (marker, style)
+_LOOK = {
+    "passed": ("●", "green"),
+    "failed": ("✗", "red"),
+    "not run": ("○", "yellow"),
+    "no file": ("◌", "dim"),
+    "not written": ("·", "dim"),
+}
+
+
+@click.group("checkpoint")
+def group() -> None:
+    """Run the capability checkpoints and see how far you have come."""
+
+
+def _state(course: Curriculum, progress: Progress, checkpoint: Checkpoint) -> str:
+    last = progress.last_run(checkpoint)
+    if last is not None:
+        return "passed" if last.get("passed") else "failed"
+    if not course.module_of(checkpoint).is_written(course.root):
+        return "not written"
+    if not checkpoint.path(course.root).is_file():
+        return "no file"
+    return "not run"
+
+
+def _styled(state: str) -> str:
+    marker, style = _LOOK[state]
+    return f"[{style}]{marker} {state}[/]"
+
+
+@group.command("status")
+@click.option("--detailed", is_flag=True, help="Also show each checkpoint's question and last run.")
+def status_command(detailed: bool) -> None:
+    """Each checkpoint, its module and its last result."""
+    course = curriculum.load()
+    progress = Progress.load(course.root)
+    table = Table(title="TinyTorch checkpoints", title_justify="left", show_lines=detailed)
+    table.add_column("Checkpoint", no_wrap=True)
+    if not detailed:
+        table.add_column("Module", no_wrap=True)
+    table.add_column("State", no_wrap=True)
+    if detailed:
+        table.add_column("Question, last run")
+    for checkpoint in course.checkpoints:
+        state = _styled(_state(course, progress, checkpoint))
+        if detailed:
+            last = progress.last_run(checkpoint)
+            ran = "" if last is None else f"\n[dim]{last['at'][:16].replace('T', ' ')}: {escape(last.get('summary', ''))}[/]"
+            table.add_row(f"{checkpoint.id}\n[dim]{checkpoint.module_folder}[/]", state, escape(checkpoint.question) + ran)
+        else:
+            table.add_row(checkpoint.id, checkpoint.module_folder, state)
+    console.print(table)
+    passed = sum(_state(course, progress, c) == "passed" for c in course.checkpoints)
+    console.print(f"{passed} of {len(course.checkpoints)} checkpoints passed.")
+
+
+@group.command("timeline")
+@click.option("--horizontal", is_flag=True, help="One line of markers instead of one row per checkpoint.")
+def timeline_command(horizontal: bool) -> None:
+    """A progress line through all the checkpoints."""
+    course = curriculum.load()
+    progress = Progress.load(course.root)
+    states = [(c, _state(course, progress, c)) for c in course.checkpoints]
+    if horizontal:
+        console.print(" ".join(f"{c.number:02d}" for c, _ in states))
+        console.print("━━".join(f"[{_LOOK[s][1]}]{_LOOK[s][0]}[/]" for _, s in states))  # one marker under each number
+    else:
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column()
+        for checkpoint, state in states:
+            marker, style = _LOOK[state]
+            table.add_row(f"[{style}]{marker}[/]", f"[{style}]{checkpoint.id}[/]", escape(checkpoint.question))
+        console.print(table)
+    passed = sum(s == "passed" for _, s in states)
+    console.print(f"{passed}/{len(states)} passed   " + "  ".join(_styled(s) for s in _LOOK))
+    upcoming = next((c for c, s in states if s != "passed"), None)
+    if upcoming is not None:
+        console.print(f"Next: checkpoint {upcoming.id} ({upcoming.module_folder}): {escape(upcoming.question)}", soft_wrap=True)
+
+
+def _runnable(course: Curriculum, number: str) -> Checkpoint:
+    checkpoint = course.checkpoint(number)
+    module = course.module_of(checkpoint)
+    if not module.is_written(course.root):
+        raise TitoError(
+            f"Checkpoint {checkpoint.id} tests {module.folder}, which is not written yet.",
+            "Run 'tito checkpoint status' to see which checkpoints can run.",
+        )
+    stale = out_of_sync(course.root, [m.dev_file(course.root) for m in course.written_modules()])
+    if stale:
+        note(f"the package is out of sync with the chapters ({stale[0]}); run 'tito module export --all' first.")
+    return checkpoint
+
+
+def _record(course: Curriculum, result: CheckpointResult) -> None:
+    progress = Progress.load(course.root)
+    progress.record(result)
+    progress.save()
+
+
+@group.command("test")
+@click.argument("number")
+def test_command(number: str) -> None:
+    """Run one checkpoint and print whether it passed."""
+    course = curriculum.load()
+    checkpoint = _runnable(course, number)
+    Progress.load(course.root)  # a damaged record stops us before the run
+    result = run_checkpoint(course.root, checkpoint)
+    _record(course, result)
+    if not result.passed:
+        raise TitoError(
+            f"Checkpoint {checkpoint.id} failed: {result.summary}",
+            f"Run 'tito checkpoint run {checkpoint.number} --verbose' to see each check.",
+        )
+    console.print(f"[green]✓ Checkpoint {checkpoint.id} passed[/] in {result.seconds:.1f} s: {result.summary}", soft_wrap=True)
+
+
+@group.command("run")
+@click.argument("number")
+@click.option("--verbose", is_flag=True, help="Show the traceback of each failing check.")
+def run_command(number: str, verbose: bool) -> None:
+    """Run one checkpoint, showing every check's result."""
+    course = curriculum.load()
+    checkpoint = _runnable(course, number)
+    Progress.load(course.root)
+    console.print(f"[bold]Checkpoint {checkpoint.id}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
+    result = run_checkpoint(course.root, checkpoint, verbose=verbose)
+    _record(course, result)
+    console.print(result.output.rstrip(), markup=False, soft_wrap=True)
+    if not result.passed:
+        module = course.module_of(checkpoint)
+        hint = (
+            f"Fix {rel(course.root, module.dev_file(course.root))}, then run 'tito module complete {module.folder}'."
+            if verbose
+            else f"Run 'tito checkpoint run {checkpoint.number} --verbose' to see each failing check's traceback."
+        )
+        raise TitoError(f"Checkpoint {checkpoint.id} failed: {result.summary}", hint)
