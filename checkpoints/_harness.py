@@ -19,8 +19,8 @@ def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
     if not checks:
         print("FAILED: this checkpoint defines no check_* functions")
         return 1
-    title = (namespace.get("__doc__") or "").strip().splitlines()[0]
-    print(title)
+    doc_lines = (namespace.get("__doc__") or "").strip().splitlines()
+    print(doc_lines[0] if doc_lines else "checkpoint")
     failures = []
     for name, fn in checks:
         what = (fn.__doc__ or name).strip().splitlines()[0]
