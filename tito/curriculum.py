@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TitoError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10, which pyproject.toml supports, has no tomllib
+    import tomli as tomllib
 
 CURRICULUM_FILE = "curriculum.toml"
 
