@@ -131,10 +131,12 @@ def _on_config_inited(app: Sphinx, config: Config) -> None:
 
 def export_all(root: Path, cur) -> None:
     _, export, _ = _tito(root)
+    from tito.errors import TitoError
+
     for module in cur.written_modules():
         try:
             result = export.export_source(root, module.dev_file(root))
-        except export.ExportError as err:
+        except TitoError as err:  # ExportError, or a damaged manifest
             raise _fail(f"export of {module.folder} failed: {err}") from None
         written = ", ".join(p.relative_to(root).as_posix() for p in result.written) or "unchanged"
         logger.info(f"[{EXTENSION}] exported {module.folder}: {written}")
@@ -163,6 +165,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _status(result) -> str:
+    """PASSED or FAILED in bold, then the harness's summary as literal text (it may hold any characters)."""
+    word = "PASSED" if result.passed else "FAILED"
+    detail = result.summary.removeprefix(word).lstrip(": ").replace("`", "'")
+    return f"**{word}** `{detail}`" if detail else f"**{word}**"
+
+
 def progress_markdown(root: Path, cur, results: list) -> str:
     """The progress page: one row per module, in course order."""
     by_checkpoint = {r.checkpoint.id: r for r in results}
@@ -177,9 +186,7 @@ def progress_markdown(root: Path, cur, results: list) -> str:
             status, seconds = "exported (no checkpoint of its own)", "–"
         else:
             result = by_checkpoint[cp.id]
-            status = result.summary
-            if not status.startswith(("PASSED", "FAILED")):
-                status = f"{'PASSED' if result.passed else 'FAILED'}: {status}"
+            status = _status(result)
             seconds = f"{result.seconds:.1f} s"
         checkpoint = cp.id if cp else "–"
         question = cp.question if cp else f"(builds {module.builds})"
