@@ -115,6 +115,11 @@ def sync_toc(root: Path) -> list[tuple[str, str]]:
 
 def _on_config_inited(app: Sphinx, config: Config) -> None:
     root = Path(app.srcdir)
+    # Export writes .py files into the package during the build, after the list of
+    # files to leave out was made; .py is a page format here, so exclude the package.
+    _, export, _ = _tito(root)
+    if export.PACKAGE not in config.exclude_patterns:
+        config.exclude_patterns.append(export.PACKAGE)
     for old, new in sync_toc(root):
         logger.info(f"[{EXTENSION}] {TOC_FILE}: {old} -> {new}")
     # sphinx-external-toc lists the files to build when the config is read, which
@@ -222,8 +227,10 @@ def _on_builder_inited(app: Sphinx) -> None:
     page.write_text(progress_markdown(root, cur, results), encoding="utf-8")
     failed = [r for r in results if not r.passed]
     if failed:
-        names = "; ".join(f"checkpoint {r.checkpoint.id} ({r.summary})" for r in failed)
-        raise _fail(f"{names}. Run 'tito checkpoint run N --verbose' for details.")
+        raise _fail("; ".join(
+            f"checkpoint {r.checkpoint.id}: {r.summary} (details: tito checkpoint run {r.checkpoint.number} --verbose)"
+            for r in failed
+        ))
 
 
 def _on_env_get_outdated(app: Sphinx, env: BuildEnvironment, added, changed, removed) -> list[str]:
