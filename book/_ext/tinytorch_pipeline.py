@@ -171,10 +171,12 @@ def _cell(text: str) -> str:
 
 
 def _status(result) -> str:
-    """PASSED or FAILED in bold, then the harness's summary as literal text (it may hold any characters)."""
+    """PASSED or FAILED in bold, then the harness's summary; a failure's as literal text (it may hold any characters)."""
     word = "PASSED" if result.passed else "FAILED"
     detail = result.summary.removeprefix(word).lstrip(": ").replace("`", "'")
-    return f"**{word}** `{detail}`" if detail else f"**{word}**"
+    if not detail:
+        return f"**{word}**"
+    return f"**{word}** ({_cell(detail)})" if result.passed else f"**{word}** `{detail}`"
 
 
 def progress_markdown(root: Path, cur, results: list) -> str:
