@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TitoError
+
+import tomllib
 
 CURRICULUM_FILE = "curriculum.toml"
 

@@ -1,0 +1,355 @@
+"""The book build is the pipeline: a Sphinx extension that ties it together.
+
+`jupyter-book build .` loads this extension (see `sphinx: local_extensions` in
+_config.yml). Before Sphinx reads a single page it
+
+1. keeps the chapter entries of `_toc.yml` in step with the curriculum: a
+   module's entry names its chapter (`modules/NN_name/name_dev`) once that file
+   exists, its README until then;
+2. exports every written chapter into the `tinytorch` package (any export error
+   fails the build, and a chapter that does not parse leaves the package as it was);
+3. runs the checkpoint of every written module, writes the results to
+   `book/progress.md`, and fails the build if any checkpoint fails.
+
+Then myst-nb executes every chapter against the package just exported. The
+project root is the Sphinx source directory, so a small test book in a
+temporary folder runs the same pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from sphinx import addnodes
+from sphinx.application import Sphinx
+from sphinx.config import Config
+from sphinx.environment import BuildEnvironment
+from sphinx.errors import ExtensionError
+from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+
+EXTENSION = "tinytorch_pipeline"
+TOC_FILE = "_toc.yml"
+PROGRESS_PAGE = Path("book") / "progress.md"
+PROGRESS_DOCNAME = "book/progress"
+
+# A `_toc.yml` line that names a module page: `  - file: modules/02_tensor/tensor_dev`
+_CHAPTER_ENTRY = re.compile(
+    r"^(?P<lead>[ \t]*-?[ \t]*file:[ \t]*)(?P<file>modules/(?P<folder>[^/\s#]+)/[^\s#]+)(?P<tail>[ \t]*(#.*)?)$",
+    re.MULTILINE,
+)
+
+
+def _fail(message: str) -> ExtensionError:
+    return ExtensionError(message, modname=EXTENSION)
+
+
+def _tito(root: Path):
+    """Import tito's modules, from the installed project or, failing that, from the book's root."""
+    try:
+        from tito import checkpoints, curriculum, export
+    except ImportError:
+        sys.path.insert(0, str(root))
+        try:
+            from tito import checkpoints, curriculum, export
+        except ImportError as err:
+            raise _fail(f"cannot import tito ({err}); run 'pip install -e \".[dev]\"' in the checkout.") from None
+    return curriculum, export, checkpoints
+
+
+def _load_curriculum(root: Path):
+    curriculum, _, _ = _tito(root)
+    from tito.errors import TitoError
+
+    try:
+        return curriculum.load(root)
+    except TitoError as err:
+        raise _fail(str(err)) from None
+
+
+# ---- 1. the table of contents follows the curriculum ------------------------
+
+
+def sync_toc(root: Path) -> list[tuple[str, str]]:
+    """Point each module's `_toc.yml` entry at its current page; return the (old, new) entries changed.
+
+    The parts, captions and book pages of `_toc.yml` are edited by hand; only the
+    `file:` of module entries is rewritten. A module missing from `_toc.yml`, a
+    folder the curriculum does not know, or chapters out of course order fail the build.
+    """
+    cur = _load_curriculum(root)
+    path = root / TOC_FILE
+    text = path.read_text(encoding="utf-8")
+    entries = list(_CHAPTER_ENTRY.finditer(text))
+    listed = [m["folder"] for m in entries]
+    by_folder = {m.folder: m for m in cur.modules}
+    unknown = [f for f in listed if f not in by_folder]
+    if unknown:
+        raise _fail(f"{TOC_FILE} names modules/{unknown[0]}, which curriculum.toml does not list; remove that entry.")
+    missing = [m.folder for m in cur.modules if m.folder not in listed]
+    if missing:
+        raise _fail(f"{TOC_FILE} has no entry for modules/{missing[0]}; add '- file: modules/{missing[0]}/README' to a part, in course order.")
+    expected = [m.folder for m in cur.modules]
+    if listed != expected:
+        first = next(i for i, (a, b) in enumerate(zip(listed, expected)) if a != b)
+        raise _fail(f"{TOC_FILE} lists modules/{listed[first]} where curriculum.toml has {expected[first]}; list chapters in course order, once each.")
+    changes = []
+
+    def replace(match: re.Match) -> str:
+        new = by_folder[match["folder"]].toc_entry(root)
+        if match["file"] != new:
+            changes.append((match["file"], new))
+        return f"{match['lead']}{new}{match['tail']}"
+
+    updated = _CHAPTER_ENTRY.sub(replace, text)
+    if updated != text:
+        path.write_text(updated, encoding="utf-8")
+    return changes
+
+
+def _on_config_inited(app: Sphinx, config: Config) -> None:
+    root = Path(app.srcdir)
+    # Export writes .py files into the package during the build, after the list of
+    # files to leave out was made; .py is a page format here, so exclude the package.
+    _, export, _ = _tito(root)
+    if export.PACKAGE not in config.exclude_patterns:
+        config.exclude_patterns.append(export.PACKAGE)
+    for old, new in sync_toc(root):
+        logger.info(f"[{EXTENSION}] {TOC_FILE}: {old} -> {new}")
+    # sphinx-external-toc lists the files to build when the config is read, which
+    # is before builder-inited writes the real progress page: on a fresh clone the
+    # page must already exist then, or it would be left out of the book.
+    page = root / PROGRESS_PAGE
+    if not page.exists():
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text("# Progress\n\nThe checkpoints have not run yet.\n", encoding="utf-8")
+
+
+# ---- 2. export, 3. checkpoints -----------------------------------------------
+
+
+def export_all(root: Path, cur) -> None:
+    _, export, _ = _tito(root)
+    from tito.errors import TitoError
+
+    for module in cur.written_modules():
+        try:
+            result = export.export_source(root, module.dev_file(root))
+        except TitoError as err:  # ExportError, or a damaged manifest
+            raise _fail(f"export of {module.folder} failed: {err}") from None
+        written = ", ".join(p.relative_to(root).as_posix() for p in result.written) or "unchanged"
+        logger.info(f"[{EXTENSION}] exported {module.folder}: {written}")
+
+
+def run_checkpoints(root: Path, cur) -> list:
+    """Run the checkpoint of every written module, in course order; a missing file counts as a failure."""
+    _, _, checkpoints = _tito(root)
+    from tito.errors import TitoError
+
+    results = []
+    for module in cur.written_modules():
+        if module.checkpoint is None:
+            continue
+        try:
+            result = checkpoints.run_checkpoint(root, module.checkpoint)
+        except TitoError as err:
+            result = checkpoints.CheckpointResult(module.checkpoint, False, 0.0, f"FAILED: {err}")
+        status = "PASSED" if result.passed else "FAILED"
+        logger.info(f"[{EXTENSION}] checkpoint {module.checkpoint.id}: {status} ({result.seconds:.1f} s)")
+        results.append(result)
+    return results
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _status(result) -> str:
+    """PASSED or FAILED in bold, then the harness's summary; a failure's as literal text (it may hold any characters)."""
+    word = "PASSED" if result.passed else "FAILED"
+    detail = result.summary.removeprefix(word).lstrip(": ").replace("`", "'")
+    if not detail:
+        return f"**{word}**"
+    return f"**{word}** ({_cell(detail)})" if result.passed else f"**{word}** `{detail}`"
+
+
+def progress_markdown(root: Path, cur, results: list) -> str:
+    """The progress page: one row per module, in course order."""
+    by_checkpoint = {r.checkpoint.id: r for r in results}
+    rows = []
+    for module in cur.modules:
+        cp = module.checkpoint
+        page = module.toc_entry(root)
+        link = f"{{doc}}`{module.folder} </{page}>`"
+        if not module.is_written(root):
+            status, seconds = "not yet written", "–"
+        elif cp is None:
+            status, seconds = "exported (no checkpoint of its own)", "–"
+        else:
+            result = by_checkpoint[cp.id]
+            status = _status(result)
+            seconds = f"{result.seconds:.1f} s"
+        checkpoint = cp.id if cp else "–"
+        question = cp.question if cp else f"(builds {module.builds})"
+        rows.append(f"| {checkpoint} | {_cell(question)} | {link} | {_cell(status)} | {seconds} |")
+    passed = sum(r.passed for r in results)
+    written = len(cur.written_modules())
+    lines = [
+        "# Progress",
+        "",
+        "This page is written by the book build: it exported every written chapter into",
+        "`tinytorch`, then ran each written module's checkpoint against that package.",
+        f"{written} of {len(cur.modules)} chapters are written; {passed} of {len(results)} checkpoints run passed.",
+        "Run one yourself with `tito checkpoint run N`.",
+        "",
+        "| checkpoint | question | module | status | time |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _on_builder_inited(app: Sphinx) -> None:
+    root = Path(app.srcdir)
+    cur = _load_curriculum(root)
+    # Chapters execute in kernels started from this process: make them import
+    # this book's package, the one exported below, before any installed copy.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    export_all(root, cur)
+    results = run_checkpoints(root, cur)
+    page = root / PROGRESS_PAGE
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(progress_markdown(root, cur, results), encoding="utf-8")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise _fail("; ".join(
+            f"checkpoint {r.checkpoint.id}: {r.summary} (details: tito checkpoint run {r.checkpoint.number} --verbose)"
+            for r in failed
+        ))
+
+
+def _on_env_get_outdated(app: Sphinx, env: BuildEnvironment, added, changed, removed) -> list[str]:
+    """Re-execute every chapter on every build: a chapter's output depends on the package, not only its own source."""
+    root = Path(app.srcdir)
+    cur = _load_curriculum(root)
+    pages = [m.toc_entry(root) for m in cur.written_modules()] + [PROGRESS_DOCNAME]
+    return [p for p in pages if p in env.found_docs]
+
+
+# ---- the package's layers, drawn from _toc.yml's parts and the curriculum -----
+
+
+def layers_mermaid(root: Path) -> str:
+    """Mermaid source: one box per part of the book, left to right, each module's export target inside.
+
+    A module whose chapter is written (so its package file is exported) is drawn
+    solid, the others dashed; an arrow means "is built on by".
+    """
+    import yaml
+
+    def label(text: str) -> str:
+        return text.replace('"', "#quot;")
+
+    cur = _load_curriculum(root)
+    by_folder = {m.folder: m for m in cur.modules}
+    toc = yaml.safe_load((root / TOC_FILE).read_text(encoding="utf-8"))
+    lines = ["flowchart LR"]
+    parts = []
+    for index, part in enumerate(toc.get("parts", [])):
+        folders = []
+        for chapter in part.get("chapters", []):
+            match = _CHAPTER_ENTRY.match(f"- file: {chapter.get('file', '')}")
+            if match and match["folder"] in by_folder:
+                folders.append(match["folder"])
+        if not folders:
+            continue
+        part_id = f"part{index}"
+        parts.append(part_id)
+        lines.append(f'  subgraph {part_id}["{label(part.get("caption", ""))}"]')
+        lines.append("    direction TB")
+        for folder in folders:
+            module = by_folder[folder]
+            style = "written" if module.is_written(root) else "planned"
+            lines.append(f'    m{module.number}["<b>{module.export}</b><br/>{module.number} {label(module.title)}"]:::{style}')
+        # With the parts linked, Mermaid stacks a part's modules only when they are linked too.
+        if len(folders) > 1:
+            lines.append("    " + " ~~~ ".join(f"m{by_folder[f].number}" for f in folders))
+        lines.append("  end")
+    lines += [f"  {a} --> {b}" for a, b in zip(parts, parts[1:])]
+    lines += [
+        "  classDef written stroke-width:2px",
+        "  classDef planned stroke-dasharray:5 5,opacity:0.7",
+    ]
+    return "\n".join(lines)
+
+
+class LayersDirective(SphinxDirective):
+    """`{tinytorch-layers}`: the package's layers as a Mermaid diagram, always current."""
+
+    has_content = False
+
+    def run(self) -> list:
+        from offline_mermaid import mermaid
+
+        root = Path(self.env.srcdir)
+        # Redraw when a chapter is written or the parts change.
+        self.env.note_dependency(str(root / TOC_FILE))
+        self.env.note_dependency(str(root / "curriculum.toml"))
+        node = mermaid(source=layers_mermaid(root))
+        self.set_source_info(node)
+        return [node]
+
+
+# ---- links between module pages ------------------------------------------------
+
+
+class ModuleLinks(SphinxPostTransform):
+    """Point a link to a module's README at the module's page in the book.
+
+    READMEs link to each other (`[02_tensor](../02_tensor/README.md)`), which reads
+    well on a code host; in the book a written module's page is its chapter and its
+    README is left out, so such a link is pointed at the chapter instead.
+    Runs before MyST resolves links (its resolver has priority 9).
+    """
+
+    default_priority = 8
+
+    def run(self, **kwargs) -> None:
+        root = Path(self.env.srcdir)
+        cur = None
+        for node in self.document.findall(addnodes.pending_xref):
+            if node.get("reftype") != "myst":
+                continue
+            if node.get("refdomain") == "doc":
+                target = node["reftarget"]
+            elif node.get("refdomain") is None:
+                refdoc = node.get("refdoc", self.env.docname)
+                path = (root / refdoc).parent / node["reftarget"].split("#", 1)[0]
+                target = os.path.relpath(path, root).replace(os.sep, "/").removesuffix(".md")
+            else:
+                continue
+            match = re.fullmatch(r"modules/([^/]+)/README", target)
+            if not match or target in self.env.all_docs:
+                continue
+            cur = cur or _load_curriculum(root)
+            module = next((m for m in cur.modules if m.folder == match[1]), None)
+            if module is not None:
+                node["refdomain"], node["reftarget"], node["reftargetid"] = "doc", module.toc_entry(root), None
+
+
+def setup(app: Sphinx) -> dict:
+    app.setup_extension("offline_mermaid")
+    app.add_directive("tinytorch-layers", LayersDirective)
+    # Before sphinx-external-toc reads _toc.yml (it listens at priority 900).
+    app.connect("config-inited", _on_config_inited, priority=400)
+    app.connect("builder-inited", _on_builder_inited)
+    app.connect("env-get-outdated", _on_env_get_outdated)
+    app.add_post_transform(ModuleLinks)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
