@@ -351,7 +351,10 @@ cores, one delayed thread stalls all of them, and a matmul can run many times
 slower than on a quiet machine (the note above flags it). That is why
 benchmarks report the fastest of several runs, and why servers that run
 several processes cap each one's BLAS threads.
+"""
 
+# %% [markdown]
+"""
 ## Production context
 
 PyTorch needs the same knowledge. `python -m torch.utils.collect_env` prints

@@ -584,8 +584,9 @@ The class reads top to bottom in five parts:
 
 `__array_ufunc__ = None` tells NumPy to hand mixed expressions to us: with it,
 `np.float32(2) * x` and `array + x` call our reflected operators and stay
-Tensors (and stay recorded in the graph) instead of NumPy turning `x` into an
-array of objects.
+Tensors (and stay recorded in the graph), instead of NumPy converting `x` to a
+plain array and returning a plain array that no gradient could flow through.
+(`np.asarray(x)` still works, through `__array__`, when you do want the values.)
 """
 
 
@@ -1373,7 +1374,10 @@ runs out first for matmul; elementwise operations are limited by memory
 bandwidth long before their arithmetic; and a Python-level loop over small
 tensors pays the per-operation overhead on every step, which is why chapter 06
 turns convolution into one big matmul (im2col) instead of many small ones.
+"""
 
+# %% [markdown]
+"""
 ## Production context: PyTorch's tensors
 
 PyTorch's `torch.Tensor` has the same anatomy, with the storage made explicit.
