@@ -15,9 +15,32 @@
 """
 # Tensor
 
-Every number a neural network touches lives in a tensor: the pixels of an
-image, the weights of a layer, the gradient that updates them. This chapter
-builds TinyTorch's `Tensor` on top of a NumPy array.
+Every number a neural network touches lives in a tensor: the pixels of a batch
+of images, the weights of a layer, the activations flowing between layers, the
+gradients that update the weights. A framework is, first of all, a way of
+storing those numbers and of doing arithmetic on them quickly. Everything else
+in this course (layers, convolutions, attention, optimizers, a small GPT) is
+written in terms of the `Tensor` you build in this chapter.
+
+We build it on top of a NumPy array, and NumPy does the number crunching. Our
+job is the layer above: deciding what a tensor *is* (its storage, dtype, shape
+and strides), which operations exist, what shapes they accept and what errors
+they give, which operations share memory and which copy it, and, most
+importantly for later, routing every operation through a small set of
+*primitives* so that chapter 09 can teach the tensor to compute gradients
+without changing a line of this chapter.
+
+**What you will be able to do afterwards**
+
+- explain how an n-dimensional array is a flat block of memory plus a dtype,
+  a shape and strides, and predict the strides of any view;
+- apply the broadcasting rule by hand, and know why it costs no memory;
+- say how much work and memory a matmul, an elementwise op and a reduction need;
+- tell a view from a copy, and measure what a copy costs;
+- use `tinytorch.Tensor`, which every later chapter imports.
+
+The code cells marked `#| export` become `tinytorch/core/tensor.py`; the other
+cells are explanations, tests and measurements.
 """
 
 # %%
@@ -31,7 +54,165 @@ import numpy as np
 
 # %% [markdown]
 """
-## Primitives: the small set of operations everything is built from
+## Background
+
+### What a tensor is: storage, dtype, shape, strides
+
+Memory is one long row of bytes. A tensor of shape `(3, 4)` is therefore not
+stored as a grid: its 12 numbers sit one after another in a single block, the
+*storage*. Four facts turn that block back into a tensor:
+
+- **storage**: where the block starts and how long it is;
+- **dtype**: how to read the bytes (`float32`: every 4 bytes are one IEEE
+  single-precision number);
+- **shape**: how many indices each dimension has, `(3, 4)`;
+- **strides**: how far to move in the storage to step one index along each
+  dimension. For a `(3, 4)` float32 array stored row after row ("row-major",
+  or "C order") they are `(4, 1)` in elements: the next row is 4 elements on,
+  the next column 1 element on.
+
+Element `[i, j]` lives at offset `i * stride[0] + j * stride[1]` from the start
+of the storage. That single formula is what makes many operations free: a
+transpose swaps the strides, a slice changes the start and the shape, a reshape
+of row-major data picks new strides, and none of them touches a single number.
+The result is a *view*: a new shape and new strides over the same storage.
+
+NumPy reports strides in bytes, PyTorch (and our `Tensor.stride()`) in elements.
+Let us check the formula on a real array.
+"""
+
+# %%
+a = np.arange(12, dtype=np.float32).reshape(3, 4)
+storage = a.reshape(-1)                       # the same 12 numbers, in memory order
+print("shape", a.shape, "dtype", a.dtype, "strides in bytes", a.strides)
+element_strides = tuple(s // a.itemsize for s in a.strides)
+print("strides in elements", element_strides)
+i, j = 1, 2
+offset = i * element_strides[0] + j * element_strides[1]
+print(f"a[{i}, {j}] = {a[i, j]} is storage[{offset}] = {storage[offset]}")
+
+at = a.T                                      # a transpose swaps the strides ...
+print("a.T strides in elements", tuple(s // at.itemsize for s in at.strides),
+      "shares memory with a:", np.shares_memory(a, at))   # ... and copies nothing
+
+# %% [markdown]
+"""
+### dtype: why deep learning uses float32
+
+A float64 number takes 8 bytes, a float32 number 4. Halving the bytes halves
+the memory a model needs, halves the bytes every operation has to move between
+memory and the CPU, and doubles how many numbers fit in one SIMD register (a
+256-bit AVX2 register holds 8 float32 or 4 float64 values). Neural networks do
+not need 16 significant digits: their weights are noisy estimates, and float32's
+7 digits are plenty (on GPUs, training often uses 16-bit formats). That is why
+PyTorch's default dtype is float32, and ours too: a Python float becomes a
+float32 tensor. A NumPy array you pass in keeps its dtype (and its memory), so
+a float64 array stays float64 when you ask for it, which chapter 09's gradient
+checks will do to get exact enough finite differences.
+
+### Broadcasting: combining tensors of different shapes
+
+Adding a bias of shape `(F,)` to a batch of activations of shape `(B, F)` should
+add the bias to every row. NumPy's broadcasting rule, which PyTorch shares, says
+when two shapes can be combined elementwise:
+
+1. align the shapes at their **last** dimension (a missing leading dimension
+   counts as 1);
+2. each aligned pair of sizes must be **equal, or one of them must be 1**;
+3. the result takes the larger size; a size-1 dimension is repeated to match.
+
+So `(B, F) + (F,)` works, `(3, 1) + (1, 4)` gives `(3, 4)` (an outer sum), and
+`(2, 3) + (2,)` fails: the last dimensions are 3 and 2. Repeating a dimension
+costs no memory: the repeated dimension simply gets stride 0, so every step
+along it reads the same numbers again.
+"""
+
+# %%
+bias = np.array([10, 20, 30, 40], dtype=np.float32)
+repeated = np.broadcast_to(bias, (3, 4))       # what broadcasting does, made visible
+print("bias repeated over 3 rows, strides in bytes:", repeated.strides,
+      "- shares memory with bias:", np.shares_memory(repeated, bias))
+
+# %% [markdown]
+"""
+### Matmul, reductions and what they cost
+
+**Matrix multiplication** `C = A @ B` with `A` of shape `(m, k)` and `B` of
+shape `(k, n)` computes `C[i, j] = sum over p of A[i, p] * B[p, j]`: `m * n`
+outputs, each `k` multiplies and `k` adds, so **2mnk floating-point operations
+(FLOPs)**. For square `n x n` matrices that is `2n³`: double `n` and the work
+grows 8 times. With more than two dimensions, `@` treats the leading
+dimensions as a batch (and broadcasts them): `(B, m, k) @ (k, n)` is `B`
+matmuls, the shape of every attention layer in chapter 07. A 1-D operand is
+treated as a row (on the left) or column (on the right) vector, and that
+dimension is dropped from the result.
+
+**Reductions** (`sum`, `mean`, `max`) combine the numbers along one or more
+axes; the reduced axis disappears from the shape, unless `keepdims=True`
+keeps it with size 1. Keeping it matters: `x - x.max(axis=1, keepdims=True)`
+has shapes `(B, C) - (B, 1)`, which broadcasts correctly, while `(B, C) - (B,)`
+would fail (or, worse, when `B == C`, silently subtract the wrong numbers).
+
+What each kind of operation costs on `N`-element tensors (itemsize 4 bytes for
+float32):
+
+| operation | arithmetic | bytes moved (at least) | bound by |
+| --- | --- | --- | --- |
+| `a + b`, `a * b`, `exp(a)` | N | 12N (read 2, write 1) | memory bandwidth |
+| `a.sum(axis=...)` | N | 4N | memory bandwidth |
+| `A @ B`, both `n x n` | 2n³ | 12n² | arithmetic, for large n |
+| `reshape`, `transpose`, slicing (views) | 0 | 0 | Python overhead only |
+| `contiguous()` of a transposed tensor | 0 | 8N, in a cache-unfriendly order | memory latency |
+
+The ratio of arithmetic to bytes is called *arithmetic intensity*. An
+elementwise add does one FLOP per 12 bytes, so it waits on memory; a large
+matmul does `n / 6` FLOPs per byte, so it can keep the CPU's arithmetic units
+busy. This is why deep learning is organised around matmuls, and why the
+systems analysis below measures them.
+
+### Views and copies
+
+A view is free and shares memory with its source; a copy allocates new
+storage and moves every element. NumPy (and so our Tensor) makes a **view** for
+`reshape` of row-major data, `transpose`/`permute`/`T`, and basic slicing
+(`x[1:3]`, `x[:, ::2]`, `x[0]`). It makes a **copy** for fancy indexing with an
+index array or a boolean mask (`x[[0, 2]]`, `x[x > 0]`), for `reshape` when the
+strides cannot express the new shape (a transposed tensor flattened), for
+`contiguous()` of a tensor that is not row-major, and for every arithmetic
+result. Sharing memory has a consequence you must remember: writing into a
+view's array changes the original too.
+"""
+
+# %% [markdown]
+"""
+## Implementation
+
+### Step 1: primitives, the small set of operations everything is built from
+
+Later in the course a network will compute a loss from millions of numbers
+through hundreds of operations, and training needs the derivative of that loss
+with respect to every weight. Chapter 09 builds *automatic differentiation*
+for that: every operation records which inputs produced its output, and a
+backward pass walks those records in reverse, applying each operation's
+derivative rule.
+
+That only works if there is a **small, fixed set of operations** whose
+derivatives are known. So every operation on a tensor goes through a
+*primitive*: a subclass of `Function` with a `forward` that works on plain
+NumPy arrays. Subtraction is addition of a negation, division is
+multiplication by a power of -1, `mean` is a sum times a constant: they are
+*compositions* of primitives and need no derivative of their own. In this
+chapter the primitives only compute forward values and remember what their
+derivative will need (`ctx.save_for_backward(...)`, or attributes such as
+`ctx.input_shape`). In chapter 09 each one gets a `backward` rule next to its
+`forward`, and everything built on them in chapters 03 to 08 (activations,
+layers, losses, convolution, attention, normalization) becomes trainable
+without being rewritten.
+
+`Function.apply(*inputs, **options)` is how an operation runs: it turns the
+inputs' Tensors into arrays, calls `forward`, wraps the result in a Tensor and,
+only if some input `requires_grad`, records the `Function` node as the output's
+`_ctx`. Numbers (`x + 1`) become constant Tensors of the other operand's dtype.
 """
 
 
@@ -77,6 +258,16 @@ class Function:
             out.requires_grad = True
             out._ctx = ctx
         return out
+
+
+# %% [markdown]
+"""
+The primitives themselves are a few lines each. Note what each one keeps for
+later: `Mul` needs both inputs (the derivative of `a * b` with respect to `a` is
+`b`), `Exp` and `Tanh` keep their *output* (their derivatives are `exp(a)` and
+`1 - tanh(a)²`, already computed), and the shape operations keep the input
+shape so that a gradient can be reshaped back.
+"""
 
 
 # %%
@@ -181,15 +372,97 @@ class GetItem(Function):
 
 # %% [markdown]
 """
-## The Tensor
+**What the next test checks, and why.** Each primitive's `forward` is called
+directly on NumPy arrays, with a fresh node as `ctx`, and compared with values
+worked out by hand. This pins down the contract chapter 09 relies on: forward
+takes and returns plain arrays (no Tensors inside), `Max` without `keepdims`
+drops the reduced axis, and each primitive saves exactly what its backward rule
+will need (the inputs of `Mul`, the output of `Exp`, the input shape of `Sum`
+and `Reshape`, the axes of `Transpose`). It also checks that a primitive
+without a backward rule says which chapter adds one.
+"""
+
+
+# %%
+def test_unit_primitives():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    b = np.array([10.0, 20.0], dtype=np.float32)
+
+    assert np.array_equal(Add.forward(Add(), a, b), [[11, 22], [13, 24]])
+    ctx = Mul()
+    assert np.array_equal(Mul.forward(ctx, a, b), [[10, 40], [30, 80]])
+    assert ctx.saved_arrays[0] is a and ctx.saved_arrays[1] is b, "Mul must save both inputs"
+    assert np.array_equal(Neg.forward(Neg(), a), -a)
+    ctx = Pow()
+    assert np.array_equal(Pow.forward(ctx, a, 2), [[1, 4], [9, 16]]) and ctx.exponent == 2
+    ctx = Exp()
+    out = Exp.forward(ctx, a)
+    assert np.allclose(out, np.exp(a)) and ctx.saved_arrays[0] is out, "Exp saves its output"
+    assert np.allclose(Log.forward(Log(), a), np.log(a))
+    assert np.allclose(Tanh.forward(Tanh(), a), np.tanh(a))
+    assert np.array_equal(MatMul.forward(MatMul(), a, a), [[7, 10], [15, 22]])
+
+    ctx = Sum()
+    assert np.array_equal(Sum.forward(ctx, a, axis=0), [4, 6]) and ctx.input_shape == (2, 2)
+    assert Sum.forward(Sum(), a, axis=1, keepdims=True).shape == (2, 1)
+    assert np.array_equal(Max.forward(Max(), a, axis=1), [2, 4]), "Max without keepdims drops the axis"
+    assert Max.forward(Max(), a, axis=0, keepdims=True).shape == (1, 2)
+    assert Max.forward(Max(), a).shape == ()
+
+    ctx = Reshape()
+    assert Reshape.forward(ctx, a, (4,)).shape == (4,) and ctx.input_shape == (2, 2)
+    ctx = Transpose()
+    assert np.array_equal(Transpose.forward(ctx, a, (1, 0)), a.T) and ctx.axes == (1, 0)
+    assert np.array_equal(GetItem.forward(GetItem(), a, (slice(None), 1)), [2, 4])
+
+    try:
+        Add.backward(Add(), a)
+    except NotImplementedError as err:
+        assert "09" in str(err)
+    else:
+        raise AssertionError("a primitive without a backward rule must say so")
+    print("✓ primitives compute forward values and save what backward needs")
+
+
+test_unit_primitives()
+
+# %% [markdown]
+"""
+### Step 2: the shape rules
+
+Before an operation runs, its shapes must fit, and when they do not, the error
+should say so in terms of the tensors the learner wrote, not in terms of
+NumPy's internals. Three small pure functions hold all of the shape logic:
+
+- `_broadcast_shape(op, a, b)` implements the broadcasting rule from the
+  background section, right to left over the aligned dimensions. One detail: a
+  size-0 dimension broadcast against size 1 gives 0 (an empty batch stays
+  empty), so the result is "the size that is not 1", not the larger one.
+- `_matmul_shape(a, b)` promotes a 1-D left operand to a row `(1, k)` and a 1-D
+  right operand to a column `(k, 1)`, checks the inner dimensions, broadcasts
+  the batch dimensions, and drops the dimensions that promotion added.
+- `_resolve_shape(shape, current)` fills in a single `-1` in a reshape target
+  and checks the element count.
 """
 
 
 # %%
 #| export
-def _shape_error(op: str, a: "Tensor", b: "Tensor") -> ValueError:
-    return ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together "
-                      "(trailing dimensions must be equal or 1)")
+def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
+    """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
+
+    Align the shapes at their last dimension (a missing dimension counts as 1); each
+    aligned pair must be equal or contain a 1, and the result takes the other size.
+    """
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if da != db and da != 1 and db != 1:
+            raise ValueError(f"{op}: shapes {a} and {b} cannot be broadcast together: dimension {-i} "
+                             f"is {da} vs {db} (sizes must be equal or 1; reshape or unsqueeze one operand)")
+        out.append(db if da == 1 else da)
+    return tuple(reversed(out))
 
 
 def _reduction_args(dim, keepdim, axis, keepdims):
@@ -198,34 +471,144 @@ def _reduction_args(dim, keepdim, axis, keepdims):
     return dim, bool(keepdim if keepdims is None else keepdims)
 
 
-def _index_array(index):
-    """Tensors used as indices become their arrays (x[idx] with idx a Tensor)."""
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index
+
+def _matmul_shape(a: tuple, b: tuple) -> tuple:
+    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped)."""
+    if not a or not b:
+        raise ValueError(f"matmul: {a} @ {b}: both operands need at least one dimension (use * for scalars)")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul: {a} @ {b}: inner dimensions {a2[-1]} and {b2[-2]} differ "
+                         "(the left's last dimension must equal the right's second-to-last)")
+    try:
+        batch = _broadcast_shape("matmul", a2[:-2], b2[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: {a} @ {b}: batch dimensions {a2[:-2]} and {b2[:-2]} "
+                         "cannot be broadcast together") from None
+    return batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
-    """Fill in a single -1 and check the element count, with an error that shows both shapes."""
+    """`shape` with a single -1 filled in, checked to hold as many elements as `current`."""
     size = int(np.prod(current))
-    known = int(np.prod([d for d in shape if d != -1]))
+    shape = tuple(int(d) for d in shape)
     unknown = [i for i, d in enumerate(shape) if d == -1]
-    bad = len(unknown) > 1 or any(d < -1 for d in shape)
-    if not bad and unknown and known and size % known == 0:
+    known = int(np.prod([d for d in shape if d != -1]))
+    if len(unknown) == 1 and known > 0 and size % known == 0:
         shape = shape[:unknown[0]] + (size // known,) + shape[unknown[0] + 1:]
-    if bad or int(np.prod(shape)) != size or -1 in shape:
-        raise ValueError(f"reshape: cannot view {current} ({size} elements) as {shape}")
-    return tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape) or int(np.prod(shape)) != size:
+        raise ValueError(f"reshape: cannot reshape {current} ({size} elements) into {shape}; "
+                         f"the new shape must hold {size} elements, with at most one -1")
+    return shape
+
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** The three rules are compared with
+NumPy on cases chosen to hit each branch: missing leading dimensions, size 1 on
+either side, size 0, matrix-vector and vector-vector products, batched and
+broadcast batch dimensions, and reshapes with and without `-1`. It also checks
+that every shape that must fail raises a `ValueError` whose message names the
+operation and both shapes, because a shape mismatch is the most common bug in
+deep learning code, and the error message is where the learner finds it.
+"""
+
+
+# %%
+def test_unit_shape_rules():
+    for a, b in [((2, 3), (3,)), ((3, 1), (1, 4)), ((4, 1, 5), (3, 1)), ((), (2,)), ((0,), (1,)), ((1,), (0, 1))]:
+        assert _broadcast_shape("add", a, b) == np.broadcast_shapes(a, b), (a, b)
+    for a, b in [((2, 3), (2,)), ((3, 4), (4, 3))]:
+        try:
+            _broadcast_shape("add", a, b)
+        except ValueError as err:
+            assert str(a) in str(err) and str(b) in str(err) and str(err).startswith("add:")
+        else:
+            raise AssertionError(f"{a} and {b} must not broadcast")
+
+    for a, b in [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((5, 2, 3), (3, 4)), ((5, 1, 2, 3), (4, 3, 6))]:
+        expected = np.matmul(np.zeros(a), np.zeros(b)).shape
+        assert _matmul_shape(a, b) == expected, (a, b, _matmul_shape(a, b), expected)
+    for a, b in [((2, 3), (4, 5)), ((3,), (4,)), ((), (3,)), ((2, 2, 3), (5, 3, 4))]:
+        try:
+            _matmul_shape(a, b)
+        except ValueError as err:
+            assert str(err).startswith("matmul:") and str(a) in str(err)
+        else:
+            raise AssertionError(f"{a} @ {b} must be refused")
+
+    assert _resolve_shape((3, -1), (2, 6)) == (3, 4)
+    assert _resolve_shape((-1,), (2, 3, 4)) == (24,)
+    assert _resolve_shape((), (1, 1)) == ()
+    assert _resolve_shape((2, -1), (0, 3)) == (2, 0)
+    for bad in [(5,), (-1, -1), (5, -1), (-2, 6), (0, -1)]:
+        try:
+            _resolve_shape(bad, (2, 6))
+        except ValueError as err:
+            assert "(2, 6)" in str(err) and "12 elements" in str(err)
+        else:
+            raise AssertionError(f"(2, 6) must not reshape into {bad}")
+    print("✓ broadcasting, matmul and reshape shape rules agree with NumPy")
+
+
+test_unit_shape_rules()
+
+# %% [markdown]
+"""
+### Step 3: the Tensor
+
+Now the class itself. It holds one NumPy array, `data`, plus three fields that
+do nothing yet but are there from day one so that nothing has to change when
+gradients arrive: `requires_grad` (does a gradient need to flow to this
+tensor?), `grad` (where chapter 09 will store it) and `_ctx` (the `Function`
+node that produced this tensor, the link backward walks through).
+
+The class reads top to bottom in five parts:
+
+1. **Creation and dtype rules.** `Tensor(data, dtype=None, requires_grad=False)`
+   accepts numbers, nested lists, NumPy arrays and Tensors. Python floats
+   become float32 and Python ints int64 (PyTorch's defaults), while a NumPy
+   array keeps its dtype and is not copied, so the Tensor and the array share
+   memory, just like `torch.from_numpy`. Only floating-point tensors can
+   require gradients: a derivative with respect to an integer makes no sense.
+2. **What the tensor is.** `shape`, `dtype`, `ndim`, `numel()`, `nbytes`,
+   `stride()` (in elements, like PyTorch) and `is_contiguous()` (row-major with
+   no gaps) all read the array's own metadata: none of them costs a copy.
+3. **Arithmetic.** Every operator is a primitive or a composition of them.
+   Binary operators check shapes first with `_broadcast_shape`, so the error
+   names the operator. A number takes the tensor's float dtype, so `x * 0.5`
+   and `x * np.sqrt(2.0)` stay float32 (in NumPy 2, a float32 array times the
+   NumPy float64 scalar `np.sqrt(2.0)` silently becomes float64). True
+   division of integer tensors gives float32, as in PyTorch.
+4. **Reductions and shapes.** `sum`, `mean`, `max` take NumPy's `axis` and
+   `keepdims`; `reshape`, `permute`, `transpose`, `T` and indexing return views
+   whenever NumPy can. `view()` is stricter: like PyTorch's, it refuses to
+   copy. `contiguous()` returns the tensor itself when it is already row-major,
+   else a row-major copy made of primitives (so a gradient can flow through).
+5. **Comparisons** return boolean tensors that never carry gradients
+   (comparing is not differentiable), and `backward()` says which chapter
+   builds it.
+
+`__array_ufunc__ = None` tells NumPy to hand mixed expressions to us: with it,
+`np.float32(2) * x` and `array + x` call our reflected operators and stay
+Tensors (and stay recorded in the graph), instead of NumPy converting `x` to a
+plain array and returning a plain array that no gradient could flow through.
+(`np.asarray(x)` still works, through `__array__`, when you do want the values.)
+"""
+
+
+# %%
+#| export
+def _as_float(t: "Tensor") -> "Tensor":
+    return t if np.issubdtype(t.dtype, np.floating) else t.float()
 
 
 class Tensor:
     """An n-dimensional array that can take part in automatic differentiation.
 
-    `data` is the NumPy array holding the values. `requires_grad`, `grad` and
-    `_ctx` (the Function that produced this tensor) are the hooks chapter 09 uses.
-    """
+    `data` is the NumPy array holding the values; `requires_grad`, `grad` and `_ctx`
+    (the Function that produced this tensor) are the hooks chapter 09 uses."""
 
     # NumPy defers to our reflected operators: np.float32(2) * t stays a Tensor.
     __array_ufunc__ = None
@@ -234,8 +617,11 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         array = np.asarray(data, dtype=dtype)
-        if dtype is None and array.dtype == np.float64 and not isinstance(data, np.ndarray):
-            array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
+        if dtype is None and not isinstance(data, (np.ndarray, np.generic)):
+            if array.dtype == np.float64:
+                array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
+            elif array.dtype.kind == "i" and array.dtype != np.int64:
+                array = array.astype(np.int64)  # and Python ints int64, on every platform
         if requires_grad and not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require gradients, not {array.dtype}")
         self.data = array
@@ -244,17 +630,19 @@ class Tensor:
         self._ctx: Function | None = None
 
     @classmethod
-    def _wrap(cls, array: np.ndarray) -> "Tensor":
-        """A Tensor around an array that is already right (no checks: the fast path for ops)."""
+    def _wrap(cls, array) -> "Tensor":
+        """A Tensor around an op's result, without checks (the fast path); NumPy scalars become 0-d arrays."""
         t = cls.__new__(cls)
-        t.data, t.requires_grad, t.grad, t._ctx = array, False, None, None
+        t.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+        t.requires_grad, t.grad, t._ctx = False, None, None
         return t
 
     def _constant(self, value) -> "Tensor":
-        """A Python number or array as a Tensor of this tensor's dtype (for x + 1, x * 0.5)."""
+        """A Python number or array as a Tensor to combine with this one (x + 1, x * 0.5)."""
         if isinstance(value, np.ndarray):
             return Tensor(value)
-        return Tensor._wrap(np.asarray(value, dtype=self.data.dtype if np.issubdtype(self.data.dtype, np.floating) else None))
+        floating = np.issubdtype(self.data.dtype, np.floating)
+        return Tensor._wrap(np.asarray(value, dtype=self.data.dtype if floating else None))
 
     # ---- what the tensor is --------------------------------------------------------------
     @property
@@ -291,15 +679,28 @@ class Tensor:
         return bool(self.data.flags["C_CONTIGUOUS"])
 
     def contiguous(self) -> "Tensor":
-        return self if self.is_contiguous() else self.reshape(-1).reshape(self.shape)
+        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives)."""
+        if self.is_contiguous():
+            return self
+        flat = self.reshape(-1)  # copies into row-major order, unless NumPy can keep a strided view
+        if not flat.is_contiguous():  # a strided 1-D view such as x[::2]: gather its elements
+            flat = flat[np.arange(flat.numel())]
+        return flat.reshape(self.shape)
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)  # NumPy refuses for more than one element, as PyTorch does
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.data.dtype}{grad})"
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(t) and plotting libraries see the values (a copy only if asked for)."""
+        return np.array(self.data, dtype=dtype) if copy else np.asarray(self.data, dtype=dtype)
 
     def item(self):
         return self.data.item()
@@ -315,62 +716,61 @@ class Tensor:
         return Tensor._wrap(self.data)
 
     def float(self) -> "Tensor":
-        return Tensor(self.data.astype(np.float32))
+        """A float32 tensor: this one if it already is, else a converted copy (not recorded in the graph)."""
+        return self if self.dtype == np.float32 else Tensor(self.data.astype(np.float32))
 
     def double(self) -> "Tensor":
-        return Tensor(self.data.astype(np.float64))
+        return self if self.dtype == np.float64 else Tensor(self.data.astype(np.float64))
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
         other = other if isinstance(other, Tensor) else self._constant(other)
-        try:
-            np.broadcast_shapes(self.shape, other.shape)
-        except ValueError:
-            raise _shape_error(name, self, other) from None
+        _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
         return op.apply(self, other)
 
     def __add__(self, other):
         return self._binary(Add, other, "add")
 
-    def __radd__(self, other):
-        return self._binary(Add, other, "add")
+    __radd__ = __add__
 
     def __mul__(self, other):
         return self._binary(Mul, other, "mul")
 
-    def __rmul__(self, other):
-        return self._binary(Mul, other, "mul")
+    __rmul__ = __mul__
 
     def __neg__(self):
         return Neg.apply(self)
 
     def __sub__(self, other):
-        return self + (-(other if isinstance(other, Tensor) else self._constant(other)))
+        other = other if isinstance(other, Tensor) else self._constant(other)
+        return self._binary(Add, -other, "sub")
 
     def __rsub__(self, other):
-        return (-self) + other
+        return (-self)._binary(Add, other, "sub")
+
+    def __truediv__(self, other):
+        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch."""
+        a = _as_float(self)
+        b = _as_float(other if isinstance(other, Tensor) else a._constant(other))
+        return a._binary(Mul, b ** -1, "div")
+
+    def __rtruediv__(self, other):
+        return _as_float(self) ** -1 * other
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
-            raise TypeError("tensor ** tensor is not supported; the exponent must be a Python number")
+            raise TypeError("tensor ** tensor is not supported; use a number as the exponent, or (b * a.log()).exp()")
         return Pow.apply(self, exponent=exponent)
 
-    def __truediv__(self, other):
-        if isinstance(other, Tensor):
-            return self * other ** -1
-        return self * (1.0 / other)
-
-    def __rtruediv__(self, other):
-        return self ** -1 * other
+    def __rpow__(self, base):
+        """number ** tensor, as exp(tensor * ln(number)); the number must be positive."""
+        if np.ndim(base) != 0 or not base > 0:
+            raise ValueError(f"number ** tensor needs a positive number as the base, not {base!r}")
+        return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
         other = other if isinstance(other, Tensor) else Tensor(other)
-        if self.ndim == 0 or other.ndim == 0:
-            raise ValueError("matmul: both operands need at least one dimension")
-        inner_a = self.shape[-1]
-        inner_b = other.shape[-2] if other.ndim > 1 else other.shape[0]
-        if inner_a != inner_b:
-            raise ValueError(f"matmul: {self.shape} @ {other.shape}: inner dimensions {inner_a} and {inner_b} differ")
+        _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
         return MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
@@ -396,8 +796,8 @@ class Tensor:
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
-        count = self.data.size if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
-        return self.sum(dim, keepdim) * (1.0 / count)
+        count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+        return self.sum(dim, keepdim) / count
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """The largest values (PyTorch's `max(dim)` also returns indices; use `argmax` for those)."""
@@ -413,10 +813,18 @@ class Tensor:
         return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
 
     def view(self, *shape):
-        return self.reshape(*shape)
+        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view."""
+        out = self.reshape(*shape)
+        if out.numel() and not np.may_share_memory(out.data, self.data):
+            raise RuntimeError(f"view: shape {self.shape} with strides {self.stride()} cannot be viewed as "
+                               f"{out.shape} without a copy; use reshape() or contiguous().view()")
+        return out
 
-    def flatten(self, start_dim: int = 0):
-        return self.reshape(*self.shape[:start_dim], -1)
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % self.ndim, end_dim % self.ndim
+        return self.reshape(*self.shape[:start], int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
 
     def unsqueeze(self, dim: int):
         dim = dim if dim >= 0 else self.ndim + dim + 1
@@ -424,7 +832,7 @@ class Tensor:
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
+        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not an ordering of the {self.ndim} dimensions of {self.shape}")
         return Transpose.apply(self, axes=tuple(d % self.ndim for d in dims))
 
@@ -439,7 +847,10 @@ class Tensor:
         return Transpose.apply(self, axes=tuple(reversed(range(self.ndim))))
 
     def __getitem__(self, index):
-        return GetItem.apply(self, index=_index_array(index))
+        """Basic indexing and slicing give views; index arrays, lists and masks (Tensors too) copy."""
+        if isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return GetItem.apply(self, index=index.data if isinstance(index, Tensor) else index)
 
     # ---- comparisons give boolean tensors that carry no gradient -------------------------------
     def _compare(self, other, op) -> "Tensor":
@@ -469,3 +880,672 @@ class Tensor:
 
     def backward(self, gradient=None):
         raise RuntimeError("backward() needs autograd, which chapter 09_autograd builds.")
+
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** Creation and the dtype rules. Getting
+a dtype wrong is silent: a float64 weight matrix works, but at half the speed
+and twice the memory, and an int tensor divided by 2 that stays an int loses
+information. So the test pins down every rule: Python floats give float32,
+Python ints int64, bools stay bool, an explicit `dtype` wins, NumPy arrays keep
+their dtype *and their memory* (a write to the array shows in the tensor), a
+list is copied, an integer tensor cannot require gradients, and reductions
+return 0-d arrays rather than NumPy scalars (so `.data` is always an array).
+"""
+
+
+# %%
+def test_unit_creation():
+    assert Tensor(3.5).dtype == np.float32 and Tensor(3.5).shape == ()
+    assert Tensor([[1.0, 2.0], [3.0, 4.0]]).dtype == np.float32
+    assert Tensor([1, 2, 3]).dtype == np.int64
+    assert Tensor([True, False]).dtype == np.bool_
+    assert Tensor([1, 2], dtype=np.float64).dtype == np.float64
+    assert Tensor(np.float64(2.0)).dtype == np.float64, "a NumPy scalar keeps its dtype"
+
+    array = np.zeros(3)                       # float64
+    t = Tensor(array)
+    assert t.dtype == np.float64, "NumPy arrays keep their dtype"
+    array[0] = 7.0
+    assert t.data[0] == 7.0, "a Tensor made from an array shares its memory"
+    values = [1.0, 2.0]
+    t = Tensor(values)
+    values[0] = 99.0
+    assert t.data[0] == 1.0, "a list is copied"
+    assert Tensor(Tensor([1.0])).dtype == np.float32
+
+    try:
+        Tensor([1, 2], requires_grad=True)
+    except TypeError as err:
+        assert "int64" in str(err)
+    else:
+        raise AssertionError("integer tensors cannot require gradients")
+    assert Tensor([1.0], requires_grad=True).requires_grad
+
+    s = Tensor([1.0, 2.0]).sum()
+    assert isinstance(s.data, np.ndarray) and s.shape == () and s.item() == 3.0
+    assert Tensor([[1, 2]]).tolist() == [[1, 2]]
+    assert np.array_equal(np.asarray(Tensor([1.0, 2.0])), [1.0, 2.0])
+    assert "tensor([1., 2.], dtype=float32)" == repr(Tensor([1.0, 2.0]))
+    print("✓ creation and dtype rules")
+
+
+test_unit_creation()
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** The storage description: `nbytes`,
+`numel()`, and `stride()` in elements for a fresh tensor, its transpose and a
+slice, along with `is_contiguous()`. Chapter 14 (kernels) and every later
+performance question depend on knowing the memory layout, so the numbers must
+be exactly the ones the offset formula predicts: `(12, 4, 1)` for a row-major
+`(2, 3, 4)` tensor, reversed for its transpose, doubled steps for `x[:, ::2]`.
+"""
+
+
+# %%
+def test_unit_storage():
+    x = Tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    assert x.numel() == 24 and x.nbytes == 96 and x.ndim == 3 and x.dim() == 3
+    assert x.size() == (2, 3, 4) and x.size(1) == 3 and len(x) == 2
+    assert x.stride() == (12, 4, 1) and x.stride(0) == 12 and x.is_contiguous()
+    xt = x.T
+    assert xt.shape == (4, 3, 2) and xt.stride() == (1, 4, 12) and not xt.is_contiguous()
+    s = x[:, :, ::2]
+    assert s.stride() == (12, 4, 2) and not s.is_contiguous()
+    assert Tensor(np.zeros(5, dtype=np.float64)).nbytes == 40
+    assert Tensor(np.zeros((3, 2), dtype=np.float64)).stride() == (2, 1), "strides count elements, not bytes"
+    print("✓ storage, strides and contiguity")
+
+
+test_unit_storage()
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** Elementwise arithmetic with
+broadcasting. Every expected value is worked out by hand, so an operator that
+does the wrong thing (a `+` that subtracts, a `/` that multiplies) fails
+immediately. The broadcasting cases are the ones networks use: a bias `(F,)`
+added to a batch `(B, F)`, and a column `(3, 1)` against a row `(1, 4)`. Scalars
+must keep float32 (a float64 result would double memory downstream),
+reflected operators (`1 - x`, `2 / x`, `2 ** x`, `np.float32(2) * x`) must
+work, and an incompatible pair must raise a `ValueError` that names both
+shapes.
+"""
+
+
+# %%
+def test_unit_arithmetic():
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]])
+    y = Tensor([10.0, 20.0])
+    assert np.array_equal((x + y).data, [[11, 22], [13, 24]])
+    assert np.array_equal((x - y).data, [[-9, -18], [-7, -16]])
+    assert np.array_equal((x * y).data, [[10, 40], [30, 80]])
+    assert np.allclose((x / y).data, [[0.1, 0.1], [0.3, 0.2]])
+    assert np.array_equal((-x).data, [[-1, -2], [-3, -4]])
+    assert np.array_equal((x ** 2).data, [[1, 4], [9, 16]])
+    assert np.allclose(x.sqrt().data, np.sqrt([[1, 2], [3, 4]]))
+    assert np.allclose(x.exp().log().data, x.data) and np.allclose(x.tanh().data, np.tanh(x.data))
+
+    col, row = Tensor([[1.0], [2.0], [3.0]]), Tensor([[10.0, 20.0, 30.0, 40.0]])
+    assert (col + row).shape == (3, 4) and (col + row).data[2, 3] == 43.0
+
+    for result in (x + 1, 1 + x, x * 0.5, 0.5 * x, x - 1, 1 - x, x / 3, 3 / x, x ** 0.5, x * np.sqrt(2.0), np.sqrt(2.0) * x):
+        assert result.dtype == np.float32, "a Python number must not change the dtype"
+    assert np.array_equal((1 - x).data, [[0, -1], [-2, -3]])
+    assert np.allclose((2 / x).data, [[2, 1], [2 / 3, 0.5]])
+    assert np.allclose((2 ** x).data, [[2, 4], [8, 16]])
+    scaled = np.float32(2) * x
+    assert isinstance(scaled, Tensor) and np.array_equal(scaled.data, [[2, 4], [6, 8]])
+    assert (Tensor([1, 2]) / 2).dtype == np.float32, "true division of integers gives float32"
+
+    try:
+        Tensor(np.zeros((2, 3))) + Tensor(np.zeros(2))
+    except ValueError as err:
+        assert "(2, 3)" in str(err) and "(2,)" in str(err) and str(err).startswith("add:")
+    else:
+        raise AssertionError("(2, 3) + (2,) must raise")
+    print("✓ arithmetic and broadcasting")
+
+
+test_unit_arithmetic()
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** Matmul against a product worked out by
+hand, against NumPy for the vector and batched cases (the batched case is
+exactly the attention shape `(batch, T, d) @ (d, d)`), and the error messages
+for inner dimensions that differ. A matmul that transposes the wrong operand
+or sums over the wrong axis still returns a matrix of plausible shape, so the
+test checks values, not only shapes.
+"""
+
+
+# %%
+def test_unit_matmul():
+    a = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])            # (2, 3)
+    b = Tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])          # (3, 2)
+    assert np.array_equal((a @ b).data, [[4, 5], [10, 11]])
+    assert np.array_equal((b @ a).data, [[1, 2, 3], [4, 5, 6], [5, 7, 9]])
+    v = Tensor([1.0, 1.0, 1.0])
+    assert np.array_equal((a @ v).data, [6, 15]) and (v @ v).shape == ()
+    rng = np.random.default_rng(0)
+    batch = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    w = rng.standard_normal((3, 2)).astype(np.float32)
+    out = Tensor(batch) @ Tensor(w)
+    assert out.shape == (4, 5, 2) and np.allclose(out.data, batch @ w, atol=1e-6)
+    assert np.allclose((batch @ Tensor(w)).data, batch @ w, atol=1e-6), "array @ tensor works too"
+
+    try:
+        a @ a
+    except ValueError as err:
+        assert "(2, 3) @ (2, 3)" in str(err) and "inner dimensions 3 and 2" in str(err)
+    else:
+        raise AssertionError("(2, 3) @ (2, 3) must raise")
+    print("✓ matmul")
+
+
+test_unit_matmul()
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** Reductions over all elements, over one
+axis, over a negative axis and over a tuple of axes, with and without
+`keepdims`. The `keepdims` shapes matter because they decide whether the result
+broadcasts back against its input; the test uses that pattern (centering the
+rows of a matrix) and checks the values. `mean` is a composition (`sum` divided
+by the count), so it must count the reduced elements, not all of them.
+"""
+
+
+# %%
+def test_unit_reductions():
+    x = Tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
+    assert x.sum().item() == 21.0 and x.sum().shape == ()
+    assert np.array_equal(x.sum(axis=0).data, [5, 7, 9])
+    assert np.array_equal(x.sum(axis=1).data, [9, 12])
+    assert x.sum(axis=1, keepdims=True).shape == (2, 1)
+    assert np.array_equal(x.sum(axis=-1).data, [9, 12])
+    assert x.sum(axis=(0, 1)).item() == 21.0
+    assert np.allclose(x.mean(axis=0).data, [2.5, 3.5, 4.5]) and np.isclose(x.mean().item(), 3.5)
+    assert x.mean().dtype == np.float32
+    assert np.array_equal(x.max(axis=1).data, [5, 6]) and x.max().item() == 6.0
+    assert x.max(axis=0, keepdims=True).shape == (1, 3)
+    assert np.array_equal(x.argmax(axis=1).data, [1, 2]) and x.argmax().item() == 5
+
+    centered = x - x.mean(axis=1, keepdims=True)             # (2, 3) - (2, 1)
+    assert np.allclose(centered.data, [[-2, 2, 0], [0, -2, 2]])
+    print("✓ reductions")
+
+
+test_unit_reductions()
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** Views and copies. `reshape`,
+`transpose`, `permute`, `T` and slicing must keep every value in the right
+place *and* share memory with the source (checked with `np.shares_memory` and
+by writing through the source). Fancy indexing and `contiguous()` of a
+transposed tensor must copy, and the copy must be row-major. `view` must
+refuse what only a copy could do, and a bad reshape must raise an error that
+shows both shapes. These are the properties that later chapters (attention
+splits heads with reshape and transpose) depend on.
+"""
+
+
+# %%
+def test_unit_views():
+    base = np.arange(6, dtype=np.float32)
+    x = Tensor(base).reshape(2, 3)
+    assert np.array_equal(x.data, [[0, 1, 2], [3, 4, 5]]) and np.shares_memory(x.data, base)
+    assert x.reshape(3, -1).shape == (3, 2) and x.reshape((6,)).shape == (6,)
+    assert x.flatten().shape == (6,) and x.unsqueeze(0).shape == (1, 2, 3) and x.unsqueeze(-1).shape == (2, 3, 1)
+    assert np.array_equal(x.T.data, [[0, 3], [1, 4], [2, 5]]) and np.shares_memory(x.T.data, base)
+    assert np.array_equal(x.transpose(0, 1).data, x.T.data)
+    y = Tensor(np.zeros((2, 3, 4)))
+    assert y.permute(2, 0, 1).shape == (4, 2, 3) and y.transpose(0, 2).shape == (4, 3, 2)
+    assert y.flatten(1).shape == (2, 12) and y.flatten(0, 1).shape == (6, 4)
+    assert np.array_equal(x[1].data, [3, 4, 5]) and np.shares_memory(x[:, 1:].data, base)
+    assert x[0, 2].item() == 2.0 and np.array_equal(x[Tensor([1, 0])].data, [[3, 4, 5], [0, 1, 2]])
+    base[0] = 100.0
+    assert x.data[0, 0] == 100.0 and x.T.data[0, 0] == 100.0, "views see writes to the storage"
+
+    picked = x[[0, 1], [2, 0]]                                 # fancy indexing copies
+    assert np.array_equal(picked.data, [2, 3]) and not np.shares_memory(picked.data, base)
+    c = x.T.contiguous()
+    assert c.is_contiguous() and np.array_equal(c.data, x.T.data) and not np.shares_memory(c.data, base)
+    assert x.contiguous() is x, "an already contiguous tensor is returned as is"
+    strided = Tensor(np.arange(10.0))[::2]
+    assert strided.contiguous().is_contiguous() and strided.contiguous().tolist() == [0, 2, 4, 6, 8]
+
+    assert np.shares_memory(x.view(3, 2).data, base)
+    try:
+        x.T.view(6)
+    except RuntimeError as err:
+        assert "reshape()" in str(err)
+    else:
+        raise AssertionError("view() of a transposed tensor needs a copy and must refuse")
+    try:
+        x.reshape(4, 2)
+    except ValueError as err:
+        assert "(2, 3)" in str(err) and "(4, 2)" in str(err)
+    else:
+        raise AssertionError("(2, 3) cannot be reshaped into (4, 2)")
+    print("✓ views and copies")
+
+
+test_unit_views()
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** The hooks for chapter 09. An
+operation on a tensor that requires gradients must produce a tensor that
+requires gradients and remembers its `Function` node and inputs; an operation
+on plain tensors must record nothing (no memory kept alive for a graph nobody
+will use), and neither must anything while `Function.grad_enabled` is off,
+which is how `no_grad()` will work. Comparisons never require gradients.
+`backward()` must point at the chapter that implements it.
+"""
+
+
+# %%
+def test_unit_graph_hooks():
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    y = (w * 3).sum()
+    assert y.requires_grad and isinstance(y._ctx, Sum)
+    product = y._ctx.inputs[0]
+    assert isinstance(product._ctx, Mul) and product._ctx.inputs[0] is w
+    assert product._ctx.needs_input_grad == (True, False), "the constant 3 needs no gradient"
+
+    plain = Tensor([1.0, 2.0]) * 3
+    assert not plain.requires_grad and plain._ctx is None
+    assert (w > 1).requires_grad is False and (w > 1).dtype == np.bool_
+    assert w.detach()._ctx is None and np.shares_memory(w.detach().data, w.data)
+
+    Function.grad_enabled = False
+    try:
+        assert (w * 2)._ctx is None
+    finally:
+        Function.grad_enabled = True
+    try:
+        y.backward()
+    except RuntimeError as err:
+        assert "09" in str(err)
+    else:
+        raise AssertionError("backward() must say that chapter 09 builds it")
+    print("✓ graph hooks are ready for autograd")
+
+
+test_unit_graph_hooks()
+
+# %% [markdown]
+"""
+## Systems analysis
+
+Everything in this section is measured on the machine running this chapter, so
+your numbers will differ from a classmate's. Look at the ratios, which are far
+more stable than the absolute times.
+
+### Memory: float32, float64 and Python lists
+
+A dtype fixes the cost of every element. `nbytes` gives it exactly, and Python's
+`tracemalloc` (NumPy reports its array allocations to it) shows what creating a
+tensor really allocates, including temporary arrays that exist only while the
+constructor runs. A Python list is also measured, because that is where data
+often starts: every element is a pointer to a separate float object.
+"""
+
+# %%
+import tracemalloc
+
+
+def traced(make):
+    """Run make(); return (result, bytes still allocated, peak bytes allocated while it ran)."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    result = make()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, current - before, peak - before
+
+
+N = 1_000_000
+values, list_bytes, _ = traced(lambda: [float(i) for i in range(N)])
+t32, kept32, peak32 = traced(lambda: Tensor(values))
+array64 = np.arange(N, dtype=np.float64)
+t64, kept64, _ = traced(lambda: Tensor(array64))
+down, kept_down, _ = traced(lambda: t64.float())
+
+print(f"{N:,} numbers as ...                        bytes kept   bytes/number")
+print(f"  a Python list of floats                 {list_bytes:>12,}   {list_bytes / N:6.1f}")
+print(f"  Tensor(list) -> float32                 {kept32:>12,}   {kept32 / N:6.1f}"
+      f"   (peak {peak32:,}: a float64 array exists while converting)")
+print(f"  Tensor(float64 array), shares memory    {kept64:>12,}   {kept64 / N:6.1f}")
+print(f"  float64 tensor .float() -> float32      {kept_down:>12,}   {kept_down / N:6.1f}")
+print(f"nbytes: float32 {t32.nbytes:,} vs float64 {t64.nbytes:,} (ratio {t64.nbytes / t32.nbytes:.0f}x)")
+del values
+
+# %% [markdown]
+"""
+Three lessons. A Python list of floats costs about 8 times more than a float32
+tensor, which is why data pipelines keep numbers in arrays. Building a tensor
+from a list briefly needs more than the tensor itself (NumPy first builds a
+float64 array, then we convert it), so for large data, convert once, early.
+And wrapping an existing array costs nothing, because the tensor *is* that
+array: the same storage, no copy.
+
+### Views versus copies
+
+Which operations allocate? The table applies each operation to a 1000 × 1000
+float32 tensor (4 MB) and reports whether the result shares memory with it,
+how many bytes the operation allocated, and the result's strides.
+"""
+
+# %%
+x = Tensor(np.random.default_rng(0).random((1000, 1000), dtype=np.float32))
+operations = {
+    "x.reshape(500, 2000)": lambda: x.reshape(500, 2000),
+    "x.T": lambda: x.T,
+    "x.transpose(0, 1)": lambda: x.transpose(0, 1),
+    "x[10:20]": lambda: x[10:20],
+    "x[:, ::2]": lambda: x[:, ::2],
+    "x[0]": lambda: x[0],
+    "x.T.reshape(-1)": lambda: x.T.reshape(-1),
+    "x.T.contiguous()": lambda: x.T.contiguous(),
+    "x[[0, 5, 9]]": lambda: x[[0, 5, 9]],
+    "x[x > 0.5]": lambda: x[x > 0.5],
+    "x + 0": lambda: x + 0,
+}
+print(f"{'operation':22} {'view?':6} {'bytes allocated':>16}  strides      contiguous")
+for name, op in operations.items():
+    result, allocated, _ = traced(op)
+    shared = np.shares_memory(result.data, x.data)
+    print(f"{name:22} {'view' if shared else 'COPY':6} {allocated:>16,}  {str(result.stride()):12} {result.is_contiguous()}")
+
+# %% [markdown]
+"""
+Views cost a few hundred bytes (a new array header) whatever the tensor's size;
+copies cost the whole result. Two rows deserve a second look. `x.T.reshape(-1)`
+copies even though a reshape usually does not: after a transpose, the elements
+in row-major order of `x.T` are not evenly spaced in memory, so no strides can
+describe them. And `x[x > 0.5]` copies, and its size depends on the data.
+
+### Strides and contiguity: what layout costs
+
+The strides decide the order in which memory is read. Memory reaches the CPU in
+64-byte cache lines (16 float32 numbers); reading along a row uses every number
+of every line fetched, while reading down a column of a 2048 × 2048 float32
+array jumps 8 KB between elements and uses 4 bytes of each 64-byte line. We sum
+every row, then every column, one slice at a time (on the NumPy arrays directly,
+so our Python overhead does not hide the effect), and then compare copying the
+array with copying its transpose into row-major order, which is what
+`contiguous()` has to do.
+"""
+
+# %%
+import time
+
+
+def best_time(fn, repeats=5, budget=0.05):
+    """The fastest run of fn, in seconds: at least `repeats` runs, more (up to 1000) while under `budget` s.
+
+    The fastest run is the one least disturbed by other programs, so it is the most repeatable.
+    """
+    times, began = [], time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - began < budget and len(times) < 1000):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+big = Tensor(np.random.default_rng(1).random((2048, 2048), dtype=np.float32))
+A = big.data
+rows = best_time(lambda: [A[i, :].sum() for i in range(A.shape[0])])
+cols = best_time(lambda: [A[:, j].sum() for j in range(A.shape[1])])
+copy_rows = best_time(lambda: A.copy())
+copy_transposed = best_time(lambda: big.T.contiguous())
+print(f"sum 2048 rows one by one     {rows * 1e3:7.2f} ms  (stride {big.stride(1)} element)")
+print(f"sum 2048 columns one by one  {cols * 1e3:7.2f} ms  (stride {big.stride(0)} elements)"
+      f"  -> {cols / rows:.1f}x slower")
+print(f"copy the array               {copy_rows * 1e3:7.2f} ms")
+print(f"x.T.contiguous()             {copy_transposed * 1e3:7.2f} ms  -> {copy_transposed / copy_rows:.1f}x slower"
+      " for the same bytes")
+
+# %% [markdown]
+"""
+Same numbers, same arithmetic, very different times: layout alone makes the
+difference. This is why PyTorch code calls `.contiguous()` before operations
+that want row-major data, why a transpose is free but the first operation
+after it may not be, and why chapter 14 blocks its kernels to reuse each cache
+line while it is loaded.
+
+### Matmul: how time grows with size
+
+Matmul does `2n³` FLOPs on `n × n` matrices, so its time should grow like
+`n³`. We measure our `Tensor @` (which calls NumPy, which calls the BLAS
+library that chapter 01 identified) for a few sizes, fit the exponent `p` in
+`time ≈ c · nᵖ` on a log-log scale, and compute the achieved GFLOP/s (billions
+of floating-point operations per second).
+"""
+
+# %%
+sizes = [64, 128, 256, 512, 1024]
+rng = np.random.default_rng(2)
+seconds = []
+for n in sizes:
+    left = Tensor(rng.random((n, n), dtype=np.float32))
+    right = Tensor(rng.random((n, n), dtype=np.float32))
+    seconds.append(best_time(lambda: left @ right, repeats=5 if n < 1024 else 3, budget=0.2))
+seconds = np.array(seconds)
+gflops = 2 * np.array(sizes, dtype=float) ** 3 / seconds / 1e9
+slope_all = np.polyfit(np.log(sizes), np.log(seconds), 1)[0]
+slope_large = np.polyfit(np.log(sizes[-3:]), np.log(seconds[-3:]), 1)[0]
+for n, s, g in zip(sizes, seconds, gflops):
+    print(f"n = {n:5d}: {s * 1e3:8.3f} ms   {g:7.1f} GFLOP/s")
+print(f"fitted exponent: {slope_all:.2f} over all sizes, {slope_large:.2f} over n >= {sizes[-3]} (theory: 3)")
+print(f"best throughput: {gflops.max():.0f} GFLOP/s at n = {sizes[int(gflops.argmax())]}")
+if any(later < 0.5 * earlier for earlier, later in zip(gflops, gflops[1:])):
+    print("note: the throughput fell by more than half from one size to the next; another program was "
+          "probably using the cores. Rerun this cell for cleaner numbers.")
+
+small = Tensor(np.ones(1, dtype=np.float32))
+overhead = best_time(lambda: small + small, repeats=200) - best_time(lambda: small.data + small.data, repeats=200)
+print(f"Tensor overhead per operation: about {overhead * 1e6:.1f} µs")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, (ax_time, ax_rate) = plt.subplots(1, 2, figsize=(10, 3.6))
+ax_time.loglog(sizes, seconds * 1e3, "o-", label="measured")
+reference = seconds[-1] * 1e3 * (np.array(sizes) / sizes[-1]) ** 3
+ax_time.loglog(sizes, reference, "--", color="gray", label="∝ n³")
+ax_time.set(xlabel="n (matrices n × n, float32)", ylabel="time (ms)", title="matmul time")
+ax_time.legend()
+ax_rate.semilogx(sizes, gflops, "o-")
+ax_rate.set(xlabel="n", ylabel="GFLOP/s", title="achieved throughput", ylim=(0, None))
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+"""
+Read the plot from left to right. On a quiet machine, small matrices reach a
+low throughput: the fixed costs (our Python wrapper, NumPy's dispatch, waking
+the BLAS threads) are a large share of a call that does little arithmetic, so
+the measured time falls less steeply than `n³` towards small `n` and the
+exponent fitted over all sizes comes out below 3. For large matrices the time
+follows `n³` and the throughput levels off at what the CPU's arithmetic units
+and caches can deliver: that plateau is the machine's matmul speed, and the
+Tensor overhead measured above (microseconds) no longer matters. Timings on a
+shared machine are noisy: a size measured while another program was busy shows
+up as a dip in throughput and pulls the fitted exponent up, which is why we
+keep the fastest of several runs.
+
+What breaks first at scale? Memory grows like `n²` and time like `n³`, so time
+runs out first for matmul; elementwise operations are limited by memory
+bandwidth long before their arithmetic; and a Python-level loop over small
+tensors pays the per-operation overhead on every step, which is why chapter 06
+turns convolution into one big matmul (im2col) instead of many small ones.
+"""
+
+# %% [markdown]
+"""
+## Production context: PyTorch's tensors
+
+PyTorch's `torch.Tensor` has the same anatomy, with the storage made explicit.
+A tensor is a view (sizes, strides in elements, and a `storage_offset`) onto a
+`torch.UntypedStorage`, a flat block of bytes that several tensors can share.
+`t.stride()`, `t.is_contiguous()` and `t.contiguous()` mean exactly what ours
+mean. Some differences are worth knowing:
+
+- `torch.from_numpy(a)` shares memory with the array, as our `Tensor(a)` does;
+  `torch.tensor(a)` always copies.
+- `view()` never copies and raises when the strides do not allow a view;
+  `reshape()` copies only when it must. Ours behave the same way.
+- PyTorch does not allow negative strides (NumPy's `x[::-1]` is a view; in
+  PyTorch `flip` copies).
+- The default floating dtype is float32 (`torch.get_default_dtype()`), for the
+  memory and speed reasons measured above; GPUs then go further with float16,
+  bfloat16 and tensor cores.
+- Instead of NumPy, PyTorch dispatches every operation through a C++ dispatcher
+  to a kernel for the tensor's device (CPU, CUDA, ...) and dtype; autograd is
+  one more dispatch layer that records the graph, the same job our `Function.apply`
+  does. Its per-operation overhead is also microseconds, which is why
+  `torch.compile` fuses many small operations into one.
+
+If PyTorch is installed, the next cell shows the same facts on a real PyTorch tensor.
+"""
+
+# %%
+try:
+    import torch
+except ImportError:
+    torch = None
+if torch is None:
+    print("PyTorch is not installed; the comparison is skipped (the course does not need it).")
+else:
+    shared_array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    pt = torch.from_numpy(shared_array)
+    shared_array[0, 0] = 100.0
+    print("torch.from_numpy shares memory:", pt[0, 0].item() == 100.0)
+    print("strides:", pt.stride(), "transposed:", pt.T.stride(), "contiguous:", pt.T.is_contiguous(),
+          "| ours:", Tensor(shared_array).stride(), Tensor(shared_array).T.stride())
+    print("storage bytes:", pt.untyped_storage().nbytes(), "| default dtype:", torch.get_default_dtype(),
+          "| torch.tensor([0.5]).dtype:", torch.tensor([0.5]).dtype)
+    try:
+        pt.T.view(-1)
+    except RuntimeError as err:
+        print("PyTorch's view() refuses too:", str(err).splitlines()[0][:70], "...")
+
+# %% [markdown]
+"""
+## Integration
+
+Chapter 01 described the machine; this chapter's Tensor now computes on it.
+The cell below uses both from the exported `tinytorch` package, the code that
+later chapters import, and builds the forward pass of a tiny classifier out of
+nothing but Tensor operations: a dense layer (matmul plus a broadcast bias), a
+numerically stable softmax (max, subtract, exp, sum with `keepdims`, divide),
+and a mean squared error. Because the weights `requires_grad`, the loss
+remembers the graph that produced it, which is what chapter 09 will walk
+backward.
+"""
+
+# %%
+import tinytorch
+from tinytorch.core.setup import system_info
+
+info = system_info()
+print(f"tinytorch {tinytorch.__version__} on Python {info['python']}, NumPy {info['numpy']} "
+      f"with {info['blas'] or 'an unknown BLAS'}, {info['cpu_count']} cores")
+
+T = tinytorch.Tensor                                     # the exported class, not this notebook's
+rng = np.random.default_rng(3)
+inputs = T(rng.standard_normal((4, 3)).astype(np.float32))          # (B=4, features=3)
+weight = T(rng.standard_normal((3, 2)).astype(np.float32) * 0.5, requires_grad=True)
+bias = T(np.zeros(2, dtype=np.float32), requires_grad=True)
+targets = T([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+
+logits = inputs @ weight + bias                          # (4, 3) @ (3, 2) + (2,) -> (4, 2)
+shifted = logits - logits.max(axis=1, keepdims=True)     # (4, 2) - (4, 1): stable softmax
+probs = shifted.exp() / shifted.exp().sum(axis=1, keepdims=True)
+loss = ((probs - targets) ** 2).mean()
+
+expected = np.exp(logits.data) / np.exp(logits.data).sum(axis=1, keepdims=True)
+assert np.allclose(probs.data, expected, atol=1e-6) and np.allclose(probs.sum(axis=1).data, 1.0)
+assert probs.dtype == np.float32 and loss.shape == () and loss.requires_grad
+print("probabilities per row:", np.round(probs.data.astype(float), 3).tolist())
+print(f"loss = {loss.item():.4f}, produced by {type(loss._ctx).__name__}, "
+      f"graph recorded for chapter 09: {loss._ctx is not None}")
+
+# %% [markdown]
+"""
+## Run all the tests
+"""
+
+# %%
+if __name__ == "__main__":
+    test_unit_primitives()
+    test_unit_shape_rules()
+    test_unit_creation()
+    test_unit_storage()
+    test_unit_arithmetic()
+    test_unit_matmul()
+    test_unit_reductions()
+    test_unit_views()
+    test_unit_graph_hooks()
+    print("All tests of chapter 02 passed.")
+
+
+# %% [markdown]
+"""
+## ML systems thinking
+
+1. **Memory.** A model keeps its weights, and during training one gradient per
+   weight and the activations of every layer. Using the measurements above,
+   how much memory does a 10-million-parameter model need for weights and
+   gradients in float32, and in float64? Our `Tensor(list)` briefly holds a
+   float64 copy: at what data size would that temporary matter, and how would
+   you avoid it?
+2. **Views and aliasing.** `reshape`, `transpose` and slicing share storage.
+   Write down a case where a view leads to a wrong result (hint: write into
+   `t.data` of a view and look at the original). Why does PyTorch give a
+   tensor and all its views one shared "version counter", which autograd
+   checks before it uses a saved tensor?
+3. **Layout.** Attention (chapter 07) reshapes `(B, T, C)` into
+   `(B, T, heads, C / heads)` and transposes it to `(B, heads, T, C / heads)`.
+   Which of these steps copy? Where would a `contiguous()` be needed, and what
+   would it cost for B = 32, T = 512, C = 768 in float32, given the transposed
+   copy speed you measured?
+4. **Overheads.** You measured a per-operation overhead of microseconds and
+   a large-matmul throughput in GFLOP/s. Below what matrix size does our
+   Python overhead cost more than the arithmetic? What does that suggest
+   about writing models as many small operations versus a few large ones?
+"""
+
+# %% [markdown]
+"""
+## Module summary
+
+You built `tinytorch.Tensor`, the data structure every later chapter uses:
+
+- a tensor is a storage plus a dtype, a shape and strides; the offset formula
+  explains why transpose, reshape and slicing are free views, and when a copy
+  (fancy indexing, `contiguous()`, a reshape after a transpose) is unavoidable;
+- float32 by default, for half the memory and twice the SIMD width of float64;
+  NumPy arrays keep their dtype and are shared, not copied;
+- the broadcasting rule, implemented by hand and checked against NumPy, with
+  errors that name the operation and both shapes;
+- matmul (`2mnk` FLOPs, batched), reductions with `axis` and `keepdims`;
+- every operation runs through a `Function` primitive (`Add`, `Mul`, `Neg`,
+  `Pow`, `Exp`, `Log`, `Tanh`, `MatMul`, `Sum`, `Max`, `Reshape`, `Transpose`,
+  `GetItem`), and `requires_grad`/`_ctx` already record the graph, so chapter
+  09 adds gradients by giving each primitive a `backward` rule, without
+  touching this code.
+
+You also measured, on your own machine, what float64 and Python lists cost in
+memory, which operations copy, how much slower strided access and transposed
+copies are, and how matmul time grows with size. Next, chapter 03 builds the
+activation functions (ReLU, Sigmoid, GELU, Softmax) from these operations.
+"""

@@ -145,9 +145,21 @@ class GetItem(Function):
         return a[index]
 
 
-def _shape_error(op: str, a: "Tensor", b: "Tensor") -> ValueError:
-    return ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together "
-                      "(trailing dimensions must be equal or 1)")
+def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
+    """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
+
+    Align the shapes at their last dimension (a missing dimension counts as 1); each
+    aligned pair must be equal or contain a 1, and the result takes the other size.
+    """
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        da = a[-i] if i <= len(a) else 1
+        db = b[-i] if i <= len(b) else 1
+        if da != db and da != 1 and db != 1:
+            raise ValueError(f"{op}: shapes {a} and {b} cannot be broadcast together: dimension {-i} "
+                             f"is {da} vs {db} (sizes must be equal or 1; reshape or unsqueeze one operand)")
+        out.append(db if da == 1 else da)
+    return tuple(reversed(out))
 
 
 def _reduction_args(dim, keepdim, axis, keepdims):
@@ -156,34 +168,47 @@ def _reduction_args(dim, keepdim, axis, keepdims):
     return dim, bool(keepdim if keepdims is None else keepdims)
 
 
-def _index_array(index):
-    """Tensors used as indices become their arrays (x[idx] with idx a Tensor)."""
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index
+
+def _matmul_shape(a: tuple, b: tuple) -> tuple:
+    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped)."""
+    if not a or not b:
+        raise ValueError(f"matmul: {a} @ {b}: both operands need at least one dimension (use * for scalars)")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul: {a} @ {b}: inner dimensions {a2[-1]} and {b2[-2]} differ "
+                         "(the left's last dimension must equal the right's second-to-last)")
+    try:
+        batch = _broadcast_shape("matmul", a2[:-2], b2[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: {a} @ {b}: batch dimensions {a2[:-2]} and {b2[:-2]} "
+                         "cannot be broadcast together") from None
+    return batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
-    """Fill in a single -1 and check the element count, with an error that shows both shapes."""
+    """`shape` with a single -1 filled in, checked to hold as many elements as `current`."""
     size = int(np.prod(current))
-    known = int(np.prod([d for d in shape if d != -1]))
+    shape = tuple(int(d) for d in shape)
     unknown = [i for i, d in enumerate(shape) if d == -1]
-    bad = len(unknown) > 1 or any(d < -1 for d in shape)
-    if not bad and unknown and known and size % known == 0:
+    known = int(np.prod([d for d in shape if d != -1]))
+    if len(unknown) == 1 and known > 0 and size % known == 0:
         shape = shape[:unknown[0]] + (size // known,) + shape[unknown[0] + 1:]
-    if bad or int(np.prod(shape)) != size or -1 in shape:
-        raise ValueError(f"reshape: cannot view {current} ({size} elements) as {shape}")
-    return tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape) or int(np.prod(shape)) != size:
+        raise ValueError(f"reshape: cannot reshape {current} ({size} elements) into {shape}; "
+                         f"the new shape must hold {size} elements, with at most one -1")
+    return shape
+
+
+def _as_float(t: "Tensor") -> "Tensor":
+    return t if np.issubdtype(t.dtype, np.floating) else t.float()
 
 
 class Tensor:
     """An n-dimensional array that can take part in automatic differentiation.
 
-    `data` is the NumPy array holding the values. `requires_grad`, `grad` and
-    `_ctx` (the Function that produced this tensor) are the hooks chapter 09 uses.
-    """
+    `data` is the NumPy array holding the values; `requires_grad`, `grad` and `_ctx`
+    (the Function that produced this tensor) are the hooks chapter 09 uses."""
 
     # NumPy defers to our reflected operators: np.float32(2) * t stays a Tensor.
     __array_ufunc__ = None
@@ -192,8 +217,11 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         array = np.asarray(data, dtype=dtype)
-        if dtype is None and array.dtype == np.float64 and not isinstance(data, np.ndarray):
-            array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
+        if dtype is None and not isinstance(data, (np.ndarray, np.generic)):
+            if array.dtype == np.float64:
+                array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
+            elif array.dtype.kind == "i" and array.dtype != np.int64:
+                array = array.astype(np.int64)  # and Python ints int64, on every platform
         if requires_grad and not np.issubdtype(array.dtype, np.floating):
             raise TypeError(f"only floating-point tensors can require gradients, not {array.dtype}")
         self.data = array
@@ -202,17 +230,19 @@ class Tensor:
         self._ctx: Function | None = None
 
     @classmethod
-    def _wrap(cls, array: np.ndarray) -> "Tensor":
-        """A Tensor around an array that is already right (no checks: the fast path for ops)."""
+    def _wrap(cls, array) -> "Tensor":
+        """A Tensor around an op's result, without checks (the fast path); NumPy scalars become 0-d arrays."""
         t = cls.__new__(cls)
-        t.data, t.requires_grad, t.grad, t._ctx = array, False, None, None
+        t.data = array if isinstance(array, np.ndarray) else np.asarray(array)
+        t.requires_grad, t.grad, t._ctx = False, None, None
         return t
 
     def _constant(self, value) -> "Tensor":
-        """A Python number or array as a Tensor of this tensor's dtype (for x + 1, x * 0.5)."""
+        """A Python number or array as a Tensor to combine with this one (x + 1, x * 0.5)."""
         if isinstance(value, np.ndarray):
             return Tensor(value)
-        return Tensor._wrap(np.asarray(value, dtype=self.data.dtype if np.issubdtype(self.data.dtype, np.floating) else None))
+        floating = np.issubdtype(self.data.dtype, np.floating)
+        return Tensor._wrap(np.asarray(value, dtype=self.data.dtype if floating else None))
 
     # ---- what the tensor is --------------------------------------------------------------
     @property
@@ -249,15 +279,28 @@ class Tensor:
         return bool(self.data.flags["C_CONTIGUOUS"])
 
     def contiguous(self) -> "Tensor":
-        return self if self.is_contiguous() else self.reshape(-1).reshape(self.shape)
+        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives)."""
+        if self.is_contiguous():
+            return self
+        flat = self.reshape(-1)  # copies into row-major order, unless NumPy can keep a strided view
+        if not flat.is_contiguous():  # a strided 1-D view such as x[::2]: gather its elements
+            flat = flat[np.arange(flat.numel())]
+        return flat.reshape(self.shape)
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)  # NumPy refuses for more than one element, as PyTorch does
 
     def __repr__(self) -> str:
         grad = ", requires_grad=True" if self.requires_grad else ""
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.data.dtype}{grad})"
+
+    def __array__(self, dtype=None, copy=None):
+        """np.asarray(t) and plotting libraries see the values (a copy only if asked for)."""
+        return np.array(self.data, dtype=dtype) if copy else np.asarray(self.data, dtype=dtype)
 
     def item(self):
         return self.data.item()
@@ -273,62 +316,61 @@ class Tensor:
         return Tensor._wrap(self.data)
 
     def float(self) -> "Tensor":
-        return Tensor(self.data.astype(np.float32))
+        """A float32 tensor: this one if it already is, else a converted copy (not recorded in the graph)."""
+        return self if self.dtype == np.float32 else Tensor(self.data.astype(np.float32))
 
     def double(self) -> "Tensor":
-        return Tensor(self.data.astype(np.float64))
+        return self if self.dtype == np.float64 else Tensor(self.data.astype(np.float64))
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
         other = other if isinstance(other, Tensor) else self._constant(other)
-        try:
-            np.broadcast_shapes(self.shape, other.shape)
-        except ValueError:
-            raise _shape_error(name, self, other) from None
+        _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
         return op.apply(self, other)
 
     def __add__(self, other):
         return self._binary(Add, other, "add")
 
-    def __radd__(self, other):
-        return self._binary(Add, other, "add")
+    __radd__ = __add__
 
     def __mul__(self, other):
         return self._binary(Mul, other, "mul")
 
-    def __rmul__(self, other):
-        return self._binary(Mul, other, "mul")
+    __rmul__ = __mul__
 
     def __neg__(self):
         return Neg.apply(self)
 
     def __sub__(self, other):
-        return self + (-(other if isinstance(other, Tensor) else self._constant(other)))
+        other = other if isinstance(other, Tensor) else self._constant(other)
+        return self._binary(Add, -other, "sub")
 
     def __rsub__(self, other):
-        return (-self) + other
+        return (-self)._binary(Add, other, "sub")
+
+    def __truediv__(self, other):
+        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch."""
+        a = _as_float(self)
+        b = _as_float(other if isinstance(other, Tensor) else a._constant(other))
+        return a._binary(Mul, b ** -1, "div")
+
+    def __rtruediv__(self, other):
+        return _as_float(self) ** -1 * other
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
-            raise TypeError("tensor ** tensor is not supported; the exponent must be a Python number")
+            raise TypeError("tensor ** tensor is not supported; use a number as the exponent, or (b * a.log()).exp()")
         return Pow.apply(self, exponent=exponent)
 
-    def __truediv__(self, other):
-        if isinstance(other, Tensor):
-            return self * other ** -1
-        return self * (1.0 / other)
-
-    def __rtruediv__(self, other):
-        return self ** -1 * other
+    def __rpow__(self, base):
+        """number ** tensor, as exp(tensor * ln(number)); the number must be positive."""
+        if np.ndim(base) != 0 or not base > 0:
+            raise ValueError(f"number ** tensor needs a positive number as the base, not {base!r}")
+        return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
         other = other if isinstance(other, Tensor) else Tensor(other)
-        if self.ndim == 0 or other.ndim == 0:
-            raise ValueError("matmul: both operands need at least one dimension")
-        inner_a = self.shape[-1]
-        inner_b = other.shape[-2] if other.ndim > 1 else other.shape[0]
-        if inner_a != inner_b:
-            raise ValueError(f"matmul: {self.shape} @ {other.shape}: inner dimensions {inner_a} and {inner_b} differ")
+        _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
         return MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
@@ -354,8 +396,8 @@ class Tensor:
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
-        count = self.data.size if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
-        return self.sum(dim, keepdim) * (1.0 / count)
+        count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+        return self.sum(dim, keepdim) / count
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """The largest values (PyTorch's `max(dim)` also returns indices; use `argmax` for those)."""
@@ -371,10 +413,18 @@ class Tensor:
         return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
 
     def view(self, *shape):
-        return self.reshape(*shape)
+        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view."""
+        out = self.reshape(*shape)
+        if out.numel() and not np.may_share_memory(out.data, self.data):
+            raise RuntimeError(f"view: shape {self.shape} with strides {self.stride()} cannot be viewed as "
+                               f"{out.shape} without a copy; use reshape() or contiguous().view()")
+        return out
 
-    def flatten(self, start_dim: int = 0):
-        return self.reshape(*self.shape[:start_dim], -1)
+    def flatten(self, start_dim: int = 0, end_dim: int = -1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = start_dim % self.ndim, end_dim % self.ndim
+        return self.reshape(*self.shape[:start], int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
 
     def unsqueeze(self, dim: int):
         dim = dim if dim >= 0 else self.ndim + dim + 1
@@ -382,7 +432,7 @@ class Tensor:
 
     def permute(self, *dims):
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
+        if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not an ordering of the {self.ndim} dimensions of {self.shape}")
         return Transpose.apply(self, axes=tuple(d % self.ndim for d in dims))
 
@@ -397,7 +447,10 @@ class Tensor:
         return Transpose.apply(self, axes=tuple(reversed(range(self.ndim))))
 
     def __getitem__(self, index):
-        return GetItem.apply(self, index=_index_array(index))
+        """Basic indexing and slicing give views; index arrays, lists and masks (Tensors too) copy."""
+        if isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return GetItem.apply(self, index=index.data if isinstance(index, Tensor) else index)
 
     # ---- comparisons give boolean tensors that carry no gradient -------------------------------
     def _compare(self, other, op) -> "Tensor":
