@@ -22,18 +22,44 @@ def generator() -> np.random.Generator:
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them."""
+    if len(shape) == 0:
+        raise ValueError("cannot compute fan_in/fan_out of a 0-d tensor; initialise a weight with at least 1 dimension")
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
     fan_in = shape[1] * receptive if len(shape) > 1 else shape[0]
     return fan_in, shape[0] * receptive
 
 
+def _fills_in_place(array: np.ndarray) -> bool:
+    """The generator can write float32/float64 draws straight into a contiguous array."""
+    return array.dtype in (np.float32, np.float64) and array.flags.c_contiguous and array.flags.writeable
+
+
 def uniform_(tensor, low: float, high: float):
-    tensor.data[...] = generator().uniform(low, high, tensor.shape)
+    """Fill `tensor` in place with draws from U(low, high); returns it."""
+    out = tensor.data
+    if not _fills_in_place(out):
+        out[...] = low + (high - low) * generator().random(out.shape)
+        return tensor
+    generator().random(dtype=out.dtype, out=out)   # U(0, 1), drawn into the tensor's own memory
+    out *= high - low
+    out += low
     return tensor
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0):
-    tensor.data[...] = generator().normal(mean, std, tensor.shape)
+    """Fill `tensor` in place with draws from N(mean, std²); returns it."""
+    out = tensor.data
+    if not _fills_in_place(out):
+        out[...] = generator().normal(mean, std, out.shape)
+        return tensor
+    generator().standard_normal(dtype=out.dtype, out=out)
+    out *= std
+    out += mean
+    return tensor
+
+
+def constant_(tensor, val: float):
+    tensor.data[...] = val
     return tensor
 
 
@@ -47,15 +73,47 @@ def ones_(tensor):
     return tensor
 
 
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The factor the variance rules multiply by to undo what `nonlinearity` does to the scale."""
+    if nonlinearity in ("linear", "identity", "sigmoid", "conv1d", "conv2d", "conv3d"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        return math.sqrt(2.0 / (1 + slope * slope))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; "
+                     "use linear, sigmoid, tanh, relu, leaky_relu or selu")
+
+
 def xavier_uniform_(tensor, gain: float = 1.0):
+    """Glorot: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)), i.e. Var = gain²·2/(fan_in + fan_out)."""
     fan_in, fan_out = _fans(tensor.shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
 
 
-def kaiming_uniform_(tensor, a: float = 0.0):
+def xavier_normal_(tensor, gain: float = 1.0):
+    fan_in, fan_out = _fans(tensor.shape)
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def _kaiming_std(tensor, a: float, mode: str, nonlinearity: str) -> float:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"kaiming: mode must be 'fan_in' or 'fan_out', not {mode!r}")
+    fan_in, fan_out = _fans(tensor.shape)
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+
+
+def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
     """He initialisation for ReLU nets: keeps activation variance steady through depth."""
-    fan_in, _ = _fans(tensor.shape)
-    gain = math.sqrt(2.0 / (1 + a * a))
-    bound = gain * math.sqrt(3.0 / fan_in)
+    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound)
+
+
+def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Iterator
+import math
+from collections import OrderedDict, namedtuple
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -21,32 +22,94 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
 class Module:
     """Base class of every layer and model: it finds its parameters by looking at its attributes."""
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
+    # ---- registration: every `self.name = value` passes through here ----------------------
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        registered = "_parameters" in self.__dict__
+        if isinstance(value, (Parameter, Module)) and not registered:
             raise AttributeError(f"call super().__init__() in {type(self).__name__}.__init__ before assigning {name}")
-        for registry in (self._parameters, self._modules):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
+            self._forget(name)
             self._parameters[name] = value
         elif isinstance(value, Module):
+            self._forget(name)
             self._modules[name] = value
-        elif name in self._buffers:
+        elif registered and name in self._parameters:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to parameter '{name}' of {type(self).__name__}; "
+                                "assign a Parameter (or None)")
+            self._parameters[name] = None
+        elif registered and name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} to submodule '{name}' of {type(self).__name__}; "
+                                "assign a Module (or None)")
+            self._modules[name] = None
+        elif registered and name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} to buffer '{name}' of {type(self).__name__}; "
+                                "assign a Tensor (or None)")
             self._buffers[name] = value
         object.__setattr__(self, name, value)
 
-    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+    def __delattr__(self, name):
+        if "_parameters" in self.__dict__:
+            self._forget(name)
+        object.__delattr__(self, name)
+
+    def _forget(self, name: str) -> None:
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        self._non_persistent_buffers.discard(name)
+
+    def _check_new_name(self, kind: str, name: str, registry: dict) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"call super().__init__() in {type(self).__name__}.__init__ before adding {kind} {name!r}")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{kind} name must be a non-empty string without '.', got {name!r}")
+        if hasattr(self, name) and name not in registry:
+            raise KeyError(f"attribute {name!r} already exists in {type(self).__name__}; choose another {kind} name")
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        self._check_new_name("parameter", name, self._parameters)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter({name!r}): expected a Parameter or None, got {type(param).__name__}")
+        self._parameters[name] = param
+        object.__setattr__(self, name, param)
+
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """State that is saved with the model but not trained (e.g. BatchNorm's running mean)."""
+        self._check_new_name("buffer", name, self._buffers)
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer({name!r}): expected a Tensor or None, got {type(tensor).__name__}")
         self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)   # e.g. a mask rebuilt in __init__: not in state_dict
         object.__setattr__(self, name, tensor)
+
+    def add_module(self, name: str, module: "Module | None") -> None:
+        self._check_new_name("module", name, self._modules)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module({name!r}): expected a Module or None, got {type(module).__name__}")
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
@@ -55,39 +118,71 @@ class Module:
         return self.forward(*args, **kwargs)
 
     # ---- walking the tree of modules ------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
-        yield prefix, self
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            if child is not None:
+                yield name, child
+
+    def children(self) -> Iterator["Module"]:
+        for _, child in self.named_children():
+            yield child
+
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
+        """This module and every submodule, depth first, with dotted names ('' for this one)."""
+        seen = set()
+
+        def walk(module, path):
+            if remove_duplicate:
+                if id(module) in seen:
+                    return
+                seen.add(id(module))
+            yield path, module
+            for name, child in module.named_children():
+                yield from walk(child, _join(path, name))
+
+        yield from walk(self, prefix)
 
     def modules(self) -> Iterator["Module"]:
         for _, module in self.named_modules():
             yield module
 
-    def children(self) -> Iterator["Module"]:
-        yield from self._modules.values()
-
-    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool):
         seen = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         for module_name, module in modules:
-            for name, param in module._parameters.items():
-                if param is not None and id(param) not in seen:  # a shared weight counts once
-                    seen.add(id(param))
-                    yield (f"{module_name}.{name}" if module_name else name), param
+            for name, member in getattr(module, registry).items():
+                if member is None or (remove_duplicate and id(member) in seen):
+                    continue                         # a shared weight counts once
+                seen.add(id(member))
+                yield _join(module_name, name), member
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
-    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
-        for module_name, module in self.named_modules():
-            for name, buffer in module._buffers.items():
-                if buffer is not None:
-                    yield (f"{module_name}.{name}" if module_name else name), buffer
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
-    # ---- modes and gradients ----------------------------------------------------------------
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        for _, buffer in self.named_buffers(recurse=recurse):
+            yield buffer
+
+    def apply(self, fn: Callable[["Module"], None]) -> "Module":
+        """Call fn on every submodule, then on this module (e.g. a custom initialisation)."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ---- modes, gradients, dtypes -----------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        if not isinstance(mode, bool):
+            raise ValueError(f"train(mode): mode must be True or False, not {mode!r}")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
@@ -95,41 +190,86 @@ class Module:
     def eval(self) -> "Module":
         return self.train(False)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for param in self.parameters():
-            param.grad = None
+            if set_to_none:
+                param.grad = None
+            elif param.grad is not None:
+                param.grad.data[...] = 0
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Freeze (False) or unfreeze every parameter, e.g. to fine-tune only the last layer."""
+        for param in self.parameters():
+            param.requires_grad = requires_grad
+        return self
+
+    def _cast(self, dtype) -> "Module":
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            if np.issubdtype(tensor.dtype, np.floating):
+                tensor.data = tensor.data.astype(dtype)
+                if tensor.grad is not None:
+                    tensor.grad.data = tensor.grad.data.astype(dtype)
+        return self
+
+    def float(self) -> "Module":
+        """Cast floating-point parameters and buffers to float32, in place (same Parameter objects)."""
+        return self._cast(np.float32)
+
+    def double(self) -> "Module":
+        """Cast floating-point parameters and buffers to float64, in place (for gradcheck)."""
+        return self._cast(np.float64)
 
     # ---- saving and loading -------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Every parameter and buffer by dotted name, as arrays (copies: later steps do not change them)."""
-        state = OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
-        state.update((name, b.data.copy()) for name, b in self.named_buffers())
+    def _state_tensors(self) -> "OrderedDict[str, Tensor]":
+        """Parameters and persistent buffers by dotted name, in PyTorch's state_dict order."""
+        state = OrderedDict()
+        for module_name, module in self.named_modules(remove_duplicate=False):
+            for name, param in module._parameters.items():
+                if param is not None:
+                    state[_join(module_name, name)] = param
+            for name, buffer in module._buffers.items():
+                if buffer is not None and name not in module._non_persistent_buffers:
+                    state[_join(module_name, name)] = buffer
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter and buffer by dotted name, as arrays (copies: later steps do not change them)."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._state_tensors().items())
+
+    def load_state_dict(self, state: dict, strict: bool = True):
         """Copy values into this model's tensors; checks every name and shape before changing any."""
-        own = OrderedDict(self.named_parameters())
-        own.update(self.named_buffers())
+        own = self._state_tensors()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
-        if missing or unexpected:
-            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing}, unexpected {unexpected}")
-        values = {k: np.asarray(v.data if isinstance(v, Tensor) else v) for k, v in state.items()}
-        wrong = [f"{k}: {values[k].shape} vs {t.shape}" for k, t in own.items() if values[k].shape != t.shape]
-        if wrong:
-            raise ValueError(f"state_dict shapes do not fit {type(self).__name__}: " + "; ".join(wrong))
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not fit {type(self).__name__}: missing {missing}, unexpected {unexpected}; "
+                           "load one saved from the same architecture (or pass strict=False)")
+        values, wrong = {}, []
         for name, tensor in own.items():
-            tensor.data[...] = values[name]
+            if name in state:
+                value = state[name]
+                value = np.asarray(value.data if isinstance(value, Tensor) else value)
+                if value.shape != tensor.shape:
+                    wrong.append(f"{name}: {value.shape} vs {tensor.shape}")
+                values[name] = value
+        if wrong:
+            raise ValueError(f"state_dict shapes do not fit {type(self).__name__}: " + "; ".join(wrong) +
+                             " (saved value vs this model); nothing was loaded")
+        converted = {name: value.astype(own[name].dtype) for name, value in values.items()}  # may raise: nothing changed yet
+        for name, value in converted.items():
+            own[name].data[...] = value
+        return _IncompatibleKeys(missing, unexpected)
 
     # ---- printing -------------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
 
     def __repr__(self) -> str:
-        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in self._modules.items()]
-        if not lines:
+        children = [f"({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]
+        if not children:
             return f"{type(self).__name__}({self.extra_repr()})"
-        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+        lines = ([self.extra_repr()] if self.extra_repr() else []) + children
+        return f"{type(self).__name__}(\n" + "\n".join("  " + line for line in lines) + "\n)"
 
 
 class Linear(Module):
@@ -138,12 +278,19 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        bound = 1.0 / np.sqrt(in_features)  # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-        self.weight = init.uniform_(Parameter(np.empty((out_features, in_features), dtype=np.float32)), -bound, bound)
-        self.bias = init.uniform_(Parameter(np.empty(out_features, dtype=np.float32)), -bound, bound) if bias else None
+        self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
+        self.bias = Parameter(np.empty(out_features, dtype=np.float32)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias (kaiming_uniform_ with a=sqrt(5))."""
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
                              f"its last dimension must be {self.in_features}")
         out = x @ self.weight.T          # (..., in) @ (in, out) -> (..., out)
@@ -158,10 +305,28 @@ class Sequential(Module):
 
     def __init__(self, *layers):
         super().__init__()
-        self.layers = list(layers)
-        for index, layer in enumerate(layers):
-            if isinstance(layer, Module):
-                self._modules[str(index)] = layer
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            named = list(layers[0].items())                  # Sequential(OrderedDict(fc1=..., act=...))
+        else:
+            named = [(str(index), layer) for index, layer in enumerate(layers)]
+        self.layers, self._names = [], []
+        for name, layer in named:
+            self._add(name, layer)
+
+    def _add(self, name: str, layer) -> None:
+        if not callable(layer):
+            raise TypeError(f"Sequential takes Modules or callables; entry {name!r} is a {type(layer).__name__}")
+        if isinstance(layer, Module):
+            self.add_module(name, layer)
+        else:                                                 # a plain callable: in order, nothing to register
+            self._check_new_name("layer", name, {})
+            object.__setattr__(self, name, layer)
+        self.layers.append(layer)
+        self._names.append(name)
+
+    def append(self, layer) -> "Sequential":
+        self._add(str(len(self.layers)), layer)
+        return self
 
     def forward(self, x):
         for layer in self.layers:
@@ -169,6 +334,8 @@ class Sequential(Module):
         return x
 
     def __getitem__(self, index):
+        if isinstance(index, slice):                          # a slice is a Sequential, names kept (as in PyTorch)
+            return Sequential(OrderedDict(zip(self._names[index], self.layers[index])))
         return self.layers[index]
 
     def __len__(self) -> int:
@@ -178,5 +345,33 @@ class Sequential(Module):
         return iter(self.layers)
 
     def __repr__(self) -> str:
-        lines = [f"  ({i}): " + repr(layer).replace("\n", "\n  ") for i, layer in enumerate(self.layers)]
+        lines = [f"  ({name}): " + repr(layer).replace("\n", "\n  ") for name, layer in zip(self._names, self.layers)]
         return "Sequential(\n" + "\n".join(lines) + "\n)"
+
+
+class ModuleList(Module):
+    """A list of Modules that registers them (a plain Python list would hide their parameters)."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        for module in modules or []:
+            self.append(module)
+
+    def append(self, module: Module) -> "ModuleList":
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules) -> "ModuleList":
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index):
+        items = list(self._modules.values())
+        return ModuleList(items[index]) if isinstance(index, slice) else items[index]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
