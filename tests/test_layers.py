@@ -542,6 +542,13 @@ def test_sequential_append_registers_under_the_next_index():
     assert [type(layer).__name__ for layer in model] == ["Linear", "ReLU", "Linear"]
 
 
+def test_appending_to_a_slice_does_not_overwrite_a_kept_name():
+    tail = Sequential(Linear(3, 4), ReLU(), Linear(4, 2))[1:]      # names "1", "2"
+    tail.append(Linear(2, 1))
+    assert len(tail) == 3 and len(list(tail.parameters())) == 4
+    assert names(tail.named_parameters()) == ["2.weight", "2.bias", "3.weight", "3.bias"]
+
+
 def test_sequential_rejects_an_entry_that_cannot_be_called():
     with pytest.raises(TypeError, match="entry '1' is a int"):
         Sequential(Linear(2, 2), 3)

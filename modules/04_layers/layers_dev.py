@@ -114,13 +114,14 @@ For an input with `B` rows (all leading dimensions multiplied together):
 | bias adds | `B·out` (negligible next to the matmul) |
 | bytes touched (float32), at least | `4·(B·in + in·out + B·out)` |
 
-The ratio of the last two rows, FLOPs per byte, is the *arithmetic
-intensity*. For a square layer (`in = out = n`) with a single input row it is
-`2n² / 4(n² + 2n) ≈ 0.5` FLOP per byte: every weight is read from memory to be
-used exactly once, so memory bandwidth, not arithmetic, sets the speed. With a
-batch of `B` rows each weight is reused `B` times and the intensity grows
-roughly like `B/6` until the arithmetic units become the limit. That is why
-frameworks process batches, and it is the first thing we measure below.
+FLOPs divided by bytes touched is the *arithmetic intensity*. For a square
+layer (`in = out = n`) with a single input row it is `2n² / 4(n² + 2n) ≈ 0.5`
+FLOP per byte: every weight is read from memory to be used exactly once, so
+memory bandwidth, not arithmetic, sets the speed. With a batch of `B` rows each
+weight is reused `B` times: the intensity is `2Bn² / 4(n² + 2Bn)`, about `B/2`
+while `B` is much smaller than `n`, until the arithmetic units become the
+limit. That is why frameworks process batches, and it is the first thing we
+measure below.
 
 ### Why initialisation matters
 
@@ -133,9 +134,8 @@ independent weights of mean 0 and variance `Var(W)`, independent of the inputs:
     Var(y_j) = n_in · Var(W) · E[x_i²]
 
 If `x` is the ReLU of a symmetric pre-activation `z`, half of `z`'s mass is
-zeroed and `E[x²] = Var(z)/2`. So each Linear+ReLU
-block multiplies the pre-activation variance by
-`n_in·Var(W)/2`, and `L` blocks multiply it by that
+zeroed and `E[x²] = Var(z)/2`. So each Linear+ReLU block multiplies the
+pre-activation variance by `n_in·Var(W)/2`, and `L` blocks multiply it by that
 factor to the power `L`. The factor is exactly 1 when
 
     Var(W) = 2 / n_in        (Kaiming He et al., 2015)
@@ -343,9 +343,10 @@ root would not crash anything, it would just make deep models fail to learn.
 
 
 # %%
-def test_unit_initialisers():
-    from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor   # chapter 02's Tensor: the initialisers fill its .data
 
+
+def test_unit_initialisers():
     manual_seed(0)
     w = Tensor(np.empty((512, 256), dtype=np.float32))
     array_before = w.data
@@ -452,8 +453,8 @@ test_unit_parameter()
 """
 ### Module: finding parameters by walking attributes
 
-First, the problem. Here is a two-layer network written without any
-framework, with a hand-written list of its parameters, and one bug:
+First, the problem. Here is a two-layer network written without a
+`Module`, with a hand-written list of its parameters, and one bug:
 """
 
 # %%
@@ -520,7 +521,7 @@ Everything else is a walk over those dictionaries. `named_modules()` visits the
 tree depth-first, building each submodule's dotted prefix; `named_parameters()`
 lists each module's own parameters under that prefix, in registration order,
 skipping any parameter it has already yielded, so a weight shared by two layers
-(chapter 17 ties the embedding and output weights of its GPT) is counted and
+(GPT-style models tie the token embedding to the output layer) is counted and
 updated once. `state_dict()` and `load_state_dict()` sit on the same walk, and
 so do `train()`/`eval()` and `zero_grad()`.
 
@@ -1155,7 +1156,10 @@ class Sequential(Module):
         self._names.append(name)
 
     def append(self, layer) -> "Sequential":
-        self._add(str(len(self.layers)), layer)
+        index = len(self.layers)
+        while str(index) in self._names:                      # a slice keeps old names: do not reuse one
+            index += 1
+        self._add(str(index), layer)
         return self
 
     def forward(self, x):
@@ -1269,9 +1273,12 @@ test_unit_sequential()
 
 Everything below is measured while this page runs, on the machine that runs
 it; your numbers will differ from the ones in the prose, which come from the
-2-core machine the chapter was written on. Timings are the median of several
-repeats, each repeat running the call enough times to last a couple of
-milliseconds so that the clock's resolution does not matter.
+2-core machine the chapter was written on. Timings are the median of seven
+repeats, each repeat running the call enough times to last a few
+milliseconds so that the clock's resolution does not matter. If another
+program is busy on the same cores, NumPy's BLAS threads end up waiting for
+each other and a row of a table can come out many times slower than its
+neighbours: run the cell again on a quiet machine.
 
 ### What a Linear layer costs, and how it grows
 
@@ -1286,15 +1293,18 @@ import time
 import matplotlib.pyplot as plt
 
 
-def median_seconds(*fns, repeats: int = 7, min_time: float = 2e-3) -> list[float]:
+def median_seconds(*fns, repeats: int = 7, min_time: float = 3e-3) -> list[float]:
     """Median seconds per call of each fn. Each repeat loops a fn for about min_time, and the
     fns take turns within every repeat, so a burst of background load hits them alike."""
     numbers = []
     for fn in fns:
         fn()                                               # warm-up: caches, lazy allocations
-        start = time.perf_counter()
-        fn()
-        numbers.append(max(1, int(min_time / max(time.perf_counter() - start, 1e-7))))
+        once = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            once.append(time.perf_counter() - start)
+        numbers.append(max(1, int(min_time / max(min(once), 1e-7))))
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, number, record in zip(fns, numbers, times):
@@ -1326,6 +1336,7 @@ for B, t_tiny, t_numpy, g_tiny, g_numpy in batch_rows:
 per_row_small = batch_rows[0][1] / batches[0] * 1e6
 per_row_large = batch_rows[-1][1] / batches[-1] * 1e6
 print(f"time per sample: {per_row_small:.1f} µs at batch 1, {per_row_large:.2f} µs at batch {batches[-1]}")
+print(f"tinytorch's fixed cost per call (batch 1, tinytorch minus NumPy): {(batch_rows[0][1] - batch_rows[0][2]) * 1e6:.1f} µs")
 
 # %% [markdown]
 """
@@ -1334,10 +1345,11 @@ FLOPs and reaches only a small fraction of the machine's speed: every weight
 is read from memory to be used once (arithmetic intensity ≈ 0.5 FLOP/byte,
 from the background), and the fixed cost of a call (Python, the Tensor
 wrapper, dispatching to BLAS) is of the same order as the arithmetic. The
-difference between the tinytorch and NumPy columns *is* that wrapper: a few
-tens of microseconds per call, which matters at batch 1 and disappears by
-batch 256. As the batch grows each weight is reused `B` times, the time per
-sample falls by one to two orders of magnitude, and the throughput levels off
+difference between the tinytorch and NumPy columns *is* that wrapper: the
+last line printed measures it, on the order of ten microseconds per call,
+which matters at batch 1 and disappears in the noise by batch 256. As the
+batch grows each weight is reused `B` times, the time per sample falls by an
+order of magnitude or more, and the throughput levels off
 at what the BLAS library reaches on these cores. This is why training and
 batch inference use batches, and why serving one request at a time is
 expensive.
@@ -1562,7 +1574,7 @@ The names in this chapter are PyTorch's, so code written against tinytorch
 reads like PyTorch code and a PyTorch `state_dict` loads into the tinytorch
 twin of a model. The correspondence, and where the real thing does more:
 
-| tinytorch | PyTorch | what PyTorch adds |
+| tinytorch | PyTorch | where PyTorch differs or does more |
 | --- | --- | --- |
 | `Parameter(data)` | `nn.Parameter(data)` | devices, dtypes, `requires_grad` tracked by the C++ autograd engine |
 | `Module.__setattr__` registry | same three dicts | attribute reads go through `__getattr__` (we store attributes twice, see above); forward/backward hooks; `to(device)` |

@@ -325,7 +325,10 @@ class Sequential(Module):
         self._names.append(name)
 
     def append(self, layer) -> "Sequential":
-        self._add(str(len(self.layers)), layer)
+        index = len(self.layers)
+        while str(index) in self._names:                      # a slice keeps old names: do not reuse one
+            index += 1
+        self._add(str(index), layer)
         return self
 
     def forward(self, x):
