@@ -88,7 +88,7 @@ state, and so do we:
 `Linear(in_features, out_features)` computes, for an input `x` whose last
 dimension is `in_features`,
 
-    y = x Wᵀ + b,    W of shape (out_features, in_features),  b of shape (out_features,)
+    y = x Wᵀ + b        W: (out_features, in_features)    b: (out_features,)
 
 For one sample, output `j` is a weighted sum of all inputs plus an offset,
 `y_j = Σ_i W_ji·x_i + b_j`: row `j` of `W` holds the weights of output
@@ -178,8 +178,6 @@ the counterpart of `torch.nn.init`.
 
 # %%
 #| export core.init
-from __future__ import annotations
-
 import math
 
 import numpy as np
@@ -396,8 +394,6 @@ running mean in chapter 08, a constant scale. The type states the intent.
 
 # %%
 #| export
-from __future__ import annotations
-
 import math
 from collections import OrderedDict, namedtuple
 from typing import Callable, Iterator
@@ -920,8 +916,8 @@ A trained model is its architecture (code) plus its numbers (state). The
 architecture is rebuilt by running the constructor; the numbers travel in a
 `state_dict`: an ordered mapping from each dotted name to an array, in
 PyTorch's order (each module's parameters, then its buffers, then its
-children). Chapter 12 writes it to disk with `np.savez`; here we check the
-contract it must keep.
+children). Chapter 12 writes it to disk; here we check the contract it must
+keep.
 
 - **Keys are the names** `named_parameters()` and `named_buffers()` produce,
   plus, unlike those, a second key for a tied weight (PyTorch does the same:
@@ -1435,6 +1431,7 @@ plt.figure(figsize=(7, 4))
 for name in schemes:
     plt.semilogy(range(1, depth + 1), stds[name], "o-", markersize=3, label=name)
 plt.axhline(math.sqrt(1 - 1 / math.pi), color="gray", linestyle=":", label="ReLU of N(0, 2): std 0.83")
+plt.xticks([1, 5, 10, 15, 20])
 plt.xlabel("layer (Linear + ReLU)")
 plt.ylabel("std of activations (log scale)")
 plt.title(f"{depth} layers of Linear({width}, {width}) + ReLU, forward only")
@@ -1448,16 +1445,21 @@ Each curve is a straight line on the log scale, because each layer multiplies
 the variance by the same factor, as derived in the background:
 
 - **Too small** shrinks by about `0.01·√(256/2) ≈ 0.11` per layer: after 20
-  layers the activations are around 10⁻¹⁹, far below anything a float32
-  gradient step could still distinguish.
+  layers the activations are around 10⁻¹⁹ whatever the input, so the output
+  carries essentially nothing (and, as chapter 09 will show, neither do the
+  gradients flowing back).
 - **Too large** grows by about `√128 ≈ 11` per layer, to around 10²¹ after 20.
-  Float32 overflows at 3.4·10³⁸, so about 36 such layers produce `inf`, and
-  the first `inf − inf` makes everything `nan`.
+  Float32 overflows at 3.4·10³⁸: when we extended this stack, the first
+  `inf` appeared at layer 36, and the first `inf − inf` after that turns
+  values into `nan`.
 - **Xavier** loses a factor √2 per layer (it was derived for tanh, not for a
   ReLU that zeroes half its input): about 1000× smaller after 20 layers.
-- **Kaiming** stays flat near 0.83, the standard deviation of a ReLU applied to
-  a normal of variance 2, which is what it is designed to preserve. Finite
-  width makes it wobble a little from layer to layer.
+- **Kaiming** stays near 0.83, the standard deviation of a ReLU applied to a
+  normal of variance 2, which is what it is designed to preserve. It wanders
+  by some tens of percent from layer to layer (each layer's 256 random
+  weights per output are a finite sample, and the errors compound like a
+  random walk; another seed wanders differently), but it does not run away
+  by orders of magnitude.
 - **PyTorch's default** shrinks the signal by √6 per layer until the biases,
   which it does not zero, dominate: the curve flattens, but the last column
   ("spread@20", how much the outputs for different inputs still differ) shows
@@ -1695,8 +1697,8 @@ update exactly the arrays `model.parameters()` lists here.
 ## Run all the tests
 
 The block below runs every unit test of this chapter again, in order. When the
-chapter is run as a script (`python layers_dev.py`) this is what checks it;
-`tito module test 04_layers` runs it for you.
+chapter is run as a script (`python modules/04_layers/layers_dev.py` from the
+repository root), this block is what checks it.
 """
 
 # %%
