@@ -115,6 +115,16 @@ def _check_compiles(cell: _Cell, path: Path, display: str) -> None:
         raise ExportError(f"{cell.where(display, err.lineno or 1)}: {err.msg}; nothing was exported.") from None
 
 
+def _check_script(path: Path, display: str) -> None:
+    """A chapter also runs as a plain script (`tito module test`), so it must compile as one file:
+    for example `from __future__` after the first markdown cell compiles as a cell but not as a script."""
+    try:
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+    except SyntaxError as err:
+        raise ExportError(f"{display}:{err.lineno}: {err.msg} (the chapter must also run as a script); "
+                          "nothing was exported.") from None
+
+
 def target_path(root: Path, target: str) -> Path:
     return Path(root) / PACKAGE / Path(*target.split(".")).with_suffix(".py")
 
@@ -128,6 +138,8 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     default, chunks = None, {}
     for cell in cells:
         _check_compiles(cell, source, display)
+    if source.suffix == ".py":
+        _check_script(source, display)
     for cell in cells:
         for name, arg in _directives(cell.source):
             if name == "default_exp":

@@ -38,8 +38,6 @@ The cells marked `#| export` become `tinytorch/core/setup.py`.
 
 # %%
 #| export
-from __future__ import annotations
-
 import os
 import platform
 import re

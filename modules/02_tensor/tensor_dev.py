@@ -48,8 +48,6 @@ cells are explanations, tests and measurements.
 
 # %%
 #| export
-from __future__ import annotations
-
 import numpy as np
 
 # %% [markdown]
@@ -148,8 +146,8 @@ treated as a row (on the left) or column (on the right) vector, and that
 dimension is dropped from the result.
 
 **Reductions** (`sum`, `mean`, `max`) combine the numbers along one or more
-axes; the reduced axis disappears from the shape, unless `keepdims=True`
-keeps it with size 1. Keeping it matters: `x - x.max(axis=1, keepdims=True)`
+axes; the reduced axis disappears from the shape, unless `keepdim=True`
+keeps it with size 1 (PyTorch spells the arguments `dim` and `keepdim`; tinytorch also accepts NumPy's `axis` and `keepdims`). Keeping it matters: `x - x.max(dim=1, keepdim=True)`
 has shapes `(B, C) - (B, 1)`, which broadcasts correctly, while `(B, C) - (B,)`
 would fail (or, worse, when `B == C`, silently subtract the wrong numbers).
 
@@ -804,8 +802,8 @@ class Tensor:
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
         return Max.apply(self, axis=dim, keepdims=keepdim)
 
-    def argmax(self, dim=None) -> "Tensor":
-        return Tensor._wrap(np.argmax(self.data, axis=dim))
+    def argmax(self, dim=None, *, axis=None) -> "Tensor":
+        return Tensor._wrap(np.asarray(np.argmax(self.data, axis=axis if dim is None else dim)))
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):
@@ -1063,18 +1061,18 @@ by the count), so it must count the reduced elements, not all of them.
 def test_unit_reductions():
     x = Tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
     assert x.sum().item() == 21.0 and x.sum().shape == ()
-    assert np.array_equal(x.sum(axis=0).data, [5, 7, 9])
-    assert np.array_equal(x.sum(axis=1).data, [9, 12])
-    assert x.sum(axis=1, keepdims=True).shape == (2, 1)
-    assert np.array_equal(x.sum(axis=-1).data, [9, 12])
-    assert x.sum(axis=(0, 1)).item() == 21.0
-    assert np.allclose(x.mean(axis=0).data, [2.5, 3.5, 4.5]) and np.isclose(x.mean().item(), 3.5)
+    assert np.array_equal(x.sum(dim=0).data, [5, 7, 9])
+    assert np.array_equal(x.sum(dim=1).data, [9, 12])
+    assert x.sum(dim=1, keepdim=True).shape == (2, 1)
+    assert np.array_equal(x.sum(dim=-1).data, [9, 12])
+    assert x.sum(dim=(0, 1)).item() == 21.0
+    assert np.allclose(x.mean(dim=0).data, [2.5, 3.5, 4.5]) and np.isclose(x.mean().item(), 3.5)
     assert x.mean().dtype == np.float32
-    assert np.array_equal(x.max(axis=1).data, [5, 6]) and x.max().item() == 6.0
-    assert x.max(axis=0, keepdims=True).shape == (1, 3)
-    assert np.array_equal(x.argmax(axis=1).data, [1, 2]) and x.argmax().item() == 5
+    assert np.array_equal(x.max(dim=1).data, [5, 6]) and x.max().item() == 6.0
+    assert x.max(dim=0, keepdim=True).shape == (1, 3)
+    assert np.array_equal(x.argmax(dim=1).data, [1, 2]) and x.argmax().item() == 5
 
-    centered = x - x.mean(axis=1, keepdims=True)             # (2, 3) - (2, 1)
+    centered = x - x.mean(dim=1, keepdim=True)             # (2, 3) - (2, 1)
     assert np.allclose(centered.data, [[-2, 2, 0], [0, -2, 2]])
     print("✓ reductions")
 
@@ -1468,7 +1466,7 @@ bias = T(np.zeros(2, dtype=np.float32), requires_grad=True)
 targets = T([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
 
 logits = inputs @ weight + bias                          # (4, 3) @ (3, 2) + (2,) -> (4, 2)
-shifted = logits - logits.max(axis=1, keepdims=True)     # (4, 2) - (4, 1): stable softmax
+shifted = logits - logits.max(dim=1, keepdim=True)     # (4, 2) - (4, 1): stable softmax
 probs = shifted.exp() / shifted.exp().sum(axis=1, keepdims=True)
 loss = ((probs - targets) ** 2).mean()
 

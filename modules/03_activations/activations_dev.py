@@ -23,7 +23,6 @@
 
 # %%
 #| export
-from __future__ import annotations
 
 import math
 
