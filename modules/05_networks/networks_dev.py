@@ -850,23 +850,37 @@ an untrained network are small, so its loss sits just above $\log C$. When
 you train a classifier and the first loss printed is far above that, check the
 initialisation or the inputs' scale before anything else.
 
-What does the untrained network "think"? Colour the plane by its predicted
-class: the regions have nothing to do with the spirals. Chapters 09 and 10
-will compute the gradient of this very loss with respect to every parameter
-and move the parameters downhill until the regions follow the arms.
+What does the untrained network "think"? Evaluate it on a grid covering the
+plane and draw two things: the class it predicts at each point, and how
+confident it is (its largest softmax probability). The predicted regions have
+nothing to do with the arms (often one class wins everywhere), and the
+confidence is close to $1/3$ across the whole plane: the network is almost
+uniformly unsure, which is exactly what a loss of about $\log 3$ says.
+Chapters 09 and 10 will compute the gradient of this loss with respect to
+every parameter and move the parameters downhill until the regions follow the
+arms.
 """
 
 # %%
+from matplotlib.colors import ListedColormap
+
+colours = ListedColormap(["tab:blue", "tab:red", "tab:green"])
 grid_x, grid_y = np.meshgrid(np.linspace(-1.1, 1.1, 200), np.linspace(-1.1, 1.1, 200))
 grid = np.column_stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float32)      # (40000, 2)
-regions = classifier(Tensor(grid)).argmax(dim=1).data.reshape(grid_x.shape)
+grid_logits = classifier(Tensor(grid))                                            # (40000, 3)
+regions = grid_logits.argmax(dim=1).data.reshape(grid_x.shape)
+confidence = softmax(grid_logits, dim=1).data.max(axis=1).reshape(grid_x.shape)
+print(f"largest softmax probability over the plane: {confidence.min():.3f} to {confidence.max():.3f}")
 
-fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-left.scatter(X[:, 0], X[:, 1], c=y, cmap="brg", s=8)
-left.set(title="three spirals (generated with NumPy)", aspect="equal")
-right.contourf(grid_x, grid_y, regions, levels=[-0.5, 0.5, 1.5, 2.5], cmap="brg", alpha=0.3)
-right.scatter(X[:, 0], X[:, 1], c=y, cmap="brg", s=8)
-right.set(title=f"untrained MLP's predictions (accuracy {accuracy:.0%})", aspect="equal")
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+axes[0].scatter(X[:, 0], X[:, 1], c=y, cmap=colours, vmin=0, vmax=2, s=8)
+axes[0].set(title="three spirals (generated with NumPy)", aspect="equal")
+axes[1].pcolormesh(grid_x, grid_y, regions, cmap=colours, vmin=0, vmax=2, alpha=0.25, shading="auto")
+axes[1].scatter(X[:, 0], X[:, 1], c=y, cmap=colours, vmin=0, vmax=2, s=8)
+axes[1].set(title=f"untrained MLP: predicted class (accuracy {accuracy:.0%})", aspect="equal")
+mesh = axes[2].pcolormesh(grid_x, grid_y, confidence, cmap="viridis", shading="auto")
+fig.colorbar(mesh, ax=axes[2], label="largest softmax probability")
+axes[2].set(title="untrained MLP: confidence", aspect="equal")
 plt.tight_layout()
 plt.show()
 
