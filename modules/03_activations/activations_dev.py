@@ -948,10 +948,10 @@ print(f"all of gelu (x * x * x version), mixed inputs: {cost['gelu']:.2f} ns per
 Two multiplications are two SIMD sweeps that run at memory speed, whatever
 the values. NumPy turns a few exponents of `**` (2, 0.5, -1, 1) into such
 fast loops, but a general exponent goes element by element through the C
-library's `pow`, which must handle fractional exponents and, for a negative
-base, first decide whether the exponent is an integer. That path is slower
-for every input and, with common C libraries, much slower for negative ones,
-so the cost of `x ** 3` depends on the *values* in the array, not just its
+library's `pow`, which is written for any real exponent and any sign of the
+base. That path is slower for every input, and with some C libraries far
+slower again for negative bases (the table shows whether yours is one), so
+the cost of `x ** 3` can depend on the *values* in the array, not just its
 size. Tinytorch's first GELU used `x ** 3`, and the cube alone cost more than
 the rest of the function. Profile before you guess: the slow part of a
 formula is often not the one that looks expensive, and a benchmark on
@@ -988,8 +988,9 @@ for name, fn in activations.items():
 
 # %% [markdown]
 """
-Without gradients the temporaries are modest. With them, GELU keeps several
-float32 arrays the size of its input for every element: for a transformer
+Without gradients the temporaries are modest. With them, GELU and the split
+sigmoid keep about eight float32 values for every input element (tanh keeps
+nothing extra: its one saved array is its output). For a transformer
 whose MLP activations are the largest tensors in the model, that is where
 training memory goes. This is the motivation for *activation checkpointing*
 (recompute the forward in backward instead of keeping it) and for fused
@@ -1058,9 +1059,10 @@ and with gradients it also keeps copies of its intermediates.
   of allocating an output. Tinytorch has no in-place operations: they are an
   optimisation with sharp edges (autograd must check that nobody needed the
   overwritten values).
-* **Softmax.** PyTorch computes softmax in one pass over each row using the
-  *online softmax* recurrence (keep a running max and rescale the running sum
-  when it changes), which is also the heart of FlashAttention.
+* **Softmax.** Fast softmax kernels fuse the max, the exponentials, the sum
+  and the division into as few passes over each row as they can. The *online
+  softmax* recurrence (keep a running max and rescale the running sum whenever
+  it changes) needs a single pass, and is the heart of FlashAttention.
   `nn.CrossEntropyLoss` calls `log_softmax` and then picks one entry per row,
   never forming the probabilities; chapter 05 builds it the same way.
 * **GELU.** BERT and GPT-2 used the tanh form for speed; PyTorch's default is
@@ -1166,7 +1168,8 @@ if __name__ == "__main__":
    full read and write of its input. For a transformer MLP activation of shape
    (batch 32, sequence 2048, width 3072) in float32, how many bytes does one
    forward GELU move through memory in tinytorch, and in a single fused kernel
-   that reads once and writes once? Which would a faster CPU help more?
+   that reads once and writes once? Which would speed up tinytorch's GELU more:
+   faster arithmetic or more memory bandwidth?
 2. **Saved for backward.** The memory table showed how many bytes per element
    each activation keeps when its input requires a gradient. Which of them
    could, in principle, compute its derivative from its *output* alone (as

@@ -179,8 +179,8 @@ instantiated once per gap so that each gap gets its own layer object; an
 already-built callable such as `relu` or `GELU()` is used as it is, and `None`
 builds a purely linear stack. PyTorch's closest relative is
 `torchvision.ops.MLP(in_channels, hidden_channels, ...)`, whose list includes
-the output size; we keep `out_features` separate because forgetting it is a
-silent bug there.
+the output size; we keep `out_features` separate because it is easy to
+forget that the last entry of that list is the output.
 """
 
 
@@ -701,8 +701,8 @@ Activation memory is linear in the batch, and for training it is larger than
 the sum of the layer outputs, because the graph keeps intermediates that are
 not layer outputs. Past a batch of a few hundred, this small model's training
 activations outweigh its parameters; for image and sequence models, whose
-activations are per pixel or per token, the crossover comes at a batch of one
-or two. Inference is cheap by comparison: without a graph only a couple of
+activations are per pixel or per token, the crossover comes far earlier,
+often within the first few examples. Inference is cheap by comparison: without a graph only a couple of
 layer outputs exist at any moment.
 
 That is why the levers for training memory act on activations: smaller
@@ -761,9 +761,10 @@ Adam is two more copies of them.
   decomposition, with fused kernels. It adds `weight` (per-class weights),
   `ignore_index` (targets to skip, such as padding tokens, default -100),
   `label_smoothing`, class-probability targets, and inputs of shape
-  `(N, C, d1, d2, ...)` for per-pixel or per-token classification. Its
-  backward is the closed form $\text{softmax} - \text{onehot}$ rather than a
-  chain of primitive rules.
+  `(N, C, d1, d2, ...)` for per-pixel or per-token classification. Both
+  halves have hand-written backward kernels (together they give
+  $\text{softmax} - \text{onehot}$ directly) instead of a chain of primitive
+  rules like ours.
 * **`torch.nn.MSELoss`** broadcasts mismatched shapes with a warning; we
   refuse them with an error.
 * **MLPs** in PyTorch are usually written as an `nn.Sequential` by hand;
