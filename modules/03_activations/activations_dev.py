@@ -15,7 +15,55 @@
 """
 # Activations
 
-(Prose to be written.)
+A neural network layer multiplies by a matrix and adds a vector. Stack as many
+of those as you like and you still have one matrix and one vector: a hundred
+layers of pure matrix multiplication can draw exactly the same straight
+decision boundaries as one. What turns a stack of layers into something that
+can bend, fold and carve up its input space is the small function applied to
+every number between the layers: the **activation**.
+
+This chapter builds the six activations that modern networks actually use:
+
+| function | formula | where you meet it |
+| --- | --- | --- |
+| `relu` | $\max(0, x)$ | the default hidden-layer activation of CNNs and MLPs |
+| `sigmoid` | $1 / (1 + e^{-x})$ | gates of LSTMs, binary probabilities |
+| `tanh` | $(e^x - e^{-x}) / (e^x + e^{-x})$ | RNNs, bounded outputs |
+| `gelu` | $x\,\Phi(x)$ (tanh approximation) | transformers: BERT, GPT |
+| `softmax` | $e^{x_i} / \sum_j e^{x_j}$ | turning scores into a probability distribution |
+| `log_softmax` | $x_i - \log \sum_j e^{x_j}$ | the first half of every classification loss |
+
+and a class for each (`ReLU`, `Sigmoid`, `Tanh`, `GELU`, `Softmax`,
+`LogSoftmax`) that the layers of chapter 04 can hold.
+
+They look like one-liners, and three things make them worth a chapter.
+
+* **Numerics.** `exp` overflows float32 at an argument of about 88.7. A naive
+  softmax turns a logit of 1000 into `nan`; a naive log-softmax turns a
+  confident prediction into `-inf`. Every framework ships the *stable* forms,
+  and you will see exactly why.
+* **Derivatives.** Learning (chapter 09) multiplies derivatives through the
+  network. An activation whose derivative is almost zero over most of its
+  input (it *saturates*) stops the signal; one whose derivative is exactly
+  zero on half its input can *die*.
+* **Cost.** An activation does a handful of arithmetic per element, so its
+  speed is set by how many times it sweeps through memory, not by arithmetic.
+  We measure it per element on your machine, and find one spelling of $x^3$
+  that is many times slower than another.
+
+**Where this sits.** Chapter 02 built the `Tensor` and its primitives (`Add`,
+`Mul`, `Exp`, `Tanh`, `Max`, ...). Every activation here is a composition of
+those primitives, nothing else. That is a deliberate constraint: chapter 09
+gives each primitive a backward rule, and at that moment every function in
+this chapter becomes differentiable without a single line of it changing.
+
+**Learning objectives.** After this chapter you can
+
+1. show numerically why a network without nonlinearities is a single linear map;
+2. implement ReLU, sigmoid, tanh, GELU, softmax and log-softmax from Tensor primitives;
+3. explain and demonstrate overflow in `exp`, and write the shifted (stable) forms;
+4. read an activation's derivative curve and say where it saturates;
+5. measure the time and memory an elementwise function costs per element, and say why.
 """
 
 # %%
@@ -26,7 +74,166 @@
 
 import math
 
+import numpy as np
+
 from tinytorch.core.tensor import Tensor
+
+# %% [markdown]
+"""
+The cell below imports what the chapter itself uses for demonstrations,
+measurements and plots. None of it goes into the package.
+"""
+
+# %%
+import time
+import tracemalloc
+import warnings
+
+import matplotlib.pyplot as plt
+
+# %% [markdown]
+"""
+## Background: why a network needs nonlinearity
+
+A linear layer computes $y = W x + b$. Feed its output into a second one:
+
+$$W_2 (W_1 x + b_1) + b_2 = (W_2 W_1)\,x + (W_2 b_1 + b_2) = W x + b.$$
+
+The composition is again *one* affine map, with $W = W_2 W_1$ and
+$b = W_2 b_1 + b_2$. By induction, any depth of linear layers collapses
+into a single layer. Depth only helps if something between the layers is
+not linear.
+
+Do not take the algebra on trust: build a three-layer linear network with
+random weights, collapse it into one matrix and one vector, and compare the
+outputs on a batch.
+"""
+
+# %%
+rng = np.random.default_rng(0)
+shapes = [(3, 8), (8, 16), (16, 2)]                      # (in, out) of three layers
+weights = [Tensor(rng.standard_normal((o, i)).astype(np.float32) / math.sqrt(i)) for i, o in shapes]
+biases = [Tensor(rng.standard_normal(o).astype(np.float32)) for _, o in shapes]
+x = Tensor(rng.uniform(-3, 3, (500, 3)).astype(np.float32))   # a batch of 500 points in 3-D
+
+h = x
+for W, b in zip(weights, biases):
+    h = h @ W.T + b                                     # (500, in) @ (in, out) -> (500, out)
+deep = h
+
+W_total = weights[2] @ weights[1] @ weights[0]          # (2, 16) @ (16, 8) @ (8, 3) -> (2, 3)
+b_total = (weights[2] @ (weights[1] @ biases[0] + biases[1])) + biases[2]
+shallow = x @ W_total.T + b_total
+
+print(f"three linear layers vs one collapsed layer: max |difference| = "
+      f"{np.abs(deep.data - shallow.data).max():.2e} (float32 rounding)")
+
+# %% [markdown]
+"""
+The difference is float32 rounding, nothing more: the three layers *are* one
+layer. Now put a nonlinearity between them, here $\max(0, h)$ written
+directly in NumPy (we build the real `relu` below), and ask the strongest
+question we can: what is the *best* single affine map that imitates this
+network? Least squares answers it. If the network were still affine, the best
+fit would reproduce it to rounding error.
+"""
+
+
+# %%
+def best_affine_fit_error(inputs: np.ndarray, outputs: np.ndarray) -> float:
+    """Relative error of the least-squares affine map inputs -> outputs (0 means: it is affine)."""
+    design = np.hstack([inputs, np.ones((len(inputs), 1))]).astype(np.float64)   # [x, 1]
+    coef, *_ = np.linalg.lstsq(design, outputs.astype(np.float64), rcond=None)
+    residual = design @ coef - outputs
+    return float(np.linalg.norm(residual) / np.linalg.norm(outputs - outputs.mean(axis=0)))
+
+
+h = x.data
+for i, (W, b) in enumerate(zip(weights, biases)):
+    h = h @ W.data.T + b.data
+    if i < len(weights) - 1:
+        h = np.maximum(h, 0)                          # the nonlinearity between layers
+with_relu = h
+
+print(f"best affine fit to the linear stack:        relative error {best_affine_fit_error(x.data, deep.data):.1e}")
+print(f"best affine fit to the same stack with ReLU: relative error {best_affine_fit_error(x.data, with_relu):.1e}")
+
+# %% [markdown]
+"""
+With the nonlinearity no affine map comes close: the network now computes a
+function that bends. A ReLU network is *piecewise* linear: each neuron's
+$\max(0, \cdot)$ splits the input space along a hyperplane, and inside each
+of the resulting regions the network is affine. More neurons and more layers
+make more regions, which is how a ReLU network approximates curved
+functions. (The *universal approximation theorem* makes this precise: one
+hidden layer with enough units approximates any continuous function on a
+bounded domain, for any non-polynomial activation.)
+
+## Background: the six functions
+
+Write $x$ for one input element. The elementwise activations and their derivatives:
+
+| | $f(x)$ | $f'(x)$ | range | $f'$ at its largest |
+| --- | --- | --- | --- | --- |
+| ReLU | $\max(0, x)$ | $1$ if $x > 0$ else $0$ | $[0, \infty)$ | 1 (for every $x > 0$) |
+| sigmoid $\sigma$ | $\dfrac{1}{1 + e^{-x}}$ | $\sigma(x)\,(1 - \sigma(x))$ | $(0, 1)$ | 0.25 at $x = 0$ |
+| tanh | $\dfrac{e^{x} - e^{-x}}{e^{x} + e^{-x}} = 2\sigma(2x) - 1$ | $1 - \tanh^2 x$ | $(-1, 1)$ | 1 at $x = 0$ |
+| GELU | $x\,\Phi(x) = \tfrac{x}{2}\left(1 + \operatorname{erf}(x/\sqrt 2)\right)$ | $\Phi(x) + x\,\varphi(x)$ | $[-0.17, \infty)$ | about 1.13 near $x = 1.4$ |
+
+$\Phi$ and $\varphi$ are the standard normal CDF and density. GELU weights
+its input by the probability that a standard normal variable lies below it:
+near zero it behaves like $x/2$, far to the right like $x$, far to the left
+like 0, and, unlike ReLU, it is smooth and dips slightly below zero.
+
+Two derivative facts matter most for learning:
+
+* **Saturation.** $\sigma'(x)$ and $\tanh'(x)$ fall towards zero as $|x|$
+  grows: $\sigma'(5) \approx 0.0066$, $\tanh'(5) \approx 0.00018$. Backpropagation
+  multiplies one such factor per layer, so ten sigmoid layers scale a gradient
+  by at most $0.25^{10} \approx 10^{-6}$: the *vanishing gradient*.
+* **Dead units.** ReLU's derivative is exactly 1 for $x > 0$ (nothing vanishes
+  there) and exactly 0 for $x < 0$. A unit whose input is negative for every
+  example never gets a gradient again.
+
+Softmax and log-softmax act on a whole vector $z \in \mathbb{R}^C$ (one row of
+scores, or *logits*, per example) rather than on one element:
+
+$$\operatorname{softmax}(z)_i = \frac{e^{z_i}}{\sum_j e^{z_j}}, \qquad
+\operatorname{log\_softmax}(z)_i = z_i - \log \sum_j e^{z_j}.$$
+
+The outputs of softmax are positive and sum to one, so they can be read as
+class probabilities. Its derivative is a $C \times C$ matrix,
+$\partial s_i / \partial z_j = s_i(\delta_{ij} - s_j)$. Both functions are
+unchanged when the same constant is added to every $z_i$, because $e^{z_i + c}
+= e^c e^{z_i}$ and $e^c$ cancels. That one line is what makes them computable
+for huge logits, as the implementation shows.
+
+**Cost.** Every function here does $O(1)$ work per element, so a tensor of
+$n$ elements costs $O(n)$, and softmax over rows of length $C$ costs $O(N C)$
+for $N$ rows: a max, an exponential and a sum, and a division. A matrix
+multiplication does $k$ multiply-adds for each output element ($k$ the inner
+dimension, often hundreds); an activation does a few operations per element,
+so its arithmetic is cheap and what costs time is reading and writing memory. Each Tensor operation reads its inputs and
+writes a new array, so the number of operations in a formula is, to first
+order, the number of sweeps through memory it costs.
+"""
+
+# %% [markdown]
+"""
+## Implementation
+
+Every function below takes a `Tensor` and returns a new `Tensor`, and is
+written only with Tensor operations. Comparisons such as `x > 0` give boolean
+tensors that carry no gradient; they are the masks that select between
+branches.
+
+### ReLU
+
+$\max(0, x)$ is $x$ times a mask that is 1 where $x > 0$ and 0 elsewhere. Written
+that way it is a single `Mul` primitive, and its derivative falls out of
+`Mul`'s: the gradient flows through where the mask is 1 and is blocked where it
+is 0.
+"""
 
 
 # %%
@@ -36,44 +243,454 @@ def relu(x: Tensor) -> Tensor:
     return x * (x > 0)
 
 
+# %% [markdown]
+"""
+Two details of the mask form that you will see in printed outputs. A negative
+input times 0 gives `-0.0` in IEEE arithmetic: it prints as `-0.` and compares
+equal to `0.0`, so nothing downstream can tell the difference. And
+$-\infty \cdot 0$ is `nan`, so `relu(-inf)` is `nan` here where PyTorch's
+`relu`, a compare-and-select kernel, returns 0. Finite inputs are unaffected.
+
+**Test.** `test_unit_relu` checks ReLU against NumPy's `maximum` on random
+inputs, that the output keeps the input's dtype and shape (a float32 network
+must stay float32, or its memory doubles), and that huge inputs pass through
+unchanged.
+"""
+
+
+# %%
+def test_unit_relu():
+    values = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    out = relu(Tensor(values))
+    assert out.shape == (4, 5) and out.dtype == np.float32, f"relu changed shape/dtype: {out.shape} {out.dtype}"
+    np.testing.assert_array_equal(out.data, np.maximum(values, 0))
+    big = relu(Tensor(np.array([-1e30, -1.0, 0.0, 2.5, 1e30], dtype=np.float32)))
+    np.testing.assert_array_equal(big.data, np.array([0.0, 0.0, 0.0, 2.5, 1e30], dtype=np.float32))
+    print("✓ relu: max(0, x), dtype and shape kept")
+
+
+test_unit_relu()
+
+# %% [markdown]
+"""
+### Sigmoid: three ways to write one formula
+
+The textbook form $1/(1 + e^{-x})$ has a problem for very negative $x$:
+$e^{-x}$ overflows. In float32 that happens for $x < -88.7$. The forward
+value survives by luck ($1/(1 + \infty) = 0$, the right answer), but the
+derivative does not: written out by the chain rule it is
+$e^{-x} / (1 + e^{-x})^2 = \infty / \infty$, which is `nan`. When chapter 09
+computes gradients by the chain rule, that `nan` is exactly what it would get.
+"""
+
+
+# %%
+def naive_sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def naive_sigmoid_derivative(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-x)
+    return e / (1.0 + e) ** 2                     # the chain rule applied to the formula above
+
+
+probe = np.array([-1000.0, -100.0, -20.0, 0.0, 20.0], dtype=np.float32)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print("naive sigmoid:           ", naive_sigmoid(probe))
+    print("its derivative formula:  ", naive_sigmoid_derivative(probe))
+for warning in caught:
+    print("NumPy warned:", warning.message)
+
+# %% [markdown]
+"""
+The fix uses a rule that comes back in softmax: **never exponentiate a
+positive number.** Let $z = e^{-|x|}$, which lies in $(0, 1]$ for every $x$.
+Then
+
+$$\sigma(x) = \begin{cases} \dfrac{1}{1 + z} & x \ge 0 \\[2mm] \dfrac{z}{1 + z} & x < 0 \end{cases}$$
+
+(the second line is the first multiplied above and below by $e^{x}$). No
+exponent is positive, so nothing overflows, and in the left tail the result is
+$z/(1+z)$, a tiny number computed *as* a tiny number, with full relative
+precision.
+
+A shortcut many libraries use is $\sigma(x) = (1 + \tanh(x/2))/2$. It cannot
+overflow either, but for very negative $x$ it computes $1 + (-0.99999\ldots)$,
+subtracting two nearly equal numbers. In float32, whose spacing just below 1
+is $6 \times 10^{-8}$, every value of $\sigma$ smaller than that is lost. The
+cell after the implementation measures this.
+
+In Tensor operations the branch becomes a 0/1 mask. The mask and the $\pm 1$
+sign are constants computed from the input's values (like the mask in `relu`);
+the gradient flows through $x$ in `x * sign`, which is $|x|$ with the right slope
+on each side.
+"""
+
+
+# %%
+#| export
 def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2, which never overflows."""
-    return ((x * 0.5).tanh() + 1.0) * 0.5
+    """1 / (1 + e^-x), computed from z = e^-|x| so that no exponent is ever positive.
+
+    For x >= 0 it is 1 / (1 + z); for x < 0 the same value is z / (1 + z). z lies in
+    (0, 1], so nothing overflows and the tiny values of the left tail keep full precision.
+    """
+    below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's
+    z = (x * Tensor(2 * below - 1)).exp()               # x * (-1 or +1) = -|x|, so z = e^-|x|
+    numerator = z * Tensor(below) + Tensor(1 - below)   # z where x < 0, 1 where x >= 0
+    return numerator / (z + 1.0)
 
 
+# %% [markdown]
+"""
+Compare the three forms in float32 against a float64 reference (where
+$e^{20}$ is no trouble at all). The tanh shortcut returns exactly 0 for
+$\sigma(-20) \approx 2 \times 10^{-9}$; the split form keeps all its digits.
+"""
+
+# %%
+tails = np.array([-80.0, -30.0, -20.0, -17.0, -5.0, 0.0, 5.0, 30.0], dtype=np.float32)
+reference = 1.0 / (1.0 + np.exp(-tails.astype(np.float64)))
+via_tanh = (1.0 + np.tanh(tails / 2)) / 2
+split = sigmoid(Tensor(tails)).data
+print(f"{'x':>7} {'float64 reference':>18} {'tanh form (f32)':>16} {'split form (f32)':>17}")
+for x_i, r, t, s in zip(tails, reference, via_tanh, split):
+    print(f"{x_i:7.0f} {r:18.6e} {t:16.6e} {s:17.6e}")
+rel = lambda got: np.max(np.abs(got - reference) / reference)
+print(f"worst relative error: tanh form {rel(via_tanh):.1e}, split form {rel(split):.1e}")
+
+# %% [markdown]
+"""
+(Below $x \approx -87$, $\sigma(x)$ is smaller than float32's smallest normal
+number, $1.2 \times 10^{-38}$, and precision fades through the subnormal
+numbers to 0 whatever the formula.)
+
+Does the left tail matter? A probability of $2 \times 10^{-9}$ versus 0 makes
+no difference to a prediction, but it makes all the difference to its
+logarithm, and losses take logarithms: $\log 0 = -\infty$. The split form
+costs more passes through memory than the tanh form (the systems analysis
+measures how many more); we pay it for a sigmoid that is right in both tails.
+
+**Test.** `test_unit_sigmoid` checks values against the closed form in
+float64, that inputs of $\pm 1000$ and $\pm\infty$ give exactly 0 and 1
+*without any floating-point warning*, and that the left tail keeps its
+relative precision in float32 ($\sigma(-20)$ to 6 digits).
+"""
+
+
+# %%
+def test_unit_sigmoid():
+    values = np.random.default_rng(2).uniform(-8, 8, (3, 7))
+    np.testing.assert_allclose(sigmoid(Tensor(values)).data, 1 / (1 + np.exp(-values)), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # any overflow warning fails the test
+        extremes = sigmoid(Tensor(np.array([-np.inf, -1000.0, 1000.0, np.inf], dtype=np.float32)))
+    np.testing.assert_array_equal(extremes.data, [0.0, 0.0, 1.0, 1.0])
+    tail = sigmoid(Tensor(np.array([-20.0], dtype=np.float32)))
+    assert tail.dtype == np.float32
+    np.testing.assert_allclose(tail.data, [1 / (1 + math.exp(20))], rtol=1e-6)
+    print("✓ sigmoid: closed form, no overflow at ±1000 or ±inf, accurate left tail")
+
+
+test_unit_sigmoid()
+
+# %% [markdown]
+"""
+### Tanh
+
+`Tanh` is already a primitive (chapter 02), because NumPy computes it
+accurately and without overflow in one pass. The activation is a thin wrapper.
+Compared with the sigmoid it is zero-centred ($\tanh 0 = 0$) and its slope at
+the origin is 1, not 0.25, which is why it was the preferred hidden activation
+before ReLU.
+"""
+
+
+# %%
+#| export
 def tanh(x: Tensor) -> Tensor:
+    """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow."""
     return x.tanh()
 
 
-def gelu(x: Tensor) -> Tensor:
-    """GELU with the tanh approximation (PyTorch's GELU(approximate="tanh"))."""
-    inner = (x + x ** 3 * 0.044715) * math.sqrt(2.0 / math.pi)
-    return x * (inner.tanh() + 1.0) * 0.5
+# %% [markdown]
+"""
+**Test.** `test_unit_tanh` checks tanh against its definition through the
+sigmoid, $\tanh x = 2\sigma(2x) - 1$ (two of our functions must agree), and
+that it is odd and bounded by 1 for huge inputs.
+"""
 
 
+# %%
+def test_unit_tanh():
+    values = np.random.default_rng(3).uniform(-5, 5, 50)
+    t = tanh(Tensor(values)).data
+    np.testing.assert_allclose(t, 2 * sigmoid(Tensor(2 * values)).data - 1, atol=1e-12)
+    np.testing.assert_allclose(tanh(Tensor(-values)).data, -t)
+    np.testing.assert_array_equal(tanh(Tensor(np.array([-1e4, 1e4]))).data, [-1.0, 1.0])
+    print("✓ tanh: equals 2σ(2x) - 1, odd, bounded")
+
+
+test_unit_tanh()
+
+# %% [markdown]
+"""
+### GELU
+
+The exact GELU needs $\operatorname{erf}$, which is not one of our primitives
+(and NumPy does not provide it). Hendrycks and Gimpel, who introduced GELU,
+also gave an approximation built from `tanh`:
+
+$$\operatorname{GELU}(x) \approx \tfrac{x}{2}\left(1 + \tanh\!\left(\sqrt{2/\pi}\,\left(x + 0.044715\,x^3\right)\right)\right).$$
+
+This is the form GPT-2 used, and the one tinytorch implements. PyTorch offers
+both: `torch.nn.GELU()` is the exact form by default and
+`torch.nn.GELU(approximate="tanh")` is this one. Tinytorch's `GELU` defaults to
+`"tanh"` and rejects `"none"` with an error, so nobody gets the
+approximation while believing they asked for the exact function.
+
+One implementation detail turns out to matter a great deal for speed: the
+cube is written `x * x * x`, not `x ** 3`. The systems analysis shows why.
+"""
+
+
+# %%
+#| export
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
+    """GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    This is PyTorch's gelu(x, approximate="tanh"); PyTorch's default is the exact erf form.
+    """
+    if approximate != "tanh":
+        raise ValueError(f"gelu(approximate={approximate!r}): tinytorch implements only the tanh "
+                         "approximation; pass approximate='tanh'")
+    inner = (x + x * x * x * 0.044715) * _SQRT_2_OVER_PI   # x*x*x, not x**3: see the systems analysis
+    return x * 0.5 * (inner.tanh() + 1.0)
+
+
+# %% [markdown]
+"""
+How far is the approximation from the exact function? Evaluate both in
+float64 on a fine grid, with `math.erf` for the exact one, and find the
+largest difference.
+"""
+
+# %%
+erf = np.vectorize(math.erf)
+grid = np.linspace(-8.0, 8.0, 160_001)
+gelu_exact = 0.5 * grid * (1.0 + erf(grid / math.sqrt(2.0)))
+gelu_tanh = gelu(Tensor(grid)).data
+gelu_gap = np.abs(gelu_tanh - gelu_exact)
+worst = int(gelu_gap.argmax())
+print(f"max |tanh approximation - exact GELU| on [-8, 8] = {gelu_gap[worst]:.2e} at x = {grid[worst]:.3f}")
+print(f"float32 resolution near GELU's value there:      {np.spacing(np.float32(abs(gelu_exact[worst]))):.1e}")
+
+# %% [markdown]
+"""
+The gap is a few times $10^{-4}$: invisible in a network's accuracy, but far
+larger than float32 rounding. That is why a test that compares tinytorch's GELU
+with PyTorch must ask PyTorch for `approximate="tanh"`, and why a model trained
+with one GELU and run with the other gives slightly different numbers.
+
+**Test.** `test_unit_gelu` checks GELU against the tanh formula written
+independently in NumPy, against the exact erf form within $10^{-3}$, its
+asymptotes (about $x$ far right, 0 far left, with no overflow at $\pm 10^4$),
+and that `approximate="none"` is refused.
+"""
+
+
+# %%
+def test_unit_gelu():
+    values = np.random.default_rng(4).uniform(-6, 6, 200)
+    formula = 0.5 * values * (1 + np.tanh(math.sqrt(2 / math.pi) * (values + 0.044715 * values ** 3)))
+    got = gelu(Tensor(values)).data
+    np.testing.assert_allclose(got, formula, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got, 0.5 * values * (1 + erf(values / math.sqrt(2))), atol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        far = gelu(Tensor(np.array([-1e4, 1e4], dtype=np.float32))).data
+    np.testing.assert_array_equal(far, [0.0, 1e4])
+    try:
+        gelu(Tensor(values), approximate="none")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("gelu(approximate='none') must raise: only the tanh form exists")
+    print("✓ gelu: tanh formula, within 1e-3 of exact, asymptotes, exact form refused")
+
+
+test_unit_gelu()
+
+# %% [markdown]
+"""
+### Softmax
+
+Softmax exponentiates every logit. In float32, $e^{89}$ is already infinite,
+and logits of a few hundred are routine in an untrained or badly scaled
+network. The naive formula then divides $\infty$ by $\infty$:
+"""
+
+
+# %%
+def naive_softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+logits = np.array([[1.0, 2.0, 3.0],
+                   [1000.0, 1001.0, 1002.0]], dtype=np.float32)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print(naive_softmax(logits))
+for warning in caught:
+    print("NumPy warned:", warning.message)
+
+# %% [markdown]
+"""
+The second row is the first plus 1000, so by the shift invariance it must
+give the same probabilities. That invariance is also the cure: subtract each
+row's maximum before exponentiating. The largest exponent becomes $e^0 = 1$,
+so the sum lies between 1 and $C$ and nothing overflows; small exponents may
+underflow to 0, which is the correct probability to float precision.
+
+The maximum is `detach`ed: it is a constant we chose to subtract, and since
+the result does not depend on it, no gradient should flow through it. (Chapter
+09 makes `detach` meaningful; here it just says what we mean.)
+"""
+
+
+# %%
+#| export
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)), shifted by the max first so exp never overflows."""
-    shifted = x - x.max(dim=dim, keepdim=True).detach()  # softmax(x - c) == softmax(x)
-    e = shifted.exp()
+    """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows."""
+    shifted = x - x.max(dim=dim, keepdim=True).detach()   # softmax(x - c) == softmax(x)
+    e = shifted.exp()                                     # every exponent <= 0: values in (0, 1]
     return e / e.sum(dim=dim, keepdim=True)
 
 
+# %% [markdown]
+"""
+**Test.** `test_unit_softmax` checks the stable softmax against the naive
+formula on moderate logits (where the naive one is fine), that rows sum to 1,
+that shifting the logits by 1000 changes nothing, that logits like $\pm 10^4$
+give finite one-hot rows with no warning, and that `dim` picks the axis.
+"""
+
+
+# %%
+def test_unit_softmax():
+    z = np.random.default_rng(5).standard_normal((4, 6))
+    s = softmax(Tensor(z)).data
+    np.testing.assert_allclose(s, naive_softmax(z), rtol=1e-12)
+    np.testing.assert_allclose(s.sum(axis=-1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(softmax(Tensor(z + 1000.0)).data, s, rtol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = softmax(Tensor(np.array([[1e4, 0.0, -1e4], [-1e4, -1e4, 1e4]], dtype=np.float32))).data
+    assert np.all(np.isfinite(huge)), f"softmax of logits like 1e4 is not finite: {huge}"
+    np.testing.assert_array_equal(huge, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(softmax(Tensor(z), dim=0).data.sum(axis=0), 1.0, rtol=1e-12)
+    print("✓ softmax: matches the formula, rows sum to 1, shift-invariant, finite at 1e4")
+
+
+test_unit_softmax()
+
+# %% [markdown]
+"""
+### Log-softmax
+
+Classification losses need $\log \operatorname{softmax}(z)$. Taking the log
+of the stable softmax is not enough: when one logit dominates, the others'
+probabilities underflow to exactly 0, and $\log 0 = -\infty$.
+"""
+
+# %%
+confident = np.array([[0.0, 200.0]], dtype=np.float32)      # a very sure classifier
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print("log(softmax(z)):", np.log(softmax(Tensor(confident)).data))
+for warning in caught:
+    print("NumPy warned:", warning.message)
+
+# %% [markdown]
+"""
+The exact answer for the first class is $-200$, a perfectly ordinary number.
+Work in log space from the start instead. With $m = \max_j z_j$,
+
+$$\log \operatorname{softmax}(z)_i = (z_i - m) - \log \sum_j e^{z_j - m}.$$
+
+The sum contains the term $e^0 = 1$, so it is at least 1 and its log is at
+least 0: the `Log` primitive never sees zero, and the result is never
+$-\infty$ for finite logits. This is the *log-sum-exp trick*.
+"""
+
+
+# %%
+#| export
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """x - log(sum(exp(x))), shifted by the max so large logits stay finite."""
+    """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite."""
     shifted = x - x.max(dim=dim, keepdim=True).detach()
-    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()   # the sum is >= 1: log never sees 0
+
+
+# %% [markdown]
+"""
+**Test.** `test_unit_log_softmax` checks that log-softmax equals the log of
+softmax where that is safe, that it stays finite and exact (the logit gap)
+where the naive form gives $-\infty$, and that exponentiating it gives rows
+summing to 1.
+"""
+
+
+# %%
+def test_unit_log_softmax():
+    z = np.random.default_rng(6).standard_normal((5, 4))
+    ls = log_softmax(Tensor(z)).data
+    np.testing.assert_allclose(ls, np.log(naive_softmax(z)), rtol=1e-12)
+    np.testing.assert_allclose(np.exp(ls).sum(axis=-1), 1.0, rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        far = log_softmax(Tensor(np.array([[0.0, 200.0], [1e4, -1e4]], dtype=np.float32))).data
+    np.testing.assert_allclose(far, [[-200.0, 0.0], [0.0, -2e4]])
+    print("✓ log_softmax: log of softmax, finite and exact for huge gaps")
+
+
+test_unit_log_softmax()
+
+# %% [markdown]
+"""
+### Activation layers
+
+A network description is easier to read as a list of layers,
+`[Linear, ReLU, Linear, Softmax]`, than as nested function calls. So each
+function gets a small class whose instances are called like functions, with
+PyTorch's names: `ReLU()`, `Sigmoid()`, `Tanh()`, `GELU(approximate="tanh")`,
+`Softmax(dim=-1)`, `LogSoftmax(dim=-1)`.
+
+In PyTorch these are `nn.Module`s. Here they are plain callables, because
+`Module` (which finds a layer's parameters, switches train/eval mode and
+saves state) arrives in chapter 04, and an activation has no parameters, no
+state and no mode. Chapter 04's `Sequential` accepts any callable, so these
+sit between its `Linear` layers as they are. Two more deliberate differences:
+`Softmax` and `LogSoftmax` default to `dim=-1` (PyTorch's default, `None`,
+guesses the axis and warns), and `GELU` defaults to the tanh form.
+"""
 
 
 # %%
 #| export
 class _Activation:
-    """A parameter-free layer: calling it applies its function. (Chapter 04 explains Module.)"""
+    """A parameter-free layer: calling it applies its function. (Module arrives in chapter 04.)"""
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def extra_repr(self) -> str:
         return ""
@@ -83,44 +700,509 @@ class _Activation:
 
 
 class ReLU(_Activation):
-    def forward(self, x):
+    """max(0, x) as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return relu(x)
 
 
 class Sigmoid(_Activation):
-    def forward(self, x):
+    """1 / (1 + e^-x) as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return sigmoid(x)
 
 
 class Tanh(_Activation):
-    def forward(self, x):
+    """tanh(x) as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return tanh(x)
 
 
 class GELU(_Activation):
+    """GELU as a layer; only approximate='tanh' (PyTorch's default is the exact 'none')."""
+
     def __init__(self, approximate: str = "tanh"):
         if approximate != "tanh":
-            raise ValueError("tinytorch's GELU implements approximate='tanh' only")
+            raise ValueError(f"GELU(approximate={approximate!r}): tinytorch implements only the tanh "
+                             "approximation; use GELU(approximate='tanh')")
         self.approximate = approximate
 
-    def forward(self, x):
-        return gelu(x)
+    def forward(self, x: Tensor) -> Tensor:
+        return gelu(x, self.approximate)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"approximate='{self.approximate}'"
 
 
 class Softmax(_Activation):
+    """softmax along `dim` as a layer."""
+
     def __init__(self, dim: int = -1):
         self.dim = dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return softmax(x, self.dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
-    def forward(self, x):
+    """log_softmax along `dim` as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return log_softmax(x, self.dim)
+
+
+# %% [markdown]
+"""
+**Test.** `test_unit_activation_layers` checks that each class computes
+exactly its function, that the classes print like PyTorch's, that `Softmax`
+honours its `dim`, and that `GELU(approximate="none")` is refused with a
+`ValueError`.
+"""
+
+
+# %%
+def test_unit_activation_layers():
+    x = Tensor(np.random.default_rng(7).standard_normal((3, 4)))
+    pairs = [(ReLU(), relu), (Sigmoid(), sigmoid), (Tanh(), tanh), (GELU(), gelu),
+             (Softmax(), softmax), (LogSoftmax(), log_softmax)]
+    for layer, fn in pairs:
+        np.testing.assert_array_equal(layer(x).data, fn(x).data, err_msg=repr(layer))
+    assert [repr(layer) for layer, _ in pairs] == [
+        "ReLU()", "Sigmoid()", "Tanh()", "GELU(approximate='tanh')", "Softmax(dim=-1)", "LogSoftmax(dim=-1)"]
+    np.testing.assert_allclose(Softmax(dim=0)(x).data.sum(axis=0), 1.0)
+    try:
+        GELU(approximate="none")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("GELU(approximate='none') must raise ValueError")
+    print("✓ activation layers: call their functions, PyTorch-style repr, dim honoured")
+
+
+test_unit_activation_layers()
+
+# %% [markdown]
+"""
+## The curves and their derivatives
+
+Plot each elementwise activation and its derivative. The derivatives are not
+taken from the formulas in the table: they are *measured* from our functions
+by central differences, $f'(x) \approx (f(x+h) - f(x-h)) / 2h$ in float64, and
+then checked against the closed forms. (Chapter 09 will get the same numbers
+by backpropagation.)
+"""
+
+# %%
+xs = np.linspace(-6.0, 6.0, 1200)        # an even count: the grid avoids ReLU's kink at exactly 0
+step = 1e-5
+curves = {"ReLU": relu, "sigmoid": sigmoid, "tanh": tanh, "GELU (tanh)": gelu}
+measured = {name: (fn(Tensor(xs + step)).data - fn(Tensor(xs - step)).data) / (2 * step)
+            for name, fn in curves.items()}
+
+s_ = 1 / (1 + np.exp(-xs))
+u_ = _SQRT_2_OVER_PI * (xs + 0.044715 * xs ** 3)
+closed_form = {
+    "ReLU": (xs > 0).astype(float),
+    "sigmoid": s_ * (1 - s_),
+    "tanh": 1 - np.tanh(xs) ** 2,
+    "GELU (tanh)": 0.5 * (1 + np.tanh(u_)) + 0.5 * xs * (1 - np.tanh(u_) ** 2) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * xs ** 2),
+}
+for name in curves:
+    print(f"{name:12s} measured vs closed-form derivative: max |difference| = "
+          f"{np.abs(measured[name] - closed_form[name]).max():.1e}")
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+for name, fn in curves.items():
+    left.plot(xs, fn(Tensor(xs)).data, label=name)
+    right.plot(xs, measured[name], label=name)
+left.set(title="activation f(x)", xlabel="x", ylim=(-1.5, 3))
+right.set(title="derivative f'(x), measured by central differences", xlabel="x")
+for ax in (left, right):
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+"""
+Read the right panel from the point of view of a gradient passing backwards
+through the activation. Sigmoid's derivative peaks at 0.25 and is nearly zero
+beyond $|x| \approx 5$; tanh's peaks at 1 but saturates faster still. ReLU's is
+a step: 1 on the right, no saturation at all, and exactly 0 on the left. GELU's
+is a smoothed step that overshoots 1 (about 1.13 near $x = 1.4$) and is
+slightly negative left of GELU's minimum at $x \approx -0.75$ (down to about
+$-0.13$ near $x = -1.4$): a gradient step pushes inputs there away from the minimum. The table
+puts numbers on the saturation, and on what it does to a gradient after ten
+layers.
+"""
+
+# %%
+print(f"{'x':>4} {'sigmoid′':>10} {'tanh′':>10} {'GELU′':>8} {'ReLU′':>6}")
+for point in [0.5, 1.0, 2.0, 5.0, 10.0]:
+    at = np.array([point - step, point + step])
+    slope = {name: float(np.diff(fn(Tensor(at)).data)[0] / (2 * step)) for name, fn in curves.items()}
+    print(f"{point:4.1f} {slope['sigmoid']:10.2e} {slope['tanh']:10.2e} {slope['GELU (tanh)']:8.3f} {slope['ReLU']:6.1f}")
+best_sigmoid_slope = float((sigmoid(Tensor(np.array([step]))).data[0] - 0.5) / step)
+print(f"\nthe largest sigmoid slope is {best_sigmoid_slope:.4f}; after 10 sigmoid layers a gradient is "
+      f"scaled by at most {best_sigmoid_slope ** 10:.1e}")
+
+# %% [markdown]
+"""
+## Systems analysis
+
+### Time per element
+
+Every activation here touches each element a fixed number of times, so the
+interesting number is time **per element** on an array too large for the CPU
+caches. The cell below times each function on a $2048 \times 2048$ float32
+tensor (4 M elements, 16 MB), taking the median of five runs, and compares it
+with the cheapest thing one can do to such an array: copy it (one read, one
+write). It also counts the primitive operations each function performs, by
+briefly wrapping chapter 02's `Function.apply`, through which every primitive
+runs. (Comparisons and the sigmoid's masks are NumPy work outside the
+primitives; they are not counted but do cost a sweep each.)
+"""
+
+
+# %%
+from tinytorch.core.tensor import Function
+
+
+def median_seconds(fn, repeats: int = 5) -> float:
+    """Median wall time of fn() over a few runs (the median ignores one-off hiccups)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def primitives_used(fn, x: Tensor) -> list[str]:
+    """The names of the primitives fn(x) runs, in order."""
+    calls, original = [], Function.apply.__func__
+
+    def counting_apply(cls, *inputs, **options):
+        calls.append(cls.__name__)
+        return original(cls, *inputs, **options)
+
+    Function.apply = classmethod(counting_apply)
+    try:
+        fn(x)
+    finally:
+        Function.apply = classmethod(original)
+    return calls
+
+
+activations = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "gelu": gelu,
+               "softmax": softmax, "log_softmax": log_softmax}
+big = Tensor(np.random.default_rng(8).standard_normal((2048, 2048)).astype(np.float32))
+copy_seconds = median_seconds(lambda: big.data.copy())
+print(f"{'function':12s} {'ms':>7} {'ns/element':>11} {'x copy':>7} {'ops':>4}")
+print(f"{'(copy)':12s} {copy_seconds * 1e3:7.2f} {copy_seconds / big.numel() * 1e9:11.2f} {1:7.1f} {'':>4}")
+cost = {}
+for name, fn in activations.items():
+    seconds = median_seconds(lambda: fn(big))
+    cost[name] = seconds / big.numel() * 1e9
+    print(f"{name:12s} {seconds * 1e3:7.2f} {cost[name]:11.2f} {seconds / copy_seconds:7.1f} "
+          f"{len(primitives_used(fn, Tensor(big.data[:2, :8]))):4d}")
+print("\ngelu runs:", " ".join(primitives_used(gelu, Tensor(big.data[:2, :8]))))
+
+# %% [markdown]
+"""
+Read the last two columns together: the cost follows the number of
+operations, because each operation is one more sweep through 16 MB of memory
+(and one more 16 MB output to allocate). The arithmetic inside (`exp`,
+`tanh`) matters much less than the traffic: `tanh`, one primitive, is about
+as cheap as a copy. The split-form sigmoid, with seven primitives and its
+NumPy masks, is among the most expensive; that is the price of its accurate
+tail, and a fused kernel (below) would remove most of it. Timings on a shared
+machine jump around by tens of percent from run to run; compare the columns,
+not the third digit.
+
+### The cube that can cost more than the rest of GELU
+
+GELU is written with `x * x * x`. Here is what `x ** 3` would have cost, on
+positive inputs, negative inputs, and the mixed-sign inputs a network
+actually produces (all 4 M float32 elements):
+"""
+
+# %%
+signed = {"positive": np.abs(big.data), "negative": -np.abs(big.data), "mixed": big.data}
+print(f"{'inputs':9s} {'x ** 3':>10} {'x * x * x':>10}   (ns per element)")
+for label, values in signed.items():
+    pow_ns = median_seconds(lambda: values ** 3, repeats=3) / values.size * 1e9
+    mul_ns = median_seconds(lambda: values * values * values, repeats=3) / values.size * 1e9
+    print(f"{label:9s} {pow_ns:10.2f} {mul_ns:10.2f}")
+print(f"all of gelu (x * x * x version), mixed inputs: {cost['gelu']:.2f} ns per element")
+
+# %% [markdown]
+"""
+Two multiplications are two SIMD sweeps that run at memory speed, whatever
+the values. NumPy turns a few exponents of `**` (2, 0.5, -1, 1) into such
+fast loops, but a general exponent goes element by element through the C
+library's `pow`, which is written for any real exponent and any sign of the
+base. That path is slower for every input, and with some C libraries far
+slower again for negative bases (the table shows whether yours is one), so
+the cost of `x ** 3` can depend on the *values* in the array, not just its
+size. Tinytorch's first GELU used `x ** 3`, and the cube alone cost more than
+the rest of the function. Profile before you guess: the slow part of a
+formula is often not the one that looks expensive, and a benchmark on
+positive random numbers can hide it.
+
+### Memory: temporaries and what a gradient would keep
+
+Each Tensor operation allocates a new array. Without gradients, Python frees
+each temporary as soon as the next operation has used it, so the *peak* is a
+few arrays. With `requires_grad=True`, chapter 02's `Function.apply` records
+the graph, and every operation keeps its inputs alive for the backward pass
+of chapter 09. `tracemalloc` (which NumPy reports its allocations to) measures
+both, per element of a 1 M element float32 input (4 bytes per element).
+"""
+
+
+# %%
+def memory_per_element(fn, x: Tensor) -> tuple[float, float]:
+    """(peak extra bytes while computing, bytes still held afterwards besides the output), per element."""
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    out = fn(x)
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return (peak - base - out.nbytes) / x.numel(), (current - base - out.nbytes) / x.numel()
+
+
+medium = np.random.default_rng(9).standard_normal((1024, 1024)).astype(np.float32)
+print(f"{'function':12s} {'peak temporaries':>17} {'kept for backward':>18}   (bytes per element)")
+for name, fn in activations.items():
+    peak_plain, _ = memory_per_element(fn, Tensor(medium))
+    _, kept = memory_per_element(fn, Tensor(medium, requires_grad=True))
+    print(f"{name:12s} {peak_plain:17.1f} {kept:18.1f}")
+
+# %% [markdown]
+"""
+Without gradients the temporaries are modest. With them, GELU and the split
+sigmoid keep about eight float32 values for every input element (tanh keeps
+nothing extra: its one saved array is its output). For a transformer
+whose MLP activations are the largest tensors in the model, that is where
+training memory goes. This is the motivation for *activation checkpointing*
+(recompute the forward in backward instead of keeping it) and for fused
+kernels that save only the input.
+
+### How the cost grows with size
+
+Finally, time per element as the array grows from a thousand to four million
+elements. Small arrays are dominated by the fixed cost of each Python call
+(creating a Tensor, dispatching to NumPy), large ones by memory.
+"""
+
+# %%
+sizes = [2 ** k for k in (10, 12, 14, 16, 18, 20, 22)]
+flat = np.random.default_rng(10).standard_normal(sizes[-1]).astype(np.float32)
+scaling = {name: [] for name in ("copy", "relu", "gelu", "softmax")}
+for n in sizes:
+    t = Tensor(flat[:n].copy())
+    scaling["copy"].append(median_seconds(lambda: t.data.copy()) / n * 1e9)
+    for name in ("relu", "gelu", "softmax"):
+        scaling[name].append(median_seconds(lambda: activations[name](t)) / n * 1e9)
+print(f"{'elements':>9} " + " ".join(f"{name:>9}" for name in scaling) + "   (ns per element)")
+for i, n in enumerate(sizes):
+    print(f"{n:9d} " + " ".join(f"{scaling[name][i]:9.2f}" for name in scaling))
+
+plt.figure(figsize=(6, 4))
+for name, per_element in scaling.items():
+    plt.loglog(sizes, per_element, marker="o", label=name)
+plt.xlabel("elements")
+plt.ylabel("ns per element")
+plt.title("time per element: call overhead, then cache, then memory")
+plt.legend()
+plt.show()
+
+# %% [markdown]
+"""
+Time per element falls steeply at first: at a thousand elements, GELU's
+operations spend most of their time in Python, not in arithmetic. That is why
+frameworks work on batches, and why a GPU, whose per-launch overhead is much
+larger, needs even bigger ones. In the middle, while the input and its
+temporaries fit in the CPU's caches (a few MB), time per element is lowest.
+Beyond that, on most machines, it rises again: every temporary now travels to
+and from main memory, and every fresh output array must be mapped in from the
+operating system page by page. A plain copy barely notices; GELU, with its
+nine temporaries, notices most.
+
+**What breaks first at scale.** Not arithmetic: memory. An activation over
+a large tensor costs one full read and write per operation in its formula,
+and with gradients it also keeps copies of its intermediates.
+
+## Production context
+
+* **Fused kernels.** PyTorch's `relu`, `sigmoid`, `gelu` are each one compiled
+  loop: one read, one write, whatever the formula. `torch.compile` goes further
+  and fuses a chain of elementwise operations (bias add, GELU, dropout) into a
+  single kernel, which is exactly the memory-traffic saving the table above
+  argues for. On GPUs the activation is often folded into the epilogue of the
+  matrix multiplication that produces its input, so it never touches memory on
+  its own.
+* **Saving less for backward.** PyTorch's ReLU backward needs only the output
+  (where it is positive), and its sigmoid and tanh save only their output. Our
+  compositions keep every intermediate. Chapter 09's autograd is correct with
+  them; a production framework writes a dedicated backward for each activation
+  to save memory.
+* **In-place variants.** `nn.ReLU(inplace=True)` overwrites its input instead
+  of allocating an output. Tinytorch has no in-place operations: they are an
+  optimisation with sharp edges (autograd must check that nobody needed the
+  overwritten values).
+* **Softmax.** Fast softmax kernels fuse the max, the exponentials, the sum
+  and the division into as few passes over each row as they can. The *online
+  softmax* recurrence (keep a running max and rescale the running sum whenever
+  it changes) needs a single pass, and is the heart of FlashAttention.
+  `nn.CrossEntropyLoss` calls `log_softmax` and then picks one entry per row,
+  never forming the probabilities; chapter 05 builds it the same way.
+* **GELU.** BERT and GPT-2 used the tanh form for speed; PyTorch's default is
+  exact. Models ported between frameworks can differ by this $\sim 5 \times 10^{-4}$.
+
+## Integration: a network that needs its nonlinearity
+
+XOR is the classic function no linear model can compute: the outputs for
+$(0,0), (0,1), (1,0), (1,1)$ are $0, 1, 1, 0$. The best affine fit predicts
+0.5 for all four. With one hidden layer of two ReLUs it is exact, using
+weights we can write by hand: $h_1 = \operatorname{relu}(x_1 + x_2)$,
+$h_2 = \operatorname{relu}(x_1 + x_2 - 1)$, $y = h_1 - 2 h_2$.
+"""
+
+# %%
+xor_inputs = Tensor(np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32))
+xor_targets = np.array([0, 1, 1, 0], dtype=np.float32)
+
+W1 = Tensor(np.array([[1, 1], [1, 1]], dtype=np.float32))     # (hidden=2, in=2)
+b1 = Tensor(np.array([0, -1], dtype=np.float32))
+W2 = Tensor(np.array([[1, -2]], dtype=np.float32))            # (out=1, hidden=2)
+hidden_layer = relu(xor_inputs @ W1.T + b1)                   # (4, 2) @ (2, 2) -> (4, 2)
+xor_out = (hidden_layer @ W2.T).reshape(-1)                   # (4, 2) @ (2, 1) -> (4,)
+
+design = np.hstack([xor_inputs.data, np.ones((4, 1), dtype=np.float32)])
+linear_best = design @ np.linalg.lstsq(design, xor_targets, rcond=None)[0]
+print("targets:              ", xor_targets)
+print("best affine model:    ", np.round(linear_best, 3))
+print("two ReLUs, one layer: ", xor_out.data)
+
+# %% [markdown]
+"""
+And a small classifier written as a list of callables, the way chapter 04's
+`Sequential` will run it: a batch of 4 examples with 5 features, a hidden
+layer of 16 GELU units, 3 class scores, and a `Softmax`. The weights are
+random and deliberately badly scaled, so the scores are in the hundreds,
+where a naive softmax would already return `nan`.
+"""
+
+# %%
+head_rng = np.random.default_rng(11)
+A = Tensor(head_rng.standard_normal((16, 5)).astype(np.float32) * 10)   # (hidden, in)
+B = Tensor(head_rng.standard_normal((3, 16)).astype(np.float32) * 10)   # (classes, hidden)
+features = Tensor(head_rng.standard_normal((4, 5)).astype(np.float32))
+layers = [lambda t: t @ A.T, GELU(), lambda t: t @ B.T]               # (4, 5) -> (4, 16) -> (4, 3)
+scores = features
+for layer in layers:
+    scores = layer(scores)
+probabilities = Softmax(dim=-1)(scores)
+print("scores:\n", np.round(scores.data, 1))
+print("probabilities (each row sums to 1):\n", np.round(probabilities.data, 4))
+print("log-probabilities (finite, however confident):\n", np.round(LogSoftmax(dim=-1)(scores).data, 1))
+
+
+# %% [markdown]
+"""
+**Test.** `test_unit_xor_needs_relu` checks the integration above: the
+hand-built ReLU network computes XOR exactly, while the best affine model
+misses by 0.5 on every input. If `relu` were the identity, the network would
+be affine and this would fail.
+"""
+
+
+# %%
+def test_unit_xor_needs_relu():
+    h = relu(xor_inputs @ W1.T + b1)
+    y = (h @ W2.T).reshape(-1)
+    np.testing.assert_array_equal(y.data, xor_targets)
+    np.testing.assert_allclose(np.abs(linear_best - xor_targets), 0.5, atol=1e-5)
+    print("✓ XOR: exact with two ReLUs, impossible for an affine model")
+
+
+test_unit_xor_needs_relu()
+
+# %% [markdown]
+"""
+Everything in this chapter is built from chapter 02's primitives, so nothing
+here will be rewritten when chapter 09 adds backward rules: at that point
+`relu`, `sigmoid`, `gelu`, `softmax` and `log_softmax` become differentiable,
+and the central differences we measured above become what backpropagation
+must reproduce (the test suite checks exactly that).
+
+## Run all the tests
+"""
+
+# %%
+if __name__ == "__main__":
+    test_unit_relu()
+    test_unit_sigmoid()
+    test_unit_tanh()
+    test_unit_gelu()
+    test_unit_softmax()
+    test_unit_log_softmax()
+    test_unit_activation_layers()
+    test_unit_xor_needs_relu()
+    print("All activation tests passed.")
+
+# %% [markdown]
+"""
+## ML systems thinking
+
+1. **Memory traffic.** Your GELU performs about ten Tensor operations, each a
+   full read and write of its input. For a transformer MLP activation of shape
+   (batch 32, sequence 2048, width 3072) in float32, how many bytes does one
+   forward GELU move through memory in tinytorch, and in a single fused kernel
+   that reads once and writes once? Which would speed up tinytorch's GELU more:
+   faster arithmetic or more memory bandwidth?
+2. **Saved for backward.** The memory table showed how many bytes per element
+   each activation keeps when its input requires a gradient. Which of them
+   could, in principle, compute its derivative from its *output* alone (as
+   PyTorch does for sigmoid and tanh), and what would that save for a
+   24-layer model?
+3. **Numerical contracts.** Our softmax subtracts the row max; our sigmoid
+   never exponentiates a positive number. Which other operations in a network
+   (think of losses, normalisation, attention with masks of $-\infty$) could
+   overflow, underflow or divide by zero, and what is the analogous trick for
+   each?
+4. **Choosing a formula.** The split-form sigmoid costs more passes than the
+   tanh form but keeps the left tail. When would you choose the cheaper one,
+   and how would you make the choice safe (hint: where is `log(sigmoid(x))`
+   used, and what would you compute instead)?
+
+## Module summary
+
+* Without a nonlinearity, any stack of linear layers is one linear layer: we
+  showed it to float32 rounding, and showed that with ReLU no affine map fits.
+* Tinytorch now has `relu`, `sigmoid`, `tanh`, `gelu`, `softmax`,
+  `log_softmax` and the layer classes `ReLU`, `Sigmoid`, `Tanh`, `GELU`,
+  `Softmax`, `LogSoftmax` (plain callables until `Module` exists), exported to
+  `tinytorch.core.activations` and gathered in `tinytorch.nn` and
+  `tinytorch.nn.functional`.
+* Stability comes from never exponentiating a positive number: the shifted
+  softmax, the log-sum-exp log-softmax and the split sigmoid stay finite for
+  logits of $10^4$ and beyond, where the naive formulas give `nan` and `-inf`.
+* Tinytorch's GELU is the tanh approximation (PyTorch's default is exact); we
+  measured the gap at a few times $10^{-4}$.
+* Sigmoid and tanh saturate; ReLU does not, but can die; GELU is a smooth ReLU.
+* An activation's cost is memory traffic: time per element follows the number
+  of operations, `x ** 3` can cost more than all the rest of GELU, and with
+  gradients each operation keeps its intermediate alive.
+
+Next, chapter 04 builds `Module`, `Parameter` and `Linear`, and stacks them
+with these activations into layers that hold their own weights.
+"""

@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 from tinytorch.core.tensor import Tensor
 
 
@@ -11,41 +13,58 @@ def relu(x: Tensor) -> Tensor:
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2, which never overflows."""
-    return ((x * 0.5).tanh() + 1.0) * 0.5
+    """1 / (1 + e^-x), computed from z = e^-|x| so that no exponent is ever positive.
+
+    For x >= 0 it is 1 / (1 + z); for x < 0 the same value is z / (1 + z). z lies in
+    (0, 1], so nothing overflows and the tiny values of the left tail keep full precision.
+    """
+    below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's
+    z = (x * Tensor(2 * below - 1)).exp()               # x * (-1 or +1) = -|x|, so z = e^-|x|
+    numerator = z * Tensor(below) + Tensor(1 - below)   # z where x < 0, 1 where x >= 0
+    return numerator / (z + 1.0)
 
 
 def tanh(x: Tensor) -> Tensor:
+    """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow."""
     return x.tanh()
 
 
-def gelu(x: Tensor) -> Tensor:
-    """GELU with the tanh approximation (PyTorch's GELU(approximate="tanh"))."""
-    inner = (x + x ** 3 * 0.044715) * math.sqrt(2.0 / math.pi)
-    return x * (inner.tanh() + 1.0) * 0.5
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
+    """GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    This is PyTorch's gelu(x, approximate="tanh"); PyTorch's default is the exact erf form.
+    """
+    if approximate != "tanh":
+        raise ValueError(f"gelu(approximate={approximate!r}): tinytorch implements only the tanh "
+                         "approximation; pass approximate='tanh'")
+    inner = (x + x * x * x * 0.044715) * _SQRT_2_OVER_PI   # x*x*x, not x**3: see the systems analysis
+    return x * 0.5 * (inner.tanh() + 1.0)
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)), shifted by the max first so exp never overflows."""
-    shifted = x - x.max(dim=dim, keepdim=True).detach()  # softmax(x - c) == softmax(x)
-    e = shifted.exp()
+    """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows."""
+    shifted = x - x.max(dim=dim, keepdim=True).detach()   # softmax(x - c) == softmax(x)
+    e = shifted.exp()                                     # every exponent <= 0: values in (0, 1]
     return e / e.sum(dim=dim, keepdim=True)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """x - log(sum(exp(x))), shifted by the max so large logits stay finite."""
+    """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite."""
     shifted = x - x.max(dim=dim, keepdim=True).detach()
-    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()
+    return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()   # the sum is >= 1: log never sees 0
 
 
 class _Activation:
-    """A parameter-free layer: calling it applies its function. (Chapter 04 explains Module.)"""
+    """A parameter-free layer: calling it applies its function. (Module arrives in chapter 04.)"""
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def extra_repr(self) -> str:
         return ""
@@ -55,44 +74,57 @@ class _Activation:
 
 
 class ReLU(_Activation):
-    def forward(self, x):
+    """max(0, x) as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return relu(x)
 
 
 class Sigmoid(_Activation):
-    def forward(self, x):
+    """1 / (1 + e^-x) as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return sigmoid(x)
 
 
 class Tanh(_Activation):
-    def forward(self, x):
+    """tanh(x) as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return tanh(x)
 
 
 class GELU(_Activation):
+    """GELU as a layer; only approximate='tanh' (PyTorch's default is the exact 'none')."""
+
     def __init__(self, approximate: str = "tanh"):
         if approximate != "tanh":
-            raise ValueError("tinytorch's GELU implements approximate='tanh' only")
+            raise ValueError(f"GELU(approximate={approximate!r}): tinytorch implements only the tanh "
+                             "approximation; use GELU(approximate='tanh')")
         self.approximate = approximate
 
-    def forward(self, x):
-        return gelu(x)
+    def forward(self, x: Tensor) -> Tensor:
+        return gelu(x, self.approximate)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"approximate='{self.approximate}'"
 
 
 class Softmax(_Activation):
+    """softmax along `dim` as a layer."""
+
     def __init__(self, dim: int = -1):
         self.dim = dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return softmax(x, self.dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):
-    def forward(self, x):
+    """log_softmax along `dim` as a layer."""
+
+    def forward(self, x: Tensor) -> Tensor:
         return log_softmax(x, self.dim)
