@@ -2,6 +2,7 @@
 
 from tinytorch.core import init
 from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinytorch.core.attention import Embedding, MultiheadAttention
 from tinytorch.core.layers import Linear, Module, Parameter, Sequential
 
 from . import functional
