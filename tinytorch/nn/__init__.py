@@ -4,5 +4,6 @@ from tinytorch.core import init
 from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinytorch.core.attention import Embedding, MultiheadAttention
 from tinytorch.core.layers import Linear, Module, Parameter, Sequential
+from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
 from . import functional
