@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-"""
+r"""
 # Attention
 
 A convolution looks at a fixed neighbourhood: the pixel's 3×3 window, decided
@@ -73,33 +73,33 @@ import matplotlib.pyplot as plt
 np.set_printoptions(precision=4, suppress=True)
 
 # %% [markdown]
-"""
+r"""
 ## Background: attention as arithmetic
 
 Take a sequence of T tokens, each already a vector. Three linear maps turn the
-sequence into three matrices: queries $Q \\in \\mathbb{R}^{T\\times d}$, keys
-$K \\in \\mathbb{R}^{S\\times d}$ and values $V \\in \\mathbb{R}^{S\\times d_v}$
+sequence into three matrices: queries $Q \in \mathbb{R}^{T\times d}$, keys
+$K \in \mathbb{R}^{S\times d}$ and values $V \in \mathbb{R}^{S\times d_v}$
 (in self-attention S = T: the sequence attends to itself). Then
 
 $$
-\\operatorname{Attention}(Q, K, V) = \\operatorname{softmax}\\!\\left(\\frac{QK^\\top}{\\sqrt{d}}\\right) V .
+\operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\left(\frac{QK^\top}{\sqrt{d}}\right) V .
 $$
 
 Read it in three steps:
 
-1. **Scores** $QK^\\top$, shape (T, S): entry (i, j) is the dot product of query i
-   with key j, large when they point the same way. Cost: $T \\cdot S \\cdot d$
+1. **Scores** $QK^\top$, shape (T, S): entry (i, j) is the dot product of query i
+   with key j, large when they point the same way. Cost: $T \cdot S \cdot d$
    multiply-adds.
 2. **Weights** = softmax of each row: the scores of query i become non-negative
    weights that sum to 1 (chapter 03's stable softmax).
 3. **Output** = weights @ V, shape (T, $d_v$): row i is a weighted average of the
-   value rows. Cost: $T \\cdot S \\cdot d_v$ multiply-adds.
+   value rows. Cost: $T \cdot S \cdot d_v$ multiply-adds.
 
-**Why divide by $\\sqrt{d}$?** If the entries of q and k are independent with
-unit variance, $q\\cdot k$ is a sum of d such products and has variance d. With
+**Why divide by $\sqrt{d}$?** If the entries of q and k are independent with
+unit variance, $q\cdot k$ is a sum of d such products and has variance d. With
 d = 64 the scores have a standard deviation of 8, softmax turns them into an
 almost one-hot row, and a one-hot softmax passes almost no gradient to the
-scores that lost. Dividing by $\\sqrt d$ puts the scores back at unit scale
+scores that lost. Dividing by $\sqrt d$ puts the scores back at unit scale
 whatever the head size. We measure it rather than take it on trust:
 """
 
@@ -115,12 +115,12 @@ for d in (4, 16, 64, 256):
     print(f"{d:>5} {raw.std():>11.2f} {(raw / np.sqrt(d)).std():>11.2f} {top_raw:>16.3f} {top_scaled:>8.3f}")
 
 # %% [markdown]
-"""
-Without scaling, the score spread grows like $\\sqrt d$ and the biggest weight
+r"""
+Without scaling, the score spread grows like $\sqrt d$ and the biggest weight
 in a row heads for 1 (the softmax *saturates*); with scaling it stays put.
 
 **Memory is the catch.** The weights form a (T, S) matrix for every sequence in
-the batch and every head: $B \\cdot h \\cdot T \\cdot S$ numbers. Everything else
+the batch and every head: $B \cdot h \cdot T \cdot S$ numbers. Everything else
 in a Transformer layer grows like T; this grows like $T^2$. At T = 4096 with 16
 heads in float32 that is 1 GiB for one sequence, one layer. Section
 *Systems analysis* measures it.
@@ -129,18 +129,18 @@ heads in float32 that is 1 GiB for one sequence, one layer. Section
 see tokens 0..i only, so a model trained to predict token i+1 cannot cheat by
 reading it. A *padding* mask hides the filler tokens that make short sequences
 as long as the longest in a batch. A masked score is replaced by a huge
-negative number before the softmax, so its weight is $e^{-\\text{huge}} = 0$.
+negative number before the softmax, so its weight is $e^{-\text{huge}} = 0$.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Implementation
 
 ### Masks
 
 We follow PyTorch's `scaled_dot_product_attention`: a **boolean** mask says
 which positions *take part*: True = this query may attend to this key. A
-**float** mask is *added* to the scores (0 = no change, $-\\infty$ = masked),
+**float** mask is *added* to the scores (0 = no change, $-\infty$ = masked),
 which also lets a model add learned biases such as ALiBi.
 
 `causal_mask(T)` is the boolean lower-triangular matrix: row i is True in
@@ -157,12 +157,12 @@ def causal_mask(L: int, S: int | None = None) -> Tensor:
 
 
 # %% [markdown]
-"""
+r"""
 Masking inside the attention needs care, because the obvious ways produce NaN:
 
-- Replacing scores by $-\\infty$ works until a row is masked *entirely* (a
+- Replacing scores by $-\infty$ works until a row is masked *entirely* (a
   padding token whose every key is padding): softmax subtracts the row maximum,
-  $-\\infty - (-\\infty)$ is NaN, and the NaN spreads through the backward pass
+  $-\infty - (-\infty)$ is NaN, and the NaN spreads through the backward pass
   to every weight.
 - Adding a large negative number to the score keeps the score's gradient alive
   at positions that should have none.
@@ -177,7 +177,7 @@ row to 0. PyTorch's `scaled_dot_product_attention` returns zeros for such a
 row too.
 
 `_split_mask` turns any mask into these pieces: `keep` (boolean array or None)
-and `bias` (a float tensor to add, or None). A float mask's $-\\infty$ entries
+and `bias` (a float tensor to add, or None). A float mask's $-\infty$ entries
 become `keep = False`, so they get the same NaN-free treatment.
 """
 
@@ -222,7 +222,7 @@ def _attention(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
 
 
 # %% [markdown]
-"""
+r"""
 ### Scaled dot-product attention
 
 The public function has PyTorch's signature. Leading dimensions are batch
@@ -271,11 +271,11 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
 
 
 # %% [markdown]
-"""
+r"""
 The first test works an example small enough to check by hand. Two keys, one
 query; the query points exactly along key 0, so after scaling its scores are
-$[1/\\sqrt 2 \\cdot 2, 0] = [\\sqrt 2, 0]$, the weights are
-$\\operatorname{softmax}([\\sqrt 2, 0])$ and the output is that mix of the two
+$[1/\sqrt 2 \cdot 2, 0] = [\sqrt 2, 0]$, the weights are
+$\operatorname{softmax}([\sqrt 2, 0])$ and the output is that mix of the two
 value rows. It also checks the shape rules with L ≠ S and with extra batch
 dimensions, and that mismatched shapes fail with a message naming both.
 """
@@ -313,12 +313,12 @@ def test_unit_scaled_dot_product_attention():
 test_unit_scaled_dot_product_attention()
 
 # %% [markdown]
-"""
+r"""
 The mask test checks the semantics and the NaN-freedom promised above:
 
 - a key masked out has **no influence**: changing its value leaves the output unchanged;
 - `is_causal=True` gives the same result as passing `causal_mask(T)`;
-- a float mask with $-\\infty$ behaves like the boolean mask;
+- a float mask with $-\infty$ behaves like the boolean mask;
 - a query whose keys are *all* masked gets an output row of zeros, and the whole
   result contains no NaN.
 
@@ -363,7 +363,7 @@ def test_unit_attention_masks():
 test_unit_attention_masks()
 
 # %% [markdown]
-"""
+r"""
 The defining property of a causal model deserves its own test: **changing
 future tokens changes no earlier output**. We perturb every position from t = 3
 on and require outputs 0..2 to be identical (not merely close: the masked
@@ -387,7 +387,7 @@ def test_unit_causal_property():
 test_unit_causal_property()
 
 # %% [markdown]
-"""
+r"""
 ### Multi-head attention
 
 One attention pattern per layer is limiting: a token may need to look at the
@@ -533,7 +533,7 @@ class MultiheadAttention(Module):
 
 
 # %% [markdown]
-"""
+r"""
 The test checks what a user of the layer relies on: the parameter names and
 shapes (so a PyTorch `state_dict` fits), output and weight shapes in all three
 layouts, that `batch_first=True` on (B, T, E) gives exactly the transposed
@@ -581,7 +581,7 @@ def test_unit_multihead_attention():
 test_unit_multihead_attention()
 
 # %% [markdown]
-"""
+r"""
 Dropout on attention weights is random, so we test its contract rather than
 its values: in training mode with `dropout=0.5` some weights are dropped (the
 result changes), the same seed gives the same result, and in eval mode the
@@ -611,7 +611,7 @@ def test_unit_attention_dropout():
 test_unit_attention_dropout()
 
 # %% [markdown]
-"""
+r"""
 ### Embedding: from token ids to vectors
 
 A language model reads integers: token 4021 is " the", token 11 is ",". An
@@ -654,7 +654,7 @@ class Embedding(Module):
 
 
 # %% [markdown]
-"""
+r"""
 The test checks that looking up ids returns exactly the rows of the table in
 the shape of the ids plus one dimension, that a repeated id returns the same
 vector, and that float or out-of-range ids fail with a message that says what
@@ -686,7 +686,7 @@ def test_unit_embedding():
 test_unit_embedding()
 
 # %% [markdown]
-"""
+r"""
 ### Positions: attention cannot see word order
 
 Look at the attention formula again: nothing in it mentions *where* a token is.
@@ -707,7 +707,7 @@ out_perm, _ = layer(x[:, perm], x[:, perm], x[:, perm])
 print("permuting the input permutes the output:", np.allclose(out_perm.data, out.data[:, perm], atol=1e-6))
 
 # %% [markdown]
-"""
+r"""
 The fix is to add to each token's vector a vector that depends on its
 position. Two choices are common:
 
@@ -719,12 +719,12 @@ but it knows nothing about positions beyond `block_size`.
 parameters,
 
 $$
-PE_{t,\\,2i} = \\sin\\!\\big(t / 10000^{2i/d}\\big), \\qquad
-PE_{t,\\,2i+1} = \\cos\\!\\big(t / 10000^{2i/d}\\big).
+PE_{t,\,2i} = \sin\!\big(t / 10000^{2i/d}\big), \qquad
+PE_{t,\,2i+1} = \cos\!\big(t / 10000^{2i/d}\big).
 $$
 
 Each pair of columns is a clock hand turning at its own speed, from one turn
-every $2\\pi$ positions (column 0) to one every $10000\\cdot 2\\pi$ positions.
+every $2\pi$ positions (column 0) to one every $10000\cdot 2\pi$ positions.
 Because moving k positions on is a fixed rotation of every pair, $PE_{t+k}$ is
 a linear function of $PE_t$: the model can learn "attend three tokens back"
 as one linear map. The values stay in [-1, 1] at any length. (Modern LLMs
@@ -760,9 +760,9 @@ fig.colorbar(image, ax=ax)
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 The test pins the formula down at points you can check by hand (column 0 is
-$\\sin t$, column 1 is $\\cos t$, the last columns barely move), checks odd
+$\sin t$, column 1 is $\cos t$, the last columns barely move), checks odd
 widths and the value range, checks the "shift is a rotation" property for
 one column pair, and confirms that adding positions (sinusoidal or learned)
 makes attention order-aware: the permuted input no longer gives the permuted
@@ -801,7 +801,7 @@ def test_unit_positions():
 test_unit_positions()
 
 # %% [markdown]
-"""
+r"""
 All of this is built from Tensor operations and chapter 02's primitives
 (matmul, transpose, reshape, exp, sum, max, getitem, mul, add). Nothing here
 computes a gradient yet, and nothing needs to change for it to: when chapter 09
@@ -811,7 +811,7 @@ their gradients against finite differences and PyTorch.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Systems analysis: the T² in attention
 
 The (B, h, T, T) weight tensor is the quantity to watch. We measure three
@@ -819,7 +819,7 @@ things for sequence lengths T = 64 … 1024 with one sequence (B = 1), h = 4
 heads of width 32 (E = 128), float32, and a causal mask as in a GPT:
 
 1. the **bytes of the weight tensor**, from the tensor attention actually
-   built (`weights.nbytes`), next to the formula $B \\cdot h \\cdot T^2 \\cdot 4$;
+   built (`weights.nbytes`), next to the formula $B \cdot h \cdot T^2 \cdot 4$;
 2. the **peak memory** of one attention call (`tracemalloc` sees NumPy's
    allocations), which includes every intermediate our composed softmax makes;
 3. the **time** of one call, and of its two matrix products alone. The
@@ -866,7 +866,7 @@ for T in lengths:
           f"{qkv / 1e6:>11.3f} {np.median(full_times[T]) * 1e3:>10.2f} {np.median(matmul_times[T]) * 1e3:>13.2f}")
 
 # %% [markdown]
-"""
+r"""
 The weight tensor matches the formula to the byte and grows exactly 4× per
 doubling of T, while q, k and v grow 2×. At small T the queries, keys and
 values dominate memory; the scores overtake them once $h T^2 > 3 T E$, i.e.
@@ -882,8 +882,8 @@ while doing one or two operations per element. Attention is limited by
 memory traffic, not arithmetic; that observation is the whole idea behind
 FlashAttention (see *Production context*).
 
-Now the growth exponents: if cost ∝ $T^p$, then $\\log(\\text{cost})$ is linear
-in $\\log T$ with slope p. We fit the slope over the three largest T, where
+Now the growth exponents: if cost ∝ $T^p$, then $\log(\text{cost})$ is linear
+in $\log T$ with slope p. We fit the slope over the three largest T, where
 fixed per-call overheads no longer hide the trend.
 """
 
@@ -917,7 +917,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 Memory follows $T^2$ exactly; time follows it roughly. At small T each call
 is dominated by fixed costs (Python, allocating arrays, starting BLAS) that do
 not grow with T, which flattens the curve. At large T every pass over the
@@ -937,13 +937,13 @@ for name, heads, T in (("GPT-2 small, one layer", 12, 1024), ("GPT-2 small, 12 l
     print(f"{name:<42} weights for one sequence: {heads * T * T * 4 / 2**20:>10,.0f} MiB (float32)")
 
 # %% [markdown]
-"""
+r"""
 Storing those weights for the backward pass, layer after layer, is what made
 long context impossible before kernels that never store them (next section).
 """
 
 # %% [markdown]
-"""
+r"""
 ## Production context
 
 **PyTorch's `F.scaled_dot_product_attention`** has the signature you just
@@ -983,7 +983,7 @@ the function and the module (PyTorch's module returns NaN there).
 """
 
 # %% [markdown]
-"""
+r"""
 ## Integration: the front half of a GPT
 
 The pieces of this chapter and chapter 04 assemble into the first layers of a
@@ -1026,7 +1026,7 @@ n_params = sum(p.numel() for m in (token_embedding, position_embedding, attentio
 print(f"parameters: {n_params:,}")
 
 # %% [markdown]
-"""
+r"""
 ## Run every test of this chapter
 """
 
@@ -1042,7 +1042,7 @@ if __name__ == "__main__":
     print("All attention tests passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
 1. **Memory budget.** Using the formula you verified, how many GiB does the
@@ -1052,7 +1052,7 @@ if __name__ == "__main__":
    you had to run it anyway, what would you chunk, and what would stay
    quadratic?
 2. **Wasted work.** With `is_causal=True` our code multiplies the full
-   $QK^\\top$ and then masks the upper triangle. What fraction of the
+   $QK^\top$ and then masks the upper triangle. What fraction of the
    score FLOPs and of the softmax passes is wasted? During generation with a
    KV cache, how does the cost of producing one token grow with T, and what
    does the cache cost in memory for a 12-layer, E = 768 model at T = 1024?
@@ -1069,7 +1069,7 @@ if __name__ == "__main__":
 """
 
 # %% [markdown]
-"""
+r"""
 ## Module summary
 
 You built the attention layer that Transformers are made of, from chapter 02's

@@ -12,12 +12,12 @@
 # ---
 
 # %% [markdown]
-"""
+r"""
 # Normalization
 
 Stack thirty layers and every number passes through thirty matrix
 multiplications. If each layer makes its output a little larger than its
-input, say 1.5 times, the last layer sees numbers $1.5^{30} \\approx 190{,}000$
+input, say 1.5 times, the last layer sees numbers $1.5^{30} \approx 190{,}000$
 times larger than the first; if each makes it 0.5 times as large, the signal
 is $10^{-9}$ of what it was, below the noise of float32 arithmetic. Neither
 network can learn: exploding activations overflow and saturate, vanishing
@@ -73,20 +73,20 @@ from tinytorch.core.layers import Linear, Sequential
 np.set_printoptions(precision=4, suppress=True)
 
 # %% [markdown]
-"""
+r"""
 ## Background: the one formula, and which axes it runs over
 
 Every normalization layer here computes, for a group of numbers $x_1..x_m$,
 
 $$
-\\mu = \\frac{1}{m}\\sum_i x_i, \\qquad
-\\sigma^2 = \\frac{1}{m}\\sum_i (x_i - \\mu)^2, \\qquad
-y_i = \\gamma \\cdot \\frac{x_i - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} + \\beta .
+\mu = \frac{1}{m}\sum_i x_i, \qquad
+\sigma^2 = \frac{1}{m}\sum_i (x_i - \mu)^2, \qquad
+y_i = \gamma \cdot \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta .
 $$
 
-The middle fraction has mean 0 and variance 1 (almost: $\\epsilon$, 1e-5 by
-default, keeps the division finite when all $x_i$ are equal). $\\gamma$ (the
-`weight`, initialised to 1) and $\\beta$ (the `bias`, initialised to 0) are
+The middle fraction has mean 0 and variance 1 (almost: $\epsilon$, 1e-5 by
+default, keeps the division finite when all $x_i$ are equal). $\gamma$ (the
+`weight`, initialised to 1) and $\beta$ (the `bias`, initialised to 0) are
 learnable per feature, so the layer can undo the normalization if that is what
 the loss wants; what it cannot do is let the scale drift by accident.
 
@@ -112,7 +112,7 @@ running statistics agree with PyTorch's to rounding.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Implementation
 
 ### LayerNorm
@@ -120,7 +120,7 @@ running statistics agree with PyTorch's to rounding.
 `normalized_shape` is the trailing shape to normalize over, an int for the
 usual case `LayerNorm(E)` on (B, T, E) activations, or a tuple such as
 `(C, H, W)`. The mean and variance are computed with `keepdim=True`, so they
-broadcast back against the input. We multiply by $(\\sigma^2+\\epsilon)^{-1/2}$
+broadcast back against the input. We multiply by $(\sigma^2+\epsilon)^{-1/2}$
 (one `Pow` primitive) rather than divide by a square root (two).
 """
 
@@ -158,7 +158,7 @@ class LayerNorm(Module):
 
 
 # %% [markdown]
-"""
+r"""
 The test checks the defining property (every sample comes out with mean 0 and
 variance 1 over its features, whatever its original scale), that `weight` and
 `bias` then apply per feature, that a tuple `normalized_shape` normalizes over
@@ -198,7 +198,7 @@ def test_unit_layer_norm():
 test_unit_layer_norm()
 
 # %% [markdown]
-"""
+r"""
 ### BatchNorm: statistics across the batch, and running estimates
 
 BatchNorm normalizes each **channel** using the statistics of the current
@@ -211,14 +211,14 @@ when there is a single image and no batch? BatchNorm answers with two
 the batch statistics seen in training:
 
 $$
-\\hat\\mu \\leftarrow (1 - m)\\,\\hat\\mu + m\\,\\mu_{\\text{batch}}, \\qquad
-\\hat\\sigma^2 \\leftarrow (1 - m)\\,\\hat\\sigma^2 + m\\,\\sigma^2_{\\text{batch, unbiased}} .
+\hat\mu \leftarrow (1 - m)\,\hat\mu + m\,\mu_{\text{batch}}, \qquad
+\hat\sigma^2 \leftarrow (1 - m)\,\hat\sigma^2 + m\,\sigma^2_{\text{batch, unbiased}} .
 $$
 
 With PyTorch's convention `momentum` $m = 0.1$ is the weight of the *new*
 batch (Keras and TensorFlow use the opposite: their momentum 0.99 is the
 weight of the old value). `momentum=None` makes it a plain cumulative average,
-$m = 1/\\text{(batches seen)}$, using the third buffer `num_batches_tracked`.
+$m = 1/\text{(batches seen)}$, using the third buffer `num_batches_tracked`.
 
 - **train mode** (`.train()`, the default): normalize with the batch's own mean
   and biased variance, and update the running estimates;
@@ -314,7 +314,7 @@ class BatchNorm2d(_BatchNorm):
 
 
 # %% [markdown]
-"""
+r"""
 The first BatchNorm test is about training mode: each channel of the output
 has mean 0 and variance 1 over the batch (for (N, C) and for (N, C, L), where
 the length axis counts as more samples), the buffers are in `state_dict` and
@@ -351,7 +351,7 @@ def test_unit_batch_norm_train():
 test_unit_batch_norm_train()
 
 # %% [markdown]
-"""
+r"""
 The running statistics are easy to get subtly wrong (momentum the wrong way
 round, biased instead of unbiased variance, updating in eval mode), so the
 next test recomputes them by hand for three batches, then checks that eval
@@ -394,7 +394,7 @@ def test_unit_batch_norm_running_stats():
 test_unit_batch_norm_running_stats()
 
 # %% [markdown]
-"""
+r"""
 `BatchNorm2d` is the same layer on images: one mean and variance per channel,
 computed over the batch *and* every pixel. The test checks that, the running
 mean after one batch, and that `BatchNorm2d` refuses a (N, C) input (and
@@ -426,7 +426,7 @@ def test_unit_batch_norm_2d():
 test_unit_batch_norm_2d()
 
 # %% [markdown]
-"""
+r"""
 ## Systems analysis
 
 ### 1. Why deep networks need it: activations through 30 layers
@@ -511,18 +511,18 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 Without normalization the standard deviation changes by the same factor at
 every layer, so on a log scale it is a straight line: down for the default
-init (a factor of about $1/\\sqrt 6 \\approx 0.41$ per layer), up for weights ×
+init (a factor of about $1/\sqrt 6 \approx 0.41$ per layer), up for weights ×
 4. Kaiming init holds it roughly level (it wanders by random factors near 1),
 but only as long as the weights keep exactly that scale: 15% more per layer
-compounds to $1.15^{30} \\approx 66$.
+compounds to $1.15^{30} \approx 66$.
 
 With a normalization layer the curves are flat, and practically the same for
 weights of any scale (the three solid lines lie on top of each other): after normalization and ReLU the standard deviation is
 about 0.58 (a unit normal with its negative half set to zero) at every layer.
-The reason is a symmetry: LayerNorm of $a \\cdot z$ equals LayerNorm of $z$ for
+The reason is a symmetry: LayerNorm of $a \cdot z$ equals LayerNorm of $z$ for
 any $a > 0$, because the mean and the standard deviation both scale by $a$.
 Let us check it rather than believe it:
 """
@@ -534,10 +534,10 @@ for a in (0.001, 0.1, 1.0, 1000.0):
     print(f"scale {a:>7}: max |LN(a z) - LN(z)| = {np.abs(ln(z * a).data - ln(z).data).max():.2e}")
 
 # %% [markdown]
-"""
-The symmetry is exact only up to $\\epsilon$: at a = 0.001 the variance of
-$a \\cdot z$ is about $10^{-6}$, smaller than $\\epsilon$ = 1e-5, and the
-output shrinks instead of coming out at unit scale. That is what $\\epsilon$
+r"""
+The symmetry is exact only up to $\epsilon$: at a = 0.001 the variance of
+$a \cdot z$ is about $10^{-6}$, smaller than $\epsilon$ = 1e-5, and the
+output shrinks instead of coming out at unit scale. That is what $\epsilon$
 is for: it stops a near-constant input (noise around a constant) from being
 blown up to unit variance. At ordinary scales the difference is rounding.
 
@@ -564,7 +564,7 @@ eval_diff = np.abs(bn(Tensor(batch_a)).data[0] - bn(Tensor(batch_b)).data[0]).ma
 print(f"same sample, two batches: train-mode outputs differ by {train_diff:.3f}, eval-mode by {eval_diff:.3f}")
 
 # %% [markdown]
-"""
+r"""
 That is why you must call `model.eval()` before evaluating or deploying a
 model with BatchNorm: otherwise a prediction depends on whatever else happened
 to be in the batch, and a batch of one fails outright.
@@ -573,7 +573,7 @@ Eval mode is only as good as the running statistics. We train-mode-feed a
 `BatchNorm1d(3)` with batches of 32 samples whose channels have means
 (3, −1, 0.5) and variances (4, 0.25, 1), and watch the running estimates.
 Starting from mean 0 and variance 1, after t batches the running mean is
-about $\\mu\\,(1 - (1-m)^t)$: the estimate forgets its starting value by a
+about $\mu\,(1 - (1-m)^t)$: the estimate forgets its starting value by a
 factor 0.9 per batch with $m = 0.1$, and then keeps fluctuating, because it
 is an average over roughly the last $1/m$ = 10 batches only.
 """
@@ -615,15 +615,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 With m = 0.1 the estimates reach the true values within a few dozen batches
-(the curve follows $\\mu(1 - 0.9^t)$) and then jitter; with m = 0.01 they are
+(the curve follows $\mu(1 - 0.9^t)$) and then jitter; with m = 0.01 they are
 smoother but after 60 batches still far from the truth. A model evaluated too
 early in training, or fine-tuned on new data for a few batches, is evaluated
 with statistics that do not describe its activations: a classic cause of "it
 trains fine but evaluates badly".
 
-How noisy is a batch's own mean? Its standard error is $\\sigma/\\sqrt N$, so
+How noisy is a batch's own mean? Its standard error is $\sigma/\sqrt N$, so
 BatchNorm with small batches normalizes each batch by a noisy estimate, a
 problem LayerNorm does not have. Measured over 2,000 batches:
 """
@@ -636,7 +636,7 @@ for N in (2, 8, 32, 128):
     print(f"{N:>10} {batch_means.std():>18.3f} {1 / np.sqrt(N):>14.3f}")
 
 # %% [markdown]
-"""
+r"""
 ### 3. What normalization costs
 
 Normalization does almost no arithmetic, about ten operations per element
@@ -673,7 +673,7 @@ for name, layer in layers.items():
           f"{peak / act.nbytes:>11.1f}")
 
 # %% [markdown]
-"""
+r"""
 The Linear does about 134 million operations (67 million multiply-adds); a
 normalization layer about 1.3 million, a hundred times fewer. Yet it takes
 far more than a hundredth of the Linear's time: on the 2-core machine this
@@ -697,13 +697,13 @@ next to the Linear's 262,656 parameters.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Production context
 
 **Fused kernels.** PyTorch's `layer_norm` and cuDNN's batch norm are single
 kernels: read the input once (Welford's algorithm computes mean and variance
 in one pass, with better rounding than the two-pass formula), write the output
-once, and save only the mean and $1/\\sigma$ per group (two numbers per row)
+once, and save only the mean and $1/\sigma$ per group (two numbers per row)
 for the backward pass. Ours builds nine intermediate arrays. On a GPU the
 difference is large because the layer is memory-bound; it is also why
 "fusing" normalization into neighbouring operations is a standard compiler
@@ -711,8 +711,8 @@ optimisation (`torch.compile` does it).
 
 **BatchNorm disappears at inference.** In eval mode BatchNorm is a fixed
 per-channel affine map, so deployment tools *fold* it into the preceding
-convolution or linear layer: $W' = W\\,\\gamma/\\sigma$,
-$b' = (b - \\mu)\\,\\gamma/\\sigma + \\beta$. LayerNorm cannot be folded: its
+convolution or linear layer: $W' = W\,\gamma/\sigma$,
+$b' = (b - \mu)\,\gamma/\sigma + \beta$. LayerNorm cannot be folded: its
 statistics depend on each input.
 
 **BatchNorm and distributed training.** On 8 GPUs with 4 images each, plain
@@ -735,7 +735,7 @@ the two (the test suite checks it).
 """
 
 # %% [markdown]
-"""
+r"""
 ## Integration
 
 Two places the layers of this chapter sit in real models.
@@ -765,7 +765,7 @@ restored.eval()
 print("restored model gives identical eval outputs:", np.array_equal(restored(test_batch).data, logits.data))
 
 # %% [markdown]
-"""
+r"""
 **A pre-norm Transformer block.** LayerNorm on (B, T, E) activations
 normalizes each token's vector separately, so it works for any batch size and
 sequence length, including the single sequence of text generation. With
@@ -804,14 +804,14 @@ print("std of the residual stream:     ", np.round([residual[i] for i in (0, 5, 
 print("std of what attention receives: ", np.round([seen_by_attention[i] for i in (0, 5, 11, 17, 23)], 2))
 
 # %% [markdown]
-"""
+r"""
 Every block's attention sees unit-scale inputs, while the residual stream
 itself is free to grow slowly as blocks add to it, which is exactly the
 division of labour pre-norm intends.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Run every test of this chapter
 """
 
@@ -824,14 +824,14 @@ if __name__ == "__main__":
     print("All normalization tests passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
 1. **Memory of a composed layer.** You measured the peak memory of our
    `LayerNorm` as a multiple of its input. For a 24-layer Transformer with two
    LayerNorms per block, batch 8, T = 1024, E = 1024 in float32, how much
    memory do those temporaries take if the backward pass keeps them all? A
-   fused kernel keeps only the mean and $1/\\sigma$ per row: how much is that?
+   fused kernel keeps only the mean and $1/\sigma$ per row: how much is that?
 2. **Folding BatchNorm.** Derive the folded weight and bias of
    `Linear → BatchNorm1d` in eval mode and say how many FLOPs and memory reads
    it saves per sample. Why is this only correct after `.eval()`, and why can
@@ -849,7 +849,7 @@ if __name__ == "__main__":
 """
 
 # %% [markdown]
-"""
+r"""
 ## Module summary
 
 You built the layers that keep deep networks numerically stable, from Tensor
