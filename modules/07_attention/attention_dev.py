@@ -164,8 +164,9 @@ Masking inside the attention needs care, because the obvious ways produce NaN:
   padding token whose every key is padding): softmax subtracts the row maximum,
   $-\infty - (-\infty)$ is NaN, and the NaN spreads through the backward pass
   to every weight.
-- Adding a large negative number to the score keeps the score's gradient alive
-  at positions that should have none.
+- Adding a large negative number instead avoids the NaN, but in a row masked
+  entirely every score is then the same huge negative number, so the query
+  averages over exactly the keys it must not see, and gradients flow to them.
 
 We **replace** a masked score with the most negative finite number of its dtype
 (`scores * keep + fill`, where `keep` is 0/1 and `fill` is 0 or the minimum),
@@ -402,9 +403,9 @@ attention per head                                                              
 --transpose--> (B, T, h, hs) --reshape--> (B, T, E) --out_proj--> (B, T, E)
 ```
 
-The FLOPs are the same as one head of width E (h heads × hs = E), but the
-score tensor has h times as many (T, T) matrices: more heads cost memory, not
-arithmetic.
+The matrix-product FLOPs are the same as for one head of width E (h heads ×
+hs = E), but the score tensor holds h (T, T) matrices instead of one: more
+heads cost memory, and the elementwise passes over it, not matrix arithmetic.
 
 We mirror `torch.nn.MultiheadAttention` closely enough that its `state_dict`
 has the same names and shapes:
@@ -923,10 +924,10 @@ is dominated by fixed costs (Python, allocating arrays, starting BLAS) that do
 not grow with T, which flattens the curve. At large T every pass over the
 (T, T) arrays costs $T^2$, and once those arrays outgrow the CPU's caches
 (at T = 1024 one (h, T, T) float32 array is 16 MB) each pass becomes a trip to
-main memory, which can push the slope above 2. In our runs on a 2-core machine
-the fitted time exponent came out between about 1.7 and 2.4. Time is also the
-noisy one: if another program is busy on your machine, rerun the cell; the
-memory numbers never change.
+main memory, which can push the slope above 2. Time is also the noisy
+measurement: on the shared 2-core machine this chapter was written on, the
+fitted exponent ranged from about 1.6 to 2.7 between runs. If another program
+is busy on your machine, rerun the cell; the memory numbers never change.
 
 Where does that leave real models? The same formula at GPT-2's size:
 """

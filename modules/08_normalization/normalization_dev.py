@@ -639,8 +639,8 @@ for N in (2, 8, 32, 128):
 r"""
 ### 3. What normalization costs
 
-Normalization does almost no arithmetic, about ten operations per element
-and no matrix product, yet it is not free. We time `LayerNorm(512)` and
+Normalization does almost no arithmetic, a few operations per element and no
+matrix product, yet it is not free. We time `LayerNorm(512)` and
 `BatchNorm1d(512)` on (256, 512) activations next to the `Linear(512, 512)`
 that would precede them, in rounds so that background load hits all three
 alike (median of 7), and measure the peak memory of one call with
@@ -660,7 +660,7 @@ for _ in range(7):
         times[name].append(time.perf_counter() - start)
 print(f"input: {act.shape}, {act.nbytes / 1e6:.2f} MB")
 ops = {"Linear(512, 512)": 2 * 256 * 512 * 512,               # a multiply and an add per weight and sample
-       "LayerNorm(512)": 10 * act.numel(), "BatchNorm1d(512)": 10 * act.numel()}   # ~10 elementwise ops
+       "LayerNorm(512)": 7 * act.numel(), "BatchNorm1d(512)": 7 * act.numel()}   # 7 passes, 1 op each
 linear_ms = np.median(times["Linear(512, 512)"]) * 1e3
 print(f"{'layer':<18} {'time (ms)':>10} {'vs Linear':>10} {'operations':>12} {'Gop/s':>7} {'peak/input':>11}")
 for name, layer in layers.items():
@@ -675,8 +675,8 @@ for name, layer in layers.items():
 # %% [markdown]
 r"""
 The Linear does about 134 million operations (67 million multiply-adds); a
-normalization layer about 1.3 million, a hundred times fewer. Yet it takes
-far more than a hundredth of the Linear's time: on the 2-core machine this
+normalization layer under a million, some 150 times fewer. Yet it takes far
+more than a 150th of the Linear's time: on the 2-core machine this
 chapter was written on, an idle run gave 0.24 ms for LayerNorm against
 0.65 ms for the Linear, about a third. The "Gop/s" column says the same thing
 as a rate: BLAS computes at tens or hundreds of billions of operations per
@@ -684,10 +684,12 @@ second, our normalization at a few billion. (If another program was busy
 while the cell ran, the Linear, which uses every core, suffers most; rerun
 it.)
 
-The reason is memory. Each of our operations (mean, subtract, square, mean,
-add ε, power, multiply, scale, shift) is one full pass over the activations
-that does one operation per element and writes a new array; the peak-memory
-column shows several input-sized temporaries alive at once. Like the
+The reason is memory. Seven of our operations are full passes over the
+activations: two reductions (the mean, then the mean of the squares) and five
+elementwise steps (subtract the mean, square, multiply by $1/\sigma$, scale,
+shift), each doing one operation per element and each of the five writing a
+new input-sized array; the peak-memory column shows several of them alive at
+once. (Adding ε and taking the power touch only one number per row.) Like the
 softmax in chapter 07, normalization is limited by memory traffic, not
 arithmetic.
 
@@ -704,7 +706,9 @@ r"""
 kernels: read the input once (Welford's algorithm computes mean and variance
 in one pass, with better rounding than the two-pass formula), write the output
 once, and save only the mean and $1/\sigma$ per group (two numbers per row)
-for the backward pass. Ours builds nine intermediate arrays. On a GPU the
+for the backward pass. Ours writes five input-sized arrays (centred,
+squared, normalized, scaled, shifted) and reads the input in two
+reductions besides. On a GPU the
 difference is large because the layer is memory-bound; it is also why
 "fusing" normalization into neighbouring operations is a standard compiler
 optimisation (`torch.compile` does it).
