@@ -2,7 +2,9 @@
 
 from tinytorch.core import init
 from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinytorch.core.attention import Embedding, MultiheadAttention
 from tinytorch.core.layers import Linear, Module, ModuleList, Parameter, Sequential
 from tinytorch.core.networks import MLP, CrossEntropyLoss, MSELoss
+from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 
 from . import functional
