@@ -459,7 +459,10 @@ straight onto the weights before the step (`AdamW`). The state for each
 parameter is created on its first step: a step count and the two moment
 arrays, `exp_avg` ($m$) and `exp_avg_sq` ($v$), each the size of the
 parameter. The moment updates are written in place (`*=`, `+=`) so that the
-state arrays keep their dtype and are never reallocated.
+state arrays keep their dtype and are never reallocated. PyTorch's optimizers
+take more options than ours (`amsgrad`, `maximize`, and the implementation
+switches `foreach`, `fused`, `capturable`, `differentiable`); every option we
+do take means exactly what it means there.
 """
 
 
