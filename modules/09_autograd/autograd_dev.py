@@ -15,11 +15,176 @@
 """
 # Autograd
 
-(Prose to be written.)
+Every chapter so far has computed forwards: tensors in, tensors out. A network
+that only runs forward cannot learn. To improve a weight it must know, for that
+weight, *if I nudge this number, how does the loss change?* That number is the
+weight's gradient, and a network has millions of weights. This chapter builds
+the machinery that computes all of them at once, for any computation made of
+our primitives: automatic differentiation in reverse mode, *autograd* for short.
+
+Most of the groundwork was laid in chapter 02. Every Tensor operation runs
+through a `Function` primitive (`Add`, `Mul`, `MatMul`, `Sum`, `GetItem`, ...).
+When one of its inputs requires a gradient, the primitive records itself as a
+node of a graph: the output's `_ctx` points at the node, the node points at its
+`inputs` and keeps the arrays it will need later (`ctx.saved_arrays`). What is
+missing, and what we write here:
+
+1. **one backward rule per primitive**: given the gradient of the loss with
+   respect to the primitive's output, return the gradients with respect to its
+   inputs. Thirteen small functions, each one or two lines of calculus, each
+   shown next to the forward it differentiates (as in micrograd);
+2. **an engine**, `Tensor.backward()`, that walks the recorded graph from the
+   loss back to the parameters, visiting each node after everything that uses
+   it, and adds up what every path contributes;
+3. **`no_grad()`**, to stop recording when no gradient is wanted, and
+   **`gradcheck()`**, which compares every rule with finite differences.
+
+`Linear`, `ReLU`, `Sequential`, softmax and the losses (and, later, convolution,
+attention and normalization) are built only from primitives. None of them
+changes in this chapter: once the rules exist, they are trainable. The last
+section proves it by training the MLP of chapter 04 without editing it.
+
+The systems side of the story is memory. Backward runs in the opposite order to
+forward and needs values that forward computed, so forward must keep them alive
+until backward arrives. That is why training needs far more memory than
+inference, and why the memory grows with batch size times depth rather than
+with the number of parameters. We measure it, and see what `no_grad()` and
+freeing the graph after backward give back.
 """
 
 # %%
 #| default_exp core.autograd
+
+# %% [markdown]
+"""
+## Background
+
+### The graph is already there
+
+Chapter 02 records a node whenever an input requires a gradient. Before we
+differentiate anything, look at what a small computation leaves behind. The
+helper below (for this page only, not part of the package) prints the graph
+under a tensor: each line is a node, indented under the node that used it.
+"""
+
+# %%
+import time
+import tracemalloc
+
+import numpy as np
+
+from tinytorch.core.tensor import Tensor
+
+
+def show_graph(tensor, indent=0, seen=None):
+    """Print the nodes under `tensor`, one per line (a tensor reached twice is printed once)."""
+    seen = set() if seen is None else seen
+    pad = "    " * indent
+    if tensor._ctx is None:
+        kind = "leaf, requires_grad" if tensor.requires_grad else "constant"
+        print(f"{pad}{kind} {tensor.shape}")
+        return
+    saved = [a.shape for a in tensor._ctx.saved_arrays or ()]
+    print(f"{pad}{type(tensor._ctx).__name__} -> {tensor.shape}   saved arrays: {saved}")
+    if id(tensor) in seen:
+        return
+    seen.add(id(tensor))
+    for parent in tensor._ctx.inputs:
+        show_graph(parent, indent + 1, seen)
+
+
+x = Tensor(np.array([[1.0, 2.0, 3.0]]), requires_grad=True)      # (1, 3)
+w = Tensor(np.array([[0.5], [-1.0], [2.0]]), requires_grad=True)  # (3, 1)
+b = Tensor(np.array([0.1]), requires_grad=True)                   # (1,)
+y = ((x @ w + b).tanh() * 3).sum()
+show_graph(y)
+
+# %% [markdown]
+"""
+Five nodes for `sum(3 * tanh(x @ w + b))`. The constant `3` became a tensor
+that needs no gradient, and the node list shows what each primitive kept for
+later: `MatMul` both factors, `Tanh` its output, `Mul` both factors, `Add` and
+`Sum` nothing at all. Backward will visit these nodes from the top line down.
+
+### The chain rule as a message passed backwards
+
+Call the final scalar $L$ (the loss). For every tensor $x$ in the graph write
+$\bar{x} = \partial L / \partial x$, an array of the same shape as $x$ (the
+*gradient* of $L$ with respect to $x$; autodiff papers call it the adjoint). If
+a primitive computes $y = f(a, b)$, the chain rule says
+
+$$
+\bar{a}_i \mathrel{+}= \sum_j \bar{y}_j \, \frac{\partial y_j}{\partial a_i},
+\qquad
+\bar{b}_i \mathrel{+}= \sum_j \bar{y}_j \, \frac{\partial y_j}{\partial b_i}.
+$$
+
+Each sum is a *vector–Jacobian product*: the upstream gradient $\bar{y}$ times the
+Jacobian $\partial y / \partial a$. Nobody builds that Jacobian. For a
+$(512 \times 256) \, @ \, (256 \times 256)$ matmul it would have
+$512 \cdot 256 \times 256 \cdot 256 \approx 8.6 \cdot 10^9$ entries, almost all
+zero. A backward rule computes the product directly, using what it knows about
+the structure of $f$: for $C = AB$ the products are $\bar{A} = \bar{C} B^\top$
+and $\bar{B} = A^\top \bar{C}$, two matmuls of the forward's size.
+
+The `+=` matters. When a tensor feeds several operations (a weight used at
+every time step, `x * x`, a residual connection), $L$ depends on it along
+several paths and its gradient is the *sum* over the paths. The engine adds the
+contributions up; the rules never need to know.
+
+### Why reverse mode
+
+There are two orders in which to multiply out the chain rule through
+$L = f_n(\dots f_2(f_1(\theta)))$. *Forward mode* carries a derivative along
+with the values from $\theta$ to $L$: one pass gives the derivative of
+everything with respect to *one* input direction. *Reverse mode* carries
+$\bar{y}$ from $L$ back to $\theta$: one pass gives the derivative of *one*
+output with respect to everything. Training has exactly one output, the scalar
+loss, and millions of inputs, the parameters. Reverse mode gets the whole
+gradient for the price of a few forwards; forward mode, or finite differences
+(its numerical cousin), would need one pass per parameter. We measure that
+difference later in this chapter.
+
+Reverse mode has a price too. Backward runs the graph in the opposite order to
+forward, and most rules need values from forward ($\partial(ab)/\partial a = b$,
+$\partial e^a / \partial a = e^a$). So forward must *keep* those values until
+backward gets to them: memory proportional to depth times batch size.
+
+### What each rule costs
+
+For an input with $n$ elements (for matmul, $A$ is $n \times k$ and $B$ is
+$k \times m$):
+
+| primitive | forward flops | backward flops | kept for backward |
+| --- | --- | --- | --- |
+| `Add`, `Neg` | $n$ | 0 (the gradient passes through) | nothing |
+| `Mul` | $n$ | $2n$ | both inputs |
+| `Pow`, `Log` | $n$ | $2n$–$3n$ | the input |
+| `Exp`, `Tanh` | $n$ | $n$–$2n$ | the output |
+| `MatMul` | $2nkm$ | $4nkm$ (two matmuls) | both inputs |
+| `Sum` | $n$ | $n$ (a broadcast) | only the input's shape |
+| `Max` | $n$ | about $3n$ (a mask) | the input and the result |
+| `Reshape`, `Transpose` | 0 (a view) | 0 (a view) | a shape or an axis order |
+| `GetItem` | size of the result | size of the input (a scatter) | the index |
+
+Matmuls dominate a network's forward, and backward does two of them for each
+one forward did, so a training step costs about three forwards. Memory is the
+other column: everything in "kept for backward" stays alive until backward runs.
+"""
+
+# %% [markdown]
+"""
+## Implementation
+
+### Attaching a rule to a primitive
+
+A rule is a plain function `rule(ctx, grad)`. `ctx` is the node that forward
+filled in (its `saved_arrays`, its options such as `ctx.axis`, and
+`ctx.needs_input_grad`, one flag per input); `grad` is $\bar{y}$ as a NumPy
+array. It returns one gradient per input, or `None` for an input that needs
+none. The decorator below fastens a rule onto its primitive as the
+`backward` staticmethod that chapter 02 left as a placeholder.
+"""
 
 # %%
 #| export
@@ -42,14 +207,70 @@ def backward_rule(function: type[Function]):
 
 # %% [markdown]
 """
-## One rule per primitive
+### Testing a rule on its own
 
-Each rule receives `grad`, the gradient of the final result with respect to the
-primitive's output, and returns one gradient per input (None where an input needs
-none). The rules may return gradients of the broadcast shape: `backward()` sums
-them back to each input's shape.
+Before there is an engine, we can already test a rule, with the idea that
+`gradcheck` will generalise at the end of the chapter. Pick any upstream
+gradient $g$ and look at the number $s(a) = \sum_j g_j \, y_j(a)$. Its
+derivative with respect to $a_i$ is exactly what the rule must return:
+$\sum_j g_j \, \partial y_j / \partial a_i$. And we can estimate that derivative
+without calculus by nudging $a_i$ both ways:
+
+$$
+\frac{\partial s}{\partial a_i} \approx \frac{s(a + \epsilon e_i) - s(a - \epsilon e_i)}{2 \epsilon}.
+$$
+
+The central difference is accurate to $O(\epsilon^2)$, so in float64 with
+$\epsilon = 10^{-6}$ it agrees with a correct rule to about 8 digits. In float32
+the rounding error of $s$, about $10^{-7} |s|$, divided by $2\epsilon$ would drown
+the answer: gradient checks always run in float64.
+
+`check_rule` runs one primitive's forward directly on arrays (no engine, no
+Tensor operations), calls its rule once, and compares every element with the
+central difference. Inputs here have the same shape; broadcasting is the
+engine's business and is tested with it.
 """
 
+# %%
+rng = np.random.default_rng(0)
+
+
+def check_rule(primitive, *arrays, eps=1e-6, **options):
+    """Compare primitive.backward with central differences of primitive.forward, element by element."""
+    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+
+    def run(*xs):                                   # a fresh node each time, as Function.apply makes
+        ctx = primitive(*(Tensor(x, requires_grad=True) for x in xs))
+        return ctx, primitive.forward(ctx, *xs, **options)
+
+    ctx, out = run(*arrays)
+    g = np.random.default_rng(1).standard_normal(np.shape(out))        # any upstream gradient
+    rule = primitive.backward(ctx, g)
+    assert len(rule) == len(arrays), f"{primitive.__name__}: the rule must return one gradient per input"
+    for i, a in enumerate(arrays):
+        numeric = np.zeros_like(a)
+        for j in np.ndindex(a.shape):
+            plus = [x.copy() for x in arrays]
+            minus = [x.copy() for x in arrays]
+            plus[i][j] += eps
+            minus[i][j] -= eps
+            numeric[j] = (np.sum(g * run(*plus)[1]) - np.sum(g * run(*minus)[1])) / (2 * eps)
+        np.testing.assert_allclose(rule[i], numeric, rtol=1e-5, atol=1e-7,
+                                   err_msg=f"{primitive.__name__}: gradient of input {i}")
+
+
+# %% [markdown]
+"""
+### Sums and negation: `Add`, `Neg`
+
+| forward (chapter 02) | math | backward |
+| --- | --- | --- |
+| `return a + b` | $y = a + b$, $\; \partial y / \partial a = \partial y / \partial b = 1$ | $\bar{a} = \bar{y}, \; \bar{b} = \bar{y}$ |
+| `return -a` | $y = -a$, $\; \partial y / \partial a = -1$ | $\bar{a} = -\bar{y}$ |
+
+Addition hands the upstream gradient to both inputs unchanged: it distributes.
+Subtraction needs no rule of its own, because `a - b` is `a + (-b)`.
+"""
 
 # %%
 #| export
@@ -58,6 +279,47 @@ def add_backward(ctx, grad):
     return grad, grad                               # d(a+b)/da = d(a+b)/db = 1
 
 
+@backward_rule(Neg)
+def neg_backward(ctx, grad):
+    return (-grad,)                                 # d(-a)/da = -1
+
+
+# %% [markdown]
+"""
+The test runs both rules through `check_rule` and checks the one property
+that makes `Add` cheap: its rule returns the upstream array itself, no copy.
+"""
+
+
+# %%
+def test_unit_add_neg_rules():
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    check_rule(Add, a, b)
+    check_rule(Neg, a)
+    g = np.ones((2, 3))
+    assert all(out is g for out in add_backward(None, g)), "add's rule should pass the gradient through without copying"
+    print("Add and Neg rules agree with finite differences")
+
+
+test_unit_add_neg_rules()
+
+# %% [markdown]
+"""
+### Products: `Mul`
+
+| forward | math | backward |
+| --- | --- | --- |
+| `ctx.save_for_backward(a, b)`<br>`return a * b` | $y = ab$, $\; \partial y/\partial a = b$, $\; \partial y/\partial b = a$ | $\bar{a} = \bar{y}\, b, \; \bar{b} = \bar{y}\, a$ |
+
+This is why `Mul`'s forward saved both factors: each one is the other's
+derivative. The rule skips the product for an input that needs no gradient
+(`ctx.needs_input_grad`), which is common: in `relu(x) = x * (x > 0)` the mask
+needs none, and in `x * 0.5` the constant needs none.
+"""
+
+
+# %%
+#| export
 @backward_rule(Mul)
 def mul_backward(ctx, grad):
     a, b = ctx.saved_arrays
@@ -65,15 +327,56 @@ def mul_backward(ctx, grad):
             grad * a if ctx.needs_input_grad[1] else None)   # d(ab)/db = a
 
 
-@backward_rule(Neg)
-def neg_backward(ctx, grad):
-    return (-grad,)
+# %% [markdown]
+"""
+The test checks both gradients numerically, and that no work is done for an
+input that is a constant (its slot must be `None`).
+"""
 
 
+# %%
+def test_unit_mul_rule():
+    a, b = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    check_rule(Mul, a, b)
+    ctx = Mul(Tensor(a, requires_grad=True), Tensor(b))          # b is a constant
+    Mul.forward(ctx, a, b)
+    grad_a, grad_b = Mul.backward(ctx, np.ones((3, 2)))
+    np.testing.assert_allclose(grad_a, b)
+    assert grad_b is None, "Mul computed a gradient for an input that does not need one"
+    print("Mul rule agrees with finite differences and skips constants")
+
+
+test_unit_mul_rule()
+
+# %% [markdown]
+"""
+### Powers, exponentials, logarithms, tanh
+
+| forward | math | backward |
+| --- | --- | --- |
+| `save(a)`, `return a ** p` | $\partial a^p / \partial a = p\, a^{p-1}$ | $\bar{a} = \bar{y}\, p\, a^{p-1}$ |
+| `out = exp(a)`, `save(out)` | $\partial e^a / \partial a = e^a = y$ | $\bar{a} = \bar{y}\, y$ |
+| `save(a)`, `return log(a)` | $\partial \log a / \partial a = 1/a$ | $\bar{a} = \bar{y} / a$ |
+| `out = tanh(a)`, `save(out)` | $\partial \tanh a / \partial a = 1 - \tanh^2 a = 1 - y^2$ | $\bar{a} = \bar{y}\,(1 - y^2)$ |
+
+`Exp` and `Tanh` save their *output*, not their input: their derivatives are
+cheapest to write in terms of the result, and the result is kept anyway when the
+next operation uses it, so saving it costs nothing extra. Division and square
+roots are powers (`a / b = a * b ** -1`, `sqrt(a) = a ** 0.5`) and need no rules
+of their own. One special case: for $p = 0$ the formula $0 \cdot a^{-1}$ gives
+`nan` at $a = 0$, although $a^0 = 1$ is flat everywhere; the rule returns zeros
+there, as PyTorch does.
+"""
+
+
+# %%
+#| export
 @backward_rule(Pow)
 def pow_backward(ctx, grad):
     (a,) = ctx.saved_arrays
     p = ctx.exponent
+    if p == 0:
+        return (np.zeros_like(grad),)               # a**0 == 1 is flat, even at a == 0
     return (grad * (p * a ** (p - 1)),)             # d(a^p)/da = p a^(p-1)
 
 
@@ -95,6 +398,58 @@ def tanh_backward(ctx, grad):
     return (grad * (1 - out * out),)                # d(tanh a)/da = 1 - tanh^2 a
 
 
+# %% [markdown]
+"""
+The test checks each rule numerically, with several exponents (including
+negative and fractional ones, which division and `sqrt` use), and the
+$p = 0$ case at zero, where a careless formula gives `nan`.
+"""
+
+
+# %%
+def test_unit_elementwise_rules():
+    a = rng.uniform(0.5, 2.0, (2, 3))                # positive: log and fractional powers need it
+    for p in (2, 3, -1, 0.5, -0.5):
+        check_rule(Pow, a, exponent=p)
+    check_rule(Exp, a)
+    check_rule(Log, a)
+    check_rule(Tanh, rng.standard_normal((2, 3)))
+    ctx = Pow(Tensor(np.zeros(2), requires_grad=True))
+    Pow.forward(ctx, np.zeros(2), exponent=0)
+    np.testing.assert_array_equal(Pow.backward(ctx, np.ones(2))[0], 0.0, err_msg="d(a**0)/da must be 0, even at a == 0")
+    print("Pow, Exp, Log and Tanh rules agree with finite differences")
+
+
+test_unit_elementwise_rules()
+
+# %% [markdown]
+"""
+### Matrix multiplication
+
+For $C = AB$ with $A$ of shape $(n, k)$ and $B$ of shape $(k, m)$, each
+$C_{ij} = \sum_l A_{il} B_{lj}$. Then $\partial C_{ij} / \partial A_{il} = B_{lj}$, so
+
+$$
+\bar{A}_{il} = \sum_j \bar{C}_{ij} B_{lj} = (\bar{C} B^\top)_{il},
+\qquad
+\bar{B}_{lj} = \sum_i \bar{C}_{ij} A_{il} = (A^\top \bar{C})_{lj}.
+$$
+
+A way to remember it: the shapes only fit one way. $\bar{A}$ must be $(n, k)$,
+$\bar{C}$ is $(n, m)$, so it must be $\bar{C}$ times something $(m, k)$: $B^\top$.
+
+`np.matmul` adds two conveniences the rule must undo. Batched inputs
+$(\dots, n, k)$ multiply matrix by matrix, which the same formulas handle with
+`swapaxes` on the last two axes; if one operand had fewer batch axes, its
+gradient comes out with the extra axes, and the engine sums them away (the
+same broadcasting rule as for `Add`, below). A 1-D operand is treated as a row
+($a$) or a column ($b$) and that axis is dropped from the result, so the rule
+puts the axis back on both sides, multiplies, and drops it again.
+"""
+
+
+# %%
+#| export
 @backward_rule(MatMul)
 def matmul_backward(ctx, grad):
     a, b = ctx.saved_arrays
@@ -113,6 +468,55 @@ def matmul_backward(ctx, grad):
     return grad_a, grad_b
 
 
+# %% [markdown]
+"""
+The test covers every shape case the forward accepts where the two batch
+shapes are equal: matrix @ matrix, vector @ matrix, matrix @ vector,
+vector @ vector (a dot product, whose result is a 0-d array) and batched
+matrices. Batches that broadcast against each other are checked through the
+engine later.
+"""
+
+
+# %%
+def test_unit_matmul_rule():
+    cases = [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((2, 2, 3), (2, 3, 4))]
+    for shape_a, shape_b in cases:
+        check_rule(MatMul, rng.standard_normal(shape_a), rng.standard_normal(shape_b))
+    print(f"MatMul rule agrees with finite differences for {len(cases)} shape cases")
+
+
+test_unit_matmul_rule()
+
+# %% [markdown]
+"""
+### Reductions: `Sum` and `Max`
+
+`Sum` over some axes: every input element contributes with weight 1 to the one
+output element it was summed into, so each input element receives that output's
+gradient. Backward is a *broadcast*, the mirror image of the reduction:
+
+$$
+y = \sum_{i} a_{i} \quad \Rightarrow \quad \bar{a}_i = \bar{y}.
+$$
+
+If the reduction dropped the summed axes (`keepdim=False`), we first put them
+back as axes of length 1 so that the upstream gradient lines up with the
+input. `np.broadcast_to` then makes the full-size gradient as a read-only
+*view*: it costs no memory, however large the input.
+
+`Max` passes the gradient only to the element that won:
+$\partial \max(a) / \partial a_i = 1$ if $a_i$ is the maximum, else 0. When
+several elements tie, the derivative does not exist; we split the gradient
+evenly between them (so it still sums to $\bar{y}$), the convention of PyTorch's
+`amax` and the value a central difference gives at a two-way tie. Forward saved
+the result with its reduced axes kept, so `a == out` broadcasts into the mask
+directly.
+"""
+
+
+# %%
+#| export
 def _expand_reduced(grad, ctx):
     """Put back the axes a reduction removed, so grad broadcasts against the input."""
     if ctx.keepdims:
@@ -131,11 +535,56 @@ def sum_backward(ctx, grad):
 @backward_rule(Max)
 def max_backward(ctx, grad):
     a, out = ctx.saved_arrays                       # out kept its reduced axes (keepdims)
-    mask = (a == out)
-    mask = mask / mask.sum(axis=ctx.axis, keepdims=True)   # ties share the gradient
+    mask = (a == out).astype(a.dtype)               # float mask in a's dtype: float32 stays float32
+    mask /= mask.sum(axis=ctx.axis, keepdims=True)  # ties share the gradient
     return (_expand_reduced(grad, ctx) * mask,)
 
 
+# %% [markdown]
+"""
+The test reduces over no axis, one axis, a negative axis and a tuple of axes,
+with and without `keepdim`, and puts a two-way tie into `Max`'s input on
+purpose: the gradient must be split in half. It also checks that `Max` keeps
+float32 gradients float32 (a boolean mask divided by its count is float64 in
+NumPy, and would silently double the memory of every gradient behind it).
+"""
+
+
+# %%
+def test_unit_reduction_rules():
+    a = rng.standard_normal((2, 3, 4))
+    for axis, keepdims in [(None, False), (1, False), (-1, True), ((0, 2), False), (None, True)]:
+        check_rule(Sum, a, axis=axis, keepdims=keepdims)
+        check_rule(Max, a, axis=axis, keepdims=keepdims)
+    tie = np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 1.0]])
+    check_rule(Max, tie, axis=1)
+    ctx = Max(Tensor(tie, requires_grad=True))
+    Max.forward(ctx, tie, axis=1)
+    np.testing.assert_allclose(Max.backward(ctx, np.ones(2))[0], [[0, 0.5, 0.5], [1, 0, 0]])
+    a32 = np.ones((2, 2), dtype=np.float32)
+    ctx = Max(Tensor(a32, requires_grad=True))
+    out = Max.forward(ctx, a32, axis=None)
+    assert Max.backward(ctx, np.ones_like(out))[0].dtype == np.float32, "Max's gradient left float32"
+    print("Sum and Max rules agree with finite differences; ties share the gradient")
+
+
+test_unit_reduction_rules()
+
+# %% [markdown]
+"""
+### Views: `Reshape` and `Transpose`
+
+A reshape moves no numbers, it only renames positions, so its gradient is the
+upstream gradient renamed back: reshape it to the input's shape. A transpose
+with axis order `axes` sends input axis `axes[i]` to output axis `i`; undoing
+it needs the *inverse* permutation, which `np.argsort(axes)` computes (for a
+plain 2-D transpose it is the same swap again). Both are views in NumPy, so
+both backward passes are free.
+"""
+
+
+# %%
+#| export
 @backward_rule(Reshape)
 def reshape_backward(ctx, grad):
     return (np.reshape(grad, ctx.input_shape),)
@@ -146,6 +595,48 @@ def transpose_backward(ctx, grad):
     return (np.transpose(grad, np.argsort(ctx.axes)),)
 
 
+# %% [markdown]
+"""
+The test uses a 3-axis permutation that is *not* its own inverse,
+`(1, 2, 0)`: a rule that applied `axes` instead of its inverse would pass on
+every 2-D case and fail here.
+"""
+
+
+# %%
+def test_unit_view_rules():
+    a = rng.standard_normal((2, 3, 4))
+    check_rule(Reshape, a, shape=(4, 6))
+    check_rule(Reshape, a, shape=(24,))
+    check_rule(Transpose, a, axes=(1, 2, 0))
+    check_rule(Transpose, a[0], axes=(1, 0))
+    print("Reshape and Transpose rules agree with finite differences")
+
+
+test_unit_view_rules()
+
+# %% [markdown]
+"""
+### Indexing: `GetItem`
+
+`y = a[index]` copies some elements of `a` into `y`. Backward sends each
+element of $\bar{y}$ back to the place it came from and leaves zeros
+everywhere else: a *scatter* into a zero array of the input's shape.
+
+For basic indexing (integers and slices), each input element appears in the
+output at most once and a plain assignment `full[index] = grad` does it. Integer
+arrays are different: `table[[3, 7, 3]]` reads row 3 twice, as an embedding
+lookup does for a repeated token, and row 3 must receive *both* gradients.
+`full[index] = grad` would keep only the last one (NumPy's fancy assignment does
+not accumulate). `np.add.at(full, index, grad)` adds each one, repeats included,
+at a cost: it is an unbuffered loop, several times slower than a plain
+assignment, so the rule uses it only when the index contains an array. Boolean
+masks are arrays too and take the same path. The test of this rule runs
+through the engine, after the next section, with an embedding-style lookup.
+"""
+
+# %%
+#| export
 def _is_advanced(index) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(p, (np.ndarray, list)) for p in parts)
@@ -167,28 +658,105 @@ def getitem_backward(ctx, grad):
 """
 
 
+# %% [markdown]
+"""
+Every primitive now has a rule. The engine turns them into gradients of a
+whole graph, in three steps, each its own function below:
+
+1. order the graph so that a tensor comes after everything it was computed
+   from (a *topological order*), and walk that order backwards, from the loss;
+2. at each node, call its rule with the node's accumulated gradient, and
+   *add* what comes out to the gradients of its inputs;
+3. before adding, sum each input's gradient back to the input's own shape:
+   broadcasting in forward becomes summation in backward.
+
+Step 3 comes first in the code, because it is the rule that is easiest to get
+wrong and the one every bias gradient depends on.
+
+### Undoing broadcasting
+
+In `x @ W.T + b`, the bias `b` has shape `(out,)` and is added to a
+`(batch, out)` matrix. Broadcasting copied `b` into every row, so `b` was used
+`batch` times, and by the `+=` of the chain rule its gradient is the *sum* of
+the upstream gradient over the batch axis. In general the rule returns a
+gradient of the broadcast (output) shape, and the engine sums it back:
+
+- over leading axes the input did not have (`(batch, out)` to `(out,)`);
+- over axes where the input had length 1 but the output did not, keeping them
+  (`(batch, out)` to `(1, out)`).
+
+Doing this once in the engine, not in every rule, means that `Add`, `Mul` and
+`MatMul` need no broadcasting logic at all, and that a primitive added later
+(convolution's `im2col` in chapter 06) gets it for free. It is also what makes
+batch sizes free to change between steps: the gradient of `b` has `b`'s shape
+whatever the batch size was.
+"""
+
+
 # %%
 #| export
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum a gradient back to `shape`, undoing NumPy broadcasting (the bias-gradient rule)."""
-    if grad.shape == shape:
-        return grad
+    if grad.shape == shape or grad.ndim < len(shape):
+        return grad                                   # (too few axes: a faulty rule; backward says so)
     extra = grad.ndim - len(shape)
     if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
+        grad = grad.sum(axis=tuple(range(extra)))     # axes broadcasting added in front
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
-        grad = grad.sum(axis=stretched, keepdims=True)
+        grad = grad.sum(axis=stretched, keepdims=True)  # axes of length 1 that were stretched
     return grad
 
 
+# %% [markdown]
+"""
+The test sums a gradient back to a bias shape, to a keepdim shape, and to a
+shape that needs both kinds of summing; each element of the result must count
+how many output elements its input element was copied into.
+"""
+
+
+# %%
+def test_unit_unbroadcast():
+    g = np.ones((5, 3))
+    np.testing.assert_array_equal(_unbroadcast(g, (3,)), [5, 5, 5])          # a bias
+    np.testing.assert_array_equal(_unbroadcast(g, (1, 3)), [[5, 5, 5]])      # keepdim
+    np.testing.assert_array_equal(_unbroadcast(g, (5, 1)), [[3]] * 5)
+    np.testing.assert_array_equal(_unbroadcast(np.ones((2, 4, 3)), (4, 1)), [[6]] * 4)
+    assert _unbroadcast(g, (5, 3)) is g, "an already-fitting gradient should not be copied"
+    print("gradients sum back to every broadcast input shape")
+
+
+test_unit_unbroadcast()
+
+# %% [markdown]
+"""
+### A topological order
+
+The loss must be processed first, and a tensor may only pass its gradient on
+once it has received *all* of it, that is, after every tensor that used it has
+been processed. A depth-first walk that appends a tensor after all of its
+inputs gives exactly that order when reversed.
+
+micrograd writes the walk as a recursive function, which is the clearest form.
+It breaks on real graphs: Python's recursion limit is about 1000 frames, and an
+RNN unrolled over 1000 steps, or a loop of 5000 small updates, is deeper than
+that. So we keep our own stack. Each tensor goes onto it twice: once to be
+expanded (push its inputs) and once, underneath them, to be emitted after they
+are all done. Only tensors that require gradients are visited; constants and
+data inputs are left out of the walk altogether.
+"""
+
+
+# %%
+#| export
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Every tensor root depends on, each after all of its inputs (iterative: graphs get deep)."""
     order, visited, stack = [], set(), [(root, False)]
     while stack:
         tensor, expanded = stack.pop()
         if expanded:
-            order.append(tensor)
+            order.append(tensor)                      # all of its inputs are already in `order`
             continue
         if id(tensor) in visited:
             continue
@@ -201,15 +769,93 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return order
 
 
+# %% [markdown]
+"""
+The test builds a diamond (a tensor used by two branches that meet again) and
+checks the defining property, every tensor after its inputs and each tensor
+exactly once, then a chain of 5000 additions, deeper than the recursion limit,
+which must not raise.
+"""
+
+
+# %%
+def test_unit_topological_order():
+    a = Tensor(np.ones(3), requires_grad=True)
+    b = a * 2
+    c, d = b.exp(), b * b
+    e = (c + d).sum()
+    order = _topological_order(e)
+    position = {id(t): i for i, t in enumerate(order)}
+    assert len(position) == len(order) == 6, "every tensor should appear exactly once"
+    for t in order:
+        for parent in (t._ctx.inputs if t._ctx else ()):
+            if parent.requires_grad:
+                assert position[id(parent)] < position[id(t)], "a tensor came before one of its inputs"
+    deep = a
+    for _ in range(5000):
+        deep = deep + 1.0
+    assert len(_topological_order(deep)) == 5001
+    print("topological order: inputs first, each tensor once, 5000 levels deep without recursion")
+
+
+test_unit_topological_order()
+
+# %% [markdown]
+"""
+### `backward()`
+
+Now the engine itself, in one reversed loop, as in micrograd. It keeps one
+dictionary, `grads`, from a tensor to the gradient accumulated for it so far.
+The loss starts with $\bar{L} = 1$ (for a non-scalar output the caller passes
+the upstream gradient explicitly, as in PyTorch). For each tensor, in reverse
+topological order:
+
+- a **leaf** (a tensor the user made, such as a parameter) has no node; its
+  gradient is *added* to `tensor.grad`. Accumulating instead of overwriting is
+  PyTorch's contract, and what makes gradient accumulation over several small
+  batches possible; it is also why every training loop must zero the gradients
+  before each step;
+- a **node** calls its rule, sums each input gradient back to the input's shape,
+  and adds it to that input's entry in `grads`.
+
+The dictionary entry is dropped once a tensor is processed, so at any moment
+`grads` holds gradients only for the "frontier" between processed and waiting
+tensors.
+
+The last line frees memory. Unless asked to `retain_graph`, each node drops
+its saved arrays and its links to its inputs as soon as its rule has run. That
+releases everything forward kept alive for backward (we measure how much in the
+systems analysis), and it makes a second `backward()` through the same graph
+fail with a clear message instead of silently producing garbage.
+
+The checks are there for the person who adds a primitive later: a rule that
+returns the wrong number of gradients, or gradients that cannot be summed back
+to the input's shape, is reported by name.
+"""
+
+
+# %%
+#| export
 def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
-    """Fill `.grad` of every leaf tensor that requires grad with d(self)/d(leaf)."""
+    """Fill `.grad` of every leaf tensor that requires grad with d(self)/d(leaf), accumulating.
+
+    Args:
+        gradient: the gradient of some scalar with respect to self; needed when self
+            has more than one element (for a scalar it defaults to 1).
+        retain_graph: keep the saved arrays so that backward() can run through this
+            graph again; by default they are freed as soon as each node is done.
+    """
     if not self.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad (no input had requires_grad=True)")
     if gradient is None:
         if self.data.size != 1:
             raise RuntimeError(f"backward(): output has shape {self.shape}; pass `gradient` for a non-scalar output")
         gradient = np.ones_like(self.data)
-    grads = {id(self): np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)}
+    gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
+    if gradient.shape != self.shape:
+        raise ValueError(f"backward(): gradient has shape {gradient.shape} but the output has shape {self.shape}; "
+                         "pass a gradient of the output's shape")
+    grads = {id(self): gradient}
     for tensor in reversed(_topological_order(self)):
         grad = grads.pop(id(tensor), None)
         if grad is None:
@@ -220,52 +866,232 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
             tensor.grad = Tensor._wrap(grad if tensor.grad is None else tensor.grad.data + grad)
             continue
         if ctx.saved_arrays is None:
-            raise RuntimeError("backward() through this graph a second time: pass retain_graph=True the first time")
+            raise RuntimeError("backward() through this graph a second time: the first call freed it; "
+                               "pass retain_graph=True to the first call")
+        name = type(ctx).__name__
         input_grads = type(ctx).backward(ctx, grad)
+        if len(input_grads) != len(ctx.inputs):
+            raise RuntimeError(f"the backward rule of {name} returned {len(input_grads)} gradients for "
+                               f"{len(ctx.inputs)} inputs; return one per input (None where not needed)")
         for parent, needed, parent_grad in zip(ctx.inputs, ctx.needs_input_grad, input_grads):
             if needed and parent_grad is not None:
-                parent_grad = _unbroadcast(parent_grad, parent.shape)
+                parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape)
+                if parent_grad.shape != parent.shape:
+                    raise RuntimeError(f"the backward rule of {name} returned a gradient of shape {parent_grad.shape} "
+                                       f"for an input of shape {parent.shape}; fix the rule")
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
-            ctx.saved_arrays = None                   # free what forward kept for us
+            ctx.saved_arrays, ctx.inputs = None, ()   # free what forward kept for us
 
 
 Tensor.backward = backward
 
 
+# %% [markdown]
+"""
+The tests pin down the engine's contract, each with a case small enough to
+differentiate by hand:
+
+- the chain rule through the graph of the Background section;
+- a tensor used twice (`x * x`, `x + x`) collects both contributions;
+- two backward calls on two fresh graphs *add* into `.grad`;
+- a bias gradient has the bias's shape, whatever the batch size, alternating;
+- a non-scalar output without `gradient` raises, and so does a second
+  backward without `retain_graph`, while with it the second call works.
+"""
+
+
+# %%
+def test_unit_backward():
+    x = Tensor(np.array([[1.0, 2.0, 3.0]]), requires_grad=True)
+    w = Tensor(np.array([[0.5], [-1.0], [2.0]]), requires_grad=True)
+    b = Tensor(np.array([0.1]), requires_grad=True)
+    ((x @ w + b).tanh() * 3).sum().backward()
+    z = x.data @ w.data + b.data
+    dz = 3 * (1 - np.tanh(z) ** 2)                  # d(3 tanh z)/dz, by hand
+    np.testing.assert_allclose(w.grad.data, x.data.T @ dz)
+    np.testing.assert_allclose(x.grad.data, dz @ w.data.T)
+    np.testing.assert_allclose(b.grad.data, dz.sum(0))
+
+    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2 * x.data, err_msg="x * x must collect both paths")
+    x.grad = None
+    (x + x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2.0, err_msg="x + x must collect both paths")
+    (x * 3).sum().backward()                        # a second, fresh graph: .grad accumulates
+    np.testing.assert_allclose(x.grad.data, 5.0, err_msg="backward must add to .grad, not overwrite it")
+
+    weight = Tensor(np.ones((3, 2)), requires_grad=True)
+    bias = Tensor(np.zeros(2), requires_grad=True)
+    for batch in (4, 1, 7):                         # alternating batch sizes
+        bias.grad = None
+        (Tensor(np.ones((batch, 3))) @ weight + bias).sum().backward()
+        assert bias.grad.shape == (2,), f"bias gradient has shape {bias.grad.shape}, the bias has (2,)"
+        np.testing.assert_allclose(bias.grad.data, batch)
+
+    y = x * 2
+    try:
+        y.backward()
+        raise AssertionError("backward() on a non-scalar output without `gradient` should raise")
+    except RuntimeError as err:
+        assert "gradient" in str(err)
+    loss = (x * x).sum()
+    x.grad = None
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_allclose(x.grad.data, 4 * x.data, err_msg="retain_graph=True should allow a second backward")
+    try:
+        loss.backward()
+        raise AssertionError("a second backward() through a freed graph should raise")
+    except RuntimeError as err:
+        assert "retain_graph" in str(err)
+    print("backward: chain rule, accumulation, bias shapes, and the errors all as specified")
+
+
+test_unit_backward()
+
+# %% [markdown]
+"""
+Now `GetItem`'s rule can be tested the way it is used. An embedding lookup
+reads rows of a table by token id; in a real sentence ids repeat, and every
+repetition must add its gradient to the row. The test also covers a slice, a
+negative step, an integer-and-slice mix, and a boolean mask.
+"""
+
+
+# %%
+def test_unit_indexing_gradients():
+    table = Tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    ids = np.array([3, 1, 3, 3])                     # token 3 appears three times
+    table[ids].sum().backward()
+    np.testing.assert_array_equal(table.grad.data[:, 0], [0, 1, 0, 3], err_msg="repeated ids must add up")
+    for index in [slice(1, 3), (slice(None, None, -2), 1), (0, slice(1, None)), table.data > 5]:
+        table.grad = None
+        table[index].sum().backward()
+        expected = np.zeros((4, 3))
+        expected[index] = 1
+        np.testing.assert_array_equal(table.grad.data, expected, err_msg=f"index {index}")
+    print("indexing gradients land where the elements came from; repeated ids add up")
+
+
+test_unit_indexing_gradients()
+
+# %% [markdown]
+"""
+### Turning the recording off: `no_grad`, `enable_grad`
+
+Recording costs memory (the saved arrays) and time (a node per operation). When
+no gradient will be needed, evaluating a model, or updating parameters in an
+optimizer, we switch it off. Chapter 02's `Function.apply` already consults a
+flag, `Function.grad_enabled`; `no_grad()` clears it for the duration of a
+`with` block and restores the previous value afterwards, and `enable_grad()`
+sets it (to record one piece inside a `no_grad` region). Both also work as
+decorators, because they derive from `contextlib.ContextDecorator`.
+
+A decorator reuses *one* instance for every call, so the previous value cannot
+live in a single attribute: when a `@no_grad()` function calls itself, the inner
+call would overwrite the outer's saved value and leave recording off forever.
+Each instance keeps a stack instead.
+"""
+
+
 # %%
 #| export
-class no_grad(contextlib.ContextDecorator):
+class _GradMode(contextlib.ContextDecorator):
+    """Set whether operations record the graph, and restore the previous setting on exit."""
+
+    enabled: bool
+
+    def __init__(self):
+        self._previous: list[bool] = []               # a stack: one instance may be entered re-entrantly
+
+    def __enter__(self):
+        self._previous.append(Function.grad_enabled)
+        Function.grad_enabled = self.enabled
+
+    def __exit__(self, *exc):
+        Function.grad_enabled = self._previous.pop()
+        return False
+
+
+class no_grad(_GradMode):
     """Within `with no_grad():` operations record no graph (evaluation, optimizer updates)."""
-
-    def __enter__(self):
-        self._previous = Function.grad_enabled
-        Function.grad_enabled = False
-
-    def __exit__(self, *exc):
-        Function.grad_enabled = self._previous
-        return False
+    enabled = False
 
 
-class enable_grad(contextlib.ContextDecorator):
-    def __enter__(self):
-        self._previous = Function.grad_enabled
-        Function.grad_enabled = True
-
-    def __exit__(self, *exc):
-        Function.grad_enabled = self._previous
-        return False
+class enable_grad(_GradMode):
+    """Within `with enable_grad():` operations record the graph again, even inside no_grad."""
+    enabled = True
 
 
 def is_grad_enabled() -> bool:
+    """Whether operations currently record the graph."""
     return Function.grad_enabled
+
+
+# %% [markdown]
+"""
+The test checks that nothing is recorded inside `no_grad` (no node, no
+`requires_grad`), that `enable_grad` records inside it, that the flag is
+restored after an exception, and the re-entrant decorator case that a single
+saved attribute gets wrong.
+"""
+
+
+# %%
+def test_unit_no_grad():
+    x = Tensor(np.ones(3), requires_grad=True)
+    with no_grad():
+        y = x * 2
+        with enable_grad():
+            z = x * 2
+    assert y._ctx is None and not y.requires_grad, "no_grad() must not record a graph"
+    assert z._ctx is not None and z.requires_grad, "enable_grad() must record inside no_grad()"
+    assert is_grad_enabled()
+    try:
+        with no_grad():
+            raise KeyError
+    except KeyError:
+        pass
+    assert is_grad_enabled(), "no_grad() must restore recording after an exception"
+
+    @no_grad()
+    def countdown(n):
+        assert not is_grad_enabled()
+        return countdown(n - 1) if n else (x * 2)
+    assert countdown(3)._ctx is None
+    assert is_grad_enabled(), "a re-entrant @no_grad() function left recording switched off"
+    print("no_grad and enable_grad record exactly when they should, and restore the flag")
+
+
+test_unit_no_grad()
+
+# %% [markdown]
+"""
+### `gradcheck`: every rule against finite differences, through the engine
+
+`check_rule` tested rules one at a time. `gradcheck(fn, inputs)` tests the
+whole machinery: any function of tensors, any graph, broadcasting, the engine's
+accumulation. It uses the same trick: a fixed random weight array $w$ turns the
+output into a scalar $s = \sum w \odot f(\text{inputs})$; one `backward()` gives
+$\partial s / \partial x$ for every element of every input; then every element is
+nudged by $\pm\epsilon$ and $s$ recomputed under `no_grad` (two forwards per
+element, which is why gradcheck is for small tensors only).
+
+An element passes when $|\text{analytic} - \text{numeric}| \le \text{atol} +
+\text{rtol} \cdot |\text{numeric}|$. On failure the error names the *worst*
+element, the one that exceeds its tolerance the most, with both values: the
+first line to read when a new rule is wrong. Inputs that require gradients must
+be float64, for the reason given above.
+"""
 
 
 # %%
 #| export
 class GradcheckError(RuntimeError):
-    pass
+    """backward() and finite differences disagree (the message names the worst element)."""
 
 
 def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
@@ -274,12 +1100,21 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 
     Checks d(sum(fn(*inputs) * w))/d(input) for a fixed random w, element by element,
     and reports the worst element when any differs by more than atol + rtol * |numeric|.
+
+    Args:
+        fn: a function of the inputs returning a Tensor.
+        inputs: Tensors (those with requires_grad=True are checked) and other arguments.
+        raise_exception: raise GradcheckError on a mismatch (else return False).
+    Returns:
+        True when every element agrees.
     """
     inputs = list(inputs)
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
             raise ValueError(f"gradcheck: input {i} is {t.dtype}; use float64 inputs (finite differences need the precision)")
     out = fn(*inputs)
+    if not out.requires_grad:
+        raise ValueError("gradcheck: fn's output does not depend on any input with requires_grad=True")
     weights = np.random.default_rng(0).standard_normal(out.shape)
 
     def objective() -> float:
@@ -295,19 +1130,18 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
         analytic = t.grad.data if t.grad is not None else np.zeros_like(t.data)
-        flat = t.data.reshape(-1)                     # a view: nudging it nudges t
-        for j in range(flat.size):
-            original = flat[j]
-            flat[j] = original + eps
+        for index in np.ndindex(t.shape):             # index t.data itself: works for non-contiguous arrays
+            original = t.data[index]
+            t.data[index] = original + eps
             plus = objective()
-            flat[j] = original - eps
+            t.data[index] = original - eps
             minus = objective()
-            flat[j] = original
+            t.data[index] = original
             numeric = (plus - minus) / (2 * eps)
-            got = analytic.reshape(-1)[j]
+            got = analytic[index]
             excess = abs(got - numeric) - (atol + rtol * abs(numeric))
             if worst is None or excess > worst[0]:
-                worst = (excess, i, np.unravel_index(j, t.shape), got, numeric)
+                worst = (excess, i, index, got, numeric)
     if worst is not None and worst[0] > 0:
         _, i, index, got, numeric = worst
         message = (f"gradcheck failed: input {i} at index {tuple(int(k) for k in index)}: "
@@ -316,3 +1150,530 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             raise GradcheckError(message)
         return False
     return True
+
+
+# %% [markdown]
+"""
+The test runs gradcheck on the compositions that have no rule of their own
+(subtraction, division, mean, square root, softmax), on a matmul whose batch
+axes broadcast (so the engine must sum `B`'s gradient over the batch), on a
+non-contiguous (transposed) input, and finally on a *deliberately wrong* rule:
+we swap `Tanh`'s rule for one that forgets to square, and gradcheck must fail
+and say where.
+"""
+
+
+# %%
+from tinytorch.core.activations import softmax
+
+
+def test_unit_gradcheck():
+    def t64(*shape, low=-1.0, high=1.0):
+        return Tensor(rng.uniform(low, high, shape), requires_grad=True)
+
+    a, b = t64(3, 4), t64(4, low=0.5, high=2.0)
+    assert gradcheck(lambda a, b: (a - b) / b, [a, b])
+    assert gradcheck(lambda a: a.mean(dim=1), [a])
+    assert gradcheck(lambda b: b.sqrt(), [b])
+    assert gradcheck(lambda a: softmax(a, dim=1), [a])                       # chapter 03, unchanged
+    assert gradcheck(lambda p, q: p @ q, [t64(2, 3, 4), t64(4, 5)])          # B's batch axis broadcasts
+    assert gradcheck(lambda p, q: p @ q, [t64(4), t64(2, 4, 3)])             # 1-D @ batched
+    transposed = Tensor(rng.standard_normal((4, 3)).T, requires_grad=True)   # not C-contiguous
+    assert gradcheck(lambda t: (t * t).sum(dim=0), [transposed])
+
+    right = Tanh.backward
+    Tanh.backward = staticmethod(lambda ctx, grad: (grad * (1 - ctx.saved_arrays[0]),))   # forgot the square
+    try:
+        gradcheck(lambda a: a.tanh(), [a])
+        raise AssertionError("gradcheck accepted a wrong rule")
+    except GradcheckError as err:
+        message = str(err)
+    finally:
+        Tanh.backward = right
+    assert "input 0 at index" in message and "finite differences" in message, message
+    print("gradcheck passes the compositions and catches a wrong rule:")
+    print("   ", message)
+
+
+test_unit_gradcheck()
+
+# %% [markdown]
+"""
+## Systems analysis
+
+Three questions, each answered by measuring on the machine that builds this
+page: how much memory does the graph hold, and what gives it back; what does
+backward cost compared with forward; and how much does reverse mode save over
+computing the gradient one parameter at a time.
+
+### What forward keeps alive for backward
+
+`tracemalloc` sees every NumPy allocation. We build MLPs of `depth` blocks of
+`Linear(256, 256)` and `ReLU()` (the chapter 04 layers, unchanged), create the
+input, and measure how many bytes are still allocated after the forward pass
+while we hold the output: first with the graph recorded, then under
+`no_grad()`.
+"""
+
+# %%
+import gc
+
+from tinytorch.core.init import manual_seed
+from tinytorch.core.layers import Linear, Sequential
+from tinytorch.core.activations import ReLU, Tanh as TanhLayer, log_softmax
+
+manual_seed(0)
+WIDTH = 256
+
+
+def mlp(depth, width=WIDTH):
+    """`depth` blocks of Linear(width, width) + ReLU: chapter 04's layers, nothing new."""
+    layers = []
+    for _ in range(depth):
+        layers += [Linear(width, width), ReLU()]
+    return Sequential(*layers)
+
+
+def bytes_held(fn):
+    """Bytes still allocated after fn() returns (fn's result is kept alive while we measure)."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    result = fn()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    del result
+    return held
+
+
+def forward_held(depth, batch, grad=True):
+    model = mlp(depth)
+    x = Tensor(np.random.default_rng(0).standard_normal((batch, WIDTH)).astype(np.float32))
+    if grad:
+        return bytes_held(lambda: model(x).sum())
+    with no_grad():
+        return bytes_held(lambda: model(x).sum())
+
+
+depths, batches = [1, 2, 4, 8], [64, 256]
+held = {(d, b, g): forward_held(d, b, g) for d in depths for b in batches for g in (True, False)}
+print(f"{'depth':>5} {'batch':>5} {'recorded (MB)':>14} {'no_grad (MB)':>13} {'bytes / activation element':>27}")
+for b in batches:
+    for d in depths:
+        per_element = held[d, b, True] / (d * b * WIDTH)
+        print(f"{d:>5} {b:>5} {held[d, b, True] / 2**20:>14.2f} {held[d, b, False] / 2**20:>13.3f} {per_element:>27.1f}")
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for b in batches:
+    ax.plot(depths, [held[d, b, True] / 2**20 for d in depths], "o-", label=f"recorded, batch {b}")
+    ax.plot(depths, [held[d, b, False] / 2**20 for d in depths], "x--", label=f"no_grad, batch {b}")
+ax.set_xlabel("depth (Linear + ReLU blocks)")
+ax.set_ylabel("MB held after forward")
+ax.set_title("The graph keeps activations alive: memory ~ depth x batch")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+"""
+The recorded graph grows in proportion to depth and to batch size, at almost
+exactly 13 bytes per activation element per block (the rest is Python's node
+objects). Where they come from, for one block on a `(batch, 256)` float32
+input:
+
+| tensor | kept by | bytes per element |
+| --- | --- | --- |
+| `x @ W.T` | `Add`'s inputs | 4 |
+| `... + b` | `Mul` (the ReLU) saves it | 4 |
+| the mask `x > 0` | `Mul` saves it (bool) | 1 |
+| `x * mask` | the next block's `MatMul` saves it | 4 |
+
+The parameters do not appear at all: at width 256 they are 0.25 MB per block,
+allocated before the measurement. What training holds is *activations*, and
+they scale with the batch. Under `no_grad()` nothing is recorded, every
+intermediate is freed as soon as the next operation has used it, and what
+remains is the output: a few kilobytes whatever the depth. This is why
+inference fits batch sizes that training cannot, and why evaluation code must
+run under `no_grad()`.
+
+### Freeing the graph after backward
+
+`backward()` drops each node's saved arrays and input links as it goes. The
+next cell measures what is still allocated after backward, with and without
+`retain_graph=True`, and then the *peak* of two consecutive training steps.
+The peak is where forgetting to free hurts: in `loss = model(x).sum()`, the
+old `loss`, and with it the old graph if it was retained, is still alive while
+the new forward runs.
+"""
+
+
+# %%
+def after_backward(retain_graph):
+    model = mlp(4)
+    x = Tensor(np.random.default_rng(0).standard_normal((256, WIDTH)).astype(np.float32))
+
+    def step():
+        loss = model(x).sum()
+        loss.backward(retain_graph=retain_graph)
+        return loss                                  # we keep `loss`, as a training loop does
+
+    after = bytes_held(step)
+    grads = sum(p.grad.nbytes for p in model.parameters())
+    gc.collect()
+    tracemalloc.start()
+    loss = step()
+    loss = step()                                    # the second forward runs while the first loss is alive
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return after, grads, peak
+
+
+graph_mb = held[4, 256, True] / 2**20
+print(f"graph of a forward pass (depth 4, batch 256): {graph_mb:.2f} MB")
+for retain in (False, True):
+    after, grads, peak = after_backward(retain)
+    print(f"retain_graph={retain!s:5}: held after backward {after / 2**20:5.2f} MB "
+          f"(of which .grad {grads / 2**20:.2f} MB); peak over two steps {peak / 2**20:5.2f} MB")
+
+# %% [markdown]
+"""
+After a default backward, what is left is the gradients themselves (one array
+per parameter, the size of the parameters). With `retain_graph=True`, the whole
+graph stays alive as long as `loss` does, and the peak of the next step holds
+two graphs at once. `retain_graph=True` is for the rare cases that need two
+backward passes through one graph; a training loop should never set it.
+
+### What backward costs, and what reverse mode saves
+
+First, one forward pass against a recorded forward and a forward plus
+backward, on an MLP with three `512 x 512` hidden layers and a batch of 256
+(median of five runs each).
+"""
+
+
+# %%
+def median_times(fns, repeats=7):
+    """Median seconds of each function, run in turns so that a busy machine slows all of them alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, record in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return [float(np.median(record)) for record in times]
+
+
+def forward_only(model, x):
+    with no_grad():
+        model(x).sum()
+
+
+big = Sequential(Linear(512, 512), ReLU(), Linear(512, 512), ReLU(), Linear(512, 512), ReLU(), Linear(512, 1))
+x_big = Tensor(np.random.default_rng(0).standard_normal((256, 512)).astype(np.float32))
+t_forward, t_recorded, t_both = median_times([lambda: forward_only(big, x_big),
+                                              lambda: big(x_big).sum(),
+                                              lambda: big(x_big).sum().backward()])
+print(f"forward under no_grad : {t_forward * 1e3:6.2f} ms")
+print(f"forward, recorded     : {t_recorded * 1e3:6.2f} ms")
+print(f"forward + backward    : {t_both * 1e3:6.2f} ms  ({t_both / t_forward:.1f}x a forward)")
+
+# %% [markdown]
+"""
+By the flop count, backward costs at most about 1.7 forwards here: forward runs
+three large matmuls, backward five (the weight gradient of every layer, and
+the input gradient of every layer but the first, whose input is the data and
+needs none), and the elementwise rules are cheap next to them. So a training
+step is a small multiple of a forward, and the measured ratio above is of that
+size. The first two lines show the price of recording alone: creating the
+nodes, since the saved arrays are references, not copies.
+
+Now the alternative to reverse mode. Finite differences, like forward mode,
+need a pass per parameter: two forwards for every one of the $P$ parameters.
+Small MLPs (on 64 two-dimensional points, float64) of growing width show how
+the two costs scale.
+"""
+
+
+# %%
+def fd_gradient(model, loss_fn, eps=1e-6):
+    """The gradient of every parameter by central differences: 2 forwards per parameter."""
+    grads = []
+    with no_grad():
+        for p in model.parameters():
+            g = np.zeros_like(p.data)
+            for i in np.ndindex(p.shape):
+                original = p.data[i]
+                p.data[i] = original + eps
+                plus = loss_fn().item()
+                p.data[i] = original - eps
+                minus = loss_fn().item()
+                p.data[i] = original
+                g[i] = (plus - minus) / (2 * eps)
+            grads.append(g)
+    return grads
+
+
+x_small = Tensor(np.random.default_rng(1).standard_normal((64, 2)))
+sizes, t_fd, t_bw = [], [], []
+for width in (4, 8, 16, 32):
+    small = Sequential(Linear(2, width), ReLU(), Linear(width, width), ReLU(), Linear(width, 1))
+    for p in small.parameters():
+        p.data = p.data.astype(np.float64)
+    loss_fn = lambda: (small(x_small) ** 2).mean()                          # noqa: E731
+    start = time.perf_counter()
+    numeric = fd_gradient(small, loss_fn)
+    t_fd.append(time.perf_counter() - start)
+    t_bw.append(median_times([lambda: loss_fn().backward()])[0])
+    small.zero_grad()
+    loss_fn().backward()
+    error = max(np.abs(n - p.grad.data).max() for n, p in zip(numeric, small.parameters()))
+    sizes.append(sum(p.numel() for p in small.parameters()))
+    print(f"P = {sizes[-1]:5d} parameters: backward {t_bw[-1] * 1e3:6.2f} ms, finite differences "
+          f"{t_fd[-1] * 1e3:7.1f} ms ({t_fd[-1] / t_bw[-1]:5.0f}x); largest difference {error:.1e}")
+
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.loglog(sizes, np.array(t_fd) * 1e3, "o-", label="finite differences (2 forwards per parameter)")
+ax.loglog(sizes, np.array(t_bw) * 1e3, "s-", label="reverse mode (one backward)")
+ax.set_xlabel("number of parameters P")
+ax.set_ylabel("ms for the full gradient")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+"""
+The two methods agree to about $10^{-10}$ (the finite-difference error), and the
+gap grows in proportion to $P$: finite differences cost $2P$ forwards, backward
+a small constant number of them. At the 124 million parameters of GPT-2 small,
+the same ratio would be hundreds of millions of forwards per step against one
+backward. Reverse mode is not an optimisation of training; it is what makes it
+possible.
+
+### What breaks first at scale
+
+Activation memory. Parameters, gradients and (next chapter) optimizer state
+are fixed multiples of the parameter count, but the graph grows with batch
+times depth times width (and, for transformers, sequence length), so it is the
+first thing to exceed memory when a model is made deeper or fed larger
+batches. The remedies all trade something for memory: smaller batches
+(accumulating gradients over several, which `.grad`'s `+=` allows), saving
+less per primitive (a fused matmul and bias, a ReLU that keeps only its
+output: see the next section), recomputing instead of saving (activation checkpointing, below), or lower precision.
+"""
+
+# %% [markdown]
+"""
+## Production context
+
+PyTorch's autograd follows the same design (a tape of nodes recorded during
+forward, one backward formula per primitive, a reverse topological walk), and
+differs in ways that matter at scale:
+
+- **Nodes keep only what backward needs.** A PyTorch node (`y.grad_fn`) links
+  to the *nodes* of its inputs (`next_functions`) and holds only its saved
+  tensors. An intermediate that no rule saves is freed right after forward. Our
+  nodes hold their input tensors, as micrograd's do, which is simpler and
+  costs the 4 bytes per element that `Add`'s inputs held in our measurement.
+- **Fewer, fused primitives save less.** `nn.Linear` runs one `addmm`
+  (matmul and bias together), which saves its input and the weight; `relu`
+  saves its *output*, which the next layer's matmul saves anyway. So a
+  Linear + ReLU block keeps 4 bytes per activation element in PyTorch
+  (counted with `torch.autograd.graph.saved_tensors_hooks`), against our 13.
+- **Version counters.** Every tensor counts its in-place modifications, and a
+  saved tensor remembers the count it was saved at. Modify it before backward
+  and PyTorch raises "one of the variables needed for gradient computation has
+  been modified by an inplace operation". We save references without copies
+  and without counters, so the same mistake gives a silently wrong gradient
+  (next cell). This is why an optimizer step must come after backward.
+- **Grad mode is thread-local,** so a serving thread in `no_grad` does not
+  switch recording off for a training thread. Ours is one global flag.
+  `torch.inference_mode()` goes further than `no_grad`: tensors made in it can
+  never join a graph, which lets PyTorch skip the version counters too.
+- **The engine is C++ and multi-threaded** (one worker per device), rules are
+  generated from a table of derivative formulas (`derivatives.yaml`), and
+  `create_graph=True` records the backward pass itself, giving second
+  derivatives. Our rules work on NumPy arrays, so a backward pass records
+  nothing: no higher-order gradients, on purpose, to keep each rule two lines.
+- **Activation checkpointing** (`torch.utils.checkpoint`) trades compute for
+  the memory measured above: run a segment of the network under `no_grad`,
+  keep only its input, and re-run it with recording during backward. Keeping
+  one checkpoint every $\sqrt{L}$ layers cuts activation memory from $O(L)$ to
+  $O(\sqrt{L})$ for about one extra forward.
+- **JAX** has no tape on tensors at all: `jax.grad(f)` transforms the function
+  `f` into one that computes its gradient, and `jax.vjp` exposes exactly the
+  vector–Jacobian products our rules compute.
+
+The in-place hazard, demonstrated:
+"""
+
+# %%
+x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+y = (x * x).sum()              # Mul saved x.data itself, not a copy
+x.data *= 10                   # an in-place update before backward (an optimizer step too early)
+y.backward()
+print("gradient of sum(x*x) at x = [1, 2, 3]:", x.grad.data, "(should be [2. 4. 6.])")
+
+# %% [markdown]
+"""
+## Integration: the layers of chapters 03 and 04 train, unchanged
+
+Nothing in chapters 03 and 04 mentions gradients, yet everything there is made
+of primitives, so it is all differentiable now. The checks below use those
+layers exactly as they were written:
+
+1. gradcheck of a whole `Sequential` MLP (`Linear`, `Tanh`, `Linear`) with a
+   cross-entropy loss built from chapter 03's `log_softmax` and an integer-array
+   index (chapter 05 ships cross-entropy and MSE as layers, built the same
+   way), with respect to every weight and bias and the input;
+2. one weight's gradient against a finite difference, printed;
+3. plain gradient descent, a few lines of code: the loss must go down.
+"""
+
+
+# %%
+def cross_entropy(logits, targets):
+    """Mean of -log softmax(logits)[i, targets[i]]: log_softmax, then an integer-array index."""
+    n = logits.shape[0]
+    return -log_softmax(logits, dim=1)[np.arange(n), targets].mean()
+
+
+manual_seed(0)
+data_rng = np.random.default_rng(0)
+centers = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+labels = data_rng.integers(0, 3, 150)
+points = (centers[labels] + 0.5 * data_rng.standard_normal((150, 2))).astype(np.float32)
+
+model = Sequential(Linear(2, 16), TanhLayer(), Linear(16, 3))
+for p in model.parameters():
+    p.data = p.data.astype(np.float64)              # gradcheck needs float64
+inputs64 = Tensor(points[:8].astype(np.float64), requires_grad=True)
+params = list(model.parameters())
+assert gradcheck(lambda x, *ps: cross_entropy(model(x), labels[:8]), [inputs64, *params])
+print("gradcheck: the chapter 04 MLP with a cross-entropy loss, every parameter and the input")
+
+loss = cross_entropy(model(Tensor(points.astype(np.float64))), labels)
+model.zero_grad()
+loss.backward()
+W = model[0].weight
+with no_grad():
+    W.data[3, 1] += 1e-6
+    plus = cross_entropy(model(Tensor(points.astype(np.float64))), labels).item()
+    W.data[3, 1] -= 2e-6
+    minus = cross_entropy(model(Tensor(points.astype(np.float64))), labels).item()
+    W.data[3, 1] += 1e-6
+print(f"dL/dW[3, 1]: backward {W.grad.data[3, 1]:.8f}, finite difference {(plus - minus) / 2e-6:.8f}")
+
+# %% [markdown]
+"""
+And the step that the next chapter turns into `tinytorch.optim.SGD`: subtract
+a small multiple of each gradient from its parameter, under `no_grad` (the
+update itself must not be recorded), zero the gradients, repeat.
+"""
+
+# %%
+model = Sequential(Linear(2, 16), ReLU(), Linear(16, 3))     # float32, as it comes
+x_all = Tensor(points)
+losses = []
+for step in range(30):
+    loss = cross_entropy(model(x_all), labels)
+    model.zero_grad()
+    loss.backward()
+    with no_grad():
+        for p in model.parameters():
+            p.data -= 0.5 * p.grad.data
+    losses.append(loss.item())
+accuracy = float((model(x_all).argmax(dim=1).data == labels).mean())
+assert losses[1] < losses[0] and losses[-1] < 0.5 * losses[0], "gradient descent did not lower the loss"
+print(f"cross-entropy: {losses[0]:.3f} before, {losses[1]:.3f} after one step, {losses[-1]:.3f} after 30; "
+      f"accuracy {accuracy:.0%}; parameters still {model[0].weight.dtype}")
+
+# %% [markdown]
+"""
+## Run every test of this chapter
+
+Each unit test above ran right after the code it checks. This cell runs them
+all again, in order, so that a change anywhere in the chapter is checked
+against everything (and so that `python -m pytest`-style runners and the book
+build have one place to look).
+"""
+
+# %%
+if __name__ == "__main__":
+    test_unit_add_neg_rules()
+    test_unit_mul_rule()
+    test_unit_elementwise_rules()
+    test_unit_matmul_rule()
+    test_unit_reduction_rules()
+    test_unit_view_rules()
+    test_unit_unbroadcast()
+    test_unit_topological_order()
+    test_unit_backward()
+    test_unit_indexing_gradients()
+    test_unit_no_grad()
+    test_unit_gradcheck()
+    print("All tests of chapter 09 pass.")
+
+# %% [markdown]
+"""
+## ML systems thinking
+
+1. **Memory per activation.** We measured 13 bytes per activation element for
+   each Linear + ReLU block. Which of the four tensors in that table could a
+   different set of primitives avoid keeping (think of a ReLU primitive whose
+   rule needs only its output, and of a fused matmul-plus-bias)? Estimate the
+   activation memory of a 24-block model of width 1024 on a batch of 64
+   sequences of 512 tokens, with our primitives and with fused ones. Which is
+   larger: that, or the 4 bytes per parameter of the weights?
+2. **Graph ownership.** Our nodes hold their input tensors; PyTorch's hold
+   only saved arrays and links to other nodes. Change `Function` (on paper) so
+   that a node keeps only what its rule needs. What would the engine use
+   instead of `ctx.inputs` to find a parent's node and to recognise a leaf, and
+   where would the leaf's `.grad` then be written?
+3. **Recompute instead of store.** Sketch activation checkpointing with the
+   tools of this chapter: run each segment of a `Sequential` under `no_grad()`,
+   keep only the segment inputs, and re-run a segment with recording when
+   backward reaches it. With $L$ blocks and a checkpoint every $k$ blocks, how
+   many block activations are alive at the peak, and how many extra block
+   forwards does one step cost? Which $k$ minimises memory?
+4. **Concurrency.** `no_grad()` flips one global flag. A model server answers
+   requests in threads under `no_grad()` while a background thread fine-tunes
+   the same model. What goes wrong, in which order of events, and what would
+   a thread-local flag (`threading.local`) change?
+"""
+
+# %% [markdown]
+"""
+## Module summary
+
+What you built:
+
+- **A backward rule for each of the 13 primitives** of chapter 02, each one or
+  two lines next to the forward it differentiates: a vector–Jacobian product,
+  never a Jacobian. `Add` passes the gradient through, `Mul` swaps the
+  factors, `MatMul` is two matmuls, `Sum` broadcasts, `Max` masks and shares
+  ties, views undo themselves, indexing scatters with `np.add.at` so repeated
+  indices add up.
+- **An engine**, `Tensor.backward(gradient=None, retain_graph=False)`: an
+  iterative topological sort (deep graphs do not hit the recursion limit) and
+  one reversed loop that accumulates gradients over every path, sums
+  broadcast gradients back to each input's shape (the bias gradient), adds
+  into the leaves' `.grad`, and frees each node once its rule has run.
+- **`no_grad()` / `enable_grad()`**, as context managers and decorators that
+  are safe to re-enter, and **`gradcheck()`**, which compares backward with
+  central differences in float64 and names the worst element.
+
+What you measured: the graph keeps about 13 bytes per activation element per
+Linear + ReLU block, growing linearly with depth and batch, and `no_grad()`
+keeps almost none; default backward frees the graph, leaving only the
+gradients; forward plus backward costs a small multiple of a forward, while
+finite differences cost $2P$ forwards, a gap that grows with every parameter.
+
+What it unlocked: chapters 03 and 04 became trainable without a line changed
+(chapters 05 to 08 too, for the same reason). A hand-written gradient step
+already lowered a classifier's loss. Chapter 10 turns that step into
+optimizers: SGD with momentum, Adam and AdamW, learning-rate schedules, and
+the memory their state costs.
+"""

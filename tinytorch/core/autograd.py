@@ -21,6 +21,11 @@ def add_backward(ctx, grad):
     return grad, grad                               # d(a+b)/da = d(a+b)/db = 1
 
 
+@backward_rule(Neg)
+def neg_backward(ctx, grad):
+    return (-grad,)                                 # d(-a)/da = -1
+
+
 @backward_rule(Mul)
 def mul_backward(ctx, grad):
     a, b = ctx.saved_arrays
@@ -28,15 +33,12 @@ def mul_backward(ctx, grad):
             grad * a if ctx.needs_input_grad[1] else None)   # d(ab)/db = a
 
 
-@backward_rule(Neg)
-def neg_backward(ctx, grad):
-    return (-grad,)
-
-
 @backward_rule(Pow)
 def pow_backward(ctx, grad):
     (a,) = ctx.saved_arrays
     p = ctx.exponent
+    if p == 0:
+        return (np.zeros_like(grad),)               # a**0 == 1 is flat, even at a == 0
     return (grad * (p * a ** (p - 1)),)             # d(a^p)/da = p a^(p-1)
 
 
@@ -94,8 +96,8 @@ def sum_backward(ctx, grad):
 @backward_rule(Max)
 def max_backward(ctx, grad):
     a, out = ctx.saved_arrays                       # out kept its reduced axes (keepdims)
-    mask = (a == out)
-    mask = mask / mask.sum(axis=ctx.axis, keepdims=True)   # ties share the gradient
+    mask = (a == out).astype(a.dtype)               # float mask in a's dtype: float32 stays float32
+    mask /= mask.sum(axis=ctx.axis, keepdims=True)  # ties share the gradient
     return (_expand_reduced(grad, ctx) * mask,)
 
 
@@ -126,14 +128,14 @@ def getitem_backward(ctx, grad):
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum a gradient back to `shape`, undoing NumPy broadcasting (the bias-gradient rule)."""
-    if grad.shape == shape:
-        return grad
+    if grad.shape == shape or grad.ndim < len(shape):
+        return grad                                   # (too few axes: a faulty rule; backward says so)
     extra = grad.ndim - len(shape)
     if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
+        grad = grad.sum(axis=tuple(range(extra)))     # axes broadcasting added in front
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if stretched:
-        grad = grad.sum(axis=stretched, keepdims=True)
+        grad = grad.sum(axis=stretched, keepdims=True)  # axes of length 1 that were stretched
     return grad
 
 
@@ -143,7 +145,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     while stack:
         tensor, expanded = stack.pop()
         if expanded:
-            order.append(tensor)
+            order.append(tensor)                      # all of its inputs are already in `order`
             continue
         if id(tensor) in visited:
             continue
@@ -157,14 +159,25 @@ def _topological_order(root: Tensor) -> list[Tensor]:
 
 
 def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
-    """Fill `.grad` of every leaf tensor that requires grad with d(self)/d(leaf)."""
+    """Fill `.grad` of every leaf tensor that requires grad with d(self)/d(leaf), accumulating.
+
+    Args:
+        gradient: the gradient of some scalar with respect to self; needed when self
+            has more than one element (for a scalar it defaults to 1).
+        retain_graph: keep the saved arrays so that backward() can run through this
+            graph again; by default they are freed as soon as each node is done.
+    """
     if not self.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad (no input had requires_grad=True)")
     if gradient is None:
         if self.data.size != 1:
             raise RuntimeError(f"backward(): output has shape {self.shape}; pass `gradient` for a non-scalar output")
         gradient = np.ones_like(self.data)
-    grads = {id(self): np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)}
+    gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
+    if gradient.shape != self.shape:
+        raise ValueError(f"backward(): gradient has shape {gradient.shape} but the output has shape {self.shape}; "
+                         "pass a gradient of the output's shape")
+    grads = {id(self): gradient}
     for tensor in reversed(_topological_order(self)):
         grad = grads.pop(id(tensor), None)
         if grad is None:
@@ -175,48 +188,62 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
             tensor.grad = Tensor._wrap(grad if tensor.grad is None else tensor.grad.data + grad)
             continue
         if ctx.saved_arrays is None:
-            raise RuntimeError("backward() through this graph a second time: pass retain_graph=True the first time")
+            raise RuntimeError("backward() through this graph a second time: the first call freed it; "
+                               "pass retain_graph=True to the first call")
+        name = type(ctx).__name__
         input_grads = type(ctx).backward(ctx, grad)
+        if len(input_grads) != len(ctx.inputs):
+            raise RuntimeError(f"the backward rule of {name} returned {len(input_grads)} gradients for "
+                               f"{len(ctx.inputs)} inputs; return one per input (None where not needed)")
         for parent, needed, parent_grad in zip(ctx.inputs, ctx.needs_input_grad, input_grads):
             if needed and parent_grad is not None:
-                parent_grad = _unbroadcast(parent_grad, parent.shape)
+                parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape)
+                if parent_grad.shape != parent.shape:
+                    raise RuntimeError(f"the backward rule of {name} returned a gradient of shape {parent_grad.shape} "
+                                       f"for an input of shape {parent.shape}; fix the rule")
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
-            ctx.saved_arrays = None                   # free what forward kept for us
+            ctx.saved_arrays, ctx.inputs = None, ()   # free what forward kept for us
 
 
 Tensor.backward = backward
 
 
-class no_grad(contextlib.ContextDecorator):
+class _GradMode(contextlib.ContextDecorator):
+    """Set whether operations record the graph, and restore the previous setting on exit."""
+
+    enabled: bool
+
+    def __init__(self):
+        self._previous: list[bool] = []               # a stack: one instance may be entered re-entrantly
+
+    def __enter__(self):
+        self._previous.append(Function.grad_enabled)
+        Function.grad_enabled = self.enabled
+
+    def __exit__(self, *exc):
+        Function.grad_enabled = self._previous.pop()
+        return False
+
+
+class no_grad(_GradMode):
     """Within `with no_grad():` operations record no graph (evaluation, optimizer updates)."""
-
-    def __enter__(self):
-        self._previous = Function.grad_enabled
-        Function.grad_enabled = False
-
-    def __exit__(self, *exc):
-        Function.grad_enabled = self._previous
-        return False
+    enabled = False
 
 
-class enable_grad(contextlib.ContextDecorator):
-    def __enter__(self):
-        self._previous = Function.grad_enabled
-        Function.grad_enabled = True
-
-    def __exit__(self, *exc):
-        Function.grad_enabled = self._previous
-        return False
+class enable_grad(_GradMode):
+    """Within `with enable_grad():` operations record the graph again, even inside no_grad."""
+    enabled = True
 
 
 def is_grad_enabled() -> bool:
+    """Whether operations currently record the graph."""
     return Function.grad_enabled
 
 
 class GradcheckError(RuntimeError):
-    pass
+    """backward() and finite differences disagree (the message names the worst element)."""
 
 
 def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
@@ -225,12 +252,21 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
 
     Checks d(sum(fn(*inputs) * w))/d(input) for a fixed random w, element by element,
     and reports the worst element when any differs by more than atol + rtol * |numeric|.
+
+    Args:
+        fn: a function of the inputs returning a Tensor.
+        inputs: Tensors (those with requires_grad=True are checked) and other arguments.
+        raise_exception: raise GradcheckError on a mismatch (else return False).
+    Returns:
+        True when every element agrees.
     """
     inputs = list(inputs)
     for i, t in enumerate(inputs):
         if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
             raise ValueError(f"gradcheck: input {i} is {t.dtype}; use float64 inputs (finite differences need the precision)")
     out = fn(*inputs)
+    if not out.requires_grad:
+        raise ValueError("gradcheck: fn's output does not depend on any input with requires_grad=True")
     weights = np.random.default_rng(0).standard_normal(out.shape)
 
     def objective() -> float:
@@ -246,19 +282,18 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
         analytic = t.grad.data if t.grad is not None else np.zeros_like(t.data)
-        flat = t.data.reshape(-1)                     # a view: nudging it nudges t
-        for j in range(flat.size):
-            original = flat[j]
-            flat[j] = original + eps
+        for index in np.ndindex(t.shape):             # index t.data itself: works for non-contiguous arrays
+            original = t.data[index]
+            t.data[index] = original + eps
             plus = objective()
-            flat[j] = original - eps
+            t.data[index] = original - eps
             minus = objective()
-            flat[j] = original
+            t.data[index] = original
             numeric = (plus - minus) / (2 * eps)
-            got = analytic.reshape(-1)[j]
+            got = analytic[index]
             excess = abs(got - numeric) - (atol + rtol * abs(numeric))
             if worst is None or excess > worst[0]:
-                worst = (excess, i, np.unravel_index(j, t.shape), got, numeric)
+                worst = (excess, i, index, got, numeric)
     if worst is not None and worst[0] > 0:
         _, i, index, got, numeric = worst
         message = (f"gradcheck failed: input {i} at index {tuple(int(k) for k in index)}: "
