@@ -39,6 +39,8 @@ def pow_backward(ctx, grad):
     p = ctx.exponent
     if p == 0:
         return (np.zeros_like(grad),)               # a**0 == 1 is flat, even at a == 0
+    if p == -1:                                     # division: NumPy's a ** -2 is ~100x slower than this
+        return (-grad / (a * a),)
     return (grad * (p * a ** (p - 1)),)             # d(a^p)/da = p a^(p-1)
 
 
