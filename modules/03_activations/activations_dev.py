@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-"""
+r"""
 # Activations
 
 A neural network layer multiplies by a matrix and adds a vector. Stack as many
@@ -92,7 +92,7 @@ import warnings
 import matplotlib.pyplot as plt
 
 # %% [markdown]
-"""
+r"""
 ## Background: why a network needs nonlinearity
 
 A linear layer computes $y = W x + b$. Feed its output into a second one:
@@ -129,7 +129,7 @@ print(f"three linear layers vs one collapsed layer: max |difference| = "
       f"{np.abs(deep.data - shallow.data).max():.2e} (float32 rounding)")
 
 # %% [markdown]
-"""
+r"""
 The difference is float32 rounding, nothing more: the three layers *are* one
 layer. Now put a nonlinearity between them, here $\max(0, h)$ written
 directly in NumPy (we build the real `relu` below), and ask the strongest
@@ -159,7 +159,7 @@ print(f"best affine fit to the linear stack:        relative error {best_affine_
 print(f"best affine fit to the same stack with ReLU: relative error {best_affine_fit_error(x.data, with_relu):.1e}")
 
 # %% [markdown]
-"""
+r"""
 With the nonlinearity no affine map comes close: the network now computes a
 function that bends. A ReLU network is *piecewise* linear: each neuron's
 $\max(0, \cdot)$ splits the input space along a hyperplane, and inside each
@@ -219,7 +219,7 @@ order, the number of sweeps through memory it costs.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Implementation
 
 Every function below takes a `Tensor` and returns a new `Tensor`, and is
@@ -244,7 +244,7 @@ def relu(x: Tensor) -> Tensor:
 
 
 # %% [markdown]
-"""
+r"""
 Two details of the mask form that you will see in printed outputs. A negative
 input times 0 gives `-0.0` in IEEE arithmetic: it prints as `-0.` and compares
 equal to `0.0`, so nothing downstream can tell the difference. And
@@ -272,7 +272,7 @@ def test_unit_relu():
 test_unit_relu()
 
 # %% [markdown]
-"""
+r"""
 ### Sigmoid: three ways to write one formula
 
 The textbook form $1/(1 + e^{-x})$ has a problem for very negative $x$:
@@ -303,7 +303,7 @@ for warning in caught:
     print("NumPy warned:", warning.message)
 
 # %% [markdown]
-"""
+r"""
 The fix uses a rule that comes back in softmax: **never exponentiate a
 positive number.** Let $z = e^{-|x|}$, which lies in $(0, 1]$ for every $x$.
 Then
@@ -343,7 +343,7 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 # %% [markdown]
-"""
+r"""
 Compare the three forms in float32 against a float64 reference (where
 $e^{20}$ is no trouble at all). The tanh shortcut returns exactly 0 for
 $\sigma(-20) \approx 2 \times 10^{-9}$; the split form keeps all its digits.
@@ -361,7 +361,7 @@ rel = lambda got: np.max(np.abs(got - reference) / reference)
 print(f"worst relative error: tanh form {rel(via_tanh):.1e}, split form {rel(split):.1e}")
 
 # %% [markdown]
-"""
+r"""
 (Below $x \approx -87$, $\sigma(x)$ is smaller than float32's smallest normal
 number, $1.2 \times 10^{-38}$, and precision fades through the subnormal
 numbers to 0 whatever the formula.)
@@ -396,7 +396,7 @@ def test_unit_sigmoid():
 test_unit_sigmoid()
 
 # %% [markdown]
-"""
+r"""
 ### Tanh
 
 `Tanh` is already a primitive (chapter 02), because NumPy computes it
@@ -415,7 +415,7 @@ def tanh(x: Tensor) -> Tensor:
 
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_tanh` checks tanh against its definition through the
 sigmoid, $\tanh x = 2\sigma(2x) - 1$ (two of our functions must agree), and
 that it is odd and bounded by 1 for huge inputs.
@@ -435,7 +435,7 @@ def test_unit_tanh():
 test_unit_tanh()
 
 # %% [markdown]
-"""
+r"""
 ### GELU
 
 The exact GELU needs $\operatorname{erf}$, which is not one of our primitives
@@ -490,7 +490,7 @@ print(f"max |tanh approximation - exact GELU| on [-8, 8] = {gelu_gap[worst]:.2e}
 print(f"float32 resolution near GELU's value there:      {np.spacing(np.float32(abs(gelu_exact[worst]))):.1e}")
 
 # %% [markdown]
-"""
+r"""
 The gap is a few times $10^{-4}$: invisible in a network's accuracy, but far
 larger than float32 rounding. That is why a test that compares tinytorch's GELU
 with PyTorch must ask PyTorch for `approximate="tanh"`, and why a model trained
@@ -526,7 +526,7 @@ def test_unit_gelu():
 test_unit_gelu()
 
 # %% [markdown]
-"""
+r"""
 ### Softmax
 
 Softmax exponentiates every logit. In float32, $e^{89}$ is already infinite,
@@ -573,7 +573,7 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_softmax` checks the stable softmax against the naive
 formula on moderate logits (where the naive one is fine), that rows sum to 1,
 that shifting the logits by 1000 changes nothing, that logits like $\pm 10^4$
@@ -600,7 +600,7 @@ def test_unit_softmax():
 test_unit_softmax()
 
 # %% [markdown]
-"""
+r"""
 ### Log-softmax
 
 Classification losses need $\log \operatorname{softmax}(z)$. Taking the log
@@ -617,7 +617,7 @@ for warning in caught:
     print("NumPy warned:", warning.message)
 
 # %% [markdown]
-"""
+r"""
 The exact answer for the first class is $-200$, a perfectly ordinary number.
 Work in log space from the start instead. With $m = \max_j z_j$,
 
@@ -638,7 +638,7 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_log_softmax` checks that log-softmax equals the log of
 softmax where that is safe, that it stays finite and exact (the logit gap)
 where the naive form gives $-\infty$, and that exponentiating it gives rows
@@ -787,7 +787,7 @@ def test_unit_activation_layers():
 test_unit_activation_layers()
 
 # %% [markdown]
-"""
+r"""
 ## The curves and their derivatives
 
 Plot each elementwise activation and its derivative. The derivatives are not
@@ -830,7 +830,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 Read the right panel from the point of view of a gradient passing backwards
 through the activation. Sigmoid's derivative peaks at 0.25 and is nearly zero
 beyond $|x| \approx 5$; tanh's peaks at 1 but saturates faster still. ReLU's is
@@ -853,7 +853,7 @@ print(f"\nthe largest sigmoid slope is {best_sigmoid_slope:.4f}; after 10 sigmoi
       f"scaled by at most {best_sigmoid_slope ** 10:.1e}")
 
 # %% [markdown]
-"""
+r"""
 ## Systems analysis
 
 ### Time per element
@@ -1025,7 +1025,7 @@ plt.legend()
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 Time per element falls steeply at first: at a thousand elements, GELU's
 operations spend most of their time in Python, not in arithmetic. That is why
 frameworks work on batches, and why a GPU, whose per-launch overhead is much
@@ -1160,7 +1160,7 @@ if __name__ == "__main__":
     print("All activation tests passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
 1. **Memory traffic.** Your GELU performs about ten Tensor operations, each a

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-"""
+r"""
 # Networks
 
 Chapter 04 gave us `Linear` layers that hold their own weights and a
@@ -86,7 +86,7 @@ import matplotlib.pyplot as plt
 from tinytorch.core.activations import Tanh, relu, softmax
 
 # %% [markdown]
-"""
+r"""
 ## Background
 
 ### The multilayer perceptron
@@ -252,7 +252,7 @@ def test_unit_mlp_structure():
 test_unit_mlp_structure()
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_mlp_forward` checks what the structure is for: the MLP's
 output equals the composition written out by hand,
 $\text{relu}(\text{relu}(x W_0^\top + b_0) W_2^\top + b_2) W_4^\top + b_4$,
@@ -403,7 +403,7 @@ for warning in caught:
     print("NumPy warned:", warning.message)
 
 # %% [markdown]
-"""
+r"""
 The naive form gives `nan` for the confident, correct example (the
 exponential overflowed and $\infty/\infty$ is `nan`) and `inf` for the wrong
 one. Chapter 03's stable softmax fixes the first, but taking its `log` still
@@ -484,7 +484,7 @@ print("cross_entropy, per example:", per_example.data)
 print("CrossEntropyLoss(), mean:  ", batch_loss.item(), f"  ({len(caught)} warnings)")
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_cross_entropy` checks the loss against the right-hand
 closed form (log-sum-exp minus the correct logit) computed independently in
 float64, that equal logits give exactly $\log C$, that logits like $\pm 10^4$
@@ -569,7 +569,7 @@ def activation_bytes(model: Module, x: Tensor) -> int:
 
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_counting` checks the counts against the closed-form
 $\sum (d_{\ell-1} d_\ell + d_\ell)$, that float64 doubles the bytes of float32
 and that stored bytes equal the float32 figure, that a parameter shared by two
@@ -620,7 +620,7 @@ for width in (128, 512, 2048):
           f"{(width * width + width) / formula:18.0%}")
 
 # %% [markdown]
-"""
+r"""
 The count grows with the *square* of the width: quadrupling the hidden width
 from 512 to 2048 multiplies the parameters by almost nine here, and the
 $w \times w$ layer comes to dominate. `parameter_bytes` is the stored size
@@ -695,7 +695,7 @@ print(f"\nkept for backward: about {np.median(kept_per_example) / 1e3:.1f} KB pe
       f"it exceeds the parameters from a batch of about {crossover:.0f}")
 
 # %% [markdown]
-"""
+r"""
 Activation memory is linear in the batch, and for training it is larger than
 the sum of the layer outputs, because the graph keeps intermediates that are
 not layer outputs. Past a batch of a few hundred, this small model's training
@@ -739,7 +739,7 @@ for n in (1, 16, 128, 1024):
           f"{loss_time * 1e3:8.3f}")
 
 # %% [markdown]
-"""
+r"""
 Time per example falls steeply with the batch: a single example turns each
 matrix multiplication into a matrix-*vector* product, which reads every weight
 to do two operations with it, so it is limited by memory; a batch reuses each
@@ -826,7 +826,7 @@ print(f"\nparameters: {count_parameters(classifier):,d}  "
 print(f"layer outputs for this batch of {len(X)}: {activation_bytes(classifier, Tensor(X)):,d} bytes")
 
 # %% [markdown]
-"""
+r"""
 The loss is close to $\log 3$, as the background predicted, and the accuracy
 is close to chance. Is that luck of one initialisation? Repeat with several
 seeds and more classes, on random inputs of MNIST's size:
@@ -844,7 +844,7 @@ for classes in (3, 10, 100):
     print(f"{classes:8d} {math.log(classes):7.3f} {np.mean(losses):31.3f} ± {np.std(losses):.3f}")
 
 # %% [markdown]
-"""
+r"""
 With PyTorch's default initialisation (which `Linear` copies) the logits of
 an untrained network are small, so its loss sits just above $\log C$. When
 you train a classifier and the first loss printed is far above that, check the
@@ -905,7 +905,7 @@ except ValueError as err:
 
 
 # %% [markdown]
-"""
+r"""
 **Test.** `test_unit_untrained_classifier` checks the integration: the spiral
 classifier's loss equals the closed form computed from its own logits, lies
 within 0.1 of $\log 3$, and the pieces (`MLP`, `CrossEntropyLoss`, counting)
@@ -950,7 +950,7 @@ if __name__ == "__main__":
     print("All network tests passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
 1. **Memory budget.** Your `MLP(784, [1024, 1024], 10)` kept a measured number

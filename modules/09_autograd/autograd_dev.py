@@ -100,7 +100,7 @@ y = ((x @ w + b).tanh() * 3).sum()
 show_graph(y)
 
 # %% [markdown]
-"""
+r"""
 Five nodes for `sum(3 * tanh(x @ w + b))`. The constant `3` became a tensor
 that needs no gradient, and the node list shows what each primitive kept for
 later: `MatMul` both factors, `Tanh` its output, `Mul` both factors, `Add` and
@@ -173,7 +173,7 @@ other column: everything in "kept for backward" stays alive until backward runs.
 """
 
 # %% [markdown]
-"""
+r"""
 ## Implementation
 
 ### Attaching a rule to a primitive
@@ -206,7 +206,7 @@ def backward_rule(function: type[Function]):
 
 
 # %% [markdown]
-"""
+r"""
 ### Testing a rule on its own
 
 Before there is an engine, we can already test a rule, with the idea that
@@ -260,7 +260,7 @@ def check_rule(primitive, *arrays, eps=1e-6, **options):
 
 
 # %% [markdown]
-"""
+r"""
 ### Sums and negation: `Add`, `Neg`
 
 | forward (chapter 02) | math | backward |
@@ -304,7 +304,7 @@ def test_unit_add_neg_rules():
 test_unit_add_neg_rules()
 
 # %% [markdown]
-"""
+r"""
 ### Products: `Mul`
 
 | forward | math | backward |
@@ -349,7 +349,7 @@ def test_unit_mul_rule():
 test_unit_mul_rule()
 
 # %% [markdown]
-"""
+r"""
 ### Powers, exponentials, logarithms, tanh
 
 | forward | math | backward |
@@ -425,7 +425,7 @@ def test_unit_elementwise_rules():
 test_unit_elementwise_rules()
 
 # %% [markdown]
-"""
+r"""
 ### Matrix multiplication
 
 For $C = AB$ with $A$ of shape $(n, k)$ and $B$ of shape $(k, m)$, each
@@ -491,7 +491,7 @@ def test_unit_matmul_rule():
 test_unit_matmul_rule()
 
 # %% [markdown]
-"""
+r"""
 ### Reductions: `Sum` and `Max`
 
 `Sum` over some axes: every input element contributes with weight 1 to the one
@@ -618,7 +618,7 @@ def test_unit_view_rules():
 test_unit_view_rules()
 
 # %% [markdown]
-"""
+r"""
 ### Indexing: `GetItem`
 
 `y = a[index]` copies some elements of `a` into `y`. Backward sends each
@@ -803,7 +803,7 @@ def test_unit_topological_order():
 test_unit_topological_order()
 
 # %% [markdown]
-"""
+r"""
 ### `backward()`
 
 Now the engine itself, in one reversed loop, as in micrograd. It keeps one
@@ -1071,7 +1071,7 @@ def test_unit_no_grad():
 test_unit_no_grad()
 
 # %% [markdown]
-"""
+r"""
 ### `gradcheck`: every rule against finite differences, through the engine
 
 `check_rule` tested rules one at a time. `gradcheck(fn, inputs)` tests the
@@ -1467,7 +1467,7 @@ output: see the next section), recomputing instead of saving (activation checkpo
 """
 
 # %% [markdown]
-"""
+r"""
 ## Production context
 
 PyTorch's autograd follows the same design (a tape of nodes recorded during

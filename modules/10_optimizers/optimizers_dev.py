@@ -46,7 +46,7 @@ classifier to high accuracy in a few seconds.
 #| default_exp core.optimizers
 
 # %% [markdown]
-"""
+r"""
 ## Background
 
 ### Gradient descent and the condition number
@@ -532,7 +532,7 @@ class AdamW(Adam):
 
 
 # %% [markdown]
-"""
+r"""
 The test checks the claim of the background section, that bias correction
 makes the first step $\eta \cdot \mathrm{sign}(g)$ whatever the gradient's
 scale (gradients from $10^{-4}$ to $10^{3}$ all move by $\eta$); a second step
@@ -874,7 +874,7 @@ t_sgd, t_adam = times[1], times[3]
 print(f"Adam / SGD: {t_adam / t_sgd:.1f}x the time, {traffic['Adam'][1] / traffic['SGD'][1]:.1f}x the bytes (our passes)")
 
 # %% [markdown]
-"""
+r"""
 Compare the GB/s column with the copy's: the optimizers move their bytes at a
 rate of the same order as a plain copy (the arrays here are a few megabytes,
 so part of the traffic, especially to temporaries just written, is served
@@ -962,7 +962,7 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-"""
+r"""
 Plain SGD's learning rate is capped by the steep direction
 ($\eta < 2/\lambda_{\max} = 0.04$), so it crawls along the flat one. Momentum
 accumulates speed along the flat direction and, with a well-chosen $\mu$,
