@@ -49,16 +49,16 @@ the official CIFAR-10 layout, "downloaded" through a `file://` URL.
 #| default_exp data.loader
 
 # %% [markdown]
-"""
+r"""
 ## Background: batches, epochs and what they cost
 
 **Why batches.** Training minimises the average loss over $N$ samples,
-$L(\\theta) = \\frac{1}{N}\\sum_i \\ell_i(\\theta)$. Computing its gradient
+$L(\theta) = \frac{1}{N}\sum_i \ell_i(\theta)$. Computing its gradient
 exactly touches every sample for one step. Stochastic gradient descent uses a
 random *minibatch* $B$ of $b$ samples instead:
 
-$$g_B = \\frac{1}{b}\\sum_{i \\in B} \\nabla \\ell_i(\\theta), \\qquad
-\\mathbb{E}[g_B] = \\nabla L(\\theta), \\qquad \\operatorname{Var}[g_B] \\propto \\frac{1}{b}.$$
+$$g_B = \frac{1}{b}\sum_{i \in B} \nabla \ell_i(\theta), \qquad
+\mathbb{E}[g_B] = \nabla L(\theta), \qquad \operatorname{Var}[g_B] \propto \frac{1}{b}.$$
 
 The estimate is unbiased *only if the batch is a uniform random sample*. That is
 why the loader shuffles: datasets are often stored sorted (by class, by date, by
@@ -67,14 +67,14 @@ then all automobiles...; read in that order, every batch would contain one class
 and each step would push the model towards "everything is an airplane".
 
 **Epochs.** One pass over all $N$ samples in batches of $b$ is an *epoch* of
-$\\lceil N/b \\rceil$ steps; the last batch has $N \\bmod b$ samples unless we
+$\lceil N/b \rceil$ steps; the last batch has $N \bmod b$ samples unless we
 drop it (`drop_last=True`, useful when a layer needs a full batch or a compiled
-graph needs fixed shapes: then there are $\\lfloor N/b \\rfloor$ steps). A new
+graph needs fixed shapes: then there are $\lfloor N/b \rfloor$ steps). A new
 random order each epoch (a permutation, $O(N)$ to draw) keeps successive epochs
 from repeating the same batches.
 
-**What a batch costs.** A CIFAR-10 image is $3 \\times 32 \\times 32 = 3072$
-bytes as `uint8`. A batch of $b$ images is $3072\\,b$ bytes to copy out of the
+**What a batch costs.** A CIFAR-10 image is $3 \times 32 \times 32 = 3072$
+bytes as `uint8`. A batch of $b$ images is $3072\,b$ bytes to copy out of the
 dataset: a memory copy, cheap. What is *not* cheap is doing it the obvious way,
 one sample at a time in Python: every `dataset[i]` costs a function call, a
 tuple, a small array and a Tensor, around a microsecond each, and then the
@@ -82,7 +82,7 @@ samples have to be stacked into one array (a second copy). A NumPy
 "fancy index" `data[indices]` does the same gather in one C loop. We will
 measure the difference.
 
-**Memory.** The 50,000 training images are $50000 \\times 3072 = 153.6$ MB as
+**Memory.** The 50,000 training images are $50000 \times 3072 = 153.6$ MB as
 `uint8`, and four times that (614 MB) as `float32`. So the dataset stays `uint8`
 and each *batch* is converted to floats just before the model sees it: the
 pipeline's working set is a few batches, not the dataset.
@@ -108,8 +108,6 @@ with one gather per array. It is optional; the loader uses it when it exists.
 
 # %%
 #| export
-from __future__ import annotations
-
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Sequence
 
@@ -427,7 +425,7 @@ def test_unit_dataloader_shuffle():
 test_unit_dataloader_shuffle()
 
 # %% [markdown]
-"""
+r"""
 ## Transforms: preparing images, a batch at a time
 
 A transform is a callable from images to images. Torchvision's classic
@@ -449,7 +447,7 @@ gradient.
   transpose, and the conversion writes a fresh contiguous array.
 - `ConvertImageDtype(dtype=np.float32)`: the same scaling for images that are
   already channels-first (CIFAR-10 is stored that way).
-- `Normalize(mean, std)`: $(x_c - \\mu_c) / \\sigma_c$ per channel, so every
+- `Normalize(mean, std)`: $(x_c - \mu_c) / \sigma_c$ per channel, so every
   input channel has roughly zero mean and unit variance.
 - `RandomHorizontalFlip(p=0.5)`, `RandomCrop(size, padding)`: augmentation.
 - `Compose([...])`: applies them in order.
@@ -461,8 +459,6 @@ repeatable too.
 
 # %%
 #| export data.transforms
-from __future__ import annotations
-
 from typing import Sequence
 
 import numpy as np
@@ -642,7 +638,7 @@ class RandomHorizontalFlip:
 
 
 # %% [markdown]
-"""
+r"""
 ### Random crop, vectorised
 
 `RandomCrop(size, padding)` pads each image with `padding` zeros on every side
@@ -834,8 +830,6 @@ its cost is linear in the file size (we measure it below).
 
 # %%
 #| export data.cifar10
-from __future__ import annotations
-
 import codecs
 import contextlib
 import gzip
