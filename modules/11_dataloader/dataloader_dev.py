@@ -62,8 +62,9 @@ $$g_B = \frac{1}{b}\sum_{i \in B} \nabla \ell_i(\theta), \qquad
 
 The estimate is unbiased *only if the batch is a uniform random sample*. That is
 why the loader shuffles: datasets are often stored sorted (by class, by date, by
-source). The JPEG copy of CIFAR-10 this project mirrors stores all airplanes,
-then all automobiles...; read in that order, every batch would contain one class
+source). An image dataset distributed as one folder per class
+(`train/airplane/0001.jpg`, a common layout) lists all airplanes, then all
+automobiles, and so on; read in that order, every batch would contain one class
 and each step would push the model towards "everything is an airplane".
 
 **Epochs.** One pass over all $N$ samples in batches of $b$ is an *epoch* of
@@ -89,7 +90,7 @@ pipeline's working set is a few batches, not the dataset.
 
 **Augmentation.** Random crops (pad by 4 pixels, cut a random 32×32 window)
 and random horizontal flips make every epoch show the model slightly different
-images, a cheap way to fight overfitting (chapter 13 measures how much). Each
+images, a cheap way to fight overfitting (chapter 13 returns to it). Each
 is $O(bCHW)$: a padded copy plus a gather for the crop, one copy for the flip.
 """
 
@@ -288,8 +289,11 @@ generator, so epoch 2's order differs from epoch 1's, and two loaders built with
 the same seed produce the same sequence of epochs. (PyTorch takes only
 `generator=`; `seed=` is a TinyTorch convenience.)
 
-Errors follow PyTorch: `batch_size` must be a positive integer; an empty dataset
-gives a loader of length 0 that yields nothing.
+Edge cases follow PyTorch: `batch_size` must be a positive integer (a
+`ValueError` otherwise), and an empty dataset gives a loader of length 0 that
+yields nothing. We allow that with `shuffle=True` too, where PyTorch's
+`RandomSampler` refuses an empty dataset: an empty permutation is still a
+permutation.
 """
 
 
@@ -432,10 +436,10 @@ A transform is a callable from images to images. Torchvision's classic
 transforms work on one image at a time and the loader calls them once per
 sample. Ours also accept a whole batch `(N, C, H, W)` and process it with NumPy
 array operations, with *independent randomness per image*: in a batch of 256,
-each image gets its own crop position and its own coin flip, exactly as if the
-transform had been called 256 times. (Torchvision's tensor transforms, given a
-batch, draw one crop and one coin for the whole batch; that is a different
-augmentation, and a weaker one.)
+each image gets its own crop position and its own coin flip, as if the
+transform had been called once per image. (Torchvision's tensor transforms,
+given a batch, draw one crop and one coin for the whole batch: a different,
+less varied augmentation.)
 
 Transforms take NumPy arrays or Tensors and return Tensors. They are data
 preparation, not part of the model, so they work on raw arrays and record no
@@ -783,7 +787,7 @@ test_unit_compose()
 ## CIFAR-10: downloading a dataset safely
 
 CIFAR-10's "python version" is one file,
-`https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz` (163 MB, md5
+`https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz` (about 170 MB, md5
 `c58f30108f718f92721af3b95e74349a`). Inside is a folder `cifar-10-batches-py`
 with five training batches of 10,000 images (`data_batch_1` … `data_batch_5`),
 one test batch (`test_batch`) and `batches.meta` with the class names. Each
@@ -892,7 +896,7 @@ def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
 """
 ### A CIFAR-10 archive we can make ourselves
 
-Tests and this chapter cannot download 163 MB, and should not depend on a
+Tests and this chapter cannot download 170 MB, and should not depend on a
 network at all. `write_cifar10_archive` writes a small archive in exactly the
 official layout: the same folder, file names, pickled dicts (protocol 2, byte
 string keys, as the original Python 2 pickles load) and a `uint8` data array
@@ -1694,14 +1698,15 @@ print(f"CIFAR-10 train set: {50_000 * 3072 / 1e6:.1f} MB as uint8, {50_000 * 307
 The pipeline makes several short-lived copies of each batch (the gather, the
 padded batch, the crop, the flip, the `float32` conversion and the normalised
 result) but frees them as it goes, so its peak stays a small multiple of one
-`float32` batch: megabytes, whatever the size of the dataset. Keeping the dataset in `uint8` and
-converting per batch is what keeps the resident dataset at 153.6 MB instead of
-614 MB.
+`float32` batch: megabytes, whatever the size of the dataset. Keeping the
+dataset in `uint8` and converting per batch is what keeps the resident dataset
+at 153.6 MB instead of 614 MB.
 
 ### 5. Verification cost: hashing
 
-How long does the checksum take for the real 163 MB archive? We hash 32 MB with
-both algorithms and extrapolate linearly (hashing reads each byte once).
+How long does the checksum take for the real archive (about 170 MB)? We hash
+32 MB with both algorithms and extrapolate linearly (hashing reads each byte
+once).
 """
 
 # %%
@@ -1711,7 +1716,7 @@ blob = rng.integers(0, 256, size=32 << 20, dtype=np.uint8).tobytes()
 for algorithm in ("md5", "sha256"):
     seconds = median_time(lambda: hashlib.new(algorithm, blob).hexdigest(), repeats=3)
     rate = len(blob) / seconds
-    print(f"{algorithm:>6}: {rate / 1e6:7.0f} MB/s -> {163e6 / rate:.2f} s for the 163 MB CIFAR-10 archive")
+    print(f"{algorithm:>6}: {rate / 1e6:7.0f} MB/s -> {170e6 / rate:.2f} s for the 170 MB CIFAR-10 archive")
 del blob
 
 # %% [markdown]
@@ -1747,8 +1752,8 @@ stored in formats built for streaming.
   and `persistent_workers` tune the queue. Each worker gets a different random
   seed (derived from the base seed), otherwise every worker would apply the
   same "random" augmentation. TinyTorch runs in one process on purpose: every
-  step is visible, and on CIFAR-sized data the vectorised pipeline is already
-  faster than the model that consumes it.
+  step is visible and measurable, and section 3 showed where the balance
+  between loader and model lies on your machine.
 - **Transforms.** Torchvision's classic transforms take one PIL image at a
   time inside the workers; the newer `transforms.v2` also work on batched
   tensors, but draw one random parameter for the whole batch. Libraries such as
@@ -1756,9 +1761,10 @@ stored in formats built for streaming.
   in formats made for fast sequential reading.
 - **Downloads.** Torchvision's `CIFAR10(download=True)` checks the archive's
   md5 and then each extracted batch file's md5 against a list in its source,
-  and loads the batches with `pickle.load(f, encoding="latin1")`. Its archive
-  extraction goes through `tarfile`, and depends on the Python version for the
-  path-traversal protections we wrote out explicitly above.
+  and loads the batches with `pickle.load(f, encoding="latin1")`. For
+  extraction it relies on Python's `tarfile`, so how a hostile archive is
+  handled depends on the extraction filter in effect (PEP 706); we wrote the
+  rules out explicitly instead.
 """
 
 # %% [markdown]
