@@ -7,6 +7,6 @@ this file only gathers their public names.
 from .core.tensor import Tensor
 from .core.init import manual_seed
 from .core.autograd import enable_grad, gradcheck, is_grad_enabled, no_grad
-from . import nn, optim
+from . import data, nn, optim
 
 __version__ = "0.1.0"

@@ -1,0 +1,19 @@
+"""Feeding data to models: datasets, batching, image transforms, CIFAR-10 (torch.utils.data's counterpart)."""
+
+from tinytorch.data.loader import DataLoader, Dataset, TensorDataset, default_collate
+from tinytorch.data.transforms import (
+    Compose,
+    ConvertImageDtype,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    ToTensor,
+)
+from tinytorch.data.cifar10 import (
+    CIFAR10Dataset,
+    DatasetError,
+    download_cifar10,
+    write_cifar10_archive,
+)
+
+from . import transforms
