@@ -132,8 +132,8 @@ def sum_backward(ctx, grad):
 @backward_rule(Max)
 def max_backward(ctx, grad):
     a, out = ctx.saved_arrays                       # out kept its reduced axes (keepdims)
-    mask = (a == out)
-    mask = mask / mask.sum(axis=ctx.axis, keepdims=True)   # ties share the gradient
+    mask = (a == out).astype(grad.dtype)            # in grad's dtype: a bool/int ratio would be float64
+    mask /= mask.sum(axis=ctx.axis, keepdims=True)  # ties share the gradient
     return (_expand_reduced(grad, ctx) * mask,)
 
 
