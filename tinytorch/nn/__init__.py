@@ -3,5 +3,6 @@
 from tinytorch.core import init
 from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinytorch.core.layers import Linear, Module, Parameter, Sequential
+from tinytorch.core.spatial import AvgPool2d, Conv2d, Flatten, MaxPool2d
 
 from . import functional
