@@ -24,11 +24,12 @@ about images: pixels that are close together belong together.
 A **convolution** builds both facts into the layer. It slides one small
 filter, say 3×3 across all input channels, over every position of the image,
 and computes the same weighted sum at each position. The weights are *shared*
-across positions (a 3→32 channel 3×3 convolution has 896 parameters, not
-786,688), each output looks only at a *local* window, and shifting the input
-shifts the output by the same amount. **Pooling** then summarises small
-neighbourhoods (their maximum or their mean), so the next layer sees a
-smaller map whose every cell covers a larger part of the image.
+across positions (32 filters of 3×3 over 3 colour channels are 896
+parameters, whatever the size of the image), each output looks only at a
+*local* window, and shifting the input shifts the output by the same amount.
+**Pooling** then summarises small neighbourhoods (their maximum or their
+mean), so the next layer sees a smaller map whose every cell covers a larger
+part of the image.
 
 This chapter builds, as tinytorch modules with PyTorch's names:
 
@@ -40,8 +41,8 @@ This chapter builds, as tinytorch modules with PyTorch's names:
 | flattening | `Flatten(start_dim=1, end_dim=-1)` | `torch.nn.Flatten` |
 
 **The systems story.** In a convolutional network, the convolutions do nearly
-all the arithmetic. Written as loops, a convolution runs
-through seven nested indices and is hopeless in Python. Every serious
+all the arithmetic. Written as loops, a convolution runs through seven nested
+indices and is hopeless in Python. Every serious
 framework instead reshapes the problem so that one big matrix multiply does
 the work: **im2col** ("image to columns") copies every window of the image
 into a column of a matrix, and the convolution becomes
@@ -90,7 +91,7 @@ def median_ms(fn, repeats: int = 5) -> float:
 
 
 # %% [markdown]
-"""
+r"""
 ## Background: what a convolution computes
 
 **Shapes.** Images travel through a CNN as 4-D tensors `(N, C, H, W)`: batch,
@@ -107,9 +108,10 @@ $$
   w[o, c, i, j] \cdot \text{in}[n, c,\; y\,s_h + i,\; x\,s_w + j]
 $$
 
-Mathematicians would flip the kernel and call this *cross-correlation*; deep
-learning frameworks (PyTorch included) do not flip, and since the weights are
-learned the difference does not matter. We follow PyTorch.
+Strictly speaking this is *cross-correlation*: a convolution in the
+mathematical sense flips the kernel first. Deep learning frameworks (PyTorch
+included) do not flip, and since the weights are learned, the difference
+does not matter. We follow PyTorch.
 
 **Padding and stride.** `padding=p` surrounds the image with `p` rows and
 columns of zeros, so windows can centre on border pixels; `stride=s` moves the
@@ -126,7 +128,8 @@ silently skipped, as in PyTorch: a 2×2 pooling of a 13×13 map gives 6×6 and
 ignores row and column 12.
 
 **Cost.** Each output element is a dot product of length `C·kh·kw`, and there
-are `N·O·H_out·W_out` of them:
+are `N·O·H_out·W_out` of them, so the number of multiply-accumulate
+operations (MACs; one multiplication and one addition, 2 FLOPs) is
 
 $$
 \text{MACs} = N \cdot O \cdot H_{out} \cdot W_{out} \cdot C \cdot k_h \cdot k_w ,
@@ -314,7 +317,7 @@ test_unit_pad2d()
 
 
 # %% [markdown]
-"""
+r"""
 ### Primitive 2: `Im2col`, every window as a column
 
 Here is the central idea of the chapter. Take every `kh × kw` window the
@@ -434,9 +437,9 @@ flattened filters, add the bias. The result of the multiply has shape
 `(O, N·OH·OW)`: output channel first. We reshape it to `(O, N, OH, OW)` and
 `permute` it to the `(N, O, OH, OW)` that everyone expects. That permute is a
 **view**: no data moves, the strides change (chapter 02). The output's memory
-stays channel-major, which happens to be the order the *next* convolution's
-`Im2col` reads fastest. PyTorch would return a contiguous NCHW tensor here;
-we skip that copy on purpose and measure what it would cost.
+stays channel-major, and nothing downstream needs it otherwise. PyTorch would
+return a contiguous NCHW tensor here; we skip that copy on purpose, and the
+systems section measures what it would cost.
 
 The function checks its arguments first, because a mismatch deep inside
 `Im2col` or the matmul would produce an error about shapes the user never
@@ -495,9 +498,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 """
 The test compares `conv2d` with the loop reference on random data for
 several combinations of stride, padding, rectangular kernels, several
-images and channels, and no bias. Agreement to float precision on all of them is strong evidence that
-the column layout, the weight reshape and the final permute agree with each
-other. It then checks that the two common mistakes produce one clear line.
+images and channels, and no bias. Agreement to float precision on all of
+them is strong evidence that the column layout, the weight reshape and the
+final permute agree with each other. It then checks that the two common
+mistakes produce one clear line.
 """
 
 
@@ -533,16 +537,16 @@ test_unit_conv2d()
 
 
 # %% [markdown]
-"""
+r"""
 ### The `Conv2d` layer
 
 The module holds the weight and bias as `Parameter`s and calls `conv2d`. Its
 default initialisation is PyTorch's: both weight and bias are drawn from
-$U(-1/\\sqrt{\\text{fan\\_in}},\\ 1/\\sqrt{\\text{fan\\_in}})$ with
-$\\text{fan\\_in} = C \\cdot k_h \\cdot k_w$ (what PyTorch's
-`kaiming_uniform_(a=sqrt(5))` works out to), the number of inputs each output sums over.
-Weights are float32, like PyTorch's defaults: half the memory of float64 and
-about twice the matmul speed.
+$U(-1/\sqrt{\text{fan\_in}},\ 1/\sqrt{\text{fan\_in}})$ with
+$\text{fan\_in} = C \cdot k_h \cdot k_w$, the number of inputs each output
+sums over (this is what PyTorch's `kaiming_uniform_(a=sqrt(5))` works out
+to). Weights are float32, like PyTorch's defaults: half the memory of float64
+and about twice the matmul speed.
 
 `forward` checks the channel count itself so that the error names the layer
 (`Conv2d(3, 32, kernel_size=(3, 3), stride=(1, 1))`), which is what you need
@@ -683,22 +687,26 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     return windows.mean(dim=1).reshape(*shape).permute(1, 0, 2, 3)
 
 
-class MaxPool2d(Module):
-    """Max pooling layer; stride defaults to kernel_size (non-overlapping windows)."""
+class _Pool2d(Module):
+    """What both pooling layers hold: kernel_size, stride (defaults to kernel_size), padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.padding = kernel_size, padding
         self.stride = kernel_size if stride is None else stride
 
-    def forward(self, x: Tensor) -> Tensor:
-        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
-
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    """Max pooling layer; stride defaults to kernel_size (non-overlapping windows)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
     """Average pooling layer; stride defaults to kernel_size."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -862,22 +870,27 @@ for label, (N, C, H, O, k) in [("ref CNN conv1: 64x3x32x32 -> 32", (64, 3, 32, 3
     macs = N * O * OH * OH * C * k * k
     print(f"{label:>32} {macs / 1e6:>7.0f} {im2col_ms:>10.2f} {textbook_ms:>12.2f} {matmul_ms:>10.2f} "
           f"{2 * macs / (matmul_ms / 1000) / 1e9:>8.1f}")
+square = rng.standard_normal((1024, 1024)).astype(np.float32)
+square_ms = median_ms(lambda: square @ square)
+print(f"{'for comparison: 1024^3 matmul':>32} {1024**3 / 1e6:>7.0f} {'':>10} {'':>12} {square_ms:>10.2f} "
+      f"{2 * 1024**3 / (square_ms / 1000) / 1e9:>8.1f}")
 
 # %% [markdown]
 """
 Three things to read off the table:
 
 * **The copy is not free.** For the first layer (3 input channels, so a
-  column is only 27 numbers long) the matmul is so short that the copy can
-  cost as much as the arithmetic. As `C·kh·kw` grows, the matmul dominates and
-  its throughput approaches what BLAS reaches on big square matrices.
-* **Layout matters.** The textbook layout does the same copy of the same
-  bytes in a different order and is several times slower, because its
+  column is only 27 numbers long) there is so little arithmetic per copied
+  number that the copy can cost as much as the multiply. As `C·kh·kw` grows,
+  the matmul dominates and its throughput approaches what BLAS reaches on a
+  big square matrix (the last row).
+* **Layout matters.** The textbook layout copies the same bytes in a
+  different order and is several times slower on these layers, because its
   innermost loop runs over the 3 pixels of one kernel row and then jumps,
   where ours streams along image rows.
-* **The first layer is inefficient** in every framework: a dot product of
-  length 27 cannot keep the multiply units busy. Production libraries have
-  special paths for it.
+* **The first layer is inefficient**: a dot product of length 27 is too
+  short to keep the multiply units busy, whatever the library. Its share of
+  the network's time is larger than its share of the arithmetic.
 
 ### The memory bill: the columns are kh·kw times the input
 
@@ -918,10 +931,10 @@ plt.show()
 
 # %% [markdown]
 """
-The ratio is exactly `kh·kw` with "same" padding (every output position
-has a full window): a 7×7 convolution on a 4 MiB activation makes a
-196 MiB column matrix. The forward peak adds the padded input, the output
-and the product before the bias is added. This is the price of im2col, and it is why
+The ratio is exactly `kh·kw` with "same" padding (there are as many windows
+as pixels, each `kh·kw` long): a 7×7 convolution turns this 2 MiB
+activation into a 98 MiB column matrix. The forward peak adds the padded
+input and the output on top. This is the price of im2col, and it is why
 production libraries avoid materialising the whole matrix (below).
 
 ### Pooling: copy-free reshape against windows
@@ -942,14 +955,15 @@ print(f"2x2 max-pool of {x.shape}: reshape + max over axes (3, 5): {reshape_ms:.
 
 # %% [markdown]
 """
-On the machines we tried, the copy-free version is several times *slower*.
+On the machines we tried, the copy-free version is many times *slower*.
 NumPy reduces over axes 3 and 5 by running its inner reduction loop over two
 elements at a time, millions of times, jumping through memory in between.
 The window version pays for one streaming copy, then reduces over axis 1,
 which NumPy does as an element-wise maximum of a few long contiguous rows
-(the kind of loop the CPU's vector units are made for). The backward pass (chapter 09)
-has the same shape of work, so the gap carries over to training. Counting
-bytes moved is not enough; *how* they are walked matters as much.
+(the kind of loop the CPU's vector units are made for). The backward pass
+(chapter 09) has the same shape of work, so the gap carries over to
+training. Counting bytes moved is not enough; *how* they are walked matters
+as much.
 
 ### Memory layout of our outputs
 
@@ -969,13 +983,15 @@ print(f"conv2d {conv_ms:.2f} ms; making its output contiguous would add {copy_ms
       f"({100 * copy_ms / conv_ms:.0f}% of the convolution)")
 
 # %% [markdown]
-"""
+r"""
 The strides say it: stepping along the batch axis jumps `OH·OW` elements,
-stepping along channels jumps `N·OH·OW`. Nothing downstream minds: ReLU and
-the other element-wise operations follow whatever layout their input has, and
-the next `Im2col` reads channel-major memory faster than NCHW. PyTorch faces
-the same choice and offers `memory_format=torch.channels_last` (NHWC), which
-is faster for many CPU and GPU convolution kernels.
+stepping along channels jumps `N·OH·OW`. Nothing downstream minds. ReLU and
+the other element-wise operations follow whatever layout their input has,
+the next `Im2col` walks image rows either way, and `Flatten` is the one place
+that must copy. So the copy is cheap, but it buys nothing, and we skip it.
+PyTorch faces the same kind of choice and offers
+`memory_format=torch.channels_last` (NHWC), a layout that many CPU and GPU
+convolution kernels run faster on.
 
 ### Receptive fields
 
@@ -983,7 +999,7 @@ A unit deep in a CNN depends on a patch of the input called its *receptive
 field*. Each layer with kernel `k` and stride `s` grows it: with `r` the
 field size and `j` the distance (in input pixels) between neighbouring units,
 
-$$ r \\leftarrow r + (k - 1)\\, j, \\qquad j \\leftarrow j \\cdot s . $$
+$$ r \leftarrow r + (k - 1)\, j, \qquad j \leftarrow j \cdot s . $$
 
 For conv 3 → pool 2 → conv 3 → pool 2 (the reference CNN below) that gives
 r = 3, 4, 8, 10. We can *measure* it with forward passes alone: feed a batch of
@@ -1031,16 +1047,20 @@ pick one per layer shape:
 * **im2col + GEMM**, what we built. PyTorch still has it: on this course's
   PyTorch 2.x CPU build, a float64 convolution dispatches to the backend
   PyTorch calls `Slow2d`, which is exactly im2col (`unfold`) plus a BLAS matmul.
-* **Implicit GEMM / direct convolution.** Float32 convolutions on CPU go to
-  oneDNN (formerly MKL-DNN), whose kernels compute the matmul while
-  gathering windows tile by tile into cache-sized blocks, so the full column
-  matrix and its kh·kw memory bill never exist. cuDNN's
-  `IMPLICIT_GEMM` and `IMPLICIT_PRECOMP_GEMM` algorithms do the same on GPUs.
-* **Winograd** (cuDNN's `WINOGRAD`, `WINOGRAD_NONFUSED`; also in oneDNN) trades
-  multiplications for additions. For 3×3 kernels, F(2×2, 3×3) produces a
+* **Direct convolution and implicit GEMM.** Float32 convolutions on that same
+  CPU build go to oneDNN (formerly MKL-DNN). Its direct-convolution kernels
+  read the input in place, in a blocked layout (channels in groups of 8 or 16,
+  one vector register wide), and build each output tile from pieces that stay
+  in cache, so the full column matrix and its kh·kw memory bill never exist.
+  cuDNN's `IMPLICIT_GEMM` and `IMPLICIT_PRECOMP_GEMM` algorithms do the
+  equivalent on GPUs: the matmul of im2col, with the windows gathered on the
+  fly.
+* **Winograd** (cuDNN's `WINOGRAD`, `WINOGRAD_NONFUSED`; on CPUs, the NNPACK
+  library that PyTorch builds include) trades multiplications for additions. For 3×3 kernels, F(2×2, 3×3) produces a
   2×2 output tile with 16 multiplications instead of 36 (2.25× fewer), at the
   cost of extra additions and slightly worse rounding. The 1-D version below
-  computes two outputs of a 3-tap filter with 4 multiplications instead of 6.
+  computes two outputs of a 3-tap filter with 4 multiplications instead of 6
+  (the filter's sums are computed once per filter, not per tile).
 * **FFT** (cuDNN's `FFT`, `FFT_TILING`): convolution is a pointwise product in
   the frequency domain, so the cost stops growing with the kernel area. It pays off
   for large kernels, and costs memory for the transformed filters.
@@ -1050,9 +1070,10 @@ pick one per layer shape:
 (`cudnnFindConvolutionForwardAlgorithm`). PyTorch uses the heuristics by
 default; with `torch.backends.cudnn.benchmark = True` it times every
 applicable algorithm the first time it sees a layer shape, caches the
-fastest, and reuses it: a slower first batch, a faster run, provided the
-shapes stay fixed. Each algorithm also needs *workspace* memory, so the choice
-is limited by the memory that is free, the same memory-for-speed trade as our column matrix.
+fastest, and reuses it: a slower first batch, then a faster run, provided the
+shapes stay fixed. Each algorithm also needs *workspace* memory, so the
+choice is limited by the memory that is free: the same memory-for-speed trade
+as our column matrix.
 
 Let us check the two claims we can verify with NumPy: Winograd's
 multiplication count, and where FFT starts beating im2col.
@@ -1123,7 +1144,7 @@ cnn = Sequential(
 )
 images = Tensor(rng.standard_normal((64, 3, 32, 32)).astype(np.float32))
 
-print(f"{'layer':>44} {'output shape':>18} {'params':>8} {'MMACs':>7} {'ms':>6}")
+print(f"{'layer':<54} {'output shape':>17} {'params':>8} {'MMACs':>7} {'ms':>6}")
 h, total_ms = images, 0.0
 for layer in cnn:
     params = sum(p.numel() for p in layer.parameters()) if isinstance(layer, Module) else 0
@@ -1136,17 +1157,17 @@ for layer in cnn:
     else:
         macs = 0
     total_ms += ms
-    print(f"{repr(layer).splitlines()[0]:>44} {str(out.shape):>18} {params:>8} {macs / 1e6:>7.1f} {ms:>6.2f}")
+    print(f"{repr(layer):<54} {str(out.shape):>17} {params:>8} {macs / 1e6:>7.1f} {ms:>6.2f}")
     h = out
-print(f"{'total':>44} {'':>18} {sum(p.numel() for p in cnn.parameters()):>8} {'':>7} {total_ms:>6.2f}")
+print(f"{'total':<54} {'':>17} {sum(p.numel() for p in cnn.parameters()):>8} {'':>7} {total_ms:>6.2f}")
 assert h.shape == (64, 10)
 
 # %% [markdown]
 """
 The table is the chapter's argument in numbers: the two convolutions hold
-about 3% of the parameters but do most of the multiply-adds (and take most
-of the time), while `Linear(2304, 256)` holds nearly all the parameters and
-little of the work. Convolutions are cheap to store and expensive to run;
+about 3% of the parameters but do nearly 90% of the multiply-adds (and, on
+a machine that is not busy with other work, take most of the time), while
+`Linear(2304, 256)` holds nearly all the parameters and little of the work. Convolutions are cheap to store and expensive to run;
 fully connected layers are the reverse.
 
 Finally, a filter we can read. A Sobel filter responds to horizontal changes
@@ -1236,11 +1257,11 @@ fast with the same idea the big frameworks started from:
   with two more backward rules (crop the gradient; add every window's
   gradient back onto its pixels).
 
-What you measured: im2col is orders of magnitude faster than loops, and it
-costs `kh·kw` times the input's memory; the layout of a copy changes its speed several times
-over; a copy-free pooling can lose to one that copies; convolutions hold few
-parameters and do most of the work; each pooling layer doubles how fast the
-receptive field grows.
+What you measured: im2col is up to orders of magnitude faster than loops,
+and it costs `kh·kw` times the input's memory; the order in which a copy
+walks memory changes its speed several times over; a copy-free pooling can
+lose to one that copies; convolutions hold few parameters and do most of the
+work; each pooling layer doubles how fast the receptive field grows.
 
 Next, chapter 07 builds attention, the other way to let every position see
 others, and chapter 09 turns this chapter's CNN into one you can train.

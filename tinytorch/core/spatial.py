@@ -164,22 +164,26 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     return windows.mean(dim=1).reshape(*shape).permute(1, 0, 2, 3)
 
 
-class MaxPool2d(Module):
-    """Max pooling layer; stride defaults to kernel_size (non-overlapping windows)."""
+class _Pool2d(Module):
+    """What both pooling layers hold: kernel_size, stride (defaults to kernel_size), padding."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size, self.padding = kernel_size, padding
         self.stride = kernel_size if stride is None else stride
 
-    def forward(self, x: Tensor) -> Tensor:
-        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
-
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    """Max pooling layer; stride defaults to kernel_size (non-overlapping windows)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2d(_Pool2d):
     """Average pooling layer; stride defaults to kernel_size."""
 
     def forward(self, x: Tensor) -> Tensor:
