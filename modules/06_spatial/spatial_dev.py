@@ -862,8 +862,8 @@ for label, (N, C, H, O, k) in [("ref CNN conv1: 64x3x32x32 -> 32", (64, 3, 32, 3
     x = rng.standard_normal((N, C, H, H)).astype(np.float32)
     w = rng.standard_normal((O, C * k * k)).astype(np.float32)
     OH = H - k + 1
-    cols = Im2col.forward(Function(), x, (k, k), (1, 1))
-    im2col_ms = median_ms(lambda: Im2col.forward(Function(), x, (k, k), (1, 1)))
+    cols = Im2col.apply(Tensor(x), kernel_size=(k, k), stride=(1, 1)).data
+    im2col_ms = median_ms(lambda: Im2col.apply(Tensor(x), kernel_size=(k, k), stride=(1, 1)))
     textbook_ms = median_ms(lambda: sliding_window_view(x, (k, k), axis=(2, 3))
                             .transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OH, C * k * k))
     matmul_ms = median_ms(lambda: w @ cols)
@@ -909,9 +909,10 @@ ratios = []
 print(f"input {x.shape} float32: {input_mb:.1f} MiB")
 print(f"{'kernel':>7} {'columns MiB':>12} {'columns / input':>16} {'kh*kw':>6} {'forward peak MiB':>17}")
 for k in kernels:
-    cols = Im2col.forward(Function(), np.pad(x, ((0, 0), (0, 0), (k // 2,) * 2, (k // 2,) * 2)), (k, k), (1, 1))
+    padded = Pad2d.apply(Tensor(x), padding=(k // 2, k // 2))
+    cols = Im2col.apply(padded, kernel_size=(k, k), stride=(1, 1))
     ratios.append(cols.nbytes / x.nbytes)
-    del cols
+    del padded, cols
     weight = Tensor(rng.standard_normal((16, 16, k, k)).astype(np.float32))
     tracemalloc.start()
     out = conv2d(Tensor(x), weight, padding=k // 2)
