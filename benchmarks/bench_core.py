@@ -24,6 +24,15 @@ the medians and their ratio (tinytorch / PyTorch) are printed. PyTorch runs
 with torch.set_num_threads(--threads) and NumPy's BLAS with the same count
 (set through the usual environment variables before NumPy is imported).
 Without PyTorch installed, only tinytorch's times are printed.
+
+The script also counts minor page faults per run (where the OS reports them):
+every fresh large array the C library gets from the kernel is touched page
+by page for the first time, and on some machines (virtual machines in
+particular) those faults cost as much as the arithmetic. `--keep-freed-memory`
+tells glibc's malloc to keep freed memory for reuse instead of returning it
+to the kernel (mallopt M_MMAP_THRESHOLD = 32 MiB, M_TRIM_THRESHOLD = 1 GiB),
+for both frameworks alike, so you can see how much of the time is the
+allocator's.
 """
 
 from __future__ import annotations
@@ -44,7 +53,32 @@ def parse_args(argv=None):
                         help="threads for PyTorch and NumPy's BLAS (default: every core)")
     parser.add_argument("--only", choices=["linear", "conv", "cnn"], action="append",
                         help="run only this workload (may be repeated)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc only: keep freed memory in the process instead of returning it to the kernel")
     return parser.parse_args(argv)
+
+
+def keep_freed_memory() -> str:
+    """Ask glibc's malloc to reuse freed memory rather than unmap/trim it (fewer page faults)."""
+    import ctypes
+    import ctypes.util
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        raise SystemExit("--keep-freed-memory needs glibc's mallopt, which this system does not have; run without it")
+    return "malloc keeps freed memory (M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB), for both frameworks"
+
+
+def minor_faults() -> int:
+    try:
+        import resource
+    except ImportError:                       # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 ARGS = parse_args()
@@ -183,27 +217,41 @@ def build_workloads(selected: list[str]) -> list[Workload]:
 
 # ---- timing -----------------------------------------------------------------------------
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+class Stopwatch:
+    """Wall time and minor page faults of each run of one framework."""
+
+    def __init__(self):
+        self.times, self.faults = [], 0
+
+    def __call__(self, fn) -> None:
+        faults, start = minor_faults(), time.perf_counter()
+        fn()
+        self.times.append(time.perf_counter() - start)
+        self.faults += minor_faults() - faults
+
+    def median_ms(self) -> float:
+        return 1000 * float(np.median(self.times))
+
+    def summary(self) -> str:
+        return f"{self.median_ms():>8.2f} ({1000 * min(self.times):>6.2f})"
 
 
-def run(workload: Workload, repeats: int, warmup: int) -> tuple[list[float], list[float]]:
+def run(workload: Workload, repeats: int, warmup: int) -> tuple[Stopwatch, Stopwatch]:
     for _ in range(warmup):
         workload.tiny_step()
         if workload.torch_model is not None:
             workload.torch_step()
-    tiny_times, torch_times = [], []
+    tiny, reference = Stopwatch(), Stopwatch()
     for _ in range(repeats):                      # alternate, so load changes hit both alike
-        tiny_times.append(timed(workload.tiny_step))
+        tiny(workload.tiny_step)
         if workload.torch_model is not None:
-            torch_times.append(timed(workload.torch_step))
-    return tiny_times, torch_times
+            reference(workload.torch_step)
+    return tiny, reference
 
 
 def main() -> None:
     selected = ARGS.only or ["linear", "conv", "cnn"]
+    allocator = keep_freed_memory() if ARGS.keep_freed_memory else "malloc as the system configures it"
     if torch is not None:
         torch.set_num_threads(ARGS.threads)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average "
@@ -211,7 +259,8 @@ def main() -> None:
     print(f"NumPy {np.__version__}, tinytorch {tinytorch.__version__}, "
           + (f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None
              else "PyTorch not installed: tinytorch timings only"))
-    print(f"threads {ARGS.threads}; {ARGS.warmup} warm-up runs, then {ARGS.repeats} timed runs each, alternating\n")
+    print(f"threads {ARGS.threads}; {allocator}")
+    print(f"{ARGS.warmup} warm-up runs, then {ARGS.repeats} timed runs each, alternating\n")
 
     workloads = build_workloads(selected)
     if torch is not None:
@@ -223,16 +272,18 @@ def main() -> None:
         (f" {'PyTorch':>17} {'ratio':>7}" if torch else "")
     print(header)
     print("-" * len(header))
+    faults = []
     for w in workloads:
-        tiny_times, torch_times = run(w, ARGS.repeats, ARGS.warmup)
-        tiny_ms = 1000 * float(np.median(tiny_times))
-        line = f"{w.name + ': ' + w.description:<46} {tiny_ms:>8.2f} ({1000 * min(tiny_times):>6.2f})"
-        if torch_times:
-            torch_ms = 1000 * float(np.median(torch_times))
-            line += f" {torch_ms:>8.2f} ({1000 * min(torch_times):>6.2f}) {tiny_ms / torch_ms:>6.2f}x"
+        tiny, reference = run(w, ARGS.repeats, ARGS.warmup)
+        line = f"{w.name + ': ' + w.description:<46} {tiny.summary()}"
+        faults.append(f"{w.name}: tinytorch {tiny.faults / ARGS.repeats:.0f}")
+        if reference.times:
+            line += f" {reference.summary()} {tiny.median_ms() / reference.median_ms():>6.2f}x"
+            faults[-1] += f", PyTorch {reference.faults / ARGS.repeats:.0f}"
         print(line)
     print("\nmedians (and fastest) of the timed runs"
           + ("; ratio = tinytorch median / PyTorch median (lower is better for tinytorch)" if torch else ""))
+    print("minor page faults per run: " + "; ".join(faults))
 
 
 if __name__ == "__main__":
