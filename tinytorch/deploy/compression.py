@@ -23,7 +23,8 @@ class QuantizedTensor:
     zero_point: np.ndarray  # int32, shaped like scale (all zeros when symmetric)
 
     def dequantize(self) -> np.ndarray:
-        return ((self.q.astype(np.int32) - self.zero_point) * self.scale).astype(np.float32)
+        # all in float32: an int32 array times a float32 one would silently compute in float64
+        return (self.q.astype(np.float32) - self.zero_point.astype(np.float32)) * self.scale
 
     @property
     def shape(self) -> tuple[int, ...]:
