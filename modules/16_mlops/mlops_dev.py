@@ -50,10 +50,12 @@ with a `weight` matrix, such as chapter 06's `Conv2d`.
 #| default_exp deploy.mlops
 
 # %%
+import atexit
 import copy
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import tracemalloc
@@ -70,6 +72,7 @@ from tinytorch.core.layers import Linear, Module, Parameter, Sequential
 from tinytorch.core.tensor import Tensor
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="tinytorch-mlops-"))   # every file this chapter writes goes here
+atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)    # and is removed when the kernel stops
 
 
 def best_ms(fn, repeats: int = 9) -> float:
@@ -1791,7 +1794,7 @@ plt.show()
 # %% [markdown]
 """
 The two features drift alike as far as the monitor can see, with PSI close to
-δ² (a little under it, since ten bins blur the difference) and the alarm firing
+δ² (somewhat under it for large shifts, since ten bins blur the difference) and the alarm firing
 at about the same shift for both, but only one of them costs accuracy. An input monitor cannot tell a harmful shift from a harmless
 one; it can only say that the model is now working outside the data it was
 tested on. That is why drift alarms are followed by a look at labelled samples
