@@ -24,10 +24,10 @@ four pieces every deployment needs, each small enough to read in one sitting:
 
 | gap | what we build | tinytorch | the real-world counterpart |
 | --- | --- | --- | --- |
-| the model must leave the process | one file with the weights and a description of the architecture, loaded without pickle and without training code | `save_model`, `load_model`, `model_info`, `register_builder` (`tinytorch.deploy.packaging`) | `torch.save` / `torch.load(weights_only=True)`, safetensors, TorchScript, ONNX |
-| many requests, one model | a predictor that batches requests and measures latency and throughput | `Predictor` (`tinytorch.deploy.mlops`) | TorchServe, NVIDIA Triton's dynamic batcher |
-| the world changes | drift detection per input feature: population stability index and the Kolmogorov–Smirnov test | `psi`, `ks_2samp`, `DriftMonitor` (`tinytorch.deploy.monitoring`) | Evidently, NannyML, whylogs; `scipy.stats.ks_2samp` |
-| the model is too big | post-training int8 quantization and magnitude pruning | `quantize`, `QuantizedLinear`, `quantize_model`, `prune_magnitude` (`tinytorch.deploy.compression`) | `torch.ao.quantization`, `torch.nn.utils.prune` |
+| the model must leave the process | one file: weights and architecture, loaded without pickle | `save_model`, `load_model`, `model_info`, `register_builder` (`tinytorch.deploy.packaging`) | `torch.save` / `torch.load(weights_only=True)`, safetensors, TorchScript, ONNX |
+| many requests, one model | a batching predictor that measures latency | `Predictor` (`tinytorch.deploy.mlops`) | TorchServe, NVIDIA Triton's dynamic batcher |
+| the world changes | per-feature drift detection (PSI, KS test) | `psi`, `ks_2samp`, `DriftMonitor` (`tinytorch.deploy.monitoring`) | Evidently, NannyML, whylogs; `scipy.stats.ks_2samp` |
+| the model is too big | int8 quantization, magnitude pruning | `quantize`, `QuantizedLinear`, `quantize_model`, `prune_magnitude` (`tinytorch.deploy.compression`) | `torch.ao.quantization`, `torch.nn.utils.prune` |
 
 **The systems story.** Every choice in this chapter trades one resource for
 another, and we measure each trade on your machine while the chapter runs:
@@ -251,7 +251,7 @@ print(f"trained {sum(p.numel() for p in model.parameters()):,} parameters for {l
 
 # %% [markdown]
 """
-## Part 1. Packaging: a model as one file
+## Packaging: a model as one file
 
 **What goes in the file.** A deployment artifact must let a different process,
 on a different machine, months later, rebuild exactly this model and nothing
@@ -701,7 +701,7 @@ test_unit_damaged_files()
 
 # %% [markdown]
 """
-## Part 2. Serving: many requests, one model
+## Serving: many requests, one model
 
 A server receives requests one example at a time. Running the model once per
 request pays the fixed cost $a$ of a call every time; collecting requests into
@@ -850,7 +850,7 @@ test_unit_predictor()
 
 # %% [markdown]
 """
-## Part 3. Monitoring: noticing that the world moved
+## Monitoring: noticing that the world moved
 
 We compare each feature of live inputs with the same feature in the training
 data (the *reference*). Two measures, because they answer different questions.
@@ -1158,7 +1158,7 @@ test_unit_drift_monitor()
 
 # %% [markdown]
 """
-## Part 4. Compression: int8 quantization and magnitude pruning
+## Compression: int8 quantization and magnitude pruning
 
 ### Quantizing a tensor
 
@@ -1167,7 +1167,7 @@ scale(s) and the zero point(s). Two details matter.
 
 - **Zero must be exact.** The range is stretched to include 0 before the scale
   is chosen, so 0.0 maps to an integer exactly. Zeros are everywhere in a
-  network (padding, ReLU outputs, and, after Part 4's pruning, most weights),
+  network (padding, ReLU outputs, and, after the pruning below, most weights),
   and a zero that comes back as 0.003 is no longer pruned.
 - **Symmetric uses [-127, 127].** Dropping -128 keeps the range symmetric, so
   negating a value never overflows. PyTorch's symmetric int8 keeps -128 and
