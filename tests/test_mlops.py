@@ -631,3 +631,75 @@ def test_model_nbytes_counts_dense_and_csr_storage():
     prune_magnitude(model, 0.75)
     assert model_nbytes(model, sparse=True) == 36 * 8 + 4 * 17 + 4 * 4 + 19 * 4
     assert model_nbytes(quantize_model(_model(), per_channel=False)) == 144 + 2 * (4 + 4) + 19 * 4
+
+
+# ---- ONNX export (optional: runs only where onnx and onnxruntime are installed) -------------------------------
+def _onnx_run(path, x, optimize: bool = False):
+    ort = pytest.importorskip("onnxruntime")
+    options = ort.SessionOptions()
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
+def test_onnx_export_of_an_mlp_matches_onnx_runtime(tmp_path, activation):
+    pytest.importorskip("onnx")
+    from tinytorch.deploy import export_onnx
+    manual_seed(0)
+    model = build_model({"architecture": "mlp", "sizes": [6, 10, 3], "activation": activation})
+    x = _x(7)
+    np.testing.assert_allclose(_onnx_run(export_onnx(model, tmp_path / "m.onnx", (6,)), x), _outputs(model, x),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_onnx_export_keeps_int8_weights_and_matches_onnx_runtime(tmp_path, symmetric, per_channel):
+    onnx = pytest.importorskip("onnx")
+    from tinytorch.deploy import export_onnx
+    q = quantize_model(_model(), symmetric=symmetric, per_channel=per_channel)
+    path = export_onnx(q, tmp_path / "q.onnx", (6,))
+    assert {t.data_type for t in onnx.load(str(path)).graph.initializer} >= {onnx.TensorProto.INT8}
+    x = _x(9)
+    np.testing.assert_allclose(_onnx_run(path, x), _outputs(q, x), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_export_accepts_any_batch_size(tmp_path):
+    pytest.importorskip("onnx")
+    from tinytorch.deploy import export_onnx
+    model = _model()
+    path = export_onnx(model, tmp_path / "m.onnx", (6,))
+    for n in (1, 33):
+        assert _onnx_run(path, _x(n)).shape == (n, 3)
+
+
+@pytest.mark.parametrize("pool", ["maxpool2d", "avgpool2d"])
+def test_onnx_export_of_a_cnn_matches_onnx_runtime(tmp_path, pool):
+    pytest.importorskip("onnx")
+    pytest.importorskip("tinytorch.core.spatial")
+    from tinytorch.deploy import export_onnx
+    config = {"architecture": "sequential",
+              "layers": [["conv2d", {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1}],
+                         ["relu", {}], [pool, {"kernel_size": 2}], ["flatten", {}],
+                         ["linear", {"in_features": 3 * 2 * 2, "out_features": 4}]]}
+    manual_seed(0)
+    model = build_model(config)
+    x = np.random.default_rng(0).standard_normal((2, 2, 9, 9)).astype(np.float32)
+    np.testing.assert_allclose(_onnx_run(export_onnx(model, tmp_path / "c.onnx", (2, 9, 9)), x), _outputs(model, x),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_export_names_a_layer_it_cannot_export(tmp_path):
+    pytest.importorskip("onnx")
+    from tinytorch.deploy import export_onnx
+    with pytest.raises(ValueError, match="cannot export _Mix"):
+        export_onnx(Sequential(_Mix()), tmp_path / "x.onnx", (6,))
+
+
+def test_onnx_export_without_onnx_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+    from tinytorch.deploy import export_onnx
+    monkeypatch.setitem(sys.modules, "onnx", None)            # importing onnx now fails, as if not installed
+    with pytest.raises(ImportError, match="pip install onnx"):
+        export_onnx(_model(), tmp_path / "m.onnx", (6,))

@@ -24,7 +24,7 @@ four pieces every deployment needs, each small enough to read in one sitting:
 
 | gap | what we build | tinytorch | the real-world counterpart |
 | --- | --- | --- | --- |
-| the model must leave the process | one file: weights and architecture, loaded without pickle | `save_model`, `load_model`, `model_info`, `register_builder` (`tinytorch.deploy.packaging`) | `torch.save` / `torch.load(weights_only=True)`, safetensors, TorchScript, ONNX |
+| the model must leave the process | one file: weights and architecture, loaded without pickle; optionally an ONNX graph | `save_model`, `load_model`, `model_info`, `register_builder` (`tinytorch.deploy.packaging`); `export_onnx` | `torch.save` / `torch.load(weights_only=True)`, safetensors, TorchScript, ONNX |
 | many requests, one model | a batching predictor that measures latency | `Predictor` (`tinytorch.deploy.mlops`) | TorchServe, NVIDIA Triton's dynamic batcher |
 | the world changes | per-feature drift detection (PSI, KS test) | `psi`, `ks_2samp`, `DriftMonitor` (`tinytorch.deploy.monitoring`) | Evidently, NannyML, whylogs; `scipy.stats.ks_2samp` |
 | the model is too big | int8 quantization, magnitude pruning | `quantize`, `QuantizedLinear`, `quantize_model`, `prune_magnitude` (`tinytorch.deploy.compression`) | `torch.ao.quantization`, `torch.nn.utils.prune` |
@@ -1296,6 +1296,11 @@ test_unit_quantize()
   of `in_features` of them fits in 31 bits for any layer narrower than about
   65,000 inputs), and rescales once at the end by $s_x \cdot s_{w,j}$ per output.
 
+In the int8 mode the input's scale comes from the whole batch, so one request's
+answer depends slightly on the other requests batched with it (an outlier
+coarsens everyone's rounding); PyTorch's dynamic quantization behaves the same
+way, and a scale per row would avoid it at the cost of more rescaling.
+
 Both are inference only: the int8 weights have no gradient, and the int8 path
 is not built from differentiable primitives, so it refuses an input that asks
 for a gradient rather than silently returning one without a graph. NumPy has
@@ -1684,6 +1689,176 @@ def test_unit_pruning():
 
 test_unit_pruning()
 
+
+# %% [markdown]
+"""
+## Beyond our own format: exporting to ONNX (optional)
+
+Our model file can only be loaded by tinytorch, because it names tinytorch builders.
+To run a model in another engine (ONNX Runtime on a server, a phone or a
+browser; TensorRT on a GPU) we must write down the *computation* as well, as a
+graph of standard operators. ONNX is that graph format: a protobuf file of
+nodes (`MatMul`, `Add`, `Relu`, `Conv`, ...), each naming its input and output
+tensors, with the weights stored as initializers.
+
+`export_onnx` walks a `Sequential` and emits the nodes each layer stands for:
+a `Linear` is `MatMul` by the transposed weight plus `Add`; a
+`QuantizedLinear` keeps its weight in int8 and adds a `DequantizeLinear` node
+(per-channel along axis 0), so the ONNX file is as small as ours; GELU is
+written out from its tanh formula; chapter 06's convolution and pooling layers
+map to `Conv`, `MaxPool`, `AveragePool` and `Flatten`. The batch dimension is
+left symbolic, so the exported model accepts any batch size. It needs the
+`onnx` package (and `onnxruntime` to run the result), which tinytorch does not
+depend on: without them the function says what to install, and the comparison
+below is skipped with a note.
+"""
+
+# %%
+#| export deploy.onnx_export
+"""Export a tinytorch Sequential to an ONNX graph (needs the optional `onnx` package)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from tinytorch.core.autograd import no_grad
+from tinytorch.core.layers import Module, Sequential
+from tinytorch.core.tensor import Tensor
+
+
+def _pair(value) -> list[int]:
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * 2
+
+
+def _layers(model: Module) -> list:
+    """The layers of a (possibly nested) Sequential, in order."""
+    if isinstance(model, Sequential):
+        return [leaf for layer in model for leaf in _layers(layer)]
+    return [model]
+
+
+def export_onnx(model: Module, path, input_shape, opset: int = 17) -> Path:
+    """Write `model` (a Sequential) as an ONNX file whose input is (batch, *input_shape) float32."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ImportError("export_onnx needs the onnx package: pip install onnx (and onnxruntime to run the file)") from None
+    nodes, initializers, count = [], [], [0]
+
+    def fresh(prefix: str) -> str:
+        count[0] += 1
+        return f"{prefix}_{count[0]}"
+
+    def const(array, name: str | None = None) -> str:
+        name = name or fresh("const")
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attributes) -> str:
+        out = fresh(op.lower())
+        nodes.append(helper.make_node(op, inputs, [out], **attributes))
+        return out
+
+    def scalar(value: float) -> str:
+        return const(np.array(value, np.float32))
+
+    x = "input"
+    for i, layer in enumerate(_layers(model)):
+        kind = type(layer).__name__
+        if kind == "Linear":
+            x = node("MatMul", [x, const(layer.weight.data.T, f"{i}.weight_t")])      # (..., in) @ (in, out)
+            if layer.bias is not None:
+                x = node("Add", [x, const(layer.bias.data, f"{i}.bias")])
+        elif kind == "QuantizedLinear":
+            per_channel = layer.weight_scale.data.size > 1
+            scale = layer.weight_scale.data.reshape(-1) if per_channel else layer.weight_scale.data.reshape(())
+            zero = layer.weight_zero_point.data.astype(np.int8).reshape(scale.shape)
+            w_t = node("DequantizeLinear", [const(layer.weight_q.data.T, f"{i}.weight_q_t"), const(scale, f"{i}.weight_scale"),
+                                            const(zero, f"{i}.weight_zero_point")], **({"axis": 1} if per_channel else {}))
+            x = node("MatMul", [x, w_t])                       # int8 (in, out) weight, one scale per output column
+            if layer.bias is not None:
+                x = node("Add", [x, const(layer.bias.data, f"{i}.bias")])
+        elif kind in ("ReLU", "Tanh", "Sigmoid"):
+            x = node({"ReLU": "Relu"}.get(kind, kind), [x])
+        elif kind == "GELU":                                  # x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+            inner = node("Add", [x, node("Mul", [node("Pow", [x, scalar(3.0)]), scalar(0.044715)])])
+            t = node("Tanh", [node("Mul", [inner, scalar(math.sqrt(2 / math.pi))])])
+            x = node("Mul", [node("Mul", [x, scalar(0.5)]), node("Add", [t, scalar(1.0)])])
+        elif kind in ("Softmax", "LogSoftmax"):
+            x = node(kind, [x], axis=layer.dim)
+        elif kind == "Conv2d":
+            ph, pw = _pair(layer.padding)
+            inputs = [x, const(layer.weight.data, f"{i}.weight")]
+            inputs += [const(layer.bias.data, f"{i}.bias")] if layer.bias is not None else []
+            x = node("Conv", inputs, kernel_shape=_pair(layer.kernel_size), strides=_pair(layer.stride),
+                     pads=[ph, pw, ph, pw])
+        elif kind in ("MaxPool2d", "AvgPool2d"):
+            ph, pw = _pair(layer.padding)
+            x = node("MaxPool" if kind == "MaxPool2d" else "AveragePool", [x], kernel_shape=_pair(layer.kernel_size),
+                     strides=_pair(layer.stride), pads=[ph, pw, ph, pw],
+                     **({} if kind == "MaxPool2d" else {"count_include_pad": 1}))
+        elif kind == "Flatten" and layer.end_dim == -1:
+            x = node("Flatten", [x], axis=layer.start_dim)
+        else:
+            raise ValueError(f"export_onnx cannot export {kind} (layer {i}); supported: Linear, QuantizedLinear, ReLU, "
+                             "Tanh, Sigmoid, GELU, Softmax, LogSoftmax, Conv2d, MaxPool2d, AvgPool2d, Flatten")
+    nodes.append(helper.make_node("Identity", [x], ["output"]))
+    with no_grad():                                   # one example through the model gives the output's shape
+        out_shape = model(Tensor(np.zeros((1, *input_shape), np.float32))).shape[1:]
+    graph = helper.make_graph(
+        nodes, "tinytorch_model",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *[int(d) for d in input_shape]])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", *out_shape])], initializers)
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                   producer_name="tinytorch")
+    onnx_model.ir_version = 8                         # readable by every ONNX Runtime that knows opset 17
+    onnx.checker.check_model(onnx_model)
+    path = Path(path)
+    onnx.save(onnx_model, str(path))
+    return path
+
+
+# %% [markdown]
+"""
+With `onnx` and `onnxruntime` installed, the cell below exports the float
+classifier and its int8 version and runs both in ONNX Runtime, an engine that
+shares no code with ours. With its graph optimizations off, ONNX Runtime
+computes exactly the graph we wrote, and the outputs must agree to float32
+rounding. With them on (its default), it is free to rewrite the graph: recent
+versions fuse a `DequantizeLinear` + `MatMul` pair into an int8 kernel of their
+own (`MatMulNBits`) that may also round the *activations*, as our
+`mode="int8"` does, so the int8 model's outputs can then differ slightly from
+ours while the float model's do not. Without the two packages the cell says so and moves on; tinytorch's
+test suite runs the same comparison whenever they are installed.
+"""
+
+# %%
+try:
+    import onnxruntime
+except ImportError:
+    onnxruntime = None
+if onnxruntime is None:
+    print("onnxruntime is not installed: the ONNX comparison is skipped (pip install onnx onnxruntime to run it)")
+else:
+    levels = {"optimizations off": onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "optimizations on": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    for name, candidate_model in [("float32", model), ("int8", quantize_model(model))]:
+        onnx_path = export_onnx(candidate_model, WORKDIR / f"classifier-{name}.onnx", input_shape=(16,))
+        with no_grad():
+            ours = candidate_model(Tensor(x_test)).data
+        differences = {}
+        for level_name, level in levels.items():
+            options = onnxruntime.SessionOptions()
+            options.graph_optimization_level = level
+            session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            differences[level_name] = float(np.abs(session.run(None, {"input": x_test})[0] - ours).max())
+        assert differences["optimizations off"] < 1e-4, f"{name}: ONNX Runtime computes a different graph"
+        print(f"{name}: ONNX file {onnx_path.stat().st_size:,} bytes; largest difference from tinytorch: "
+              + ", ".join(f"{k} {v:.1e}" for k, v in differences.items()))
 
 # %% [markdown]
 r"""
@@ -2222,6 +2397,8 @@ measured what each one costs.
   `weights.npz` (plain arrays, no pickle), written atomically and byte-for-byte
   repeatably, loaded into an eval-mode model that records no graph. Damaged,
   edited, mismatched or newer files are refused with one clear line.
+  `export_onnx` writes the same model (int8 weights included) as an ONNX graph
+  for other engines, when the optional `onnx` package is installed.
 - **Serving** (`Predictor`): requests in batches under `no_grad()`, with p50,
   p95 and p99 latency and throughput. On your machine a call's fixed cost was
   worth hundreds of requests of arithmetic, so batching multiplied throughput
@@ -2245,7 +2422,7 @@ measured what each one costs.
 **What this chapter left out on purpose.** A network server, model registries
 and rollouts (canary releases, A/B tests), monitoring of outputs and of
 labelled accuracy, static quantization with calibration, quantization-aware
-training, structured pruning, and an exporter to ONNX or TorchScript. Each
-builds on a piece you now have. Next, in the capstone, everything from tensors
+training, structured pruning, and ONNX export of anything beyond a `Sequential`
+of the layers it knows. Each builds on a piece you now have. Next, in the capstone, everything from tensors
 to deployment comes together in a small GPT.
 """
