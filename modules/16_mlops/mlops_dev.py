@@ -736,7 +736,10 @@ from tinytorch.core.tensor import Tensor
 
 
 class Predictor:
-    """Inference for many requests: splits them into batches, runs the model without a graph, times each batch."""
+    """Inference for many requests: splits them into batches, runs the model without a graph, times each batch.
+
+    The model is put in eval mode (as every server does); `input_shape` is one request's shape, checked on entry.
+    """
 
     def __init__(self, model: Module, batch_size: int = 32, input_shape=None, class_names=None):
         if int(batch_size) < 1:
