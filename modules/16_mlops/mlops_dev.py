@@ -852,7 +852,7 @@ test_unit_predictor()
 
 
 # %% [markdown]
-"""
+r"""
 ## Monitoring: noticing that the world moved
 
 We compare each feature of live inputs with the same feature in the training
@@ -1284,7 +1284,7 @@ def test_unit_quantize():
 test_unit_quantize()
 
 # %% [markdown]
-"""
+r"""
 ### An int8 Linear layer
 
 `QuantizedLinear` stores its weight as three buffers (`weight_q` in int8,
