@@ -241,7 +241,7 @@ def test_spatial_layers_without_chapter_06_name_the_chapter():
 def test_predictor_batches_give_the_outputs_of_one_call(batch_size):
     model, x = _model(), _x(37)
     predictor = Predictor(model, batch_size=batch_size)
-    np.testing.assert_allclose(predictor.predict(x), _outputs(model, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict(x), _outputs(model, x), rtol=1e-5, atol=1e-5)  # float32 BLAS kernels differ by batch size
     stats = predictor.latency_stats()
     assert stats["requests"] == 37 and stats["batches"] == -(-37 // batch_size)
 

@@ -2,7 +2,6 @@
 
 """Compression: post-training int8 quantization of weights, and magnitude pruning."""
 
-from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
@@ -129,7 +128,8 @@ class QuantizedWeight(Module):
     def __init__(self, layer: Module, *, symmetric: bool = True, per_channel: bool = True):
         super().__init__()
         qt = quantize(layer.weight.data, symmetric=symmetric, per_channel=per_channel)
-        layer.weight = None                          # the float weight is gone: only int8 is kept
+        del layer.weight                             # unregister the float weight (as torch.nn.utils.prune does)
+        layer.weight = None                          # now a plain attribute: only the int8 copy is kept
         self.layer = layer
         self.symmetric, self.per_channel = symmetric, per_channel
         _store_weight(self, qt)

@@ -2,7 +2,6 @@
 
 """Serving: run a model on many requests in batches and measure latency and throughput."""
 
-from __future__ import annotations
 
 import time
 

@@ -2,7 +2,6 @@
 
 """Input drift: population stability index, two-sample Kolmogorov-Smirnov test, and a monitor using both."""
 
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass

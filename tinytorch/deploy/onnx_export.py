@@ -2,7 +2,6 @@
 
 """Export a tinytorch Sequential to an ONNX graph (needs the optional `onnx` package)."""
 
-from __future__ import annotations
 
 import math
 from pathlib import Path

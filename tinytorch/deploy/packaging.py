@@ -2,7 +2,6 @@
 
 """Deployment artifacts: one zip file holding model.json (architecture, versions, checksum) and weights.npz."""
 
-from __future__ import annotations
 
 import hashlib
 import io
