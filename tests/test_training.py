@@ -570,3 +570,19 @@ def test_plots_reject_what_they_cannot_draw():
         plot_confusion_matrix(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="3 class names for 2 classes"):
         plot_confusion_matrix(np.zeros((2, 2)), class_names=["a", "b", "c"])
+
+
+def test_a_document_that_lists_a_model_entry_without_its_array_is_damaged(tmp_path):
+    model, _ = trained()
+    save_checkpoint(tmp_path / "c.npz", model)
+    with np.load(tmp_path / "c.npz") as npz:
+        entries = {k: npz[k] for k in npz.files}
+    document = json.loads(entries["checkpoint.json"].tobytes())
+    document["model"].append("ghost.weight")                   # a well-formed file whose document lies
+    entries["checkpoint.json"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", **entries)
+    target = mlp()
+    before = snapshot(target)
+    with pytest.raises(CheckpointError, match="does not list the model's arrays"):
+        load_checkpoint(tmp_path / "c.npz", target)
+    assert_same(snapshot(target), before)

@@ -642,7 +642,10 @@ def _read(path) -> tuple[dict, dict]:
             if document.get("format_version") != FORMAT_VERSION:
                 raise CheckpointError(f"{path} has checkpoint format version {document.get('format_version')!r}; "
                                       f"this tinytorch reads version {FORMAT_VERSION} (save it again with a matching tinytorch)")
-            listed = document["arrays"]
+            listed = document.get("arrays")
+            if not isinstance(listed, dict) or not isinstance(document.get("model"), list) \
+                    or any(f"model/{name}" not in listed for name in document["model"]):
+                raise CheckpointError(f"{path} is damaged: its document does not list the model's arrays")
             present = set(npz.files) - {DOCUMENT}
             if present != set(listed):
                 raise CheckpointError(f"{path} is damaged: its arrays do not match its document "
@@ -687,14 +690,18 @@ def _load(path, model, optimizer=None, check=None) -> dict:
                               + (f", wrong shapes {wrong}" if wrong else "") + "; nothing was loaded")
     if optimizer is not None and document.get("optimizer") is None:
         raise CheckpointError(f"{path} holds no optimizer state; call load_checkpoint(path, model) without the optimizer")
-    metadata = _from_document(document["metadata"], arrays)
+    try:
+        metadata = _from_document(document["metadata"], arrays)
+        optimizer_state = None if optimizer is None else _from_document(document["optimizer"], arrays)
+    except KeyError as err:
+        raise CheckpointError(f"{path} is damaged: its document refers to a missing entry {err}") from None
     if check is not None:
         check(metadata)
     snapshot = None
     if optimizer is not None:
         snapshot = copy.deepcopy(optimizer.state_dict())
         try:
-            optimizer.load_state_dict(_from_document(document["optimizer"], arrays))
+            optimizer.load_state_dict(optimizer_state)
         except Exception as err:
             _restore(optimizer, snapshot)
             raise CheckpointError(f"{path}: its optimizer state does not fit this optimizer ({err}); nothing was loaded") from None
@@ -1765,9 +1772,9 @@ random generators costs a few dozen bytes of JSON.
 
 **Loops.** PyTorch deliberately has no `fit`: the loop is yours, written out
 in every training script. Libraries on top of it supply what this chapter's
-`Trainer` does: PyTorch Lightning (`Trainer(max_epochs=..., callbacks=[ModelCheckpoint(monitor="val_loss", save_top_k=1), EarlyStopping(patience=...)])`,
+`Trainer` does: PyTorch Lightning (`Trainer(max_epochs=..., callbacks=[ModelCheckpoint(monitor="val_loss", save_top_k=1), EarlyStopping(monitor="val_loss", patience=...)])`,
 `trainer.fit(model, ckpt_path="last")` to resume), Hugging Face's `Trainer`
-(`resume_from_checkpoint=True`), Keras' `model.fit(callbacks=[EarlyStopping(restore_best_weights=True)])`.
+(`trainer.train(resume_from_checkpoint=True)`), Keras' `model.fit(callbacks=[EarlyStopping(restore_best_weights=True)])`.
 Ours has their shape, with callbacks replaced by constructor options.
 Production loops add gradient accumulation, mixed precision, gradient
 clipping, distributed data parallelism, and logging to an experiment tracker;
@@ -1777,8 +1784,8 @@ each is a few lines inside `_run`.
 tensors stored as raw bytes inside a zip, like ours. Pickle is why
 `torch.load` could execute code from the file; PyTorch 2.6 made
 `weights_only=True` the default, which unpickles only tensors and plain
-containers. The **safetensors** format, now the default for model weights
-on the Hugging Face Hub, takes the approach of this chapter further: a JSON
+containers. The **safetensors** format, the default for model weights in
+Hugging Face's libraries, takes the approach of this chapter further: a JSON
 header (names, dtypes, shapes, byte offsets) followed by the raw bytes, with
 no code at all, and laid out so that a loader can memory-map it and read
 only the tensors it needs. Our `.npz` gets the safety but not the

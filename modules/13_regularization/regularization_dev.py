@@ -770,8 +770,9 @@ cheap: the layer does 1,024 multiply-adds for every output element, dropout
 one random number. That balance is specific to a CPU running a large matrix
 product. On a GPU, matrix products run on dedicated units many times faster
 than elementwise work, which is limited by memory bandwidth, so an unfused
-dropout can take a noticeable share of a layer's time; this is why PyTorch
-fuses dropout into neighbouring kernels.
+dropout can take a noticeable share of a layer's time; this is why PyTorch's
+fused attention kernels and its compiler fold dropout into neighbouring
+kernels.
 """
 
 # %% [markdown]
@@ -826,7 +827,7 @@ mask. We could do the same only by giving dropout its own primitive with its
 own backward rule (save a boolean mask, multiply by `1/(1-p)` in backward),
 instead of composing it from `Mul`. This chapter keeps the composition,
 which needs no new backward rule and is correct by construction; chapter 14
-is where such fused, memory-saving kernels are built.
+turns to fused kernels of this kind.
 """
 
 # %% [markdown]
@@ -835,8 +836,8 @@ is where such fused, memory-saving kernels are built.
 
 Augmentation runs on every batch of every epoch, on the CPU, before the
 model sees the data. We time `random_shift_and_flip` on batches of 32 and
-512 images against a full training step of the shapes MLP on the same batch,
-and against the same step without augmentation.
+512 images against a full training step (forward, backward, optimizer) of the
+shapes MLP on the same batch.
 """
 
 # %%
@@ -861,25 +862,24 @@ for batch in (32, 512):
         loss.backward()
         optimizer.step()
 
-    t_aug, t_step, t_both = best_seconds(lambda: random_shift_and_flip(images), lambda: step(images),
-                                           lambda: step(random_shift_and_flip(images)))
-    rows.append((batch, t_aug, t_step, t_both))
-print(f"{'batch':>6}{'augment µs':>12}{'train step µs':>15}{'step + augment µs':>19}{'augment share':>15}")
-for batch, t_aug, t_step, t_both in rows:
-    print(f"{batch:>6}{t_aug * 1e6:>12.0f}{t_step * 1e6:>15.0f}{t_both * 1e6:>19.0f}{t_aug / t_both:>15.0%}")
+    t_aug, t_step = best_seconds(lambda: random_shift_and_flip(images), lambda: step(images), repeats=9)
+    rows.append((batch, t_aug, t_step))
+print(f"{'batch':>6}{'augment µs':>12}{'train step µs':>15}{'augment share of the two':>26}{'augment µs/image':>18}")
+for batch, t_aug, t_step in rows:
+    print(f"{batch:>6}{t_aug * 1e6:>12.0f}{t_step * 1e6:>15.0f}{t_aug / (t_aug + t_step):>26.0%}{t_aug / batch * 1e6:>18.2f}")
 
 # %% [markdown]
 """
-Augmentation is a visible share of a training step even for this trivial
-transformation: the model is so small that its step costs little more than
-the gather and flips of its input. The cost per image stays roughly constant
-while the model's cost per image falls with the batch size (chapter 12), so
-the augmentation's share grows as batches grow. For real image models the
-model's share per image is far larger, but so is the augmentation's:
-decoding a JPEG and cropping, flipping and colour-jittering it takes on the
-order of a millisecond of CPU per image. That is why PyTorch's `DataLoader`
-runs augmentation in worker processes in parallel with training, and why a
-slow input pipeline is one of the first things to check when a GPU is
+Augmentation is a visible share of the work even for this trivial
+transformation (of the order of a tenth on the machine this was written on,
+varying with its load): the model is so small that a training step costs
+little more than the gather and flips of its input, a fraction of a
+microsecond to a microsecond per image. For real image models the model's
+cost per image is far larger, but so is the augmentation's: decoding a JPEG
+and cropping, flipping and colour-jittering it takes on the order of a
+millisecond of CPU per image. That is why PyTorch's `DataLoader` runs
+augmentation in worker processes in parallel with training, and why a slow
+input pipeline is one of the first things to check when a GPU is
 underused.
 """
 
@@ -1059,14 +1059,15 @@ for name in ("none", "shift + flip", "shift + flip + rotate"):
 # %% [markdown]
 """
 Plus, cross and ring look the same after a 90° rotation, so for them
-rotating is as harmless as flipping, and their accuracy is close to the
-shift-and-flip run's. The two bars are different: a rotated horizontal bar
-*is* a vertical bar. Training on rotated copies teaches the model that the
-two glyphs are one shape with two labels, which it cannot separate any more
-(in the run shown, one of the bar classes fell far below its accuracy with
-shift and flip, the other recovered only partly). An augmentation that
-changes labels is label noise you add yourself, and no amount of training
-removes it.
+rotating only adds variety. The two bars are different: a rotated
+horizontal bar *is* a vertical bar. Training on rotated copies teaches the
+model that the two glyphs are one shape with two labels, which it can no
+longer separate. In the run shown when this was written, it gave most bars
+of *either* orientation the same one of the two names, so one bar class
+kept its accuracy while the other collapsed to well below chance between
+the two; the other classes moved far less. An augmentation that changes
+labels is label noise you add yourself, and no amount of training removes
+it.
 """
 
 # %% [markdown]

@@ -127,7 +127,10 @@ def _read(path) -> tuple[dict, dict]:
             if document.get("format_version") != FORMAT_VERSION:
                 raise CheckpointError(f"{path} has checkpoint format version {document.get('format_version')!r}; "
                                       f"this tinytorch reads version {FORMAT_VERSION} (save it again with a matching tinytorch)")
-            listed = document["arrays"]
+            listed = document.get("arrays")
+            if not isinstance(listed, dict) or not isinstance(document.get("model"), list) \
+                    or any(f"model/{name}" not in listed for name in document["model"]):
+                raise CheckpointError(f"{path} is damaged: its document does not list the model's arrays")
             present = set(npz.files) - {DOCUMENT}
             if present != set(listed):
                 raise CheckpointError(f"{path} is damaged: its arrays do not match its document "
@@ -172,14 +175,18 @@ def _load(path, model, optimizer=None, check=None) -> dict:
                               + (f", wrong shapes {wrong}" if wrong else "") + "; nothing was loaded")
     if optimizer is not None and document.get("optimizer") is None:
         raise CheckpointError(f"{path} holds no optimizer state; call load_checkpoint(path, model) without the optimizer")
-    metadata = _from_document(document["metadata"], arrays)
+    try:
+        metadata = _from_document(document["metadata"], arrays)
+        optimizer_state = None if optimizer is None else _from_document(document["optimizer"], arrays)
+    except KeyError as err:
+        raise CheckpointError(f"{path} is damaged: its document refers to a missing entry {err}") from None
     if check is not None:
         check(metadata)
     snapshot = None
     if optimizer is not None:
         snapshot = copy.deepcopy(optimizer.state_dict())
         try:
-            optimizer.load_state_dict(_from_document(document["optimizer"], arrays))
+            optimizer.load_state_dict(optimizer_state)
         except Exception as err:
             _restore(optimizer, snapshot)
             raise CheckpointError(f"{path}: its optimizer state does not fit this optimizer ({err}); nothing was loaded") from None
