@@ -48,7 +48,7 @@ r"""
 ### Capacity, data, and the gap
 
 The shapes MLP of chapter 12 has about 9,000 parameters. Trained on 500
-images, it has eighteen parameters per training image: enough to fit any
+images, it has about seventeen parameters per training image: enough to fit any
 labelling of them, including their noise. Gradient descent lowers the
 training loss by whatever means are available, and the cheapest means is
 often a feature that only exists in the training set (this pixel of noise
