@@ -6,6 +6,7 @@ from tinytorch.core.attention import Embedding, MultiheadAttention
 from tinytorch.core.layers import Linear, Module, ModuleList, Parameter, Sequential
 from tinytorch.core.networks import MLP, CrossEntropyLoss, MSELoss
 from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from tinytorch.core.regularization import Dropout
 from tinytorch.core.spatial import AvgPool2d, Conv2d, Flatten, MaxPool2d
 
 from . import functional
