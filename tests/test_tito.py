@@ -258,10 +258,10 @@ def test_checkpoint_test_warns_when_the_package_is_out_of_sync(tensor_repo):
 # --- system ---------------------------------------------------------------------------------------
 
 
-def test_doctor_passes_on_a_clean_copy_and_says_protection_is_not_available(repo_copy):
+def test_doctor_passes_on_a_clean_copy_and_says_protection_is_off(repo_copy):
     result = tito("system", "doctor")
     assert result.exit_code == 0, result.output
-    assert "protection: not available yet" in result.output
+    assert "off:" in next(line for line in result.output.splitlines() if "protection" in line)
     assert "✓ ok" in next(line for line in result.output.splitlines() if "tinytorch import" in line)
 
 

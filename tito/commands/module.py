@@ -6,7 +6,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .. import curriculum, exercise
+from .. import curriculum, exercise, protect
 from ..checkpoints import run_checkpoint
 from ..curriculum import Curriculum, Module
 from ..errors import TitoError
@@ -45,6 +45,7 @@ def export_module(course: Curriculum, module: Module) -> None:
     parts += [f"{rel(course.root, p)} (unchanged)" for p in result.unchanged]
     parts += [f"{rel(course.root, p)} (removed)" for p in result.removed]
     console.print(f"[green]✓[/] {module.folder} → " + ", ".join(sorted(parts)))
+    protect.refresh(course.root)  # a newly exported file is protected like the rest, when protection is on
 
 
 @group.command("start")
