@@ -10,7 +10,9 @@ headers follow from the cells, so this writes them:
 - the `#| default_exp` cell becomes a locked cell, so a student cannot retarget the export.
 
 Cells that already carry `nbgrader=` metadata are left as they are, so running it
-again after adding regions only adds what is missing. Only header lines change.
+again after adding regions only adds what is missing. Only header lines change,
+unless functions are named with `solutions`: their bodies (after the docstring)
+are then wrapped in solution markers first.
 """
 
 from __future__ import annotations
@@ -33,14 +35,16 @@ class Annotated:
     graded_cells: int = 0
     locked_cells: int = 0
     points: int = 1
+    marked: int = 0
     exported_without_regions: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.solution_cells or self.graded_cells or self.locked_cells)
+        return bool(self.marked or self.solution_cells or self.graded_cells or self.locked_cells)
 
     def describe(self) -> str:
-        return (f"metadata added to {self.solution_cells} solution cell(s), {self.graded_cells} graded test cell(s) "
+        marked = f"{self.marked} function bod(ies) marked as solutions; " if self.marked else ""
+        return (marked + f"metadata added to {self.solution_cells} solution cell(s), {self.graded_cells} graded test cell(s) "
                 f"({self.points} point(s) each; edit \"points\" to weigh them) and {self.locked_cells} locked cell(s)")
 
 
@@ -72,9 +76,76 @@ def _metadata(grade_id: str, grade: bool = False, solution: bool = False, locked
     return meta
 
 
-def annotate(path: Path, points: int = 1) -> Annotated:
-    """Add NBGrader metadata to the headers of a chapter's cells that need it; write the file if anything changed."""
-    text = path.read_bytes().decode("utf-8")
+class AnnotateError(ValueError):
+    """A named function that cannot be marked as a solution."""
+
+
+def _body_lines(code: str) -> dict[str, tuple[int, int, int]]:
+    """For every function in a cell: its qualified name -> (first body line, last body line, indent), 1-based,
+    the docstring left out (it tells the learner what to write)."""
+    found = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    body = child.body
+                    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                            and isinstance(body[0].value.value, str):
+                        body = body[1:]
+                    if body:
+                        found[name] = (body[0].lineno, body[-1].end_lineno, body[0].col_offset)
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    code = "\n".join("" if re.match(r"^\s*[%!]", line) else line for line in code.split("\n"))
+    visit(ast.parse(code), "")
+    return found
+
+
+def mark_solutions(text: str, names: list[str]) -> str:
+    """Wrap the bodies of the named functions (`Tensor.__init__`, `_broadcast_shape`) in solution markers."""
+    wanted, parts = set(names), []
+    for start, lines in split_cells(text):
+        if not is_code_cell(lines):
+            parts.append("".join(lines))
+            continue
+        body = [line.rstrip("\r\n") for line in lines[1:]]
+        try:
+            functions = _body_lines("\n".join(body))
+        except SyntaxError:
+            functions = {}
+        ending = "\r\n" if lines[0].endswith("\r\n") else "\n"
+        edits = []
+        for name in sorted(wanted & set(functions)):
+            first, last, indent = functions[name]
+            if any(BEGIN.match(line) for line in body[first - 1:last]):
+                raise AnnotateError(f"{name} (line {start + first}) already holds a solution region")
+            edits.append((first, last, indent))
+            wanted.discard(name)
+        for first, last, indent in sorted(edits, reverse=True):
+            body[last:last] = [" " * indent + "### END SOLUTION"]
+            body[first - 1:first - 1] = [" " * indent + "### BEGIN SOLUTION"]
+        if not edits:
+            parts.append("".join(lines))
+            continue
+        keep_end = lines[-1].endswith(("\n", "\r"))
+        parts.append(lines[0] + ending.join(body) + (ending if keep_end else ""))
+    if wanted:
+        raise AnnotateError(f"no function {', '.join(sorted(wanted))} in the chapter's code cells "
+                            "(name methods as Class.method)")
+    return "".join(parts)
+
+
+def annotate(path: Path, points: int = 1, solutions: list[str] | None = None) -> Annotated:
+    """Add NBGrader metadata to the headers of a chapter's cells that need it; write the file if anything changed.
+
+    `solutions` names functions whose bodies become solution regions first.
+    """
+    original = path.read_bytes().decode("utf-8")
+    text = mark_solutions(original, solutions) if solutions else original
     cells = split_cells(text)
     used = set(re.findall(r'"grade_id":\s*"([^"]+)"', text))
     result = Annotated(points=points)
@@ -113,6 +184,8 @@ def annotate(path: Path, points: int = 1) -> Annotated:
         header = lines[0].rstrip("\r\n")
         ending = lines[0][len(header):]
         parts.append(f"{header} nbgrader={json.dumps(meta, sort_keys=True)}{ending}" + body)
-    if result.changed:
-        path.write_bytes("".join(parts).encode("utf-8"))
+    result.marked = len(solutions or [])
+    new = "".join(parts)
+    if new != original:
+        path.write_bytes(new.encode("utf-8"))
     return result

@@ -44,13 +44,19 @@ def group() -> None:
 @group.command("annotate")
 @click.argument("name")
 @click.option("--points", default=1, show_default=True, help="Points for each test cell that has none yet.")
-def annotate_command(name: str, points: int) -> None:
+@click.option("--solution", "solutions", multiple=True, metavar="FUNCTION",
+              help="Mark this function's body (after its docstring) as a solution region; repeat it. "
+                   "Methods are named Class.method.")
+def annotate_command(name: str, points: int, solutions: tuple[str, ...]) -> None:
     """Add NBGrader metadata to a chapter's cell headers (the mechanical part of preparing it)."""
-    from ..annotate import annotate
+    from ..annotate import AnnotateError, annotate
 
     course = curriculum.load()
     module = written_module(course, name)
-    result = annotate(module.dev_file(course.root), points)
+    try:
+        result = annotate(module.dev_file(course.root), points, list(solutions))
+    except AnnotateError as err:
+        raise TitoError(f"{module.folder}: {err}; nothing was changed.", "Check the names with the chapter open.") from None
     chapter = module.dev_file(course.root).relative_to(course.root).as_posix()
     if not result.changed:
         console.print(f"[green]✓[/] {chapter} already carries NBGrader metadata on every cell that needs it.", soft_wrap=True)
