@@ -133,6 +133,13 @@ def test_a_chapter_without_metadata_gets_a_clear_message(repo_copy, tmp_path):
     assert "tito nbgrader annotate 01_setup" in result.stderr
 
 
+def test_a_chapter_started_as_an_exercise_is_not_generated(repo_copy, tmp_path):
+    assert tito("module", "start", "01_setup", root=repo_copy).exit_code == 0
+    result = tito("nbgrader", "generate", "01_setup", "--course", str(tmp_path / "course"), root=repo_copy)
+    assert result.exit_code == 1
+    assert "started as your own exercise" in result.stderr and "tito module reset 01_setup" in result.stderr
+
+
 # --- every chapter with metadata (slow: nbgrader runs each notebook) ---------------------------
 
 

@@ -12,7 +12,6 @@ commands in the course folder, so an instructor can run them by hand too.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 from .checkpoints import checkout_env
 from .curriculum import Module
 from .errors import TitoError
+from .exercise import is_started
 from .solutions import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, STUB, SolutionError, clear_solutions
 
 COURSE_DIR = "course"
@@ -276,6 +276,11 @@ class Generated:
 def generate(root: Path, course: Path, module: Module) -> Generated:
     """Check the chapter's metadata, write its source notebook, and run nbgrader generate_assignment."""
     chapter = module.dev_file(root)
+    if is_started(root, module):
+        raise TitoError(
+            f"{module.folder} is started as your own exercise, so its chapter file holds stubs, not solutions.",
+            f"Generate from the complete chapter: 'tito module reset {module.folder}' first (it backs up your version).",
+        )
     if not has_metadata(chapter):
         raise TitoError(
             f"{module.folder} has no NBGrader metadata yet, so there is nothing to release.",
@@ -334,5 +339,3 @@ def exchange_args(exchange: str | None) -> list[str]:
     return [f"--Exchange.root={Path(exchange).resolve()}"] if exchange else []
 
 
-def release_cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
