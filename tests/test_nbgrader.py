@@ -96,6 +96,7 @@ def test_good_metadata_is_counted(tmp_path):
     ([HEADER.format(meta=SOLUTION) + "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n"], "inside a function body"),
     ([HEADER.format(meta=SOLUTION) + "def f():\n    ### BEGIN SOLUTION\n    return 1\n"], "has no '### END SOLUTION'"),
     (["# %%\ndef test_f():\n    ### BEGIN HIDDEN TESTS\n    pass\n    ### END HIDDEN TESTS\n"], "hidden-test markers"),
+    ([HEADER.format(meta=TEST) + "#| export\ndef test_f():\n    pass\n"], "exported into the package"),
 ])
 def test_each_metadata_problem_is_one_line_naming_the_file_line(tmp_path, cells_text, problem):
     path = chapter(tmp_path, *cells_text)

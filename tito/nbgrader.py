@@ -165,6 +165,8 @@ def check_metadata(path: Path, root: Path | None = None) -> Metadata:
             points = meta.get("points")
             if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
                 fail(index, f"graded cell {grade_id!r} needs \"points\" greater than 0")
+            if any(re.match(r"^\s*#\|\s*export", s) for s in source):
+                fail(index, f"graded cell {grade_id!r} is exported into the package; tests stay out of tinytorch/")
             found.graded_cells.append(grade_id)
             found.points += points
             if meta["solution"]:
