@@ -96,6 +96,20 @@ class Page:
             raise RuntimeError(f"{expression[:80]}... raised {reply['exceptionDetails'].get('text')}")
         return reply["result"].get("value")
 
+    def wait_for(self, expression: str, timeout: float = 20):
+        """Poll a JavaScript expression until it is truthy (after a redirect, say); return its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:  # the page is between documents
+                value = None
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{expression} stayed false for {timeout} s")
+            self.browser.pump(0.2)
+
     def screenshot(self, path: Path) -> Path:
         data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
