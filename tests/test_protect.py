@@ -124,14 +124,14 @@ def test_disable_restores_each_files_own_mode(repo_copy):
 
 def test_gitattributes_block_is_added_beside_the_users_lines_and_removed_exactly(repo_copy):
     attributes = repo_copy / ".gitattributes"
-    attributes.write_bytes(b"*.png binary\n*.ipynb diff=jupyternotebook")  # no final newline
+    attributes.write_bytes(b"*.png binary\r\n*.ipynb diff=jupyternotebook")  # Windows line ending, no final newline
     assert tito("system", "protect", "enable").exit_code == 0
     text = attributes.read_text()
-    assert text.startswith("*.png binary\n*.ipynb diff=jupyternotebook\n")
+    assert attributes.read_bytes().startswith(b"*.png binary\r\n*.ipynb diff=jupyternotebook\n")
     assert "tinytorch/**/*.py linguist-generated=true\n" in text
     assert "tinytorch/**/__init__.py -linguist-generated\n" in text
     assert tito("system", "protect", "disable").exit_code == 0
-    assert attributes.read_bytes() == b"*.png binary\n*.ipynb diff=jupyternotebook"
+    assert attributes.read_bytes() == b"*.png binary\r\n*.ipynb diff=jupyternotebook"
 
 
 def test_gitattributes_keeps_lines_the_user_added_while_protection_was_on(repo_copy):

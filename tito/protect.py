@@ -134,7 +134,7 @@ def _insert_text(root: Path, rel: str, make) -> dict | None:
     """Merge our text into a user's file; `make(text) -> (new text, [inserted snippets])` or None to leave it."""
     path = Path(root) / rel
     existed = path.is_file()
-    original = path.read_text(encoding="utf-8") if existed else None
+    original = _read(path) if existed else None
     made = make(original)
     if made is None:
         return None
@@ -150,7 +150,7 @@ def _remove_text(root: Path, rel: str, record: dict) -> str:
     path = Path(root) / rel
     if not path.is_file():
         return f"{rel}: already gone"
-    current = path.read_text(encoding="utf-8")
+    current = _read(path)
     if current == record["written"]:
         restored = record["original"]
     else:
@@ -430,7 +430,11 @@ def refresh(root: Path) -> None:
 
 
 def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8") if path.is_file() else ""
+    """A text file exactly as it is, line endings included ('' if there is none)."""
+    if not path.is_file():
+        return ""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
 
 
 def _in_place(root: Path, rel: str, record: dict | None) -> bool:
