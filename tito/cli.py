@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .commands import checkpoint, module, system
+from .commands import checkpoint, module, nbgrader, protect, system
 from .errors import TitoError
 from .ui import show_error
 
@@ -29,7 +29,7 @@ class _Tito(click.Group):
 @click.group(cls=_Tito, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="tito", message="%(prog)s %(version)s")
 def cli() -> None:
-    """TinyTorch's course tool: export chapters, run checkpoints, track progress.
+    """TinyTorch's course tool: work through chapters, run checkpoints, grade with NBGrader.
 
     Modules can be named 02_tensor, 02, 2 or tensor.
     """
@@ -38,6 +38,8 @@ def cli() -> None:
 cli.add_command(module.group)
 cli.add_command(checkpoint.group)
 cli.add_command(system.group)
+cli.add_command(nbgrader.group)
+system.group.add_command(protect.group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,7 +33,7 @@ per second a matrix multiplication reaches, in float32 and in float64.
 The cells marked `#| export` become `tinytorch/core/setup.py`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.setup
 
 # %%
@@ -93,7 +93,7 @@ needed.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_system_info", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _cpu_count() -> int:
     """Cores this process may use (a container or scheduler may allow fewer than the machine has)."""
@@ -132,6 +132,7 @@ def system_info() -> dict:
          "numpy": "2.1.0", "blas": "scipy-openblas 0.3.27" or None,
          "cpu_count": 8, "memory_gb": 16.0 or None}
     """
+    ### BEGIN SOLUTION
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -142,6 +143,7 @@ def system_info() -> dict:
         "cpu_count": _cpu_count(),
         "memory_gb": _memory_gb(),
     }
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -154,7 +156,7 @@ or a wrong type would break them.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_system_info", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_system_info():
     info = system_info()
     expected_keys = {"python", "implementation", "platform", "machine", "numpy", "blas", "cpu_count", "memory_gb"}
@@ -192,7 +194,7 @@ matmul to prove that each check can fail.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_version_tuple", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 MIN_PYTHON = (3, 10)
 MIN_NUMPY = (1, 24)
@@ -200,6 +202,7 @@ MIN_NUMPY = (1, 24)
 
 def _version_tuple(text: str) -> tuple[int, ...]:
     """'1.26.4' -> (1, 26, 4); '2.0.0rc1' -> (2, 0, 0); stops at the first part that is not a number."""
+    ### BEGIN SOLUTION
     numbers = []
     for part in str(text).split("."):
         match = re.match(r"\d+", part)
@@ -209,6 +212,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
         if match.end() != len(part):
             break
     return tuple(numbers)
+    ### END SOLUTION
 
 
 def _matmul_problem(matmul) -> str | None:
@@ -235,6 +239,7 @@ def check_environment(python_version=None, numpy_version: str | None = None, mat
         numpy_version: a version string to check instead of the installed NumPy's.
         matmul: a function (a, b) -> a @ b to check instead of np.matmul.
     """
+    ### BEGIN SOLUTION
     problems = []
     python_version = tuple(python_version or sys.version_info[:3])
     if python_version[:2] < MIN_PYTHON:
@@ -249,6 +254,7 @@ def check_environment(python_version=None, numpy_version: str | None = None, mat
     if problem:
         problems.append(problem)
     return problems
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -262,7 +268,7 @@ the course, the list must be empty.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_check_environment", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_check_environment():
     assert _version_tuple("1.26.4") == (1, 26, 4) and _version_tuple("2.0.0rc1") == (2, 0, 0)
     assert _version_tuple("1.24") > _version_tuple("1.3"), "versions compare as numbers, not strings"
@@ -284,8 +290,10 @@ def test_unit_check_environment():
 
     failed = check_environment(matmul=broken)
     assert len(failed) == 1 and "BLAS not found" in failed[0]
+    ### BEGIN HIDDEN TESTS
     both = check_environment(python_version=(3, 8), numpy_version="1.20.0")
     assert len(both) == 2, "every problem is reported at once"
+    ### END HIDDEN TESTS
     print("✓ check_environment finds old versions and broken matmuls, and nothing wrong here")
 
 

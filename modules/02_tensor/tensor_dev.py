@@ -43,7 +43,7 @@ The code cells marked `#| export` become `tinytorch/core/tensor.py`; the other
 cells are explanations, tests and measurements.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.tensor
 
 # %%
@@ -214,7 +214,7 @@ only if some input `requires_grad`, records the `Function` node as the output's
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Function", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Function:
     """One primitive operation on NumPy arrays, and a node of the computation graph.
@@ -248,6 +248,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **options) -> "Tensor":
         """Run forward on the inputs' arrays; remember the node if a gradient will be needed."""
+        ### BEGIN SOLUTION
         like = next(x for x in inputs if isinstance(x, Tensor))
         tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
         ctx = cls(*tensors)
@@ -256,6 +257,7 @@ class Function:
             out.requires_grad = True
             out._ctx = ctx
         return out
+        ### END SOLUTION
 
 
 # %% [markdown]
@@ -268,25 +270,31 @@ shape so that a gradient can be reshaped back.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Add", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
+        ### BEGIN SOLUTION
         return a + b
+        ### END SOLUTION
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a, b)
         return a * b
+        ### END SOLUTION
 
 
 class Neg(Function):
     @staticmethod
     def forward(ctx, a):
+        ### BEGIN SOLUTION
         return -a
+        ### END SOLUTION
 
 
 class Pow(Function):
@@ -294,62 +302,78 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, exponent):
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         ctx.exponent = exponent
         return a ** exponent
+        ### END SOLUTION
 
 
 class Exp(Function):
     @staticmethod
     def forward(ctx, a):
+        ### BEGIN SOLUTION
         out = np.exp(a)
         ctx.save_for_backward(out)
         return out
+        ### END SOLUTION
 
 
 class Log(Function):
     @staticmethod
     def forward(ctx, a):
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         return np.log(a)
+        ### END SOLUTION
 
 
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
+        ### BEGIN SOLUTION
         out = np.tanh(a)
         ctx.save_for_backward(out)
         return out
+        ### END SOLUTION
 
 
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
+        ### BEGIN SOLUTION
         ctx.save_for_backward(a, b)
         return np.matmul(a, b)
+        ### END SOLUTION
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        ### BEGIN SOLUTION
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         return np.sum(a, axis=axis, keepdims=keepdims)
+        ### END SOLUTION
 
 
 class Max(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        ### BEGIN SOLUTION
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         out = np.max(a, axis=axis, keepdims=True)
         ctx.save_for_backward(a, out)
         return out if keepdims else np.squeeze(out, axis=axis)
+        ### END SOLUTION
 
 
 class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape):
+        ### BEGIN SOLUTION
         ctx.input_shape = a.shape
         return a.reshape(shape)
+        ### END SOLUTION
 
 
 class Transpose(Function):
@@ -357,15 +381,19 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, a, axes):
+        ### BEGIN SOLUTION
         ctx.axes = axes
         return np.transpose(a, axes)
+        ### END SOLUTION
 
 
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
+        ### BEGIN SOLUTION
         ctx.input_shape, ctx.index = a.shape, index
         return a[index]
+        ### END SOLUTION
 
 
 # %% [markdown]
@@ -381,7 +409,7 @@ without a backward rule says which chapter adds one.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_primitives", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_primitives():
     a = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
     b = np.array([10.0, 20.0], dtype=np.float32)
@@ -444,7 +472,7 @@ NumPy's internals. Three small pure functions hold all of the shape logic:
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_broadcast_shape", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
@@ -452,6 +480,7 @@ def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     Align the shapes at their last dimension (a missing dimension counts as 1); each
     aligned pair must be equal or contain a 1, and the result takes the other size.
     """
+    ### BEGIN SOLUTION
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         da = a[-i] if i <= len(a) else 1
@@ -461,6 +490,7 @@ def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
                              f"is {da} vs {db} (sizes must be equal or 1; reshape or unsqueeze one operand)")
         out.append(db if da == 1 else da)
     return tuple(reversed(out))
+    ### END SOLUTION
 
 
 def _reduction_args(dim, keepdim, axis, keepdims):
@@ -472,6 +502,7 @@ def _reduction_args(dim, keepdim, axis, keepdims):
 
 def _matmul_shape(a: tuple, b: tuple) -> tuple:
     """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped)."""
+    ### BEGIN SOLUTION
     if not a or not b:
         raise ValueError(f"matmul: {a} @ {b}: both operands need at least one dimension (use * for scalars)")
     a2 = (1,) + a if len(a) == 1 else a
@@ -485,10 +516,12 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
         raise ValueError(f"matmul: {a} @ {b}: batch dimensions {a2[:-2]} and {b2[:-2]} "
                          "cannot be broadcast together") from None
     return batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
+    ### END SOLUTION
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
     """`shape` with a single -1 filled in, checked to hold as many elements as `current`."""
+    ### BEGIN SOLUTION
     size = int(np.prod(current))
     shape = tuple(int(d) for d in shape)
     unknown = [i for i, d in enumerate(shape) if d == -1]
@@ -499,6 +532,7 @@ def _resolve_shape(shape: tuple, current: tuple) -> tuple:
         raise ValueError(f"reshape: cannot reshape {current} ({size} elements) into {shape}; "
                          f"the new shape must hold {size} elements, with at most one -1")
     return shape
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -513,7 +547,7 @@ deep learning code, and the error message is where the learner finds it.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_shape_rules", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_shape_rules():
     for a, b in [((2, 3), (3,)), ((3, 1), (1, 4)), ((4, 1, 5), (3, 1)), ((), (2,)), ((0,), (1,)), ((1,), (0, 1))]:
         assert _broadcast_shape("add", a, b) == np.broadcast_shapes(a, b), (a, b)
@@ -596,7 +630,7 @@ plain array and returning a plain array that no gradient could flow through.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Tensor", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _as_float(t: "Tensor") -> "Tensor":
     return t if np.issubdtype(t.dtype, np.floating) else t.float()
@@ -612,6 +646,7 @@ class Tensor:
     __array_ufunc__ = None
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
+        ### BEGIN SOLUTION
         if isinstance(data, Tensor):
             data = data.data
         array = np.asarray(data, dtype=dtype)
@@ -626,6 +661,7 @@ class Tensor:
         self.requires_grad = requires_grad
         self.grad: Tensor | None = None
         self._ctx: Function | None = None
+        ### END SOLUTION
 
     @classmethod
     def _wrap(cls, array) -> "Tensor":
@@ -670,20 +706,26 @@ class Tensor:
 
     def stride(self, dim: int | None = None):
         """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes)."""
+        ### BEGIN SOLUTION
         steps = tuple(s // self.data.itemsize for s in self.data.strides)
         return steps if dim is None else steps[dim]
+        ### END SOLUTION
 
     def is_contiguous(self) -> bool:
+        ### BEGIN SOLUTION
         return bool(self.data.flags["C_CONTIGUOUS"])
+        ### END SOLUTION
 
     def contiguous(self) -> "Tensor":
         """This tensor if it is row-major without gaps, else a row-major copy (built from primitives)."""
+        ### BEGIN SOLUTION
         if self.is_contiguous():
             return self
         flat = self.reshape(-1)  # copies into row-major order, unless NumPy can keep a strided view
         if not flat.is_contiguous():  # a strided 1-D view such as x[::2]: gather its elements
             flat = flat[np.arange(flat.numel())]
         return flat.reshape(self.shape)
+        ### END SOLUTION
 
     def __len__(self) -> int:
         return len(self.data)
@@ -722,9 +764,11 @@ class Tensor:
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
+        ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else self._constant(other)
         _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
         return op.apply(self, other)
+        ### END SOLUTION
 
     def __add__(self, other):
         return self._binary(Add, other, "add")
@@ -740,17 +784,21 @@ class Tensor:
         return Neg.apply(self)
 
     def __sub__(self, other):
+        ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else self._constant(other)
         return self._binary(Add, -other, "sub")
+        ### END SOLUTION
 
     def __rsub__(self, other):
         return (-self)._binary(Add, other, "sub")
 
     def __truediv__(self, other):
         """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch."""
+        ### BEGIN SOLUTION
         a = _as_float(self)
         b = _as_float(other if isinstance(other, Tensor) else a._constant(other))
         return a._binary(Mul, b ** -1, "div")
+        ### END SOLUTION
 
     def __rtruediv__(self, other):
         return _as_float(self) ** -1 * other
@@ -767,9 +815,11 @@ class Tensor:
         return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
+        ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else Tensor(other)
         _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
         return MatMul.apply(self, other)
+        ### END SOLUTION
 
     def __rmatmul__(self, other):
         return Tensor(other) @ self
@@ -793,9 +843,11 @@ class Tensor:
         return Sum.apply(self, axis=dim, keepdims=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        ### BEGIN SOLUTION
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
         count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
         return self.sum(dim, keepdim) / count
+        ### END SOLUTION
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """The largest values (PyTorch's `max(dim)` also returns indices; use `argmax` for those)."""
@@ -807,16 +859,20 @@ class Tensor:
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):
+        ### BEGIN SOLUTION
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
+        ### END SOLUTION
 
     def view(self, *shape):
         """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view."""
+        ### BEGIN SOLUTION
         out = self.reshape(*shape)
         if out.numel() and not np.may_share_memory(out.data, self.data):
             raise RuntimeError(f"view: shape {self.shape} with strides {self.stride()} cannot be viewed as "
                                f"{out.shape} without a copy; use reshape() or contiguous().view()")
         return out
+        ### END SOLUTION
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1):
         if self.ndim == 0:
@@ -829,16 +885,20 @@ class Tensor:
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def permute(self, *dims):
+        ### BEGIN SOLUTION
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not an ordering of the {self.ndim} dimensions of {self.shape}")
         return Transpose.apply(self, axes=tuple(d % self.ndim for d in dims))
+        ### END SOLUTION
 
     def transpose(self, dim0: int = -2, dim1: int = -1):
         """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all)."""
+        ### BEGIN SOLUTION
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return Transpose.apply(self, axes=tuple(axes))
+        ### END SOLUTION
 
     @property
     def T(self):
@@ -893,7 +953,7 @@ return 0-d arrays rather than NumPy scalars (so `.data` is always an array).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_creation", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_creation():
     assert Tensor(3.5).dtype == np.float32 and Tensor(3.5).shape == ()
     assert Tensor([[1.0, 2.0], [3.0, 4.0]]).dtype == np.float32
@@ -942,7 +1002,7 @@ be exactly the ones the offset formula predicts: `(12, 4, 1)` for a row-major
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_storage", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_storage():
     x = Tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     assert x.numel() == 24 and x.nbytes == 96 and x.ndim == 3 and x.dim() == 3
@@ -973,7 +1033,7 @@ shapes.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_arithmetic", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_arithmetic():
     x = Tensor([[1.0, 2.0], [3.0, 4.0]])
     y = Tensor([10.0, 20.0])
@@ -1020,7 +1080,7 @@ test checks values, not only shapes.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_matmul", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_matmul():
     a = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])            # (2, 3)
     b = Tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])          # (3, 2)
@@ -1057,7 +1117,7 @@ by the count), so it must count the reduced elements, not all of them.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_reductions", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_reductions():
     x = Tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
     assert x.sum().item() == 21.0 and x.sum().shape == ()
@@ -1092,7 +1152,7 @@ splits heads with reshape and transpose) depend on.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_views", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_views():
     base = np.arange(6, dtype=np.float32)
     x = Tensor(base).reshape(2, 3)
@@ -1114,8 +1174,10 @@ def test_unit_views():
     c = x.T.contiguous()
     assert c.is_contiguous() and np.array_equal(c.data, x.T.data) and not np.shares_memory(c.data, base)
     assert x.contiguous() is x, "an already contiguous tensor is returned as is"
+    ### BEGIN HIDDEN TESTS
     strided = Tensor(np.arange(10.0))[::2]
     assert strided.contiguous().is_contiguous() and strided.contiguous().tolist() == [0, 2, 4, 6, 8]
+    ### END HIDDEN TESTS
 
     assert np.shares_memory(x.view(3, 2).data, base)
     try:
@@ -1147,7 +1209,7 @@ which is how `no_grad()` will work. Comparisons never require gradients.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_graph_hooks", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_graph_hooks():
     w = Tensor([1.0, 2.0], requires_grad=True)
     y = (w * 3).sum()

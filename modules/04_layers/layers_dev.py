@@ -159,7 +159,7 @@ We will measure all five in the systems analysis. Generating the numbers costs
 one random draw per weight, `O(in·out)`, done once.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.layers
 
 # %% [markdown]
@@ -214,15 +214,17 @@ matter for memory:
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_fans", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export core.init
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them."""
+    ### BEGIN SOLUTION
     if len(shape) == 0:
         raise ValueError("cannot compute fan_in/fan_out of a 0-d tensor; initialise a weight with at least 1 dimension")
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
     fan_in = shape[1] * receptive if len(shape) > 1 else shape[0]
     return fan_in, shape[0] * receptive
+    ### END SOLUTION
 
 
 def _fills_in_place(array: np.ndarray) -> bool:
@@ -232,6 +234,7 @@ def _fills_in_place(array: np.ndarray) -> bool:
 
 def uniform_(tensor, low: float, high: float):
     """Fill `tensor` in place with draws from U(low, high); returns it."""
+    ### BEGIN SOLUTION
     out = tensor.data
     if not _fills_in_place(out):
         out[...] = low + (high - low) * generator().random(out.shape)
@@ -240,10 +243,12 @@ def uniform_(tensor, low: float, high: float):
     out *= high - low
     out += low
     return tensor
+    ### END SOLUTION
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0):
     """Fill `tensor` in place with draws from N(mean, std²); returns it."""
+    ### BEGIN SOLUTION
     out = tensor.data
     if not _fills_in_place(out):
         out[...] = generator().normal(mean, std, out.shape)
@@ -252,6 +257,7 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0):
     out *= std
     out += mean
     return tensor
+    ### END SOLUTION
 
 
 def constant_(tensor, val: float):
@@ -278,10 +284,11 @@ which zeroes half of its input); the Kaiming functions take PyTorch's
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_calculate_gain", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export core.init
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The factor the variance rules multiply by to undo what `nonlinearity` does to the scale."""
+    ### BEGIN SOLUTION
     if nonlinearity in ("linear", "identity", "sigmoid", "conv1d", "conv2d", "conv3d"):
         return 1.0
     if nonlinearity == "tanh":
@@ -295,13 +302,16 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return 3.0 / 4
     raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; "
                      "use linear, sigmoid, tanh, relu, leaky_relu or selu")
+    ### END SOLUTION
 
 
 def xavier_uniform_(tensor, gain: float = 1.0):
     """Glorot: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)), i.e. Var = gain²·2/(fan_in + fan_out)."""
+    ### BEGIN SOLUTION
     fan_in, fan_out = _fans(tensor.shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
+    ### END SOLUTION
 
 
 def xavier_normal_(tensor, gain: float = 1.0):
@@ -310,10 +320,12 @@ def xavier_normal_(tensor, gain: float = 1.0):
 
 
 def _kaiming_std(tensor, a: float, mode: str, nonlinearity: str) -> float:
+    ### BEGIN SOLUTION
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming: mode must be 'fan_in' or 'fan_out', not {mode!r}")
     fan_in, fan_out = _fans(tensor.shape)
     return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+    ### END SOLUTION
 
 
 def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
@@ -340,7 +352,7 @@ root would not crash anything, it would just make deep models fail to learn.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_initialisers", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 from tinytorch.core.tensor import Tensor   # chapter 02's Tensor: the initialisers fill its .data
 
 
@@ -392,7 +404,7 @@ layers hold tensors that must not be learned: a causal mask in chapter 07, a
 running mean in chapter 08, a constant scale. The type states the intent.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Parameter", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 import math
 from collections import OrderedDict, namedtuple
@@ -408,7 +420,9 @@ class Parameter(Tensor):
     """A Tensor that is a learnable part of a Module: it requires gradients by default."""
 
     def __init__(self, data, requires_grad: bool = True):
+        ### BEGIN SOLUTION
         super().__init__(data, requires_grad=requires_grad)
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -429,7 +443,7 @@ the Module's parameters being the very arrays the layers compute with.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_parameter", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_parameter():
     array = np.zeros((2, 3), dtype=np.float32)
     p = Parameter(array)
@@ -539,7 +553,7 @@ guarantee.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Module", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -560,6 +574,7 @@ class Module:
 
     # ---- registration: every `self.name = value` passes through here ----------------------
     def __setattr__(self, name, value):
+        ### BEGIN SOLUTION
         registered = "_parameters" in self.__dict__
         if isinstance(value, (Parameter, Module)) and not registered:
             raise AttributeError(f"call super().__init__() in {type(self).__name__}.__init__ before assigning {name}")
@@ -585,6 +600,7 @@ class Module:
                                 "assign a Tensor (or None)")
             self._buffers[name] = value
         object.__setattr__(self, name, value)
+        ### END SOLUTION
 
     def __delattr__(self, name):
         if "_parameters" in self.__dict__:
@@ -648,6 +664,7 @@ class Module:
 
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
         """This module and every submodule, depth first, with dotted names ('' for this one)."""
+        ### BEGIN SOLUTION
         seen = set()
 
         def walk(module, path):
@@ -660,12 +677,14 @@ class Module:
                 yield from walk(child, _join(path, name))
 
         yield from walk(self, prefix)
+        ### END SOLUTION
 
     def modules(self) -> Iterator["Module"]:
         for _, module in self.named_modules():
             yield module
 
     def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool):
+        ### BEGIN SOLUTION
         seen = set()
         modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         for module_name, module in modules:
@@ -674,6 +693,7 @@ class Module:
                     continue                         # a shared weight counts once
                 seen.add(id(member))
                 yield _join(module_name, name), member
+        ### END SOLUTION
 
     def named_parameters(self, prefix: str = "", recurse: bool = True,
                          remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
@@ -700,21 +720,25 @@ class Module:
 
     # ---- modes, gradients, dtypes -----------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        ### BEGIN SOLUTION
         if not isinstance(mode, bool):
             raise ValueError(f"train(mode): mode must be True or False, not {mode!r}")
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
+        ### END SOLUTION
 
     def eval(self) -> "Module":
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        ### BEGIN SOLUTION
         for param in self.parameters():
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
                 param.grad.data[...] = 0
+        ### END SOLUTION
 
     def requires_grad_(self, requires_grad: bool = True) -> "Module":
         """Freeze (False) or unfreeze every parameter, e.g. to fine-tune only the last layer."""
@@ -741,6 +765,7 @@ class Module:
     # ---- saving and loading -------------------------------------------------------------------
     def _state_tensors(self) -> "OrderedDict[str, Tensor]":
         """Parameters and persistent buffers by dotted name, in PyTorch's state_dict order."""
+        ### BEGIN SOLUTION
         state = OrderedDict()
         for module_name, module in self.named_modules(remove_duplicate=False):
             for name, param in module._parameters.items():
@@ -750,6 +775,7 @@ class Module:
                 if buffer is not None and name not in module._non_persistent_buffers:
                     state[_join(module_name, name)] = buffer
         return state
+        ### END SOLUTION
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Every parameter and buffer by dotted name, as arrays (copies: later steps do not change them)."""
@@ -757,6 +783,7 @@ class Module:
 
     def load_state_dict(self, state: dict, strict: bool = True):
         """Copy values into this model's tensors; checks every name and shape before changing any."""
+        ### BEGIN SOLUTION
         own = self._state_tensors()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -778,6 +805,7 @@ class Module:
         for name, value in converted.items():
             own[name].data[...] = value
         return _IncompatibleKeys(missing, unexpected)
+        ### END SOLUTION
 
     # ---- printing -------------------------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -809,7 +837,7 @@ way, and a parameter that is not found is a parameter that never trains.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_module_registration", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 class Affine(Module):
     """y = x * weight + bias, elementwise: a layer small enough to test Module with."""
 
@@ -887,7 +915,7 @@ gradients that are not cleared accumulate across steps (chapter 09).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_modes_and_zero_grad", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_modes_and_zero_grad():
     pair = Pair()
     assert all(m.training for m in pair.modules()), "a new module starts in training mode"
@@ -948,7 +976,7 @@ half-overwrites a model, turns into results nobody can reproduce.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_state_dict", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_state_dict():
     source, target = Pair(), Pair()
     for i, p in enumerate(source.parameters()):
@@ -1018,31 +1046,37 @@ are worth naming:
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Linear", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Linear(Module):
     """y = x @ W.T + b, with W of shape (out_features, in_features) as in PyTorch."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        ### BEGIN SOLUTION
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
         self.bias = Parameter(np.empty(out_features, dtype=np.float32)) if bias else None
         self.reset_parameters()
+        ### END SOLUTION
 
     def reset_parameters(self) -> None:
         """PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias (kaiming_uniform_ with a=sqrt(5))."""
+        ### BEGIN SOLUTION
         bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
         init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             init.uniform_(self.bias, -bound, bound)
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
                              f"its last dimension must be {self.in_features}")
         out = x @ self.weight.T          # (..., in) @ (in, out) -> (..., out)
         return out + self.bias if self.bias is not None else out
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -1063,7 +1097,7 @@ right shape, so only a check of the values catches it.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_linear", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_linear():
     init.manual_seed(0)
     layer = Linear(4, 3)
@@ -1090,10 +1124,12 @@ def test_unit_linear():
     except ValueError as err:
         assert "Linear(4, 3)" in str(err) and "(5, 3)" in str(err), "the error must name the layer and the shape"
 
+    ### BEGIN HIDDEN TESTS
     init.manual_seed(7)
     first = Linear(4, 3).weight.data.copy()
     init.manual_seed(7)
     assert np.array_equal(first, Linear(4, 3).weight.data), "the same seed must give the same weights"
+    ### END HIDDEN TESTS
     assert repr(layer) == "Linear(in_features=4, out_features=3, bias=True)"
     print("✓ Linear: x @ W.T + b for 1-D, 2-D and 3-D inputs, clear shape errors, seeded init")
 
@@ -1125,12 +1161,13 @@ layers is an ordinary attribute, so its layers' parameters are invisible to
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Sequential", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Sequential(Module):
     """Layers applied in order; parameter-free callables (activations) may sit between them."""
 
     def __init__(self, *layers):
+        ### BEGIN SOLUTION
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
             named = list(layers[0].items())                  # Sequential(OrderedDict(fc1=..., act=...))
@@ -1139,8 +1176,10 @@ class Sequential(Module):
         self.layers, self._names = [], []
         for name, layer in named:
             self._add(name, layer)
+        ### END SOLUTION
 
     def _add(self, name: str, layer) -> None:
+        ### BEGIN SOLUTION
         if not callable(layer):
             raise TypeError(f"Sequential takes Modules or callables; entry {name!r} is a {type(layer).__name__}")
         if isinstance(layer, Module):
@@ -1150,6 +1189,7 @@ class Sequential(Module):
             object.__setattr__(self, name, layer)
         self.layers.append(layer)
         self._names.append(name)
+        ### END SOLUTION
 
     def append(self, layer) -> "Sequential":
         index = len(self.layers)
@@ -1159,9 +1199,11 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        ### BEGIN SOLUTION
         for layer in self.layers:
             x = layer(x)
         return x
+        ### END SOLUTION
 
     def __getitem__(self, index):
         if isinstance(index, slice):                          # a slice is a Sequential, names kept (as in PyTorch)
@@ -1188,8 +1230,10 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module: Module) -> "ModuleList":
+        ### BEGIN SOLUTION
         self.add_module(str(len(self)), module)
         return self
+        ### END SOLUTION
 
     def extend(self, modules) -> "ModuleList":
         for module in modules:
@@ -1221,7 +1265,7 @@ names; a checkpoint from PyTorch's `Sequential` only loads if the names agree.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_sequential", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_sequential():
     init.manual_seed(0)
     model = Sequential(Linear(4, 8), ReLU(), Linear(8, 2))

@@ -1,4 +1,4 @@
-"""`tito module export|complete|status`: turn chapters into the package and track them."""
+"""`tito module start|test|complete|reset|export|status`: work through the chapters and build the package."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .. import curriculum
+from .. import curriculum, exercise, protect
 from ..checkpoints import run_checkpoint
 from ..curriculum import Curriculum, Module
 from ..errors import TitoError
@@ -17,7 +17,7 @@ from ..ui import console, rel
 
 @click.group("module")
 def group() -> None:
-    """Export, complete and list the course's modules."""
+    """Start, test, complete, reset, export and list the course's modules."""
 
 
 def written_module(course: Curriculum, name: str) -> Module:
@@ -45,6 +45,59 @@ def export_module(course: Curriculum, module: Module) -> None:
     parts += [f"{rel(course.root, p)} (unchanged)" for p in result.unchanged]
     parts += [f"{rel(course.root, p)} (removed)" for p in result.removed]
     console.print(f"[green]✓[/] {module.folder} → " + ", ".join(sorted(parts)))
+    protect.refresh(course.root)  # a newly exported file is protected like the rest, when protection is on
+
+
+@group.command("start")
+@click.argument("name")
+def start_command(name: str) -> None:
+    """Turn a chapter into your exercise: its solutions become stubs for you to write."""
+    course = curriculum.load()
+    module = written_module(course, name)
+    stubs = exercise.start(course.root, module)
+    chapter = rel(course.root, module.dev_file(course.root))
+    saved = rel(course.root, exercise.saved_original(course.root, module))
+    console.print(f"[green]✓[/] {module.folder} is now your exercise: {chapter} has {stubs} stub(s) to implement.", soft_wrap=True)
+    console.print(f"  The complete chapter is saved in {saved}.", soft_wrap=True)
+    console.print(
+        f"  While you work: 'tito module test {module.folder}'. When it passes: 'tito module complete {module.folder}'. "
+        f"To go back to the complete chapter: 'tito module reset {module.folder}'.",
+        soft_wrap=True,
+    )
+
+
+@group.command("reset")
+@click.argument("name")
+def reset_command(name: str) -> None:
+    """Restore the complete chapter (your version is backed up first) and export it."""
+    course = curriculum.load()
+    module = written_module(course, name)
+    result = exercise.reset(course.root, module)
+    chapter = rel(course.root, module.dev_file(course.root))
+    console.print(f"[green]✓[/] {chapter} is the complete chapter again.", soft_wrap=True)
+    if result.backup is not None:
+        console.print(f"  Your version is saved in {rel(course.root, result.backup)}.", soft_wrap=True)
+    export_module(course, module)
+
+
+@group.command("test")
+@click.argument("name")
+@click.option("--verbose", "-v", is_flag=True, help="Show everything the chapter printed.")
+def test_command(name: str, verbose: bool) -> None:
+    """Run a chapter as a script: its `__main__` block runs all of its tests."""
+    course = curriculum.load()
+    module = written_module(course, name)
+    run = exercise.run_tests(course.root, module)
+    if verbose and run.output.strip():
+        console.out(run.output.rstrip(), highlight=False)
+    if not run.passed:
+        chapter = rel(course.root, module.dev_file(course.root))
+        raise TitoError(
+            f"{module.folder}: the chapter's tests failed after {run.seconds:.1f} s: {run.failure}",
+            f"Run 'tito module test {module.folder} --verbose' (or: cd modules/{module.folder} && python {module.dev_file(course.root).name}) "
+            f"to see the whole output; the code to fix is in {chapter}.",
+        )
+    console.print(f"[green]✓[/] {module.folder}: the chapter ran as a script and its tests passed ({run.seconds:.1f} s).")
 
 
 @group.command("export")
@@ -136,9 +189,12 @@ def status_command() -> None:
             found = out_of_sync(course.root, [module.dev_file(course.root)])
             problems += found
             export_state = "[red]out of sync[/]" if found else "[green]in sync[/]"
+        written_cell = "[green]yes[/]" if written else "[dim]no[/]"
+        if written and exercise.is_started(course.root, module):
+            written_cell = "[cyan]your exercise[/]"
         table.add_row(
             module.folder,
-            "[green]yes[/]" if written else "[dim]no[/]",
+            written_cell,
             export_state,
             _completion(progress.completion(module)),
             _checkpoint_cell(module, progress),

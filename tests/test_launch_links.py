@@ -1,0 +1,146 @@
+"""Launch buttons: every chapter page's Colab and Binder links open a notebook that is published.
+
+Jupyter Book points a launch link at `.ipynb` only when a notebook sits beside the
+chapter at build time; the build writes one (book/_ext/launch_notebooks.py) and
+copies it into the site, with a Binder environment, for publishing on the branch
+`repository.branch` names. These tests read the built site (`built_site`,
+tests/conftest.py) and check each link against the files published with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+from tito import curriculum
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+REPOSITORY = CONFIG["repository"]["url"].rstrip("/")
+BRANCH = CONFIG["repository"]["branch"]
+OWNER_REPO = urlsplit(REPOSITORY).path.strip("/")
+
+
+def chapter_pages(site: Path) -> list[tuple[curriculum.Module, Path]]:
+    course = curriculum.load(ROOT)
+    pages = []
+    for module in course.written_modules():
+        page = site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".html")
+        if page.exists():
+            pages.append((module, page))
+    assert pages, f"no chapter pages in {site}"
+    return pages
+
+
+def launch_links(page: Path) -> dict[str, str]:
+    text = page.read_text(encoding="utf-8")
+    links = {}
+    for href in re.findall(r'href="(https://[^"]+)"', text):
+        href = href.replace("&amp;", "&")
+        if href.startswith(CONFIG["launch_buttons"]["colab_url"]):
+            links["colab"] = href
+        elif href.startswith(CONFIG["launch_buttons"]["binderhub_url"]):
+            links["binder"] = href
+    return links
+
+
+def published_path(kind: str, link: str) -> tuple[str, str]:
+    """(branch, path in that branch) that a Colab or Binder link opens."""
+    if kind == "colab":
+        match = re.fullmatch(rf".*/github/{re.escape(OWNER_REPO)}/blob/([^/]+)/(.+)", link)
+        assert match, f"{link} does not open a notebook of {REPOSITORY} on GitHub"
+        return match[1], match[2]
+    parts = urlsplit(link)
+    match = re.fullmatch(rf"/v2/gh/{re.escape(OWNER_REPO)}/([^/]+)", parts.path)
+    assert match, f"{link} does not launch {REPOSITORY} on Binder"
+    path = parse_qs(parts.query)["urlpath"][0]
+    return match[1], path.removeprefix("tree/").removeprefix("lab/tree/")
+
+
+def test_every_chapter_page_has_a_colab_and_a_binder_link(built_site):
+    for module, page in chapter_pages(built_site):
+        assert set(launch_links(page)) == {"colab", "binder"}, f"{page.name}: {launch_links(page)}"
+
+
+@pytest.mark.parametrize("kind", ["colab", "binder"])
+def test_launch_links_open_a_notebook_published_with_the_site(built_site, kind):
+    for module, page in chapter_pages(built_site):
+        branch, path = published_path(kind, launch_links(page)[kind])
+        assert branch == BRANCH, f"{page.name}: the {kind} link opens branch {branch}, the site is published to {BRANCH}"
+        assert path.endswith(".ipynb"), f"{page.name}: the {kind} link opens {path}, which Colab cannot open"
+        notebook = built_site / path
+        assert notebook.is_file(), f"{page.name}: the {kind} link opens {path}, which the site does not publish"
+        assert path == module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb").as_posix()
+
+
+def test_binder_finds_an_environment_that_installs_tinytorch_from_the_repository(built_site):
+    requirements = (built_site / "binder" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert f"tinytorch @ git+{REPOSITORY}" in requirements
+    assert "-e ." not in requirements, "the published branch holds the site, not the project: '-e .' would install nothing"
+
+
+def test_the_repository_has_its_own_binder_environment_that_installs_the_checkout():
+    requirements = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert "-e ." in requirements
+
+
+def cells(path: Path) -> list[dict]:
+    """A notebook's cells, each source as one string (the file may store it as a list of lines)."""
+    found = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for cell in found:
+        cell["source"] = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return found
+
+
+def test_each_published_notebook_is_its_chapter_after_an_install_cell(built_site):
+    import jupytext
+
+    for module, page in chapter_pages(built_site):
+        published = cells(built_site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb"))
+        chapter = jupytext.read(module.dev_file(ROOT), fmt="py:percent").cells
+        assert [c["source"] for c in published[1:]] == [c.source for c in chapter], \
+            f"{module.folder}: the published notebook is not the chapter as it is now"
+        assert f"tinytorch @ git+{REPOSITORY}" in published[0]["source"]
+
+
+def install_cell(site: Path) -> str:
+    module, _ = chapter_pages(site)[0]
+    return cells(site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb"))[0]["source"]
+
+
+def run_install_cell(source: str, on_colab: bool, monkeypatch) -> list[list[str]]:
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append(args))
+    if on_colab:
+        monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    else:
+        monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(compile(source, "install-cell", "exec"), {})
+    return calls
+
+
+def test_the_install_cell_installs_tinytorch_from_the_repository_on_colab(built_site, monkeypatch):
+    calls = run_install_cell(install_cell(built_site), on_colab=True, monkeypatch=monkeypatch)
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"tinytorch @ git+{REPOSITORY}"]]
+
+
+def test_the_install_cell_does_nothing_anywhere_else(built_site, monkeypatch):
+    assert run_install_cell(install_cell(built_site), on_colab=False, monkeypatch=monkeypatch) == []
+
+
+def test_the_notebooks_beside_the_chapters_are_git_ignored():
+    course = curriculum.load(ROOT)
+    for module in course.written_modules():
+        notebook = module.dev_file(ROOT).with_suffix(".ipynb").relative_to(ROOT).as_posix()
+        done = subprocess.run(["git", "check-ignore", "--no-index", "-q", notebook], cwd=ROOT)
+        assert done.returncode == 0, f"{notebook} is not git-ignored"

@@ -1,0 +1,282 @@
+"""NBGrader: every chapter with metadata becomes a real exercise, and a submission round-trips.
+
+For each written chapter that carries NBGrader metadata: its release holds no
+solution code (each solution cell is exactly the chapter's cell with its regions
+stubbed, the same stubs `tito module start` writes), `nbgrader validate --invert`
+fails every test on the release, and the chapter itself autogrades to full
+marks. Then one chapter goes through the steps of book/instructor-guide.md in a
+temporary course folder with a private exchange: generate, release, fetch,
+fill in, submit, collect, autograde, feedback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tito import curriculum
+from tito import nbgrader as tools
+from tito.cli import cli
+from tito.errors import TitoError
+from tito.solutions import HIDDEN_BEGIN, HIDDEN_END, clear_solutions, student_version
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = curriculum.load(ROOT)
+WRITTEN = COURSE.written_modules()
+
+
+def tito(*args: str, root: Path = ROOT):
+    return CliRunner(env={"TINYTORCH_ROOT": str(root)}).invoke(cli, list(args))
+
+
+def nbgrader(cwd: Path, *args: str) -> str:
+    """A student's or instructor's own nbgrader command, in the environment tito gives nbgrader."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done.stdout + done.stderr
+
+
+def cells(path: Path) -> list[dict]:
+    found = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for cell in found:
+        cell["source"] = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    return found
+
+
+def by_grade_id(notebook_cells: list[dict]) -> dict[str, dict]:
+    return {c["metadata"]["nbgrader"]["grade_id"]: c for c in notebook_cells if "nbgrader" in c["metadata"]}
+
+
+def with_metadata(module: curriculum.Module) -> curriculum.Module:
+    if not tools.has_metadata(module.dev_file(ROOT)):
+        pytest.skip(f"{module.folder} carries no NBGrader metadata yet")
+    return module
+
+
+# --- the metadata checks (fast) ----------------------------------------------------------------
+
+HEADER = "# %% nbgrader={meta}\n"
+SOLUTION = '{"grade": false, "grade_id": "impl_f", "locked": false, "schema_version": 3, "solution": true, "task": false}'
+TEST = '{"grade": true, "grade_id": "test_f", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}'
+BODY = "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
+
+
+def chapter(tmp_path: Path, *cells_text: str) -> Path:
+    path = tmp_path / "x_dev.py"
+    path.write_text("\n".join(cells_text), encoding="utf-8")
+    return path
+
+
+def test_good_metadata_is_counted(tmp_path):
+    path = chapter(tmp_path, HEADER.format(meta=SOLUTION) + BODY,
+                   HEADER.format(meta=TEST) + "def test_f():\n    assert f() == 1\n    ### BEGIN HIDDEN TESTS\n"
+                                              "    assert f() + 1 == 2\n    ### END HIDDEN TESTS\n\ntest_f()\n")
+    found = tools.check_metadata(path)
+    assert (found.solution_cells, found.regions, found.graded_cells, found.points, found.hidden_regions) == \
+        (1, 1, ["test_f"], 1, 1)
+
+
+@pytest.mark.parametrize("cells_text, problem", [
+    ([HEADER.format(meta=SOLUTION.replace('"schema_version": 3', '"schema_version": 1')) + BODY], '"schema_version": 3'),
+    ([HEADER.format(meta=SOLUTION) + BODY, HEADER.format(meta=SOLUTION) + BODY.replace("f()", "g()")], "used twice"),
+    ([HEADER.format(meta=SOLUTION.replace("impl_f", "impl f")) + BODY], "must be letters, digits"),
+    ([HEADER.format(meta=TEST.replace('"points": 1, ', "")) + "def test_f():\n    pass\n"], 'needs "points"'),
+    (["# %%\n" + BODY], "solution markers in a cell without nbgrader metadata"),
+    ([HEADER.format(meta=SOLUTION) + "def f():\n    return 1\n"], "marks no region"),
+    ([HEADER.format(meta=SOLUTION) + "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n"], "inside a function body"),
+    ([HEADER.format(meta=SOLUTION) + "def f():\n    ### BEGIN SOLUTION\n    return 1\n"], "has no '### END SOLUTION'"),
+    (["# %%\ndef test_f():\n    ### BEGIN HIDDEN TESTS\n    pass\n    ### END HIDDEN TESTS\n"], "hidden-test markers"),
+    ([HEADER.format(meta=TEST) + "#| export\ndef test_f():\n    pass\n"], "exported into the package"),
+])
+def test_each_metadata_problem_is_one_line_naming_the_file_line(tmp_path, cells_text, problem):
+    path = chapter(tmp_path, *cells_text)
+    with pytest.raises(TitoError) as raised:
+        tools.check_metadata(path)
+    assert problem in raised.value.message
+    assert raised.value.message.startswith(f"{path}:")
+    assert "\n" not in raised.value.message
+
+
+def test_a_course_folders_own_config_is_never_overwritten(tmp_path):
+    config = tmp_path / tools.CONFIG_FILE
+    config.write_text("c = get_config()\nc.CourseDirectory.course_id = 'mine'\n")
+    with pytest.raises(TitoError, match="does not call tito's configure"):
+        tools.prepare_course(tmp_path)
+    assert config.read_text() == "c = get_config()\nc.CourseDirectory.course_id = 'mine'\n"
+    config.write_text("from tito.nbgrader import configure\nc = get_config()\nconfigure(c)\n")
+    assert tools.prepare_course(tmp_path) is False
+
+
+def test_the_exported_package_never_contains_solution_or_hidden_test_markers():
+    for path in (ROOT / "tinytorch").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+            assert marker not in text, f"{path.relative_to(ROOT)} contains '{marker}'"
+
+
+def test_a_chapter_without_metadata_gets_a_clear_message(repo_copy, tmp_path):
+    source = curriculum.load(repo_copy).module("01_setup").dev_file(repo_copy)
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    source.write_text("".join(l.split(" nbgrader=")[0] + "\n" if l.startswith("# %% nbgrader=") else l for l in lines))
+    result = tito("nbgrader", "generate", "01_setup", "--course", str(tmp_path / "course"), root=repo_copy)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "✗ 01_setup has no NBGrader metadata yet, so there is nothing to release."
+    assert "tito nbgrader annotate 01_setup" in result.stderr
+
+
+def test_a_chapter_started_as_an_exercise_is_not_generated(repo_copy, tmp_path):
+    assert tito("module", "start", "01_setup", root=repo_copy).exit_code == 0
+    result = tito("nbgrader", "generate", "01_setup", "--course", str(tmp_path / "course"), root=repo_copy)
+    assert result.exit_code == 1
+    assert "started as your own exercise" in result.stderr and "tito module reset 01_setup" in result.stderr
+
+
+# --- every chapter with metadata (slow: nbgrader runs each notebook) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def course_folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("course")
+
+
+_generated: dict[str, Path] = {}
+
+
+def generate(course_folder: Path, module: curriculum.Module) -> Path:
+    """The release notebook of a module, generated once per test run through `tito nbgrader generate`."""
+    if module.folder not in _generated:
+        result = tito("nbgrader", "generate", module.folder, "--course", str(course_folder))
+        assert result.exit_code == 0, result.output
+        _generated[module.folder] = course_folder / "release" / module.folder / tools.notebook_name(module)
+    return _generated[module.folder]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_the_release_holds_no_solution_code(course_folder, module):
+    release = generate(course_folder, with_metadata(module))
+    source = by_grade_id(cells(course_folder / "source" / module.folder / tools.notebook_name(module)))
+    released = by_grade_id(cells(release))
+    assert set(released) == set(source)
+    regions = 0
+    for grade_id, cell in source.items():
+        meta = cell["metadata"]["nbgrader"]
+        if meta["solution"]:
+            expected, count = clear_solutions(cell["source"], module.folder)
+            assert released[grade_id]["source"] == expected, f"{grade_id}: the release is not the cell with its regions stubbed"
+            regions += count
+        if meta["grade"] and any(HIDDEN_BEGIN.match(l) for l in cell["source"].splitlines()):
+            hidden, inside = [], False
+            for line in cell["source"].splitlines():
+                inside = (inside or bool(HIDDEN_BEGIN.match(line))) and not HIDDEN_END.match(line)
+                if inside and not HIDDEN_BEGIN.match(line) and line.strip():
+                    hidden.append(line)
+            assert not [l for l in hidden if l in released[grade_id]["source"].splitlines()], f"{grade_id} shows hidden tests"
+    assert regions > 0
+    text = release.read_text(encoding="utf-8")
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        assert marker not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_the_release_and_tito_module_start_give_the_same_exercise(course_folder, module):
+    import jupytext
+
+    release = generate(course_folder, with_metadata(module))
+    student, _ = student_version(module.dev_file(ROOT).read_text(encoding="utf-8"), module.folder)
+    started = [c for c in jupytext.reads(student, fmt="py:percent").cells if c.metadata.get("nbgrader", {}).get("solution")]
+    released = [c for c in cells(release) if c["metadata"].get("nbgrader", {}).get("solution")]
+    assert [c.source for c in started] == [c["source"] for c in released]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_validate_invert_fails_every_test_on_the_release(course_folder, module):
+    release = generate(course_folder, with_metadata(module))
+    output = nbgrader(course_folder, "validate", "--invert", str(release.relative_to(course_folder)))
+    assert "Success! The notebook does not pass any tests." in output, output[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module):
+    generate(course_folder, with_metadata(module))
+    submitted = course_folder / "submitted" / "instructor" / module.folder
+    submitted.mkdir(parents=True, exist_ok=True)
+    shutil.copy(course_folder / "source" / module.folder / tools.notebook_name(module), submitted)
+    result = tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course_folder))
+    assert result.exit_code == 0, result.output
+    score = next(s for s in tools.scores(course_folder, module.folder) if s.student == "instructor")
+    points = tools.check_metadata(module.dev_file(ROOT)).points
+    assert score.max_score == points and score.score == points, score
+
+
+# --- the instructor guide's cycle, in a temporary course folder --------------------------------
+
+
+def fill_in(release: Path, source: Path) -> None:
+    """What a student who solved everything hands in: each solution cell as the chapter has it."""
+    notebook = json.loads(release.read_text(encoding="utf-8"))
+    solutions = by_grade_id(cells(source))
+    for cell in notebook["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        if meta.get("solution"):
+            cell["source"] = solutions[meta["grade_id"]]["source"]
+    release.write_text(json.dumps(notebook, indent=1), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_submission_round_trips_through_release_collect_autograde_and_feedback(tmp_path):
+    module = with_metadata(COURSE.module("01_setup"))
+    course, exchange = tmp_path / "course", tmp_path / "exchange"
+    exchange.mkdir()
+    exchange.chmod(0o777)
+    where = ["--course", str(course)]
+
+    # 1. generate, 2. release (the instructor)
+    assert tito("nbgrader", "generate", module.folder, *where).exit_code == 0
+    result = tito("nbgrader", "release", module.folder, *where, "--exchange", str(exchange))
+    assert result.exit_code == 0, result.output
+
+    # The students fetch it; alice solves it, bob hands it in untouched.
+    notebook = tools.notebook_name(module)
+    for student in ("alice", "bob"):
+        home = tmp_path / student
+        home.mkdir()
+        nbgrader(home, "fetch_assignment", module.folder, "--course", "tinytorch", f"--Exchange.root={exchange}")
+        fetched = home / module.folder / notebook
+        assert "BEGIN SOLUTION" not in fetched.read_text() and "YOUR CODE HERE" in fetched.read_text()
+        if student == "alice":
+            fill_in(fetched, course / "source" / module.folder / notebook)
+        nbgrader(home, "submit", module.folder, "--course", "tinytorch", "--student", student, f"--Exchange.root={exchange}")
+
+    # 3. collect, 4. autograde
+    result = tito("nbgrader", "collect", module.folder, *where, "--exchange", str(exchange))
+    assert result.exit_code == 0, result.output
+    assert "2 submission(s)" in result.output
+    result = tito("nbgrader", "autograde", module.folder, *where)
+    assert result.exit_code == 0, result.output
+    points = tools.check_metadata(module.dev_file(ROOT)).points
+    scores = {s.student: (s.score, s.max_score) for s in tools.scores(course, module.folder)}
+    assert scores == {"alice": (points, points), "bob": (0, points)}
+    assert "alice" in result.output and "bob" in result.output
+
+    # 5. feedback, released to the exchange, fetched by alice
+    result = tito("nbgrader", "feedback", module.folder, *where, "--exchange", str(exchange), "--release")
+    assert result.exit_code == 0, result.output
+    for student in ("alice", "bob"):
+        assert (course / "feedback" / student / module.folder / notebook.replace(".ipynb", ".html")).is_file()
+    nbgrader(tmp_path / "alice", "fetch_feedback", module.folder, "--course", "tinytorch", "--student", "alice",
+             f"--Exchange.root={exchange}")
+    assert list((tmp_path / "alice" / module.folder / "feedback").rglob("*.html"))

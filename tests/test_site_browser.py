@@ -1,0 +1,145 @@
+"""The built site in a real browser: headless Chromium opens every page from disk, with no network.
+
+Every page: no request fails (a missing image, stylesheet or script shows up as a
+failed request), every image has pixels, every link into the site leads to a page
+(and to an anchor) that exists, and no script throws. Then the three pages a
+reader meets first, each with a screenshot saved under _build/screenshots/
+(or $TINYTORCH_SCREENSHOTS): the front page, a chapter with its executed output
+in view, and the progress page.
+
+The site is `built_site` (tests/conftest.py): the one $TINYTORCH_SITE names, as
+CI builds it with `make book`, else a fresh build of a copy of the repository.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from chromium import Chromium, find_chromium
+from tito import curriculum
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+# Pages Sphinx writes for its own machinery, not for readers.
+SKIPPED_FOLDERS = {"_static", "_sources", "_images", "_sphinx_design_static"}
+
+
+def screenshots() -> Path:
+    return Path(os.environ.get("TINYTORCH_SCREENSHOTS", ROOT / "_build" / "screenshots"))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = Chromium(find_chromium(), tmp_path_factory.mktemp("chromium-profile"))
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser):
+    return browser.new_page()
+
+
+def site_pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("*.html") if not SKIPPED_FOLDERS & set(p.relative_to(site).parts))
+
+
+@lru_cache(maxsize=None)
+def anchors(path: Path) -> frozenset[str]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return frozenset(html.unescape(a) for a in re.findall(r'\bid="([^"]+)"', text))
+
+
+def broken_links(site: Path, page_file: Path, hrefs: list[str]) -> list[str]:
+    """Links into the site (file:// URLs under it) whose page or anchor does not exist."""
+    broken = []
+    for href in sorted(set(hrefs)):
+        parts = urlsplit(href)
+        if parts.scheme != "file":
+            continue  # external links: checked for the launch buttons in test_launch_links.py
+        target = Path(unquote(parts.path))
+        if not target.is_relative_to(site):
+            broken.append(f"{href} (outside the site)")
+            continue
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.exists():
+            broken.append(f"{href} (no such file)")
+        elif parts.fragment and target.suffix == ".html" and unquote(parts.fragment) not in anchors(target):
+            broken.append(f"{href} (no anchor #{parts.fragment} in {target.relative_to(site).as_posix()})")
+    return broken
+
+
+IMAGES = "Array.from(document.images, i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])"
+LINKS = "Array.from(document.querySelectorAll('a[href]'), a => a.href)"
+
+
+def test_every_page_loads_with_no_missing_image_broken_link_or_script_error(built_site, page):
+    pages = site_pages(built_site)
+    assert len(pages) >= 5, f"only {len(pages)} pages in {built_site}"
+    problems = []
+    for path in pages:
+        page.goto(path.as_uri(), settle=0.3)
+        name = path.relative_to(built_site).as_posix()
+        problems += [f"{name}: failed request {f}" for f in page.failures]
+        problems += [f"{name}: image without pixels {src}" for src, ok in page.evaluate(IMAGES) if not ok]
+        problems += [f"{name}: broken link {b}" for b in broken_links(built_site, path, page.evaluate(LINKS))]
+        problems += [f"{name}: script error {e}" for e in page.errors if not e.startswith("console.error")]
+    assert not problems, "\n".join(problems)
+
+
+def test_front_page_shows_the_course(built_site, page):
+    page.goto((built_site / "index.html").as_uri())  # redirects to the root page of _toc.yml
+    heading = page.wait_for("document.querySelector('article h1') && document.querySelector('article h1').innerText")
+    assert "TinyTorch" in heading, heading
+    links = page.evaluate("Array.from(document.querySelectorAll('nav.bd-links a'), a => a.href)")
+    folders = [f"/modules/{m.folder}/" for m in curriculum.load(ROOT).modules]  # its chapter, or its README
+    missing = [f for f in folders if not any(f in link for link in links)]
+    assert not missing, f"the navigation does not link these modules: {missing}"
+    page.browser.pump(0.5)  # the redirected page's late scripts
+    page.screenshot(screenshots() / "front-page.png")
+
+
+def first_written_chapter(site: Path):
+    course = curriculum.load(ROOT)
+    for module in course.written_modules():
+        page = site / (module.toc_entry(ROOT) + ".html")
+        if page.exists() and "_dev" in page.name:
+            return module, page
+    pytest.fail("the site has no chapter page")
+
+
+def test_a_chapter_shows_its_executed_output(built_site, page):
+    module, chapter = first_written_chapter(built_site)
+    page.goto(chapter.as_uri())
+    outputs = page.evaluate("Array.from(document.querySelectorAll('.cell_output'), o => o.innerText)")
+    assert outputs, f"{chapter.name} shows no cell output: were its cells executed?"
+    assert any("✓" in text for text in outputs), f"no passing test output on {chapter.name}: {outputs[:3]}"
+    # Bring the first test's output into view, and check a reader can see it.
+    box = page.evaluate("""(() => {
+        const out = Array.from(document.querySelectorAll('.cell_output')).find(o => o.innerText.includes('✓'));
+        out.scrollIntoView({block: 'center'});
+        const r = out.getBoundingClientRect(), style = getComputedStyle(out);
+        return {top: r.top, bottom: r.bottom, height: r.height, visible: style.visibility !== 'hidden' && style.display !== 'none'};
+    })()""")
+    assert box["visible"] and box["height"] > 0 and box["bottom"] > 0 and box["top"] < 900, box
+    page.browser.pump(0.3)
+    page.screenshot(screenshots() / f"chapter-{module.folder}.png")
+
+
+def test_progress_page_shows_every_checkpoint_run_passed(built_site, page):
+    page.goto((built_site / "book" / "progress.html").as_uri())
+    rows = page.evaluate("Array.from(document.querySelectorAll('article table tbody tr'), r => r.innerText)")
+    course = curriculum.load(ROOT)
+    assert len(rows) == len(course.modules), rows
+    ran = [r for r in rows if "PASSED" in r or "FAILED" in r]
+    assert ran and not any("FAILED" in r for r in ran), "\n".join(ran)
+    page.screenshot(screenshots() / "progress.png")
