@@ -138,7 +138,8 @@ def agreement(name: str, pairs: list, tolerance: float = 1e-3) -> str:
     if worst > tolerance:
         raise SystemExit(f"{name}: {where} differs between tinytorch and PyTorch by {worst:.1e} (relative); "
                          "the timings would compare different computations")
-    return f"{len(pairs)} arrays (outputs, losses, gradients) agree; worst relative difference {worst:.1e}"
+    arrays = f"{len(pairs)} arrays" if len(pairs) != 1 else "1 array"
+    return f"{arrays} (outputs, losses, gradients) compared; worst relative difference {worst:.1e}"
 
 
 def copy_weights(tiny_model, torch_model) -> None:
@@ -468,7 +469,8 @@ def machine_lines(args, allocator: str) -> list:
     except Exception:                                  # older NumPy: no dict form of the build configuration
         blas_text = "BLAS not reported by this NumPy"
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "not reported"
-    pytorch = (f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None
+    threads = torch.get_num_threads() if torch is not None else 0
+    pytorch = (f"PyTorch {torch.__version__} ({threads} thread{'s' if threads != 1 else ''})" if torch is not None
                else "PyTorch not installed (tinytorch timings only)")
     return [f"**Machine:** {platform.machine()}, {processor}, {os.cpu_count()} cores; load average at the start {load}",
             f"**Threads:** {args.threads} for NumPy's BLAS and PyTorch",
@@ -491,16 +493,22 @@ def write_figure(rows: list, path: Path) -> None:
     rows = [row for row in rows if row.ratio is not None]
     if not rows:
         return
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(rows)))
-    labels = [row.workload.name for row in rows][::-1]
-    ratios = np.array([row.ratio for row in rows][::-1])
-    low = ratios - np.array([row.spread[0] for row in rows][::-1])
-    high = np.array([row.spread[1] for row in rows][::-1]) - ratios
-    ax.barh(labels, ratios, xerr=[low, high], color=["C3" if r > 1 else "C2" for r in ratios], capsize=3)
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.45 * len(rows)))
+    for y, row in enumerate(rows[::-1]):                     # first workload on top
+        low, high = row.spread
+        ax.errorbar([row.ratio], [y], xerr=[[row.ratio - low], [high - row.ratio]], fmt="o", capsize=4,
+                    color="C3" if row.ratio > 1 else "C2")
+    ax.set_yticks(range(len(rows)), [row.workload.name for row in rows][::-1])
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("tinytorch time / PyTorch time (median of paired rounds; bars: quartiles)")
-    ax.set_title("tinytorch next to PyTorch CPU (left of 1: tinytorch faster)")
+    smallest = min(min(row.spread[0], row.ratio) for row in rows)
+    largest = max(max(row.spread[1], row.ratio) for row in rows)
+    ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32) if smallest / 2 <= t <= largest * 2]
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(min(ticks + [smallest]) / 1.2, max(ticks + [largest]) * 1.2)
+    ax.set_xlabel("tinytorch time / PyTorch time (median of paired rounds, bars: quartiles)")
+    ax.set_title("tinytorch next to PyTorch CPU (left of 1x: tinytorch faster)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -531,7 +539,9 @@ def render_page(rows: list, notes: list, machine: list, command: str, date: str,
     if notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     parts += ["", "Numbers from a shared or virtual machine move from run to run; regenerate the page on "
-              "your own machine with the command above to compare."]
+              "your own machine with the command above to compare. Page faults depend on what the process "
+              "allocated before (glibc's `malloc` adapts its thresholds as it goes), so a workload run on its "
+              "own (`--only`) can show different counts than in a full run."]
     return "\n".join(parts) + "\n"
 
 

@@ -48,7 +48,7 @@ turns one of them into a measurement:
 | `matmul_blocked(a, b, tile)` | tiles, each one vectorised product | reuse, arithmetic intensity |
 | `transpose_blocked(a, tile)` | a transposed copy, tile by tile | strides and cache lines |
 | `conv2d_direct(x, w, b, stride, padding)` | convolution by shifted views, no column matrix | the memory-for-speed trade of im2col |
-| `SoftmaxCrossEntropy`, `softmax_cross_entropy(logits, target)` | one primitive, backward $=$ softmax $-$ onehot | fusion |
+| `SoftmaxCrossEntropy`, `softmax_cross_entropy(logits, target)` | one primitive whose backward is softmax − onehot | fusion |
 | `cross_entropy_kernel(kernel)` | a context manager: which kernel `cross_entropy` uses | comparing implementations |
 
 Everything is measured while the chapter runs, on your machine. The numbers

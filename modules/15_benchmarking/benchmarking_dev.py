@@ -1059,8 +1059,8 @@ r"""
 Two measurements give the roof. **Peak FLOP/s**: the fastest of a few runs of
 a large float32 matmul ($2n^3$ FLOPs), the most efficient kernel the machine
 has. **Bandwidth**: the fastest of a few copies of a 64 MiB array into
-another (much larger than the caches of ordinary CPUs), counting the bytes
-read and written. Both use the harness and report the *fastest* run, because
+another (larger than the last-level cache of most CPUs, so the copy streams
+from main memory), counting the bytes read and written. Both use the harness and report the *fastest* run, because
 the question is what the hardware can do, not what a typical run gets.
 `Roofline` then holds the two numbers and knows the model's arithmetic.
 """
@@ -1477,11 +1477,12 @@ machine: page faults are expensive in virtual machines (each one may also
 need the hypervisor's help) and cheaper on bare metal. On the virtual machine
 this chapter was written on, it was about a third of the CNN step, more than
 any single layer except the second convolution. PyTorch's CPU tensors come
-from the same `malloc`: on that machine PyTorch's CNN step took about half as
-many page faults as ours (it allocates fewer temporaries) and also got faster
-with the same setting. On GPUs, PyTorch goes further with a *caching
-allocator* that keeps freed blocks for reuse instead of returning them to the
-driver. `benchmarks/run_all.py --keep-freed-memory` makes the change for both
+from the same `malloc` and pay the same kind of cost: on that machine
+PyTorch's CNN step, run on its own, took thousands of page faults per step
+too, about half as many as ours. (How many depends on what the process
+allocated before: glibc adapts its thresholds as it goes.) On GPUs, PyTorch
+avoids the problem with a *caching allocator* that keeps freed blocks for
+reuse instead of returning them to the driver. `benchmarks/run_all.py --keep-freed-memory` makes the change for both
 frameworks in one run, so you can see its effect on every workload.
 
 ### Profiling the reference CNN
@@ -1690,9 +1691,9 @@ for title, make in [("reference CNN step", cnn_step_with), ("language-model head
 # %% [markdown]
 r"""
 The same conclusion as chapter 14, now with its uncertainty attached: for the
-CNN the ratio is close to 1 and its quartiles straddle it (the loss is a
-sliver of the step); for the language-model head the fused kernel is faster,
-with quartiles on the same side of 1.
+CNN the ratio is within a few percent of 1 (the loss is a sliver of the
+step); for the language-model head the fused kernel is faster, and the
+quartiles of the per-round ratios say by how much, round after round.
 
 **The benchmark page.** `benchmarks/run_all.py` applies the harness to the
 operations and models the course builds (a matmul, a convolution forward and
