@@ -919,7 +919,8 @@ def profile_model(model, input, loss_fn=None, *, runs: int = 3, warmup: int = 1,
         runs: profiled runs; each number reported is the median over them.
         warmup: unprofiled runs first.
     Returns:
-        A Profile. The model's parameters keep the gradients of the last run.
+        A Profile. Every run is a real step: the model's parameters keep the gradients of the
+        last run, and layers with state (BatchNorm's running statistics) update it each run.
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"profile_model: need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
