@@ -1164,8 +1164,9 @@ print(f"reference CNN training step (fastest of 6): {cnn_ms['composite']:.1f} ms
 # %% [markdown]
 r"""
 For the CNN the two steps take about the same time: with 10 classes the loss
-is a few hundred microseconds of a step that takes tens of milliseconds, so
-whatever the fusion saves is within the noise of the convolutions. Fusion
+takes about a tenth of a millisecond of a step that takes tens of
+milliseconds, so whatever the fusion saves is within the noise of the
+convolutions. Fusion
 pays where the loss is a large share of the work, as in a language model,
 whose output layer projects every token onto the whole vocabulary. Here is
 such an output layer on its own: 2048 token vectors of width 128, a
@@ -1201,9 +1202,9 @@ print(f"language-model head (2048 tokens, vocabulary 4096), forward + backward: 
 
 # %% [markdown]
 r"""
-With a 4096-word vocabulary the logits are 32 MiB, as large as everything
-else in the layer put together, and the fused loss takes a visible share off
-the step. Language models with vocabularies of 50,000 words and more are
+With a 4096-word vocabulary the logits are 32 MiB, far more than the layer's
+weights (2 MiB) and inputs (1 MiB), and the fused loss takes a visible share
+off the step. Language models with vocabularies of 50,000 words and more are
 where libraries go further and never store the logits at all.
 """
 
