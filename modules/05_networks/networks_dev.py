@@ -424,6 +424,16 @@ negative index or one $\ge C$ is refused with a message. (NumPy would
 silently read `logp[n, -1]` for a target of $-1$, the last class: a wrong
 loss with no error.) PyTorch also accepts class *probabilities* as targets,
 class weights, `ignore_index` and `label_smoothing`; tinytorch does not.
+
+**A hook for a faster kernel.** Built from primitives, the loss is a chain of
+about ten graph nodes, each of which reads and writes a whole `(N, C)` array.
+Chapter 14 (kernels) writes the same computation as *one* primitive whose
+backward is simply $\text{softmax} - \text{onehot}$, measures that it is
+faster, and installs it here with `set_cross_entropy_kernel`. From then on
+`cross_entropy` hands its per-row losses of 2-D logits to that kernel; the
+numbers are the same (chapter 14 checks this), only the cost changes. This
+chapter imports nothing from later ones: the hook is an empty slot until a
+later chapter fills it.
 """
 
 
@@ -448,13 +458,34 @@ def _class_indices(target, logits: Tensor, where: str) -> np.ndarray:
     return indices
 
 
+# A kernel installed by set_cross_entropy_kernel (chapter 14 installs a fused one); None: the composition below.
+_cross_entropy_kernel = None
+
+
+def set_cross_entropy_kernel(kernel):
+    """Compute cross_entropy's per-row losses of (N, C) logits as kernel(logits, indices) -> (N,).
+
+    `kernel=None` restores log_softmax followed by indexing. Returns the kernel that was
+    installed before, so a caller can put it back.
+    """
+    global _cross_entropy_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_cross_entropy_kernel: expected a function (logits, indices) -> losses or None, "
+                        f"not {type(kernel).__name__}")
+    previous, _cross_entropy_kernel = _cross_entropy_kernel, kernel
+    return previous
+
+
 def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
     """-log softmax(input)[n, target[n]] from raw logits (N, C) and integer class targets (N,).
 
-    Computed as log_softmax followed by indexing, so it is finite for logits of any size.
+    Computed as log_softmax followed by indexing, so it is finite for logits of any size
+    (or by the kernel installed with set_cross_entropy_kernel, for 2-D logits).
     """
     _check_reduction(reduction, "cross_entropy")
     indices = _class_indices(target, input, "cross_entropy")
+    if input.ndim == 2 and _cross_entropy_kernel is not None:
+        return _reduce(_cross_entropy_kernel(input, indices), reduction)
     logp = log_softmax(input, dim=-1)                       # (N, C), never -inf for finite logits
     if input.ndim == 1:
         picked = logp[int(indices)]                          # (C,) -> ()

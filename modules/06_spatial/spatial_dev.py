@@ -1123,9 +1123,10 @@ FFT.
 **What tinytorch does differently, on purpose.** One algorithm (explicit
 im2col), float32 only by default, no autotuning, a permuted output instead of
 a contiguous one, and pooling through the same window matrix. The
-`benchmarks/bench_core.py` script at the repository root times tinytorch's
-forward and backward pass of the reference CNN side by side with PyTorch's
-CPU backend on your machine.
+`benchmarks/run_all.py` script at the repository root times a convolution's
+forward and backward pass and the reference CNN's training step side by side
+with PyTorch's CPU backend on your machine (chapter 15 builds the harness it
+uses).
 
 ## Integration: a CNN from the pieces of chapters 02 to 06
 

@@ -1,0 +1,1286 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+r"""
+# Kernels: where the time goes, and how to get it back
+
+Every operation in tinytorch ends in a **kernel**: the loop, somewhere, that
+touches the numbers. `a @ b` ends in a BLAS routine, `x.exp()` in one of
+NumPy's vectorised loops, `conv2d` in chapter 06's window copy plus a BLAS
+call. Until now we have used these kernels as they came. In this chapter we
+write our own, measure them against the ones we had, and keep the winners.
+
+Three questions decide how fast a kernel is, and each section of the chapter
+turns one of them into a measurement:
+
+1. **How much interpreted work per arithmetic operation?** A Python loop pays
+   tens of nanoseconds for every multiply-add; a vectorised loop pays that
+   once per call and then runs at the speed of the hardware. We measure the
+   gap on matrix multiplication: three Python loops, one NumPy call per row,
+   a cache-blocked version, and BLAS.
+2. **How many bytes per arithmetic operation, and in what order?** A CPU can
+   multiply far faster than memory can deliver numbers, so a kernel that
+   reuses each number it loads wins. Blocking (working on tiles that fit in
+   cache) raises that reuse; the order in which memory is walked (strides,
+   C versus Fortran order, transposes) decides whether each cache line that
+   arrives is used fully or mostly wasted.
+3. **How many trips through memory?** A chain of operations writes every
+   intermediate result to memory and reads it back. A **fused** kernel does
+   the chain in one go. We fuse softmax and cross-entropy, forward and
+   backward, into one primitive, measure the bytes, the memory and the time
+   it saves, and install it as the kernel behind chapter 05's
+   `CrossEntropyLoss`, so every model in the course trains with it from now on.
+
+| what we build | in `tinytorch.core.kernels` | what it teaches |
+| --- | --- | --- |
+| `matmul_naive(a, b)` | three Python loops | the cost of interpreting |
+| `matmul_blocked(a, b, tile)` | tiles, each one vectorised product | reuse, arithmetic intensity |
+| `transpose_blocked(a, tile)` | a transposed copy, tile by tile | strides and cache lines |
+| `conv2d_direct(x, w, b, stride, padding)` | convolution by shifted views, no column matrix | the memory-for-speed trade of im2col |
+| `SoftmaxCrossEntropy`, `softmax_cross_entropy(logits, target)` | one primitive whose backward is softmax − onehot | fusion |
+| `cross_entropy_kernel(kernel)` | a context manager: which kernel `cross_entropy` uses | comparing implementations |
+
+Everything is measured while the chapter runs, on your machine. The numbers
+will differ from ours (and from run to run, if the machine is shared); the
+ratios and the trends are the lesson. Chapter 15 then builds the tools to
+make such measurements trustworthy and to find where a whole model spends
+its time.
+"""
+
+# %%
+#| default_exp core.kernels
+
+# %% [markdown]
+r"""
+**One core for everyone.** The kernels we write run on one core, so for a
+fair comparison BLAS gets one core too. Its thread count is read from the
+environment when NumPy loads, so this cell must run before anything imports
+NumPy. (It changes only this notebook's process. Delete it to see what the
+other cores add to BLAS, and, on a machine other programs are using, how much
+noisier multi-threaded timings become.)
+"""
+
+# %%
+import os
+import sys
+
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[variable] = "1"
+print("BLAS threads: 1" if "numpy" not in sys.modules else
+      "NumPy was already loaded, so BLAS keeps its default thread count; restart and run this cell first")
+
+# %%
+#| export
+import contextlib
+
+import numpy as np
+
+from tinytorch.core import networks
+from tinytorch.core.autograd import backward_rule
+from tinytorch.core.spatial import Pad2d, _check_conv_args, _pair, conv_output_size
+from tinytorch.core.tensor import Function, Tensor
+
+# %% [markdown]
+r"""
+The chapter's own tools (not part of the package): a timer, the
+convolution, losses and optimizer of earlier chapters to compare against, and
+a look at this machine's caches. The timer reports the *fastest* of a few
+runs after one warm-up call. Here we ask what each kernel can do, and on a
+machine shared with other programs, interference only ever adds time, so the
+fastest run is the closest to the kernel's own speed. (Chapter 15 builds a
+proper harness and discusses when the median is the better summary.)
+"""
+
+# %%
+import time
+import tracemalloc
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from tinytorch.core import init
+from tinytorch.core.activations import ReLU, relu
+from tinytorch.core.layers import Linear, Sequential
+from tinytorch.core.networks import CrossEntropyLoss, cross_entropy
+from tinytorch.core.optimizers import SGD
+from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d, conv2d
+
+
+def best_ms(fn, repeats: int = 5) -> float:
+    """The fastest of `repeats` runs of fn(), in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def peak_mib(fn) -> float:
+    """Peak memory NumPy and Python allocate while fn() runs, in MiB (tracemalloc)."""
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def cpu_caches() -> list[str]:
+    """This machine's data caches as 'L1 Data 48K' lines (Linux only; [] elsewhere)."""
+    lines = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / name).read_text().strip() for name in ("level", "type", "size"))
+        except OSError:
+            continue
+        if kind != "Instruction":
+            lines.append(f"L{level} {kind} {size}")
+    return lines
+
+
+rng = np.random.default_rng(0)
+print(f"{os.cpu_count()} cores; caches of one core:", ", ".join(cpu_caches()) or "not reported on this system")
+
+# %% [markdown]
+r"""
+## Background: a cost model for kernels
+
+**Arithmetic is cheap, moving data is not.** A modern core retires several
+vector multiply-adds per cycle, each on 8 or 16 float32 numbers at once, so
+a single core can do tens to hundreds of GFLOP/s (billions of floating-point
+operations per second). Main memory delivers a few to a few tens of GB/s per
+core. At 4 bytes per float32, that is one number fetched in the time of
+dozens of operations. Caches bridge the gap: small, fast memories (L1:
+tens of KiB, about 1 ns away; L2: about a MiB; L3: tens of MiB; main memory:
+about 100 ns away) that hold recently used data. Memory moves between them in
+**cache lines** of 64 bytes: touching one float32 brings its 15 neighbours
+along, for free if you use them and wasted if you do not.
+
+**Arithmetic intensity** is the number of operations a kernel does per byte
+it moves to or from memory:
+
+$$
+I = \frac{\text{FLOPs}}{\text{bytes moved}} .
+$$
+
+A kernel with low $I$ is limited by memory bandwidth, one with high $I$ by the
+arithmetic units. The two examples that matter most:
+
+* **Element-wise operations** such as `a + b` read two numbers and write one
+  (12 bytes in float32) per FLOP: $I = 1/12$. They are always memory-bound;
+  the only way to make them faster is to move fewer bytes, which is what
+  fusion does.
+* **Matrix multiplication** of two $n \times n$ matrices does $2n^3$ FLOPs (a
+  multiply and an add for each of $n$ terms of each of $n^2$ outputs) on
+  $3n^2$ numbers, so if every number were moved once, $I = 2n^3 / 12n^2 =
+  n/6$, which grows without limit. Whether a matmul gets anywhere near that
+  depends entirely on the order of its loops: a naive loop order reloads
+  rows and columns from memory over and over. **Blocking** restructures the
+  loops so that tiles small enough to stay in cache are reused many times
+  before they are evicted.
+
+**Interpretation** adds a third cost. A Python loop runs each `+` and `*`
+through the interpreter: boxing floats into objects, looking up methods,
+checking types, which costs tens of nanoseconds per operation, a thousand
+times the cost of the arithmetic itself. NumPy removes that by running one
+compiled loop per call; the rule of the chapter's first section is to make
+each call do enough work to hide its fixed overhead of roughly a microsecond.
+
+Chapter 15 turns the intensity idea into the *roofline* model and measures
+this machine's peak FLOP/s and bandwidth. Here we watch each effect in
+isolation.
+"""
+
+# %% [markdown]
+r"""
+## Implementation
+
+### Matrix multiplication, three ways
+
+**The naive kernel.** Straight from the definition
+$C_{ij} = \sum_p A_{ip} B_{pj}$: three nested loops, one multiply-add per
+innermost iteration. We loop in the order `i, p, j` so that the innermost
+loop walks along a row of `B` and a row of `C`, consecutive in memory: the
+order a C programmer would choose. (In Python the order hardly matters,
+because the interpreter's overhead dwarfs any cache effect; in C it decides
+everything.) We convert the arrays to Python lists first because reading a
+NumPy array one element at a time is slower still: each `a[i, p]` creates a
+new NumPy scalar object.
+"""
+
+
+# %%
+#| export
+def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"{where}: expects matrices (n, k) and (k, m), got {a.shape} and {b.shape}; "
+                         "reshape the operands to 2-D with matching inner sizes")
+
+
+def matmul_naive(a, b) -> np.ndarray:
+    """(n, k) @ (k, m) with three Python loops, one multiply-add per iteration (a slow reference)."""
+    a, b = np.asarray(a), np.asarray(b)
+    _check_matmul(a, b, "matmul_naive")
+    (n, k), m = a.shape, b.shape[1]
+    A, B = a.tolist(), b.tolist()                      # Python floats: element access on arrays is slower still
+    C = [[0.0] * m for _ in range(n)]
+    for i in range(n):
+        a_i, c_i = A[i], C[i]
+        for p in range(k):
+            a_ip, b_p = a_i[p], B[p]
+            for j in range(m):                         # innermost: along a row of B and of C
+                c_i[j] += a_ip * b_p[j]
+    return np.array(C, dtype=np.result_type(a, b))
+
+
+# %% [markdown]
+r"""
+The test compares the loops with NumPy's `@` on rectangular matrices (a
+square-only bug, such as swapped `n` and `m`, would pass a square case), on
+a 1×1 case, and checks that mismatched shapes are refused with a message.
+Python accumulates in float64 while BLAS accumulates float32 in float32, so
+the comparison allows float32 rounding.
+"""
+
+
+# %%
+def test_unit_matmul_naive():
+    a = rng.standard_normal((5, 7)).astype(np.float32)
+    b = rng.standard_normal((7, 3)).astype(np.float32)
+    out = matmul_naive(a, b)
+    assert out.shape == (5, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+    assert matmul_naive(np.array([[2.0]]), np.array([[3.0]])).tolist() == [[6.0]]
+    try:
+        matmul_naive(a, a)
+    except ValueError as err:
+        assert "(5, 7) and (5, 7)" in str(err), err
+    else:
+        raise AssertionError("matmul_naive multiplied (5, 7) by (5, 7)")
+    print("✓ matmul_naive equals a @ b and refuses mismatched shapes")
+
+
+test_unit_matmul_naive()
+
+# %% [markdown]
+r"""
+**The blocked kernel.** Split the matrices into tiles and multiply tile by
+tile:
+
+$$
+C_{IJ} \mathrel{+}= A_{IP} \, B_{PJ} \qquad \text{for every tile row } I,
+\text{ tile column } J, \text{ and tile step } P .
+$$
+
+Take square tiles of side $T$. Each tile product does $2T^3$ FLOPs on $3T^2$
+numbers: its intensity is $T/6$, whatever the size of the matrices, and the
+tiles fit in cache if $3 \cdot 4T^2$ bytes does (for $T = 64$, 48 KiB:
+about an L1 cache). The loop order `I, J, P` keeps one output tile in place
+while the `P` loop streams a row of `A`'s tiles and a column of `B`'s tiles
+past it, so each output tile is written back once.
+
+Each tile product here is one NumPy `@`: we write the blocking loops and
+hand the tile to a vectorised micro-kernel. That is also how a real BLAS is
+organised (blocking loops for each cache level around a hand-written
+micro-kernel for registers), so the split is honest; what we can *measure*
+with it is how the choice of tiles changes the speed.
+
+`tile` is one size for all three loops or a triple `(tm, tn, tk)`: the
+height of an output tile, its width, and the depth of each step. With
+`tile=(n, m, T)` the kernel becomes a sum of $k/T$ **panel products**, a
+shape we will use to dial the arithmetic intensity up and down.
+"""
+
+
+# %%
+#| export
+def _tile_sizes(tile) -> tuple[int, int, int]:
+    sizes = (tile,) * 3 if isinstance(tile, (int, np.integer)) else tuple(tile) if isinstance(tile, (tuple, list)) else ()
+    if len(sizes) != 3 or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
+        raise ValueError(f"tile must be a positive int or three positive ints (tm, tn, tk), got {tile!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def matmul_blocked(a, b, tile=64) -> np.ndarray:
+    """(n, k) @ (k, m) tile by tile: C[I, J] += A[I, P] @ B[P, J] over tiles of tm x tk and tk x tn.
+
+    Args:
+        a, b: 2-D arrays with a.shape[1] == b.shape[0].
+        tile: one tile size for all three loops, or (tm, tn, tk). Edge tiles may be smaller.
+    Returns:
+        The product, in the result dtype of a and b.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    _check_matmul(a, b, "matmul_blocked")
+    tm, tn, tk = _tile_sizes(tile)
+    (n, k), m = a.shape, b.shape[1]
+    out = np.zeros((n, m), dtype=np.result_type(a, b))
+    for i in range(0, n, tm):
+        for j in range(0, m, tn):
+            block = out[i:i + tm, j:j + tn]                          # a view: += writes into out
+            for p in range(0, k, tk):
+                block += a[i:i + tm, p:p + tk] @ b[p:p + tk, j:j + tn]   # (tm, tk) @ (tk, tn)
+    return out
+
+
+# %% [markdown]
+r"""
+The test multiplies matrices whose sizes are *not* multiples of the tile, so
+the edge tiles are smaller than the others (the classic place for an
+off-by-one), with square tiles, rectangular tiles, panels, a tile larger than
+the matrix, and float64 operands; it also checks the two errors.
+"""
+
+
+# %%
+def test_unit_matmul_blocked():
+    a = rng.standard_normal((37, 50))
+    b = rng.standard_normal((50, 29))
+    for tile in (8, 16, (5, 7, 3), (37, 29, 4), 128, 1):
+        out = matmul_blocked(a, b, tile)
+        assert out.shape == (37, 29) and out.dtype == np.float64, (tile, out.shape, out.dtype)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12, err_msg=f"tile={tile}")
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    np.testing.assert_allclose(matmul_blocked(a32, b32, 16), a32 @ b32, rtol=1e-5, atol=1e-5)
+    for bad_args, expected in [((a, a), "(37, 50) and (37, 50)"), ((a, b, 0), "tile must be"),
+                               ((a, b, (4, 4)), "tile must be")]:
+        try:
+            matmul_blocked(*bad_args)
+        except ValueError as err:
+            assert expected in str(err), err
+        else:
+            raise AssertionError(f"matmul_blocked accepted {expected!r}")
+    print("✓ matmul_blocked equals a @ b for edge tiles, rectangles, panels and float64")
+
+
+test_unit_matmul_blocked()
+
+# %% [markdown]
+r"""
+### Memory layout: strides, C order and Fortran order
+
+A 2-D array is one block of memory plus a rule for finding element
+`[i, j]`: start at the first byte and step `i * strides[0] + j * strides[1]`
+bytes. **C order** (row-major, NumPy's default) lays rows one after another:
+stepping along a row moves 4 bytes (float32), stepping down a column moves a
+whole row. **Fortran order** (column-major, used by BLAS's reference
+interface, MATLAB and R) lays columns one after another. A transpose
+changes nothing in memory: it swaps the strides, so the transpose of a
+C-order array *is* a Fortran-order array. Chapter 02's
+`Tensor.stride()` reports the same steps in elements, as PyTorch does.
+"""
+
+# %%
+m = np.arange(12, dtype=np.float32).reshape(3, 4)
+for label, array in [("C order", m), ("Fortran order", np.asfortranarray(m)), ("transpose of C (a view)", m.T)]:
+    print(f"{label:>24}: shape {array.shape}, strides {array.strides} bytes, "
+          f"C-contiguous {array.flags['C_CONTIGUOUS']}, F-contiguous {array.flags['F_CONTIGUOUS']}")
+print("Tensor.stride() counts elements:", Tensor(m).stride(), Tensor(m).T.stride(),
+      "| T is contiguous:", Tensor(m).T.is_contiguous())
+
+# %% [markdown]
+r"""
+Why it matters: a loop that walks memory with stride 4 bytes uses all 16
+floats of every cache line it loads; one that walks with a stride of a row
+(here 16 bytes, but 8 KiB for a 2048-wide float32 matrix) uses one float per
+line and, for long strides, needs a new page-table entry (TLB entry) for
+almost every access. The systems section measures both.
+
+The classic case is the **transposed copy**, `a.T.copy()`: it writes the
+output row by row (contiguous) but must read the input column by column
+(strided). A blocked transpose copies one square tile at a time: a 64×64
+float32 tile is 16 KiB of input and 16 KiB of output, both of which stay in
+L1 while the tile is copied, so every cache line that is loaded is used
+completely before it is evicted.
+"""
+
+
+# %%
+#| export
+def transpose_blocked(a, tile: int = 64) -> np.ndarray:
+    """A C-contiguous copy of the transpose of a 2-D array, written one tile x tile block at a time."""
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"transpose_blocked: expects a 2-D array, got shape {a.shape}")
+    if not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise ValueError(f"transpose_blocked: tile must be a positive int, got {tile!r}")
+    n, m = a.shape
+    out = np.empty((m, n), dtype=a.dtype)
+    for i in range(0, n, tile):
+        for j in range(0, m, tile):
+            out[j:j + tile, i:i + tile] = a[i:i + tile, j:j + tile].T   # both tiles stay in cache
+    return out
+
+
+# %% [markdown]
+r"""
+The test checks values and layout on a rectangular array whose sides are not
+multiples of the tile, and that the input may itself be a strided view (the
+function must not assume its input is contiguous).
+"""
+
+
+# %%
+def test_unit_transpose_blocked():
+    a = rng.standard_normal((70, 45)).astype(np.float32)
+    for tile in (1, 16, 64, 100):
+        out = transpose_blocked(a, tile)
+        assert out.shape == (45, 70) and out.flags["C_CONTIGUOUS"] and out.dtype == np.float32
+        np.testing.assert_array_equal(out, a.T)
+    view = a[::2, 1::3]
+    np.testing.assert_array_equal(transpose_blocked(view, 8), view.T)
+    try:
+        transpose_blocked(np.zeros((2, 3, 4)))
+    except ValueError as err:
+        assert "2-D" in str(err)
+    else:
+        raise AssertionError("transpose_blocked accepted a 3-D array")
+    print("✓ transpose_blocked equals a.T, contiguous, for any tile and strided inputs")
+
+
+test_unit_transpose_blocked()
+
+# %% [markdown]
+r"""
+### Convolution without the column matrix
+
+Chapter 06 computes a convolution as **im2col**: copy every window into a
+column of a matrix of shape $(C k_h k_w,\; N\,OH\,OW)$, then do one big
+matrix multiply. The copy holds every input pixel about $k_h k_w$ times.
+There is another way to organise the same sum. Write the convolution as a sum
+over the kernel's taps $(i, j)$:
+
+$$
+\text{out}[:, n, y, x] = \sum_{i, j} W[:, :, i, j] \; \cdot \; \text{in}[:, n,\; y s_h + i,\; x s_w + j] .
+$$
+
+For a fixed tap, the right-hand side is the $(O, C)$ matrix $W[:, :, i, j]$
+times the input *shifted* by $(i, j)$, sampled with the stride: a view of the
+input, shape $(C, N, OH, OW)$. So the convolution is $k_h k_w$ matrix
+multiplies of $(O, C) \times (C, N\,OH\,OW)$, summed. This is a **direct**
+(or "shift-and-add") convolution. It never builds the column matrix; it
+copies one shifted view at a time (the reshape to a matrix must copy a
+strided view) and adds into the output.
+
+What it trades: $k_h k_w$ smaller multiplies instead of one big one, each
+with an inner dimension of only $C$ (for the first layer of a CNN, $C = 3$:
+a dot product three numbers long, far too short to keep vector units busy),
+and $k_h k_w$ additions of output-sized arrays. We build it only from
+primitives (`Pad2d`, views, `reshape`, `@`, `+`), so it is differentiable
+without a new backward rule, and the systems section measures who wins.
+"""
+
+
+# %%
+#| export
+def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+    """conv2d as a sum over kernel taps of (O, C) @ shifted input views: no im2col column matrix.
+
+    Same arguments, result and layout as tinytorch.core.spatial.conv2d: input (N, C, H, W) or
+    (C, H, W), weight (O, C, kh, kw), bias (O,) or None; returns (N, O, OH, OW).
+    """
+    if input.ndim == 3:                                             # one image: add and drop a batch axis
+        return conv2d_direct(input.unsqueeze(0), weight, bias, stride, padding)[0]
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    _check_conv_args(input, weight, bias, stride, padding)
+    (N, C, H, W), (O, _, kh, kw) = input.shape, weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    x = Pad2d.apply(input, padding=padding) if ph or pw else input
+    x = x.permute(1, 0, 2, 3)                                       # (C, N, Hp, Wp), a view
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = x[:, :, i:i + sh * (OH - 1) + 1:sh, j:j + sw * (OW - 1) + 1:sw]   # (C, N, OH, OW), a view
+            term = weight[:, :, i, j] @ tap.reshape(C, N * OH * OW)               # (O, C) @ (C, N*OH*OW)
+            out = term if out is None else out + term
+    if bias is not None:
+        out = out + bias.reshape(O, 1)                              # one bias per output channel
+    return out.reshape(O, N, OH, OW).permute(1, 0, 2, 3)            # (N, O, OH, OW), a view, as conv2d
+
+
+# %% [markdown]
+r"""
+The test compares `conv2d_direct` with chapter 06's `conv2d` (itself tested
+against the loop formula) for stride, padding, rectangular kernels, no bias
+and a single unbatched image, then compares the *gradients* of input, weight
+and bias through chapter 09's backward: two different graphs of primitives
+must give the same derivatives.
+"""
+
+
+# %%
+def test_unit_conv2d_direct():
+    cases = [((2, 3, 8, 8), (4, 3, 3), 1, 0, True), ((2, 3, 8, 8), (4, 3, 3), 1, 1, True),
+             ((1, 2, 9, 7), (3, 3, 2), 2, 1, True), ((3, 1, 6, 6), (2, 1, 1), (2, 1), (0, 2), False)]
+    for shape, (O, kh, kw), stride, padding, has_bias in cases:
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((O, shape[1], kh, kw))
+        b = rng.standard_normal(O) if has_bias else None
+        grads = []
+        for conv in (conv2d, conv2d_direct):
+            xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+            bt = Tensor(b, requires_grad=True) if has_bias else None
+            out = conv(xt, wt, bt, stride, padding)
+            (out * Tensor(np.cos(np.arange(out.numel())).reshape(out.shape))).sum().backward()
+            grads.append([out.data, xt.grad.data, wt.grad.data] + ([bt.grad.data] if has_bias else []))
+        for mine, reference, what in zip(grads[1], grads[0], ["output", "input grad", "weight grad", "bias grad"]):
+            np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-10, err_msg=f"{what}, case {shape}")
+    single = conv2d_direct(Tensor(x[0]), Tensor(w), None, stride, padding)
+    np.testing.assert_allclose(single.data, conv2d(Tensor(x[0]), Tensor(w), None, stride, padding).data, atol=1e-12)
+    print("✓ conv2d_direct equals im2col conv2d, forward and all three gradients")
+
+
+test_unit_conv2d_direct()
+
+# %% [markdown]
+r"""
+### Fusion: softmax and cross-entropy as one primitive
+
+Chapter 05 builds cross-entropy from primitives: `log_softmax` (a max, a
+subtraction, an exponential, a sum, a log, another subtraction) and then
+picks one entry per row. Chapter 09's engine differentiates that chain node
+by node. Each node reads a whole $(N, C)$ array and writes a new one, forward
+and backward, and the graph keeps several of them alive until backward.
+
+Calculus says the whole chain has a simple derivative. With
+$p = \text{softmax}(z)$ for one row of logits $z$ and target class $t$,
+
+$$
+\ell = -\log p_t = \log \sum_c e^{z_c} - z_t,
+\qquad
+\frac{\partial \ell}{\partial z_c} = p_c - [c = t] ,
+$$
+
+softmax minus the one-hot target. So a **fused** primitive can compute the
+losses in its forward, keep only the probabilities $p$ (one $(N, C)$ array),
+and produce the whole gradient in backward with one multiply and one
+subtraction per row. The forward stays numerically stable the usual way
+(subtract each row's maximum before exponentiating, which does not change
+softmax), and works in place: the shifted logits become the exponentials,
+which become the probabilities, in the same buffer.
+
+For a batch, the gradient of row $n$'s loss is scaled by the gradient that
+arrives for that row (for the mean over $N$ rows, $1/N$ each), which the
+backward rule applies as `grad[:, None]`.
+"""
+
+
+# %%
+#| export
+class SoftmaxCrossEntropy(Function):
+    """Per-row losses -log softmax(logits)[n, target[n]] of (N, C) logits, as one primitive.
+
+    Forward keeps only the softmax probabilities; backward returns (softmax - onehot) * grad.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target):
+        rows = np.arange(logits.shape[0])
+        probs = logits - logits.max(axis=1, keepdims=True)    # (N, C): shifted, every entry <= 0
+        picked = probs[rows, target]                          # (N,): z_t - max
+        np.exp(probs, out=probs)                              # in place: exponentials in (0, 1]
+        total = probs.sum(axis=1)                             # (N,), each >= 1
+        probs /= total[:, None]                               # in place: softmax
+        ctx.save_for_backward(probs)
+        ctx.target = target
+        return np.log(total) - picked                         # log-sum-exp - z_t, both shifted
+
+
+@backward_rule(SoftmaxCrossEntropy)
+def softmax_cross_entropy_backward(ctx, grad):
+    (probs,) = ctx.saved_arrays
+    dlogits = probs * grad[:, None]                           # (N, C): softmax, scaled per row
+    dlogits[np.arange(len(dlogits)), ctx.target] -= grad      # minus the one-hot target
+    return (dlogits,)
+
+
+def _softmax_cross_entropy_rows(logits: Tensor, indices: np.ndarray) -> Tensor:
+    """The kernel behind cross_entropy: per-row losses from checked (N, C) logits and class indices."""
+    return SoftmaxCrossEntropy.apply(logits, target=indices)
+
+
+def softmax_cross_entropy(logits: Tensor, target) -> Tensor:
+    """Per-row cross-entropy losses (N,) of logits (N, C) and integer targets (N,), as one primitive."""
+    if logits.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
+    return _softmax_cross_entropy_rows(logits, networks._class_indices(target, logits, "softmax_cross_entropy"))
+
+
+@contextlib.contextmanager
+def cross_entropy_kernel(kernel):
+    """Within the block, cross_entropy computes its per-row losses with `kernel`.
+
+    `kernel(logits, indices) -> (N,)` losses, or None for chapter 05's composition of
+    log_softmax and indexing; the previous kernel is restored on exit.
+    """
+    previous = networks.set_cross_entropy_kernel(kernel)
+    try:
+        yield
+    finally:
+        networks.set_cross_entropy_kernel(previous)
+
+
+# Every cross_entropy / CrossEntropyLoss from here on uses the fused primitive (same numbers, less work).
+networks.set_cross_entropy_kernel(_softmax_cross_entropy_rows)
+
+
+# %% [markdown]
+r"""
+The last line installs the kernel through the hook chapter 05 left for it.
+That is the design: chapter 05 does not know about this chapter (it imports
+nothing from it); it has an empty slot that says "if someone gives me a
+faster kernel for the per-row losses, use it". From now on
+`cross_entropy(logits, target)` checks the targets as before and hands the
+rows to `SoftmaxCrossEntropy`. The composition stays available with
+`cross_entropy_kernel(None)`, which is how we compare the two.
+
+The test compares fused and composite losses (all three reductions) and
+gradients, on float64 logits large enough to overflow a naive exponential,
+checks the closed form of the gradient ($(\text{softmax} - \text{onehot})/N$
+for the mean), that float32 stays float32, that the loss graph shrank to a
+few nodes, and runs `gradcheck` on the primitive.
+"""
+
+
+# %%
+def count_nodes(t: Tensor) -> int:
+    """The number of Function nodes in the graph that produced t."""
+    seen, stack = set(), [t]
+    while stack:
+        node = stack.pop()._ctx
+        if node is not None and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.inputs)
+    return len(seen)
+
+
+def test_unit_softmax_cross_entropy():
+    from tinytorch.core.autograd import gradcheck
+    z = rng.standard_normal((6, 5)) * 50
+    z[0, 2] = 1e3                                             # np.exp(1e3) overflows: both versions must shift
+    t = np.array([2, 0, 4, 4, 1, 3])
+    for reduction in ("none", "sum", "mean"):
+        results = []
+        for kernel in (None, _softmax_cross_entropy_rows):
+            zt = Tensor(z, requires_grad=True)
+            with cross_entropy_kernel(kernel):
+                loss = cross_entropy(zt, t, reduction)
+            nodes = count_nodes(loss)                         # before backward, which frees the graph
+            (loss * Tensor(np.linspace(1, 2, loss.numel()).reshape(loss.shape))).sum().backward()
+            results.append((loss.data, zt.grad.data, nodes))
+        (composite, composite_grad, composite_nodes), (fused, fused_grad, fused_nodes) = results
+        np.testing.assert_allclose(fused, composite, rtol=1e-12, atol=1e-9, err_msg=reduction)
+        np.testing.assert_allclose(fused_grad, composite_grad, rtol=1e-10, atol=1e-12, err_msg=reduction)
+        assert fused_nodes <= 4 < composite_nodes, (fused_nodes, composite_nodes)
+    zt = Tensor(z, requires_grad=True)
+    cross_entropy(zt, t).backward()                           # the installed kernel
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(6), t] -= 1
+    np.testing.assert_allclose(zt.grad.data, p / 6, rtol=1e-10, atol=1e-15)
+    z32 = Tensor(z.astype(np.float32), requires_grad=True)
+    loss32 = CrossEntropyLoss()(z32, t)
+    loss32.backward()
+    assert loss32.dtype == np.float32 and z32.grad.dtype == np.float32
+    assert gradcheck(lambda x: softmax_cross_entropy(x, t), [Tensor(rng.standard_normal((6, 5)), requires_grad=True)])
+    print(f"✓ fused cross-entropy equals the composition ({composite_nodes} graph nodes) "
+          f"with {fused_nodes}; gradient = (softmax - onehot)/N; gradcheck passes")
+
+
+test_unit_softmax_cross_entropy()
+
+# %% [markdown]
+r"""
+## Systems analysis
+
+Everything below is measured now, on this machine. Each comparison first
+checks that the fast version gives the same numbers as the slow one.
+
+### Matrix multiplication: from loops to BLAS
+
+Four kernels for the same product: the Python loops, one vectorised call per
+output row (`out[i] = a[i] @ b`), our blocked kernel with 64×64 tiles, and
+NumPy's `@`, which calls the BLAS library NumPy was built with. We report
+time and the achieved rate, $2n^3$ FLOPs divided by the time. The loops run
+only on tiny sizes: at tens of nanoseconds per multiply-add, $n = 1024$ (a
+billion multiply-adds) would take most of a minute.
+"""
+
+
+# %%
+def matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One vectorised call per output row: row i of a times all of b."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    for i in range(a.shape[0]):
+        out[i] = a[i] @ b
+    return out
+
+
+kernels = {"loops": matmul_naive, "rows": matmul_rows, "blocked 64": matmul_blocked, "BLAS": np.matmul}
+sizes = [16, 32, 64, 128, 256, 512, 1024]
+gflops = {name: {} for name in kernels}
+print(f"{'n':>5}" + "".join(f"{name + ' ms':>15}" for name in kernels) + f"{'BLAS GFLOP/s':>14}")
+for n in sizes:
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    reference = a @ b
+    row = f"{n:>5}"
+    for name, kernel in kernels.items():
+        if (name == "loops" and n > 64) or (name == "rows" and n > 512):
+            row += f"{'-':>15}"
+            continue
+        np.testing.assert_allclose(kernel(a, b), reference, rtol=1e-4, atol=1e-3 * np.sqrt(n))
+        ms = best_ms(lambda: kernel(a, b), repeats=3 if n >= 512 else 5)
+        gflops[name][n] = 2 * n**3 / (ms / 1000) / 1e9
+        row += f"{ms:>15.3f}"
+    print(row + f"{gflops['BLAS'][n]:>14.1f}")
+
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for name, rates in gflops.items():
+    ax.plot(list(rates), list(rates.values()), "o-", label=name)
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("n (n×n float32 matrices)")
+ax.set_ylabel("GFLOP/s")
+ax.set_title("Matrix multiplication, four kernels")
+ax.legend()
+plt.show()
+loops_rate = np.median(list(gflops["loops"].values()))
+print(f"Python loops: about {loops_rate * 1e3:.0f} MFLOP/s, i.e. {2 / loops_rate:.0f} ns per multiply-add; "
+      f"BLAS at n = 1024: {gflops['BLAS'][1024]:.0f} GFLOP/s, {gflops['BLAS'][1024] / loops_rate:,.0f} times faster")
+
+# %% [markdown]
+r"""
+Read the plot from the bottom up:
+
+* **Loops** run at a constant, tiny rate whatever the size: every
+  multiply-add costs the same interpreter overhead, and no cache effect is
+  visible beneath it.
+* **Rows** make $n$ NumPy calls, each a vector-matrix product that reads all
+  of `b` to do $2n^2$ FLOPs: intensity about $1/2$ FLOP per byte. Small
+  sizes are dominated by the call overhead, large ones by reading `b`
+  again for every row.
+* **Blocked** makes $(n/64)^3$ calls, each a 64×64×64 tile product with
+  intensity $64/6$. Below $n = 64$ it is one call; above, its rate is set by
+  how fast NumPy does one tile plus the overhead of one Python iteration per
+  tile, so it levels off.
+* **BLAS** climbs with $n$ to a plateau, where the core's arithmetic units
+  are the limit. Inside, it does what our blocked kernel does, three levels deep (for
+  L3, L2 and registers), on tiles it first copies ("packs") into contiguous
+  buffers, with a hand-written vector micro-kernel and, on several cores, one
+  block of the output per thread.
+
+The factor printed under the plot, a thousand or more between the first
+line and the last on one core, is the reason tinytorch never loops over
+elements in Python.
+
+### Arithmetic intensity: dialling reuse up and down
+
+The panel form of the blocked kernel, `tile=(n, n, T)`, computes the
+product as $n/T$ panel products $C \mathrel{+}= A_{:, P}\, B_{P, :}$, each a
+vectorised call that does $2n^2T$ FLOPs. Every panel also streams the whole
+output $C$ through memory: the product is written to a temporary, which is
+then read with $C$ and added into it. Counting float32 bytes per panel (the
+two panels of $A$ and $B$ read once, the temporary written and read, $C$
+read and written):
+
+$$
+\text{bytes} \approx 4\,(2nT + 4n^2),
+\qquad
+I = \frac{2n^2T}{8nT + 16n^2} \approx \frac{T}{8} \;\text{ for } T \ll n .
+$$
+
+So the panel depth $T$ sets the intensity: $T = 2$ does about a quarter of a
+FLOP per byte, $T = 512$ about 20. If the memory model is right, the rate
+should grow in proportion to $I$ while memory is the limit, and flatten once
+the arithmetic is.
+"""
+
+# %%
+n = 512
+a = rng.standard_normal((n, n)).astype(np.float32)
+b = rng.standard_normal((n, n)).astype(np.float32)
+reference = a @ b
+depths = [2, 4, 8, 16, 32, 64, 128, 256, 512]
+intensity, rate = [], []
+print(f"{'T':>4} {'panels':>7} {'FLOP/byte':>10} {'ms':>8} {'GFLOP/s':>8}")
+for T in depths:
+    np.testing.assert_allclose(matmul_blocked(a, b, tile=(n, n, T)), reference, rtol=1e-4, atol=1e-2)
+    ms = best_ms(lambda: matmul_blocked(a, b, tile=(n, n, T)), repeats=3)
+    intensity.append(2 * n * n * T / (4 * (2 * n * T + 4 * n * n)))
+    rate.append(2 * n**3 / (ms / 1000) / 1e9)
+    print(f"{T:>4} {n // T:>7} {intensity[-1]:>10.2f} {ms:>8.2f} {rate[-1]:>8.1f}")
+
+fig, ax = plt.subplots(figsize=(5.5, 3.6))
+ax.loglog(intensity, rate, "o-")
+for T, x, y in zip(depths, intensity, rate):
+    ax.annotate(f"T={T}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+slope = rate[0] / intensity[0]
+ax.loglog(intensity, [slope * x for x in intensity], ":", color="grey", label="rate ∝ intensity")
+ax.set_xlabel("estimated arithmetic intensity (FLOP/byte)")
+ax.set_ylabel("achieved GFLOP/s")
+ax.set_ylim(min(rate) / 2, max(rate) * 2)
+ax.set_title(f"Panel products of a {n}×{n} matmul")
+ax.legend()
+plt.show()
+print(f"deepest panels vs shallowest: {rate[-1] / rate[0]:.0f}x the rate for {intensity[-1] / intensity[0]:.0f}x the intensity")
+
+# %% [markdown]
+r"""
+At small $T$ the points rise with the intensity, close to the dotted line
+on which doubling the intensity doubles the rate: the kernel waits for
+memory. At large $T$ they flatten out far below it, because the arithmetic
+units became the limit. (A $512 \times 512$
+float32 matrix is 1 MiB, so here "memory" means the L2 and L3 caches; with
+matrices too large for the caches the memory-bound part would sit lower
+still.) This is the whole idea of blocking in one picture: the same FLOPs,
+arranged to reuse what was loaded, run many times faster. Chapter 15 draws
+the same picture for the layers of a real model and calls it a roofline.
+
+### Memory layout, measured
+
+Four experiments on a 2048×2048 float32 matrix (16 MiB, about the size of
+this machine's L3 cache or larger):
+
+1. Sum it one row at a time, then one column at a time, with a Python loop
+   over the rows or columns (2048 NumPy calls either way).
+2. Add it to itself, and to its own transpose (a view with swapped strides).
+3. Copy its transpose into a new contiguous array: NumPy's `a.T.copy()`
+   against our `transpose_blocked`, for several tile sizes.
+4. Multiply by a transposed operand: as a view, and after copying it.
+"""
+
+# %%
+n = 2048
+a = rng.standard_normal((n, n)).astype(np.float32)
+rows_ms = best_ms(lambda: [a[i].sum() for i in range(n)], repeats=3)
+cols_ms = best_ms(lambda: [a[:, j].sum() for j in range(n)], repeats=3)
+same_ms = best_ms(lambda: a + a, repeats=3)
+mixed_ms = best_ms(lambda: a + a.T, repeats=3)
+print(f"sum by rows {rows_ms:.1f} ms, by columns {cols_ms:.1f} ms ({cols_ms / rows_ms:.1f}x)")
+print(f"a + a {same_ms:.1f} ms, a + a.T {mixed_ms:.1f} ms ({mixed_ms / same_ms:.0f}x)")
+
+copy_ms = best_ms(lambda: a.copy(), repeats=3)
+naive_ms = best_ms(lambda: a.T.copy(), repeats=3)
+np.testing.assert_array_equal(transpose_blocked(a), a.T)
+tiles = [4, 8, 16, 32, 64, 128, 256, 512]
+tile_ms = [best_ms(lambda: transpose_blocked(a, t), repeats=3) for t in tiles]
+best = int(np.argmin(tile_ms))
+print(f"plain copy {copy_ms:.1f} ms; a.T.copy() {naive_ms:.1f} ms; transpose_blocked best at tile {tiles[best]}: "
+      f"{tile_ms[best]:.1f} ms ({naive_ms / tile_ms[best]:.1f}x faster than a.T.copy())")
+
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+ax.plot(tiles, tile_ms, "o-", label="transpose_blocked(a, tile)")
+ax.axhline(naive_ms, color="C3", linestyle="--", label="a.T.copy()")
+ax.axhline(copy_ms, color="grey", linestyle=":", label="a.copy() (no transpose)")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("tile size")
+ax.set_ylabel("ms")
+ax.set_title(f"Transposed copy of a {n}×{n} float32 matrix")
+ax.legend(fontsize=8)
+plt.show()
+
+k = 512
+x, w = rng.standard_normal((k, k)).astype(np.float32), rng.standard_normal((k, k)).astype(np.float32)
+np.testing.assert_allclose(x @ w.T, x @ np.ascontiguousarray(w.T), rtol=1e-5, atol=1e-4)
+plain = best_ms(lambda: x @ w, repeats=9)
+view = best_ms(lambda: x @ w.T, repeats=9)
+copied = best_ms(lambda: x @ np.ascontiguousarray(w.T), repeats=9)
+print(f"{k}x{k} matmul: x @ w {plain:.2f} ms, x @ w.T (a view) {view:.2f} ms, "
+      f"x @ contiguous copy of w.T {copied:.2f} ms")
+
+# %% [markdown]
+r"""
+What the numbers say:
+
+1. **Rows against columns.** Both loops make the same 2048 calls and add the
+   same numbers. A row is 8 KiB of consecutive memory; a column is 2048
+   floats 8 KiB apart, each on its own cache line and often its own memory
+   page, so summing a column uses 4 bytes of every 64 it loads.
+2. **Mixing layouts** inside one element-wise operation is the worst case:
+   NumPy must walk one operand against its grain for every element. On the
+   machines we tried this costs one to two orders of magnitude, for an
+   operation that does one FLOP per element. The fix is to keep operands in
+   the same layout, or to make one contiguous *once* if it is used many times.
+3. **Blocking the transpose** turns the strided reads into short runs that
+   stay in cache. Tiny tiles lose to Python's per-tile overhead, huge tiles to
+   the cache again, and the middle (tiles of a few KiB to a few tens of KiB)
+   wins, typically by a factor of a few over `a.T.copy()`. The contiguous
+   `a.copy()` is the floor: the same bytes, in order.
+4. **A transposed operand costs BLAS (almost) nothing**: BLAS takes a
+   "transposed" flag and a leading dimension, so `x @ w.T` runs about as fast
+   as `x @ w`, while copying `w.T` first adds the copy. This is why chapter 04's `Linear`
+   computes `x @ self.weight.T` on a view and never stores a transposed weight,
+   and why chapter 09's matmul backward uses `swapaxes` views.
+
+The kernel that wins here does not become part of tinytorch's hot path, for
+the reason in point 4: the large 2-D transposes in a model are the operands
+of matmuls, which take views for free. The copies tinytorch does make
+(`Flatten` after a convolution, the head reshapes in attention) move
+contiguous runs of a whole feature map or head at a time, where NumPy's copy
+is already efficient. `transpose_blocked` stays in the package as a kernel
+you can measure, not as a replacement.
+
+### Convolution: im2col against direct
+
+The two convolutions of the reference CNN and a wider layer, each computed
+both ways. We time the forward pass and a forward plus backward pass (a sum
+of the outputs as the loss), and measure the forward pass's peak memory with
+`tracemalloc`, next to the size of im2col's column matrix.
+"""
+
+# %%
+conv_cases = [("ref CNN conv1", (64, 3, 32, 32), 32, 0), ("ref CNN conv2", (64, 32, 15, 15), 64, 0),
+              ("wide, padding 1", (32, 64, 16, 16), 128, 1)]
+print(f"{'layer':>16} {'columns MiB':>12} | {'forward ms':>17} | {'fwd+bwd ms':>17} | {'forward peak MiB':>17}")
+print(f"{'':>16} {'':>12} | {'im2col':>8} {'direct':>8} | {'im2col':>8} {'direct':>8} | {'im2col':>8} {'direct':>8}")
+conv_results = {}
+for label, shape, O, pad in conv_cases:
+    N, C, H, W = shape
+    x = Tensor(rng.standard_normal(shape).astype(np.float32))
+    w = Tensor((rng.standard_normal((O, C, 3, 3)) * 0.1).astype(np.float32))
+    bias = Tensor(rng.standard_normal(O).astype(np.float32))
+    np.testing.assert_allclose(conv2d_direct(x, w, bias, padding=pad).data, conv2d(x, w, bias, padding=pad).data,
+                               rtol=1e-4, atol=1e-4)
+    OH = conv_output_size(H, 3, 1, pad)
+    columns_mib = C * 9 * N * OH * OH * 4 / 2**20
+    row = {}
+    for name, conv in (("im2col", conv2d), ("direct", conv2d_direct)):
+        xg, wg = Tensor(x.data, requires_grad=True), Tensor(w.data, requires_grad=True)
+        row[name] = (best_ms(lambda: conv(x, w, bias, padding=pad), repeats=3),
+                     best_ms(lambda: conv(xg, wg, bias, padding=pad).sum().backward(), repeats=3),
+                     peak_mib(lambda: conv(x, w, bias, padding=pad)))
+    conv_results[label] = row
+    (fi, bi, pi), (fd, bd, pd) = row["im2col"], row["direct"]
+    print(f"{label:>16} {columns_mib:>12.1f} | {fi:>8.1f} {fd:>8.1f} | {bi:>8.1f} {bd:>8.1f} | {pi:>8.1f} {pd:>8.1f}")
+
+# %% [markdown]
+r"""
+The trade shows up layer by layer:
+
+* **Time.** im2col does one matmul with a long inner dimension ($C k_h k_w$);
+  direct does nine with inner dimension $C$ plus nine additions of
+  output-sized arrays. For the first layer ($C = 3$) the direct kernel's
+  matmuls are three numbers deep and nine output-sized additions dominate,
+  so im2col should win clearly; as $C$ grows, each tap's matmul becomes
+  efficient and the gap narrows. The backward of the direct version also
+  scatters nine gradients into zero-filled input-sized arrays (chapter 09's
+  rule for slicing), which costs more again.
+* **Memory.** im2col's peak is dominated by the column matrix, nine times
+  the input. The direct kernel's peak is one copied tap plus the output
+  accumulators. When the output is larger than the input times nine (the
+  first layer: 3 channels in, 32 out), im2col's columns are actually the
+  smaller allocation; for layers with many input channels the direct kernel
+  needs much less memory.
+
+So neither wins everywhere, which is exactly why production libraries carry
+several convolution algorithms and choose per layer (chapter 06's production
+section). tinytorch keeps im2col as its `conv2d`: on the layers of the
+course's models it is the faster of the two, and speed is what a training
+step needs; `conv2d_direct` is there for when memory is the limit.
+
+### Fusion: what the fused cross-entropy saves
+
+First an estimate. For float32 logits of shape $(N, C)$, count the bytes each
+version reads and writes *per logit* (ignoring arrays of size $N$, which are
+$C$ times smaller), the $(N, C)$ arrays it allocates, and the $(N, C)$
+arrays the graph keeps alive until backward. The gradient arriving at the
+logits is the same for both and not counted.
+
+| step | composite: read / written | fused: read / written |
+| --- | --- | --- |
+| row maximum | 4 / 0 | 4 / 0 |
+| subtract it | 4 / 4 (new array) | 4 / 4 (the one buffer) |
+| exponential | 4 / 4 (new array) | 4 / 4 (in place) |
+| row sum | 4 / 0 | 4 / 0 |
+| subtract the log-sum (composite) / divide by the sum (fused) | 4 / 4 (new array) | 4 / 4 (in place: softmax) |
+| **forward** | **20 / 12** | **20 / 12** |
+| backward of the pick: zeros, then scatter | 0 / 4 (new array) | — |
+| backward of the log-sum subtraction: sum over classes | 4 / 0 | — |
+| backward of exp: gradient × exponentials | 4 / 4 (new array) | — |
+| add the two gradients that meet at the shifted logits | 8 / 4 (new array) | — |
+| softmax × per-row gradient, minus one at the targets | — | 4 / 4 (new array) |
+| **backward** | **16 / 12** | **4 / 4** |
+| **total per logit** | **60 bytes, 7 new arrays, 3 kept** | **40 bytes, 2 new arrays, 1 kept** |
+
+Two things stand out. The *forward* passes move the same bytes: NumPy runs
+each operation as its own pass over memory, and our fused forward is still
+five NumPy calls. (A compiled kernel could do it in two passes, reading the
+logits twice and writing the probabilities once.) The saving is in backward,
+in the arrays allocated (each fresh allocation of a large array also costs
+page faults, chapter 15 measures this), in the memory kept alive, and in the
+number of graph nodes, each of which costs Python time in the engine. So we
+expect the fused version to win by more than the byte ratio of 1.5 on small
+batches, where the per-node overhead dominates.
+
+Now the measurement: forward plus backward of the mean loss, for the reference
+CNN's 10 classes, a 1000-class classifier, a character-level language model
+(65 characters, 2048 tokens per batch), and a larger vocabulary.
+"""
+
+# %%
+ce_cases = [(64, 10), (256, 1000), (2048, 65), (1024, 4096)]
+print(f"{'N x C':>12} {'logits MiB':>11} {'nodes':>11} | {'fwd+bwd ms':>21} | {'peak MiB':>15}")
+print(f"{'':>12} {'':>11} {'comp/fused':>11} | {'composite':>10} {'fused':>10} | {'composite':>7} {'fused':>7}  speed-up")
+ce_speedups = []
+for N, C in ce_cases:
+    logits = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    targets = rng.integers(0, C, N)
+
+    def step(kernel):
+        z = Tensor(logits, requires_grad=True)
+        with cross_entropy_kernel(kernel):
+            loss = cross_entropy(z, targets)
+        loss.backward()
+        return loss, z.grad.data
+
+    (loss_c, grad_c), (loss_f, grad_f) = step(None), step(_softmax_cross_entropy_rows)
+    np.testing.assert_allclose(loss_f.data, loss_c.data, rtol=1e-5)
+    np.testing.assert_allclose(grad_f, grad_c, rtol=1e-4, atol=1e-8)
+    with cross_entropy_kernel(None):
+        nodes_c = count_nodes(cross_entropy(Tensor(logits, requires_grad=True), targets))
+    nodes_f = count_nodes(cross_entropy(Tensor(logits, requires_grad=True), targets))
+    ms_c = best_ms(lambda: step(None), repeats=5)
+    ms_f = best_ms(lambda: step(_softmax_cross_entropy_rows), repeats=5)
+    peak_c, peak_f = peak_mib(lambda: step(None)), peak_mib(lambda: step(_softmax_cross_entropy_rows))
+    ce_speedups.append(ms_c / ms_f)
+    print(f"{f'{N} x {C}':>12} {logits.nbytes / 2**20:>11.2f} {f'{nodes_c} / {nodes_f}':>11} | {ms_c:>10.3f} {ms_f:>10.3f} "
+          f"| {peak_c:>7.1f} {peak_f:>7.1f}  {ms_c / ms_f:>5.1f}x")
+
+# %% [markdown]
+r"""
+The fused primitive replaces the composite graph (the `nodes` column) by
+three nodes (the primitive, then the sum and the division of the mean),
+gives the same losses and gradients (asserted above), and needs a fraction of
+the peak memory: about 2 logit-sized arrays instead of about 6, in line with
+the estimate's count of new arrays. It was faster at every size we measured,
+for two different reasons. On small batches the arithmetic takes
+microseconds, and the saving is the engine's per-node Python overhead. On
+large ones it is the allocations: every fresh array of many megabytes comes
+from the operating system page by page (chapter 15 counts those page faults),
+and the composite version allocates seven such arrays where the fused one
+allocates two. In between, both versions spend much of their time in `exp`
+(tens of cycles per element, not one FLOP), which fusion does not change.
+
+That is why this is the kernel tinytorch now uses: the installation line
+ran when this chapter's export cell did, and the package does the same when
+`tinytorch` is imported.
+
+## Production context
+
+* **BLAS.** NumPy's `@` calls `sgemm`/`dgemm` from the BLAS it was built
+  with (OpenBLAS in the standard wheels; Intel MKL, Apple Accelerate or BLIS in
+  others; `np.show_config()` says which). Since GotoBLAS, these libraries share
+  one design: block for each cache level, *pack* each block into a
+  contiguous buffer in the exact order the micro-kernel will read it, and run
+  a hand-written assembly micro-kernel that keeps a small tile of $C$ in
+  vector registers. Strides and transposes are handled by the packing step,
+  which is why `x @ w.T` costs nothing extra.
+* **PyTorch's CPU kernels.** Element-wise operations go through
+  `TensorIterator`, which handles broadcasting and arbitrary strides,
+  vectorises the inner loop and splits large tensors across threads (with
+  OpenMP); matmuls go to MKL or OpenBLAS; float32 convolutions to oneDNN,
+  which chooses among direct and GEMM-based implementations per layer and
+  prefers a blocked memory layout of its own.
+* **Fusion.** `torch.nn.functional.cross_entropy` is `log_softmax` followed
+  by `nll_loss`: two kernels, each with a hand-written backward, rather than
+  one fused kernel like ours. Fusion in PyTorch is mostly the job of
+  `torch.compile`, whose backend (Inductor) generates fused kernels for chains
+  of element-wise and reduction operations (Triton code on GPUs, C++ with
+  OpenMP on CPUs), so the intermediates never reach memory. Hand-fused kernels
+  exist where the savings are large: FlashAttention computes attention's
+  softmax block by block without ever storing the $L \times L$ score matrix,
+  and libraries for large-vocabulary language models (Liger Kernel's fused
+  linear cross-entropy, for example) compute the output projection and the
+  loss chunk by chunk so that the full $(N, V)$ logits are never stored.
+* **Eager versus compiled.** tinytorch, like PyTorch without
+  `torch.compile`, runs one kernel per operation as Python reaches it, so it
+  can fuse only inside one function that knows the whole computation, as our
+  cross-entropy does. A compiler sees the graph ahead of time and can fuse
+  across layer boundaries (a `Linear`'s bias with the `ReLU` after it, say),
+  which an eager framework cannot do without being told.
+
+## Integration: the course's models train with the fused loss
+
+The reference CNN of chapter 06, trained for one step with chapter 10's SGD
+on a batch of 64 CIFAR-sized images, once with chapter 05's composite loss and
+once with the installed kernel, from the same weights. The losses and every
+gradient agree; then we time the two steps, alternating between them.
+"""
+
+
+# %%
+def reference_cnn():
+    return Sequential(
+        Conv2d(3, 32, 3), ReLU(), MaxPool2d(2),       # (N, 32, 30, 30) -> (N, 32, 15, 15)
+        Conv2d(32, 64, 3), ReLU(), MaxPool2d(2),      # (N, 64, 13, 13) -> (N, 64, 6, 6)
+        Flatten(), Linear(2304, 256), ReLU(), Linear(256, 10))
+
+
+def training_step(model, optimizer, inputs, targets, kernel):
+    optimizer.zero_grad()
+    with cross_entropy_kernel(kernel):
+        loss = CrossEntropyLoss()(model(inputs), targets)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+init.manual_seed(0)
+models = {"composite": reference_cnn(), "fused": reference_cnn()}
+models["fused"].load_state_dict(models["composite"].state_dict())
+optimizers = {name: SGD(model.parameters(), lr=0.01, momentum=0.9) for name, model in models.items()}
+kernel_of = {"composite": None, "fused": _softmax_cross_entropy_rows}
+images = Tensor(rng.standard_normal((64, 3, 32, 32)).astype(np.float32))
+labels = rng.integers(0, 10, 64)
+losses = {name: training_step(models[name], optimizers[name], images, labels, kernel_of[name]) for name in models}
+for (name, p), q in zip(models["composite"].named_parameters(), models["fused"].parameters()):
+    np.testing.assert_allclose(q.grad.data, p.grad.data, rtol=1e-4, atol=1e-6, err_msg=name)
+print(f"first step: loss {losses['composite']:.6f} (composite) vs {losses['fused']:.6f} (fused); every gradient agrees")
+
+step_times = {name: [] for name in models}
+for _ in range(6):
+    for name in models:                                  # alternate, so a busier machine slows both alike
+        start = time.perf_counter()
+        training_step(models[name], optimizers[name], images, labels, kernel_of[name])
+        step_times[name].append(1000 * (time.perf_counter() - start))
+cnn_ms = {name: min(t) for name, t in step_times.items()}
+print(f"reference CNN training step (fastest of 6): {cnn_ms['composite']:.1f} ms composite, {cnn_ms['fused']:.1f} ms fused")
+
+# %% [markdown]
+r"""
+For the CNN the two steps take about the same time: with 10 classes the loss
+takes about a tenth of a millisecond of a step that takes tens of
+milliseconds, so whatever the fusion saves is within the noise of the
+convolutions. Fusion
+pays where the loss is a large share of the work, as in a language model,
+whose output layer projects every token onto the whole vocabulary. Here is
+such an output layer on its own: 2048 token vectors of width 128, a
+`Linear(128, 4096)` to the vocabulary, and the loss.
+"""
+
+# %%
+init.manual_seed(0)
+head = Linear(128, 4096)
+tokens = Tensor(rng.standard_normal((2048, 128)).astype(np.float32))
+next_ids = rng.integers(0, 4096, 2048)
+
+
+def head_step(kernel):
+    head.zero_grad()
+    with cross_entropy_kernel(kernel):
+        loss = cross_entropy(head(tokens), next_ids)
+    loss.backward()
+    return loss.item()
+
+
+np.testing.assert_allclose(head_step(None), head_step(_softmax_cross_entropy_rows), rtol=1e-5)
+head_times = {"composite": [], "fused": []}
+for _ in range(4):
+    for name, kernel in (("composite", None), ("fused", _softmax_cross_entropy_rows)):
+        start = time.perf_counter()
+        head_step(kernel)
+        head_times[name].append(1000 * (time.perf_counter() - start))
+head_ms = {name: min(t) for name, t in head_times.items()}
+print(f"language-model head (2048 tokens, vocabulary 4096), forward + backward: "
+      f"{head_ms['composite']:.1f} ms composite, {head_ms['fused']:.1f} ms fused "
+      f"({head_ms['composite'] / head_ms['fused']:.2f}x)")
+
+# %% [markdown]
+r"""
+With a 4096-word vocabulary the logits are 32 MiB, far more than the layer's
+weights (2 MiB) and inputs (1 MiB), and the fused loss takes a visible share
+off the step. Language models with vocabularies of 50,000 words and more are
+where libraries go further and never store the logits at all.
+"""
+
+# %% [markdown]
+r"""
+## Run every test of this chapter
+"""
+
+# %%
+if __name__ == "__main__":
+    test_unit_matmul_naive()
+    test_unit_matmul_blocked()
+    test_unit_transpose_blocked()
+    test_unit_conv2d_direct()
+    test_unit_softmax_cross_entropy()
+    print("All tests of chapter 14 pass.")
+
+# %% [markdown]
+r"""
+## ML systems thinking
+
+1. **Where blocking stops helping.** Our panel experiment flattened out at
+   some depth $T$. Using this chapter's estimate $I \approx T/8$ and the
+   rates you measured, at what intensity did the kernel stop being limited by
+   memory? If the matrices no longer fitted in the L3 cache, would the bend
+   move to a larger or a smaller $T$, and why?
+
+2. **A kernel for the first convolution.** The reference CNN's first layer has
+   3 input channels, so im2col's matmul has an inner dimension of 27 and the
+   direct kernel's has 3. Propose a layout of the data (think of which axis
+   is innermost in memory, and of PyTorch's `channels_last`) that would give
+   a vectorised inner loop a longer run to work on, and estimate what the
+   layout change itself would cost per step.
+
+3. **Fusing further.** Our fused forward still makes five passes over the
+   logits. Write down, pass by pass, what a compiled kernel that does the
+   forward in two passes (and the backward in one) would read and write,
+   and compare the bytes with the table above. Then estimate the memory of
+   the logits of a language model with a vocabulary of 50,000 and 8,192
+   tokens per batch, and explain why the largest models compute the loss
+   chunk by chunk instead.
+
+4. **Hooks and trust.** Chapter 05's `cross_entropy` now runs code from this
+   chapter. What could go wrong in a larger codebase where kernels are
+   swapped at import time (think of two packages installing different
+   kernels, or a kernel that is only right for float32), and which checks
+   would you insist on before a kernel may be installed? How does PyTorch's
+   dispatcher decide which kernel runs an operation?
+"""
+
+# %% [markdown]
+r"""
+## Summary
+
+You wrote kernels and measured what makes them fast:
+
+* **`matmul_naive`**, **`matmul_blocked`**: from a Python loop at a fraction
+  of a GFLOP/s, through one call per row, to tiles that reuse what is in
+  cache, against BLAS, a thousand times and more faster than the loop on
+  one core.
+* **Arithmetic intensity**: by changing only the depth of the panels of a
+  matmul, you moved it from memory-bound to compute-bound and saw the rate
+  follow the intensity, then flatten.
+* **Memory layout**: strides, C and Fortran order, and what walking memory
+  against its grain costs (columns against rows, `a + a.T`), a blocked
+  transpose that beats `a.T.copy()`, and why BLAS takes transposed operands
+  for free.
+* **`conv2d_direct`**: the same convolution without the column matrix; it
+  uses less memory when there are many input channels, and is slower on the
+  course's layers, so `conv2d` stays im2col.
+* **`SoftmaxCrossEntropy`**: a fused forward and backward whose gradient is
+  softmax minus one-hot; fewer bytes, a fraction of the memory and graph
+  nodes, faster at every size we measured, and now the kernel behind
+  `cross_entropy` and `CrossEntropyLoss` through chapter 05's hook.
+
+Next, chapter 15 builds the tools to measure all this properly: a timing
+harness that survives a noisy machine, a profiler that attributes time,
+memory and FLOPs to each layer of a model, and a roofline of this machine.
+"""

@@ -1,0 +1,249 @@
+"""Kernels (chapter 14): matmuls, blocked transpose, direct convolution, fused softmax cross-entropy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinytorch.nn as nn
+import tinytorch.nn.functional as F
+from tinytorch import Tensor, gradcheck
+from tinytorch.core import kernels, networks
+from tinytorch.core.kernels import (
+    SoftmaxCrossEntropy,
+    conv2d_direct,
+    cross_entropy_kernel,
+    matmul_blocked,
+    matmul_naive,
+    softmax_cross_entropy,
+    transpose_blocked,
+)
+
+from strategies import SETTINGS
+from torch_reference import compare_with_torch, requires_torch, torch
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def count_nodes(t: Tensor) -> int:
+    seen, stack = set(), [t]
+    while stack:
+        node = stack.pop()._ctx
+        if node is not None and id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.inputs)
+    return len(seen)
+
+
+# ---- matrix multiplication ---------------------------------------------------------------------------
+def test_matmul_naive_equals_numpy_on_rectangular_matrices():
+    a, b = rand(4, 6), rand(6, 3, seed=1)
+    np.testing.assert_allclose(matmul_naive(a, b), a @ b, rtol=1e-12)
+
+
+def test_matmul_naive_keeps_the_operands_dtype():
+    a = rand(3, 3).astype(np.float32)
+    assert matmul_naive(a, a).dtype == np.float32
+
+
+@pytest.mark.parametrize("kernel", [matmul_naive, matmul_blocked])
+def test_matmul_kernels_refuse_mismatched_shapes(kernel):
+    with pytest.raises(ValueError, match=r"\(2, 3\) and \(2, 3\)"):
+        kernel(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="matrices"):
+        kernel(np.zeros(3), np.zeros(3))
+
+
+@SETTINGS
+@given(n=st.integers(1, 23), k=st.integers(1, 23), m=st.integers(1, 23),
+       tile=st.one_of(st.integers(1, 9), st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9))))
+def test_matmul_blocked_equals_numpy_for_any_sizes_and_tiles(n, k, m, tile):
+    a, b = rand(n, k), rand(k, m, seed=1)
+    np.testing.assert_allclose(matmul_blocked(a, b, tile), a @ b, rtol=1e-10, atol=1e-12)
+
+
+def test_matmul_blocked_panels_and_oversized_tiles_equal_numpy():
+    a, b = rand(20, 30), rand(30, 10, seed=1)
+    np.testing.assert_allclose(matmul_blocked(a, b, tile=(20, 10, 4)), a @ b, rtol=1e-12)
+    np.testing.assert_allclose(matmul_blocked(a, b, tile=1000), a @ b, rtol=1e-12)
+
+
+def test_matmul_blocked_keeps_float32():
+    a = rand(9, 9).astype(np.float32)
+    assert matmul_blocked(a, a, 4).dtype == np.float32
+
+
+@pytest.mark.parametrize("tile", [0, -1, (2, 2), (2, 0, 2), 2.5])
+def test_matmul_blocked_refuses_bad_tiles(tile):
+    with pytest.raises(ValueError, match="tile must be"):
+        matmul_blocked(np.zeros((2, 2)), np.zeros((2, 2)), tile)
+
+
+# ---- transpose -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tile", [1, 3, 16, 64, 200])
+def test_transpose_blocked_is_a_contiguous_copy_of_the_transpose(tile):
+    a = rand(37, 50).astype(np.float32)
+    out = transpose_blocked(a, tile)
+    np.testing.assert_array_equal(out, a.T)
+    assert out.flags["C_CONTIGUOUS"] and out.dtype == np.float32 and not np.shares_memory(out, a)
+
+
+def test_transpose_blocked_reads_strided_views():
+    a = rand(30, 40)[::3, 1::2]
+    np.testing.assert_array_equal(transpose_blocked(a, 4), a.T)
+
+
+@pytest.mark.parametrize("args, message", [((np.zeros((2, 2, 2)),), "2-D"), ((np.zeros((2, 2)), 0), "positive int")])
+def test_transpose_blocked_refuses_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        transpose_blocked(*args)
+
+
+# ---- direct convolution ------------------------------------------------------------------------------------
+CONV_CASES = [  # input shape, (O, kh, kw), stride, padding, bias
+    ((2, 3, 7, 7), (4, 3, 3), 1, 0, True),
+    ((2, 3, 7, 7), (4, 3, 3), 1, 1, True),
+    ((1, 2, 9, 8), (3, 3, 2), 2, 1, True),
+    ((3, 1, 6, 6), (2, 1, 1), (2, 1), (0, 2), False),
+]
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, bias", CONV_CASES)
+def test_conv2d_direct_equals_im2col_conv2d(shape, kernel, stride, padding, bias):
+    O, kh, kw = kernel
+    x, w = Tensor(rand(*shape)), Tensor(rand(O, shape[1], kh, kw, seed=1))
+    b = Tensor(rand(O, seed=2)) if bias else None
+    expected = F.conv2d(x, w, b, stride, padding)
+    out = conv2d_direct(x, w, b, stride, padding)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.data, expected.data, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_direct_takes_a_single_image():
+    x, w = Tensor(rand(3, 6, 6)), Tensor(rand(2, 3, 3, 3, seed=1))
+    np.testing.assert_allclose(conv2d_direct(x, w, padding=1).data, F.conv2d(x, w, padding=1).data, atol=1e-12)
+
+
+def test_conv2d_direct_keeps_float32():
+    x, w = Tensor(rand(1, 2, 5, 5).astype(np.float32)), Tensor(rand(3, 2, 3, 3).astype(np.float32))
+    assert conv2d_direct(x, w).dtype == np.float32
+
+
+def test_conv2d_direct_refuses_a_channel_mismatch_like_conv2d():
+    with pytest.raises(ValueError, match="has 4 channels"):
+        conv2d_direct(Tensor(np.zeros((1, 4, 5, 5))), Tensor(np.zeros((2, 3, 3, 3))))
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding, bias", CONV_CASES[1:3])
+def test_gradcheck_conv2d_direct(shape, kernel, stride, padding, bias):
+    O, kh, kw = kernel
+    x = Tensor(rand(*shape), requires_grad=True)
+    w = Tensor(rand(O, shape[1], kh, kw, seed=1), requires_grad=True)
+    b = Tensor(rand(O, seed=2), requires_grad=True)
+    assert gradcheck(lambda x, w, b: conv2d_direct(x, w, b, stride, padding), [x, w, b])
+
+
+@requires_torch
+@pytest.mark.parametrize("shape, kernel, stride, padding, bias", CONV_CASES)
+def test_conv2d_direct_matches_torch(shape, kernel, stride, padding, bias):
+    O, kh, kw = kernel
+    arrays = [rand(*shape), rand(O, shape[1], kh, kw, seed=1)] + ([rand(O, seed=2)] if bias else [])
+    compare_with_torch(lambda *t: conv2d_direct(*t[:2], t[2] if bias else None, stride, padding),
+                       lambda *t: torch.nn.functional.conv2d(*t[:2], t[2] if bias else None, stride, padding),
+                       *arrays)
+
+
+# ---- fused softmax cross-entropy ----------------------------------------------------------------------------
+def test_importing_tinytorch_installs_the_fused_kernel_behind_cross_entropy():
+    assert networks._cross_entropy_kernel is kernels._softmax_cross_entropy_rows
+    loss = nn.CrossEntropyLoss()(Tensor(rand(4, 3), requires_grad=True), [0, 1, 2, 0])
+    assert count_nodes(loss) <= 3, "the mean loss should be the fused primitive plus sum and scale"
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_fused_and_composite_cross_entropy_agree_on_values_and_gradients(reduction):
+    z, t = rand(7, 5) * 30, np.array([0, 4, 4, 1, 2, 3, 0])
+    results = []
+    for kernel in (None, kernels._softmax_cross_entropy_rows):
+        zt = Tensor(z, requires_grad=True)
+        with cross_entropy_kernel(kernel):
+            loss = F.cross_entropy(zt, t, reduction=reduction)
+        (loss * Tensor(np.linspace(1, 2, loss.numel()).reshape(loss.shape))).sum().backward()
+        results.append((loss.data, zt.grad.data))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-10, atol=1e-14)
+
+
+def test_fused_cross_entropy_gradient_is_softmax_minus_onehot_over_n():
+    z, t = rand(5, 4), np.array([3, 0, 0, 2, 1])
+    zt = Tensor(z, requires_grad=True)
+    F.cross_entropy(zt, t).backward()
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    p[np.arange(5), t] -= 1
+    np.testing.assert_allclose(zt.grad.data, p / 5, rtol=1e-12)
+
+
+def test_fused_cross_entropy_is_finite_and_exact_for_huge_logits():
+    z = Tensor(np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4]], dtype=np.float32), requires_grad=True)
+    loss = softmax_cross_entropy(z, [2, 1])
+    np.testing.assert_allclose(loss.data, [2e4, np.log(2)], rtol=1e-6)
+    loss.sum().backward()
+    assert np.isfinite(z.grad.data).all()
+
+
+def test_fused_cross_entropy_keeps_float32():
+    z = Tensor(rand(3, 4).astype(np.float32), requires_grad=True)
+    loss = F.cross_entropy(z, [0, 1, 2])
+    loss.backward()
+    assert loss.dtype == np.float32 and z.grad.dtype == np.float32
+
+
+def test_fused_backward_leaves_the_saved_softmax_intact_for_a_second_backward():
+    zt = Tensor(rand(4, 3), requires_grad=True)
+    loss = softmax_cross_entropy(zt, [0, 1, 2, 0]).sum()
+    loss.backward(retain_graph=True)
+    first = zt.grad.data.copy()
+    loss.backward()
+    np.testing.assert_allclose(zt.grad.data, 2 * first, rtol=1e-12)
+
+
+def test_gradcheck_softmax_cross_entropy():
+    t = np.array([1, 0, 2, 2])
+    assert gradcheck(lambda z: softmax_cross_entropy(z, t), [Tensor(rand(4, 3) * 3, requires_grad=True)])
+
+
+def test_gradcheck_softmax_cross_entropy_with_every_row_on_one_class():
+    assert gradcheck(lambda z: SoftmaxCrossEntropy.apply(z, target=np.zeros(3, dtype=np.int64)),
+                     [Tensor(rand(3, 4), requires_grad=True)])
+
+
+@pytest.mark.parametrize("logits, target, error, message", [
+    (np.zeros((2, 3)), [0, 3], IndexError, "class 3"),
+    (np.zeros((2, 3)), [0.0, 1.0], TypeError, "integer class indices"),
+    (np.zeros(3), 0, ValueError, r"shape \(N, C\)"),
+])
+def test_softmax_cross_entropy_checks_its_arguments(logits, target, error, message):
+    with pytest.raises(error, match=message):
+        softmax_cross_entropy(Tensor(logits), target)
+
+
+def test_cross_entropy_kernel_restores_the_previous_kernel_even_after_an_error():
+    before = networks._cross_entropy_kernel
+    with pytest.raises(RuntimeError):
+        with cross_entropy_kernel(None):
+            assert networks._cross_entropy_kernel is None
+            raise RuntimeError("inside")
+    assert networks._cross_entropy_kernel is before
+
+
+@requires_torch
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_fused_cross_entropy_matches_torch(reduction):
+    t = np.array([2, 0, 1, 1, 3])
+    compare_with_torch(lambda z: F.cross_entropy(z, t, reduction=reduction),
+                       lambda z: torch.nn.functional.cross_entropy(z, torch.from_numpy(t), reduction=reduction),
+                       rand(5, 4) * 4)
