@@ -44,14 +44,14 @@ def check_system_info_describes_this_machine():
 
 
 def check_old_versions_are_caught():
-    """check_environment() rejects Python 3.9 and NumPy 1.23, accepts 3.10 and 1.24"""
+    """check_environment() rejects Python 3.9 and NumPy 1.23, accepts 3.11 and 1.24"""
     from tinytorch.core.setup import check_environment
 
     assert len(check_environment(python_version=(3, 9, 0))) == 1, "Python 3.9 must be reported as too old"
     assert len(check_environment(numpy_version="1.23.5")) == 1, "NumPy 1.23.5 must be reported as too old"
     assert len(check_environment(numpy_version="1.9.0")) == 1, "NumPy 1.9 is older than 1.24 (compare numbers, not strings)"
-    assert check_environment(python_version=(3, 10, 0), numpy_version="1.24.0") == [], \
-        "Python 3.10 with NumPy 1.24 is supported"
+    assert check_environment(python_version=(3, 11, 0), numpy_version="1.24.0") == [], \
+        "Python 3.11 with NumPy 1.24 is supported"
 
 
 def check_broken_matmul_is_caught():

@@ -59,12 +59,12 @@ def test_version_strings_become_number_tuples(text, expected):
     assert setup._version_tuple(text) == expected
 
 
-@pytest.mark.parametrize("version, ok", [((3, 9, 18), False), ((3, 10, 0), True), ((3, 13, 1), True), ((2, 7, 18), False)])
+@pytest.mark.parametrize("version, ok", [((3, 9, 18), False), ((3, 10, 9), False), ((3, 11, 0), True), ((3, 13, 1), True), ((2, 7, 18), False)])
 def test_python_version_check(version, ok):
     problems = check_environment(python_version=version)
     assert (problems == []) == ok
     if not ok:
-        assert len(problems) == 1 and "3.10" in problems[0] and ".".join(map(str, version)) in problems[0]
+        assert len(problems) == 1 and "3.11" in problems[0] and ".".join(map(str, version)) in problems[0]
 
 
 @pytest.mark.parametrize("version, ok", [("1.23.5", False), ("1.24.0", True), ("1.24.0rc1", True), ("1.3.0", False), ("2.2.1", True)])

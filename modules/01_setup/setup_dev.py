@@ -49,7 +49,7 @@ import numpy as np
 """
 ## Background: what decides how fast (and how correct) the code is
 
-**Python and NumPy versions.** TinyTorch declares Python 3.10 and NumPy 1.24
+**Python and NumPy versions.** TinyTorch declares Python 3.11 and NumPy 1.24
 as its oldest supported versions (in `pyproject.toml`), and older ones lack
 features its code uses. Versions
 also change results, not only features: NumPy 2 changed its type-promotion rules
@@ -178,7 +178,7 @@ test_unit_system_info()
 
 `check_environment()` returns a list of problems instead of raising at the
 first one, so a learner sees everything to fix at once. It checks three
-things: the Python version (3.10 or newer), the NumPy version (1.24 or newer),
+things: the Python version (3.11 or newer), the NumPy version (1.24 or newer),
 and that NumPy's matmul gives correct results. The last check compares `a @ b`,
 in float64 and float32, with a product computed without BLAS (broadcast the
 two matrices against each other and sum), so a broken BLAS build cannot check
@@ -196,7 +196,7 @@ matmul to prove that each check can fail.
 
 # %% nbgrader={"grade": false, "grade_id": "impl_version_tuple", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)
 MIN_NUMPY = (1, 24)
 
 
@@ -275,8 +275,8 @@ def test_unit_check_environment():
     assert check_environment() == [], check_environment()
 
     old_python = check_environment(python_version=(3, 9, 18))
-    assert len(old_python) == 1 and "3.9.18" in old_python[0] and "3.10" in old_python[0]
-    assert check_environment(python_version=(3, 10, 0)) == []
+    assert len(old_python) == 1 and "3.9.18" in old_python[0] and "3.11" in old_python[0]
+    assert check_environment(python_version=(3, 11, 0)) == []
     old_numpy = check_environment(numpy_version="1.23.5")
     assert len(old_numpy) == 1 and "1.23.5" in old_numpy[0] and "1.24" in old_numpy[0]
     assert check_environment(numpy_version="1.24.0rc1") == []
@@ -426,7 +426,7 @@ if __name__ == "__main__":
 
 - `system_info()` reports Python, platform, NumPy, the BLAS library, usable
   cores and memory, with `None` where a platform cannot say;
-- `check_environment()` returns one actionable line per problem (Python < 3.10,
+- `check_environment()` returns one actionable line per problem (Python < 3.11,
   NumPy < 1.24, a matmul that disagrees with a BLAS-free reference), and each
   check is proven able to fail;
 - you measured this machine's matmul rate in GFLOP/s and how much faster

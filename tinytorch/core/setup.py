@@ -57,7 +57,7 @@ def system_info() -> dict:
     }
 
 
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)
 MIN_NUMPY = (1, 24)
 
 
