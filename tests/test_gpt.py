@@ -355,3 +355,12 @@ def test_checkpoint_save_and_load_give_identical_logits(tmp_path):
     assert metadata["iter_num"] == 1 and metadata["vocabulary"] == "abcdefg"
     ids = _ids((2, 6))
     assert np.array_equal(model(ids)[0].data, restored(ids)[0].data)
+
+
+def test_reuse_freed_memory_reports_whether_it_could_tune_the_allocator():
+    import platform
+
+    from tinytorch.models import reuse_freed_memory
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert reuse_freed_memory() is expected

@@ -263,16 +263,21 @@ heads and embedding width, dropout and whether the Linear layers and
 LayerNorms have biases.
 
 Chapter 07 built `MultiheadAttention` with PyTorch's interface, and it would
-work here. We write the GPT's attention again, in nanoGPT's form, for two
-reasons we can measure (the systems analysis times both): one Linear
+work here. We write the GPT's attention again, in nanoGPT's form, because it
+is the clearest statement of what a GPT needs and nothing more: one Linear
 produces queries, keys and values for all heads at once, and the causal mask
 is a precomputed (block_size, block_size) table with $-\infty$ above the
-diagonal that is *added* to the scores, one elementwise pass, where
-chapter 07's general mask handling (boolean or float, padding, all-masked
-rows) costs several. $e^{-\infty} = 0$, so a future position gets weight
-exactly zero, and its gradient is exactly zero too. The mask is a buffer
-registered as non-persistent: it moves with the model's dtype but is not
-saved, since it is rebuilt from the config.
+diagonal that is *added* to the scores. $e^{-\infty} = 0$, so a future
+position gets weight exactly zero, and its gradient is exactly zero too.
+Chapter 07's module handles every kind of mask (boolean or float, padding,
+rows with nothing left to attend to) and both tensor layouts; for causal
+self-attention that generality costs a few extra elementwise passes, and
+the systems analysis measures whether they matter (they hardly do). Keeping
+nanoGPT's parameter names (`c_attn`, `c_proj`) has a practical payoff too:
+our model's `state_dict` maps one to one onto the PyTorch reference model
+the tests compare against. The mask is a buffer registered as
+non-persistent: it follows the model's dtype but is not saved, since it is
+rebuilt from the config.
 
 Heads are a reshape, not separate layers: (B, T, 3C) splits into q, k, v of
 (B, T, C) each, and each becomes (B, nh, T, hs) with $hs = C / nh$, so the
@@ -643,7 +648,9 @@ optimizer step, on gradients, as in PyTorch (which does them under `no_grad`).
 # %%
 #| export models.train
 
+import ctypes
 import math
+import platform
 import time
 from dataclasses import dataclass
 
@@ -718,6 +725,22 @@ def estimate_loss(model, splits: dict, eval_iters: int, batch_size: int, block_s
         out[name] = float(np.mean(losses))
     model.train(was_training)
     return out
+
+
+def reuse_freed_memory(keep_bytes: int = 256 << 20) -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    Every training step allocates and frees the same large arrays; by default glibc maps
+    big ones fresh from the OS and unmaps them on free, so each step pays a page fault
+    per 4 KB touched (see the chapter's systems analysis). This raises the two thresholds
+    (M_MMAP_THRESHOLD to 32 MB, M_TRIM_THRESHOLD to keep_bytes) for the whole process.
+    Returns False, changing nothing, where the C library is not glibc.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3                 # from glibc's <malloc.h>
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, int(keep_bytes)))
 
 
 @dataclass
@@ -906,10 +929,12 @@ print("judged:", judge(before))
 r"""
 Now the whole recipe: 600 steps of batch 16, warm-up over 50 steps, cosine
 decay to a tenth of the peak rate, clipping at norm 1, weight decay 0.1, the
-validation loss every 100 steps.
+validation loss every 100 steps. (The first line asks the memory allocator to
+keep freed memory for reuse; *Systems analysis* measures why that matters.)
 """
 
 # %%
+reuse_freed_memory()            # let malloc keep freed arrays for the next step (systems analysis: why)
 train_config = TrainConfig(max_iters=600, batch_size=16, learning_rate=3e-3, min_lr=3e-4, warmup_iters=50,
                            lr_decay_iters=600, weight_decay=0.1, eval_interval=100, eval_iters=10, seed=0)
 start = time.perf_counter()
@@ -944,11 +969,45 @@ plt.show()
 
 # %% [markdown]
 r"""
-The loss falls from $\ln V$ (uniform guessing) to within a few hundredths of
-a nat of the entropy rate, the floor no model can beat, and the validation
-loss follows the training loss: the language is small enough that there is
-nothing to overfit to. Now the samples, at temperature 1 (the model's own
-distribution) and judged:
+The loss falls from $\ln V$ (uniform guessing) towards the entropy rate, the
+floor no model can beat, and the validation loss follows the training loss:
+the language is small enough that there is nothing to overfit to. Why does
+it stop a little above the floor? The entropy rate assumes the model knows
+where it is in the text. A training window starts at a random character,
+so at position 0 the model has no context at all and can only guess from
+character frequencies, at position 3 it may not yet know which word it is
+in, and only after a whole sentence has gone by does it have everything the
+language lets it know. The average over all 32 positions includes those
+blind early positions. We measure the loss position by position on
+validation windows:
+"""
+
+# %%
+model.eval()
+eval_rng = np.random.default_rng(7)
+with no_grad():
+    per_position = []
+    for _ in range(20):
+        xb, yb = get_batch(val_data, 32, config.block_size, eval_rng)
+        logits, _ = model(xb)
+        z = logits.data - logits.data.max(axis=-1, keepdims=True)          # (B, T, V), stable log-softmax
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        per_position.append(-np.take_along_axis(logp, yb[..., None], axis=-1)[..., 0].mean(axis=0))
+per_position = np.mean(per_position, axis=0)                               # (T,)
+longest = max(len(s) for s in SENTENCES)
+print("loss at positions 0, 1, 2, 4, 8, 16, 31:", np.round(per_position[[0, 1, 2, 4, 8, 16, 31]], 3))
+print(f"mean over positions {longest}..31 (a full sentence of context): {per_position[longest:].mean():.3f} "
+      f"nats/char; entropy rate {entropy_rate:.3f}")
+model.train()
+
+# %% [markdown]
+r"""
+Position 0 costs almost as much as uniform guessing; from the point where a
+whole sentence fits into the context, the model is close to the entropy
+rate. The remaining gap there is what 600 steps of a 100 k-parameter model
+leave; the gap of the average is mostly the blind start of each window, a
+property of how we train (and evaluate) on windows, not of the model. Now
+the samples, at temperature 1 (the model's own distribution), judged:
 """
 
 # %%
@@ -1075,8 +1134,9 @@ gradient into the tables with `np.add.at`; the head is cheap here only
 because the vocabulary is 65 characters (with GPT-2's 50,257 tokens it would
 be the largest matrix in the model). The optimizer step is a handful of
 elementwise passes over 0.8 M parameters, memory-bound as chapter 10
-measured. The parts add up to roughly the whole step; the difference is the
-graph bookkeeping of a full model and the noise of a shared machine.
+measured. The sum of the parts should come close to the whole step timed
+the same way; on a machine busy with other work, the two can differ by
+whatever the load did during each measurement.
 
 ### How the balance shifts with the context length
 
@@ -1176,10 +1236,111 @@ what runs out first when a model is scaled up; production systems fuse
 those chains into single kernels that save only their inputs, and recompute
 activations in backward (*activation checkpointing*) instead of storing them.
 
+### The hidden cost: fresh memory
+
+One more cost hides in every step, and no profile of our code shows it:
+where the memory comes from. A training step creates hundreds of arrays,
+keeps the activations of every layer until backward, then frees them all;
+the next step asks for the same sizes again. glibc's `malloc` serves large
+blocks (from 128 KB up, a threshold it adapts as the program runs) with
+`mmap`, straight from the operating system, returns them with `munmap` when
+they are freed, and also hands back the free top of its heap once more than
+a threshold is free. Memory fresh from the OS is mapped lazily: the first
+write to each 4 KB page traps into the kernel (a *minor page fault*), which
+finds a page, zeroes it and maps it. One (12, 64, 512) float32 array of the
+MLP is 1.5 MB, 384 pages; if the previous step's memory went back to the
+OS, every step pays for all its pages again.
+
+The kernel counts these faults (`resource.getrusage`), so we count them
+instead of guessing. The allocator adapts its thresholds to the program's
+history, and this notebook has a long one by now, so we measure in fresh
+Python processes, as a training script starts (this notebook already called
+`reuse_freed_memory()` before training): one with glibc's defaults, one that
+first calls `reuse_freed_memory()`, which raises the `mmap`
+threshold to 32 MB (our arrays come from the heap) and the trim threshold to
+256 MB (the heap keeps what is freed). Each runs eight training steps of the
+Shakespeare model and reports the page faults and median time of the last
+six; the two alternate, twice.
+"""
+
+# %%
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import tinytorch
+
+PROBE = textwrap.dedent("""
+    import json, resource, sys, time
+    import numpy as np
+    from tinytorch import manual_seed
+    from tinytorch.models import GPT, GPTConfig, configure_optimizers, get_batch, reuse_freed_memory
+    applied = reuse_freed_memory() if sys.argv[1] == "tuned" else False
+    manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128))
+    opt = configure_optimizers(model, 0.1, 1e-3, (0.9, 0.99))
+    data, rng = np.random.default_rng(0).integers(0, 65, 10_000), np.random.default_rng(1)
+    times = []
+    for i in range(8):
+        if i == 2:
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        _, loss = model(*get_batch(data, 12, 64, rng))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 6
+    print(json.dumps({"faults": faults, "ms": 1e3 * float(np.median(times[2:])), "applied": applied}))
+""")
+
+
+def probe(mode: str) -> dict:
+    """Run PROBE in a fresh interpreter that imports this same tinytorch."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(tinytorch.__file__).resolve().parents[1]),
+                                         env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout)
+
+
+runs = {"default": [], "tuned": []}
+for _ in range(2):
+    for mode in runs:
+        runs[mode].append(probe(mode))
+for mode, results in runs.items():
+    faults = np.median([r["faults"] for r in results])
+    ms = np.median([r["ms"] for r in results])
+    print(f"{mode:<8} allocator: {faults:8,.0f} page faults per step ({faults * 4096 / 1e6:5.1f} MB of fresh pages), "
+          f"{ms:6.1f} ms per step (applied: {results[0]['applied']})")
+
+# %% [markdown]
+r"""
+With glibc's defaults, a step faults in tens of megabytes of fresh pages,
+for a model whose weights, gradients and optimizer state take 13 MB; with
+the thresholds raised, the faults all but vanish, and the step is faster
+with not a line of the model changed. How much faster depends on the
+machine: a page fault costs more in a virtual machine, and a busy machine
+blurs the timing (the fault count does not blur). Elsewhere than Linux with
+glibc, `reuse_freed_memory` does nothing and returns False. The example
+script calls it before training.
+
+The lesson generalises: an elementwise operation on arrays larger than the
+cache is limited by memory traffic, and traffic to *new* memory costs a
+kernel trap per page on top. PyTorch's performance tuning guide recommends
+swapping the allocator for jemalloc or tcmalloc on CPUs (through
+`LD_PRELOAD`) for the same reason: they reuse memory more than the default
+`malloc`. On GPUs PyTorch's caching allocator keeps the blocks it frees for
+the next request of a similar size and hands them back to the driver only
+when asked (`torch.cuda.empty_cache()`).
+
 ### Attention: this chapter's block or chapter 07's module?
 
-We chose to rewrite attention rather than use `nn.MultiheadAttention`. The
-measurement behind the choice, at the Shakespeare shape, forward and
+We wrote attention again rather than use `nn.MultiheadAttention`. Does the
+generality of chapter 07's module cost anything? The same shape, forward and
 backward, alternating:
 """
 
@@ -1190,18 +1351,19 @@ choice = median_ms({
     "CausalSelfAttention (this chapter)": forward_backward(lambda x: csa(x), x_in),
     "MultiheadAttention(is_causal=True)": forward_backward(
         lambda x: mha(x, x, x, need_weights=False, is_causal=True)[0], x_in),
-})
+}, rounds=15)
 for name, ms in choice.items():
     print(f"{name:<38}{ms:7.2f} ms")
 
 # %% [markdown]
 r"""
-Both compute the same function with the same parameter count; the
-difference is the mask handling (one added $-\infty$ table here; a
-multiplicative keep-mask, a fill and a second multiply after the softmax,
-for the general masks chapter 07 supports) and the module's layout
-bookkeeping. The gap is modest and can move with the load on a shared
-machine, but on the runs we made it favoured the block written here.
+Both compute the same function with the same number of parameters, and in
+our runs their times were within a few percent of each other, with the
+order flipping from run to run on a busy machine. The extra mask passes of
+the general module work on (12, 4, 64, 64) arrays, small next to the
+projections' matrix products; they would matter more at long contexts. So
+the choice is about clarity and compatibility, not speed, and chapter 07's
+module would have served as well.
 
 ### Generation without a cache
 
@@ -1211,9 +1373,9 @@ per token grows with the context, up to `block_size`:
 
 # %%
 gpt.eval()
-gen = {f"context {n}": (lambda n=n: gpt(ids[:1, :n])) for n in (1, 16, 64)}
+gen = {f"context {n}": (lambda n=n: gpt(ids[:1, :n])) for n in (1, 8, 32, 64)}
 with no_grad():
-    per_token = median_ms(gen, rounds=5)
+    per_token = median_ms(gen, rounds=15)
 for name, ms in per_token.items():
     print(f"{name:<12} {ms:6.2f} ms per generated token")
 gpt.train()
@@ -1287,7 +1449,7 @@ restored = GPT(saved_config)
 restored.load_state_dict(saved_state)
 restored.eval()
 rebuilt_tokenizer = CharTokenizer(saved_vocabulary)
-prompt = np.array([rebuilt_tokenizer.encode("the cats ")])
+prompt = np.array([rebuilt_tokenizer.encode("\nthe cats ")])
 original_logits, _ = model(prompt)
 restored_logits, _ = restored(prompt)
 assert np.array_equal(original_logits.data, restored_logits.data), "the restored model computes different logits"
