@@ -8,7 +8,7 @@ Usage, from the repository root:
 A step is what examples/tinygpt_shakespeare.py does per iteration: forward with
 the loss, zero_grad, backward, gradient clipping at norm 1, AdamW step. The model
 is n_layer 4, n_head 4, n_embd 128, block_size 64, vocabulary 65, batch 12 (about
-0.8 M parameters). Both frameworks start from the same weights (copied from the
+0.8 M parameters, no biases, as nanoGPT's run). Both frameworks start from the same weights (copied from the
 tinytorch model) and get the same batches; the script first checks that their
 losses agree over a few steps, then alternates timed steps between them, so a
 machine that gets busier slows both alike, and prints the medians and their
@@ -64,7 +64,7 @@ except ImportError:
 
 def main() -> None:
     tuned = False if ARGS.default_allocator else reuse_freed_memory()
-    config = GPTConfig(vocab_size=65, block_size=ARGS.block_size, n_layer=4, n_head=4, n_embd=128)
+    config = GPTConfig(vocab_size=65, block_size=ARGS.block_size, n_layer=4, n_head=4, n_embd=128, bias=False)
     manual_seed(0)
     tiny = GPT(config)
     tiny_opt = configure_optimizers(tiny, 0.1, 1e-3, (0.9, 0.99))

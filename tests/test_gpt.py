@@ -364,3 +364,30 @@ def test_reuse_freed_memory_reports_whether_it_could_tune_the_allocator():
 
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert reuse_freed_memory() is expected
+
+
+@pytest.mark.slow
+def test_the_shakespeare_example_trains_and_writes_its_report(tmp_path):
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    text = tmp_path / "tiny.txt"
+    text.write_text("To be, or not to be, that is the question:\n" * 40, encoding="utf-8")
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(repo / "examples" / "tinygpt_shakespeare.py"), "--data", str(text),
+                           "--iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--sample-chars", "20",
+                           "--out-dir", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = (out / "tinygpt.md").read_text(encoding="utf-8")
+    assert "| 4 |" in report and "validation" in report and str(tmp_path) not in report.split("Sample")[0]
+    assert (out / "tinygpt_loss.png").stat().st_size > 0
+
+
+def test_the_example_names_a_missing_data_file_in_one_line(tmp_path):
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(repo / "examples" / "tinygpt_shakespeare.py"), "--data",
+                           str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "missing.txt not found" in done.stderr and "--data" in done.stderr

@@ -974,9 +974,9 @@ floor no model can beat, and the validation loss follows the training loss:
 the language is small enough that there is nothing to overfit to. Why does
 it stop a little above the floor? The entropy rate assumes the model knows
 where it is in the text. A training window starts at a random character,
-so at position 0 the model has no context at all and can only guess from
-character frequencies, at position 3 it may not yet know which word it is
-in, and only after a whole sentence has gone by does it have everything the
+so at position 0 the model has seen a single character and must guess the
+next from it alone, at position 3 it may not yet know which word it is in,
+and only after a whole sentence has gone by does it have everything the
 language lets it know. The average over all 32 positions includes those
 blind early positions. We measure the loss position by position on
 validation windows:
@@ -1002,9 +1002,9 @@ model.train()
 
 # %% [markdown]
 r"""
-Position 0 costs almost as much as uniform guessing; from the point where a
-whole sentence fits into the context, the model is close to the entropy
-rate. The remaining gap there is what 600 steps of a 100 k-parameter model
+Position 0, with one character of context, costs several times the entropy
+rate; from the point where a whole sentence fits into the context, the model
+is close to the entropy rate. The remaining gap there is what 600 steps of a 100 k-parameter model
 leave; the gap of the average is mostly the blind start of each window, a
 property of how we train (and evaluate) on windows, not of the model. Now
 the samples, at temperature 1 (the model's own distribution), judged:
@@ -1124,7 +1124,8 @@ Read the table from the *share* column. The MLP holds two thirds of the
 weights ($8C^2$ of the $12C^2$ per block) and, in the FLOP column, two thirds
 of the block's matrix work, so it is the largest or close to the largest
 part of a step; its GFLOP/s figure is the highest, because most of its time
-is spent inside BLAS matrix products. The attention sub-layer does fewer
+is spent inside BLAS matrix products (on a quiet machine; a busy one blurs
+this column like every other). The attention sub-layer does fewer
 FLOPs but runs at a lower rate: besides its matmuls it makes many passes
 over (B, nh, T, T) score arrays (the mask, the softmax's max, exp, sum and
 division, and their backward), and the batched $QK^\top$ products over
@@ -1319,7 +1320,7 @@ for mode, results in runs.items():
 
 # %% [markdown]
 r"""
-With glibc's defaults, a step faults in tens of megabytes of fresh pages,
+With glibc's defaults, a step faults in some 25 MB of fresh pages,
 for a model whose weights, gradients and optimizer state take 13 MB; with
 the thresholds raised, the faults all but vanish, and the step is faster
 with not a line of the model changed. How much faster depends on the
@@ -1396,9 +1397,11 @@ inference memory.
 
 - **nanoGPT** (Karpathy), which this chapter follows name for name
   (`c_attn`, `c_proj`, `wte`, `wpe`, `ln_f`, `lm_head`, `get_lr`,
-  `configure_optimizers`, `estimate_loss`), trains exactly this model on
-  tiny-shakespeare on a CPU in a few minutes to a validation loss near 1.88.
-  Our `examples/tinygpt_shakespeare.py` runs the same configuration; the
+  `configure_optimizers`, `estimate_loss`), trains this model on
+  tiny-shakespeare on a CPU in a few minutes to a validation loss near 1.88
+  (its README's figure; its training script defaults to `bias=False`, which
+  our config offers). Our `examples/tinygpt_shakespeare.py` runs the same
+  configuration and writes its result to the book's results pages; the
   test suite checks that our GPT and a PyTorch GPT with copied weights give
   the same loss and gradients, and `benchmarks/bench_gpt.py` measures both
   frameworks' step times side by side on your machine.
@@ -1522,17 +1525,21 @@ You built a GPT from your own framework and trained it:
 - **the training recipe** (`tinytorch.models.train`): `get_batch`, AdamW with
   decay on matrices only (`configure_optimizers`), warm-up and cosine decay
   (`get_lr`), `clip_grad_norm_` (also as `tinytorch.nn.utils.clip_grad_norm_`),
-  `estimate_loss`, and the `train` loop with `TrainConfig`.
+  `estimate_loss`, the `train` loop with `TrainConfig`, and
+  `reuse_freed_memory()`.
 
 Everything is composed from chapters 02 to 10, and a finite-difference check
 of every parameter's gradient confirms that chapter 09's engine
 differentiates all of it. On a generated language whose best possible loss is
-known, the model came within a few hundredths of a nat of it and wrote
-grammatical sentences, getting subject-verb agreement right. Measured: the
+known, the model came within a few thousandths of a nat of it wherever a
+whole sentence of context was in view, and wrote grammatical sentences,
+getting subject-verb agreement right. Measured: the
 MLP runs at matrix-multiply speed and dominates the FLOPs; attention runs
 slower per FLOP because of its many passes over T × T arrays and grows with
 the context at fixed tokens; activations, not weights, dominate training
-memory; generation without a cache pays a full forward pass per token.
+memory; a default `malloc` adds thousands of page faults to every step,
+which `reuse_freed_memory()` removes; generation without a cache pays a full
+forward pass per token.
 
 That completes the course: a framework that builds, differentiates,
 optimises, trains and samples from a transformer, with every line of it
