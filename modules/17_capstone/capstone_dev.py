@@ -1138,7 +1138,10 @@ elementwise passes over 0.8 M parameters, memory-bound as chapter 10
 measured. The sum of the parts should come close to the whole step timed
 the same way; on a machine busy with other work, the two can differ by
 whatever the load did during each measurement.
+"""
 
+# %% [markdown]
+r"""
 ### How the balance shifts with the context length
 
 Everything in a block grows linearly with the number of tokens B·T, except
@@ -1197,7 +1200,10 @@ and the traced peak of the forward pass grows with it: our softmax is a chain
 of operations, each of which writes a new (B, nh, T, T) array, and in
 training every one of them is also kept for backward. That is the cost
 FlashAttention removes (see *Production context*).
+"""
 
+# %% [markdown]
+r"""
 ### Memory of a training step
 
 Four things occupy memory in training: the parameters, their gradients,
@@ -1236,7 +1242,10 @@ attention rows. Activation memory grows with batch × context × depth and is
 what runs out first when a model is scaled up; production systems fuse
 those chains into single kernels that save only their inputs, and recompute
 activations in backward (*activation checkpointing*) instead of storing them.
+"""
 
+# %% [markdown]
+r"""
 ### The hidden cost: fresh memory
 
 One more cost hides in every step, and no profile of our code shows it:
@@ -1337,7 +1346,10 @@ swapping the allocator for jemalloc or tcmalloc on CPUs (through
 `malloc`. On GPUs PyTorch's caching allocator keeps the blocks it frees for
 the next request of a similar size and hands them back to the driver only
 when asked (`torch.cuda.empty_cache()`).
+"""
 
+# %% [markdown]
+r"""
 ### Attention: this chapter's block or chapter 07's module?
 
 We wrote attention again rather than use `nn.MultiheadAttention`. Does the
@@ -1365,7 +1377,10 @@ the general module work on (12, 4, 64, 64) arrays, small next to the
 projections' matrix products; they would matter more at long contexts. So
 the choice is about clarity and compatibility, not speed, and chapter 07's
 module would have served as well.
+"""
 
+# %% [markdown]
+r"""
 ### Generation without a cache
 
 `generate` runs the model on the whole context for every new token. Its cost
@@ -1392,7 +1407,10 @@ which makes the per-token cost nearly flat in the context (attention still
 reads the whole cache). Its price is memory: $2 \cdot L \cdot T \cdot C$
 numbers per sequence, which for large models and long contexts dominates
 inference memory.
+"""
 
+# %% [markdown]
+r"""
 ## Production context
 
 - **nanoGPT** (Karpathy), which this chapter follows name for name
@@ -1424,7 +1442,10 @@ inference memory.
   state (ZeRO, FSDP, chapter 10) and tensor/pipeline parallelism split the
   same computation across machines; the $6N$ FLOPs per token rule and the
   memory accounting above are how such runs are planned.
+"""
 
+# %% [markdown]
+r"""
 ## Integration: the whole system
 
 Everything comes together in the loop we ran above: the tokenizer (this
@@ -1494,11 +1515,13 @@ r"""
    to a block's $24C^2$, and how large is the (B·T, V) logits array at
    B·T = 768? What happens to `np.add.at` in the embedding backward?
 3. **Longer context.** At fixed B·T you measured the attention sub-layer
-   grow with T while the MLP stayed flat. Extrapolate: at what context length
-   does attention take as long as the MLP on this machine, and how much
-   memory do one layer's attention weights take at T = 2048 with the
-   Shakespeare batch? What would a fused attention kernel change in each
-   number, and what would it not change?
+   grow with T while the MLP stayed flat. Split the attention time into a
+   part that does not depend on T (the projections) and a part proportional
+   to T (the score work at fixed B·T), fit both to your table, and predict
+   the attention-to-MLP time ratio at T = 2048. How much memory do one
+   layer's attention weights take at T = 2048 with the Shakespeare batch of
+   12 sequences? What would a fused attention kernel change in each number,
+   and what would it not change?
 4. **Serving.** `generate` recomputes the whole context for every token.
    Design a KV cache for our `CausalSelfAttention`: what does each layer
    store, with what shape, how does `forward` change for a single new token
