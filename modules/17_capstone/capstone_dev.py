@@ -55,8 +55,12 @@ We measure each on this machine, and how the balance shifts as the context grows
 
 # %%
 import math
+import os
 import time
 import tracemalloc
+
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, "1")   # one BLAS thread, set before NumPy loads: see "Systems analysis"
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -1036,6 +1040,15 @@ forward *and* backward, on inputs of the right shapes:
 - **head and loss**: final LayerNorm, the (C → V) head, cross-entropy;
 - **optimizer**: `clip_grad_norm_` and `AdamW.step()`.
 
+This chapter runs NumPy's BLAS on one thread (its first code cell asks for
+that before NumPy loads, unless you set `OPENBLAS_NUM_THREADS` yourself).
+The reason is the machine the book is built on: when other programs keep
+the cores busy, a multi-threaded matrix product waits at every step for a
+partner thread the operating system has descheduled, and a step of
+hundreds of small products can become many times slower, differently each
+run. One thread gives up a little speed on an idle machine for numbers that
+mean something on a busy one.
+
 Sub-layers are timed once and multiplied by the number of layers. The machine
 may be busy with other work, so every measurement runs in rounds (each part
 once per round) and we report the *fastest* round of each: other programs
@@ -1485,11 +1498,12 @@ prompt = np.array([rebuilt_tokenizer.encode("\nthe cats ")])
 original_logits, _ = model(prompt)
 restored_logits, _ = restored(prompt)
 assert np.array_equal(original_logits.data, restored_logits.data), "the restored model computes different logits"
-a = tokenizer.decode(model.generate(prompt, 40, seed=5).data[0])
-b = rebuilt_tokenizer.decode(restored.generate(prompt, 40, seed=5).data[0])
-assert a == b
+a = tokenizer.decode(model.generate(prompt, 60, seed=5).data[0])
+b = rebuilt_tokenizer.decode(restored.generate(prompt, 60, seed=5).data[0])
+assert a == b, "the restored model samples different text with the same seed"
+greedy = rebuilt_tokenizer.decode(restored.generate(prompt, 60, top_k=1).data[0])
 print("restored model: identical logits and identical samples")
-print(a)
+print(f"greedy continuation of {rebuilt_tokenizer.decode(prompt[0])!r}:", repr(greedy))
 
 # %% [markdown]
 r"""
