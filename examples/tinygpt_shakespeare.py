@@ -5,6 +5,7 @@ Usage, from the repository root:
     python examples/tinygpt_shakespeare.py                     # 2000 iterations, writes book/results/tinygpt.md
     python examples/tinygpt_shakespeare.py --iters 200 --out-dir /tmp/quick
     python examples/tinygpt_shakespeare.py --checkpoint runs/tinygpt.ckpt
+    python examples/tinygpt_shakespeare.py --threads 1 --compare-torch   # what book/results/tinygpt.md shows
 
 The model and the recipe are those of nanoGPT's `shakespeare_char` run on a CPU
 (n_layer 4, n_head 4, n_embd 128, block_size 64, batch 12, dropout 0, no biases

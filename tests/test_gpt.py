@@ -375,7 +375,7 @@ def test_the_shakespeare_example_trains_and_writes_its_report(tmp_path):
     text.write_text("To be, or not to be, that is the question:\n" * 40, encoding="utf-8")
     out = tmp_path / "results"
     done = subprocess.run([sys.executable, str(repo / "examples" / "tinygpt_shakespeare.py"), "--data", str(text),
-                           "--iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--sample-chars", "20",
+                           "--iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1", "--sample-chars", "20",
                            "--out-dir", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = (out / "tinygpt.md").read_text(encoding="utf-8")
