@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))  # the checkout's tinytorch, even when it is not i
 
 import tinytorch  # noqa: E402
 from tinytorch import nn, optim  # noqa: E402
+from tinytorch.models import reuse_freed_memory  # noqa: E402
 from tinytorch.optim.lr_scheduler import LRScheduler  # noqa: E402
 from tinytorch.training import Trainer, evaluate_model, plot_confusion_matrix, plot_training_history  # noqa: E402
 from tinytorch.data import (CIFAR10Dataset, Compose, ConvertImageDtype, DataLoader, Normalize,  # noqa: E402
@@ -82,6 +83,7 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     command = "python examples/cifar10_cnn.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     tinytorch.manual_seed(args.seed)
+    reuse_freed_memory()  # every step frees and reallocates the same arrays: keep them instead of page-faulting
     download_cifar10(args.data, url=args.url, checksum=args.checksum)
 
     train_tf = Compose([ConvertImageDtype(), Normalize(MEAN, STD), RandomCrop(32, padding=4), RandomHorizontalFlip()])

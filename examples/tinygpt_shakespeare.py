@@ -256,7 +256,7 @@ def main(argv=None) -> None:
 `--compare-torch` trained `benchmarks/torch_gpt.py`'s PyTorch model (nanoGPT's, with the tanh GELU) from
 the same initial weights, on the same batches, with the same schedule, clipping and evaluation batches,
 after the tinytorch run (so the two step times were measured one after the other, not alternating; see
-`benchmarks/bench_gpt.py` for an alternating measurement).
+`benchmarks/run_all.py --only gpt` for an alternating measurement).
 
 | | tinytorch | PyTorch {__import__("torch").__version__} |
 | --- | --- | --- |

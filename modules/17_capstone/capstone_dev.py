@@ -1433,7 +1433,7 @@ r"""
   our config offers). Our `examples/tinygpt_shakespeare.py` runs the same
   configuration and writes its result to the book's results pages; the
   test suite checks that our GPT and a PyTorch GPT with copied weights give
-  the same loss and gradients, and `benchmarks/bench_gpt.py` measures both
+  the same loss and gradients, and `benchmarks/run_all.py --only gpt` measures both
   frameworks' step times side by side on your machine.
 - **Fused attention.** PyTorch's `F.scaled_dot_product_attention` dispatches
   to FlashAttention-style kernels that compute the softmax in tiles and never
