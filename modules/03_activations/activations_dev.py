@@ -66,7 +66,7 @@ this chapter becomes differentiable without a single line of it changing.
 5. measure the time and memory an elementwise function costs per element, and say why.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.activations
 
 # %%
@@ -236,11 +236,13 @@ is 0.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_relu", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def relu(x: Tensor) -> Tensor:
     """max(0, x), written as x times a 0/1 mask so its derivative falls out of Mul's."""
+    ### BEGIN SOLUTION
     return x * (x > 0)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -258,7 +260,7 @@ unchanged.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_relu", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_relu():
     values = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
     out = relu(Tensor(values))
@@ -328,7 +330,7 @@ on each side.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_sigmoid", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + e^-x), computed from z = e^-|x| so that no exponent is ever positive.
@@ -336,10 +338,12 @@ def sigmoid(x: Tensor) -> Tensor:
     For x >= 0 it is 1 / (1 + z); for x < 0 the same value is z / (1 + z). z lies in
     (0, 1], so nothing overflows and the tiny values of the left tail keep full precision.
     """
+    ### BEGIN SOLUTION
     below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's
     z = (x * Tensor(2 * below - 1)).exp()               # x * (-1 or +1) = -|x|, so z = e^-|x|
     numerator = z * Tensor(below) + Tensor(1 - below)   # z where x < 0, 1 where x >= 0
     return numerator / (z + 1.0)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -379,7 +383,7 @@ relative precision in float32 ($\sigma(-20)$ to 6 digits).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_sigmoid", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_sigmoid():
     values = np.random.default_rng(2).uniform(-8, 8, (3, 7))
     np.testing.assert_allclose(sigmoid(Tensor(values)).data, 1 / (1 + np.exp(-values)), rtol=1e-12)
@@ -407,11 +411,13 @@ before ReLU.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_tanh", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def tanh(x: Tensor) -> Tensor:
     """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow."""
+    ### BEGIN SOLUTION
     return x.tanh()
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -422,7 +428,7 @@ that it is odd and bounded by 1 for huge inputs.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_tanh", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_tanh():
     values = np.random.default_rng(3).uniform(-5, 5, 50)
     t = tanh(Tensor(values)).data
@@ -455,7 +461,7 @@ cube is written `x * x * x`, not `x ** 3`. The systems analysis shows why.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_gelu", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -465,11 +471,13 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
 
     This is PyTorch's gelu(x, approximate="tanh"); PyTorch's default is the exact erf form.
     """
+    ### BEGIN SOLUTION
     if approximate != "tanh":
         raise ValueError(f"gelu(approximate={approximate!r}): tinytorch implements only the tanh "
                          "approximation; pass approximate='tanh'")
     inner = (x + x * x * x * 0.044715) * _SQRT_2_OVER_PI   # x*x*x, not x**3: see the systems analysis
     return x * 0.5 * (inner.tanh() + 1.0)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -503,7 +511,7 @@ and that `approximate="none"` is refused.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_gelu", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_gelu():
     values = np.random.default_rng(4).uniform(-6, 6, 200)
     formula = 0.5 * values * (1 + np.tanh(math.sqrt(2 / math.pi) * (values + 0.044715 * values ** 3)))
@@ -563,13 +571,15 @@ the result does not depend on it, no gradient should flow through it. (Chapter
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_softmax", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows."""
+    ### BEGIN SOLUTION
     shifted = x - x.max(dim=dim, keepdim=True).detach()   # softmax(x - c) == softmax(x)
     e = shifted.exp()                                     # every exponent <= 0: values in (0, 1]
     return e / e.sum(dim=dim, keepdim=True)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -581,7 +591,7 @@ give finite one-hot rows with no warning, and that `dim` picks the axis.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_softmax", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_softmax():
     z = np.random.default_rng(5).standard_normal((4, 6))
     s = softmax(Tensor(z)).data
@@ -593,7 +603,9 @@ def test_unit_softmax():
         huge = softmax(Tensor(np.array([[1e4, 0.0, -1e4], [-1e4, -1e4, 1e4]], dtype=np.float32))).data
     assert np.all(np.isfinite(huge)), f"softmax of logits like 1e4 is not finite: {huge}"
     np.testing.assert_array_equal(huge, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    ### BEGIN HIDDEN TESTS
     np.testing.assert_allclose(softmax(Tensor(z), dim=0).data.sum(axis=0), 1.0, rtol=1e-12)
+    ### END HIDDEN TESTS
     print("✓ softmax: matches the formula, rows sum to 1, shift-invariant, finite at 1e4")
 
 
@@ -629,12 +641,14 @@ $-\infty$ for finite logits. This is the *log-sum-exp trick*.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_log_softmax", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite."""
+    ### BEGIN SOLUTION
     shifted = x - x.max(dim=dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()   # the sum is >= 1: log never sees 0
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -646,7 +660,7 @@ summing to 1.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_log_softmax", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_log_softmax():
     z = np.random.default_rng(6).standard_normal((5, 4))
     ls = log_softmax(Tensor(z)).data
@@ -765,7 +779,7 @@ honours its `dim`, and that `GELU(approximate="none")` is refused with a
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_activation_layers", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_activation_layers():
     x = Tensor(np.random.default_rng(7).standard_normal((3, 4)))
     pairs = [(ReLU(), relu), (Sigmoid(), sigmoid), (Tanh(), tanh), (GELU(), gelu),
@@ -1125,7 +1139,7 @@ be affine and this would fail.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_xor_needs_relu", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_xor_needs_relu():
     h = relu(xor_inputs @ W1.T + b1)
     y = (h @ W2.T).reshape(-1)

@@ -58,7 +58,7 @@ will train then without a line being rewritten.
    batch, and find where one overtakes the other.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.networks
 
 # %%
@@ -183,7 +183,7 @@ forget that the last entry of that list is the output.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_MLP", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class MLP(Sequential):
     """Linear layers of sizes in_features -> *hidden_sizes -> out_features, an activation between each pair.
@@ -198,6 +198,7 @@ class MLP(Sequential):
     """
 
     def __init__(self, in_features: int, hidden_sizes, out_features: int, activation=ReLU, bias: bool = True):
+        ### BEGIN SOLUTION
         if isinstance(hidden_sizes, (int, np.integer)):
             raise TypeError(f"MLP: hidden_sizes must be a list like [{hidden_sizes}], not the int {hidden_sizes}")
         sizes = [in_features, *hidden_sizes, out_features]
@@ -211,6 +212,7 @@ class MLP(Sequential):
         super().__init__(*layers)
         self.in_features, self.out_features = in_features, out_features
         self.hidden_sizes = list(hidden_sizes)
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return "MLP" + super().__repr__()[len("Sequential"):]
@@ -226,7 +228,7 @@ bad `hidden_sizes` or a non-positive size is refused with a clear error.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_mlp_structure", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_mlp_structure():
     model = MLP(2, [16, 8], 3)
     kinds = [type(layer).__name__ for layer in model]
@@ -261,7 +263,7 @@ the input, or one skipped), this fails.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_mlp_forward", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_mlp_forward():
     model = MLP(4, [6, 5], 3)
     x = Tensor(np.random.default_rng(0).standard_normal((7, 4)).astype(np.float32))
@@ -319,10 +321,11 @@ this; we raise an error, because a warning in a training loop scrolls away.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_mse_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     """Mean squared error between input and target, which must have the same shape."""
+    ### BEGIN SOLUTION
     _check_reduction(reduction, "mse_loss")
     if not isinstance(target, Tensor):
         target = Tensor(np.asarray(target, dtype=input.dtype))
@@ -331,6 +334,7 @@ def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
                          "reshape one to match (broadcasting them is almost always a bug)")
     diff = input - target
     return _reduce(diff * diff, reduction)
+    ### END SOLUTION
 
 
 class MSELoss(Module):
@@ -354,7 +358,7 @@ and an unknown reduction are refused.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_mse_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_mse_loss():
     rng = np.random.default_rng(1)
     y, t = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
@@ -437,7 +441,7 @@ later chapter fills it.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_cross_entropy", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _class_indices(target, logits: Tensor, where: str) -> np.ndarray:
     """Target class indices as an int array, checked against the logits' shape and class count."""
@@ -486,12 +490,14 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
     indices = _class_indices(target, input, "cross_entropy")
     if input.ndim == 2 and _cross_entropy_kernel is not None:
         return _reduce(_cross_entropy_kernel(input, indices), reduction)
+    ### BEGIN SOLUTION
     logp = log_softmax(input, dim=-1)                       # (N, C), never -inf for finite logits
     if input.ndim == 1:
         picked = logp[int(indices)]                          # (C,) -> ()
     else:
         picked = logp[np.arange(input.shape[0]), indices]    # (N, C) -> (N,): row n, column t[n]
     return _reduce(-picked, reduction)
+    ### END SOLUTION
 
 
 class CrossEntropyLoss(Module):
@@ -525,7 +531,7 @@ that float, out-of-range and wrongly shaped targets are refused.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_cross_entropy", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_cross_entropy():
     rng = np.random.default_rng(2)
     z, t = rng.standard_normal((6, 4)) * 3, rng.integers(0, 4, 6)
@@ -537,7 +543,9 @@ def test_unit_cross_entropy():
     for as_given in (Tensor(t), t.tolist(), t.astype(np.int32)):
         np.testing.assert_allclose(CrossEntropyLoss()(Tensor(z), as_given).item(), expected.mean(), rtol=1e-12)
     np.testing.assert_allclose(cross_entropy(Tensor(np.zeros((3, 10))), [0, 5, 9]).item(), math.log(10), rtol=1e-12)
+    ### BEGIN HIDDEN TESTS
     np.testing.assert_allclose(cross_entropy(Tensor(z[0]), int(t[0])).item(), expected[0], rtol=1e-12)
+    ### END HIDDEN TESTS
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         huge = cross_entropy(Tensor(np.array([[1e4, 0.0, -1e4]], dtype=np.float32)), [2], reduction="none")
@@ -575,28 +583,34 @@ real model.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_count_parameters", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def count_parameters(model: Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (each shared parameter counted once)."""
+    ### BEGIN SOLUTION
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    ### END SOLUTION
 
 
 def parameter_bytes(model: Module, dtype=None) -> int:
     """Bytes the parameters take as stored, or as they would take in `dtype` (e.g. np.float64)."""
+    ### BEGIN SOLUTION
     if dtype is None:
         return sum(p.nbytes for p in model.parameters())
     return count_parameters(model) * np.dtype(dtype).itemsize
+    ### END SOLUTION
 
 
 def activation_bytes(model: Module, x: Tensor) -> int:
     """Bytes of every layer's output for input x (a Sequential's layers one by one; else the output)."""
+    ### BEGIN SOLUTION
     layers = list(model) if isinstance(model, Sequential) else [model]
     total = 0
     for layer in layers:
         x = layer(x)
         total += x.nbytes
     return total
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -609,7 +623,7 @@ $N \sum_\ell d_\ell \times 4$ (every layer output, activations included).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_counting", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_counting():
     model = MLP(10, [32, 16], 4)
     expected = 10 * 32 + 32 + 32 * 16 + 16 + 16 * 4 + 4
@@ -944,7 +958,7 @@ agree on the model they describe.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_untrained_classifier", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_untrained_classifier():
     out = classifier(Tensor(X))
     z = out.data.astype(np.float64)

@@ -55,7 +55,7 @@ Chapter 09 gives every primitive a backward rule, including these two, so the
 layers of this chapter become trainable there without changing a line.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.spatial
 
 # %%
@@ -159,7 +159,7 @@ formula above.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_conv_output_size", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints as a pair: kernel_size=3 means (3, 3)."""
@@ -173,7 +173,9 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     """How many window positions fit along one axis: floor((size + 2*padding - kernel) / stride) + 1."""
+    ### BEGIN SOLUTION
     return (size + 2 * padding - kernel) // stride + 1
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -184,7 +186,7 @@ halves it (rounding down), and pooling a 13-wide map by 2 gives 6.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_output_size", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_output_size():
     assert conv_output_size(32, 3) == 30                         # valid: shrinks by k - 1
     assert conv_output_size(32, 3, padding=1) == 32              # same padding
@@ -247,7 +249,7 @@ meaningless, so it gets checked against arithmetic we can do in our heads.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_conv2d_naive", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_conv2d_naive():
     x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
     w = np.ones((1, 1, 2, 2))
@@ -277,18 +279,20 @@ hence the `value` option.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Pad2d", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Pad2d(Function):
     """Pad the last two axes of x with `value`: (..., H, W) -> (..., H + 2*ph, W + 2*pw)."""
 
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
+        ### BEGIN SOLUTION
         (ph, pw), (H, W) = padding, x.shape[-2:]
         ctx.padding, ctx.input_shape = padding, x.shape
         out = np.full(x.shape[:-2] + (H + 2 * ph, W + 2 * pw), value, dtype=x.dtype)
         out[..., ph:ph + H, pw:pw + W] = x
         return out
+        ### END SOLUTION
 
 
 # %% [markdown]
@@ -300,7 +304,7 @@ case is deliberately not square.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_pad2d", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_pad2d():
     x = Tensor(np.array([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=np.float32))
     out = Pad2d.apply(x, padding=(1, 1))
@@ -365,7 +369,7 @@ The systems section measures the difference.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Im2col", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Im2col(Function):
     """Every kh x kw window of x (N, C, H, W) as one column: (C*kh*kw, N*OH*OW).
@@ -376,6 +380,7 @@ class Im2col(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride):
+        ### BEGIN SOLUTION
         N, C, H, W = x.shape
         (kh, kw), (sh, sw) = kernel_size, stride
         OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
@@ -383,6 +388,7 @@ class Im2col(Function):
         windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]   # (N, C, OH, OW, kh, kw), a view
         windows = windows.transpose(1, 4, 5, 0, 2, 3)                               # (C, kh, kw, N, OH, OW), a view
         return windows.reshape(C * kh * kw, N * OH * OW)                            # the one copy
+        ### END SOLUTION
 
 
 # %% [markdown]
@@ -410,7 +416,7 @@ not a view into the input.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_im2col", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_im2col():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
@@ -449,7 +455,7 @@ not fit the (padded) image after a few pooling layers.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_conv2d", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> None:
     if input.ndim != 4:
@@ -480,6 +486,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     Returns:
         (N, O, OH, OW) with OH = floor((H + 2*ph - kh) / sh) + 1 (same for OW).
     """
+    ### BEGIN SOLUTION
     if input.ndim == 3:                                                # one image: add and drop a batch axis
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding)[0]
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
@@ -492,6 +499,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if bias is not None:
         out = out + bias.reshape(O, 1)                                   # one bias per output channel
     return out.reshape(O, N, OH, OW).permute(1, 0, 2, 3)                 # (N, O, OH, OW), a view
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -505,7 +513,7 @@ mistakes produce one clear line.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_conv2d", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_conv2d():
     rng = np.random.default_rng(1)
     cases = [  # (N, C, H, W), (O, kh, kw), stride, padding, bias
@@ -554,7 +562,7 @@ when a model has ten of them.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Conv2d", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Conv2d(Module):
     """2-D convolution layer: weight (out_channels, in_channels, kh, kw), bias (out_channels,)."""
@@ -572,10 +580,12 @@ class Conv2d(Module):
         self.bias = init.uniform_(Parameter(np.empty(out_channels, dtype=np.float32)), -bound, bound) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(f"{self!r} expects input (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
                              f"got {x.shape}")
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -593,7 +603,7 @@ that a wrong channel count is caught with the layer's name in the message.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_conv2d_module", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_conv2d_module():
     init.manual_seed(0)
     layer = Conv2d(3, 8, 3, padding=1)
@@ -647,7 +657,7 @@ did not use it.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_max_pool2d", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float, name: str):
     """Each channel's windows, side by side: (C, kh*kw, N*OH*OW), and the shape (C, N, OH, OW)."""
@@ -673,18 +683,22 @@ def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float,
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The maximum of every kh x kw window (stride defaults to kernel_size): (N, C, H, W) -> (N, C, OH, OW)."""
+    ### BEGIN SOLUTION
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, -np.inf, "max_pool2d")
     return windows.max(dim=1).reshape(*shape).permute(1, 0, 2, 3)     # (C, N, OH, OW) viewed as (N, C, OH, OW)
+    ### END SOLUTION
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The mean of every kh x kw window (zero padding counts, as in PyTorch): (N, C, H, W) -> (N, C, OH, OW)."""
+    ### BEGIN SOLUTION
     if input.ndim == 3:
         return avg_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, 0.0, "avg_pool2d")
     return windows.mean(dim=1).reshape(*shape).permute(1, 0, 2, 3)
+    ### END SOLUTION
 
 
 class _Pool2d(Module):
@@ -723,7 +737,7 @@ that channels do not mix, the dropped leftover row, and one of the errors.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_pooling", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_pooling():
     x = Tensor(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
     assert MaxPool2d(2)(x).data[0, 0].tolist() == [[5, 7], [13, 15]]
@@ -731,8 +745,10 @@ def test_unit_pooling():
     assert max_pool2d(x, 3, stride=1).data[0, 0].tolist() == [[10, 11], [14, 15]]
     assert max_pool2d(-x - 1, 2, padding=1).data[0, 0, 0, 0] == -1       # -inf padding never wins
     assert avg_pool2d(x + 4, 2, padding=1).data[0, 0, 0, 0] == 1.0        # (4 + 0 + 0 + 0) / 4
+    ### BEGIN HIDDEN TESTS
     two = Tensor(np.stack([np.arange(16.0), -np.arange(16.0)]).reshape(1, 2, 4, 4))
     assert max_pool2d(two, 4).data.reshape(-1).tolist() == [15, 0]        # channels stay apart
+    ### END HIDDEN TESTS
     assert MaxPool2d(2)(Tensor(np.zeros((2, 3, 13, 13), dtype=np.float32))).shape == (2, 3, 6, 6)
     assert repr(MaxPool2d(2)) == "MaxPool2d(kernel_size=2, stride=2, padding=0)"
     try:
@@ -759,7 +775,7 @@ they finally get copied into the standard row-major order.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Flatten", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Flatten(Module):
     """Merge dimensions start_dim..end_dim into one: (N, C, H, W) -> (N, C*H*W) by default."""
@@ -769,11 +785,13 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
         if start > end:
             raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {x.shape}")
         merged = int(np.prod(x.shape[start:end + 1]))
         return x.reshape(*x.shape[:start], merged, *x.shape[end + 1:])
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
@@ -788,7 +806,7 @@ range.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_flatten", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_flatten():
     x = Tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2))
     assert Flatten()(x).shape == (2, 12)

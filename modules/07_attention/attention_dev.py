@@ -48,7 +48,7 @@ You will measure it on your machine; it is why long context is expensive and
 why FlashAttention exists.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.attention
 
 # %%
@@ -148,12 +148,14 @@ columns 0..i.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_causal_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def causal_mask(L: int, S: int | None = None) -> Tensor:
     """(L, S) boolean mask, True where query i may attend to key j, i.e. j <= i (S defaults to L)."""
+    ### BEGIN SOLUTION
     S = L if S is None else S
     return Tensor(np.tril(np.ones((L, S), dtype=bool)))
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -183,7 +185,7 @@ become `keep = False`, so they get the same NaN-free treatment.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _split_mask(mask, true_means_keep: bool = True):
     """A mask as (keep, bias): `keep` a boolean array or None, `bias` a float Tensor to add or None."""
@@ -202,6 +204,7 @@ def _split_mask(mask, true_means_keep: bool = True):
 def _attention(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
                dropout_p: float = 0.0, scale: float | None = None) -> tuple[Tensor, Tensor]:
     """softmax(q k^T * scale + bias, masked by keep) @ v; returns (output, attention weights)."""
+    ### BEGIN SOLUTION
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query @ key.transpose(-2, -1)) * scale       # (..., L, d) @ (..., d, S) -> (..., L, S)
     if bias is not None:
@@ -220,6 +223,7 @@ def _attention(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
         factor = 0.0 if dropout_p >= 1.0 else 1.0 / (1.0 - dropout_p)
         weights = weights * Tensor((kept * factor).astype(weights.dtype))  # keeps the expected weight
     return weights @ value, weights                        # (..., L, S) @ (..., S, dv) -> (..., L, dv)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -282,7 +286,7 @@ dimensions, and that mismatched shapes fail with a message naming both.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_scaled_dot_product_attention", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_scaled_dot_product_attention():
     q = Tensor(np.array([[2.0, 0.0]]))                    # (L=1, d=2)
     k = Tensor(np.array([[1.0, 0.0], [0.0, 1.0]]))        # (S=2, d=2)
@@ -328,7 +332,7 @@ checks it, and you can rerun this cell after chapter 09.)
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_attention_masks", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_attention_masks():
     rng = np.random.default_rng(2)
     q, k, v = (Tensor(rng.standard_normal((1, 4, 3))) for _ in range(3))   # (B, T, d)
@@ -372,7 +376,7 @@ weights are exactly zero), while outputs from 3 on do change.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_causal_property", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_causal_property():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 6, 4)).astype(np.float32)          # (B, T, d)
@@ -438,7 +442,7 @@ three small ones (nanoGPT's `c_attn` does the same).
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_MultiheadAttention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class MultiheadAttention(Module):
     """Multi-head attention with torch.nn.MultiheadAttention's parameters, masks and layouts."""
@@ -460,6 +464,7 @@ class MultiheadAttention(Module):
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values (each (B, T, E)) from the packed in_proj_weight."""
+        ### BEGIN SOLUTION
         E, W, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
         if query is key and key is value:                  # self-attention: one (3E, E) matmul
             qkv = query @ W.T                              # (B, T, E) @ (E, 3E) -> (B, T, 3E)
@@ -470,6 +475,7 @@ class MultiheadAttention(Module):
             y = x @ W[i * E:(i + 1) * E].T                 # (B, T, E) @ (E, E) -> (B, T, E)
             parts.append(y + b[i * E:(i + 1) * E] if b is not None else y)
         return tuple(parts)
+        ### END SOLUTION
 
     def _masks(self, attn_mask, key_padding_mask, is_causal, B, L, S):
         """Combine attn_mask ((L, S) or (B*h, L, S)) and key_padding_mask ((B, S)) into keep/bias for (B, h, L, S)."""
@@ -507,6 +513,7 @@ class MultiheadAttention(Module):
             key = value = query                            # keep them one tensor: one fused projection
         if key.shape != value.shape[:-1] + (key.shape[-1],) or key.shape[0] != query.shape[0]:
             raise ValueError(f"key {key.shape} and value {value.shape} must match query's batch and each other")
+        ### BEGIN SOLUTION
         B, L, E = query.shape
         S, nh, hs = key.shape[1], self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)         # each (B, T, E)
@@ -518,6 +525,7 @@ class MultiheadAttention(Module):
         y, weights = _attention(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
         y = y.transpose(1, 2).reshape(B, L, E)             # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
         y = self.out_proj(y)                               # (B, L, E)
+        ### END SOLUTION
         if unbatched:
             y = y[0]                                       # (L, E)
         elif not self.batch_first:
@@ -544,7 +552,7 @@ averaged weights are rows summing to one, and that the module's mask convention
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_multihead_attention", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_multihead_attention():
     init.manual_seed(0)
     mha = MultiheadAttention(embed_dim=8, num_heads=2)
@@ -590,7 +598,7 @@ layer is deterministic and identical to the same layer with `dropout=0`.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_attention_dropout", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_attention_dropout():
     init.manual_seed(1)
     mha = MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
@@ -631,7 +639,7 @@ Weights start from N(0, 1) as in PyTorch. (PyTorch's `padding_idx`,
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Embedding", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Embedding(Module):
     """A lookup table: integer ids (any shape) -> rows of `weight` (num_embeddings, embedding_dim)."""
@@ -642,6 +650,7 @@ class Embedding(Module):
         self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim), dtype=np.float32)))
 
     def forward(self, ids) -> Tensor:
+        ### BEGIN SOLUTION
         index = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         if not np.issubdtype(index.dtype, np.integer):
             raise TypeError(f"Embedding expects integer ids, got {index.dtype}; convert with .astype(np.int64)")
@@ -649,6 +658,7 @@ class Embedding(Module):
             raise IndexError(f"Embedding({self.num_embeddings}, {self.embedding_dim}): ids must be in "
                              f"[0, {self.num_embeddings - 1}], got {index.min()}..{index.max()}")
         return self.weight[index]                          # ids (...) -> (..., embedding_dim)
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -664,7 +674,7 @@ was meant as "padding"; like PyTorch we refuse negative ids.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_embedding", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_embedding():
     init.manual_seed(2)
     emb = Embedding(10, 4)
@@ -737,10 +747,11 @@ Tensor operation and the gradient flows through it to `x`.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_sinusoidal_positions", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
     """(T, d) table: column 2i is sin(t / base^(2i/d)), column 2i+1 its cosine (a constant, no gradient)."""
+    ### BEGIN SOLUTION
     position = np.arange(T, dtype=np.float64)[:, None]             # (T, 1)
     frequency = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)  # (ceil(d/2),)
     angle = position * frequency                                   # (T, ceil(d/2))
@@ -748,6 +759,7 @@ def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
     table[:, 0::2] = np.sin(angle)
     table[:, 1::2] = np.cos(angle[:, : d // 2])                    # an odd d has one sine more
     return Tensor(table.astype(np.float32))
+    ### END SOLUTION
 
 
 # %%
@@ -771,7 +783,7 @@ output.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_positions", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_positions():
     pe = sinusoidal_positions(50, 16).data
     t = np.arange(50)
@@ -781,9 +793,11 @@ def test_unit_positions():
     assert np.abs(pe).max() <= 1.0, "positional values must stay in [-1, 1]"
     assert sinusoidal_positions(7, 5).shape == (7, 5), "an odd width should work"
     # Moving k steps on rotates each (sin, cos) pair by a fixed angle: a linear map of PE_t.
+    ### BEGIN HIDDEN TESTS
     w, k = 10000 ** (-2 * 2 / 16), 3
     rotation = np.array([[np.cos(k * w), -np.sin(k * w)], [np.sin(k * w), np.cos(k * w)]])
     assert np.allclose(pe[:-k, 4:6] @ rotation, pe[k:, 4:6], atol=1e-5), "PE[t+k] should be a rotation of PE[t]"
+    ### END HIDDEN TESTS
 
     init.manual_seed(4)
     layer = MultiheadAttention(16, 4, batch_first=True)

@@ -48,7 +48,7 @@ network whose activations explode or vanish without them; training with them
 comes in chapters 09 and 10.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.normalization
 
 # %%
@@ -125,7 +125,7 @@ broadcast back against the input. We multiply by $(\sigma^2+\epsilon)^{-1/2}$
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_LayerNorm", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class LayerNorm(Module):
     """Normalize each sample over its last dimensions, then scale by `weight` and shift by `bias`."""
@@ -138,6 +138,7 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(shape, dtype=np.float32)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
             raise ValueError(f"LayerNorm({self.normalized_shape}) normalizes the last dimensions, which must be "
@@ -152,6 +153,7 @@ class LayerNorm(Module):
         if self.bias is not None:
             out = out + self.bias
         return out
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -167,7 +169,7 @@ a message that shows both shapes.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_layer_norm", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_layer_norm():
     rng = np.random.default_rng(0)
     x = Tensor((rng.standard_normal((4, 3, 8)) * np.array([1.0, 50.0, 0.2])[None, :, None] + 7).astype(np.float32))
@@ -235,7 +237,7 @@ logic; the two public classes only say which input shapes they accept.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_BatchNorm", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class _BatchNorm(Module):
     """Per-channel normalization over the batch (and spatial) axes, with running statistics for eval mode."""
@@ -244,6 +246,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
+        ### BEGIN SOLUTION
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -256,17 +259,21 @@ class _BatchNorm(Module):
         else:
             for name in ("running_mean", "running_var", "num_batches_tracked"):
                 self.register_buffer(name, None)
+        ### END SOLUTION
 
     def _accepts(self, ndim: int) -> bool:
         raise NotImplementedError
 
     def _update_running_stats(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        ### BEGIN SOLUTION
         self.num_batches_tracked.data += 1
         m = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked.data)
         self.running_mean.data[...] = (1 - m) * self.running_mean.data + m * mean
         self.running_var.data[...] = (1 - m) * self.running_var.data + m * unbiased_var
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         name, C = type(self).__name__, self.num_features
         if not self._accepts(x.ndim) or x.shape[1] != C:
             raise ValueError(f"{name}({C}) expects input of shape {self._shapes} with C={C}; got {x.shape}")
@@ -289,6 +296,7 @@ class _BatchNorm(Module):
         if self.weight is not None:
             out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
         return out
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -323,7 +331,7 @@ in training (a single value has no variance) and the wrong number of channels.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_batch_norm_train", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_batch_norm_train():
     rng = np.random.default_rng(1)
     bn = BatchNorm1d(3)
@@ -361,7 +369,7 @@ batch statistics.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_batch_norm_running_stats", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_batch_norm_running_stats():
     rng = np.random.default_rng(2)
     bn = BatchNorm1d(2, momentum=0.1)
@@ -386,8 +394,10 @@ def test_unit_batch_norm_running_stats():
     average = BatchNorm1d(2, momentum=None)
     for batch in batches:
         average(Tensor(batch))
+    ### BEGIN HIDDEN TESTS
     assert np.allclose(average.running_mean.data, np.mean([b.mean(0) for b in batches], axis=0), atol=1e-5), \
         "momentum=None should give the cumulative average of the batch means"
+    ### END HIDDEN TESTS
     print("BatchNorm running statistics: momentum, unbiased variance, eval mode OK")
 
 
@@ -402,7 +412,7 @@ mean after one batch, and that `BatchNorm2d` refuses a (N, C) input (and
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_batch_norm_2d", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_batch_norm_2d():
     rng = np.random.default_rng(3)
     x = Tensor((rng.standard_normal((5, 3, 4, 4)) * [[[2.0]], [[0.5]], [[9.0]]] + 1).astype(np.float32))

@@ -52,7 +52,7 @@ with the number of parameters. We measure it, and see what `no_grad()` and
 freeing the graph after backward give back.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.autograd
 
 # %% [markdown]
@@ -291,7 +291,7 @@ that makes `Add` cheap: its rule returns the upstream array itself, no copy.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_add_neg_rules", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_add_neg_rules():
     a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
     check_rule(Add, a, b)
@@ -318,13 +318,15 @@ needs none, and in `x * 0.5` the constant needs none.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_mul_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 @backward_rule(Mul)
 def mul_backward(ctx, grad):
+    ### BEGIN SOLUTION
     a, b = ctx.saved_arrays
     return (grad * b if ctx.needs_input_grad[0] else None,   # d(ab)/da = b
             grad * a if ctx.needs_input_grad[1] else None)   # d(ab)/db = a
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -334,7 +336,7 @@ input that is a constant (its slot must be `None`).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_mul_rule", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_mul_rule():
     a, b = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
     check_rule(Mul, a, b)
@@ -369,10 +371,11 @@ there, as PyTorch does.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_pow_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 @backward_rule(Pow)
 def pow_backward(ctx, grad):
+    ### BEGIN SOLUTION
     (a,) = ctx.saved_arrays
     p = ctx.exponent
     if p == 0:
@@ -380,6 +383,7 @@ def pow_backward(ctx, grad):
     if p == -1:                                     # division: NumPy's a ** -2 is ~100x slower than this
         return (-grad / (a * a),)
     return (grad * (p * a ** (p - 1)),)             # d(a^p)/da = p a^(p-1)
+    ### END SOLUTION
 
 
 @backward_rule(Exp)
@@ -408,7 +412,7 @@ $p = 0$ case at zero, where a careless formula gives `nan`.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_elementwise_rules", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_elementwise_rules():
     a = rng.uniform(0.5, 2.0, (2, 3))                # positive: log and fractional powers need it
     for p in (2, 3, -1, 0.5, -0.5):
@@ -450,10 +454,11 @@ puts the axis back on both sides, multiplies, and drops it again.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_matmul_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 @backward_rule(MatMul)
 def matmul_backward(ctx, grad):
+    ### BEGIN SOLUTION
     a, b = ctx.saved_arrays
     # Treat 1-D operands as a row (a) or a column (b), as matmul itself does.
     a2 = a[None, :] if a.ndim == 1 else a
@@ -468,6 +473,7 @@ def matmul_backward(ctx, grad):
         grad_b = np.swapaxes(a2, -1, -2) @ g2        # (..., k, n) @ (..., n, m) -> (..., k, m)
         grad_b = grad_b[..., :, 0] if b.ndim == 1 else grad_b
     return grad_a, grad_b
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -480,7 +486,7 @@ engine later.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_matmul_rule", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_matmul_rule():
     cases = [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((2, 2, 3), (2, 3, 4))]
     for shape_a, shape_b in cases:
@@ -517,7 +523,7 @@ directly.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_sum_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _expand_reduced(grad, ctx):
     """Put back the axes a reduction removed, so grad broadcasts against the input."""
@@ -531,15 +537,19 @@ def _expand_reduced(grad, ctx):
 
 @backward_rule(Sum)
 def sum_backward(ctx, grad):
+    ### BEGIN SOLUTION
     return (np.broadcast_to(_expand_reduced(grad, ctx), ctx.input_shape),)
+    ### END SOLUTION
 
 
 @backward_rule(Max)
 def max_backward(ctx, grad):
+    ### BEGIN SOLUTION
     a, out = ctx.saved_arrays                       # out kept its reduced axes (keepdims)
     mask = (a == out).astype(a.dtype)               # float mask in a's dtype: float32 stays float32
     mask /= mask.sum(axis=ctx.axis, keepdims=True)  # ties share the gradient
     return (_expand_reduced(grad, ctx) * mask,)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -552,7 +562,7 @@ NumPy, and would silently double the memory of every gradient behind it).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_reduction_rules", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_reduction_rules():
     a = rng.standard_normal((2, 3, 4))
     for axis, keepdims in [(None, False), (1, False), (-1, True), ((0, 2), False), (None, True)]:
@@ -605,7 +615,7 @@ every 2-D case and fail here.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_view_rules", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_view_rules():
     a = rng.standard_normal((2, 3, 4))
     check_rule(Reshape, a, shape=(4, 6))
@@ -741,10 +751,11 @@ whatever the batch size was.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_unbroadcast", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum a gradient back to `shape`, undoing NumPy broadcasting (the bias-gradient rule)."""
+    ### BEGIN SOLUTION
     if grad.shape == shape or grad.ndim < len(shape):
         return grad                                   # (too few axes: a faulty rule; backward says so)
     extra = grad.ndim - len(shape)
@@ -754,6 +765,7 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)  # axes of length 1 that were stretched
     return grad
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -764,7 +776,7 @@ how many output elements its input element was copied into.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_unbroadcast", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_unbroadcast():
     g = np.ones((5, 3))
     np.testing.assert_array_equal(_unbroadcast(g, (3,)), [5, 5, 5])          # a bias
@@ -796,10 +808,11 @@ data inputs are left out of the walk altogether.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_topological_order", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Every tensor root depends on, each after all of its inputs (iterative: graphs get deep)."""
+    ### BEGIN SOLUTION
     order, visited, stack = [], set(), [(root, False)]
     while stack:
         tensor, expanded = stack.pop()
@@ -815,6 +828,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
                 if parent.requires_grad and id(parent) not in visited:
                     stack.append((parent, False))
     return order
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -826,7 +840,7 @@ which must not raise.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_topological_order", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_topological_order():
     a = Tensor(np.ones(3), requires_grad=True)
     b = a * 2
@@ -882,7 +896,7 @@ to the input's shape, is reported by name.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_backward", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
     """Fill `.grad` of every leaf tensor that requires grad with d(self)/d(leaf), accumulating.
@@ -893,6 +907,7 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
         retain_graph: keep the saved arrays so that backward() can run through this
             graph again; by default they are freed as soon as each node is done.
     """
+    ### BEGIN SOLUTION
     if not self.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad (no input had requires_grad=True)")
     if gradient is None:
@@ -931,6 +946,7 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
             ctx.saved_arrays, ctx.inputs = None, ()   # free what forward kept for us
+    ### END SOLUTION
 
 
 Tensor.backward = backward
@@ -950,7 +966,7 @@ differentiate by hand:
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_backward", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_backward():
     x = Tensor(np.array([[1.0, 2.0, 3.0]]), requires_grad=True)
     w = Tensor(np.array([[0.5], [-1.0], [2.0]]), requires_grad=True)
@@ -971,6 +987,7 @@ def test_unit_backward():
     (x * 3).sum().backward()                        # a second, fresh graph: .grad accumulates
     np.testing.assert_allclose(x.grad.data, 5.0, err_msg="backward must add to .grad, not overwrite it")
 
+    ### BEGIN HIDDEN TESTS
     weight = Tensor(np.ones((3, 2)), requires_grad=True)
     bias = Tensor(np.zeros(2), requires_grad=True)
     for batch in (4, 1, 7):                         # alternating batch sizes
@@ -978,6 +995,7 @@ def test_unit_backward():
         (Tensor(np.ones((batch, 3))) @ weight + bias).sum().backward()
         assert bias.grad.shape == (2,), f"bias gradient has shape {bias.grad.shape}, the bias has (2,)"
         np.testing.assert_allclose(bias.grad.data, batch)
+    ### END HIDDEN TESTS
 
     y = x * 2
     try:
@@ -1009,7 +1027,7 @@ negative step, an integer-and-slice mix, and a boolean mask.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_indexing_gradients", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_indexing_gradients():
     table = Tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
     ids = np.array([3, 1, 3, 3])                     # token 3 appears three times
@@ -1088,7 +1106,7 @@ saved attribute gets wrong.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_no_grad", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_no_grad():
     x = Tensor(np.ones(3), requires_grad=True)
     with no_grad():
@@ -1211,7 +1229,7 @@ and say where.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_gradcheck", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 from tinytorch.core.activations import softmax
 
 

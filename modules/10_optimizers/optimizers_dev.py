@@ -42,7 +42,7 @@ model, compare the optimizers on the same problems, and finish by training a
 classifier to high accuracy in a few seconds.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.optimizers
 
 # %% [markdown]
@@ -186,7 +186,7 @@ its dtype; under `no_grad()`, because an update must never become part of a
 graph.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Optimizer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 
 import math
@@ -236,12 +236,14 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (None by default, which also frees its memory)."""
+        ### BEGIN SOLUTION
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
                     p.grad.data[...] = 0
+        ### END SOLUTION
 
     def step(self, closure: Callable | None = None):
         raise NotImplementedError(f"{type(self).__name__} must define step()")
@@ -305,7 +307,7 @@ Tensor, an empty list and a parameter given twice, and both forms of
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_optimizer_base", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_optimizer_base():
     a = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
     b = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
@@ -343,7 +345,7 @@ PyTorch's too.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_SGD", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, dampening, Nesterov momentum and L2 weight decay.
@@ -370,6 +372,7 @@ class SGD(Optimizer):
     @no_grad()
     def step(self, closure: Callable | None = None):
         """Update every parameter that has a gradient; returns the closure's loss if one is given."""
+        ### BEGIN SOLUTION
         loss = self._evaluate(closure)
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
@@ -391,6 +394,7 @@ class SGD(Optimizer):
                     g = g + momentum * buf if nesterov else buf
                 p.data -= lr * g                                        # in place: keeps dtype and aliases
         return loss
+        ### END SOLUTION
 
 
 # %% [markdown]
@@ -401,7 +405,7 @@ and keeps its array (a model holding the parameter must see the update).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_sgd", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def _param(values, grad, dtype=np.float32):
     p = Tensor(np.array(values, dtype=dtype), requires_grad=True)
     p.grad = Tensor(np.array(grad, dtype=dtype))
@@ -428,9 +432,11 @@ def test_unit_sgd():
     opt.step()                                        # b = 1; step along 1 + 0.9 * 1 = 1.9
     np.testing.assert_allclose(p.data, [0.81], rtol=1e-6)
 
+    ### BEGIN HIDDEN TESTS
     p = _param([2.0], [0.0])
     SGD([p], lr=0.1, weight_decay=0.5).step()         # g = 0 + 0.5 * 2 = 1
     np.testing.assert_allclose(p.data, [1.9], rtol=1e-6)
+    ### END HIDDEN TESTS
 
     p = _param([1.0], [1.0])
     opt = SGD([p], lr=0.1, momentum=0.5, dampening=0.5)
@@ -465,7 +471,7 @@ do take means exactly what it means there.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Adam", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Adam(Optimizer):
     """Adam: per-coordinate steps from bias-corrected moving averages of the gradient and its square.
@@ -491,6 +497,7 @@ class Adam(Optimizer):
     @no_grad()
     def step(self, closure: Callable | None = None):
         """Update every parameter that has a gradient; returns the closure's loss if one is given."""
+        ### BEGIN SOLUTION
         loss = self._evaluate(closure)
         for group in self.param_groups:
             lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -519,6 +526,7 @@ class Adam(Optimizer):
                 denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps  # of v, then eps, as PyTorch
                 p.data -= step_size * (m / denom)
         return loss
+        ### END SOLUTION
 
 
 class AdamW(Adam):
@@ -543,7 +551,7 @@ over the batch, gets moments of its own shape.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_adam", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_adam():
     p = _param([1.0, 1.0, 1.0, 1.0], [1e-4, -0.5, 2.0, 1e3])
     Adam([p], lr=0.01).step()
@@ -596,7 +604,7 @@ checkpoint) and that a state for differently shaped parameters is refused.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_state_dict", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_state_dict():
     rng = np.random.default_rng(0)
     grads = [rng.standard_normal(3).astype(np.float32) for _ in range(6)]
@@ -650,7 +658,7 @@ changes `group["lr"]` in between. These classes go to their own file,
 `tinytorch/core/lr_scheduler.py`, re-exported as `tinytorch.optim.lr_scheduler`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_LRScheduler", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export core.lr_scheduler
 
 import math
@@ -681,10 +689,12 @@ class LRScheduler:
 
     def step(self) -> None:
         """Advance one epoch and write the new learning rate into every parameter group."""
+        ### BEGIN SOLUTION
         self.last_epoch += 1
         self._last_lr = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
+        ### END SOLUTION
 
     def get_last_lr(self) -> list[float]:
         """The learning rates set by the last step(), one per parameter group."""
@@ -707,7 +717,9 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        ### BEGIN SOLUTION
         return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
+        ### END SOLUTION
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -720,8 +732,10 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        ### BEGIN SOLUTION
         cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * cosine for base in self.base_lrs]
+        ### END SOLUTION
 
 
 # %% [markdown]
@@ -733,7 +747,7 @@ scheduled rate in its next step.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_schedulers", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_schedulers():
     a = Tensor(np.zeros(1), requires_grad=True)
     b = Tensor(np.zeros(1), requires_grad=True)

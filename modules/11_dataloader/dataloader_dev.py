@@ -45,7 +45,7 @@ Everything here runs offline on data the chapter generates: a tiny archive in
 the official CIFAR-10 layout, "downloaded" through a `file://` URL.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp data.loader
 
 # %% [markdown]
@@ -169,7 +169,7 @@ the wrong labels with the wrong features.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_tensor_dataset", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_tensor_dataset():
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
     y = np.array([0, 1, 0, 1, 1, 0])
@@ -211,10 +211,11 @@ a `collate_fn` of your own.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_default_collate", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def default_collate(samples: Sequence) -> Any:
     """Stack a list of samples into one batch, field by field (torch's default_collate)."""
+    ### BEGIN SOLUTION
     first = samples[0]
     if isinstance(first, (Tensor, np.ndarray, np.generic)):
         arrays = [s.data if isinstance(s, Tensor) else np.asarray(s) for s in samples]
@@ -238,6 +239,7 @@ def default_collate(samples: Sequence) -> Any:
         return tuple(default_collate(list(field)) for field in zip(*samples))
     raise TypeError(f"default_collate cannot batch samples of type {type(first).__name__}; "
                     "pass collate_fn= to DataLoader")
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -248,7 +250,7 @@ most common collate failure in practice (images of different sizes).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_default_collate", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_default_collate():
     samples = [(Tensor(np.full((2, 3), i, dtype=np.float32)), i) for i in range(4)]
     images, labels = default_collate(samples)
@@ -297,7 +299,7 @@ permutation.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_DataLoader", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class DataLoader:
     """Iterate over a dataset in batches: each `iter()` is one epoch.
@@ -334,11 +336,13 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _order(self) -> np.ndarray:
+        ### BEGIN SOLUTION
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
         rng = self.generator if self.generator is not None else init.generator()
         return rng.permutation(n)
+        ### END SOLUTION
 
     def _fetch(self, indices: np.ndarray):
         get_batch = getattr(self.dataset, "get_batch", None)
@@ -348,9 +352,11 @@ class DataLoader:
         return collate([self.dataset[int(i)] for i in indices])
 
     def __iter__(self) -> Iterator:
+        ### BEGIN SOLUTION
         order = self._order()
         for b in range(len(self)):
             yield self._fetch(order[b * self.batch_size:(b + 1) * self.batch_size])
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)}, batch_size={self.batch_size}, "
@@ -369,7 +375,7 @@ path (`get_batch`) give the same batches.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_dataloader_batches", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_dataloader_batches():
     ds = TensorDataset(np.arange(10, dtype=np.float32), np.arange(10) % 3)
     loader = DataLoader(ds, batch_size=4)
@@ -405,7 +411,7 @@ repeatable.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_dataloader_shuffle", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_dataloader_shuffle():
     ds = TensorDataset(np.arange(100))
 
@@ -461,7 +467,7 @@ generator at call time, so `tinytorch.manual_seed` makes augmentation
 repeatable too.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Normalize", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export data.transforms
 from typing import Sequence
 
@@ -553,6 +559,7 @@ class Normalize:
             raise ValueError("Normalize: a std of 0 would divide by zero")
 
     def __call__(self, x) -> Tensor:
+        ### BEGIN SOLUTION
         a = _images(x, "Normalize")
         if not np.issubdtype(a.dtype, np.floating):
             raise TypeError(f"Normalize expects float images, got {a.dtype}; "
@@ -565,6 +572,7 @@ class Normalize:
         out = a - mean                                     # one new array ...
         out /= std                                         # ... divided in place
         return Tensor(out)
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()})"
@@ -581,7 +589,7 @@ also checks that `Normalize` refuses `uint8` input rather than computing
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_to_tensor_and_normalize", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_to_tensor_and_normalize():
     hwc = np.zeros((4, 5, 3), dtype=np.uint8)
     hwc[1, 2, 0] = 255                                    # red pixel at row 1, column 2
@@ -617,7 +625,7 @@ it). One random draw and one indexed assignment for the whole batch, instead of
 a Python `if` per image.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_RandomHorizontalFlip", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export data.transforms
 class RandomHorizontalFlip:
     """Mirror each image left-right with probability p (an independent coin per image of a batch)."""
@@ -629,6 +637,7 @@ class RandomHorizontalFlip:
         self.generator = generator
 
     def __call__(self, x) -> Tensor:
+        ### BEGIN SOLUTION
         a = _images(x, "RandomHorizontalFlip")
         batch = a if a.ndim == 4 else a[None]              # (N, C, H, W)
         rng = self.generator if self.generator is not None else init.generator()
@@ -636,6 +645,7 @@ class RandomHorizontalFlip:
         out = batch.copy()
         out[flip] = batch[flip, :, :, ::-1]                # mirror the width axis of those
         return Tensor(out if a.ndim == 4 else out[0])
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
@@ -667,7 +677,7 @@ The padding itself is one allocation of the padded batch filled with `fill`
 and one slice assignment of the images into its middle.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_RandomCrop", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export data.transforms
 class RandomCrop:
     """Pad by `padding` (with `fill`) and cut a random size×size window; a fresh position per image."""
@@ -682,6 +692,7 @@ class RandomCrop:
         self.padding, self.fill, self.generator = int(padding), fill, generator
 
     def __call__(self, x) -> Tensor:
+        ### BEGIN SOLUTION
         a = _images(x, "RandomCrop")
         batch = a if a.ndim == 4 else a[None]              # (N, C, H, W)
         n, c, height, width = batch.shape
@@ -699,6 +710,7 @@ class RandomCrop:
         windows = sliding_window_view(batch, (h, w), axis=(2, 3))   # (N, C, H-h+1, W-w+1, h, w), a view
         out = windows[np.arange(n), :, tops, lefts]        # (N, C, h, w): image n's window, copied once
         return Tensor(out if a.ndim == 4 else out[0])
+        ### END SOLUTION
 
     def __repr__(self) -> str:
         return f"RandomCrop(size={self.size}, padding={self.padding})"
@@ -717,7 +729,7 @@ a fixed generator seed reproduces the result.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_random_flip_and_crop", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def _crop_positions(image: np.ndarray, out: np.ndarray, padding: int) -> list[tuple[int, int]]:
     """Every (top, left) at which `out` is a window of `image` padded with zeros: a per-image reference."""
     padded = np.pad(image, ((0, 0), (padding, padding), (padding, padding)))
@@ -744,8 +756,10 @@ def test_unit_random_flip_and_crop():
     positions = [_crop_positions(x, o, 2) for x, o in zip(batch, out)]
     assert all(positions), "a crop is not a window of the padded image"
     assert len({p[0] for p in positions}) > 5, "every image got the same crop position"
+    ### BEGIN HIDDEN TESTS
     again = RandomCrop(8, padding=2, generator=np.random.default_rng(2))(batch).data
     assert np.array_equal(out, again), "the same generator seed gave different crops"
+    ### END HIDDEN TESTS
     single = RandomCrop((5, 6))(batch[0]).data                 # no padding, a rectangle
     assert single.shape == (3, 5, 6) and _crop_positions(batch[0], single, 0)
     try:
@@ -766,7 +780,7 @@ shape, and the pipeline applied to one image gives one image.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_compose", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_compose():
     pipeline = Compose([ConvertImageDtype(), RandomCrop(32, padding=4), RandomHorizontalFlip(),
                         Normalize([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])])
@@ -1052,10 +1066,11 @@ the damaged file.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_unsafe", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export data.cifar10
 def _unsafe(member: tarfile.TarInfo) -> str | None:
     """Why extracting this member could write outside the target folder, or None if it is safe."""
+    ### BEGIN SOLUTION
     name = member.name
     if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
         return "an absolute path"
@@ -1066,6 +1081,7 @@ def _unsafe(member: tarfile.TarInfo) -> str | None:
     if not (member.isfile() or member.isdir()):
         return "a device, FIFO or other special file"
     return None
+    ### END SOLUTION
 
 
 def _safe_extract(archive: Path, into: Path, source: str) -> None:
@@ -1225,7 +1241,7 @@ verified download) it refuses and says what to run.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_BatchUnpickler", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export data.cifar10
 # numpy's array-rebuilding function, wherever this NumPy version keeps it (numpy._core or numpy.core)
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
@@ -1245,11 +1261,13 @@ class _BatchUnpickler(pickle.Unpickler):
                ("_codecs", "encode"): codecs.encode}                          # bytes under protocol 2
 
     def find_class(self, module: str, name: str):
+        ### BEGIN SOLUTION
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR-10 batches hold only "
                                          "arrays, lists and strings") from None
+        ### END SOLUTION
 
 
 def _load_batch(folder: Path, name: str, record: dict) -> dict:
@@ -1380,7 +1398,7 @@ data that was never downloaded.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_download_cifar10", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def _listing(root: Path) -> list[str]:
     """Every path under root (hidden ones too), to compare before and after."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
@@ -1438,7 +1456,7 @@ The traversal case puts a *valid* CIFAR-10 member first, so refusing late
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_download_refuses_bad_archives", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def _tar_gz(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> str:
     """Write a tar.gz of hand-made members; return its sha256 checksum."""
     with tarfile.open(path, "w:gz") as tar:
@@ -1507,7 +1525,7 @@ that asks for one, and check it refuses before anything runs.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_restricted_unpickler", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_restricted_unpickler():
     evil = pickle.dumps({"data": os.getcwd})               # a pickle that references os.getcwd
     try:

@@ -173,7 +173,7 @@ Two more properties matter when a crash can happen at any moment:
   error, because it runs and produces plausible garbage.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp training.trainer
 
 # %% [markdown]
@@ -235,7 +235,7 @@ they work on `.data` directly. These cells export to
 `tinytorch.training.metrics`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_accuracy", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export training.metrics
 import numpy as np
 
@@ -260,15 +260,18 @@ def _batch_size(inputs, targets) -> int:
 
 def accuracy(outputs, targets) -> float:
     """Fraction of rows whose largest output is the target class: outputs (N, C), targets (N,)."""
+    ### BEGIN SOLUTION
     outputs, targets = _numpy(outputs), _numpy(targets)
     if outputs.ndim != 2 or targets.shape != outputs.shape[:1]:
         raise ValueError(f"accuracy needs outputs of shape (N, C) and class targets of shape (N,), got "
                          f"{outputs.shape} and {targets.shape}; for regression pass metrics=()")
     return float(np.mean(outputs.argmax(axis=1) == targets))
+    ### END SOLUTION
 
 
 def compute_confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     """counts[i, j] = how many samples of true class i were predicted as class j."""
+    ### BEGIN SOLUTION
     y_true = _numpy(y_true).reshape(-1)
     y_pred = _numpy(y_pred).reshape(-1)
     if y_true.shape != y_pred.shape:
@@ -283,6 +286,7 @@ def compute_confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
                              f" outside 0..{num_classes - 1}; pass the right num_classes")
     flat = y_true.astype(np.int64) * num_classes + y_pred.astype(np.int64)   # one bin per (true, predicted) pair
     return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    ### END SOLUTION
 
 # %% [markdown]
 """
@@ -296,7 +300,7 @@ producing a matrix of the wrong size.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_confusion_matrix", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_confusion_matrix():
     y_true = np.array([0, 0, 1, 1, 1, 2])
     y_pred = np.array([0, 1, 1, 1, 0, 2])
@@ -338,7 +342,7 @@ correct rather than approximately correct:
   and divide by the total: the per-sample mean over the whole set.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_evaluate_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export training.metrics
 def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> dict:
     """Loss, accuracy, per-class accuracy and confusion matrix of a classifier over a loader.
@@ -349,6 +353,7 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     Returns a dict: loss, accuracy, per_class_accuracy (NaN for a class with no samples),
     confusion_matrix, num_samples.
     """
+    ### BEGIN SOLUTION
     was_training = model.training
     model.eval()
     total_loss, count, trues, preds = 0.0, 0, [], []
@@ -372,6 +377,7 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
         per_class = np.where(support > 0, np.diag(cm) / support, np.nan)
     return {"loss": total_loss / count, "accuracy": float(np.trace(cm) / count),
             "per_class_accuracy": per_class, "confusion_matrix": cm, "num_samples": count}
+    ### END SOLUTION
 
 # %% [markdown]
 """
@@ -387,7 +393,7 @@ the model ran in eval mode without recording a graph.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_evaluate_model", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 class GivenLogits(Module):
     """A model with no parameters whose outputs are its inputs, to test evaluation with known predictions."""
 
@@ -446,7 +452,7 @@ its own business), so we keep a copy of its state and put it back if its
 `tinytorch.training.checkpoint`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_save_checkpoint", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export training.checkpoint
 import copy
 import json
@@ -536,6 +542,7 @@ def save_checkpoint(path, model, optimizer=None, **metadata) -> Path:
     Metadata values may be numbers, strings, None, lists, tuples, dicts and arrays (epoch, history,
     seed, RNG states...). `load_checkpoint` gives them back.
     """
+    ### BEGIN SOLUTION
     import tinytorch
 
     path = Path(path)
@@ -555,6 +562,7 @@ def save_checkpoint(path, model, optimizer=None, **metadata) -> Path:
     text = json.dumps(document)
     _write_atomically(path, {DOCUMENT: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays})
     return path
+    ### END SOLUTION
 
 
 def _read(path) -> tuple[dict, dict]:
@@ -672,7 +680,7 @@ also checks that no temporary file is left behind.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_checkpoint", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def small_mlp(hidden=16):
     return Sequential(Linear(4, hidden), ReLU(), Linear(hidden, 3))
 
@@ -801,7 +809,7 @@ useful, so only the summary line is printed. `rich` is imported only when a
 bar is shown: `tinytorch` itself needs nothing but NumPy.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Trainer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 import math
 import sys
@@ -993,6 +1001,7 @@ class Trainer:
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
+                ### BEGIN SOLUTION
                 outputs = self.model(_as_tensor(inputs))
                 loss = self.loss_fn(outputs, targets)
                 t2 = time.perf_counter()
@@ -1003,6 +1012,7 @@ class Trainer:
                     t3 = time.perf_counter()
                     self.optimizer.step()
                     t4 = time.perf_counter()
+                ### END SOLUTION
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"the loss became {value} in epoch {self.epoch + 1}; "
@@ -1080,6 +1090,7 @@ class Trainer:
 
     def _watch(self, record: dict) -> bool:
         """Track the best validation loss (saving best.npz); True when early stopping should stop now."""
+        ### BEGIN SOLUTION
         if "val_loss" not in record:
             return False
         if record["val_loss"] < self.best_val_loss:
@@ -1093,6 +1104,7 @@ class Trainer:
         self.epochs_without_improvement += 1
         patience = self.early_stopping_patience
         return patience is not None and self.epochs_without_improvement >= patience
+        ### END SOLUTION
 
     def evaluate(self, loader) -> dict:
         """evaluate_model with this trainer's model and loss."""
@@ -1102,6 +1114,7 @@ class Trainer:
     def save(self, path) -> Path:
         """A checkpoint with everything a resumed run needs: weights, optimizer, scheduler, history,
         counters, the best weights so far, and the state of every random generator involved."""
+        ### BEGIN SOLUTION
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
@@ -1118,6 +1131,7 @@ class Trainer:
             "best_state": self._best_state,
         }
         return save_checkpoint(path, self.model, self.optimizer, trainer=state)
+        ### END SOLUTION
 
     def load(self, path) -> dict:
         """Restore a checkpoint written by save() (by fit's checkpoint_dir); returns its metadata."""
@@ -1215,7 +1229,7 @@ epoch 4 and end with `w = 1.5`, the weights of epoch 2.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_trainer", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 class Scalar(Module):
     """Predicts the same number w for every sample."""
 
@@ -1251,7 +1265,9 @@ def test_unit_trainer():
     history = stopper.fit([(x, np.full((4, 1), 2.0))], [(x, np.full((4, 1), 1.5))], epochs=20)
     assert history["epoch"] == [1, 2, 3, 4], f"stopped after epoch {history['epoch'][-1]}, expected 4"
     assert history["val_loss"] == [0.25, 0.0, 0.0625, 0.140625], history["val_loss"]
+    ### BEGIN HIDDEN TESTS
     assert stopper.best_epoch == 2 and scalar.w.data.tolist() == [1.5], "the best weights were not restored"
+    ### END HIDDEN TESTS
     print("Trainer fit, history and early stopping: OK")
 
 
@@ -1273,7 +1289,7 @@ and from then on every number differs in the last bits first.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_resume", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def shapes_run(seed=0, **options):
     """Everything a run builds from its seeds: a restarted job calls this again."""
     manual_seed(seed)
@@ -1384,7 +1400,7 @@ at the path given. Whether they are *good* plots you judge below.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_plots", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_plots():
     history = History()
     for epoch, (loss, acc) in enumerate([(1.0, 0.5), (0.6, 0.7), (0.5, 0.8)], start=1):

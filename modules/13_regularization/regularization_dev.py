@@ -137,7 +137,7 @@ approximately like an L2 penalty with $\lambda \approx 1/(\eta t)$. Unlike the
 others it saves compute instead of spending it.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.regularization
 
 # %% [markdown]
@@ -195,7 +195,7 @@ itself (no copy, no graph node); `p = 1` drops everything and returns zeros
 a `p` outside `[0, 1]` is an error.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_dropout", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 import numpy as np
 
@@ -216,6 +216,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Every element keeps its expectation, so with training=False this is the identity.
     The mask comes from tinytorch's generator (manual_seed makes it repeatable).
     """
+    ### BEGIN SOLUTION
     p = _probability(p, "dropout")
     x = x if isinstance(x, Tensor) else Tensor(x)
     if not np.issubdtype(x.dtype, np.floating):
@@ -227,6 +228,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     keep = init.generator().random(x.shape, dtype=np.float32) >= p      # True with probability 1 - p
     mask = keep * np.asarray(1.0 / (1.0 - p), dtype=x.dtype)            # 0 or 1/(1-p), in x's dtype
     return x * Tensor(mask)                              # one Mul: its backward multiplies by the mask
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -247,7 +249,7 @@ What must hold, and why each matters:
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_dropout", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def test_unit_dropout():
     p, shape = 0.3, (400, 250)                                  # 100,000 elements
     manual_seed(0)
@@ -265,10 +267,12 @@ def test_unit_dropout():
 
     assert dropout(x, p, training=False) is x and dropout(x, 0.0) is x, "eval mode and p=0 return the input"
     assert not np.any(dropout(x, 1.0).data), "p=1 drops every element"
+    ### BEGIN HIDDEN TESTS
     manual_seed(5)
     a = dropout(x, 0.5).data
     manual_seed(5)
     assert np.array_equal(a, dropout(x, 0.5).data), "the same seed must give the same mask"
+    ### END HIDDEN TESTS
     for bad in (-0.1, 1.5):
         try:
             dropout(x, bad)
@@ -295,7 +299,7 @@ memory; tinytorch's tensors are never modified in place by operations, so it
 has no such option.)
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Dropout", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Dropout(Module):
     """Dropout as a layer: active in train() mode, the identity in eval() mode."""
@@ -305,7 +309,9 @@ class Dropout(Module):
         self.p = _probability(p, "Dropout")
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         return dropout(x, self.p, self.training)
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -322,7 +328,7 @@ must be refused when the layer is built, not at the first forward pass.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_dropout_layer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_dropout_layer():
     manual_seed(0)
     body = [Linear(8, 16), ReLU()]
@@ -359,7 +365,7 @@ assert. `l2_penalty(parameters, weight_decay)` returns
 `loss + l2_penalty(...)` backpropagates `weight_decay · p` into every `p`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_l2_penalty", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def l2_penalty(parameters, weight_decay: float) -> Tensor:
     """weight_decay/2 · Σ‖p‖² over the given parameters: add it to the loss for L2 regularisation.
@@ -367,6 +373,7 @@ def l2_penalty(parameters, weight_decay: float) -> Tensor:
     Its gradient is weight_decay · p for each p, exactly what SGD(weight_decay=...) adds.
     Pass only the parameters to decay, e.g. the weights but not the biases.
     """
+    ### BEGIN SOLUTION
     params = list(parameters)
     if not params:
         raise ValueError("l2_penalty: no parameters given; pass e.g. model.parameters()")
@@ -376,6 +383,7 @@ def l2_penalty(parameters, weight_decay: float) -> Tensor:
     for p in params[1:]:
         total = total + (p * p).sum()
     return total * (weight_decay / 2)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -389,7 +397,7 @@ alone (to float32 rounding), and both must differ from a step with no decay.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_l2_penalty", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_l2_penalty():
     w = Parameter(np.array([[1.0, -2.0], [0.5, 3.0]], dtype=np.float32))
     b = Parameter(np.array([4.0, 0.0], dtype=np.float32))
@@ -500,9 +508,10 @@ every batch of every epoch.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_random_shift_and_flip", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def random_shift_and_flip(images: Tensor, max_shift: int = 2, size: int = 8) -> Tensor:
     """Shift each image by up to max_shift pixels (zeros fill in) and flip it at random: (N, size²) -> (N, size²)."""
+    ### BEGIN SOLUTION
     g = init.generator()
     x = np.asarray(images.data if isinstance(images, Tensor) else images).reshape(-1, size, size)   # (N, H, W)
     n, pad = len(x), max_shift
@@ -517,6 +526,7 @@ def random_shift_and_flip(images: Tensor, max_shift: int = 2, size: int = 8) -> 
     upside = g.random(n) < 0.5
     out[upside] = out[upside][:, ::-1, :]                              # top-bottom
     return Tensor(out.reshape(n, size * size))
+    ### END SOLUTION
 
 
 class Augmented:
@@ -550,7 +560,7 @@ shift and a mirror can reach, shapes must be preserved, and the same seed
 must give the same batch.
 """
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_augmentation", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 CLASS_NAMES = ["plus", "cross", "ring", "h-bar", "v-bar"]
 GLYPHS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]],
                    [[1, 0, 1], [0, 1, 0], [1, 0, 1]],

@@ -58,7 +58,7 @@ make such measurements trustworthy and to find where a whole model spends
 its time.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp core.kernels
 
 # %% [markdown]
@@ -221,7 +221,7 @@ new NumPy scalar object.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_matmul_naive", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
@@ -231,6 +231,7 @@ def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:
 
 def matmul_naive(a, b) -> np.ndarray:
     """(n, k) @ (k, m) with three Python loops, one multiply-add per iteration (a slow reference)."""
+    ### BEGIN SOLUTION
     a, b = np.asarray(a), np.asarray(b)
     _check_matmul(a, b, "matmul_naive")
     (n, k), m = a.shape, b.shape[1]
@@ -243,6 +244,7 @@ def matmul_naive(a, b) -> np.ndarray:
             for j in range(m):                         # innermost: along a row of B and of C
                 c_i[j] += a_ip * b_p[j]
     return np.array(C, dtype=np.result_type(a, b))
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -255,7 +257,7 @@ the comparison allows float32 rounding.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_matmul_naive", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_matmul_naive():
     a = rng.standard_normal((5, 7)).astype(np.float32)
     b = rng.standard_normal((7, 3)).astype(np.float32)
@@ -304,7 +306,7 @@ shape we will use to dial the arithmetic intensity up and down.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_matmul_blocked", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _tile_sizes(tile) -> tuple[int, int, int]:
     sizes = (tile,) * 3 if isinstance(tile, (int, np.integer)) else tuple(tile) if isinstance(tile, (tuple, list)) else ()
@@ -322,6 +324,7 @@ def matmul_blocked(a, b, tile=64) -> np.ndarray:
     Returns:
         The product, in the result dtype of a and b.
     """
+    ### BEGIN SOLUTION
     a, b = np.asarray(a), np.asarray(b)
     _check_matmul(a, b, "matmul_blocked")
     tm, tn, tk = _tile_sizes(tile)
@@ -333,6 +336,7 @@ def matmul_blocked(a, b, tile=64) -> np.ndarray:
             for p in range(0, k, tk):
                 block += a[i:i + tm, p:p + tk] @ b[p:p + tk, j:j + tn]   # (tm, tk) @ (tk, tn)
     return out
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -344,7 +348,7 @@ the matrix, and float64 operands; it also checks the two errors.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_matmul_blocked", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_matmul_blocked():
     a = rng.standard_normal((37, 50))
     b = rng.standard_normal((50, 29))
@@ -352,8 +356,10 @@ def test_unit_matmul_blocked():
         out = matmul_blocked(a, b, tile)
         assert out.shape == (37, 29) and out.dtype == np.float64, (tile, out.shape, out.dtype)
         np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12, err_msg=f"tile={tile}")
+    ### BEGIN HIDDEN TESTS
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
     np.testing.assert_allclose(matmul_blocked(a32, b32, 16), a32 @ b32, rtol=1e-5, atol=1e-5)
+    ### END HIDDEN TESTS
     for bad_args, expected in [((a, a), "(37, 50) and (37, 50)"), ((a, b, 0), "tile must be"),
                                ((a, b, (4, 4)), "tile must be")]:
         try:
@@ -407,10 +413,11 @@ completely before it is evicted.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_transpose_blocked", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def transpose_blocked(a, tile: int = 64) -> np.ndarray:
     """A C-contiguous copy of the transpose of a 2-D array, written one tile x tile block at a time."""
+    ### BEGIN SOLUTION
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"transpose_blocked: expects a 2-D array, got shape {a.shape}")
@@ -422,6 +429,7 @@ def transpose_blocked(a, tile: int = 64) -> np.ndarray:
         for j in range(0, m, tile):
             out[j:j + tile, i:i + tile] = a[i:i + tile, j:j + tile].T   # both tiles stay in cache
     return out
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -432,7 +440,7 @@ function must not assume its input is contiguous).
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_transpose_blocked", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_transpose_blocked():
     a = rng.standard_normal((70, 45)).astype(np.float32)
     for tile in (1, 16, 64, 100):
@@ -483,7 +491,7 @@ without a new backward rule, and the systems section measures who wins.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_conv2d_direct", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d as a sum over kernel taps of (O, C) @ shifted input views: no im2col column matrix.
@@ -491,6 +499,7 @@ def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, str
     Same arguments, result and layout as tinytorch.core.spatial.conv2d: input (N, C, H, W) or
     (C, H, W), weight (O, C, kh, kw), bias (O,) or None; returns (N, O, OH, OW).
     """
+    ### BEGIN SOLUTION
     if input.ndim == 3:                                             # one image: add and drop a batch axis
         return conv2d_direct(input.unsqueeze(0), weight, bias, stride, padding)[0]
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
@@ -509,6 +518,7 @@ def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, str
     if bias is not None:
         out = out + bias.reshape(O, 1)                              # one bias per output channel
     return out.reshape(O, N, OH, OW).permute(1, 0, 2, 3)            # (N, O, OH, OW), a view, as conv2d
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -521,7 +531,7 @@ must give the same derivatives.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_conv2d_direct", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_conv2d_direct():
     cases = [((2, 3, 8, 8), (4, 3, 3), 1, 0, True), ((2, 3, 8, 8), (4, 3, 3), 1, 1, True),
              ((1, 2, 9, 7), (3, 3, 2), 2, 1, True), ((3, 1, 6, 6), (2, 1, 1), (2, 1), (0, 2), False)]
@@ -578,7 +588,7 @@ backward rule applies as `grad[:, None]`.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_SoftmaxCrossEntropy", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class SoftmaxCrossEntropy(Function):
     """Per-row losses -log softmax(logits)[n, target[n]] of (N, C) logits, as one primitive.
@@ -588,6 +598,7 @@ class SoftmaxCrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target):
+        ### BEGIN SOLUTION
         rows = np.arange(logits.shape[0])
         probs = logits - logits.max(axis=1, keepdims=True)    # (N, C): shifted, every entry <= 0
         picked = probs[rows, target]                          # (N,): z_t - max
@@ -597,14 +608,17 @@ class SoftmaxCrossEntropy(Function):
         ctx.save_for_backward(probs)
         ctx.target = target
         return np.log(total) - picked                         # log-sum-exp - z_t, both shifted
+        ### END SOLUTION
 
 
 @backward_rule(SoftmaxCrossEntropy)
 def softmax_cross_entropy_backward(ctx, grad):
+    ### BEGIN SOLUTION
     (probs,) = ctx.saved_arrays
     dlogits = probs * grad[:, None]                           # (N, C): softmax, scaled per row
     dlogits[np.arange(len(dlogits)), ctx.target] -= grad      # minus the one-hot target
     return (dlogits,)
+    ### END SOLUTION
 
 
 def _softmax_cross_entropy_rows(logits: Tensor, indices: np.ndarray) -> Tensor:
@@ -655,7 +669,7 @@ few nodes, and runs `gradcheck` on the primitive.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_softmax_cross_entropy", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 def count_nodes(t: Tensor) -> int:
     """The number of Function nodes in the graph that produced t."""
     seen, stack = set(), [t]

@@ -44,7 +44,7 @@ programs the numbers move from run to run; part of this chapter is about how
 to get trustworthy conclusions anyway.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp profiling.benchmark
 
 # %% [markdown]
@@ -203,7 +203,7 @@ fake clock and check its statistics exactly.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_benchmark", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def minor_page_faults() -> int:
     """Minor page faults of this process so far (0 where the operating system does not report them)."""
@@ -301,6 +301,7 @@ def benchmark(fn, *, warmup: int = 1, repeats: int = 10, min_time: float = 0.0, 
     Returns:
         A BenchmarkResult with the time per call of every run.
     """
+    ### BEGIN SOLUTION
     _check_counts(warmup, repeats, number, min_time, "benchmark")
     for _ in range(warmup):
         fn()
@@ -312,6 +313,7 @@ def benchmark(fn, *, warmup: int = 1, repeats: int = 10, min_time: float = 0.0, 
         total += elapsed
     label = name if name is not None else getattr(fn, "__name__", "fn")
     return BenchmarkResult(label, tuple(times), number, tuple(faults) if resource is not None else ())
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -324,7 +326,7 @@ number of calls, and that nonsense arguments are refused.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_benchmark", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
 class FakeClock:
     """A clock that only moves when told to: clock.advance(seconds)."""
 
@@ -348,9 +350,11 @@ def test_unit_benchmark():
                                [0.0055, 0.00325, 0.00775, 0.0045, 0.001, 0.010])
     long = benchmark(lambda: clock.advance(1 / 64), warmup=0, repeats=3, min_time=0.5, clock=clock)
     assert long.runs == 32, long.runs                                        # 32 runs of 1/64 s = 0.5 s
+    ### BEGIN HIDDEN TESTS
     batched = benchmark(lambda: clock.advance(0.002), warmup=0, repeats=4, number=5, clock=clock)
     np.testing.assert_allclose(batched.times, [0.002] * 4)                   # seconds per call, not per run
     assert batched.number == 5 and "median 2 ms" in str(batched)
+    ### END HIDDEN TESTS
     try:
         benchmark(lambda: None, repeats=0)
     except ValueError as err:
@@ -376,7 +380,7 @@ the per-round ratios to the baseline. `to_markdown()` renders the table and
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_compare", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 @dataclass(frozen=True)
 class Comparison:
@@ -451,6 +455,7 @@ def compare(candidates: dict, baseline: str | None = None, *, warmup: int = 1, r
     Returns:
         A Comparison whose results hold each candidate's times in round order.
     """
+    ### BEGIN SOLUTION
     names = list(candidates)
     if not names:
         raise ValueError("compare: no candidates; pass a dict like {'tinytorch': fn, 'numpy': other_fn}")
@@ -475,6 +480,7 @@ def compare(candidates: dict, baseline: str | None = None, *, warmup: int = 1, r
     results = {name: BenchmarkResult(name, tuple(times[name]), number,
                                      tuple(faults[name]) if resource is not None else ()) for name in names}
     return Comparison(results, baseline)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -486,7 +492,7 @@ unknown baseline and an empty dict.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_compare", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_compare():
     clock, calls = FakeClock(), []
 
@@ -555,7 +561,7 @@ call, and puts every one of them back afterwards, even if the model raises.
 Nothing is left behind in the model or the package.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_primitive_bytes", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export profiling.profiler
 import time
 import tracemalloc
@@ -600,9 +606,11 @@ def primitive_flops(function: type, inputs: list, output: np.ndarray) -> int:
 
 def primitive_bytes(inputs: list, output: np.ndarray) -> int:
     """The bytes one primitive call must move at least: its inputs read and its output written (0 for a view)."""
+    ### BEGIN SOLUTION
     if any(np.may_share_memory(output, array) for array in inputs):
         return 0
     return int(sum(array.nbytes for array in inputs) + output.nbytes)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -613,7 +621,7 @@ a view and a copy.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_primitive_counts", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_primitive_counts():
     a, b = np.ones((2, 3, 4), np.float32), np.ones((4, 5), np.float32)
     out = a @ b                                                       # (2, 3, 5): 30 outputs of 4 terms
@@ -1014,7 +1022,7 @@ backward rule restored.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_profile_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_profile_model():
     from tinytorch.core.activations import ReLU
     from tinytorch.core.spatial import Flatten
@@ -1066,7 +1074,7 @@ the question is what the hardware can do, not what a typical run gets.
 `Roofline` then holds the two numbers and knows the model's arithmetic.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Roofline", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export profiling.roofline
 from dataclasses import dataclass
 
@@ -1099,11 +1107,15 @@ class Roofline:
     @property
     def ridge(self) -> float:
         """The intensity (FLOP/byte) at which memory stops being the limit."""
+        ### BEGIN SOLUTION
         return self.peak_flops / self.bandwidth
+        ### END SOLUTION
 
     def attainable(self, intensity):
         """The most FLOP/s a kernel of this arithmetic intensity can reach (scalar or array)."""
+        ### BEGIN SOLUTION
         return np.minimum(self.peak_flops, self.bandwidth * np.asarray(intensity, dtype=np.float64))
+        ### END SOLUTION
 
     def bound(self, intensity: float) -> str:
         """'memory' left of the ridge point, 'compute' at or right of it."""
@@ -1157,7 +1169,7 @@ the full 100; and the two measurements return positive rates.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_roofline", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_roofline():
     roof = Roofline(peak_flops=100e9, bandwidth=10e9)
     assert roof.ridge == 10.0
@@ -1190,7 +1202,7 @@ checkpoint, so they are defined once, in the package:
   may not attend). Input and output are `(B, T, d_model)`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_AttentionBlock", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export profiling.workloads
 import numpy as np
 
@@ -1224,12 +1236,14 @@ class AttentionBlock(Module):
         self.causal = causal
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         T = x.shape[1]
         mask = Tensor(np.triu(np.ones((T, T), dtype=bool), k=1)) if self.causal else None   # True: may not attend
         h = self.ln1(x)
         attended, _ = self.attn(h, h, h, need_weights=False, attn_mask=mask)   # (B, T, d)
         x = x + attended
         return x + self.mlp(self.ln2(x))                                       # (B, T, d)
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"causal={self.causal}"
@@ -1243,7 +1257,7 @@ any earlier token's output.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_workloads", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_workloads():
     manual_seed(0)
     cnn = reference_cnn()

@@ -46,7 +46,7 @@ of chapter 05 and the optimizers of chapter 10. Everything it deploys is a
 with a `weight` matrix, such as chapter 06's `Conv2d`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp deploy.mlops
 
 # %%
@@ -382,7 +382,7 @@ a server that message is all the operator sees.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_build_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_build_model():
     mlp = build_model({"architecture": "mlp", "sizes": [3, 5, 2], "activation": "tanh"})
     kinds = [type(layer).__name__ for layer in mlp]
@@ -522,7 +522,7 @@ outside `no_grad()`. No optimizer, no training loop and no pickle are involved.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_load_model", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export deploy.packaging
 def _read(path) -> tuple[dict, bytes]:
     """model.json and the verified weights.npz bytes of a model file, or one clear error."""
@@ -557,6 +557,7 @@ def model_info(path) -> dict:
 
 def load_model(path) -> Module:
     """The model in a file written by save_model, ready for inference: eval mode, no gradients, no pickle."""
+    ### BEGIN SOLUTION
     info, weights = _read(path)
     try:
         with np.load(io.BytesIO(weights), allow_pickle=False) as arrays:
@@ -571,6 +572,7 @@ def load_model(path) -> Module:
     for param in model.parameters():
         param.requires_grad = False                  # an inference model records no graph, even outside no_grad()
     return model.eval()
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -582,7 +584,7 @@ saving the same model twice gives the same bytes, and loading leaves the
 caller's random stream alone.
 """
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_save_load_round_trip", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 MODEL_CONFIG = {"architecture": "mlp", "sizes": [16, 64, 64, 4]}
 CLASS_NAMES = ["neither", "circle", "xor", "both"]
 
@@ -642,7 +644,7 @@ wrongly.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_damaged_files", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def rewrite_model_file(source: Path, target: Path, replace: dict) -> Path:
     """Copy a model file, replacing some of its entries' bytes (to damage it on purpose)."""
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
@@ -719,7 +721,7 @@ type, because clients send float64 by default and a float64 input would make
 every matmul twice as expensive.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_Predictor", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 """Serving: run a model on many requests in batches and measure latency and throughput."""
 
@@ -772,6 +774,7 @@ class Predictor:
 
     def predict(self, inputs) -> np.ndarray:
         """Model outputs for every request (rows of an array, or a list of single examples), as a NumPy array."""
+        ### BEGIN SOLUTION
         x = self._as_batch(inputs)
         outputs = []
         with no_grad():
@@ -781,6 +784,7 @@ class Predictor:
                 outputs.append(self.model(Tensor(chunk)).data)
                 self.batch_times.append((len(chunk), time.perf_counter() - began))
         return np.concatenate(outputs)
+        ### END SOLUTION
 
     def predict_classes(self, inputs) -> np.ndarray:
         """The index of the largest output for every request (`class_names[i]` names it)."""
@@ -788,6 +792,7 @@ class Predictor:
 
     def latency_stats(self) -> dict:
         """p50/p95/p99 latency of a request (it waits for its whole batch) and throughput, over every batch so far."""
+        ### BEGIN SOLUTION
         if not self.batch_times:
             raise RuntimeError("no requests timed yet; call predict() first")
         sizes = np.array([n for n, _ in self.batch_times])
@@ -801,6 +806,7 @@ class Predictor:
             "p99_ms": 1000 * float(np.percentile(per_request, 99)),
             "throughput_per_s": float(sizes.sum() / seconds.sum()),
         }
+        ### END SOLUTION
 
     def reset_stats(self) -> None:
         self.batch_times.clear()
@@ -818,7 +824,7 @@ shape is refused with a clear error.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_predictor", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_predictor():
     predictor = Predictor(model, batch_size=7, input_shape=(16,), class_names=CLASS_NAMES)
     requests = x_test[:100]
@@ -867,7 +873,7 @@ practice. Cost: one binary search per value, $O(m \log k)$ for $m$ values and
 $k$ bins; the edges are computed once per reference.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_psi", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export deploy.monitoring
 """Input drift: population stability index, two-sample Kolmogorov-Smirnov test, and a monitor using both."""
 
@@ -894,11 +900,13 @@ def psi(reference, current, bins=10, eps: float = 1e-4) -> float:
 
     `bins` is a number of quantile bins of `reference`, or an array of inner bin edges.
     """
+    ### BEGIN SOLUTION
     reference = np.asarray(reference, dtype=np.float64).ravel()
     current = np.asarray(current, dtype=np.float64).ravel()
     edges = _quantile_edges(reference, bins) if np.ndim(bins) == 0 else np.asarray(bins, dtype=np.float64)
     ref, cur = _proportions(reference, edges, eps), _proportions(current, edges, eps)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -918,7 +926,7 @@ difference), and a batch that leaves a bin empty still gives a finite number.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_psi", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_psi():
     reference = np.array([0.0] * 50 + [1.0] * 50)
     current = np.array([0.0] * 25 + [1.0] * 75)
@@ -928,7 +936,9 @@ def test_unit_psi():
     same, shifted = psi(a, b), psi(a, b + 1.0)
     assert same < 0.01, f"two samples of one distribution: PSI {same:.4f}, expected about 0"
     assert 0.7 < shifted < 1.0, f"a 1-sigma shift: PSI {shifted:.3f}, expected a bit under 1"
+    ### BEGIN HIDDEN TESTS
     assert np.isfinite(psi(a, np.full(100, 10.0))), "an empty bin must not give an infinite PSI"
+    ### END HIDDEN TESTS
     print(f"✓ psi: hand example 0.2747; same distribution {same:.4f}; 1-sigma shift {shifted:.3f}")
 
 
@@ -955,7 +965,7 @@ the asymptotic p-value; SciPy computes an exact one for small samples, so the
 two differ there.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_ks_2samp", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export deploy.monitoring
 def kolmogorov_sf(lam: float) -> float:
     """P(K > lam) for the Kolmogorov distribution K: the limit of sqrt(N_e) * D when nothing changed."""
@@ -972,6 +982,7 @@ def kolmogorov_sf(lam: float) -> float:
 
 def ks_2samp(a, b) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov test: D = max |F_a(x) - F_b(x)| and its asymptotic p-value."""
+    ### BEGIN SOLUTION
     a = np.sort(np.asarray(a, dtype=np.float64).ravel())
     b = np.sort(np.asarray(b, dtype=np.float64).ravel())
     if len(a) == 0 or len(b) == 0:
@@ -982,6 +993,7 @@ def ks_2samp(a, b) -> tuple[float, float]:
     d = float(np.max(np.abs(cdf_a - cdf_b)))
     en = math.sqrt(len(a) * len(b) / (len(a) + len(b)))
     return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)   # Stephens' small-sample correction
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -997,7 +1009,7 @@ and the two series must agree where they meet.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_ks", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_ks():
     d, p = ks_2samp([1, 2, 3, 4, 5], [3, 4, 5, 6, 7, 8])
     assert d == 0.5, f"hand-computed D is 0.5, got {d}"
@@ -1129,7 +1141,7 @@ those two; and batches of the wrong width or with missing values are refused.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_drift_monitor", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_drift_monitor():
     monitor = DriftMonitor(x_train)
     fresh, _ = make_dataset(500, seed=3)
@@ -1181,7 +1193,7 @@ channel (row) of a Linear weight `(out, in)` or a Conv2d weight
 broadcast back). The same function therefore serves both layer types.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_quantize", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export deploy.compression
 """Compression: post-training int8 quantization of weights, and magnitude pruning."""
 
@@ -1225,6 +1237,7 @@ def quantize(x, *, symmetric: bool = True, per_channel: bool = False, axis: int 
     per_channel: one scale per slice along `axis` (the output channel of a Linear or Conv2d weight).
     Every value comes back within scale / 2 of where it started.
     """
+    ### BEGIN SOLUTION
     x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
     reduce = tuple(d for d in range(x.ndim) if d != axis % x.ndim) if per_channel and x.ndim else None
     lo = np.minimum(x.min(axis=reduce, keepdims=True), 0)   # the range must contain 0 so that zeros
@@ -1240,6 +1253,7 @@ def quantize(x, *, symmetric: bool = True, per_channel: bool = False, axis: int 
         zero_point = np.clip(np.rint(qmin - lo / scale), qmin, qmax).astype(np.int32)
     q = np.clip(np.rint(x / scale) + zero_point, qmin, qmax).astype(np.int8)
     return QuantizedTensor(q, scale, zero_point)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -1253,7 +1267,7 @@ differ in magnitude by a factor of 100, per-channel error is far smaller.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_quantize", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_quantize():
     rng = np.random.default_rng(0)
     for shape in [(8, 5), (6, 3, 3, 3)]:
@@ -1308,7 +1322,7 @@ no int8 matrix multiply with int32 sums, so the int8 path converts both
 operands to int32 first; we measure below what that costs.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_QuantizedLinear", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export deploy.compression
 def _store_weight(module: Module, qt: QuantizedTensor) -> None:
     """Keep a quantized weight as three buffers, so state_dict() and save_model() carry it."""
@@ -1349,6 +1363,7 @@ class QuantizedLinear(Module):
         return layer
 
     def forward(self, x: Tensor) -> Tensor:
+        ### BEGIN SOLUTION
         if x.shape[-1] != self.in_features:
             raise ValueError(f"QuantizedLinear({self.in_features}, {self.out_features}) got input of shape "
                              f"{x.shape}; its last dimension must be {self.in_features}")
@@ -1363,6 +1378,7 @@ class QuantizedLinear(Module):
             acc = qx.q.astype(np.int32) @ w.T                       # (..., out) exact int32 sums
             out = Tensor(acc.astype(np.float32) * (qx.scale.reshape(()) * weight.scale.reshape(-1)))
         return out + self.bias if self.bias is not None else out
+        ### END SOLUTION
 
     def extra_repr(self) -> str:
         kind = "symmetric" if self.symmetric else "affine"
@@ -1388,7 +1404,7 @@ input that wants a gradient.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_quantized_linear", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_quantized_linear():
     init.manual_seed(3)
     linear = Linear(32, 8)
@@ -1512,7 +1528,7 @@ computes the right thing, and a quantized model survives `save_model` and
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_quantize_model", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 class Mix(Module):
     """A layer with a weight matrix that is not a Linear: x @ weight (a stand-in for Conv2d)."""
 
@@ -1585,7 +1601,7 @@ CSR form: per surviving weight a 4-byte value and a 4-byte column index, plus
 one 4-byte row offset per row.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_prune_magnitude", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export deploy.compression
 def _prunable(model: Module) -> list[tuple[str, Parameter]]:
     """Every weight matrix (2-D or more) of the model, by name; biases and 1-D scales are left alone."""
@@ -1599,6 +1615,7 @@ def prune_magnitude(model: Module, amount: float, scope: str = "global") -> dict
     scope="global" ranks all weight matrices together; scope="layer" prunes `amount` of each.
     Exactly round(amount * n) weights of each group end up zero.
     """
+    ### BEGIN SOLUTION
     if not 0 <= amount < 1:
         raise ValueError(f"amount is the fraction of weights to remove, in [0, 1); got {amount}")
     if scope not in ("global", "layer"):
@@ -1621,6 +1638,7 @@ def prune_magnitude(model: Module, amount: float, scope: str = "global") -> dict
             param.data[~mask] = 0
             masks[name] = mask
     return masks
+    ### END SOLUTION
 
 
 def sparsity(model: Module) -> float:
@@ -1656,7 +1674,7 @@ predicted at 50 %.
 """
 
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_pruning", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_pruning():
     pruned = copy.deepcopy(model)
     original = [np.abs(p.data).ravel() for _, p in _prunable(pruned)]
