@@ -13,7 +13,7 @@ book: $(VENV)/.installed
 
 # Run the test suite (including the small test books; a few seconds each).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
