@@ -63,10 +63,20 @@ def run_checkpoint(root: Path, checkpoint: Checkpoint, verbose: bool = False) ->
     return CheckpointResult(checkpoint, done.returncode == 0, time.perf_counter() - start, output)
 
 
-def run_written(curriculum: Curriculum) -> list[CheckpointResult]:
-    """Run the checkpoint of every written module, in course order."""
-    return [
-        run_checkpoint(curriculum.root, m.checkpoint)
-        for m in curriculum.written_modules()
-        if m.checkpoint is not None
-    ]
+def run_written(curriculum: Curriculum, report=None) -> list[CheckpointResult]:
+    """Run the checkpoint of every written module, in course order; a missing file counts as a failure.
+
+    `report(result)` is called after each one (the book build logs progress with it).
+    """
+    results = []
+    for module in curriculum.written_modules():
+        if module.checkpoint is None:
+            continue
+        try:
+            result = run_checkpoint(curriculum.root, module.checkpoint)
+        except TitoError as err:
+            result = CheckpointResult(module.checkpoint, False, 0.0, f"FAILED: {err}")
+        if report is not None:
+            report(result)
+        results.append(result)
+    return results

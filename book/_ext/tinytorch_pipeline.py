@@ -148,22 +148,14 @@ def export_all(root: Path, cur) -> None:
 
 
 def run_checkpoints(root: Path, cur) -> list:
-    """Run the checkpoint of every written module, in course order; a missing file counts as a failure."""
+    """Run the checkpoint of every written module, in course order, logging each result."""
     _, _, checkpoints = _tito(root)
-    from tito.errors import TitoError
 
-    results = []
-    for module in cur.written_modules():
-        if module.checkpoint is None:
-            continue
-        try:
-            result = checkpoints.run_checkpoint(root, module.checkpoint)
-        except TitoError as err:
-            result = checkpoints.CheckpointResult(module.checkpoint, False, 0.0, f"FAILED: {err}")
+    def report(result) -> None:
         status = "PASSED" if result.passed else "FAILED"
-        logger.info(f"[{EXTENSION}] checkpoint {module.checkpoint.id}: {status} ({result.seconds:.1f} s)")
-        results.append(result)
-    return results
+        logger.info(f"[{EXTENSION}] checkpoint {result.checkpoint.id}: {status} ({result.seconds:.1f} s)")
+
+    return checkpoints.run_written(cur, report)
 
 
 def _cell(text: str) -> str:
