@@ -518,15 +518,19 @@ def _from_document(doc, arrays: dict):
     return doc
 
 
-def _write_atomically(path: Path, entries: dict) -> None:
-    """np.savez into a temporary file in the same folder, then rename it over `path` in one step."""
+def write_atomically(path: Path, write) -> None:
+    """Call write(file) on a temporary file in path's folder, then rename it over `path` in one step.
+
+    Chapter 16 saves deployable models through this too: whatever writes the bytes, a reader
+    (or a crash half-way) finds the old file or the new one, never a mix.
+    """
     folder = path.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write checkpoint {path}: folder {folder} does not exist; create it first")
+        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist; create it first")
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as file:
-            np.savez(file, allow_pickle=False, **entries)
+            write(file)
             file.flush()
             os.fsync(file.fileno())                            # the bytes are on disk before the rename
         os.chmod(temporary, 0o644)
@@ -560,7 +564,8 @@ def save_checkpoint(path, model, optimizer=None, **metadata) -> Path:
     }
     document["arrays"] = {key: {"shape": list(a.shape), "dtype": a.dtype.str} for key, a in arrays.items()}
     text = json.dumps(document)
-    _write_atomically(path, {DOCUMENT: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays})
+    entries = {DOCUMENT: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
+    write_atomically(path, lambda file: np.savez(file, allow_pickle=False, **entries))
     return path
     ### END SOLUTION
 

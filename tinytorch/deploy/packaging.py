@@ -6,8 +6,6 @@
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -19,6 +17,7 @@ from tinytorch.core import init
 from tinytorch.core.activations import GELU, ReLU, Sigmoid, Tanh
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.training.checkpoint import write_atomically
 
 FORMAT = "tinytorch-model"
 FORMAT_VERSION = 1
@@ -124,20 +123,6 @@ def _skeleton(architecture: dict, quantization: dict | None) -> Module:
     return model
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename: a reader never sees half a model."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(path, model: Module, config: dict, version: str = "1.0.0", *, input_shape=None,
                class_names=None, compress: bool = False) -> Path:
     """Write `model` as one file for inference: model.json (what it is) and weights.npz (its numbers).
@@ -173,7 +158,7 @@ def save_model(path, model: Module, config: dict, version: str = "1.0.0", *, inp
         _zip_entry(archive, "model.json", json.dumps(info, indent=2).encode("utf-8"), compress=False)
         _zip_entry(archive, "weights.npz", weights, compress=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, buffer.getvalue())
+    write_atomically(path, lambda file: file.write(buffer.getvalue()))   # chapter 12: old file or new, never half
     return path
 
 
