@@ -111,7 +111,19 @@ class TrainConfig:
     grad_clip: float = 1.0           # 0 turns clipping off
     eval_interval: int = 250
     eval_iters: int = 20
-    seed: int = 1337                 # batches are drawn from np.random.default_rng(seed)
+    seed: int = 1337                 # batches are drawn from batch_generators(seed)
+
+
+def batch_generators(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Two independent generators derived from `seed`: one for training batches, one for evaluation.
+
+    They are spawned from a SeedSequence rather than made with default_rng(seed) and
+    default_rng(seed + 1): manual_seed(seed) already uses default_rng(seed) for the initial
+    weights, and a second generator with the same seed would replay the very bits that drew
+    them, so the first batches would depend on the first weights.
+    """
+    train_seq, eval_seq = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(train_seq), np.random.default_rng(eval_seq)
 
 
 def train(model, train_data: np.ndarray, val_data: np.ndarray, config: TrainConfig,
@@ -122,8 +134,7 @@ def train(model, train_data: np.ndarray, val_data: np.ndarray, config: TrainConf
     bars, logging); optimizer defaults to configure_optimizers(...). Returns the history:
     per-step lists "loss", "lr", "grad_norm", "seconds", and "eval", a list of (it, {split: loss}).
     """
-    rng = np.random.default_rng(config.seed)
-    eval_rng = np.random.default_rng(config.seed + 1)
+    rng, eval_rng = batch_generators(config.seed)
     block_size = model.config.block_size
     if optimizer is None:
         optimizer = configure_optimizers(model, config.weight_decay, config.learning_rate,
