@@ -5,7 +5,8 @@ Usage, from the repository root:
     python examples/tinygpt_shakespeare.py                     # 2000 iterations, writes book/results/tinygpt.md
     python examples/tinygpt_shakespeare.py --iters 200 --out-dir /tmp/quick
     python examples/tinygpt_shakespeare.py --checkpoint runs/tinygpt.ckpt
-    python examples/tinygpt_shakespeare.py --threads 1 --compare-torch   # what book/results/tinygpt.md shows
+    python examples/tinygpt_shakespeare.py --threads 1 --compare-torch --more-seeds 1 2 3 4 5 6 7
+                                                                 # what book/results/tinygpt.md shows
 
 The model and the recipe are those of nanoGPT's `shakespeare_char` run on a CPU
 (n_layer 4, n_head 4, n_embd 128, block_size 64, batch 12, dropout 0, no biases
@@ -16,7 +17,10 @@ the text, with the validation loss on the last 10%. The script writes, into
 --out-dir, `tinygpt.md` (command, machine, wall time, step time, the evaluation log
 and a generated sample) and `tinygpt_loss.png`; with --checkpoint it saves the
 model, the optimizer and the metadata needed to rebuild it through
-tinytorch.training.save_checkpoint, then reloads it and checks that the logits agree.
+tinytorch.training.save_checkpoint, then reloads it and checks that the logits agree. With
+--more-seeds it trains one fresh model per extra seed and reports every seed's final validation
+loss with their mean and standard deviation: one seed's figure moves by about a hundredth from
+seed to seed, as benchmarks/nanogpt_reference.py shows for PyTorch.
 """
 
 import argparse
@@ -25,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +53,12 @@ def parse_args(argv=None):
     parser.add_argument("--compare-torch", action="store_true",
                         help="then train benchmarks/torch_gpt.py's PyTorch model from the same initial weights on the "
                              "same batches with the same schedule, and report both (needs PyTorch)")
+    parser.add_argument("--bias", action="store_true",
+                        help="biases in the Linear layers and LayerNorms, as nanoGPT's --bias=True (its train.py "
+                             "default, kept by its CPU run, is no biases)")
+    parser.add_argument("--more-seeds", type=int, nargs="+", default=[], metavar="SEED",
+                        help="then train a fresh model for each of these seeds too (tinytorch only, no sample or "
+                             "plot) and report the final validation loss of every seed with its mean and spread")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for NumPy's BLAS (default: its own choice, every core); on a machine "
                              "busy with other work, 1 can be much faster than oversubscribed threads")
@@ -89,6 +100,67 @@ def progress_callbacks(total: int):
     return on_step, on_eval, progress
 
 
+@dataclass
+class Run:
+    """One seed's training run: the model, how it was trained, and what it reached."""
+    seed: int
+    model: object
+    optimizer: object
+    train_config: TrainConfig
+    initial_state: dict
+    history: dict
+    precise: dict            # {split: loss} over --final-eval-iters batches
+    wall: float              # seconds for training and evaluation
+
+
+def train_seed(seed: int, vocab_size: int, train_data, val_data, args, on_step=None, on_eval=None) -> Run:
+    """A fresh GPT initialised from `seed`, trained with nanoGPT's recipe on batches drawn from `seed`."""
+    manual_seed(seed)
+    config = GPTConfig(vocab_size=vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
+                       bias=args.bias)               # nanoGPT's train.py default is False, which its CPU run keeps
+    model = GPT(config)
+    train_config = TrainConfig(max_iters=args.iters, lr_decay_iters=args.iters, eval_interval=args.eval_interval,
+                               eval_iters=args.eval_iters, seed=seed)
+    optimizer = configure_optimizers(model, train_config.weight_decay, train_config.learning_rate,
+                                     (train_config.beta1, train_config.beta2))
+    initial_state = {name: p.data.copy() for name, p in model.named_parameters()}
+    start = time.perf_counter()
+    history = train(model, train_data, val_data, train_config, on_step, on_eval, optimizer)
+    wall = time.perf_counter() - start
+    precise = estimate_loss(model, {"train": train_data, "val": val_data}, args.final_eval_iters,
+                            train_config.batch_size, config.block_size, np.random.default_rng(seed + 2))
+    return Run(seed, model, optimizer, train_config, initial_state, history, precise, wall)
+
+
+def seed_table(rows, short_iters: int, long_iters: int) -> str:
+    """Markdown table of (seed, val loss over short_iters batches, over long_iters batches, seconds),
+    closed by the mean and the sample standard deviation over seeds."""
+    lines = [f"| seed | val loss ({short_iters} batches) | val loss ({long_iters} batches) | wall time |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {seed} | {short:.4f} | {long:.4f} | {seconds:.0f} s |" for seed, short, long, seconds in rows]
+    if len(rows) > 1:                                # a spread needs two seeds at least
+        val = np.array([[short, long] for _, short, long, _ in rows])                 # (seeds, 2)
+        mean, std = val.mean(axis=0), val.std(axis=0, ddof=1)
+        lines.append(f"| **mean ± std over {len(rows)} seeds** | **{mean[0]:.4f} ± {std[0]:.4f}** | "
+                     f"**{mean[1]:.4f} ± {std[1]:.4f}** | |")
+    return "\n".join(lines)
+
+
+def seed_spread(runs: list, args) -> str:
+    """A markdown section: every seed's final validation loss, then the mean and the spread over seeds."""
+    rows = [(r.seed, r.history["eval"][-1][1]["val"], r.precise["val"], r.wall) for r in runs]
+    return f"""
+## The spread over seeds
+
+The same command trained a fresh model for each seed below (`--more-seeds`): each seed draws
+its own initial weights and its own training batches. How far the final validation loss moves
+from seed to seed shows how much a single run's figure can be trusted; the page
+[nanoGPT's own run](nanogpt_reference.md) shows the same spread for PyTorch.
+
+{seed_table(rows, args.eval_iters, args.final_eval_iters)}
+"""
+
+
 def save_and_verify(path: Path, model, optimizer, metadata: dict) -> str:
     """Save through chapter 12's checkpoint format, reload into a fresh model, compare logits."""
     from tinytorch.training import load_checkpoint, save_checkpoint
@@ -111,7 +183,7 @@ def train_torch(model, initial_state: dict, train_data, val_data, config: TrainC
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch_gpt
 
-    from tinytorch.models import get_batch, get_lr
+    from tinytorch.models import batch_generators, get_batch, get_lr
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -124,7 +196,7 @@ def train_torch(model, initial_state: dict, train_data, val_data, config: TrainC
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.learning_rate, betas=(config.beta1, config.beta2))
-    rng, eval_rng = np.random.default_rng(config.seed), np.random.default_rng(config.seed + 1)
+    rng, eval_rng = batch_generators(config.seed)                  # the streams train() draws from
     T = model.config.block_size
     history = {"loss": [], "seconds": [], "eval": []}
 
@@ -159,6 +231,16 @@ def train_torch(model, initial_state: dict, train_data, val_data, config: TrainC
         history["loss"].append(loss.item())
     history["evaluate"] = evaluate
     return history
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command as it was run, minus `--data PATH` and `--out-dir PATH`: a page names the data by its
+    checksum and shows no machine's paths."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    hidden = ("--data", "--out-dir")                 # where the input and the page are is no part of the result
+    shown = [a for i, a in enumerate(given) if a not in hidden and (i == 0 or given[i - 1] not in hidden)
+             and not a.startswith(tuple(f"{option}=" for option in hidden))]
+    return " ".join(["python", script, *shown])
 
 
 def machine() -> str:
@@ -210,36 +292,25 @@ def main(argv=None) -> None:
     train_data, val_data = data[:split], data[split:]
 
     tuned = reuse_freed_memory()                       # keep freed arrays for reuse (see chapter 17)
-    manual_seed(args.seed)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
-                       bias=False)                   # nanoGPT's train.py default, which its CPU run keeps
-    model = GPT(config)
-    train_config = TrainConfig(max_iters=args.iters, lr_decay_iters=args.iters, eval_interval=args.eval_interval,
-                               eval_iters=args.eval_iters, seed=args.seed)
-    optimizer = configure_optimizers(model, train_config.weight_decay, train_config.learning_rate,
-                                     (train_config.beta1, train_config.beta2))
-    print(f"{len(text):,} characters, vocabulary {tokenizer.vocab_size}; train {len(train_data):,}, "
-          f"val {len(val_data):,} tokens; {model.num_parameters():,} parameters")
-
-    initial_state = {name: p.data.copy() for name, p in model.named_parameters()}
     on_step, on_eval, progress = progress_callbacks(args.iters)
-    start = time.perf_counter()
+    print(f"{len(text):,} characters, vocabulary {tokenizer.vocab_size}; train {len(train_data):,}, "
+          f"val {len(val_data):,} tokens")
     if progress is not None:
         with progress:
-            history = train(model, train_data, val_data, train_config, on_step, on_eval, optimizer)
+            run = train_seed(args.seed, tokenizer.vocab_size, train_data, val_data, args, on_step, on_eval)
     else:
-        history = train(model, train_data, val_data, train_config, on_step, on_eval, optimizer)
-    wall = time.perf_counter() - start
+        run = train_seed(args.seed, tokenizer.vocab_size, train_data, val_data, args, on_step, on_eval)
+    model, optimizer, history, precise, wall = run.model, run.optimizer, run.history, run.precise, run.wall
+    config, train_config = model.config, run.train_config
+    initial_state = run.initial_state
 
-    precise = estimate_loss(model, {"train": train_data, "val": val_data}, args.final_eval_iters,
-                            train_config.batch_size, config.block_size, np.random.default_rng(args.seed + 2))
     model.eval()
     prompt = np.array([tokenizer.encode("\n")])
     sample = tokenizer.decode(model.generate(prompt, args.sample_chars, temperature=0.8, seed=args.seed).data[0])
     final = history["eval"][-1][1]
     step_ms = 1e3 * float(np.median(history["seconds"]))
     print(f"done in {wall:.0f} s: val loss {final['val']:.4f} ({precise['val']:.4f} over {args.final_eval_iters} "
-          f"batches), median step {step_ms:.1f} ms")
+          f"batches), median step {step_ms:.1f} ms; {model.num_parameters():,} parameters")
     print(sample)
 
     reference, comparison = None, ""
@@ -278,12 +349,20 @@ Step-time ratio tinytorch / PyTorch: **{step_ms / ref_ms:.2f}**.
         saved = save_and_verify(args.checkpoint, model, optimizer, metadata)
         print(f"checkpoint: {saved}")
 
+    spread = ""
+    if args.more_seeds:
+        runs = [run]
+        for seed in args.more_seeds:
+            print(f"seed {seed}:", flush=True)
+            runs.append(train_seed(seed, tokenizer.vocab_size, train_data, val_data, args,
+                                   on_eval=lambda it, losses: print(f"  step {it:5d}: val loss {losses['val']:.4f}",
+                                                                    flush=True)))
+        spread = seed_spread(runs, args)
+        print(spread)
+
     args.out_dir.mkdir(parents=True, exist_ok=True)
     plot(history, args.out_dir / "tinygpt_loss.png", reference)
-    given = sys.argv[1:] if argv is None else list(argv)
-    shown = [a for i, a in enumerate(given) if a != "--data" and (i == 0 or given[i - 1] != "--data")
-             and not a.startswith("--data=")]                # the data file is named below, by checksum
-    command = "python examples/tinygpt_shakespeare.py " + " ".join(shown)
+    command = command_line("examples/tinygpt_shakespeare.py", argv)
     digest = hashlib.sha256(args.data.read_bytes()).hexdigest()
     rows = "\n".join(f"| {it} | {l['train']:.4f} | {l['val']:.4f} |" for it, l in history["eval"])
     report = f"""# TinyGPT on tiny-shakespeare
@@ -320,7 +399,7 @@ Sample ({args.sample_chars} characters from a newline, temperature 0.8, seed {ar
 ```text
 {sample}
 ```
-{comparison}"""
+{comparison}{spread}"""
     (args.out_dir / "tinygpt.md").write_text(report, encoding="utf-8")
     print(f"wrote {args.out_dir / 'tinygpt.md'} and {args.out_dir / 'tinygpt_loss.png'}")
 

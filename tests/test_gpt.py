@@ -189,6 +189,32 @@ def test_loss_and_every_gradient_match_pytorch():
         np.testing.assert_allclose(p.grad.data, grads[name].grad.numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
 
 
+@requires_torch
+def test_the_nanogpt_initialisation_draws_from_torch_with_nanogpts_scales():
+    import torch_gpt
+
+    config = GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=True)
+    torch.manual_seed(0)
+    ref = torch_gpt.init_like_nanogpt(torch_gpt.GPT(config, gelu="none"))
+    for name, p in ref.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert abs(p.std().item() - 0.02 / math.sqrt(8)) < 5e-4, name
+        elif p.dim() == 2:
+            assert abs(p.std().item() - 0.02) < 1e-3, name
+        elif name.endswith("bias"):
+            assert not p.any(), name
+        else:
+            assert bool((p == 1).all()), f"{name}: LayerNorm weights stay at one"
+    torch.manual_seed(0)
+    again = torch_gpt.init_like_nanogpt(torch_gpt.GPT(config, gelu="none"))
+    assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), again.parameters())), "same seed, same weights"
+    tanh = torch_gpt.GPT(config)                                       # the default: tinytorch's GELU
+    tanh.load_state_dict(ref.state_dict())
+    ids = torch.arange(64)[None] % 65
+    exact_logits, tanh_logits = ref(ids)[0], tanh(ids)[0]
+    assert not torch.equal(exact_logits, tanh_logits) and torch.allclose(exact_logits, tanh_logits, atol=1e-3)
+
+
 # ---- sampling -----------------------------------------------------------------------------
 
 def test_generation_with_a_seed_repeats():
@@ -366,22 +392,62 @@ def test_reuse_freed_memory_reports_whether_it_could_tune_the_allocator():
     assert reuse_freed_memory() is expected
 
 
-@pytest.mark.slow
-def test_the_shakespeare_example_trains_and_writes_its_report(tmp_path):
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run_on_tiny_text(tmp_path, script: str, *args: str):
+    """Run a repository script on a small text instead of tiny-shakespeare; returns (completed process, text path)."""
     import subprocess
 
-    repo = Path(__file__).resolve().parent.parent
     text = tmp_path / "tiny.txt"
     text.write_text("To be, or not to be, that is the question:\n" * 40, encoding="utf-8")
-    out = tmp_path / "results"
-    done = subprocess.run([sys.executable, str(repo / "examples" / "tinygpt_shakespeare.py"), "--data", str(text),
-                           "--iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1", "--sample-chars", "20",
-                           "--out-dir", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(REPO / script), "--data", str(text), *args],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+    return done, text
+
+
+@pytest.mark.slow
+def test_the_shakespeare_example_trains_and_writes_its_report(tmp_path):
+    out = tmp_path / "results"
+    _, text = _run_on_tiny_text(tmp_path, "examples/tinygpt_shakespeare.py", "--iters", "4", "--eval-interval", "2",
+                                "--eval-iters", "1", "--final-eval-iters", "1", "--sample-chars", "20",
+                                "--out-dir", str(out))
     report = (out / "tinygpt.md").read_text(encoding="utf-8")
     assert "| 4 |" in report and "validation" in report
-    assert str(text) not in report, "the data file is named by its checksum, not by a machine's path"
+    assert str(text) not in report and str(out) not in report, "a page names no machine's paths"
     assert (out / "tinygpt_loss.png").stat().st_size > 0
+    assert "spread over seeds" not in report, "one seed unless --more-seeds asks for more"
+
+
+@pytest.mark.slow
+def test_the_example_reports_the_spread_over_more_seeds(tmp_path):
+    _run_on_tiny_text(tmp_path, "examples/tinygpt_shakespeare.py", "--iters", "3", "--eval-interval", "3",
+                      "--eval-iters", "1", "--final-eval-iters", "2", "--sample-chars", "5", "--more-seeds", "1", "2",
+                      "--out-dir", str(tmp_path))
+    report = (tmp_path / "tinygpt.md").read_text(encoding="utf-8")
+    rows = [line for line in report.splitlines() if line.startswith(("| 1337 |", "| 1 |", "| 2 |"))]
+    assert len(rows) == 3, report
+    losses = np.array([[float(cell) for cell in row.split("|")[2:4]] for row in rows])
+    mean_row = next(line for line in report.splitlines() if "mean ± std over 3 seeds" in line)
+    assert f"{losses[:, 1].mean():.4f} ± {losses[:, 1].std(ddof=1):.4f}" in mean_row
+    assert len({tuple(row) for row in losses}) == 3, "each seed trains its own model"
+
+
+@requires_torch
+@pytest.mark.slow
+def test_the_nanogpt_reference_writes_a_page_of_seeds(tmp_path):
+    def first_row(page: Path) -> str:
+        return next(line for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("| 5 |"))
+
+    args = ["--iters", "3", "--final-eval-iters", "2", "--seeds", "5", "6", "--book-page"]
+    _, text = _run_on_tiny_text(tmp_path, "benchmarks/nanogpt_reference.py", *args, str(tmp_path / "one.md"))
+    report = (tmp_path / "one.md").read_text(encoding="utf-8")
+    assert "| 6 |" in report and "mean ± std over 2 seeds" in report
+    assert str(text) not in report, "the data file is not named by a machine's path"
+    _run_on_tiny_text(tmp_path, "benchmarks/nanogpt_reference.py", *args, str(tmp_path / "two.md"))
+    assert first_row(tmp_path / "one.md").split("|")[2:4] == first_row(tmp_path / "two.md").split("|")[2:4], \
+        "a seed repeats its losses"
 
 
 def test_the_example_names_a_missing_data_file_in_one_line(tmp_path):
