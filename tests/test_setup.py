@@ -99,3 +99,36 @@ def test_a_raising_matmul_reports_its_error():
 def test_every_problem_is_reported_at_once():
     problems = check_environment(python_version=(3, 8), numpy_version="1.20.0", matmul=_raises)
     assert len(problems) == 3
+
+
+# ---- timing (chapter 01's timers, shared by the later chapters) ----------------------------
+
+def _clock(monkeypatch, durations):
+    """Make time.perf_counter advance by the next of `durations` on every call to the timed function."""
+    from tinytorch.core import timing
+
+    now, pending = [0.0], list(durations)
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
+
+    def fn():
+        now[0] += pending.pop(0)
+
+    return fn
+
+
+def test_best_time_is_the_fastest_run(monkeypatch):
+    from tinytorch.core.timing import best_time
+
+    fn = _clock(monkeypatch, [0.3, 0.1, 0.2])
+    assert best_time(fn, repeats=3, budget=0.0) == pytest.approx(0.1)
+
+
+def test_median_times_runs_the_functions_in_turns(monkeypatch):
+    from tinytorch.core.timing import median_time, median_times
+
+    calls = []
+    step = _clock(monkeypatch, [1, 5, 2, 6, 3, 7])             # a's runs take 1, 2, 3; b's take 5, 6, 7
+    medians = median_times([lambda: (calls.append("a"), step()), lambda: (calls.append("b"), step())], repeats=3)
+    assert calls == ["a", "b"] * 3, "one run of each function per round"
+    assert medians == [2, 6]
+    assert median_time(_clock(monkeypatch, [4, 1, 9]), repeats=3) == 4

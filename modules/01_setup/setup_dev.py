@@ -30,7 +30,8 @@ functions that the rest of the course, and `tito system doctor`, rely on:
 Then we measure what the machine can do: how many floating-point operations
 per second a matrix multiplication reaches, in float32 and in float64.
 
-The cells marked `#| export` become `tinytorch/core/setup.py`.
+The cells marked `#| export` become `tinytorch/core/setup.py`; the timers
+of the last section become `tinytorch/core/timing.py`.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -308,8 +309,25 @@ matrices of a few sizes, take the fastest of several runs (the one least
 disturbed by other programs), and convert to GFLOP/s with `2n³ / time`.
 """
 
+# %% [markdown]
+"""
+Every later chapter times something, so the timers live in the package,
+`tinytorch.core.timing`, and the chapters import them. There are two ways
+to summarise repeated runs. The **fastest** run is the one least disturbed
+by other programs, which suits a clean figure for one operation such as a
+matmul rate. The **median** is what a typical run costs, including the
+hiccups a real program meets. When two versions are compared, they are run
+**in turns**, so a machine that gets busier halfway through slows both
+alike.
+"""
+
 # %%
+#| export core.timing
+"""Timers the chapters share: the fastest of several runs, or the median, of one function or several in turns."""
+
 import time
+
+import numpy as np
 
 
 def best_time(fn, repeats=5, budget=0.05):
@@ -322,6 +340,23 @@ def best_time(fn, repeats=5, budget=0.05):
     return min(times)
 
 
+def median_times(fns, repeats=7):
+    """Median seconds of each function, run in turns so that a busy machine slows all of them alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, record in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return [float(np.median(record)) for record in times]
+
+
+def median_time(fn, repeats=5):
+    """Median seconds of fn over `repeats` runs."""
+    return median_times([fn], repeats)[0]
+
+
+# %%
 rng = np.random.default_rng(0)
 rates = {}
 print(f"{'n':>6} {'float32 GFLOP/s':>16} {'float64 GFLOP/s':>16} {'float32 speed-up':>17}")

@@ -1344,21 +1344,7 @@ array with copying its transpose into row-major order, which is what
 """
 
 # %%
-import time
-
-
-def best_time(fn, repeats=5, budget=0.05):
-    """The fastest run of fn, in seconds: at least `repeats` runs, more (up to 1000) while under `budget` s.
-
-    The fastest run is the one least disturbed by other programs, so it is the most repeatable.
-    """
-    times, began = [], time.perf_counter()
-    while len(times) < repeats or (time.perf_counter() - began < budget and len(times) < 1000):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
+from tinytorch.core.timing import best_time    # chapter 01: the fastest of several runs
 
 big = Tensor(np.random.default_rng(1).random((2048, 2048), dtype=np.float32))
 A = big.data

@@ -85,7 +85,6 @@ measurements and plots. None of it goes into the package.
 """
 
 # %%
-import time
 import tracemalloc
 import warnings
 
@@ -886,16 +885,7 @@ primitives; they are not counted but do cost a sweep each.)
 
 # %%
 from tinytorch.core.tensor import Function
-
-
-def median_seconds(fn, repeats: int = 5) -> float:
-    """Median wall time of fn() over a few runs (the median ignores one-off hiccups)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from tinytorch.core.timing import median_time    # chapter 01: the median of several runs
 
 
 def primitives_used(fn, x: Tensor) -> list[str]:
@@ -917,12 +907,12 @@ def primitives_used(fn, x: Tensor) -> list[str]:
 activations = {"relu": relu, "sigmoid": sigmoid, "tanh": tanh, "gelu": gelu,
                "softmax": softmax, "log_softmax": log_softmax}
 big = Tensor(np.random.default_rng(8).standard_normal((2048, 2048)).astype(np.float32))
-copy_seconds = median_seconds(lambda: big.data.copy())
+copy_seconds = median_time(lambda: big.data.copy())
 print(f"{'function':12s} {'ms':>7} {'ns/element':>11} {'x copy':>7} {'ops':>4}")
 print(f"{'(copy)':12s} {copy_seconds * 1e3:7.2f} {copy_seconds / big.numel() * 1e9:11.2f} {1:7.1f} {'':>4}")
 cost = {}
 for name, fn in activations.items():
-    seconds = median_seconds(lambda: fn(big))
+    seconds = median_time(lambda: fn(big))
     cost[name] = seconds / big.numel() * 1e9
     print(f"{name:12s} {seconds * 1e3:7.2f} {cost[name]:11.2f} {seconds / copy_seconds:7.1f} "
           f"{len(primitives_used(fn, Tensor(big.data[:2, :8]))):4d}")
@@ -951,8 +941,8 @@ actually produces (all 4 M float32 elements):
 signed = {"positive": np.abs(big.data), "negative": -np.abs(big.data), "mixed": big.data}
 print(f"{'inputs':9s} {'x ** 3':>10} {'x * x * x':>10}   (ns per element)")
 for label, values in signed.items():
-    pow_ns = median_seconds(lambda: values ** 3, repeats=3) / values.size * 1e9
-    mul_ns = median_seconds(lambda: values * values * values, repeats=3) / values.size * 1e9
+    pow_ns = median_time(lambda: values ** 3, repeats=3) / values.size * 1e9
+    mul_ns = median_time(lambda: values * values * values, repeats=3) / values.size * 1e9
     print(f"{label:9s} {pow_ns:10.2f} {mul_ns:10.2f}")
 print(f"all of gelu (x * x * x version), mixed inputs: {cost['gelu']:.2f} ns per element")
 
@@ -1022,9 +1012,9 @@ flat = np.random.default_rng(10).standard_normal(sizes[-1]).astype(np.float32)
 scaling = {name: [] for name in ("copy", "relu", "gelu", "softmax")}
 for n in sizes:
     t = Tensor(flat[:n].copy())
-    scaling["copy"].append(median_seconds(lambda: t.data.copy()) / n * 1e9)
+    scaling["copy"].append(median_time(lambda: t.data.copy()) / n * 1e9)
     for name in ("relu", "gelu", "softmax"):
-        scaling[name].append(median_seconds(lambda: activations[name](t)) / n * 1e9)
+        scaling[name].append(median_time(lambda: activations[name](t)) / n * 1e9)
 print(f"{'elements':>9} " + " ".join(f"{name:>9}" for name in scaling) + "   (ns per element)")
 for i, n in enumerate(sizes):
     print(f"{n:9d} " + " ".join(f"{scaling[name][i]:9.2f}" for name in scaling))

@@ -77,7 +77,6 @@ The chapter's own tools for demonstrations, measurement and plots (not part of t
 
 # %%
 import math
-import time
 import tracemalloc
 import warnings
 
@@ -763,13 +762,7 @@ $2N\sum_\ell d_{\ell-1} d_\ell$, and the cost of the loss at the end.
 
 
 # %%
-def median_seconds(fn, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from tinytorch.core.timing import median_time    # chapter 01: the median of several runs
 
 
 flops_per_example = 2 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
@@ -777,9 +770,9 @@ print(f"{'batch':>6} {'forward ms':>11} {'us/example':>11} {'GFLOP/s':>8} {'loss
 for n in (1, 16, 128, 1024):
     x = Tensor(rng.standard_normal((n, 784)).astype(np.float32))
     labels = rng.integers(0, 10, n)
-    forward = median_seconds(lambda: model(x))
+    forward = median_time(lambda: model(x))
     logits_n = model(x)
-    loss_time = median_seconds(lambda: cross_entropy(logits_n, labels))
+    loss_time = median_time(lambda: cross_entropy(logits_n, labels))
     print(f"{n:6d} {forward * 1e3:11.2f} {forward / n * 1e6:11.1f} {flops_per_example * n / forward / 1e9:8.1f} "
           f"{loss_time * 1e3:8.3f}")
 

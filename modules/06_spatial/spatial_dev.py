@@ -77,17 +77,12 @@ import matplotlib.pyplot as plt
 
 from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Linear, Sequential
+from tinytorch.core.timing import median_time
 
 
 def median_ms(fn, repeats: int = 5) -> float:
-    """Median wall time of fn() in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    """Median wall time of fn() in milliseconds (chapter 01's median_time)."""
+    return 1000 * median_time(fn, repeats)
 
 
 # %% [markdown]

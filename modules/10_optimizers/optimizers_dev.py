@@ -862,15 +862,7 @@ to `p.data -= ...`: 120 bytes per parameter instead of 28.
 """
 
 # %%
-def median_times(fns, repeats=7):
-    """Median seconds of each function, run in turns so that a busy machine slows all of them alike."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - start)
-    return [float(np.median(record)) for record in times]
+from tinytorch.core.timing import median_times    # chapter 01: medians of several functions, run in turns
 
 
 src = np.ones(n_params, dtype=np.float32)

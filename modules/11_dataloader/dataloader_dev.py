@@ -1558,14 +1558,7 @@ and fetch batches of increasing size two ways: the per-sample path
 
 
 # %%
-def median_time(fn, repeats: int = 5) -> float:
-    """Median wall time of fn() over `repeats` runs, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from tinytorch.core.timing import median_time    # chapter 01: the median of several runs
 
 
 rng = np.random.default_rng(0)

@@ -93,10 +93,10 @@ from tinytorch.core.tensor import Function, Tensor
 
 # %% [markdown]
 r"""
-The chapter's own tools (not part of the package): a timer, the
-convolution, losses and optimizer of earlier chapters to compare against, and
-a look at this machine's caches. The timer reports the *fastest* of a few
-runs after one warm-up call. Here we ask what each kernel can do, and on a
+The chapter's own tools: a timer (chapter 01's `best_time`, in
+milliseconds), the convolution, losses and optimizer of earlier chapters to
+compare against, and a look at this machine's caches. The timer reports the
+*fastest* of a few runs, so a cold first call does not count. Here we ask what each kernel can do, and on a
 machine shared with other programs, interference only ever adds time, so the
 fastest run is the closest to the kernel's own speed. (Chapter 15 builds a
 proper harness and discusses when the median is the better summary.)
@@ -115,17 +115,12 @@ from tinytorch.core.layers import Linear, Sequential
 from tinytorch.core.networks import CrossEntropyLoss, cross_entropy
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d, conv2d
+from tinytorch.core.timing import best_time
 
 
 def best_ms(fn, repeats: int = 5) -> float:
-    """The fastest of `repeats` runs of fn(), in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
+    """The fastest of at least `repeats` runs of fn(), in milliseconds (chapter 01's best_time)."""
+    return 1000 * best_time(fn, repeats)
 
 
 def peak_mib(fn) -> float:

@@ -70,24 +70,19 @@ from tinytorch.core.activations import ReLU, log_softmax
 from tinytorch.core.autograd import gradcheck, no_grad
 from tinytorch.core.layers import Linear, Module, Parameter, Sequential
 from tinytorch.core.tensor import Tensor
+from tinytorch.core.timing import best_time
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="tinytorch-mlops-"))   # every file this chapter writes goes here
 atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)    # and is removed when the kernel stops
 
 
 def best_ms(fn, repeats: int = 9) -> float:
-    """Fastest of `repeats` timed calls of fn(), in milliseconds, after one warm-up call.
+    """Fastest of at least `repeats` timed calls of fn(), in milliseconds (chapter 01's best_time).
 
     Other programs on the machine can only ever add time to a run, so the fastest run is
     the best estimate of what the code itself costs (Python's timeit advises the same).
     """
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * min(times)
+    return 1000 * best_time(fn, repeats)
 
 
 # %% [markdown]
