@@ -25,7 +25,7 @@ from tito import curriculum
 from tito import nbgrader as tools
 from tito.cli import cli
 from tito.errors import TitoError
-from tito.solutions import HIDDEN_BEGIN, HIDDEN_END, clear_solutions, student_version
+from tito.solutions import HIDDEN_BEGIN, HIDDEN_END, clear_answers, clear_solutions, student_version
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = curriculum.load(ROOT)
@@ -171,7 +171,10 @@ def test_the_release_holds_no_solution_code(course_folder, module):
     regions = 0
     for grade_id, cell in source.items():
         meta = cell["metadata"]["nbgrader"]
-        if meta["solution"]:
+        if meta["solution"] and cell["cell_type"] == "markdown":
+            expected, _ = clear_answers(cell["source"])
+            assert released[grade_id]["source"] == expected, f"{grade_id}: the release does not hide the answer key"
+        elif meta["solution"]:
             expected, count = clear_solutions(cell["source"], module.folder)
             assert released[grade_id]["source"] == expected, f"{grade_id}: the release is not the cell with its regions stubbed"
             regions += count
@@ -218,8 +221,9 @@ def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module):
     result = tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course_folder))
     assert result.exit_code == 0, result.output
     score = next(s for s in tools.scores(course_folder, module.folder) if s.student == "instructor")
-    points = tools.check_metadata(module.dev_file(ROOT)).points
-    assert score.max_score == points and score.score == points, score
+    metadata = tools.check_metadata(module.dev_file(ROOT))
+    # Answers to the questions are graded by hand: autograde scores every test and none of them.
+    assert score.max_score == metadata.points and score.score == metadata.points - metadata.answer_points, score
 
 
 # --- the instructor guide's cycle, in a temporary course folder --------------------------------

@@ -113,7 +113,7 @@ def test_a_stub_raises_not_implemented_error_naming_what_to_write():
     code, _ = clear_solutions("def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n", "07_demo")
     namespace = {}
     exec(code, namespace)
-    with pytest.raises(NotImplementedError, match="07_demo: implement f; the text before this cell says what it must do"):
+    with pytest.raises(NotImplementedError, match="07_demo: implement f; the hints above it say what it must do"):
         namespace["f"](1)
 
 

@@ -23,7 +23,7 @@ from .checkpoints import checkout_env
 from .curriculum import Module
 from .errors import TitoError
 from .exercise import is_started
-from .solutions import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, STUB, SolutionError, clear_solutions
+from .solutions import BEGIN, END, HIDDEN_BEGIN, HIDDEN_END, STUB, SolutionError, clear_answers, clear_solutions
 
 COURSE_DIR = "course"
 COURSE_ID = "tinytorch"
@@ -101,6 +101,8 @@ class Metadata:
     points: float = 0.0
     locked_cells: int = 0
     hidden_regions: int = 0
+    answer_cells: list[str] = field(default_factory=list)  # manually graded markdown answers (questions)
+    answer_points: float = 0.0  # part of `points`, graded by hand, not by autograde
 
     @property
     def present(self) -> bool:
@@ -161,6 +163,24 @@ def check_metadata(path: Path, root: Path | None = None) -> Metadata:
         for key in ("grade", "solution", "locked", "task"):
             if not isinstance(meta.get(key), bool):
                 fail(index, f'nbgrader metadata needs "{key}": true or false')
+        if cell.cell_type == "markdown" and meta["solution"]:
+            # A question's answer cell: manually graded, its region is the answer key and rubric.
+            if not meta["grade"]:
+                fail(index, f"answer cell {grade_id!r} needs \"grade\": true and \"points\" (it is graded by hand)")
+            points = meta.get("points")
+            if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
+                fail(index, f"answer cell {grade_id!r} needs \"points\" greater than 0")
+            try:
+                _, regions = clear_answers(cell.source)
+            except SolutionError as err:
+                fail(index, f"answer cell {grade_id!r}, {err}")
+            if regions == 0:
+                fail(index, f"answer cell {grade_id!r} marks no answer key; wrap it in "
+                            "### BEGIN SOLUTION / ### END SOLUTION")
+            found.answer_cells.append(grade_id)
+            found.points += points
+            found.answer_points += points
+            continue
         if meta["grade"]:
             points = meta.get("points")
             if not isinstance(points, (int, float)) or isinstance(points, bool) or points <= 0:
@@ -175,7 +195,7 @@ def check_metadata(path: Path, root: Path | None = None) -> Metadata:
             fail(index, f"hidden-test markers in cell {grade_id!r}, which is not graded")
         if meta["solution"]:
             if cell.cell_type != "code":
-                fail(index, f"solution cell {grade_id!r} is text; only code cells are exercises in TinyTorch")
+                fail(index, f"solution cell {grade_id!r} is raw text; exercises are code cells, answers markdown cells")
             try:
                 _, regions = clear_solutions(cell.source, first_line=1)
             except SolutionError as err:

@@ -9,11 +9,16 @@ function body:
         ### END SOLUTION
 
 `clear_solutions` replaces each region with a stub that says what to implement
-and raises NotImplementedError. It is the only implementation of that rule:
+and raises NotImplementedError. A question's answer cell is a markdown cell
+whose region holds the answer key and rubric; `clear_answers` replaces that
+region with nbgrader's own "YOUR ANSWER HERE". These are the only
+implementations of those rules:
 `tito module start` applies it to the chapter file (`student_version`), and
 `tito nbgrader generate` applies it to the release notebook (through the
 ClearSolutions preprocessor in tito/nbgrader.py), so a learner working from
 the repository and a student working from a release see the same stubs.
+`exercise_version` also removes hidden tests: it is what a learner is handed
+outside the repository (the site's exercise notebooks, a student repository).
 """
 
 from __future__ import annotations
@@ -30,8 +35,11 @@ _TEXT_CELL = re.compile(r"^#\s*%%\s*\[(markdown|md|raw)\]")
 
 STUB = (
     "# YOUR CODE HERE: {name}\n"
-    'raise NotImplementedError("{where}implement {name}; the text before this cell says what it must do")'
+    'raise NotImplementedError("{where}implement {name}; the hints above it say what it must do")'
 )
+# What a learner's answer cell (a question's markdown cell) shows in place of the answer key:
+# nbgrader's own text for a cleared markdown solution, so both tools agree.
+ANSWER_STUB = "YOUR ANSWER HERE"
 
 
 class SolutionError(ValueError):
@@ -131,24 +139,108 @@ def is_code_cell(lines: list[str]) -> bool:
     return bool(lines) and bool(CELL_MARKER.match(lines[0])) and not _TEXT_CELL.match(lines[0])
 
 
-def student_version(text: str, module: str = "") -> tuple[str, int]:
-    """A chapter file (percent format) with its solution regions stubbed; every other byte unchanged."""
+def is_markdown_cell(lines: list[str]) -> bool:
+    return bool(lines) and bool(CELL_MARKER.match(lines[0])) and bool(_TEXT_CELL.match(lines[0]))
+
+
+def clear_answers(source: str, first_line: int = 1) -> tuple[str, int]:
+    """A markdown (answer) cell's text with each solution region (the answer key) replaced by
+    ANSWER_STUB; also the number replaced. The markers may sit anywhere in the text."""
+    out, start, replaced = [], None, 0
+    for number, line in enumerate(source.split("\n")):
+        if BEGIN.match(line):
+            if start is not None:
+                raise SolutionError(f"line {first_line + number}: '### BEGIN SOLUTION' inside another solution region")
+            start = number
+            out.append(ANSWER_STUB)
+            replaced += 1
+        elif END.match(line):
+            if start is None:
+                raise SolutionError(f"line {first_line + number}: '### END SOLUTION' without a '### BEGIN SOLUTION' before it")
+            start = None
+        elif start is None:
+            out.append(line)
+    if start is not None:
+        raise SolutionError(f"line {first_line + start}: '### BEGIN SOLUTION' has no '### END SOLUTION'")
+    return "\n".join(out), replaced
+
+
+def remove_hidden_tests(source: str, first_line: int = 1) -> tuple[str, int]:
+    """A code cell without its hidden-test regions (markers included), as nbgrader's release has it."""
+    out, start, removed = [], None, 0
+    for number, line in enumerate(source.split("\n")):
+        if HIDDEN_BEGIN.match(line):
+            if start is not None:
+                raise SolutionError(f"line {first_line + number}: '### BEGIN HIDDEN TESTS' inside another hidden-test region")
+            start, removed = number, removed + 1
+        elif HIDDEN_END.match(line):
+            if start is None:
+                raise SolutionError(f"line {first_line + number}: '### END HIDDEN TESTS' without a '### BEGIN HIDDEN TESTS' before it")
+            start = None
+        elif start is None:
+            out.append(line)
+    if start is not None:
+        raise SolutionError(f"line {first_line + start}: '### BEGIN HIDDEN TESTS' has no '### END HIDDEN TESTS'")
+    return "\n".join(out), removed
+
+
+def _rewrite_cells(text: str, rewrite) -> tuple[str, int]:
+    """Apply `rewrite(lines, body, first_line) -> (new body or None, count)` to every cell; other bytes unchanged."""
     parts, total = [], 0
     for start, lines in split_cells(text):
-        if not is_code_cell(lines) or not any(BEGIN.match(l.rstrip("\r\n")) or END.match(l.rstrip("\r\n")) for l in lines):
+        body = [l.rstrip("\r\n") for l in lines[1:]]
+        new, count = rewrite(lines, "\n".join(body), start + 1) if lines and CELL_MARKER.match(lines[0]) else (None, 0)
+        if new is None:
             parts.append("".join(lines))
             continue
-        ending = "\r\n" if lines[0].endswith("\r\n") else "\n"
-        body = [l.rstrip("\r\n") for l in lines[1:]]
-        last_has_end = lines[-1].endswith(("\n", "\r"))
-        cleared, count = clear_solutions("\n".join(body), module, first_line=start + 1)
         total += count
-        parts.append(lines[0] + ending.join(cleared.split("\n")) + (ending if last_has_end else ""))
+        ending = "\r\n" if lines[0].endswith("\r\n") else "\n"
+        last_has_end = lines[-1].endswith(("\n", "\r"))
+        parts.append(lines[0] + ending.join(new.split("\n")) + (ending if last_has_end else ""))
     return "".join(parts), total
 
 
+def _has_marker(lines: list[str], *patterns) -> bool:
+    return any(p.match(l.rstrip("\r\n")) for l in lines for p in patterns)
+
+
+def student_version(text: str, module: str = "") -> tuple[str, int]:
+    """A chapter file (percent format) with its solution regions stubbed; every other byte unchanged.
+
+    Code regions become stubs that raise NotImplementedError; a question's answer cell
+    (a markdown cell with a region) shows ANSWER_STUB in place of its answer key. The
+    count is of code stubs only (the exercises to implement).
+    """
+    def rewrite(lines, body, first_line):
+        if not _has_marker(lines, BEGIN, END):
+            return None, 0
+        if is_code_cell(lines):
+            return clear_solutions(body, module, first_line=first_line)
+        if is_markdown_cell(lines):
+            cleared, _ = clear_answers(body, first_line=first_line)
+            return cleared, 0
+        return None, 0
+
+    return _rewrite_cells(text, rewrite)
+
+
+def exercise_version(text: str, module: str = "") -> tuple[str, int]:
+    """What a learner is handed outside the repository (exercise notebooks, a student repository):
+    the student version with hidden-test regions removed too, as in nbgrader's release. Locked
+    (visible) tests stay. Returns the text and the number of code stubs."""
+    student, stubs = student_version(text, module)
+
+    def rewrite(lines, body, first_line):
+        if not (is_code_cell(lines) and _has_marker(lines, HIDDEN_BEGIN, HIDDEN_END)):
+            return None, 0
+        return remove_hidden_tests(body, first_line=first_line)
+
+    without_hidden, _ = _rewrite_cells(student, rewrite)
+    return without_hidden, stubs
+
+
 def count_regions(text: str) -> int:
-    """How many solution regions a chapter file marks (in code cells)."""
+    """How many solution regions a chapter file marks in code cells (the exercises; answer cells not counted)."""
     return sum(
         sum(bool(BEGIN.match(l.rstrip("\r\n"))) for l in lines)
         for _, lines in split_cells(text)

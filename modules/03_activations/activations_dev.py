@@ -1167,27 +1167,120 @@ if __name__ == "__main__":
 r"""
 ## ML systems thinking
 
-1. **Memory traffic.** Your GELU performs about ten Tensor operations, each a
-   full read and write of its input. For a transformer MLP activation of shape
-   (batch 32, sequence 2048, width 3072) in float32, how many bytes does one
-   forward GELU move through memory in tinytorch, and in a single fused kernel
-   that reads once and writes once? Which would speed up tinytorch's GELU more:
-   faster arithmetic or more memory bandwidth?
-2. **Saved for backward.** The memory table showed how many bytes per element
-   each activation keeps when its input requires a gradient. Which of them
-   could, in principle, compute its derivative from its *output* alone (as
-   PyTorch does for sigmoid and tanh), and what would that save for a
-   24-layer model?
-3. **Numerical contracts.** Our softmax subtracts the row max; our sigmoid
-   never exponentiates a positive number. Which other operations in a network
-   (think of losses, normalisation, attention with masks of $-\infty$) could
-   overflow, underflow or divide by zero, and what is the analogous trick for
-   each?
-4. **Choosing a formula.** The split-form sigmoid costs more passes than the
-   tanh form but keeps the left tail. When would you choose the cheaper one,
-   and how would you make the choice safe (hint: where is `log(sigmoid(x))`
-   used, and what would you compute instead)?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
 
+**1. Memory traffic.** Your GELU performs about ten Tensor operations, each a
+full read and write of its input. For a transformer MLP activation of shape
+(batch 32, sequence 2048, width 3072) in float32, how many bytes does one
+forward GELU move through memory in tinytorch, and in a single fused kernel
+that reads once and writes once? Which would speed up tinytorch's GELU more:
+faster arithmetic or more memory bandwidth?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_memory_traffic", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The tensor holds 32 × 2048 × 3072 ≈ 2.0 × 10⁸ elements, 805 MB
+in float32. Ten operations that each read one such tensor and write one move
+about 10 × 2 × 805 MB ≈ 16 GB (binary operations that read two inputs move
+more); a fused kernel reads 805 MB and writes 805 MB, 1.6 GB, about ten times
+less. Each element costs only a few floating-point operations, far below the
+machine's flops-per-byte ridge, so GELU is memory-bound: more bandwidth (or
+fewer passes, that is, fusion) speeds it up; faster arithmetic barely does.
+
+**Rubric (2 points).** 1 point for the element count and both byte totals
+(within a factor of two for the unfused one); 1 point for "memory-bound, so
+bandwidth or fusion, not arithmetic", with the reason (few flops per byte).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Saved for backward.** The memory table showed how many bytes per element
+each activation keeps when its input requires a gradient. Which of them
+could, in principle, compute its derivative from its *output* alone (as
+PyTorch does for sigmoid and tanh), and what would that save for a
+24-layer model?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_saved_for_backward", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Sigmoid ($\sigma' = \sigma(1-\sigma)$), tanh ($1 - y^2$) and ReLU
+(the derivative is 1 where the output is positive) can be differentiated from
+the output alone; softmax too, through $y \odot (g - \sum g y)$. GELU cannot:
+its derivative needs $x$. Keeping only the output, which the next layer keeps
+anyway, drops the intermediates each composed operation saves: for a
+24-layer model the saving is 24 × (bytes per element saved today − 0) × the
+activation's element count, several times the activation's own size per
+layer.
+
+**Rubric (2 points).** 1 point for naming sigmoid and tanh (ReLU or softmax a
+bonus) and why GELU is not among them; 1 point for the saving as a
+per-layer count of bytes times 24.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Numerical contracts.** Our softmax subtracts the row max; our sigmoid
+never exponentiates a positive number. Which other operations in a network
+(think of losses, normalisation, attention with masks of $-\infty$) could
+overflow, underflow or divide by zero, and what is the analogous trick for
+each?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_numerical_contracts", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Cross-entropy computed as `log(softmax(x))` underflows to
+`log(0) = -inf`: use log-sum-exp (`log_softmax`). Normalisation divides by a
+standard deviation that can be 0: add `eps` inside the square root. Attention
+rows that are fully masked with $-\infty$ give `-inf - (-inf) = nan`: mask
+with a large finite negative number, or never mask a whole row. `exp` in any
+loss or gate overflows past about 88 in float32: shift by the maximum first.
+
+**Rubric (2 points).** 1 point for at least two distinct hazards beyond
+softmax and sigmoid; 1 point for a correct trick for each named hazard.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Choosing a formula.** The split-form sigmoid costs more passes than the
+tanh form but keeps the left tail. When would you choose the cheaper one,
+and how would you make the choice safe (hint: where is `log(sigmoid(x))`
+used, and what would you compute instead)?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_choosing_a_formula", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Where only the probability itself is used (a gate that
+multiplies a value, a prediction that is thresholded), the relative error in
+the far left tail does not matter and the cheaper form is fine. Where the
+logarithm of the probability is taken (binary cross-entropy, log-likelihoods),
+the tail is the whole answer: compute `log(sigmoid(x))` directly as
+`-softplus(-x)` (`logsigmoid`), which stays exact, instead of taking the log
+of a probability that has underflowed.
+
+**Rubric (2 points).** 1 point for "cheap when only the value is used";
+1 point for naming the log-probability use and the fused `logsigmoid` /
+softplus form.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
 ## Module summary
 
 * Without a nonlinearity, any stack of linear layers is one linear layer: we
