@@ -20,7 +20,8 @@ from tito.solutions import BEGIN, count_regions, is_code_cell, split_cells
 MIN_GUIDANCE_LINES = 3
 _DOC_QUOTES = re.compile(r"^[rbuRBU]*(\"\"\"|''')")
 COURSE = curriculum.load()
-CHAPTERS = [m for m in COURSE.written_modules() if m.folder != "01_setup"]
+MODULES = COURSE.written_modules()
+CHAPTERS = [m for m in MODULES if m.folder != "01_setup"]  # 01 (setup) asks no questions to answer
 
 
 def guidance_before_regions(text: str) -> list[tuple[int, int]]:
@@ -101,7 +102,7 @@ def test_guidance_counts_comments_and_a_docstring_above_the_region():
     assert [count for _, count in guidance_before_regions(text)] == [2, 1, 3]
 
 
-@pytest.mark.parametrize("module", CHAPTERS, ids=lambda m: m.folder)
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.folder)
 def test_every_solution_region_has_at_least_three_lines_of_guidance(module):
     path = module.dev_file(COURSE.root)
     thin = [f"line {line} ({count})" for line, count in guidance_before_regions(path.read_text(encoding="utf-8"))
@@ -126,7 +127,7 @@ def test_the_capstone_has_at_least_five_exercises():
     assert count_regions(capstone.dev_file(COURSE.root).read_text(encoding="utf-8")) >= 5
 
 
-@pytest.mark.parametrize("module", CHAPTERS, ids=lambda m: m.folder)
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.folder)
 def test_no_stub_points_at_text_elsewhere(module):
     text = module.dev_file(COURSE.root).read_text(encoding="utf-8")
     assert not re.search(r"the text before this cell says", text)
