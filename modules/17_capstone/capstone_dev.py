@@ -39,7 +39,14 @@ a transformer, it can train most things. We build
   norm (`clip_grad_norm_`, PyTorch's name), periodic validation loss;
 
 and we train a model in this chapter, on a small language we generate, where
-we know exactly how good the best possible model is. The full-size run, on
+we know exactly how good the best possible model is.
+
+**What you write.** The causal self-attention forward, the transformer
+block, GPT's forward pass and its sampling loop, the learning-rate schedule,
+gradient clipping, and the accounting (parameters and FLOPs per token,
+predicted from the configuration and checked against the measured step).
+The tokenizer and the rest of the training loop are given. Each piece is
+tested right after you write it. The full-size run, on
 Shakespeare, is `examples/tinygpt_shakespeare.py`; its results are in the
 book's results pages, measured side by side with PyTorch.
 
@@ -50,7 +57,7 @@ parameters and FLOPs), and the output head (which grows with the vocabulary).
 We measure each on this machine, and how the balance shifts as the context grows.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| default_exp models.gpt
 
 # %%
@@ -169,7 +176,7 @@ or, if you ask for it with `unknown="?"`, every unseen character becomes
 that one token, as real tokenizers do with their `<unk>`.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "tokenizer", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| export models.tokenizer
 
 import numpy as np
@@ -235,7 +242,7 @@ instead. These are the properties a saved model relies on when it is loaded
 next to a tokenizer rebuilt from its saved vocabulary.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_tokenizer", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_tokenizer():
     tok = CharTokenizer("hello world")
     assert tok.chars == [" ", "d", "e", "h", "l", "o", "r", "w"] and tok.vocab_size == 8
@@ -293,7 +300,7 @@ applied to the attention weights and to every sub-layer's output, only in
 training mode, with chapter 13's `dropout` (a random keep-mask and `Mul`).
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_causal_self_attention", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 
 import math
@@ -344,8 +351,23 @@ class CausalSelfAttention(Module):
         self.register_buffer("mask", Tensor(mask), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Causal multi-head self-attention: x (B, T, C) -> (B, T, C).
+
+        Position t may attend only to positions 0..t: add the (T, T) slice of
+        `self.mask` (0 on and below the diagonal, -inf above) to the scores before
+        the softmax. The heads are a reshape, not separate layers.
+        """
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        # 1. One projection: qkv = self.c_attn(x), (B, T, 3C); split it into q, k, v of (B, T, C) each.
+        # 2. Heads: reshape each to (B, T, nh, hs), then transpose(1, 2) to (B, nh, T, hs).
+        # 3. Scores q @ k^T scaled by 1/sqrt(hs): (B, nh, T, T); add the mask sliced to [:T, :T]
+        #    (as a Tensor of the scores' dtype), softmax over the last axis, then chapter 13's
+        #    dropout(att, self.dropout, self.training).
+        # 4. y = att @ v (B, nh, T, hs); merge the heads back: transpose(1, 2), reshape (B, T, C);
+        #    return dropout(self.c_proj(y), ...). Pitfall: reshape (B, nh, T, hs) straight to
+        #    (B, T, C) without the transpose mixes heads and positions, and still has the right shape.
+        ### BEGIN SOLUTION
         qkv = self.c_attn(x)                                   # (B, T, 3C)
         q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]   # each (B, T, C)
         q = q.reshape(B, T, nh, hs).transpose(1, 2)            # (B, T, nh, hs) -> (B, nh, T, hs)
@@ -358,7 +380,46 @@ class CausalSelfAttention(Module):
         y = att @ v                                            # (B, nh, T, T) @ (B, nh, T, hs) -> (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)                 # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
         return dropout(self.c_proj(y), self.dropout, self.training)   # (B, T, C)
+        ### END SOLUTION
 
+
+# %% [markdown]
+r"""
+The test builds one attention layer and checks it against the formula written
+out in plain NumPy (the same weights, one head at a time, a loop over heads),
+and checks causality directly: changing the input at position 3 must leave the
+outputs at positions 0 to 2 exactly as they were.
+"""
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_causal_self_attention", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_causal_self_attention():
+    manual_seed(4)
+    config = GPTConfig(vocab_size=5, block_size=6, n_layer=1, n_head=2, n_embd=8)
+    attn = CausalSelfAttention(config)
+    x = np.random.default_rng(4).standard_normal((2, 5, 8)).astype(np.float32)
+    y = attn(Tensor(x))
+    assert y.shape == (2, 5, 8), f"CausalSelfAttention must keep the shape (B, T, C): got {y.shape}"
+    W, b = attn.c_attn.weight.data, attn.c_attn.bias.data      # (3C, C), (3C,): PyTorch's Linear layout
+    qkv = x @ W.T + b                                            # (B, T, 3C)
+    heads = []
+    for h in range(2):                                           # one head at a time, hs = 4
+        q, k, v = (qkv[..., i * 8 + h * 4: i * 8 + h * 4 + 4] for i in range(3))   # each (B, T, hs)
+        scores = q @ k.transpose(0, 2, 1) / 2.0                  # (B, T, T), sqrt(hs) = 2
+        scores = np.where(np.tril(np.ones((5, 5), dtype=bool)), scores, -np.inf)
+        weights = np.exp(scores - scores.max(-1, keepdims=True))
+        heads.append((weights / weights.sum(-1, keepdims=True)) @ v)                # (B, T, hs)
+    expected = np.concatenate(heads, axis=-1) @ attn.c_proj.weight.data.T + attn.c_proj.bias.data
+    np.testing.assert_allclose(y.data, expected, rtol=1e-4, atol=1e-5,
+                               err_msg="attention differs from softmax(q k^T / sqrt(hs) + mask) v per head")
+    changed = x.copy()
+    changed[:, 3] += 1.0
+    after = attn(Tensor(changed)).data
+    assert np.array_equal(after[:, :3], y.data[:, :3]), "position 3 changed an earlier output: the mask is missing"
+    assert not np.allclose(after[:, 3:], y.data[:, 3:]), "positions from 3 on must see the change"
+    print("causal self-attention: matches the per-head formula, position t reads only 0..t: ok")
+
+
+test_unit_causal_self_attention()
 
 # %% [markdown]
 r"""
@@ -383,7 +444,7 @@ cumulative sum with one uniform draw per sequence, append, repeat. With a
 gives the same text; it runs under `no_grad()`, because sampling needs no graph.
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_block", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 
 class MLP(Module):
@@ -412,9 +473,52 @@ class Block(Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, C) -> (B, T, C) through the two residual sub-layers, pre-norm (GPT-2's order).
+
+        First attention reads a normalised copy of the residual stream and adds its
+        result back to the stream; then the MLP does the same with its own LayerNorm.
+        """
+        # Pitfall 1: the residual adds to x, not to the normalised copy (x + attn(ln_1(x)),
+        # not ln_1(x) + attn(...)): the stream itself is never normalised inside a block.
+        # Pitfall 2: the MLP reads the stream *after* attention's update, not the block's input.
+        ### BEGIN SOLUTION
         x = x + self.attn(self.ln_1(x))                        # (B, T, C): positions exchange information
         return x + self.mlp(self.ln_2(x))                      # (B, T, C): each position computes alone
+        ### END SOLUTION
 
+
+# %% [markdown]
+r"""
+The test checks the block against the two residual updates written out with
+its own sub-layers, and that the residual path is really there: with both
+sub-layers' output projections zeroed, a block is the identity.
+"""
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_block", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_block():
+    manual_seed(5)
+    block = Block(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=8))
+    x = Tensor(np.random.default_rng(5).standard_normal((2, 4, 8)).astype(np.float32))
+    mid = x.data + block.attn(block.ln_1(x)).data
+    expected = mid + block.mlp(block.ln_2(Tensor(mid))).data
+    np.testing.assert_allclose(block(x).data, expected, rtol=1e-5, atol=1e-6,
+                               err_msg="Block must compute x + attn(ln_1(x)), then that + mlp(ln_2(that))")
+    for proj in (block.attn.c_proj, block.mlp.c_proj):
+        proj.weight.data[...] = 0.0
+        proj.bias.data[...] = 0.0
+    assert np.array_equal(block(x).data, x.data), "with zero sub-layer outputs a block must return its input"
+    print("block: pre-norm residual sub-layers, identity when they write nothing: ok")
+
+
+test_unit_block()
+
+# %% [markdown]
+r"""
+Now the model around the blocks.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_gpt", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export
 
 class GPT(Module):
     """A decoder-only transformer language model: ids (B, T) -> next-token logits (B, T, vocab_size)."""
@@ -453,6 +557,13 @@ class GPT(Module):
         if T > self.config.block_size:
             raise ValueError(f"GPT: sequence length {T} exceeds block_size {self.config.block_size}; "
                              f"crop the input to its last {self.config.block_size} tokens")
+        # 1. x = token embeddings of idx plus position embeddings of 0..T-1: (B, T, C) + (T, C);
+        #    then dropout (chapter 13's dropout(x, self.config.dropout, self.training)).
+        # 2. Every block in self.h in turn, then ln_f, then lm_head: logits (B, T, V).
+        # 3. With targets: the mean cross_entropy of logits flattened to (B*T, V) against targets
+        #    flattened to (B*T,). Pitfall: cross_entropy wants one row per prediction, so flatten
+        #    both; check targets.shape == (B, T) first and raise ValueError otherwise.
+        ### BEGIN SOLUTION
         x = self.wte(idx) + self.wpe(np.arange(T))               # (B, T, C) + (T, C) -> (B, T, C)
         x = dropout(x, self.config.dropout, self.training)
         for block in self.h:
@@ -465,6 +576,7 @@ class GPT(Module):
             raise ValueError(f"GPT: targets must have the shape of idx, {(B, T)}, got {targets.shape}")
         loss = cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T))   # (B*T, V) vs (B*T,)
         return logits, loss
+        ### END SOLUTION
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  seed: int | None = None) -> Tensor:
@@ -485,6 +597,15 @@ class GPT(Module):
         if idx.ndim != 2:
             raise ValueError(f"generate expects ids of shape (B, T), got {idx.shape}; add a batch axis with idx[None]")
         rng = init.generator() if seed is None else np.random.default_rng(seed)
+        # Each of max_new_tokens steps, under no_grad() (sampling needs no graph):
+        # 1. crop the context to its last block_size tokens and run the model: logits (B, t, V);
+        #    keep the last position's row, (B, V), divided by temperature;
+        # 2. top_k: set every logit below the k-th largest of its row to -inf (skip when top_k is None);
+        # 3. probabilities = softmax(...) as float64; sample by inverting the cumulative sum with ONE
+        #    draw per sequence, u = rng.random((B, 1)) * cdf[:, -1:], next id = count of cdf < u
+        #    (clamped to V - 1). Pitfall: use `rng`, and exactly one draw per sequence per step,
+        #    or the same seed stops giving the same text. Append the ids: (B, t + 1).
+        ### BEGIN SOLUTION
         with no_grad():
             for _ in range(max_new_tokens):
                 context = idx[:, -self.config.block_size:]             # (B, t): at most block_size tokens
@@ -498,6 +619,7 @@ class GPT(Module):
                 u = rng.random((idx.shape[0], 1)) * cdf[:, -1:]                    # (B, 1): one draw per sequence
                 nxt = np.minimum((cdf < u).sum(axis=-1), logits.shape[-1] - 1)     # (B,): first id with cdf >= u
                 idx = np.concatenate([idx, nxt[:, None]], axis=1)                  # (B, t + 1)
+        ### END SOLUTION
         return Tensor(idx)
 
     def extra_repr(self) -> str:
@@ -516,7 +638,7 @@ initialisation makes its first guesses nearly uniform), and the errors for
 inputs longer than `block_size`.
 """
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_gpt_forward", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_gpt_forward():
     manual_seed(0)
     config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
@@ -558,7 +680,7 @@ the embedding lookup and the head, and must sum them), the masked softmax and
 the GELU in one go.
 """
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_gpt_gradients", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 def test_unit_gpt_gradients():
     manual_seed(1)
     model = GPT(GPTConfig(vocab_size=7, block_size=5, n_layer=1, n_head=2, n_embd=4)).double()
@@ -578,7 +700,7 @@ with $k = 1$ must be greedy decoding, the argmax at every step, which we
 check against a hand-written greedy loop.
 """
 
-# %%
+# %% nbgrader={"grade": true, "grade_id": "test_unit_generate", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_generate():
     manual_seed(2)
     model = GPT(GPTConfig(vocab_size=9, block_size=6, n_layer=1, n_head=2, n_embd=8))
@@ -640,7 +762,7 @@ differentiated: clipping and the learning rate act *between* backward and the
 optimizer step, on gradients, as in PyTorch (which does them under `no_grad`).
 """
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_training_recipe", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export models.train
 
 import ctypes
@@ -667,13 +789,24 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, rng: np.random
 
 
 def get_lr(it: int, learning_rate: float, warmup_iters: int, lr_decay_iters: int, min_lr: float) -> float:
-    """nanoGPT's schedule: linear warm-up for warmup_iters steps, cosine decay to min_lr at lr_decay_iters, then flat."""
+    """nanoGPT's schedule: linear warm-up for warmup_iters steps, cosine decay to min_lr at lr_decay_iters, then flat.
+
+    Returns the learning rate for step `it` (0-based), a float.
+    """
+    # 1. Warm-up, it < warmup_iters: learning_rate * (it + 1) / (warmup_iters + 1), so step 0 is
+    #    already above zero and the peak is reached at it = warmup_iters.
+    # 2. After lr_decay_iters: min_lr, flat.
+    # 3. In between: ratio r = (it - warmup_iters) / (lr_decay_iters - warmup_iters) goes 0 -> 1, and
+    #    lr = min_lr + 0.5 * (1 + cos(pi * r)) * (learning_rate - min_lr). Pitfall: guard the
+    #    division when lr_decay_iters == warmup_iters (max(1, ...)).
+    ### BEGIN SOLUTION
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     if it > lr_decay_iters:
         return min_lr
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)     # 0 -> 1 over the decay
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+    ### END SOLUTION
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tensor:
@@ -685,6 +818,13 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tens
     grads = [p.grad.data for p in params if p.grad is not None]
     if not grads:
         return Tensor(np.float32(0.0))
+    # 1. The total norm over ALL gradients together (not one norm per parameter):
+    #    norm_type 2 -> sqrt(sum of every squared entry); math.inf -> the largest |entry|;
+    #    any other p -> (sum |entry|^p)^(1/p).
+    # 2. coef = max_norm / (total + 1e-6); only if coef < 1, multiply every gradient by coef
+    #    IN PLACE (g *= coef): the optimizer reads p.grad, and small gradients stay untouched.
+    # 3. Return the total norm from before clipping, as a 0-d Tensor of the gradients' dtype.
+    ### BEGIN SOLUTION
     if norm_type == math.inf:
         total = max(float(np.max(np.abs(g))) for g in grads)
     elif norm_type == 2.0:
@@ -696,6 +836,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tens
         for g in grads:
             g *= coef                                  # in place: every gradient shrinks by the same factor
     return Tensor(np.asarray(total, dtype=grads[0].dtype))
+    ### END SOLUTION
 
 
 def configure_optimizers(model, weight_decay: float, learning_rate: float, betas=(0.9, 0.95)) -> AdamW:
@@ -813,31 +954,64 @@ def train(model, train_data: np.ndarray, val_data: np.ndarray, config: TrainConf
 
 # %% [markdown]
 r"""
-The test checks the schedule at its landmarks (the first warm-up step, the
-peak, half-way through the decay, the end and beyond), that clipping leaves
-small gradients alone, scales large ones to exactly `max_norm` in the same
-direction and returns the norm before clipping, that the optimizer groups
-put weight decay on matrices only, that batches are windows with targets
-shifted by one, and that the training and evaluation generators repeat with
-their seed but draw nothing in common with the generator that initialised
-the weights.
+You write two pieces of the recipe: the schedule `get_lr` and the clipping
+`clip_grad_norm_`. The first test checks the schedule at its landmarks (the
+first warm-up step, the peak, half-way through the decay, the end and beyond).
 """
 
-# %%
-def test_unit_training_helpers():
+# %% nbgrader={"grade": true, "grade_id": "test_unit_get_lr", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_get_lr():
     lr = dict(learning_rate=1e-3, warmup_iters=100, lr_decay_iters=2000, min_lr=1e-4)
-    assert math.isclose(get_lr(0, **lr), 1e-3 / 101)
+    assert math.isclose(get_lr(0, **lr), 1e-3 / 101), f"step 0 of warm-up: {get_lr(0, **lr)}, expected 1e-3/101"
     assert math.isclose(get_lr(99, **lr), 1e-3 * 100 / 101)
-    assert math.isclose(get_lr(100, **lr), 1e-3)
-    assert math.isclose(get_lr(1050, **lr), (1e-3 + 1e-4) / 2)
-    assert math.isclose(get_lr(2000, **lr), 1e-4) and get_lr(5000, **lr) == 1e-4
+    assert math.isclose(get_lr(100, **lr), 1e-3), "the peak is reached at it = warmup_iters"
+    assert math.isclose(get_lr(1050, **lr), (1e-3 + 1e-4) / 2), "half-way through the decay is the mean of the ends"
+    assert math.isclose(get_lr(2000, **lr), 1e-4) and get_lr(5000, **lr) == 1e-4, "after the decay: min_lr, flat"
+    ### BEGIN HIDDEN TESTS
+    assert math.isclose(get_lr(575, **lr), 1e-4 + 0.5 * (1 + math.cos(math.pi * 0.25)) * 9e-4)
+    assert math.isclose(get_lr(3, learning_rate=1.0, warmup_iters=3, lr_decay_iters=3, min_lr=0.5), 1.0)
+    ### END HIDDEN TESTS
+    print("get_lr: warm-up, peak, cosine decay, floor: ok")
+
+
+test_unit_get_lr()
+
+# %% [markdown]
+r"""
+Clipping must leave a small gradient alone, scale a large one to exactly
+`max_norm` *in the same direction*, use one norm over all parameters, and
+return the norm from before clipping (the number worth logging).
+"""
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_clip_grad_norm", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_clip_grad_norm():
     a, b = Tensor(np.zeros(3), requires_grad=True), Tensor(np.zeros(4), requires_grad=True)
     a.grad, b.grad = Tensor(np.array([3.0, 0, 0])), Tensor(np.array([0, 4.0, 0, 0]))
     norm = clip_grad_norm_([a, b], max_norm=10.0)
-    assert math.isclose(norm.item(), 5.0) and a.grad.data[0] == 3.0, "a norm below max_norm must be left alone"
+    assert math.isclose(norm.item(), 5.0), f"the global norm of (3, 4) is 5, got {norm.item()}"
+    assert a.grad.data[0] == 3.0, "a norm below max_norm must be left alone"
     norm = clip_grad_norm_([a, b], max_norm=1.0)
     assert math.isclose(norm.item(), 5.0), "clip_grad_norm_ returns the norm before clipping"
-    assert np.allclose(a.grad.data, [0.6, 0, 0], atol=1e-6) and np.allclose(b.grad.data, [0, 0.8, 0, 0], atol=1e-6)
+    assert np.allclose(a.grad.data, [0.6, 0, 0], atol=1e-6) and np.allclose(b.grad.data, [0, 0.8, 0, 0], atol=1e-6), \
+        "every gradient must be scaled by the same factor max_norm / total (one norm over all parameters)"
+    c = Tensor(np.zeros(2), requires_grad=True)
+    c.grad = Tensor(np.array([-7.0, 2.0]))
+    assert math.isclose(clip_grad_norm_([c], 100.0, norm_type=math.inf).item(), 7.0), "the inf-norm is the largest |g|"
+    print("clip_grad_norm_: one global norm, in-place scaling, norm before clipping: ok")
+
+
+test_unit_clip_grad_norm()
+
+# %% [markdown]
+r"""
+The rest of the recipe is given: the optimizer groups must put weight decay
+on matrices only, batches must be windows with targets shifted by one, and
+the training and evaluation generators must repeat with their seed but draw
+nothing in common with the generator that initialised the weights.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "test_unit_training_helpers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def test_unit_training_helpers():
     manual_seed(3)
     model = GPT(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4))
     decay, no_decay = configure_optimizers(model, 0.1, 1e-3).param_groups
@@ -850,8 +1024,7 @@ def test_unit_training_helpers():
     assert draws(t1) == draws(t2), "the same seed must give the same batches"
     firsts = [draws(g) for g in (*batch_generators(5), np.random.default_rng(5))]
     assert len({tuple(f) for f in firsts}) == 3, "training, evaluation and initialisation streams must differ"
-    print("training helpers: warm-up and cosine schedule, global-norm clipping, weight-decay groups, batches, "
-          "generators: ok")
+    print("training helpers: weight-decay groups, batches, generators: ok")
 
 
 test_unit_training_helpers()
@@ -1167,6 +1340,125 @@ whatever the load did during each measurement.
 
 # %% [markdown]
 r"""
+### Accounting: predict, then measure
+
+Before anyone trains a large model, they do this on paper: how many
+parameters will it have, and how many FLOPs will each token cost? The
+answers set the memory budget and, divided by the machine's FLOP/s, the
+time budget. Write the two predictions as functions of the configuration
+alone, from the formulas of the background, then check them against the
+model you built and the step you just timed.
+
+`gpt_parameters(config)` counts every parameter of `GPT(config)`, the tied
+head once. `training_flops_per_token(config, T)` counts the FLOPs of the
+matrix products of one training step per token at context length T:
+forward costs 2 FLOPs per weight that takes part in a matrix product (the
+$12C^2$ of each block and the $VC$ of the tied head; position embeddings and
+LayerNorms are lookups and elementwise work, not matrix products) plus
+$2 \cdot 2TC$ per layer for $QK^\top$ and the weights-times-values product; a
+training step is three forward passes' worth (backward is two).
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_accounting", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def gpt_parameters(config: GPTConfig) -> int:
+    """The number of parameters of GPT(config), counted from the configuration alone.
+
+    Args: config, a GPTConfig (vocab_size V, block_size T, n_layer L, n_embd C, bias).
+    Returns: an int, equal to GPT(config).num_parameters().
+    """
+    # Embeddings: a (V, C) token table (also the head: tied, count it once) and a (T, C) position table.
+    # Per block: the weight matrices 12 C^2 (qkv 3C^2, attention projection C^2, MLP 8C^2), two
+    # LayerNorm gains (C each), and, only when config.bias: the Linear biases 3C + C + 4C + C and
+    # the two LayerNorm biases; then the final LayerNorm. Pitfall: bias=False removes LayerNorm
+    # biases too (that is how GPTConfig's `bias` works), so check both settings.
+    ### BEGIN SOLUTION
+    V, T, L, C = config.vocab_size, config.block_size, config.n_layer, config.n_embd
+    per_norm = 2 * C if config.bias else C
+    per_block = 12 * C * C + 2 * per_norm + (9 * C if config.bias else 0)
+    return (V + T) * C + L * per_block + per_norm
+    ### END SOLUTION
+
+
+def training_flops_per_token(config: GPTConfig, T: int) -> int:
+    """FLOPs of the matrix products of one training step, per token, at context length T.
+
+    Returns an int: 6 x (the weights used in matrix products) + 3 x (attention's 2 * 2TC per layer).
+    """
+    # Forward: 2 FLOPs (a multiply and an add) per weight in a matrix product: 12 C^2 per block
+    # and V C for the head; plus, per layer, 2TC for q k^T and 2TC for weights @ v.
+    # Training = forward + backward = 3 x forward. Pitfall: T is the context the step runs at,
+    # not config.block_size, and embeddings/LayerNorm/biases are not matrix products.
+    ### BEGIN SOLUTION
+    L, C, V = config.n_layer, config.n_embd, config.vocab_size
+    return 3 * (2 * (L * 12 * C * C + V * C) + L * 2 * 2 * T * C)
+    ### END SOLUTION
+
+
+# %% [markdown]
+r"""
+The test checks the parameter count against the models themselves, with and
+without biases, and the FLOP count against a configuration worked by hand.
+"""
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_accounting", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_accounting():
+    for kwargs in (dict(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16),
+                   dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False),
+                   dict(vocab_size=7, block_size=5, n_layer=3, n_head=1, n_embd=4, bias=True)):
+        config = GPTConfig(**kwargs)
+        predicted, actual = gpt_parameters(config), GPT(config).num_parameters()
+        assert predicted == actual, f"gpt_parameters({kwargs}) = {predicted}, the model has {actual}"
+    # L=2, C=16, V=11 at T=8: 3 * (2 * (2*12*256 + 11*16) + 2*2*2*8*16) = 3 * (12640 + 1024) = 40992
+    flops = training_flops_per_token(GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16), T=8)
+    assert flops == 40992, f"training_flops_per_token gives {flops}, expected 40992 (see the comment)"
+    print("accounting: parameter counts match the models, FLOPs per token match the hand count: ok")
+
+
+test_unit_accounting()
+
+# %% [markdown]
+r"""
+Now the check against the measured step. The parameter count must match the
+model exactly; the FLOPs per token, times the B·T tokens of a step, must match
+the sum of the matrix FLOPs of the table above (counted part by part, so a
+second derivation). Divided by the whole step's time it gives the FLOP/s the
+step achieved; next to the FLOP/s of one large matrix product timed the same
+way, the ratio is the step's *model FLOPs utilisation*, the fraction of the
+machine's matrix speed that the whole step turns into useful model work.
+"""
+
+# %%
+predicted_n = gpt_parameters(big)
+step_flops = training_flops_per_token(big, T) * B * T
+table_flops = sum(flops[k] * count[k] for k in count)
+assert predicted_n == gpt.num_parameters(), "the predicted parameter count must match the model"
+assert step_flops == table_flops, f"predicted {step_flops:,} FLOPs per step, the table counts {table_flops:,}"
+mm_rng = np.random.default_rng(17)
+a_big = mm_rng.standard_normal((B * T, C)).astype(np.float32)
+w_big = mm_rng.standard_normal((C, 4 * C)).astype(np.float32)
+matmul_ms = best_ms({"matmul": lambda: a_big @ w_big})["matmul"]
+matmul_gflops = 2 * B * T * C * 4 * C / matmul_ms / 1e6                             # GFLOP/s of one (B*T, C) @ (C, 4C)
+achieved = step_flops / timed["whole step"] / 1e6                         # GFLOP/s of the whole step
+mfu = achieved / matmul_gflops
+print(f"predicted parameters {predicted_n:,} = the model's {gpt.num_parameters():,}")
+print(f"predicted FLOPs per token {training_flops_per_token(big, T):,}; per step of {B * T} tokens "
+      f"{step_flops / 1e9:.3f} GFLOP = the table's sum")
+print(f"whole step {timed['whole step']:.1f} ms -> {achieved:.1f} GFLOP/s; one (B*T, C) @ (C, 4C) matmul "
+      f"{matmul_gflops:.1f} GFLOP/s; model FLOPs utilisation {mfu:.0%}")
+assert 0.02 < mfu < 1.0, f"an MFU of {mfu:.2f} means a prediction or a timing is off"
+
+# %% [markdown]
+r"""
+The utilisation is the number the printout gives, below 100 %: the
+step's matrix products are only part of its work (the elementwise passes of
+LayerNorm, GELU, softmax and the optimizer move memory without doing matrix
+FLOPs, and the small per-head products run below BLAS's best rate). Large
+training runs report this same ratio against the hardware's peak; a few tens
+of percent is typical there too.
+"""
+
+# %% [markdown]
+r"""
 ### How the balance shifts with the context length
 
 Everything in a block grows linearly with the number of tokens B·T, except
@@ -1351,20 +1643,36 @@ runs = {"default": [], "tuned": []}
 for _ in range(2):
     for mode in runs:
         runs[mode].append(probe(mode))
+fresh_mb, fastest, spread = {}, {}, {}
 for mode, results in runs.items():
     faults = np.median([r["faults"] for r in results])
-    ms = min(r["ms"] for r in results)
-    print(f"{mode:<8} allocator: {faults:8,.0f} page faults per step ({faults * 4096 / 1e6:5.1f} MB of fresh pages), "
-          f"{ms:6.1f} ms per step (applied: {results[0]['applied']})")
+    fresh_mb[mode] = faults * 4096 / 1e6
+    fastest[mode] = min(r["ms"] for r in results)
+    spread[mode] = max(r["ms"] for r in results) - fastest[mode]          # run-to-run noise of this mode
+    print(f"{mode:<8} allocator: {faults:8,.0f} page faults per step ({fresh_mb[mode]:5.1f} MB of fresh pages), "
+          f"{fastest[mode]:6.1f} ms per step (two runs {spread[mode]:.1f} ms apart; applied: {results[0]['applied']})")
+gain = fastest["default"] - fastest["tuned"]
+noise = max(spread.values())
+if gain > noise:
+    print(f"the tuned step is {gain:.1f} ms faster, more than the {noise:.1f} ms between runs of the same kind")
+else:
+    print(f"the difference, {gain:+.1f} ms, is within the {noise:.1f} ms between runs of the same kind: "
+          "no speed difference can be claimed on this machine today")
+if runs["default"][0]["applied"] is False and runs["tuned"][0]["applied"]:
+    assert 5 < fresh_mb["default"] < 500, f"{fresh_mb['default']:.1f} MB of fresh pages per step is outside the band the text gives"
+    assert fresh_mb["tuned"] < 0.2 * fresh_mb["default"], "with the thresholds raised the faults should all but vanish"
 
 # %% [markdown]
 r"""
-With glibc's defaults, a step faults in some 25 MB of fresh pages,
-for a model whose weights, gradients and optimizer state take 13 MB; with
-the thresholds raised, the faults all but vanish, and the step is faster
-with not a line of the model changed. How much faster depends on the
-machine: a page fault costs more in a virtual machine, and a busy machine
-blurs the timing (the fault count does not blur). Elsewhere than Linux with
+With glibc's defaults, a step faults in tens of megabytes of fresh pages
+(the first line above gives this run's figure; the cell asserts it lies
+between 5 and 500 MB), for a model whose weights, gradients and optimizer
+state take 13 MB; with the thresholds raised, the faults all but vanish,
+with not a line of the model changed. Whether that makes the step
+measurably faster depends on the machine: a page fault costs more in a
+virtual machine, and a busy machine blurs the timing (the fault count does
+not blur), so the cell claims a speed-up only when it is larger than the
+difference between two runs of the same kind, and says so either way. Elsewhere than Linux with
 glibc, `reuse_freed_memory` does nothing and returns False. The example
 script calls it before training.
 
@@ -1535,42 +1843,165 @@ r"""
 # %%
 if __name__ == "__main__":
     test_unit_tokenizer()
+    test_unit_causal_self_attention()
+    test_unit_block()
     test_unit_gpt_forward()
     test_unit_gpt_gradients()
     test_unit_generate()
+    test_unit_get_lr()
+    test_unit_clip_grad_norm()
     test_unit_training_helpers()
+    test_unit_accounting()
     print("All tests of chapter 17 pass.")
 
 # %% [markdown]
 r"""
 ## ML systems thinking
 
-1. **Activation memory.** You measured the peak of one forward pass of the
-   0.8 M-parameter model at B·T = 768 tokens, and how it splits per token per
-   layer. Using that figure, estimate the activation memory of a GPT-2 small
-   training step (12 layers, C = 768, T = 1024, batch 8) in our framework.
-   Which of our composed operations (LayerNorm, GELU, softmax) would you fuse
-   first to cut it, and how many saved arrays per element would each fusion
-   remove?
-2. **The vocabulary moves the bottleneck.** With 65 characters the head and
-   the embedding backward were among the cheapest parts of a step. Switch to
-   a 50,257-token BPE vocabulary at C = 128: how many parameters do the tied
-   table and head have now, how many FLOPs does the head take per token next
-   to a block's $24C^2$, and how large is the (B·T, V) logits array at
-   B·T = 768? What happens to `np.add.at` in the embedding backward?
-3. **Longer context.** At fixed B·T you measured the attention sub-layer
-   grow with T while the MLP stayed flat. Split the attention time into a
-   part that does not depend on T (the projections) and a part proportional
-   to T (the score work at fixed B·T), fit both to your table, and predict
-   the attention-to-MLP time ratio at T = 2048. How much memory do one
-   layer's attention weights take at T = 2048 with the Shakespeare batch of
-   12 sequences? What would a fused attention kernel change in each number,
-   and what would it not change?
-4. **Serving.** `generate` recomputes the whole context for every token.
-   Design a KV cache for our `CausalSelfAttention`: what does each layer
-   store, with what shape, how does `forward` change for a single new token
-   (which mask does it need?), and how much memory does the cache take for the
-   Shakespeare model at full context for a batch of 32 conversations?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Activation memory.** You measured the peak of one forward pass of the
+0.8 M-parameter model at B·T = 768 tokens, and how it splits per token per
+layer. Using that figure, estimate the activation memory of a GPT-2 small
+training step (12 layers, C = 768, T = 1024, batch 8) in our framework.
+Which of our composed operations (LayerNorm, GELU, softmax) would you fuse
+first to cut it, and how many saved arrays per element would each fusion
+remove?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_activation_memory", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The printout gives the forward peak per token per layer
+(about 36 kB, some 70 float32 vectors of width C, at C = 128 and T = 64).
+Split it: most is C-wide (LayerNorm, GELU, projections: say 60 vectors) and
+scales with C; the rest is the T-wide attention rows, n_h of them per token
+for each saved array of the score chain (scores, masked scores, exp,
+normalised weights: about four), which scale with n_h × T. Check: 60 × 128 ×
+4 B + 4 × 4 × 64 × 4 B ≈ 31 + 4 = 35 kB. For GPT-2 small: 60 × 768 × 4 B ≈
+184 kB plus 4 × 12 × 1024 × 4 B ≈ 197 kB, about 380 kB per token per layer;
+with 8 × 1024 = 8,192 tokens and 12 layers, about 8,192 × 12 × 380 kB ≈ 37 GB,
+far beyond the 2 GB of weights, gradients and AdamW state (124 M parameters
+× 16 bytes). Fuse softmax first (with the mask and scaling): at T = 1024
+its T-wide saved arrays dominate, and a fused softmax saves only its output
+(three or four arrays per score element become one). Then LayerNorm (mean,
+centred, variance, rstd, normalised, scaled: about five saved arrays per
+element become the input plus two per-row statistics) and GELU (about ten
+saved arrays per element become one, the input).
+
+**Rubric (2 points).** 1 point for an estimate (20 to 60 GB) that scales
+the C-wide part by C and the attention part by T and n_h, starting from the
+learner's own printed figure; 1 point for choosing softmax (or
+justifying another choice by the T-wide arrays) and giving per-element saved
+array counts before and after a fusion.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. The vocabulary moves the bottleneck.** With 65 characters the head and
+the embedding backward were among the cheapest parts of a step. Switch to
+a 50,257-token BPE vocabulary at C = 128: how many parameters do the tied
+table and head have now, how many FLOPs does the head take per token next
+to a block's $24C^2$, and how large is the (B·T, V) logits array at
+B·T = 768? What happens to `np.add.at` in the embedding backward?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_vocabulary", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The tied table is 50,257 × 128 = 6.43 M parameters (one
+matrix, counted once), about eight times the whole 0.8 M-parameter model.
+The head costs 2 × C × V = 2 × 128 × 50,257 ≈ 12.9 M FLOPs per token forward,
+against 24C² = 393 k for a block: about 33 blocks' worth, so the head
+dominates the step (×3 for training in both). The logits at B·T = 768 are
+768 × 50,257 × 4 bytes ≈ 154 MB, and the cross-entropy's composed
+log-softmax keeps several arrays of that size for backward. `np.add.at`
+still scatters only 768 rows, so its own work stays small, but the gradient
+of the table is a dense 25.7 MB array that is allocated, zeroed and then
+read by AdamW, which updates all 6.4 M entries every step though at most 768
+rows changed: the optimizer and memory traffic, not the scatter, grow.
+
+**Rubric (2 points).** 1 point for the three numbers (6.4 M parameters,
+≈ 13 MFLOP per token ≈ 30× a block, ≈ 150 MB of logits); 1 point for the
+embedding backward: the dense gradient and the optimizer's full update, not
+the scatter, become the cost.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Longer context.** At fixed B·T you measured the attention sub-layer
+grow with T while the MLP stayed flat. Split the attention time into a
+part that does not depend on T (the projections) and a part proportional
+to T (the score work at fixed B·T), fit both to your table, and predict
+the attention-to-MLP time ratio at T = 2048. How much memory do one
+layer's attention weights take at T = 2048 with the Shakespeare batch of
+12 sequences? What would a fused attention kernel change in each number,
+and what would it not change?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_longer_context", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Fit attention(T) = a + b·T by least squares (or through two
+rows of the table): a is the projections' time, which at fixed B·T does not
+depend on T, b·T the score work. The MLP time m is flat. The prediction is
+(a + 2048·b) / m; with the chapter's table the T-proportional part already
+dominates at a few hundred tokens, so the ratio at 2048 is several times
+larger than at 64 (the learner's own numbers decide). One layer's attention
+weights at T = 2048, batch 12, 4 heads, float32: 12 × 4 × 2048 × 2048 × 4
+bytes ≈ 805 MB per saved array, and our softmax chain saves several. A fused
+attention kernel (FlashAttention) never materialises the T × T array: the
+memory falls to O(T) per head (the output and one row statistic), and the
+many passes over T × T arrays become one, so b shrinks a lot; it does not
+change the FLOPs, which still grow as T² per sequence (at fixed B·T, as T),
+so the ratio still grows with T.
+
+**Rubric (2 points).** 1 point for a fit and a prediction computed from the
+learner's table, with the 805 MB figure (per saved array); 1 point for what
+fusion changes (memory O(T), fewer passes) and what it cannot (the T² FLOPs).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Serving.** `generate` recomputes the whole context for every token.
+Design a KV cache for our `CausalSelfAttention`: what does each layer
+store, with what shape, how does `forward` change for a single new token
+(which mask does it need?), and how much memory does the cache take for the
+Shakespeare model at full context for a batch of 32 conversations?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_kv_cache", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Each layer keeps the keys and values it has computed so far:
+two arrays of shape (B, n_head, t, hs), growing by one position per new
+token up to block_size. For a new token, `forward` receives x of shape
+(B, 1, C), projects it to q, k, v (B, nh, 1, hs), appends k and v to the
+cache, and computes the one query's scores against all t + 1 cached keys,
+(B, nh, 1, t + 1): no mask is needed, because the newest position may read
+every earlier one (the causal mask's last row is all zeros); the prompt's
+first pass (prefill) still needs the full causal mask. The cost per token
+drops from a forward over the whole context to one position's worth. Memory:
+2 (K and V) × 4 layers × 32 sequences × 64 positions × 128 channels × 4 bytes
+= 8.4 MB. At block_size the policy must be stated: slide the window (and
+recompute, since learned position embeddings shift) or stop.
+
+**Rubric (2 points).** 1 point for what is cached with its shape and the
+single-token forward with the right mask (none, or the last row); 1 point for
+the memory formula 2 × L × B × T × C × bytes and its value, 8.4 MB.
+### END SOLUTION
 """
 
 # %% [markdown]

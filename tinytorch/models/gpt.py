@@ -48,8 +48,22 @@ class CausalSelfAttention(Module):
         self.register_buffer("mask", Tensor(mask), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Causal multi-head self-attention: x (B, T, C) -> (B, T, C).
+
+        Position t may attend only to positions 0..t: add the (T, T) slice of
+        `self.mask` (0 on and below the diagonal, -inf above) to the scores before
+        the softmax. The heads are a reshape, not separate layers.
+        """
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
+        # 1. One projection: qkv = self.c_attn(x), (B, T, 3C); split it into q, k, v of (B, T, C) each.
+        # 2. Heads: reshape each to (B, T, nh, hs), then transpose(1, 2) to (B, nh, T, hs).
+        # 3. Scores q @ k^T scaled by 1/sqrt(hs): (B, nh, T, T); add the mask sliced to [:T, :T]
+        #    (as a Tensor of the scores' dtype), softmax over the last axis, then chapter 13's
+        #    dropout(att, self.dropout, self.training).
+        # 4. y = att @ v (B, nh, T, hs); merge the heads back: transpose(1, 2), reshape (B, T, C);
+        #    return dropout(self.c_proj(y), ...). Pitfall: reshape (B, nh, T, hs) straight to
+        #    (B, T, C) without the transpose mixes heads and positions, and still has the right shape.
         qkv = self.c_attn(x)                                   # (B, T, 3C)
         q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]   # each (B, T, C)
         q = q.reshape(B, T, nh, hs).transpose(1, 2)            # (B, T, nh, hs) -> (B, nh, T, hs)
@@ -90,6 +104,14 @@ class Block(Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, C) -> (B, T, C) through the two residual sub-layers, pre-norm (GPT-2's order).
+
+        First attention reads a normalised copy of the residual stream and adds its
+        result back to the stream; then the MLP does the same with its own LayerNorm.
+        """
+        # Pitfall 1: the residual adds to x, not to the normalised copy (x + attn(ln_1(x)),
+        # not ln_1(x) + attn(...)): the stream itself is never normalised inside a block.
+        # Pitfall 2: the MLP reads the stream *after* attention's update, not the block's input.
         x = x + self.attn(self.ln_1(x))                        # (B, T, C): positions exchange information
         return x + self.mlp(self.ln_2(x))                      # (B, T, C): each position computes alone
 
@@ -131,6 +153,12 @@ class GPT(Module):
         if T > self.config.block_size:
             raise ValueError(f"GPT: sequence length {T} exceeds block_size {self.config.block_size}; "
                              f"crop the input to its last {self.config.block_size} tokens")
+        # 1. x = token embeddings of idx plus position embeddings of 0..T-1: (B, T, C) + (T, C);
+        #    then dropout (chapter 13's dropout(x, self.config.dropout, self.training)).
+        # 2. Every block in self.h in turn, then ln_f, then lm_head: logits (B, T, V).
+        # 3. With targets: the mean cross_entropy of logits flattened to (B*T, V) against targets
+        #    flattened to (B*T,). Pitfall: cross_entropy wants one row per prediction, so flatten
+        #    both; check targets.shape == (B, T) first and raise ValueError otherwise.
         x = self.wte(idx) + self.wpe(np.arange(T))               # (B, T, C) + (T, C) -> (B, T, C)
         x = dropout(x, self.config.dropout, self.training)
         for block in self.h:
@@ -163,6 +191,14 @@ class GPT(Module):
         if idx.ndim != 2:
             raise ValueError(f"generate expects ids of shape (B, T), got {idx.shape}; add a batch axis with idx[None]")
         rng = init.generator() if seed is None else np.random.default_rng(seed)
+        # Each of max_new_tokens steps, under no_grad() (sampling needs no graph):
+        # 1. crop the context to its last block_size tokens and run the model: logits (B, t, V);
+        #    keep the last position's row, (B, V), divided by temperature;
+        # 2. top_k: set every logit below the k-th largest of its row to -inf (skip when top_k is None);
+        # 3. probabilities = softmax(...) as float64; sample by inverting the cumulative sum with ONE
+        #    draw per sequence, u = rng.random((B, 1)) * cdf[:, -1:], next id = count of cdf < u
+        #    (clamped to V - 1). Pitfall: use `rng`, and exactly one draw per sequence per step,
+        #    or the same seed stops giving the same text. Append the ids: (B, t + 1).
         with no_grad():
             for _ in range(max_new_tokens):
                 context = idx[:, -self.config.block_size:]             # (B, t): at most block_size tokens

@@ -24,7 +24,16 @@ def get_batch(data: np.ndarray, batch_size: int, block_size: int, rng: np.random
 
 
 def get_lr(it: int, learning_rate: float, warmup_iters: int, lr_decay_iters: int, min_lr: float) -> float:
-    """nanoGPT's schedule: linear warm-up for warmup_iters steps, cosine decay to min_lr at lr_decay_iters, then flat."""
+    """nanoGPT's schedule: linear warm-up for warmup_iters steps, cosine decay to min_lr at lr_decay_iters, then flat.
+
+    Returns the learning rate for step `it` (0-based), a float.
+    """
+    # 1. Warm-up, it < warmup_iters: learning_rate * (it + 1) / (warmup_iters + 1), so step 0 is
+    #    already above zero and the peak is reached at it = warmup_iters.
+    # 2. After lr_decay_iters: min_lr, flat.
+    # 3. In between: ratio r = (it - warmup_iters) / (lr_decay_iters - warmup_iters) goes 0 -> 1, and
+    #    lr = min_lr + 0.5 * (1 + cos(pi * r)) * (learning_rate - min_lr). Pitfall: guard the
+    #    division when lr_decay_iters == warmup_iters (max(1, ...)).
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     if it > lr_decay_iters:
@@ -42,6 +51,12 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tens
     grads = [p.grad.data for p in params if p.grad is not None]
     if not grads:
         return Tensor(np.float32(0.0))
+    # 1. The total norm over ALL gradients together (not one norm per parameter):
+    #    norm_type 2 -> sqrt(sum of every squared entry); math.inf -> the largest |entry|;
+    #    any other p -> (sum |entry|^p)^(1/p).
+    # 2. coef = max_norm / (total + 1e-6); only if coef < 1, multiply every gradient by coef
+    #    IN PLACE (g *= coef): the optimizer reads p.grad, and small gradients stay untouched.
+    # 3. Return the total norm from before clipping, as a 0-d Tensor of the gradients' dtype.
     if norm_type == math.inf:
         total = max(float(np.max(np.abs(g))) for g in grads)
     elif norm_type == 2.0:
