@@ -201,20 +201,27 @@ NumPy arrays. Subtraction is addition of a negation, division is
 multiplication by a power of -1, `mean` is a sum times a constant: they are
 *compositions* of primitives and need no derivative of their own. In this
 chapter the primitives only compute forward values and remember what their
-derivative will need (`ctx.save_for_backward(...)`, or attributes such as
-`ctx.input_shape`). In chapter 09 each one gets a `backward` rule next to its
+derivative will need. In chapter 09 each one gets a `backward` rule next to its
 `forward`, and everything built on them in chapters 03 to 08 (activations,
 layers, losses, convolution, attention, normalization) becomes trainable
 without being rewritten.
 
-`Function.apply(*inputs, **options)` is how an operation runs: it turns the
-inputs' Tensors into arrays, calls `forward`, wraps the result in a Tensor and,
-only if some input `requires_grad`, records the `Function` node as the output's
-`_ctx`. Numbers (`x + 1`) become constant Tensors of the other operand's dtype.
+A `Function` object is a *node* of the graph, and it is the `ctx` that
+`forward` receives. Two kinds of things go onto it:
+
+- arrays, with `ctx.save_for_backward(x, y)`: they land in the tuple
+  `ctx.saved_arrays`, in that order, and chapter 09 unpacks them by position
+  (`a, b = ctx.saved_arrays`);
+- everything else as plain attributes: `ctx.input_shape`, `ctx.axis`,
+  `ctx.keepdims`, `ctx.exponent`, `ctx.axes`, `ctx.index`.
+
+Running an operation on *Tensors* (converting them to arrays, calling
+`forward`, wrapping the result and recording the node) is `Function.apply`,
+which you write in step 4, once the Tensor exists.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Function", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "impl_Function", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| export
 class Function:
     """One primitive operation on NumPy arrays, and a node of the computation graph.
@@ -222,6 +229,8 @@ class Function:
     Subclasses define `forward(ctx, *arrays, **options) -> array`; chapter 09 gives
     each one a `backward(ctx, grad) -> tuple of input gradients`. `ctx` is the node
     itself: forward stores there (with `save_for_backward`) what backward will need.
+    `Function.apply`, which runs an operation on Tensors and records the node, is
+    added in step 4 of this chapter, once the Tensor class exists.
     """
 
     # Chapter 09's `no_grad()` turns this off to skip recording the graph.
@@ -245,56 +254,52 @@ class Function:
             f"{type(ctx).__name__} has no backward rule yet: chapter 09_autograd adds them."
         )
 
-    @classmethod
-    def apply(cls, *inputs, **options) -> "Tensor":
-        """Run forward on the inputs' arrays; remember the node if a gradient will be needed."""
-        ### BEGIN SOLUTION
-        like = next(x for x in inputs if isinstance(x, Tensor))
-        tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
-        ctx = cls(*tensors)
-        out = Tensor._wrap(cls.forward(ctx, *(t.data for t in tensors), **options))
-        if Function.grad_enabled and any(ctx.needs_input_grad):
-            out.requires_grad = True
-            out._ctx = ctx
-        return out
-        ### END SOLUTION
-
 
 # %% [markdown]
 """
-The primitives themselves are a few lines each. Note what each one keeps for
-later: `Mul` needs both inputs (the derivative of `a * b` with respect to `a` is
-`b`), `Exp` and `Tanh` keep their *output* (their derivatives are `exp(a)` and
-`1 - tanh(a)²`, already computed), and the shape operations keep the input
-shape so that a gradient can be reshaped back.
+The primitives themselves are a few lines each, and most are given below: the
+arithmetic is one NumPy call, and the lesson is in what each one keeps for
+later. Read them as worked examples, with the derivative that decides what to
+save:
+
+| primitive | forward | derivative | so forward keeps |
+| --- | --- | --- | --- |
+| `Add`, `Neg` | `a + b`, `-a` | 1, -1 | nothing |
+| `Mul` | `a * b` | `b` for `a`, `a` for `b` | both inputs |
+| `Exp`, `Tanh` | `exp(a)`, `tanh(a)` | `exp(a)`, `1 - tanh(a)²` | the **output** (already computed) |
+| `MatMul` | `a @ b` | `grad @ bᵀ`, `aᵀ @ grad` | both inputs |
+| `Sum` | `a.sum(axis)` | 1 for every summed element | input shape, `axis`, `keepdims` |
+| `Reshape`, `Transpose`, `GetItem` | views | put the gradient back in place | input shape, `axes`, `index` |
+
+Three are yours: `Pow` (`a ** p` for a number `p`: the derivative `p a^(p-1)`
+needs the input and the exponent), `Log` (the derivative `1 / a` needs the
+*input*, unlike `Exp`), and `Max`, the one with a real pitfall. The derivative
+of a maximum is 1 at the element that won and 0 elsewhere, so chapter 09 finds
+the winners with `a == out`. That comparison must broadcast, so the `out`
+saved for backward has to keep the reduced axes (size 1) even when the caller
+asked for `keepdims=False`; only the returned value drops them.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Add", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "impl_primitives", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ### BEGIN SOLUTION
-        return a + b
-        ### END SOLUTION
+        return a + b                                 # d/da = d/db = 1: nothing to save
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ### BEGIN SOLUTION
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a, b)                  # d(ab)/da = b, d(ab)/db = a
         return a * b
-        ### END SOLUTION
 
 
 class Neg(Function):
     @staticmethod
     def forward(ctx, a):
-        ### BEGIN SOLUTION
         return -a
-        ### END SOLUTION
 
 
 class Pow(Function):
@@ -302,6 +307,12 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, exponent):
+        """Return a ** exponent, elementwise; `a` is an array, `exponent` a Python number.
+
+        Save for chapter 09's pow_backward, which computes exponent * a ** (exponent - 1):
+        the input array with ctx.save_for_backward(a) (so ctx.saved_arrays == (a,)),
+        and the number as the attribute ctx.exponent (it is an option, not an array).
+        """
         ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         ctx.exponent = exponent
@@ -312,16 +323,19 @@ class Pow(Function):
 class Exp(Function):
     @staticmethod
     def forward(ctx, a):
-        ### BEGIN SOLUTION
         out = np.exp(a)
-        ctx.save_for_backward(out)
+        ctx.save_for_backward(out)                   # d(e^a)/da = e^a: the output itself
         return out
-        ### END SOLUTION
 
 
 class Log(Function):
     @staticmethod
     def forward(ctx, a):
+        """Return the natural log of `a`, elementwise (same shape and dtype as `a`).
+
+        Save the *input*: chapter 09's log_backward reads `(a,) = ctx.saved_arrays`
+        and returns grad / a. Saving the output instead (as Exp does) would be wrong.
+        """
         ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         return np.log(a)
@@ -331,34 +345,38 @@ class Log(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
-        ### BEGIN SOLUTION
         out = np.tanh(a)
-        ctx.save_for_backward(out)
+        ctx.save_for_backward(out)                   # d(tanh a)/da = 1 - tanh(a)^2
         return out
-        ### END SOLUTION
 
 
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ### BEGIN SOLUTION
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a, b)                  # grad @ b.T and a.T @ grad need both
         return np.matmul(a, b)
-        ### END SOLUTION
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
-        ### BEGIN SOLUTION
+        # Backward broadcasts the gradient back over the summed axes: it needs all three.
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         return np.sum(a, axis=axis, keepdims=keepdims)
-        ### END SOLUTION
 
 
 class Max(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        """The largest values of `a` along `axis` (None: all axes; an int or a tuple of ints).
+
+        Returns: shape of `a` with the `axis` dimensions removed, or kept as size 1 if keepdims.
+        Save for chapter 09's max_backward: ctx.input_shape, ctx.axis, ctx.keepdims (as Sum
+        does), and ctx.save_for_backward(a, out) where `out` KEEPS the reduced axes (compute
+        it with keepdims=True), so that `a == out` broadcasts; return it squeezed
+        (np.squeeze(out, axis=axis)) only when keepdims is False.
+        Pitfall: saving the squeezed result breaks `a == out` for axis=0 vs axis=1.
+        """
         ### BEGIN SOLUTION
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         out = np.max(a, axis=axis, keepdims=True)
@@ -370,10 +388,8 @@ class Max(Function):
 class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape):
-        ### BEGIN SOLUTION
-        ctx.input_shape = a.shape
+        ctx.input_shape = a.shape                    # the gradient is reshaped back to it
         return a.reshape(shape)
-        ### END SOLUTION
 
 
 class Transpose(Function):
@@ -381,19 +397,15 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, a, axes):
-        ### BEGIN SOLUTION
-        ctx.axes = axes
+        ctx.axes = axes                              # backward applies the inverse permutation
         return np.transpose(a, axes)
-        ### END SOLUTION
 
 
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
-        ### BEGIN SOLUTION
-        ctx.input_shape, ctx.index = a.shape, index
+        ctx.input_shape, ctx.index = a.shape, index  # backward scatters into zeros of this shape
         return a[index]
-        ### END SOLUTION
 
 
 # %% [markdown]
@@ -402,44 +414,105 @@ class GetItem(Function):
 directly on NumPy arrays, with a fresh node as `ctx`, and compared with values
 worked out by hand. This pins down the contract chapter 09 relies on: forward
 takes and returns plain arrays (no Tensors inside), `Max` without `keepdims`
-drops the reduced axis, and each primitive saves exactly what its backward rule
-will need (the inputs of `Mul`, the output of `Exp`, the input shape of `Sum`
-and `Reshape`, the axes of `Transpose`). It also checks that a primitive
-without a backward rule says which chapter adds one.
+drops the reduced axis, and each primitive saves *exactly the fields chapter
+09's backward rules read*: the arrays in `ctx.saved_arrays` (both inputs of
+`Mul` and `MatMul`, the input of `Pow` and `Log`, the output of `Exp` and
+`Tanh`, the input and the kept-axes maximum of `Max`) and the attributes
+(`exponent`, `input_shape`, `axis`, `keepdims`, `axes`, `index`). A primitive
+that computes the right value but forgets what to save would pass every test
+of this chapter and break chapter 09, so the test names the missing field. It
+also checks that a primitive without a backward rule says which chapter adds
+one.
 """
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_primitives", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def _expect_saved(ctx, *expected):
+    """The arrays in ctx.saved_arrays must be `expected` (by value and shape), in this order."""
+    name = type(ctx).__name__
+    saved = ctx.saved_arrays
+    assert len(saved) == len(expected), (
+        f"{name}.forward must save {len(expected)} array(s) with ctx.save_for_backward(...): "
+        f"ctx.saved_arrays holds {len(saved)}; chapter 09's backward rule unpacks them")
+    for position, (got, want) in enumerate(zip(saved, expected)):
+        got = np.asarray(got)
+        assert got.shape == want.shape and np.allclose(got, want), (
+            f"{name}.forward: ctx.saved_arrays[{position}] should be the array of shape {want.shape} "
+            f"that chapter 09's backward rule reads, got shape {got.shape}")
+
+
+def _expect_field(ctx, field, value):
+    """ctx.<field> must exist and equal `value`: chapter 09's backward rule reads it."""
+    name = type(ctx).__name__
+    assert hasattr(ctx, field), f"{name}.forward must set ctx.{field}: chapter 09's backward rule reads it"
+    assert getattr(ctx, field) == value, f"{name}.forward: ctx.{field} should be {value!r}, got {getattr(ctx, field)!r}"
+
+
 def test_unit_primitives():
     a = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
     b = np.array([10.0, 20.0], dtype=np.float32)
+    assert Function().saved_arrays == (), "a node saves nothing until forward asks"
 
     assert np.array_equal(Add.forward(Add(), a, b), [[11, 22], [13, 24]])
     ctx = Mul()
     assert np.array_equal(Mul.forward(ctx, a, b), [[10, 40], [30, 80]])
     assert ctx.saved_arrays[0] is a and ctx.saved_arrays[1] is b, "Mul must save both inputs"
     assert np.array_equal(Neg.forward(Neg(), a), -a)
+
     ctx = Pow()
-    assert np.array_equal(Pow.forward(ctx, a, 2), [[1, 4], [9, 16]]) and ctx.exponent == 2
+    assert np.array_equal(Pow.forward(ctx, a, 2), [[1, 4], [9, 16]]), "Pow.forward must return a ** exponent"
+    _expect_saved(ctx, a)
+    _expect_field(ctx, "exponent", 2)
+    assert np.allclose(Pow.forward(Pow(), a, -0.5), a ** -0.5)
+
     ctx = Exp()
     out = Exp.forward(ctx, a)
     assert np.allclose(out, np.exp(a)) and ctx.saved_arrays[0] is out, "Exp saves its output"
-    assert np.allclose(Log.forward(Log(), a), np.log(a))
-    assert np.allclose(Tanh.forward(Tanh(), a), np.tanh(a))
-    assert np.array_equal(MatMul.forward(MatMul(), a, a), [[7, 10], [15, 22]])
+    ctx = Log()
+    assert np.allclose(Log.forward(ctx, a), np.log(a)), "Log.forward must return np.log(a)"
+    _expect_saved(ctx, a)                                      # the input, not the output
+    ctx = Tanh()
+    out = Tanh.forward(ctx, a)
+    assert np.allclose(out, np.tanh(a)) and ctx.saved_arrays[0] is out, "Tanh saves its output"
+    ctx = MatMul()
+    assert np.array_equal(MatMul.forward(ctx, a, a), [[7, 10], [15, 22]])
+    _expect_saved(ctx, a, a)
 
     ctx = Sum()
-    assert np.array_equal(Sum.forward(ctx, a, axis=0), [4, 6]) and ctx.input_shape == (2, 2)
+    assert np.array_equal(Sum.forward(ctx, a, axis=0), [4, 6])
+    for field, value in (("input_shape", (2, 2)), ("axis", 0), ("keepdims", False)):
+        _expect_field(ctx, field, value)
     assert Sum.forward(Sum(), a, axis=1, keepdims=True).shape == (2, 1)
-    assert np.array_equal(Max.forward(Max(), a, axis=1), [2, 4]), "Max without keepdims drops the axis"
-    assert Max.forward(Max(), a, axis=0, keepdims=True).shape == (1, 2)
-    assert Max.forward(Max(), a).shape == ()
+
+    ctx = Max()
+    assert np.array_equal(Max.forward(ctx, a, axis=1), [2, 4]), "Max without keepdims drops the axis"
+    for field, value in (("input_shape", (2, 2)), ("axis", 1), ("keepdims", False)):
+        _expect_field(ctx, field, value)
+    _expect_saved(ctx, a, np.array([[2.0], [4.0]]))            # out saved with the axis kept: (2, 1)
+    ctx = Max()
+    assert np.array_equal(Max.forward(ctx, a, axis=0, keepdims=True), [[3, 4]])
+    _expect_saved(ctx, a, np.array([[3.0, 4.0]]))
+    _expect_field(ctx, "keepdims", True)
+    ctx = Max()
+    assert Max.forward(ctx, a).shape == () and float(Max.forward(Max(), a)) == 4.0
+    _expect_field(ctx, "axis", None)
+    _expect_saved(ctx, a, np.array([[4.0]]))                   # all axes kept: (1, 1)
+    ### BEGIN HIDDEN TESTS
+    ctx = Max()
+    assert Max.forward(ctx, a, axis=(0, 1)).shape == ()
+    _expect_saved(ctx, a, np.array([[4.0]]))
+    ### END HIDDEN TESTS
 
     ctx = Reshape()
-    assert Reshape.forward(ctx, a, (4,)).shape == (4,) and ctx.input_shape == (2, 2)
+    assert Reshape.forward(ctx, a, (4,)).shape == (4,)
+    _expect_field(ctx, "input_shape", (2, 2))
     ctx = Transpose()
-    assert np.array_equal(Transpose.forward(ctx, a, (1, 0)), a.T) and ctx.axes == (1, 0)
-    assert np.array_equal(GetItem.forward(GetItem(), a, (slice(None), 1)), [2, 4])
+    assert np.array_equal(Transpose.forward(ctx, a, (1, 0)), a.T)
+    _expect_field(ctx, "axes", (1, 0))
+    ctx = GetItem()
+    assert np.array_equal(GetItem.forward(ctx, a, (slice(None), 1)), [2, 4])
+    _expect_field(ctx, "input_shape", (2, 2))
+    _expect_field(ctx, "index", (slice(None), 1))
 
     try:
         Add.backward(Add(), a)
@@ -447,7 +520,7 @@ def test_unit_primitives():
         assert "09" in str(err)
     else:
         raise AssertionError("a primitive without a backward rule must say so")
-    print("✓ primitives compute forward values and save what backward needs")
+    print("✓ primitives compute forward values and save every field chapter 09's backward rules read")
 
 
 test_unit_primitives()
@@ -477,9 +550,13 @@ NumPy's internals. Three small pure functions hold all of the shape logic:
 def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
 
-    Align the shapes at their last dimension (a missing dimension counts as 1); each
-    aligned pair must be equal or contain a 1, and the result takes the other size.
+    Args: op, the operation's name for the message ("add"); a, b: shapes (tuples of ints).
+    Returns: the broadcast shape, e.g. (3, 1) and (1, 4) -> (3, 4), (2, 3) and (3,) -> (2, 3).
     """
+    # Walk the dimensions from the last one (i = 1, 2, ... as index -i); a shape that has
+    # run out of dimensions contributes size 1. Sizes must be equal or one of them 1.
+    # Pitfall: the result is "the size that is not 1", not max(): (0,) with (1,) gives 0.
+    # The error names op and both shapes: "add: shapes (2, 3) and (2,) cannot be broadcast ...".
     ### BEGIN SOLUTION
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
@@ -501,7 +578,16 @@ def _reduction_args(dim, keepdim, axis, keepdims):
 
 
 def _matmul_shape(a: tuple, b: tuple) -> tuple:
-    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped)."""
+    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped).
+
+    Examples: (2, 3) @ (3, 4) -> (2, 4); (3,) @ (3, 4) -> (4,); (3,) @ (3,) -> ();
+    (5, 1, 2, 3) @ (4, 3, 6) -> (5, 4, 2, 6).
+    """
+    # 1. Refuse 0-d operands. Promote a 1-D left operand to (1, k), a 1-D right one to (k, 1).
+    # 2. The left's last dimension must equal the right's second-to-last, else a ValueError
+    #    starting "matmul: (2, 3) @ (4, 5): inner dimensions 3 and 4 differ ...".
+    # 3. The leading (batch) dimensions broadcast: reuse _broadcast_shape on a[:-2], b[:-2].
+    # 4. Result: batch + (rows of a,) + (columns of b,), leaving out what step 1 added.
     ### BEGIN SOLUTION
     if not a or not b:
         raise ValueError(f"matmul: {a} @ {b}: both operands need at least one dimension (use * for scalars)")
@@ -520,7 +606,14 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
-    """`shape` with a single -1 filled in, checked to hold as many elements as `current`."""
+    """`shape` with a single -1 filled in, checked to hold as many elements as `current`.
+
+    Examples: (3, -1) for current (2, 6) -> (3, 4); (-1,) for (2, 3, 4) -> (24,).
+    """
+    # The -1 becomes (elements of current) // (product of the other sizes), but only if there
+    # is exactly one -1 and that division is exact (and the product is not 0).
+    # Then refuse any negative size or a wrong element count with a ValueError that names
+    # `current`, its element count ("12 elements") and the requested shape.
     ### BEGIN SOLUTION
     size = int(np.prod(current))
     shape = tuple(int(d) for d in shape)
@@ -627,6 +720,24 @@ The class reads top to bottom in five parts:
 Tensors (and stay recorded in the graph), instead of NumPy converting `x` to a
 plain array and returning a plain array that no gradient could flow through.
 (`np.asarray(x)` still works, through `__array__`, when you do want the values.)
+
+Two small helpers are given, because every operation uses them and step 4
+needs them:
+
+- `Tensor._wrap(array)` puts an operation's result into a Tensor *without*
+  the checks and dtype rules of `__init__`: the array is already the right
+  dtype, and an operation must not copy or convert it. It also turns a NumPy
+  scalar (what `np.sum` returns for a full reduction) into a 0-d array, so
+  `t.data` is always an `np.ndarray`.
+- `t._constant(value)` turns the number in `x + 1` or `x * 0.5` into a Tensor
+  to combine with `t`: a Python or NumPy number takes `t`'s dtype when `t` is
+  floating (so float32 stays float32), and an array keeps its own.
+
+The methods you write read the same way: convert the other operand with
+`_constant` if it is not a Tensor, check shapes with a step 2 rule for a clear
+error, and run the primitive with `Primitive.apply(...)`. That last call only
+works after step 4; the next test checks creation and storage, which need no
+primitive.
 """
 
 
@@ -646,6 +757,14 @@ class Tensor:
     __array_ufunc__ = None
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
+        """Args: data, a number, nested list, NumPy array or Tensor; dtype, None or a NumPy dtype.
+
+        Sets self.data (an np.ndarray), self.requires_grad, self.grad = None, self._ctx = None.
+        """
+        # A Tensor gives its .data; then np.asarray(data, dtype=dtype) (no copy for an array).
+        # With no dtype given, only for Python data (not np.ndarray / np.generic): float64
+        # becomes float32, and a non-int64 integer array becomes int64.
+        # Pitfall: requires_grad on a non-floating dtype is a TypeError naming the dtype.
         ### BEGIN SOLUTION
         if isinstance(data, Tensor):
             data = data.data
@@ -705,19 +824,31 @@ class Tensor:
         return self.data.nbytes
 
     def stride(self, dim: int | None = None):
-        """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes)."""
+        """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes).
+
+        Returns: a tuple with one int per dimension, or the int for `dim` if given;
+        a row-major (2, 3, 4) tensor gives (12, 4, 1), its transpose (1, 4, 12).
+        """
+        # self.data.strides is in bytes: divide each by self.data.itemsize (4 for float32).
         ### BEGIN SOLUTION
         steps = tuple(s // self.data.itemsize for s in self.data.strides)
         return steps if dim is None else steps[dim]
         ### END SOLUTION
 
     def is_contiguous(self) -> bool:
-        ### BEGIN SOLUTION
+        """Row-major without gaps: NumPy keeps this fact as a flag of the array."""
         return bool(self.data.flags["C_CONTIGUOUS"])
-        ### END SOLUTION
 
     def contiguous(self) -> "Tensor":
-        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives)."""
+        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives).
+
+        Returns: a tensor of the same shape and values whose is_contiguous() is True.
+        """
+        # Build the copy from Tensor operations (reshape, indexing), never from
+        # np.ascontiguousarray on .data: the copy must stay in the graph for chapter 09.
+        # reshape(-1) of a transposed tensor copies in row-major order, then reshape back.
+        # Pitfall: a strided 1-D view (x[::2]) reshapes into itself, still strided: gather
+        # its elements with an index array (x[np.arange(n)]), which always copies.
         ### BEGIN SOLUTION
         if self.is_contiguous():
             return self
@@ -764,6 +895,13 @@ class Tensor:
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
+        """Run the binary primitive `op` (Add or Mul) on self and other; `name` is for errors.
+
+        `other` may be a Tensor, a number or an array; the result has the broadcast shape.
+        """
+        # 1. A non-Tensor other becomes self._constant(other) (keeps float32 float32).
+        # 2. Call _broadcast_shape(name, ...) on both shapes first, only for its error.
+        # 3. Return op.apply(self, other): apply records the graph; never compute on .data here.
         ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else self._constant(other)
         _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
@@ -784,16 +922,22 @@ class Tensor:
         return Neg.apply(self)
 
     def __sub__(self, other):
-        ### BEGIN SOLUTION
+        # a - b is a + (-b): a composition of two primitives, no Sub primitive needed.
         other = other if isinstance(other, Tensor) else self._constant(other)
         return self._binary(Add, -other, "sub")
-        ### END SOLUTION
 
     def __rsub__(self, other):
         return (-self)._binary(Add, other, "sub")
 
     def __truediv__(self, other):
-        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch."""
+        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch.
+
+        `other` may be a Tensor, a number or an array; the result has the broadcast shape.
+        """
+        # Compose primitives as __sub__ does: no Div primitive. Convert self, and other
+        # (via _constant of the converted self), to floating with _as_float first:
+        # Pitfall: an int64 tensor ** -1 would be integer power (NumPy refuses it).
+        # Then multiply with _binary(Mul, ..., "div") so a shape error says "div:".
         ### BEGIN SOLUTION
         a = _as_float(self)
         b = _as_float(other if isinstance(other, Tensor) else a._constant(other))
@@ -815,11 +959,9 @@ class Tensor:
         return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
-        ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else Tensor(other)
         _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
         return MatMul.apply(self, other)
-        ### END SOLUTION
 
     def __rmatmul__(self, other):
         return Tensor(other) @ self
@@ -843,6 +985,13 @@ class Tensor:
         return Sum.apply(self, axis=dim, keepdims=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The average over `dim` (None: all elements; an int, negative int or tuple of ints).
+
+        A composition: self.sum(dim, keepdim) divided by the number of elements summed.
+        """
+        # Normalise the arguments with _reduction_args first (it accepts axis/keepdims too).
+        # Pitfall: divide by the count of the REDUCED elements (the product of the sizes of
+        # the dims reduced over), not by numel(), unless dim is None. Stays float32.
         ### BEGIN SOLUTION
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
         count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
@@ -859,13 +1008,26 @@ class Tensor:
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):
+        """The same elements in a new shape: x.reshape(3, -1) or x.reshape((3, -1)).
+
+        A view when the strides allow it (NumPy decides), else a copy.
+        """
+        # Accept both call styles: one tuple/list argument, or the sizes as separate arguments.
+        # Resolve the -1 and check the count with _resolve_shape (step 2), then run Reshape.apply
+        # with the keyword shape=...: options go to forward as keywords, never as inputs.
         ### BEGIN SOLUTION
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
         ### END SOLUTION
 
     def view(self, *shape):
-        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view."""
+        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view.
+
+        Raises: RuntimeError naming the shape, the strides and the remedy (reshape() or contiguous()).
+        """
+        # Reshape first, then ask whether the result's .data still shares memory with self.data
+        # (np.may_share_memory): if not, NumPy had to copy, so refuse.
+        # Pitfall: an empty tensor shares no memory with anything; only refuse when numel() > 0.
         ### BEGIN SOLUTION
         out = self.reshape(*shape)
         if out.numel() and not np.may_share_memory(out.data, self.data):
@@ -885,6 +1047,13 @@ class Tensor:
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def permute(self, *dims):
+        """Reorder all the dimensions: a (2, 3, 4) tensor .permute(2, 0, 1) has shape (4, 2, 3).
+
+        Accepts permute(2, 0, 1) or permute((2, 0, 1)); negative dims count from the end.
+        """
+        # Check that dims (taken modulo ndim) are an ordering of 0 .. ndim - 1, or raise a
+        # ValueError naming dims and the shape; then Transpose.apply(self, axes=...) with the
+        # non-negative dims: Transpose's axes[i] is the input axis that becomes output axis i.
         ### BEGIN SOLUTION
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
@@ -893,7 +1062,13 @@ class Tensor:
         ### END SOLUTION
 
     def transpose(self, dim0: int = -2, dim1: int = -1):
-        """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all)."""
+        """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all).
+
+        A (2, 3, 4) tensor .transpose(0, 2) has shape (4, 3, 2); by default the last two swap.
+        """
+        # Start from the identity ordering [0, 1, ..., ndim - 1], swap positions dim0 and dim1
+        # (negative values index from the end, as list indices do), and run Transpose.apply
+        # with axes= that tuple. A view: no data moves, only the strides are swapped.
         ### BEGIN SOLUTION
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
@@ -948,8 +1123,9 @@ and twice the memory, and an int tensor divided by 2 that stays an int loses
 information. So the test pins down every rule: Python floats give float32,
 Python ints int64, bools stay bool, an explicit `dtype` wins, NumPy arrays keep
 their dtype *and their memory* (a write to the array shows in the tensor), a
-list is copied, an integer tensor cannot require gradients, and reductions
-return 0-d arrays rather than NumPy scalars (so `.data` is always an array).
+list is copied, and an integer tensor cannot require gradients. It also
+checks what the tensor reports about itself (`item`, `tolist`, `repr`, and
+`np.asarray`), none of which needs a primitive.
 """
 
 
@@ -981,8 +1157,7 @@ def test_unit_creation():
         raise AssertionError("integer tensors cannot require gradients")
     assert Tensor([1.0], requires_grad=True).requires_grad
 
-    s = Tensor([1.0, 2.0]).sum()
-    assert isinstance(s.data, np.ndarray) and s.shape == () and s.item() == 3.0
+    assert Tensor(2.5).item() == 2.5
     assert Tensor([[1, 2]]).tolist() == [[1, 2]]
     assert np.array_equal(np.asarray(Tensor([1.0, 2.0])), [1.0, 2.0])
     assert "tensor([1., 2.], dtype=float32)" == repr(Tensor([1.0, 2.0]))
@@ -990,6 +1165,116 @@ def test_unit_creation():
 
 
 test_unit_creation()
+
+# %% [markdown]
+"""
+### Step 4: `Function.apply`, the piece that records the graph
+
+Every Tensor operation above ends in `Primitive.apply(...)`, the one place
+where Tensors meet the array-level primitives of step 1. For
+`Mul.apply(x, 3)` it does four things:
+
+1. **Inputs to Tensors.** The Python number `3` becomes a Tensor with
+   `like._constant(3)`, where `like` is the first input that is a Tensor (so
+   `3` takes `x`'s dtype: `x * 3` stays float32).
+2. **A node.** `ctx = cls(*tensors)` creates the graph node: `Function.__init__`
+   stores the input Tensors (`ctx.inputs`) and which of them need a gradient
+   (`ctx.needs_input_grad`).
+3. **Forward on arrays.** `cls.forward(ctx, *arrays, **options)` gets the
+   inputs' `.data` arrays, never Tensors, and the options (`axis=...`,
+   `shape=...`) as keywords; its result is wrapped with `Tensor._wrap`.
+4. **Record, only if needed.** If `Function.grad_enabled` is on and some input
+   requires a gradient, the output gets `requires_grad = True` and `_ctx = ctx`:
+   that link is the edge chapter 09 walks backward. Otherwise nothing is
+   recorded, so inference keeps no graph (and no saved arrays) alive.
+
+It is written as a function and attached to the class with `classmethod`, the
+way chapter 09 will attach `backward` to the Tensor: a class can grow across
+the cells of a chapter.
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_apply", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export
+def apply(cls, *inputs, **options) -> Tensor:
+    """Run the primitive `cls` on `inputs` (Tensors and numbers) and record the graph node.
+
+    Args: cls, a Function subclass (Mul); inputs, its operands, at least one a Tensor;
+    options, keyword arguments passed on to cls.forward (axis=..., shape=...).
+    Returns: a Tensor around forward's result, with requires_grad and _ctx set only if
+    Function.grad_enabled and some input requires a gradient.
+    """
+    # like = the first input that is a Tensor; every other input x becomes like._constant(x).
+    # ctx = cls(*tensors); out = Tensor._wrap(cls.forward(ctx, *(t.data ...), **options)).
+    # Pitfall: pass arrays (t.data) to forward, not Tensors, and never record when no input
+    # requires a gradient (check ctx.needs_input_grad) or when Function.grad_enabled is False.
+    ### BEGIN SOLUTION
+    like = next(x for x in inputs if isinstance(x, Tensor))
+    tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
+    ctx = cls(*tensors)
+    out = Tensor._wrap(cls.forward(ctx, *(t.data for t in tensors), **options))
+    if Function.grad_enabled and any(ctx.needs_input_grad):
+        out.requires_grad = True
+        out._ctx = ctx
+    return out
+    ### END SOLUTION
+
+
+Function.apply = classmethod(apply)
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** `apply` on its own, before any
+operator uses it. A test-only primitive, `Scale`, records what its `forward`
+received: the test checks that forward got plain arrays and its options as
+keywords, that a number became a Tensor of the other input's dtype, that the
+result is a Tensor whose `.data` is an array (a full `sum` gives a NumPy
+scalar, which `_wrap` turns into a 0-d array), and the recording rule: a node
+and `requires_grad` when an input requires a gradient, nothing otherwise and
+nothing while `Function.grad_enabled` is off. A wrong `apply` breaks every
+operation of the chapter at once, so it is best caught here.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_apply", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_apply():
+    class Scale(Function):
+        """A primitive for this test only: a * factor, remembering what forward received."""
+
+        @staticmethod
+        def forward(ctx, a, b, factor=1.0):
+            ctx.received = (a, b, factor)
+            return a * b * factor
+
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    out = Scale.apply(x, 3, factor=0.5)
+    assert isinstance(out, Tensor) and isinstance(out.data, np.ndarray), "apply returns a Tensor around an array"
+    assert np.array_equal(out.data, [1.5, 3.0]) and out.dtype == np.float32
+    ctx = out._ctx
+    assert isinstance(ctx, Scale), "the output's _ctx must be the node apply created"
+    a, b, factor = ctx.received
+    assert type(a) is np.ndarray and type(b) is np.ndarray, "forward receives arrays (t.data), not Tensors"
+    assert factor == 0.5, "options reach forward as keywords"
+    assert b.dtype == np.float32 and b.shape == (), "the number 3 became a 0-d float32 constant (_constant)"
+    assert ctx.inputs[0] is x and isinstance(ctx.inputs[1], Tensor), "ctx.inputs holds the input Tensors"
+    assert ctx.needs_input_grad == (True, False) and out.requires_grad
+
+    plain = Scale.apply(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
+    assert not plain.requires_grad and plain._ctx is None, "no input requires a gradient: record nothing"
+    assert Scale.apply(2.0, x)._ctx.inputs[1] is x, "the Tensor may come second"
+    Function.grad_enabled = False
+    try:
+        off = Scale.apply(x, 2)
+        assert not off.requires_grad and off._ctx is None, "Function.grad_enabled off: record nothing"
+    finally:
+        Function.grad_enabled = True
+
+    s = Sum.apply(Tensor([1.0, 2.0]), axis=None, keepdims=False)   # np.sum returns a NumPy scalar
+    assert type(s.data) is np.ndarray and s.shape == () and s.item() == 3.0, "_wrap makes a 0-d array"
+    print("✓ apply runs forward on arrays, wraps the result and records the graph only when needed")
+
+
+test_unit_apply()
 
 # %% [markdown]
 """
@@ -1535,6 +1820,7 @@ if __name__ == "__main__":
     test_unit_primitives()
     test_unit_shape_rules()
     test_unit_creation()
+    test_unit_apply()
     test_unit_storage()
     test_unit_arithmetic()
     test_unit_matmul()
