@@ -133,6 +133,77 @@ print("bias repeated over 3 rows, strides in bytes:", repeated.strides,
 
 # %% [markdown]
 """
+The figure below is drawn from real arrays by the next cell: every box shows
+the offset, in elements, of the storage slot that the index reads, computed
+from the array's own strides. On the left, a `(3, 4)` array and its
+transpose read the same 12 slots in different orders. On the right, a column
+`(3, 1)` and a row `(1, 4)` broadcast to `(3, 4)`: the repeated copies
+(pale boxes) are not stored anywhere, they are the same slot read again
+through a stride of 0.
+"""
+
+# %%
+import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
+
+
+def element_strides(array):
+    return tuple(s // array.itemsize for s in array.strides)
+
+
+def draw_grid(ax, array, x0, y0, title, base=None, color="#4c72b0"):
+    """Draw `array` as boxes with their values; a box whose storage slot an earlier box
+    already read is pale. `base` is the array whose storage the offsets count from."""
+    base = array if base is None else base
+    steps = element_strides(array)
+    seen = set()
+    rows, cols = array.shape
+    for i in range(rows):
+        for j in range(cols):
+            offset = i * steps[0] + j * steps[1]     # the offset formula, from the strides
+            repeat = offset in seen
+            seen.add(offset)
+            ax.add_patch(Rectangle((x0 + j, y0 - i), 1, -1, facecolor=color, alpha=0.25 if repeat else 0.85,
+                                   edgecolor="black", linewidth=1))
+            ax.text(x0 + j + 0.5, y0 - i - 0.38, f"{array[i, j]:g}", ha="center", va="center",
+                    fontsize=10, color="black")
+            ax.text(x0 + j + 0.5, y0 - i - 0.78, f"@{offset}", ha="center", va="center", fontsize=7, color="black")
+    ax.text(x0, y0 + 0.35, f"{title}\nshape {array.shape}, strides {steps}", fontsize=9, va="bottom", color="black")
+
+
+fig, (ax_views, ax_broadcast) = plt.subplots(1, 2, figsize=(11, 4.4), facecolor="white",
+                                             gridspec_kw={"width_ratios": [1, 1.35]})
+a = np.arange(12, dtype=np.float32).reshape(3, 4)
+draw_grid(ax_views, a, 0, 0, "a")
+draw_grid(ax_views, a.T, 5.5, 0, "a.T (a view)", color="#55a868")
+for k in range(12):                                   # the storage both of them read
+    ax_views.add_patch(Rectangle((k * 0.8, -5.4), 0.8, -0.8, facecolor="#dddddd", edgecolor="black"))
+    ax_views.text(k * 0.8 + 0.4, -5.8, f"{a.reshape(-1)[k]:g}", ha="center", va="center", fontsize=8, color="black")
+ax_views.text(0, -5.25, "storage: 12 float32 numbers, one after another (@ = offset in elements)",
+              fontsize=8, va="bottom", color="black")
+ax_views.set(xlim=(-0.3, 10), ylim=(-6.5, 1.6))
+
+column = np.array([[0.0], [10.0], [20.0]], dtype=np.float32)    # (3, 1)
+row = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)         # (1, 4)
+draw_grid(ax_broadcast, np.broadcast_to(column, (3, 4)), 0, 0, "column (3, 1) broadcast", color="#c44e52")
+draw_grid(ax_broadcast, np.broadcast_to(row, (3, 4)), 5, 0, "row (1, 4) broadcast", color="#8172b2")
+draw_grid(ax_broadcast, column + row, 10, 0, "column + row: a new (3, 4)", color="#dd8452")
+ax_broadcast.text(4.5, -1.5, "+", fontsize=18, ha="center", va="center", color="black")
+ax_broadcast.text(9.5, -1.5, "=", fontsize=18, ha="center", va="center", color="black")
+ax_broadcast.text(0, -4.0, "pale boxes read a slot already read: stride 0 repeats it, no memory is used",
+                  fontsize=8, color="black")
+ax_broadcast.set(xlim=(-0.3, 14.3), ylim=(-6.5, 1.6))
+for ax in (ax_views, ax_broadcast):
+    ax.set_facecolor("white")
+    ax.set_aspect("equal")
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+assert element_strides(np.broadcast_to(column, (3, 4))) == (1, 0) and element_strides(a.T) == (1, 4)
+
+# %% [markdown]
+"""
 ### Matmul, reductions and what they cost
 
 **Matrix multiplication** `C = A @ B` with `A` of shape `(m, k)` and `B` of
@@ -156,14 +227,17 @@ float32):
 
 | operation | arithmetic | bytes moved (at least) | bound by |
 | --- | --- | --- | --- |
-| `a + b`, `a * b`, `exp(a)` | N | 12N (read 2, write 1) | memory bandwidth |
-| `a.sum(axis=...)` | N | 4N | memory bandwidth |
+| `a + b`, `a * b` (binary) | N | 12N (read 2, write 1) | memory bandwidth |
+| `-a`, `exp(a)`, `x * 0.5` (unary) | N (`exp`: a few more per element) | 8N (read 1, write 1) | memory bandwidth |
+| `a.sum(axis=...)` | N | 4N (the result is small) | memory bandwidth |
 | `A @ B`, both `n x n` | 2n³ | 12n² | arithmetic, for large n |
 | `reshape`, `transpose`, slicing (views) | 0 | 0 | Python overhead only |
 | `contiguous()` of a transposed tensor | 0 | 8N, in a cache-unfriendly order | memory latency |
 
 The ratio of arithmetic to bytes is called *arithmetic intensity*. An
-elementwise add does one FLOP per 12 bytes, so it waits on memory; a large
+elementwise add does one FLOP per 12 bytes and a unary operation one per 8
+bytes, so both wait on memory (even `exp`, whose few dozen instructions per
+element cost less than moving its 8 bytes from main memory); a large
 matmul does `n / 6` FLOPs per byte, so it can keep the CPU's arithmetic units
 busy. This is why deep learning is organised around matmuls, and why the
 systems analysis below measures them.
@@ -1569,12 +1643,18 @@ print(f"  Tensor(list) -> float32                 {kept32:>12,}   {kept32 / N:6.
 print(f"  Tensor(float64 array), shares memory    {kept64:>12,}   {kept64 / N:6.1f}")
 print(f"  float64 tensor .float() -> float32      {kept_down:>12,}   {kept_down / N:6.1f}")
 print(f"nbytes: float32 {t32.nbytes:,} vs float64 {t64.nbytes:,} (ratio {t64.nbytes / t32.nbytes:.0f}x)")
+list_ratio = list_bytes / kept32
+print(f"The Python list costs {list_ratio:.1f} times the bytes of the float32 tensor.")
+assert 6 <= list_ratio <= 10, f"the text says a list costs about 8 times a float32 tensor; measured {list_ratio:.1f}x"
+assert kept64 < 1000, f"the text says wrapping an array copies nothing; measured {kept64} bytes"
 del values
 
 # %% [markdown]
 """
 Three lessons. A Python list of floats costs about 8 times more than a float32
-tensor, which is why data pipelines keep numbers in arrays. Building a tensor
+tensor (each element is an 8-byte pointer to a 24-byte float object, against 4
+bytes in the tensor; the cell asserts 6 to 10 times), which is why data
+pipelines keep numbers in arrays. Building a tensor
 from a list briefly needs more than the tensor itself (NumPy first builds a
 float64 array, then we convert it), so for large data, convert once, early.
 And wrapping an existing array costs nothing, because the tensor *is* that
@@ -1603,10 +1683,15 @@ operations = {
     "x + 0": lambda: x + 0,
 }
 print(f"{'operation':22} {'view?':6} {'bytes allocated':>16}  strides      contiguous")
+view_bytes = []
 for name, op in operations.items():
     result, allocated, _ = traced(op)
     shared = np.shares_memory(result.data, x.data)
+    if shared:
+        view_bytes.append(allocated)
     print(f"{name:22} {'view' if shared else 'COPY':6} {allocated:>16,}  {str(result.stride()):12} {result.is_contiguous()}")
+print(f"every view allocated between {min(view_bytes)} and {max(view_bytes)} bytes, whatever the tensor's 4 MB")
+assert max(view_bytes) < 2000, f"the text says a view costs a few hundred bytes; measured up to {max(view_bytes)}"
 
 # %% [markdown]
 """
@@ -1618,14 +1703,30 @@ describe them. And `x[x > 0.5]` copies, and its size depends on the data.
 
 ### Strides and contiguity: what layout costs
 
-The strides decide the order in which memory is read. Memory reaches the CPU in
-64-byte cache lines (16 float32 numbers); reading along a row uses every number
-of every line fetched, while reading down a column of a 2048 × 2048 float32
-array jumps 8 KB between elements and uses 4 bytes of each 64-byte line. We sum
-every row, then every column, one slice at a time (on the NumPy arrays directly,
-so our Python overhead does not hide the effect), and then compare copying the
-array with copying its transpose into row-major order, which is what
-`contiguous()` has to do.
+The strides decide the order in which memory is read. We sum every row of a
+2048 × 2048 float32 array, then every column, one slice at a time (on the NumPy
+arrays directly, so our Python overhead does not hide the effect), and then
+compare copying the array with copying its transpose into row-major order,
+which is what `contiguous()` has to do. A row is 8 KB of consecutive bytes; a
+column is 2048 numbers 8 KB apart. Reading a column pays three costs that a row
+does not:
+
+- **Cache lines.** Memory reaches the CPU in 64-byte lines (16 float32
+  numbers). A row uses every number of every line it fetches; a column uses 4
+  bytes of each. The next 15 columns could reuse those lines, but one column
+  touches 2048 lines (128 KB, more than the first-level cache), and with a
+  power-of-two stride they all fall into the same few sets of the cache, so
+  most are evicted before the next column comes back for them.
+- **The TLB.** Every address is translated from virtual to physical memory,
+  page by page, through a small cache of translations (the TLB, some 64
+  entries at its first level). With 4 KB pages a row lies on two or three
+  pages, while at an 8 KB stride every element of a column is on a page of its
+  own, 2048 pages per column, so loads also wait for translations. (Linux may
+  back a large NumPy array with 2 MB "huge" pages, which shrinks this cost:
+  one more reason timings differ between machines.)
+- **No vector loads.** NumPy sums a contiguous row with SIMD instructions that
+  load 8 or 16 consecutive numbers at once; a strided column is loaded one
+  number at a time, so the loop issues many times more load instructions.
 """
 
 # %%
@@ -1643,15 +1744,102 @@ print(f"sum 2048 columns one by one  {cols * 1e3:7.2f} ms  (stride {big.stride(0
 print(f"copy the array               {copy_rows * 1e3:7.2f} ms")
 print(f"x.T.contiguous()             {copy_transposed * 1e3:7.2f} ms  -> {copy_transposed / copy_rows:.1f}x slower"
       " for the same bytes")
+assert cols / rows >= 1.5 and copy_transposed / copy_rows >= 1.5, (
+    "the text says strided reads are slower; measured "
+    f"{cols / rows:.1f}x (columns) and {copy_transposed / copy_rows:.1f}x (transposed copy)")
 
 # %% [markdown]
 """
 Same numbers, same arithmetic, very different times: layout alone makes the
-difference. This is why PyTorch code calls `.contiguous()` before operations
+difference, and the three costs above add up (a stride that is not a power of
+two avoids the cache-set conflicts but not the other two). This is why PyTorch code calls `.contiguous()` before operations
 that want row-major data, why a transpose is free but the first operation
 after it may not be, and why chapter 14 blocks its kernels to reuse each cache
 line while it is loaded.
+"""
 
+# %% [markdown]
+"""
+### One matmul, three ways: Python loops, vectorised NumPy, BLAS
+
+The same product `C = A @ B` of two 64 × 64 float32 matrices can be computed
+at three levels, and the difference between them is the first performance
+lesson of the course:
+
+1. **Python loops**: three nested loops over Python lists, the formula
+   `C[i][j] += A[i][p] * B[p][j]` written out. Every multiply-add is a handful
+   of interpreted bytecodes on boxed Python floats.
+2. **Vectorised NumPy**: broadcast `A[:, :, None] * B[None, :, :]` into a
+   `(64, 64, 64)` array of all the products and sum over the middle axis. No
+   Python loop is left: NumPy's compiled, SIMD loops do the arithmetic, but
+   they write and read back all n³ products through memory.
+3. **BLAS** (`np.matmul`, what our `Tensor @` calls): a kernel that keeps
+   blocks of A and B in registers and caches and reuses every number loaded
+   many times.
+
+The cell times each (the fastest of several runs), checks that all three give
+the same matrix, and prints the ratios. It asserts the wide bands the text
+quotes: vectorising gains at least 5 times over the loops, and BLAS at least
+another 3 times over vectorised NumPy, and at least a hundred times over
+the loops in all. Your ratios will differ; on a quiet machine they are usually much larger.
+"""
+
+# %%
+n = 64
+rng = np.random.default_rng(4)
+A, B = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+A_list, B_list = A.tolist(), B.tolist()
+
+
+def matmul_loops():
+    C = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            total = 0.0
+            for p in range(n):
+                total += A_list[i][p] * B_list[p][j]
+            C[i][j] = total
+    return C
+
+
+def matmul_vectorised():
+    return (A[:, :, None] * B[None, :, :]).sum(axis=1)     # (n, n, 1) * (1, n, n) -> (n, n, n), summed over p
+
+
+def matmul_blas():
+    return np.matmul(A, B)
+
+
+reference = A.astype(np.float64) @ B.astype(np.float64)
+for version in (matmul_loops, matmul_vectorised, matmul_blas):
+    assert np.allclose(np.array(version()), reference, rtol=1e-4), version.__name__
+loops_s = best_time(matmul_loops, repeats=3, budget=0)
+vectorised_s = best_time(matmul_vectorised, repeats=10, budget=0.05)
+blas_s = best_time(matmul_blas, repeats=20, budget=0.05)
+flops = 2 * n ** 3
+print(f"{'C = A @ B, n = 64':22} {'time':>10} {'GFLOP/s':>9} {'vs loops':>10}")
+for name, seconds in (("Python loops", loops_s), ("vectorised NumPy", vectorised_s), ("BLAS (np.matmul)", blas_s)):
+    print(f"{name:22} {seconds * 1e3:8.3f} ms {flops / seconds / 1e9:9.3f} {loops_s / seconds:9.0f}x")
+print(f"vectorising is {loops_s / vectorised_s:.0f}x faster than the loops; BLAS is "
+      f"{vectorised_s / blas_s:.0f}x faster than vectorised NumPy and {loops_s / blas_s:.0f}x faster than the loops.")
+assert loops_s / vectorised_s >= 5, f"the text says vectorising gains at least 5x; measured {loops_s / vectorised_s:.1f}x"
+assert vectorised_s / blas_s >= 3, f"the text says BLAS gains at least 3x more; measured {vectorised_s / blas_s:.1f}x"
+assert loops_s / blas_s >= 100, f"the text says hundreds of times in all; measured {loops_s / blas_s:.0f}x"
+
+# %% [markdown]
+"""
+Each step removes a different cost. The loops pay the interpreter for every
+single multiply-add; vectorising moves the loop into compiled code but still
+writes every product to memory (a `(64, 64, 64)` float32 temporary is 1 MB)
+and reads it back; BLAS does the same arithmetic while loading each number
+from memory about once. Chapter 14 builds the steps between the last two
+(blocking for the caches) itself. The lesson for every chapter in between: a
+Python loop over numbers is the slowest thing you can write, so tinytorch's
+layers are written as a few large array operations.
+"""
+
+# %% [markdown]
+"""
 ### Matmul: how time grows with size
 
 Matmul does `2n³` FLOPs on `n × n` matrices, so its time should grow like
@@ -1684,11 +1872,10 @@ if any(later < 0.5 * earlier for earlier, later in zip(gflops, gflops[1:])):
 small = Tensor(np.ones(1, dtype=np.float32))
 overhead = best_time(lambda: small + small, repeats=200) - best_time(lambda: small.data + small.data, repeats=200)
 print(f"Tensor overhead per operation: about {overhead * 1e6:.1f} µs")
+assert overhead < 100e-6, f"the text calls the overhead microseconds; measured {overhead * 1e6:.0f} µs"
 
 # %%
-import matplotlib.pyplot as plt
-
-fig, (ax_time, ax_rate) = plt.subplots(1, 2, figsize=(10, 3.6))
+fig, (ax_time, ax_rate) = plt.subplots(1, 2, figsize=(10, 3.6), facecolor="white")
 ax_time.loglog(sizes, seconds * 1e3, "o-", label="measured")
 reference = seconds[-1] * 1e3 * (np.array(sizes) / sizes[-1]) ** 3
 ax_time.loglog(sizes, reference, "--", color="gray", label="∝ n³")
@@ -1834,26 +2021,146 @@ if __name__ == "__main__":
 """
 ## ML systems thinking
 
-1. **Memory.** A model keeps its weights, and during training one gradient per
-   weight and the activations of every layer. Using the measurements above,
-   how much memory does a 10-million-parameter model need for weights and
-   gradients in float32, and in float64? Our `Tensor(list)` briefly holds a
-   float64 copy: at what data size would that temporary matter, and how would
-   you avoid it?
-2. **Views and aliasing.** `reshape`, `transpose` and slicing share storage.
-   Write down a case where a view leads to a wrong result (hint: write into
-   `t.data` of a view and look at the original). Why does PyTorch give a
-   tensor and all its views one shared "version counter", which autograd
-   checks before it uses a saved tensor?
-3. **Layout.** Attention (chapter 07) reshapes `(B, T, C)` into
-   `(B, T, heads, C / heads)` and transposes it to `(B, heads, T, C / heads)`.
-   Which of these steps copy? Where would a `contiguous()` be needed, and what
-   would it cost for B = 32, T = 512, C = 768 in float32, given the transposed
-   copy speed you measured?
-4. **Overheads.** You measured a per-operation overhead of microseconds and
-   a large-matmul throughput in GFLOP/s. Below what matrix size does our
-   Python overhead cost more than the arithmetic? What does that suggest
-   about writing models as many small operations versus a few large ones?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Memory.** A model keeps its weights, and during training one gradient per
+weight and the activations of every layer. Using the measurements above, how
+much memory does a 10-million-parameter model need for weights and gradients
+in float32, and in float64? Our `Tensor(list)` briefly holds a float64 copy:
+at what data size would that temporary matter, and how would you avoid it?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_memory", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Weights and gradients are 2 × 10⁷ numbers: 2 × 10⁷ × 4 B =
+80 MB in float32, 2 × 10⁷ × 8 B = 160 MB in float64 (activations come on top
+and grow with the batch). The memory table showed `Tensor(list)` peaking at 12
+bytes per number (an 8-byte float64 temporary plus the 4-byte result), on top
+of the list itself at about 32 bytes per number. For N numbers the temporary is
+8N bytes: irrelevant for a batch, decisive for a dataset. At 10⁹ numbers (a
+4 GB float32 dataset) it is 8 GB, the peak 12 GB, and the list 32 GB, more than
+most machines have. Avoid it by asking for float32 at once:
+`Tensor(values, dtype=np.float32)` (NumPy then converts each element straight
+into a float32 array; the peak is the 4 bytes per number of the result), and
+better, never build a Python list: read into arrays (`np.fromfile`, `np.load`
+with `mmap_mode`), or convert in chunks.
+
+**Rubric (2 points).** 1 point for 80 MB and 160 MB (weights plus gradients, not
+weights alone); 1 point for the 8-bytes-per-number temporary with a size where
+it matters (hundreds of millions of numbers or more) and one working remedy
+(`dtype=np.float32` at creation, arrays instead of lists, chunks or a memory map).
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**2. Views and aliasing.** `reshape`, `transpose` and slicing share storage.
+Write down a case where a view leads to a wrong result (hint: write into
+`t.data` of a view and look at the original). Why does PyTorch give a tensor
+and all its views one shared "version counter", which autograd checks before it
+uses a saved tensor?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_views_and_aliasing", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** `x = Tensor(np.arange(6.0)); rows = x.reshape(2, 3);
+rows.data[0] -= rows.data[0].mean()` "normalises the first row" and silently
+changes `x[0:3]` too; any later use of `x` (another layer, a metric, a saved
+batch) sees the altered values. The same happens to autograd: `y = x.log()`
+saves `x`'s array for the backward rule `grad / x`; writing into a view of `x`
+before `backward()` makes the gradient use the new values, and no error
+appears. A view has its own shape and strides but shares the storage, so a
+write through *any* view changes what every other view, and every saved
+tensor, reads. That is why the counter belongs to the storage, shared by the
+tensor and all its views: every in-place operation increments it, each saved
+tensor remembers its value at save time, and backward raises ("one of the
+variables needed for gradient computation has been modified by an inplace
+operation") instead of returning a wrong gradient. A counter per view would
+miss writes made through the others.
+
+**Rubric (2 points).** 1 point for a concrete write-through-a-view example that
+changes the original; 1 point for explaining that the counter is shared because
+views share storage, so autograd detects a saved tensor changed through any view.
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**3. Layout.** Attention (chapter 07) reshapes `(B, T, C)` into
+`(B, T, heads, C / heads)` and transposes it to `(B, heads, T, C / heads)`.
+Which of these steps copy? Where would a `contiguous()` be needed, and what
+would it cost for B = 32, T = 512, C = 768 in float32, given the transposed
+copy speed you measured?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_layout", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Neither copies. Splitting the last dimension of row-major data
+is a view (strides `(T·C, C, d, 1)` with `d = C / heads`), and the transpose
+only swaps two strides, giving `(T·C, d, C, 1)`: a view that is no longer
+contiguous. A copy is needed when the heads are merged back: the attention
+output `weights @ v` is a new, contiguous `(B, heads, T, d)` array, and
+transposing it to `(B, T, heads, d)` then reshaping to `(B, T, C)` cannot be
+expressed with strides, so our `reshape` copies silently and PyTorch's `view`
+refuses until `contiguous()` is called (any kernel that requires row-major
+input forces the same copy). Its size: 32 × 512 × 768 = 12,582,912 elements × 4 B = 50.3 MB
+read and 50.3 MB written, about 100 MB of traffic per call, per attention layer,
+and again in backward. Time = 50.3 MB ÷ your transposed-copy rate, where the
+rate is 16.8 MB (the 2048 × 2048 float32 array) ÷ your `x.T.contiguous()`
+time: at 60 ms that is 0.28 GB/s and the merge would take about 0.18 s; at the
+plain-copy rate (16.8 MB in about 1 ms, some 15 GB/s) about 3 ms. The head
+transpose moves runs of d = 64 contiguous floats (256 bytes, whole cache
+lines), so it lands much nearer the plain-copy figure than the full-transpose
+one: the worst case is an upper bound.
+
+**Rubric (2 points).** 1 point for "both are views; the copy comes when the
+heads are merged back (or a kernel needs row-major data)"; 1 point for 50.3 MB
+(about 100 MB moved) and a time derived from the learner's own measured rate.
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**4. Overheads.** You measured a per-operation overhead of microseconds and
+a large-matmul throughput in GFLOP/s. Below what matrix size does our
+Python overhead cost more than the arithmetic? What does that suggest
+about writing models as many small operations versus a few large ones?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_overheads", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** An `n × n` matmul does `2n³` FLOPs, taking `2n³ / R` seconds at
+throughput R. The overhead `o` wins when `2n³ / R < o`, that is below
+`n = (o · R / 2)^(1/3)`. With o = 3 µs and R = 100 GFLOP/s: (3 × 10⁻⁶ × 10¹¹ / 2)^(1/3)
+= (1.5 × 10⁵)^(1/3) ≈ 53; with R = 200 GFLOP/s, about 67; with o = 1 µs and
+R = 50 GFLOP/s, about 29. So below roughly n = 30 to 70 our wrapper costs more
+than the arithmetic (and small matmuls do not even reach R, which makes it
+worse). Elementwise operations do about one FLOP per element, so the overhead
+dominates them far longer: 3 µs is the time to move some tens to hundreds of
+kilobytes (at 10 to 100 GB/s), so an addition of tensors below some thousands
+to tens of thousands of elements is overhead-bound. Hence: write models as a few large operations (batch the
+examples, use one matmul for all heads or all windows, as im2col does in
+chapter 06) rather than loops of small ones; production systems go further
+and fuse or capture many small operations (`torch.compile`, CUDA graphs).
+
+**Rubric (2 points).** 1 point for the crossover formula with a worked n from the
+learner's own o and R (any value in the tens is right for microsecond
+overheads); 1 point for the consequence: batch, vectorise or fuse into few
+large operations.
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -1872,12 +2179,14 @@ You built `tinytorch.Tensor`, the data structure every later chapter uses:
 - matmul (`2mnk` FLOPs, batched), reductions with `axis` and `keepdims`;
 - every operation runs through a `Function` primitive (`Add`, `Mul`, `Neg`,
   `Pow`, `Exp`, `Log`, `Tanh`, `MatMul`, `Sum`, `Max`, `Reshape`, `Transpose`,
-  `GetItem`), and `requires_grad`/`_ctx` already record the graph, so chapter
-  09 adds gradients by giving each primitive a `backward` rule, without
-  touching this code.
+  `GetItem`), each saving on `ctx` exactly what its derivative will need, and
+  `Function.apply` (with `Tensor._wrap` and `_constant`) records the graph
+  through `requires_grad`/`_ctx`, so chapter 09 adds gradients by giving each
+  primitive a `backward` rule, without touching this code.
 
 You also measured, on your own machine, what float64 and Python lists cost in
 memory, which operations copy, how much slower strided access and transposed
-copies are, and how matmul time grows with size. Next, chapter 03 builds the
+copies are (cache lines, the TLB and vector loads), how one matmul compares as
+Python loops, vectorised NumPy and BLAS, and how matmul time grows with size. Next, chapter 03 builds the
 activation functions (ReLU, Sigmoid, GELU, Softmax) from these operations.
 """
