@@ -227,17 +227,18 @@ float32):
 
 | operation | arithmetic | bytes moved (at least) | bound by |
 | --- | --- | --- | --- |
-| `a + b`, `a * b` (binary) | N | 12N (read 2, write 1) | memory bandwidth |
-| `-a`, `exp(a)`, `x * 0.5` (unary) | N (`exp`: a few more per element) | 8N (read 1, write 1) | memory bandwidth |
+| `a + b`, `a * b` (two tensors in) | N | 12N (read 2, write 1) | memory bandwidth |
+| `-a`, `exp(a)`, `a * 0.5` (one tensor in) | N (`exp`: a few dozen instructions each) | 8N (read 1, write 1) | memory bandwidth |
 | `a.sum(axis=...)` | N | 4N (the result is small) | memory bandwidth |
 | `A @ B`, both `n x n` | 2n³ | 12n² | arithmetic, for large n |
 | `reshape`, `transpose`, slicing (views) | 0 | 0 | Python overhead only |
 | `contiguous()` of a transposed tensor | 0 | 8N, in a cache-unfriendly order | memory latency |
 
 The ratio of arithmetic to bytes is called *arithmetic intensity*. An
-elementwise add does one FLOP per 12 bytes and a unary operation one per 8
-bytes, so both wait on memory (even `exp`, whose few dozen instructions per
-element cost less than moving its 8 bytes from main memory); a large
+elementwise add does one FLOP per 12 bytes and a one-tensor operation one
+per 8 bytes, so both wait on memory (even `exp`: on a tensor larger than the
+caches, its few dozen instructions per element take less time than moving
+its 8 bytes to and from main memory); a large
 matmul does `n / 6` FLOPs per byte, so it can keep the CPU's arithmetic units
 busy. This is why deep learning is organised around matmuls, and why the
 systems analysis below measures them.
