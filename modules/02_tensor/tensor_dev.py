@@ -811,8 +811,8 @@ needs them:
 The methods you write read the same way: convert the other operand with
 `_constant` if it is not a Tensor, check shapes with a step 2 rule for a clear
 error, and run the primitive with `Primitive.apply(...)`. That last call only
-works after step 4; the next test checks creation and storage, which need no
-primitive.
+works after step 4, so the next test checks only what needs no primitive:
+creation and the dtype rules. The tests of everything else follow `apply`.
 """
 
 
