@@ -361,7 +361,8 @@ asked for `keepdims=False`; only the returned value drops them.
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        return a + b                                 # d/da = d/db = 1: nothing to save
+        # d(a + b)/da = d(a + b)/db = 1: nothing to save
+        return a + b
 
 
 class Mul(Function):
