@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from tito import curriculum, exercise
 from tito.cli import cli
-from tito.solutions import BEGIN, END, SolutionError, clear_solutions, count_regions, student_version
+from tito.solutions import (BEGIN, END, SolutionError, clear_solutions, count_regions, is_code_cell, split_cells,
+                            student_version)
 
 SETUP = "01_setup"
 
@@ -30,16 +31,24 @@ def chapter_of(root: Path, name: str) -> Path:
 
 
 def regions(text: str) -> list[list[str]]:
-    """The lines inside each solution region of a chapter, in order."""
-    found, current = [], None
-    for line in text.splitlines(keepends=True):
-        if BEGIN.match(line.rstrip("\r\n")):
-            current = []
-        elif END.match(line.rstrip("\r\n")):
-            found.append(current)
-            current = None
-        elif current is not None:
-            current.append(line)
+    """The lines inside each solution region of a chapter's code cells, in order.
+
+    Answer cells (markdown) hold regions too, but `tito module start` turns them into
+    "YOUR ANSWER HERE", not into code stubs, so a finished chapter leaves them as they are.
+    """
+    found = []
+    for _, lines in split_cells(text):
+        if not is_code_cell(lines):
+            continue
+        current = None
+        for line in lines:
+            if BEGIN.match(line.rstrip("\r\n")):
+                current = []
+            elif END.match(line.rstrip("\r\n")):
+                found.append(current)
+                current = None
+            elif current is not None:
+                current.append(line)
     return found
 
 
@@ -166,12 +175,13 @@ def test_later_chapters_work_against_the_package_the_learner_exported(repo_copy)
     chapter = chapter_of(repo_copy, "02_tensor")
     original = chapter.read_text(encoding="utf-8")
     assert tito("module", "start", "02_tensor").exit_code == 0
-    # The learner writes Add.forward their own way.
-    mine = fill_in(chapter.read_text(encoding="utf-8"), original, {"        return a + b\n": "        return np.add(a, b)\n"})
+    # The learner writes Max.forward their own way.
+    mine = fill_in(chapter.read_text(encoding="utf-8"), original,
+                   {"        out = np.max(a, axis=axis, keepdims=True)\n": "        out = np.amax(a, axis=axis, keepdims=True)\n"})
     chapter.write_text(mine, encoding="utf-8")
     result = tito("module", "complete", "02_tensor")
     assert result.exit_code == 0, result.output
-    assert "return np.add(a, b)" in (repo_copy / "tinytorch" / "core" / "tensor.py").read_text(encoding="utf-8")
+    assert "out = np.amax(a, axis=axis, keepdims=True)" in (repo_copy / "tinytorch" / "core" / "tensor.py").read_text(encoding="utf-8")
     layers = curriculum.load(repo_copy).module("04_layers").checkpoint
     result = tito("checkpoint", "test", str(layers.number))
     assert result.exit_code == 0, result.output

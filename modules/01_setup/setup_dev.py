@@ -133,6 +133,10 @@ def system_info() -> dict:
          "numpy": "2.1.0", "blas": "scipy-openblas 0.3.27" or None,
          "cpu_count": 8, "memory_gb": 16.0 or None}
     """
+    # Exactly these eight keys. The platform module gives the first four
+    # (python_version(), python_implementation(), platform(), machine()), np.__version__
+    # the fifth, and the three helpers above the rest: _blas_name(), _cpu_count(), _memory_gb().
+    # Pitfall: never raise here; the helpers already return None for a fact this OS cannot give.
     ### BEGIN SOLUTION
     return {
         "python": platform.python_version(),
@@ -202,7 +206,15 @@ MIN_NUMPY = (1, 24)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
-    """'1.26.4' -> (1, 26, 4); '2.0.0rc1' -> (2, 0, 0); stops at the first part that is not a number."""
+    """'1.26.4' -> (1, 26, 4); '2.0.0rc1' -> (2, 0, 0); stops at the first part that is not a number.
+
+    Args: text, a version string as Python or NumPy reports it ('3.13.0+', '1.24').
+    Returns: a tuple of ints, so that versions compare as numbers: (1, 24) > (1, 3).
+    """
+    # Split on "." and read the leading digits of each part (re.match(r"\d+", part)).
+    # A part with no leading digits ends the tuple; a part with digits followed by
+    # something else ('0rc1', '0+') contributes its number and then ends the tuple.
+    # Pitfall: never compare the strings themselves: "1.26" < "1.3" is True for strings.
     ### BEGIN SOLUTION
     numbers = []
     for part in str(text).split("."):
@@ -240,6 +252,11 @@ def check_environment(python_version=None, numpy_version: str | None = None, mat
         numpy_version: a version string to check instead of the installed NumPy's.
         matmul: a function (a, b) -> a @ b to check instead of np.matmul.
     """
+    # Collect every problem in a list instead of raising at the first one:
+    # 1. Python: python_version (default sys.version_info[:3]), first two numbers < MIN_PYTHON;
+    #    the line shows the version found ("3.9.18"), the one needed ("3.11") and what to do.
+    # 2. NumPy: _version_tuple(numpy_version or np.__version__)[:2] < MIN_NUMPY, likewise.
+    # 3. matmul: _matmul_problem(matmul or np.matmul) returns a problem line or None.
     ### BEGIN SOLUTION
     problems = []
     python_version = tuple(python_version or sys.version_info[:3])

@@ -133,6 +133,77 @@ print("bias repeated over 3 rows, strides in bytes:", repeated.strides,
 
 # %% [markdown]
 """
+The figure below is drawn from real arrays by the next cell: every box shows
+the offset, in elements, of the storage slot that the index reads, computed
+from the array's own strides. On the left, a `(3, 4)` array and its
+transpose read the same 12 slots in different orders. On the right, a column
+`(3, 1)` and a row `(1, 4)` broadcast to `(3, 4)`: the repeated copies
+(pale boxes) are not stored anywhere, they are the same slot read again
+through a stride of 0.
+"""
+
+# %%
+import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
+
+
+def element_strides(array):
+    return tuple(s // array.itemsize for s in array.strides)
+
+
+def draw_grid(ax, array, x0, y0, title, base=None, color="#4c72b0"):
+    """Draw `array` as boxes with their values; a box whose storage slot an earlier box
+    already read is pale. `base` is the array whose storage the offsets count from."""
+    base = array if base is None else base
+    steps = element_strides(array)
+    seen = set()
+    rows, cols = array.shape
+    for i in range(rows):
+        for j in range(cols):
+            offset = i * steps[0] + j * steps[1]     # the offset formula, from the strides
+            repeat = offset in seen
+            seen.add(offset)
+            ax.add_patch(Rectangle((x0 + j, y0 - i), 1, -1, facecolor=color, alpha=0.25 if repeat else 0.85,
+                                   edgecolor="black", linewidth=1))
+            ax.text(x0 + j + 0.5, y0 - i - 0.38, f"{array[i, j]:g}", ha="center", va="center",
+                    fontsize=10, color="black")
+            ax.text(x0 + j + 0.5, y0 - i - 0.78, f"@{offset}", ha="center", va="center", fontsize=7, color="black")
+    ax.text(x0, y0 + 0.35, f"{title}\nshape {array.shape}, strides {steps}", fontsize=9, va="bottom", color="black")
+
+
+fig, (ax_views, ax_broadcast) = plt.subplots(1, 2, figsize=(11, 4.4), facecolor="white",
+                                             gridspec_kw={"width_ratios": [1, 1.35]})
+a = np.arange(12, dtype=np.float32).reshape(3, 4)
+draw_grid(ax_views, a, 0, 0, "a")
+draw_grid(ax_views, a.T, 5.5, 0, "a.T (a view)", color="#55a868")
+for k in range(12):                                   # the storage both of them read
+    ax_views.add_patch(Rectangle((k * 0.8, -5.4), 0.8, -0.8, facecolor="#dddddd", edgecolor="black"))
+    ax_views.text(k * 0.8 + 0.4, -5.8, f"{a.reshape(-1)[k]:g}", ha="center", va="center", fontsize=8, color="black")
+ax_views.text(0, -5.25, "storage: 12 float32 numbers, one after another (@ = offset in elements)",
+              fontsize=8, va="bottom", color="black")
+ax_views.set(xlim=(-0.3, 10), ylim=(-6.5, 1.6))
+
+column = np.array([[0.0], [10.0], [20.0]], dtype=np.float32)    # (3, 1)
+row = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)         # (1, 4)
+draw_grid(ax_broadcast, np.broadcast_to(column, (3, 4)), 0, 0, "column (3, 1) broadcast", color="#c44e52")
+draw_grid(ax_broadcast, np.broadcast_to(row, (3, 4)), 5, 0, "row (1, 4) broadcast", color="#8172b2")
+draw_grid(ax_broadcast, column + row, 10, 0, "column + row: a new (3, 4)", color="#dd8452")
+ax_broadcast.text(4.5, -1.5, "+", fontsize=18, ha="center", va="center", color="black")
+ax_broadcast.text(9.5, -1.5, "=", fontsize=18, ha="center", va="center", color="black")
+ax_broadcast.text(0, -4.0, "pale boxes read a slot already read: stride 0 repeats it, no memory is used",
+                  fontsize=8, color="black")
+ax_broadcast.set(xlim=(-0.3, 14.3), ylim=(-6.5, 1.6))
+for ax in (ax_views, ax_broadcast):
+    ax.set_facecolor("white")
+    ax.set_aspect("equal")
+    ax.axis("off")
+fig.tight_layout()
+plt.show()
+
+assert element_strides(np.broadcast_to(column, (3, 4))) == (1, 0) and element_strides(a.T) == (1, 4)
+
+# %% [markdown]
+"""
 ### Matmul, reductions and what they cost
 
 **Matrix multiplication** `C = A @ B` with `A` of shape `(m, k)` and `B` of
@@ -156,14 +227,18 @@ float32):
 
 | operation | arithmetic | bytes moved (at least) | bound by |
 | --- | --- | --- | --- |
-| `a + b`, `a * b`, `exp(a)` | N | 12N (read 2, write 1) | memory bandwidth |
-| `a.sum(axis=...)` | N | 4N | memory bandwidth |
+| `a + b`, `a * b` (two tensors in) | N | 12N (read 2, write 1) | memory bandwidth |
+| `-a`, `exp(a)`, `a * 0.5` (one tensor in) | N (`exp`: a few dozen instructions each) | 8N (read 1, write 1) | memory bandwidth |
+| `a.sum(axis=...)` | N | 4N (the result is small) | memory bandwidth |
 | `A @ B`, both `n x n` | 2n³ | 12n² | arithmetic, for large n |
 | `reshape`, `transpose`, slicing (views) | 0 | 0 | Python overhead only |
 | `contiguous()` of a transposed tensor | 0 | 8N, in a cache-unfriendly order | memory latency |
 
 The ratio of arithmetic to bytes is called *arithmetic intensity*. An
-elementwise add does one FLOP per 12 bytes, so it waits on memory; a large
+elementwise add does one FLOP per 12 bytes and a one-tensor operation one
+per 8 bytes, so both wait on memory (even `exp`: on a tensor larger than the
+caches, its few dozen instructions per element take less time than moving
+its 8 bytes to and from main memory); a large
 matmul does `n / 6` FLOPs per byte, so it can keep the CPU's arithmetic units
 busy. This is why deep learning is organised around matmuls, and why the
 systems analysis below measures them.
@@ -201,20 +276,27 @@ NumPy arrays. Subtraction is addition of a negation, division is
 multiplication by a power of -1, `mean` is a sum times a constant: they are
 *compositions* of primitives and need no derivative of their own. In this
 chapter the primitives only compute forward values and remember what their
-derivative will need (`ctx.save_for_backward(...)`, or attributes such as
-`ctx.input_shape`). In chapter 09 each one gets a `backward` rule next to its
+derivative will need. In chapter 09 each one gets a `backward` rule next to its
 `forward`, and everything built on them in chapters 03 to 08 (activations,
 layers, losses, convolution, attention, normalization) becomes trainable
 without being rewritten.
 
-`Function.apply(*inputs, **options)` is how an operation runs: it turns the
-inputs' Tensors into arrays, calls `forward`, wraps the result in a Tensor and,
-only if some input `requires_grad`, records the `Function` node as the output's
-`_ctx`. Numbers (`x + 1`) become constant Tensors of the other operand's dtype.
+A `Function` object is a *node* of the graph, and it is the `ctx` that
+`forward` receives. Two kinds of things go onto it:
+
+- arrays, with `ctx.save_for_backward(x, y)`: they land in the tuple
+  `ctx.saved_arrays`, in that order, and chapter 09 unpacks them by position
+  (`a, b = ctx.saved_arrays`);
+- everything else as plain attributes: `ctx.input_shape`, `ctx.axis`,
+  `ctx.keepdims`, `ctx.exponent`, `ctx.axes`, `ctx.index`.
+
+Running an operation on *Tensors* (converting them to arrays, calling
+`forward`, wrapping the result and recording the node) is `Function.apply`,
+which you write in step 4, once the Tensor exists.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Function", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "impl_Function", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| export
 class Function:
     """One primitive operation on NumPy arrays, and a node of the computation graph.
@@ -222,6 +304,8 @@ class Function:
     Subclasses define `forward(ctx, *arrays, **options) -> array`; chapter 09 gives
     each one a `backward(ctx, grad) -> tuple of input gradients`. `ctx` is the node
     itself: forward stores there (with `save_for_backward`) what backward will need.
+    `Function.apply`, which runs an operation on Tensors and records the node, is
+    added in step 4 of this chapter, once the Tensor class exists.
     """
 
     # Chapter 09's `no_grad()` turns this off to skip recording the graph.
@@ -245,56 +329,53 @@ class Function:
             f"{type(ctx).__name__} has no backward rule yet: chapter 09_autograd adds them."
         )
 
-    @classmethod
-    def apply(cls, *inputs, **options) -> "Tensor":
-        """Run forward on the inputs' arrays; remember the node if a gradient will be needed."""
-        ### BEGIN SOLUTION
-        like = next(x for x in inputs if isinstance(x, Tensor))
-        tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
-        ctx = cls(*tensors)
-        out = Tensor._wrap(cls.forward(ctx, *(t.data for t in tensors), **options))
-        if Function.grad_enabled and any(ctx.needs_input_grad):
-            out.requires_grad = True
-            out._ctx = ctx
-        return out
-        ### END SOLUTION
-
 
 # %% [markdown]
 """
-The primitives themselves are a few lines each. Note what each one keeps for
-later: `Mul` needs both inputs (the derivative of `a * b` with respect to `a` is
-`b`), `Exp` and `Tanh` keep their *output* (their derivatives are `exp(a)` and
-`1 - tanh(a)²`, already computed), and the shape operations keep the input
-shape so that a gradient can be reshaped back.
+The primitives themselves are a few lines each, and most are given below: the
+arithmetic is one NumPy call, and the lesson is in what each one keeps for
+later. Read them as worked examples, with the derivative that decides what to
+save:
+
+| primitive | forward | derivative | so forward keeps |
+| --- | --- | --- | --- |
+| `Add`, `Neg` | `a + b`, `-a` | 1, -1 | nothing |
+| `Mul` | `a * b` | `b` for `a`, `a` for `b` | both inputs |
+| `Exp`, `Tanh` | `exp(a)`, `tanh(a)` | `exp(a)`, `1 - tanh(a)²` | the **output** (already computed) |
+| `MatMul` | `a @ b` | `grad @ bᵀ`, `aᵀ @ grad` | both inputs |
+| `Sum` | `a.sum(axis)` | 1 for every summed element | input shape, `axis`, `keepdims` |
+| `Reshape`, `Transpose`, `GetItem` | views | put the gradient back in place | input shape, `axes`, `index` |
+
+Three are yours: `Pow` (`a ** p` for a number `p`: the derivative `p a^(p-1)`
+needs the input and the exponent), `Log` (the derivative `1 / a` needs the
+*input*, unlike `Exp`), and `Max`, the one with a real pitfall. The derivative
+of a maximum is 1 at the element that won and 0 elsewhere, so chapter 09 finds
+the winners with `a == out`. That comparison must broadcast, so the `out`
+saved for backward has to keep the reduced axes (size 1) even when the caller
+asked for `keepdims=False`; only the returned value drops them.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Add", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "impl_primitives", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ### BEGIN SOLUTION
+        # d(a + b)/da = d(a + b)/db = 1: nothing to save
         return a + b
-        ### END SOLUTION
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ### BEGIN SOLUTION
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a, b)                  # d(ab)/da = b, d(ab)/db = a
         return a * b
-        ### END SOLUTION
 
 
 class Neg(Function):
     @staticmethod
     def forward(ctx, a):
-        ### BEGIN SOLUTION
         return -a
-        ### END SOLUTION
 
 
 class Pow(Function):
@@ -302,6 +383,12 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, exponent):
+        """Return a ** exponent, elementwise; `a` is an array, `exponent` a Python number.
+
+        Save for chapter 09's pow_backward, which computes exponent * a ** (exponent - 1):
+        the input array with ctx.save_for_backward(a) (so ctx.saved_arrays == (a,)),
+        and the number as the attribute ctx.exponent (it is an option, not an array).
+        """
         ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         ctx.exponent = exponent
@@ -312,16 +399,19 @@ class Pow(Function):
 class Exp(Function):
     @staticmethod
     def forward(ctx, a):
-        ### BEGIN SOLUTION
         out = np.exp(a)
-        ctx.save_for_backward(out)
+        ctx.save_for_backward(out)                   # d(e^a)/da = e^a: the output itself
         return out
-        ### END SOLUTION
 
 
 class Log(Function):
     @staticmethod
     def forward(ctx, a):
+        """Return the natural log of `a`, elementwise (same shape and dtype as `a`).
+
+        Save the *input*: chapter 09's log_backward reads `(a,) = ctx.saved_arrays`
+        and returns grad / a. Saving the output instead (as Exp does) would be wrong.
+        """
         ### BEGIN SOLUTION
         ctx.save_for_backward(a)
         return np.log(a)
@@ -331,34 +421,38 @@ class Log(Function):
 class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
-        ### BEGIN SOLUTION
         out = np.tanh(a)
-        ctx.save_for_backward(out)
+        ctx.save_for_backward(out)                   # d(tanh a)/da = 1 - tanh(a)^2
         return out
-        ### END SOLUTION
 
 
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ### BEGIN SOLUTION
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a, b)                  # grad @ b.T and a.T @ grad need both
         return np.matmul(a, b)
-        ### END SOLUTION
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
-        ### BEGIN SOLUTION
+        # Backward broadcasts the gradient back over the summed axes: it needs all three.
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         return np.sum(a, axis=axis, keepdims=keepdims)
-        ### END SOLUTION
 
 
 class Max(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        """The largest values of `a` along `axis` (None: all axes; an int or a tuple of ints).
+
+        Returns: shape of `a` with the `axis` dimensions removed, or kept as size 1 if keepdims.
+        Save for chapter 09's max_backward: ctx.input_shape, ctx.axis, ctx.keepdims (as Sum
+        does), and ctx.save_for_backward(a, out) where `out` KEEPS the reduced axes (compute
+        it with keepdims=True), so that `a == out` broadcasts; return it squeezed
+        (np.squeeze(out, axis=axis)) only when keepdims is False.
+        Pitfall: saving the squeezed result breaks `a == out` for axis=0 vs axis=1.
+        """
         ### BEGIN SOLUTION
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         out = np.max(a, axis=axis, keepdims=True)
@@ -370,10 +464,8 @@ class Max(Function):
 class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape):
-        ### BEGIN SOLUTION
-        ctx.input_shape = a.shape
+        ctx.input_shape = a.shape                    # the gradient is reshaped back to it
         return a.reshape(shape)
-        ### END SOLUTION
 
 
 class Transpose(Function):
@@ -381,19 +473,15 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, a, axes):
-        ### BEGIN SOLUTION
-        ctx.axes = axes
+        ctx.axes = axes                              # backward applies the inverse permutation
         return np.transpose(a, axes)
-        ### END SOLUTION
 
 
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
-        ### BEGIN SOLUTION
-        ctx.input_shape, ctx.index = a.shape, index
+        ctx.input_shape, ctx.index = a.shape, index  # backward scatters into zeros of this shape
         return a[index]
-        ### END SOLUTION
 
 
 # %% [markdown]
@@ -402,44 +490,105 @@ class GetItem(Function):
 directly on NumPy arrays, with a fresh node as `ctx`, and compared with values
 worked out by hand. This pins down the contract chapter 09 relies on: forward
 takes and returns plain arrays (no Tensors inside), `Max` without `keepdims`
-drops the reduced axis, and each primitive saves exactly what its backward rule
-will need (the inputs of `Mul`, the output of `Exp`, the input shape of `Sum`
-and `Reshape`, the axes of `Transpose`). It also checks that a primitive
-without a backward rule says which chapter adds one.
+drops the reduced axis, and each primitive saves *exactly the fields chapter
+09's backward rules read*: the arrays in `ctx.saved_arrays` (both inputs of
+`Mul` and `MatMul`, the input of `Pow` and `Log`, the output of `Exp` and
+`Tanh`, the input and the kept-axes maximum of `Max`) and the attributes
+(`exponent`, `input_shape`, `axis`, `keepdims`, `axes`, `index`). A primitive
+that computes the right value but forgets what to save would pass every test
+of this chapter and break chapter 09, so the test names the missing field. It
+also checks that a primitive without a backward rule says which chapter adds
+one.
 """
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_primitives", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def _expect_saved(ctx, *expected):
+    """The arrays in ctx.saved_arrays must be `expected` (by value and shape), in this order."""
+    name = type(ctx).__name__
+    saved = ctx.saved_arrays
+    assert len(saved) == len(expected), (
+        f"{name}.forward must save {len(expected)} array(s) with ctx.save_for_backward(...): "
+        f"ctx.saved_arrays holds {len(saved)}; chapter 09's backward rule unpacks them")
+    for position, (got, want) in enumerate(zip(saved, expected)):
+        got = np.asarray(got)
+        assert got.shape == want.shape and np.allclose(got, want), (
+            f"{name}.forward: ctx.saved_arrays[{position}] should be the array of shape {want.shape} "
+            f"that chapter 09's backward rule reads, got shape {got.shape}")
+
+
+def _expect_field(ctx, field, value):
+    """ctx.<field> must exist and equal `value`: chapter 09's backward rule reads it."""
+    name = type(ctx).__name__
+    assert hasattr(ctx, field), f"{name}.forward must set ctx.{field}: chapter 09's backward rule reads it"
+    assert getattr(ctx, field) == value, f"{name}.forward: ctx.{field} should be {value!r}, got {getattr(ctx, field)!r}"
+
+
 def test_unit_primitives():
     a = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
     b = np.array([10.0, 20.0], dtype=np.float32)
+    assert Function().saved_arrays == (), "a node saves nothing until forward asks"
 
     assert np.array_equal(Add.forward(Add(), a, b), [[11, 22], [13, 24]])
     ctx = Mul()
     assert np.array_equal(Mul.forward(ctx, a, b), [[10, 40], [30, 80]])
     assert ctx.saved_arrays[0] is a and ctx.saved_arrays[1] is b, "Mul must save both inputs"
     assert np.array_equal(Neg.forward(Neg(), a), -a)
+
     ctx = Pow()
-    assert np.array_equal(Pow.forward(ctx, a, 2), [[1, 4], [9, 16]]) and ctx.exponent == 2
+    assert np.array_equal(Pow.forward(ctx, a, 2), [[1, 4], [9, 16]]), "Pow.forward must return a ** exponent"
+    _expect_saved(ctx, a)
+    _expect_field(ctx, "exponent", 2)
+    assert np.allclose(Pow.forward(Pow(), a, -0.5), a ** -0.5)
+
     ctx = Exp()
     out = Exp.forward(ctx, a)
     assert np.allclose(out, np.exp(a)) and ctx.saved_arrays[0] is out, "Exp saves its output"
-    assert np.allclose(Log.forward(Log(), a), np.log(a))
-    assert np.allclose(Tanh.forward(Tanh(), a), np.tanh(a))
-    assert np.array_equal(MatMul.forward(MatMul(), a, a), [[7, 10], [15, 22]])
+    ctx = Log()
+    assert np.allclose(Log.forward(ctx, a), np.log(a)), "Log.forward must return np.log(a)"
+    _expect_saved(ctx, a)                                      # the input, not the output
+    ctx = Tanh()
+    out = Tanh.forward(ctx, a)
+    assert np.allclose(out, np.tanh(a)) and ctx.saved_arrays[0] is out, "Tanh saves its output"
+    ctx = MatMul()
+    assert np.array_equal(MatMul.forward(ctx, a, a), [[7, 10], [15, 22]])
+    _expect_saved(ctx, a, a)
 
     ctx = Sum()
-    assert np.array_equal(Sum.forward(ctx, a, axis=0), [4, 6]) and ctx.input_shape == (2, 2)
+    assert np.array_equal(Sum.forward(ctx, a, axis=0), [4, 6])
+    for field, value in (("input_shape", (2, 2)), ("axis", 0), ("keepdims", False)):
+        _expect_field(ctx, field, value)
     assert Sum.forward(Sum(), a, axis=1, keepdims=True).shape == (2, 1)
-    assert np.array_equal(Max.forward(Max(), a, axis=1), [2, 4]), "Max without keepdims drops the axis"
-    assert Max.forward(Max(), a, axis=0, keepdims=True).shape == (1, 2)
-    assert Max.forward(Max(), a).shape == ()
+
+    ctx = Max()
+    assert np.array_equal(Max.forward(ctx, a, axis=1), [2, 4]), "Max without keepdims drops the axis"
+    for field, value in (("input_shape", (2, 2)), ("axis", 1), ("keepdims", False)):
+        _expect_field(ctx, field, value)
+    _expect_saved(ctx, a, np.array([[2.0], [4.0]]))            # out saved with the axis kept: (2, 1)
+    ctx = Max()
+    assert np.array_equal(Max.forward(ctx, a, axis=0, keepdims=True), [[3, 4]])
+    _expect_saved(ctx, a, np.array([[3.0, 4.0]]))
+    _expect_field(ctx, "keepdims", True)
+    ctx = Max()
+    assert Max.forward(ctx, a).shape == () and float(Max.forward(Max(), a)) == 4.0
+    _expect_field(ctx, "axis", None)
+    _expect_saved(ctx, a, np.array([[4.0]]))                   # all axes kept: (1, 1)
+    ### BEGIN HIDDEN TESTS
+    over_both_axes = Max()
+    assert Max.forward(over_both_axes, a, axis=(0, 1)).shape == (), "Max over a tuple of axes"
+    _expect_saved(over_both_axes, a, np.array([[4.0]]))
+    ### END HIDDEN TESTS
 
     ctx = Reshape()
-    assert Reshape.forward(ctx, a, (4,)).shape == (4,) and ctx.input_shape == (2, 2)
+    assert Reshape.forward(ctx, a, (4,)).shape == (4,)
+    _expect_field(ctx, "input_shape", (2, 2))
     ctx = Transpose()
-    assert np.array_equal(Transpose.forward(ctx, a, (1, 0)), a.T) and ctx.axes == (1, 0)
-    assert np.array_equal(GetItem.forward(GetItem(), a, (slice(None), 1)), [2, 4])
+    assert np.array_equal(Transpose.forward(ctx, a, (1, 0)), a.T)
+    _expect_field(ctx, "axes", (1, 0))
+    ctx = GetItem()
+    assert np.array_equal(GetItem.forward(ctx, a, (slice(None), 1)), [2, 4])
+    _expect_field(ctx, "input_shape", (2, 2))
+    _expect_field(ctx, "index", (slice(None), 1))
 
     try:
         Add.backward(Add(), a)
@@ -447,7 +596,7 @@ def test_unit_primitives():
         assert "09" in str(err)
     else:
         raise AssertionError("a primitive without a backward rule must say so")
-    print("✓ primitives compute forward values and save what backward needs")
+    print("✓ primitives compute forward values and save every field chapter 09's backward rules read")
 
 
 test_unit_primitives()
@@ -477,9 +626,13 @@ NumPy's internals. Three small pure functions hold all of the shape logic:
 def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
 
-    Align the shapes at their last dimension (a missing dimension counts as 1); each
-    aligned pair must be equal or contain a 1, and the result takes the other size.
+    Args: op, the operation's name for the message ("add"); a, b: shapes (tuples of ints).
+    Returns: the broadcast shape, e.g. (3, 1) and (1, 4) -> (3, 4), (2, 3) and (3,) -> (2, 3).
     """
+    # Walk the dimensions from the last one (i = 1, 2, ... as index -i); a shape that has
+    # run out of dimensions contributes size 1. Sizes must be equal or one of them 1.
+    # Pitfall: the result is "the size that is not 1", not max(): (0,) with (1,) gives 0.
+    # The error names op and both shapes: "add: shapes (2, 3) and (2,) cannot be broadcast ...".
     ### BEGIN SOLUTION
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
@@ -501,7 +654,16 @@ def _reduction_args(dim, keepdim, axis, keepdims):
 
 
 def _matmul_shape(a: tuple, b: tuple) -> tuple:
-    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped)."""
+    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped).
+
+    Examples: (2, 3) @ (3, 4) -> (2, 4); (3,) @ (3, 4) -> (4,); (3,) @ (3,) -> ();
+    (5, 1, 2, 3) @ (4, 3, 6) -> (5, 4, 2, 6).
+    """
+    # 1. Refuse 0-d operands. Promote a 1-D left operand to (1, k), a 1-D right one to (k, 1).
+    # 2. The left's last dimension must equal the right's second-to-last, else a ValueError
+    #    starting "matmul: (2, 3) @ (4, 5): inner dimensions 3 and 4 differ ...".
+    # 3. The leading (batch) dimensions broadcast: reuse _broadcast_shape on a[:-2], b[:-2].
+    # 4. Result: batch + (rows of a,) + (columns of b,), leaving out what step 1 added.
     ### BEGIN SOLUTION
     if not a or not b:
         raise ValueError(f"matmul: {a} @ {b}: both operands need at least one dimension (use * for scalars)")
@@ -520,7 +682,14 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
-    """`shape` with a single -1 filled in, checked to hold as many elements as `current`."""
+    """`shape` with a single -1 filled in, checked to hold as many elements as `current`.
+
+    Examples: (3, -1) for current (2, 6) -> (3, 4); (-1,) for (2, 3, 4) -> (24,).
+    """
+    # The -1 becomes (elements of current) // (product of the other sizes), but only if there
+    # is exactly one -1 and that division is exact (and the product is not 0).
+    # Then refuse any negative size or a wrong element count with a ValueError that names
+    # `current`, its element count ("12 elements") and the requested shape.
     ### BEGIN SOLUTION
     size = int(np.prod(current))
     shape = tuple(int(d) for d in shape)
@@ -627,6 +796,24 @@ The class reads top to bottom in five parts:
 Tensors (and stay recorded in the graph), instead of NumPy converting `x` to a
 plain array and returning a plain array that no gradient could flow through.
 (`np.asarray(x)` still works, through `__array__`, when you do want the values.)
+
+Two small helpers are given, because every operation uses them and step 4
+needs them:
+
+- `Tensor._wrap(array)` puts an operation's result into a Tensor *without*
+  the checks and dtype rules of `__init__`: the array is already the right
+  dtype, and an operation must not copy or convert it. It also turns a NumPy
+  scalar (what `np.sum` returns for a full reduction) into a 0-d array, so
+  `t.data` is always an `np.ndarray`.
+- `t._constant(value)` turns the number in `x + 1` or `x * 0.5` into a Tensor
+  to combine with `t`: a Python or NumPy number takes `t`'s dtype when `t` is
+  floating (so float32 stays float32), and an array keeps its own.
+
+The methods you write read the same way: convert the other operand with
+`_constant` if it is not a Tensor, check shapes with a step 2 rule for a clear
+error, and run the primitive with `Primitive.apply(...)`. That last call only
+works after step 4, so the next test checks only what needs no primitive:
+creation and the dtype rules. The tests of everything else follow `apply`.
 """
 
 
@@ -646,6 +833,14 @@ class Tensor:
     __array_ufunc__ = None
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
+        """Args: data, a number, nested list, NumPy array or Tensor; dtype, None or a NumPy dtype.
+
+        Sets self.data (an np.ndarray), self.requires_grad, self.grad = None, self._ctx = None.
+        """
+        # A Tensor gives its .data; then np.asarray(data, dtype=dtype) (no copy for an array).
+        # With no dtype given, only for Python data (not np.ndarray / np.generic): float64
+        # becomes float32, and a non-int64 integer array becomes int64.
+        # Pitfall: requires_grad on a non-floating dtype is a TypeError naming the dtype.
         ### BEGIN SOLUTION
         if isinstance(data, Tensor):
             data = data.data
@@ -705,19 +900,31 @@ class Tensor:
         return self.data.nbytes
 
     def stride(self, dim: int | None = None):
-        """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes)."""
+        """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes).
+
+        Returns: a tuple with one int per dimension, or the int for `dim` if given;
+        a row-major (2, 3, 4) tensor gives (12, 4, 1), its transpose (1, 4, 12).
+        """
+        # self.data.strides is in bytes: divide each by self.data.itemsize (4 for float32).
         ### BEGIN SOLUTION
         steps = tuple(s // self.data.itemsize for s in self.data.strides)
         return steps if dim is None else steps[dim]
         ### END SOLUTION
 
     def is_contiguous(self) -> bool:
-        ### BEGIN SOLUTION
+        """Row-major without gaps: NumPy keeps this fact as a flag of the array."""
         return bool(self.data.flags["C_CONTIGUOUS"])
-        ### END SOLUTION
 
     def contiguous(self) -> "Tensor":
-        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives)."""
+        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives).
+
+        Returns: a tensor of the same shape and values whose is_contiguous() is True.
+        """
+        # Build the copy from Tensor operations (reshape, indexing), never from
+        # np.ascontiguousarray on .data: the copy must stay in the graph for chapter 09.
+        # reshape(-1) of a transposed tensor copies in row-major order, then reshape back.
+        # Pitfall: a strided 1-D view (x[::2]) reshapes into itself, still strided: gather
+        # its elements with an index array (x[np.arange(n)]), which always copies.
         ### BEGIN SOLUTION
         if self.is_contiguous():
             return self
@@ -764,6 +971,13 @@ class Tensor:
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
+        """Run the binary primitive `op` (Add or Mul) on self and other; `name` is for errors.
+
+        `other` may be a Tensor, a number or an array; the result has the broadcast shape.
+        """
+        # 1. A non-Tensor other becomes self._constant(other) (keeps float32 float32).
+        # 2. Call _broadcast_shape(name, ...) on both shapes first, only for its error.
+        # 3. Return op.apply(self, other): apply records the graph; never compute on .data here.
         ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else self._constant(other)
         _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
@@ -784,16 +998,22 @@ class Tensor:
         return Neg.apply(self)
 
     def __sub__(self, other):
-        ### BEGIN SOLUTION
+        # a - b is a + (-b): a composition of two primitives, no Sub primitive needed.
         other = other if isinstance(other, Tensor) else self._constant(other)
         return self._binary(Add, -other, "sub")
-        ### END SOLUTION
 
     def __rsub__(self, other):
         return (-self)._binary(Add, other, "sub")
 
     def __truediv__(self, other):
-        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch."""
+        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch.
+
+        `other` may be a Tensor, a number or an array; the result has the broadcast shape.
+        """
+        # Compose primitives as __sub__ does: no Div primitive. Convert self, and other
+        # (via _constant of the converted self), to floating with _as_float first:
+        # Pitfall: an int64 tensor ** -1 would be integer power (NumPy refuses it).
+        # Then multiply with _binary(Mul, ..., "div") so a shape error says "div:".
         ### BEGIN SOLUTION
         a = _as_float(self)
         b = _as_float(other if isinstance(other, Tensor) else a._constant(other))
@@ -815,11 +1035,9 @@ class Tensor:
         return (self * float(np.log(base))).exp()
 
     def __matmul__(self, other):
-        ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else Tensor(other)
         _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
         return MatMul.apply(self, other)
-        ### END SOLUTION
 
     def __rmatmul__(self, other):
         return Tensor(other) @ self
@@ -843,6 +1061,13 @@ class Tensor:
         return Sum.apply(self, axis=dim, keepdims=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The average over `dim` (None: all elements; an int, negative int or tuple of ints).
+
+        A composition: self.sum(dim, keepdim) divided by the number of elements summed.
+        """
+        # Normalise the arguments with _reduction_args first (it accepts axis/keepdims too).
+        # Pitfall: divide by the count of the REDUCED elements (the product of the sizes of
+        # the dims reduced over), not by numel(), unless dim is None. Stays float32.
         ### BEGIN SOLUTION
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
         count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
@@ -859,13 +1084,26 @@ class Tensor:
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):
+        """The same elements in a new shape: x.reshape(3, -1) or x.reshape((3, -1)).
+
+        A view when the strides allow it (NumPy decides), else a copy.
+        """
+        # Accept both call styles: one tuple/list argument, or the sizes as separate arguments.
+        # Resolve the -1 and check the count with _resolve_shape (step 2), then run Reshape.apply
+        # with the keyword shape=...: options go to forward as keywords, never as inputs.
         ### BEGIN SOLUTION
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
         ### END SOLUTION
 
     def view(self, *shape):
-        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view."""
+        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view.
+
+        Raises: RuntimeError naming the shape, the strides and the remedy (reshape() or contiguous()).
+        """
+        # Reshape first, then ask whether the result's .data still shares memory with self.data
+        # (np.may_share_memory): if not, NumPy had to copy, so refuse.
+        # Pitfall: an empty tensor shares no memory with anything; only refuse when numel() > 0.
         ### BEGIN SOLUTION
         out = self.reshape(*shape)
         if out.numel() and not np.may_share_memory(out.data, self.data):
@@ -885,6 +1123,13 @@ class Tensor:
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def permute(self, *dims):
+        """Reorder all the dimensions: a (2, 3, 4) tensor .permute(2, 0, 1) has shape (4, 2, 3).
+
+        Accepts permute(2, 0, 1) or permute((2, 0, 1)); negative dims count from the end.
+        """
+        # Check that dims (taken modulo ndim) are an ordering of 0 .. ndim - 1, or raise a
+        # ValueError naming dims and the shape; then Transpose.apply(self, axes=...) with the
+        # non-negative dims: Transpose's axes[i] is the input axis that becomes output axis i.
         ### BEGIN SOLUTION
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
@@ -893,7 +1138,13 @@ class Tensor:
         ### END SOLUTION
 
     def transpose(self, dim0: int = -2, dim1: int = -1):
-        """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all)."""
+        """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all).
+
+        A (2, 3, 4) tensor .transpose(0, 2) has shape (4, 3, 2); by default the last two swap.
+        """
+        # Start from the identity ordering [0, 1, ..., ndim - 1], swap positions dim0 and dim1
+        # (negative values index from the end, as list indices do), and run Transpose.apply
+        # with axes= that tuple. A view: no data moves, only the strides are swapped.
         ### BEGIN SOLUTION
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
@@ -948,8 +1199,9 @@ and twice the memory, and an int tensor divided by 2 that stays an int loses
 information. So the test pins down every rule: Python floats give float32,
 Python ints int64, bools stay bool, an explicit `dtype` wins, NumPy arrays keep
 their dtype *and their memory* (a write to the array shows in the tensor), a
-list is copied, an integer tensor cannot require gradients, and reductions
-return 0-d arrays rather than NumPy scalars (so `.data` is always an array).
+list is copied, and an integer tensor cannot require gradients. It also
+checks what the tensor reports about itself (`item`, `tolist`, `repr`, and
+`np.asarray`), none of which needs a primitive.
 """
 
 
@@ -981,8 +1233,7 @@ def test_unit_creation():
         raise AssertionError("integer tensors cannot require gradients")
     assert Tensor([1.0], requires_grad=True).requires_grad
 
-    s = Tensor([1.0, 2.0]).sum()
-    assert isinstance(s.data, np.ndarray) and s.shape == () and s.item() == 3.0
+    assert Tensor(2.5).item() == 2.5
     assert Tensor([[1, 2]]).tolist() == [[1, 2]]
     assert np.array_equal(np.asarray(Tensor([1.0, 2.0])), [1.0, 2.0])
     assert "tensor([1., 2.], dtype=float32)" == repr(Tensor([1.0, 2.0]))
@@ -990,6 +1241,116 @@ def test_unit_creation():
 
 
 test_unit_creation()
+
+# %% [markdown]
+"""
+### Step 4: `Function.apply`, the piece that records the graph
+
+Every Tensor operation above ends in `Primitive.apply(...)`, the one place
+where Tensors meet the array-level primitives of step 1. For
+`Mul.apply(x, 3)` it does four things:
+
+1. **Inputs to Tensors.** The Python number `3` becomes a Tensor with
+   `like._constant(3)`, where `like` is the first input that is a Tensor (so
+   `3` takes `x`'s dtype: `x * 3` stays float32).
+2. **A node.** `ctx = cls(*tensors)` creates the graph node: `Function.__init__`
+   stores the input Tensors (`ctx.inputs`) and which of them need a gradient
+   (`ctx.needs_input_grad`).
+3. **Forward on arrays.** `cls.forward(ctx, *arrays, **options)` gets the
+   inputs' `.data` arrays, never Tensors, and the options (`axis=...`,
+   `shape=...`) as keywords; its result is wrapped with `Tensor._wrap`.
+4. **Record, only if needed.** If `Function.grad_enabled` is on and some input
+   requires a gradient, the output gets `requires_grad = True` and `_ctx = ctx`:
+   that link is the edge chapter 09 walks backward. Otherwise nothing is
+   recorded, so inference keeps no graph (and no saved arrays) alive.
+
+It is written as a function and attached to the class with `classmethod`, the
+way chapter 09 will attach `backward` to the Tensor: a class can grow across
+the cells of a chapter.
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_apply", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export
+def apply(cls, *inputs, **options) -> Tensor:
+    """Run the primitive `cls` on `inputs` (Tensors and numbers) and record the graph node.
+
+    Args: cls, a Function subclass (Mul); inputs, its operands, at least one a Tensor;
+    options, keyword arguments passed on to cls.forward (axis=..., shape=...).
+    Returns: a Tensor around forward's result, with requires_grad and _ctx set only if
+    Function.grad_enabled and some input requires a gradient.
+    """
+    # like = the first input that is a Tensor; every other input x becomes like._constant(x).
+    # ctx = cls(*tensors); out = Tensor._wrap(cls.forward(ctx, *(t.data ...), **options)).
+    # Pitfall: pass arrays (t.data) to forward, not Tensors, and never record when no input
+    # requires a gradient (check ctx.needs_input_grad) or when Function.grad_enabled is False.
+    ### BEGIN SOLUTION
+    like = next(x for x in inputs if isinstance(x, Tensor))
+    tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
+    ctx = cls(*tensors)
+    out = Tensor._wrap(cls.forward(ctx, *(t.data for t in tensors), **options))
+    if Function.grad_enabled and any(ctx.needs_input_grad):
+        out.requires_grad = True
+        out._ctx = ctx
+    return out
+    ### END SOLUTION
+
+
+Function.apply = classmethod(apply)
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** `apply` on its own, before any
+operator uses it. A test-only primitive, `Scale`, records what its `forward`
+received: the test checks that forward got plain arrays and its options as
+keywords, that a number became a Tensor of the other input's dtype, that the
+result is a Tensor whose `.data` is an array (a full `sum` gives a NumPy
+scalar, which `_wrap` turns into a 0-d array), and the recording rule: a node
+and `requires_grad` when an input requires a gradient, nothing otherwise and
+nothing while `Function.grad_enabled` is off. A wrong `apply` breaks every
+operation of the chapter at once, so it is best caught here.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_apply", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_apply():
+    class Scale(Function):
+        """A primitive for this test only: a * factor, remembering what forward received."""
+
+        @staticmethod
+        def forward(ctx, a, b, factor=1.0):
+            ctx.received = (a, b, factor)
+            return a * b * factor
+
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    out = Scale.apply(x, 3, factor=0.5)
+    assert isinstance(out, Tensor) and isinstance(out.data, np.ndarray), "apply returns a Tensor around an array"
+    assert np.array_equal(out.data, [1.5, 3.0]) and out.dtype == np.float32
+    ctx = out._ctx
+    assert isinstance(ctx, Scale), "the output's _ctx must be the node apply created"
+    a, b, factor = ctx.received
+    assert type(a) is np.ndarray and type(b) is np.ndarray, "forward receives arrays (t.data), not Tensors"
+    assert factor == 0.5, "options reach forward as keywords"
+    assert b.dtype == np.float32 and b.shape == (), "the number 3 became a 0-d float32 constant (_constant)"
+    assert ctx.inputs[0] is x and isinstance(ctx.inputs[1], Tensor), "ctx.inputs holds the input Tensors"
+    assert ctx.needs_input_grad == (True, False) and out.requires_grad
+
+    plain = Scale.apply(Tensor([1.0, 2.0]), Tensor([3.0, 4.0]))
+    assert not plain.requires_grad and plain._ctx is None, "no input requires a gradient: record nothing"
+    assert Scale.apply(2.0, x)._ctx.inputs[1] is x, "the Tensor may come second"
+    Function.grad_enabled = False
+    try:
+        off = Scale.apply(x, 2)
+        assert not off.requires_grad and off._ctx is None, "Function.grad_enabled off: record nothing"
+    finally:
+        Function.grad_enabled = True
+
+    s = Sum.apply(Tensor([1.0, 2.0]), axis=None, keepdims=False)   # np.sum returns a NumPy scalar
+    assert type(s.data) is np.ndarray and s.shape == () and s.item() == 3.0, "_wrap makes a 0-d array"
+    print("✓ apply runs forward on arrays, wraps the result and records the graph only when needed")
+
+
+test_unit_apply()
 
 # %% [markdown]
 """
@@ -1284,12 +1645,18 @@ print(f"  Tensor(list) -> float32                 {kept32:>12,}   {kept32 / N:6.
 print(f"  Tensor(float64 array), shares memory    {kept64:>12,}   {kept64 / N:6.1f}")
 print(f"  float64 tensor .float() -> float32      {kept_down:>12,}   {kept_down / N:6.1f}")
 print(f"nbytes: float32 {t32.nbytes:,} vs float64 {t64.nbytes:,} (ratio {t64.nbytes / t32.nbytes:.0f}x)")
+list_ratio = list_bytes / kept32
+print(f"The Python list costs {list_ratio:.1f} times the bytes of the float32 tensor.")
+assert 6 <= list_ratio <= 10, f"the text says a list costs about 8 times a float32 tensor; measured {list_ratio:.1f}x"
+assert kept64 < 1000, f"the text says wrapping an array copies nothing; measured {kept64} bytes"
 del values
 
 # %% [markdown]
 """
 Three lessons. A Python list of floats costs about 8 times more than a float32
-tensor, which is why data pipelines keep numbers in arrays. Building a tensor
+tensor (each element is an 8-byte pointer to a 24-byte float object, against 4
+bytes in the tensor; the cell asserts 6 to 10 times), which is why data
+pipelines keep numbers in arrays. Building a tensor
 from a list briefly needs more than the tensor itself (NumPy first builds a
 float64 array, then we convert it), so for large data, convert once, early.
 And wrapping an existing array costs nothing, because the tensor *is* that
@@ -1318,10 +1685,15 @@ operations = {
     "x + 0": lambda: x + 0,
 }
 print(f"{'operation':22} {'view?':6} {'bytes allocated':>16}  strides      contiguous")
+view_bytes = []
 for name, op in operations.items():
     result, allocated, _ = traced(op)
     shared = np.shares_memory(result.data, x.data)
+    if shared:
+        view_bytes.append(allocated)
     print(f"{name:22} {'view' if shared else 'COPY':6} {allocated:>16,}  {str(result.stride()):12} {result.is_contiguous()}")
+print(f"every view allocated between {min(view_bytes)} and {max(view_bytes)} bytes, whatever the tensor's 4 MB")
+assert max(view_bytes) < 2000, f"the text says a view costs a few hundred bytes; measured up to {max(view_bytes)}"
 
 # %% [markdown]
 """
@@ -1333,14 +1705,30 @@ describe them. And `x[x > 0.5]` copies, and its size depends on the data.
 
 ### Strides and contiguity: what layout costs
 
-The strides decide the order in which memory is read. Memory reaches the CPU in
-64-byte cache lines (16 float32 numbers); reading along a row uses every number
-of every line fetched, while reading down a column of a 2048 × 2048 float32
-array jumps 8 KB between elements and uses 4 bytes of each 64-byte line. We sum
-every row, then every column, one slice at a time (on the NumPy arrays directly,
-so our Python overhead does not hide the effect), and then compare copying the
-array with copying its transpose into row-major order, which is what
-`contiguous()` has to do.
+The strides decide the order in which memory is read. We sum every row of a
+2048 × 2048 float32 array, then every column, one slice at a time (on the NumPy
+arrays directly, so our Python overhead does not hide the effect), and then
+compare copying the array with copying its transpose into row-major order,
+which is what `contiguous()` has to do. A row is 8 KB of consecutive bytes; a
+column is 2048 numbers 8 KB apart. Reading a column pays three costs that a row
+does not:
+
+- **Cache lines.** Memory reaches the CPU in 64-byte lines (16 float32
+  numbers). A row uses every number of every line it fetches; a column uses 4
+  bytes of each. The next 15 columns could reuse those lines, but one column
+  touches 2048 lines (128 KB, more than the first-level cache), and with a
+  power-of-two stride they all fall into the same few sets of the cache, so
+  most are evicted before the next column comes back for them.
+- **The TLB.** Every address is translated from virtual to physical memory,
+  page by page, through a small cache of translations (the TLB, some 64
+  entries at its first level). With 4 KB pages a row lies on two or three
+  pages, while at an 8 KB stride every element of a column is on a page of its
+  own, 2048 pages per column, so loads also wait for translations. (Linux may
+  back a large NumPy array with 2 MB "huge" pages, which shrinks this cost:
+  one more reason timings differ between machines.)
+- **No vector loads.** NumPy sums a contiguous row with SIMD instructions that
+  load 8 or 16 consecutive numbers at once; a strided column is loaded one
+  number at a time, so the loop issues many times more load instructions.
 """
 
 # %%
@@ -1358,15 +1746,102 @@ print(f"sum 2048 columns one by one  {cols * 1e3:7.2f} ms  (stride {big.stride(0
 print(f"copy the array               {copy_rows * 1e3:7.2f} ms")
 print(f"x.T.contiguous()             {copy_transposed * 1e3:7.2f} ms  -> {copy_transposed / copy_rows:.1f}x slower"
       " for the same bytes")
+assert cols / rows >= 1.5 and copy_transposed / copy_rows >= 1.5, (
+    "the text says strided reads are slower; measured "
+    f"{cols / rows:.1f}x (columns) and {copy_transposed / copy_rows:.1f}x (transposed copy)")
 
 # %% [markdown]
 """
 Same numbers, same arithmetic, very different times: layout alone makes the
-difference. This is why PyTorch code calls `.contiguous()` before operations
+difference, and the three costs above add up (a stride that is not a power of
+two avoids the cache-set conflicts but not the other two). This is why PyTorch code calls `.contiguous()` before operations
 that want row-major data, why a transpose is free but the first operation
 after it may not be, and why chapter 14 blocks its kernels to reuse each cache
 line while it is loaded.
+"""
 
+# %% [markdown]
+"""
+### One matmul, three ways: Python loops, vectorised NumPy, BLAS
+
+The same product `C = A @ B` of two 64 × 64 float32 matrices can be computed
+at three levels, and the difference between them is the first performance
+lesson of the course:
+
+1. **Python loops**: three nested loops over Python lists, the formula
+   `C[i][j] += A[i][p] * B[p][j]` written out. Every multiply-add is a handful
+   of interpreted bytecodes on boxed Python floats.
+2. **Vectorised NumPy**: broadcast `A[:, :, None] * B[None, :, :]` into a
+   `(64, 64, 64)` array of all the products and sum over the middle axis. No
+   Python loop is left: NumPy's compiled, SIMD loops do the arithmetic, but
+   they write and read back all n³ products through memory.
+3. **BLAS** (`np.matmul`, what our `Tensor @` calls): a kernel that keeps
+   blocks of A and B in registers and caches and reuses every number loaded
+   many times.
+
+The cell times each (the fastest of several runs), checks that all three give
+the same matrix, and prints the ratios. It asserts the wide bands the text
+quotes: vectorising gains at least 5 times over the loops, and BLAS at least
+another 3 times over vectorised NumPy, and at least a hundred times over
+the loops in all. Your ratios will differ; on a quiet machine they are usually much larger.
+"""
+
+# %%
+n = 64
+rng = np.random.default_rng(4)
+A, B = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+A_list, B_list = A.tolist(), B.tolist()
+
+
+def matmul_loops():
+    C = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(n):
+            total = 0.0
+            for p in range(n):
+                total += A_list[i][p] * B_list[p][j]
+            C[i][j] = total
+    return C
+
+
+def matmul_vectorised():
+    return (A[:, :, None] * B[None, :, :]).sum(axis=1)     # (n, n, 1) * (1, n, n) -> (n, n, n), summed over p
+
+
+def matmul_blas():
+    return np.matmul(A, B)
+
+
+reference = A.astype(np.float64) @ B.astype(np.float64)
+for version in (matmul_loops, matmul_vectorised, matmul_blas):
+    assert np.allclose(np.array(version()), reference, rtol=1e-4), version.__name__
+loops_s = best_time(matmul_loops, repeats=3, budget=0)
+vectorised_s = best_time(matmul_vectorised, repeats=10, budget=0.05)
+blas_s = best_time(matmul_blas, repeats=20, budget=0.05)
+flops = 2 * n ** 3
+print(f"{'C = A @ B, n = 64':22} {'time':>10} {'GFLOP/s':>9} {'vs loops':>10}")
+for name, seconds in (("Python loops", loops_s), ("vectorised NumPy", vectorised_s), ("BLAS (np.matmul)", blas_s)):
+    print(f"{name:22} {seconds * 1e3:8.3f} ms {flops / seconds / 1e9:9.3f} {loops_s / seconds:9.0f}x")
+print(f"vectorising is {loops_s / vectorised_s:.0f}x faster than the loops; BLAS is "
+      f"{vectorised_s / blas_s:.0f}x faster than vectorised NumPy and {loops_s / blas_s:.0f}x faster than the loops.")
+assert loops_s / vectorised_s >= 5, f"the text says vectorising gains at least 5x; measured {loops_s / vectorised_s:.1f}x"
+assert vectorised_s / blas_s >= 3, f"the text says BLAS gains at least 3x more; measured {vectorised_s / blas_s:.1f}x"
+assert loops_s / blas_s >= 100, f"the text says hundreds of times in all; measured {loops_s / blas_s:.0f}x"
+
+# %% [markdown]
+"""
+Each step removes a different cost. The loops pay the interpreter for every
+single multiply-add; vectorising moves the loop into compiled code but still
+writes every product to memory (a `(64, 64, 64)` float32 temporary is 1 MB)
+and reads it back; BLAS does the same arithmetic while loading each number
+from memory about once. Chapter 14 builds the steps between the last two
+(blocking for the caches) itself. The lesson for every chapter in between: a
+Python loop over numbers is the slowest thing you can write, so tinytorch's
+layers are written as a few large array operations.
+"""
+
+# %% [markdown]
+"""
 ### Matmul: how time grows with size
 
 Matmul does `2n³` FLOPs on `n × n` matrices, so its time should grow like
@@ -1399,11 +1874,10 @@ if any(later < 0.5 * earlier for earlier, later in zip(gflops, gflops[1:])):
 small = Tensor(np.ones(1, dtype=np.float32))
 overhead = best_time(lambda: small + small, repeats=200) - best_time(lambda: small.data + small.data, repeats=200)
 print(f"Tensor overhead per operation: about {overhead * 1e6:.1f} µs")
+assert overhead < 100e-6, f"the text calls the overhead microseconds; measured {overhead * 1e6:.0f} µs"
 
 # %%
-import matplotlib.pyplot as plt
-
-fig, (ax_time, ax_rate) = plt.subplots(1, 2, figsize=(10, 3.6))
+fig, (ax_time, ax_rate) = plt.subplots(1, 2, figsize=(10, 3.6), facecolor="white")
 ax_time.loglog(sizes, seconds * 1e3, "o-", label="measured")
 reference = seconds[-1] * 1e3 * (np.array(sizes) / sizes[-1]) ** 3
 ax_time.loglog(sizes, reference, "--", color="gray", label="∝ n³")
@@ -1535,6 +2009,7 @@ if __name__ == "__main__":
     test_unit_primitives()
     test_unit_shape_rules()
     test_unit_creation()
+    test_unit_apply()
     test_unit_storage()
     test_unit_arithmetic()
     test_unit_matmul()
@@ -1548,26 +2023,146 @@ if __name__ == "__main__":
 """
 ## ML systems thinking
 
-1. **Memory.** A model keeps its weights, and during training one gradient per
-   weight and the activations of every layer. Using the measurements above,
-   how much memory does a 10-million-parameter model need for weights and
-   gradients in float32, and in float64? Our `Tensor(list)` briefly holds a
-   float64 copy: at what data size would that temporary matter, and how would
-   you avoid it?
-2. **Views and aliasing.** `reshape`, `transpose` and slicing share storage.
-   Write down a case where a view leads to a wrong result (hint: write into
-   `t.data` of a view and look at the original). Why does PyTorch give a
-   tensor and all its views one shared "version counter", which autograd
-   checks before it uses a saved tensor?
-3. **Layout.** Attention (chapter 07) reshapes `(B, T, C)` into
-   `(B, T, heads, C / heads)` and transposes it to `(B, heads, T, C / heads)`.
-   Which of these steps copy? Where would a `contiguous()` be needed, and what
-   would it cost for B = 32, T = 512, C = 768 in float32, given the transposed
-   copy speed you measured?
-4. **Overheads.** You measured a per-operation overhead of microseconds and
-   a large-matmul throughput in GFLOP/s. Below what matrix size does our
-   Python overhead cost more than the arithmetic? What does that suggest
-   about writing models as many small operations versus a few large ones?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Memory.** A model keeps its weights, and during training one gradient per
+weight and the activations of every layer. Using the measurements above, how
+much memory does a 10-million-parameter model need for weights and gradients
+in float32, and in float64? Our `Tensor(list)` briefly holds a float64 copy:
+at what data size would that temporary matter, and how would you avoid it?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_memory", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Weights and gradients are 2 × 10⁷ numbers: 2 × 10⁷ × 4 B =
+80 MB in float32, 2 × 10⁷ × 8 B = 160 MB in float64 (activations come on top
+and grow with the batch). The memory table showed `Tensor(list)` peaking at 12
+bytes per number (an 8-byte float64 temporary plus the 4-byte result), on top
+of the list itself at about 32 bytes per number. For N numbers the temporary is
+8N bytes: irrelevant for a batch, decisive for a dataset. At 10⁹ numbers (a
+4 GB float32 dataset) it is 8 GB, the peak 12 GB, and the list 32 GB, more than
+most machines have. Avoid it by asking for float32 at once:
+`Tensor(values, dtype=np.float32)` (NumPy then converts each element straight
+into a float32 array; the peak is the 4 bytes per number of the result), and
+better, never build a Python list: read into arrays (`np.fromfile`, `np.load`
+with `mmap_mode`), or convert in chunks.
+
+**Rubric (2 points).** 1 point for 80 MB and 160 MB (weights plus gradients, not
+weights alone); 1 point for the 8-bytes-per-number temporary with a size where
+it matters (hundreds of millions of numbers or more) and one working remedy
+(`dtype=np.float32` at creation, arrays instead of lists, chunks or a memory map).
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**2. Views and aliasing.** `reshape`, `transpose` and slicing share storage.
+Write down a case where a view leads to a wrong result (hint: write into
+`t.data` of a view and look at the original). Why does PyTorch give a tensor
+and all its views one shared "version counter", which autograd checks before it
+uses a saved tensor?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_views_and_aliasing", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** `x = Tensor(np.arange(6.0)); rows = x.reshape(2, 3);
+rows.data[0] -= rows.data[0].mean()` "normalises the first row" and silently
+changes `x[0:3]` too; any later use of `x` (another layer, a metric, a saved
+batch) sees the altered values. The same happens to autograd: `y = x.log()`
+saves `x`'s array for the backward rule `grad / x`; writing into a view of `x`
+before `backward()` makes the gradient use the new values, and no error
+appears. A view has its own shape and strides but shares the storage, so a
+write through *any* view changes what every other view, and every saved
+tensor, reads. That is why the counter belongs to the storage, shared by the
+tensor and all its views: every in-place operation increments it, each saved
+tensor remembers its value at save time, and backward raises ("one of the
+variables needed for gradient computation has been modified by an inplace
+operation") instead of returning a wrong gradient. A counter per view would
+miss writes made through the others.
+
+**Rubric (2 points).** 1 point for a concrete write-through-a-view example that
+changes the original; 1 point for explaining that the counter is shared because
+views share storage, so autograd detects a saved tensor changed through any view.
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**3. Layout.** Attention (chapter 07) reshapes `(B, T, C)` into
+`(B, T, heads, C / heads)` and transposes it to `(B, heads, T, C / heads)`.
+Which of these steps copy? Where would a `contiguous()` be needed, and what
+would it cost for B = 32, T = 512, C = 768 in float32, given the transposed
+copy speed you measured?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_layout", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Neither copies. Splitting the last dimension of row-major data
+is a view (strides `(T·C, C, d, 1)` with `d = C / heads`), and the transpose
+only swaps two strides, giving `(T·C, d, C, 1)`: a view that is no longer
+contiguous. A copy is needed when the heads are merged back: the attention
+output `weights @ v` is a new, contiguous `(B, heads, T, d)` array, and
+transposing it to `(B, T, heads, d)` then reshaping to `(B, T, C)` cannot be
+expressed with strides, so our `reshape` copies silently and PyTorch's `view`
+refuses until `contiguous()` is called (any kernel that requires row-major
+input forces the same copy). Its size: 32 × 512 × 768 = 12,582,912 elements × 4 B = 50.3 MB
+read and 50.3 MB written, about 100 MB of traffic per call, per attention layer,
+and again in backward. Time = 50.3 MB ÷ your transposed-copy rate, where the
+rate is 16.8 MB (the 2048 × 2048 float32 array) ÷ your `x.T.contiguous()`
+time: at 60 ms that is 0.28 GB/s and the merge would take about 0.18 s; at the
+plain-copy rate (16.8 MB in about 1 ms, some 15 GB/s) about 3 ms. The head
+transpose moves runs of d = 64 contiguous floats (256 bytes, whole cache
+lines), so it lands much nearer the plain-copy figure than the full-transpose
+one: the worst case is an upper bound.
+
+**Rubric (2 points).** 1 point for "both are views; the copy comes when the
+heads are merged back (or a kernel needs row-major data)"; 1 point for 50.3 MB
+(about 100 MB moved) and a time derived from the learner's own measured rate.
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**4. Overheads.** You measured a per-operation overhead of microseconds and
+a large-matmul throughput in GFLOP/s. Below what matrix size does our
+Python overhead cost more than the arithmetic? What does that suggest
+about writing models as many small operations versus a few large ones?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_overheads", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** An `n × n` matmul does `2n³` FLOPs, taking `2n³ / R` seconds at
+throughput R. The overhead `o` wins when `2n³ / R < o`, that is below
+`n = (o · R / 2)^(1/3)`. With o = 3 µs and R = 100 GFLOP/s: (3 × 10⁻⁶ × 10¹¹ / 2)^(1/3)
+= (1.5 × 10⁵)^(1/3) ≈ 53; with R = 200 GFLOP/s, about 67; with o = 1 µs and
+R = 50 GFLOP/s, about 29. So below roughly n = 30 to 70 our wrapper costs more
+than the arithmetic (and small matmuls do not even reach R, which makes it
+worse). Elementwise operations do about one FLOP per element, so the overhead
+dominates them far longer: 3 µs is the time to move some tens to hundreds of
+kilobytes (at 10 to 100 GB/s), so an addition of tensors below some thousands
+to tens of thousands of elements is overhead-bound. Hence: write models as a few large operations (batch the
+examples, use one matmul for all heads or all windows, as im2col does in
+chapter 06) rather than loops of small ones; production systems go further
+and fuse or capture many small operations (`torch.compile`, CUDA graphs).
+
+**Rubric (2 points).** 1 point for the crossover formula with a worked n from the
+learner's own o and R (any value in the tens is right for microsecond
+overheads); 1 point for the consequence: batch, vectorise or fuse into few
+large operations.
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -1586,12 +2181,14 @@ You built `tinytorch.Tensor`, the data structure every later chapter uses:
 - matmul (`2mnk` FLOPs, batched), reductions with `axis` and `keepdims`;
 - every operation runs through a `Function` primitive (`Add`, `Mul`, `Neg`,
   `Pow`, `Exp`, `Log`, `Tanh`, `MatMul`, `Sum`, `Max`, `Reshape`, `Transpose`,
-  `GetItem`), and `requires_grad`/`_ctx` already record the graph, so chapter
-  09 adds gradients by giving each primitive a `backward` rule, without
-  touching this code.
+  `GetItem`), each saving on `ctx` exactly what its derivative will need, and
+  `Function.apply` (with `Tensor._wrap` and `_constant`) records the graph
+  through `requires_grad`/`_ctx`, so chapter 09 adds gradients by giving each
+  primitive a `backward` rule, without touching this code.
 
 You also measured, on your own machine, what float64 and Python lists cost in
 memory, which operations copy, how much slower strided access and transposed
-copies are, and how matmul time grows with size. Next, chapter 03 builds the
+copies are (cache lines, the TLB and vector loads), how one matmul compares as
+Python loops, vectorised NumPy and BLAS, and how matmul time grows with size. Next, chapter 03 builds the
 activation functions (ReLU, Sigmoid, GELU, Softmax) from these operations.
 """

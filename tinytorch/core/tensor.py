@@ -9,6 +9,8 @@ class Function:
     Subclasses define `forward(ctx, *arrays, **options) -> array`; chapter 09 gives
     each one a `backward(ctx, grad) -> tuple of input gradients`. `ctx` is the node
     itself: forward stores there (with `save_for_backward`) what backward will need.
+    `Function.apply`, which runs an operation on Tensors and records the node, is
+    added in step 4 of this chapter, once the Tensor class exists.
     """
 
     # Chapter 09's `no_grad()` turns this off to skip recording the graph.
@@ -32,29 +34,18 @@ class Function:
             f"{type(ctx).__name__} has no backward rule yet: chapter 09_autograd adds them."
         )
 
-    @classmethod
-    def apply(cls, *inputs, **options) -> "Tensor":
-        """Run forward on the inputs' arrays; remember the node if a gradient will be needed."""
-        like = next(x for x in inputs if isinstance(x, Tensor))
-        tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
-        ctx = cls(*tensors)
-        out = Tensor._wrap(cls.forward(ctx, *(t.data for t in tensors), **options))
-        if Function.grad_enabled and any(ctx.needs_input_grad):
-            out.requires_grad = True
-            out._ctx = ctx
-        return out
-
 
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
+        # d(a + b)/da = d(a + b)/db = 1: nothing to save
         return a + b
 
 
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a, b)                  # d(ab)/da = b, d(ab)/db = a
         return a * b
 
 
@@ -69,6 +60,12 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx, a, exponent):
+        """Return a ** exponent, elementwise; `a` is an array, `exponent` a Python number.
+
+        Save for chapter 09's pow_backward, which computes exponent * a ** (exponent - 1):
+        the input array with ctx.save_for_backward(a) (so ctx.saved_arrays == (a,)),
+        and the number as the attribute ctx.exponent (it is an option, not an array).
+        """
         ctx.save_for_backward(a)
         ctx.exponent = exponent
         return a ** exponent
@@ -78,13 +75,18 @@ class Exp(Function):
     @staticmethod
     def forward(ctx, a):
         out = np.exp(a)
-        ctx.save_for_backward(out)
+        ctx.save_for_backward(out)                   # d(e^a)/da = e^a: the output itself
         return out
 
 
 class Log(Function):
     @staticmethod
     def forward(ctx, a):
+        """Return the natural log of `a`, elementwise (same shape and dtype as `a`).
+
+        Save the *input*: chapter 09's log_backward reads `(a,) = ctx.saved_arrays`
+        and returns grad / a. Saving the output instead (as Exp does) would be wrong.
+        """
         ctx.save_for_backward(a)
         return np.log(a)
 
@@ -93,20 +95,21 @@ class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
         out = np.tanh(a)
-        ctx.save_for_backward(out)
+        ctx.save_for_backward(out)                   # d(tanh a)/da = 1 - tanh(a)^2
         return out
 
 
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.save_for_backward(a, b)                  # grad @ b.T and a.T @ grad need both
         return np.matmul(a, b)
 
 
 class Sum(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        # Backward broadcasts the gradient back over the summed axes: it needs all three.
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         return np.sum(a, axis=axis, keepdims=keepdims)
 
@@ -114,6 +117,15 @@ class Sum(Function):
 class Max(Function):
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
+        """The largest values of `a` along `axis` (None: all axes; an int or a tuple of ints).
+
+        Returns: shape of `a` with the `axis` dimensions removed, or kept as size 1 if keepdims.
+        Save for chapter 09's max_backward: ctx.input_shape, ctx.axis, ctx.keepdims (as Sum
+        does), and ctx.save_for_backward(a, out) where `out` KEEPS the reduced axes (compute
+        it with keepdims=True), so that `a == out` broadcasts; return it squeezed
+        (np.squeeze(out, axis=axis)) only when keepdims is False.
+        Pitfall: saving the squeezed result breaks `a == out` for axis=0 vs axis=1.
+        """
         ctx.input_shape, ctx.axis, ctx.keepdims = a.shape, axis, keepdims
         out = np.max(a, axis=axis, keepdims=True)
         ctx.save_for_backward(a, out)
@@ -123,7 +135,7 @@ class Max(Function):
 class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape):
-        ctx.input_shape = a.shape
+        ctx.input_shape = a.shape                    # the gradient is reshaped back to it
         return a.reshape(shape)
 
 
@@ -132,23 +144,27 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, a, axes):
-        ctx.axes = axes
+        ctx.axes = axes                              # backward applies the inverse permutation
         return np.transpose(a, axes)
 
 
 class GetItem(Function):
     @staticmethod
     def forward(ctx, a, index):
-        ctx.input_shape, ctx.index = a.shape, index
+        ctx.input_shape, ctx.index = a.shape, index  # backward scatters into zeros of this shape
         return a[index]
 
 
 def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
 
-    Align the shapes at their last dimension (a missing dimension counts as 1); each
-    aligned pair must be equal or contain a 1, and the result takes the other size.
+    Args: op, the operation's name for the message ("add"); a, b: shapes (tuples of ints).
+    Returns: the broadcast shape, e.g. (3, 1) and (1, 4) -> (3, 4), (2, 3) and (3,) -> (2, 3).
     """
+    # Walk the dimensions from the last one (i = 1, 2, ... as index -i); a shape that has
+    # run out of dimensions contributes size 1. Sizes must be equal or one of them 1.
+    # Pitfall: the result is "the size that is not 1", not max(): (0,) with (1,) gives 0.
+    # The error names op and both shapes: "add: shapes (2, 3) and (2,) cannot be broadcast ...".
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         da = a[-i] if i <= len(a) else 1
@@ -168,7 +184,16 @@ def _reduction_args(dim, keepdim, axis, keepdims):
 
 
 def _matmul_shape(a: tuple, b: tuple) -> tuple:
-    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped)."""
+    """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped).
+
+    Examples: (2, 3) @ (3, 4) -> (2, 4); (3,) @ (3, 4) -> (4,); (3,) @ (3,) -> ();
+    (5, 1, 2, 3) @ (4, 3, 6) -> (5, 4, 2, 6).
+    """
+    # 1. Refuse 0-d operands. Promote a 1-D left operand to (1, k), a 1-D right one to (k, 1).
+    # 2. The left's last dimension must equal the right's second-to-last, else a ValueError
+    #    starting "matmul: (2, 3) @ (4, 5): inner dimensions 3 and 4 differ ...".
+    # 3. The leading (batch) dimensions broadcast: reuse _broadcast_shape on a[:-2], b[:-2].
+    # 4. Result: batch + (rows of a,) + (columns of b,), leaving out what step 1 added.
     if not a or not b:
         raise ValueError(f"matmul: {a} @ {b}: both operands need at least one dimension (use * for scalars)")
     a2 = (1,) + a if len(a) == 1 else a
@@ -185,7 +210,14 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
 
 
 def _resolve_shape(shape: tuple, current: tuple) -> tuple:
-    """`shape` with a single -1 filled in, checked to hold as many elements as `current`."""
+    """`shape` with a single -1 filled in, checked to hold as many elements as `current`.
+
+    Examples: (3, -1) for current (2, 6) -> (3, 4); (-1,) for (2, 3, 4) -> (24,).
+    """
+    # The -1 becomes (elements of current) // (product of the other sizes), but only if there
+    # is exactly one -1 and that division is exact (and the product is not 0).
+    # Then refuse any negative size or a wrong element count with a ValueError that names
+    # `current`, its element count ("12 elements") and the requested shape.
     size = int(np.prod(current))
     shape = tuple(int(d) for d in shape)
     unknown = [i for i, d in enumerate(shape) if d == -1]
@@ -212,6 +244,14 @@ class Tensor:
     __array_ufunc__ = None
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
+        """Args: data, a number, nested list, NumPy array or Tensor; dtype, None or a NumPy dtype.
+
+        Sets self.data (an np.ndarray), self.requires_grad, self.grad = None, self._ctx = None.
+        """
+        # A Tensor gives its .data; then np.asarray(data, dtype=dtype) (no copy for an array).
+        # With no dtype given, only for Python data (not np.ndarray / np.generic): float64
+        # becomes float32, and a non-int64 integer array becomes int64.
+        # Pitfall: requires_grad on a non-floating dtype is a TypeError naming the dtype.
         if isinstance(data, Tensor):
             data = data.data
         array = np.asarray(data, dtype=dtype)
@@ -269,15 +309,29 @@ class Tensor:
         return self.data.nbytes
 
     def stride(self, dim: int | None = None):
-        """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes)."""
+        """Steps, in elements, to the next index along each dimension (PyTorch counts elements, NumPy bytes).
+
+        Returns: a tuple with one int per dimension, or the int for `dim` if given;
+        a row-major (2, 3, 4) tensor gives (12, 4, 1), its transpose (1, 4, 12).
+        """
+        # self.data.strides is in bytes: divide each by self.data.itemsize (4 for float32).
         steps = tuple(s // self.data.itemsize for s in self.data.strides)
         return steps if dim is None else steps[dim]
 
     def is_contiguous(self) -> bool:
+        """Row-major without gaps: NumPy keeps this fact as a flag of the array."""
         return bool(self.data.flags["C_CONTIGUOUS"])
 
     def contiguous(self) -> "Tensor":
-        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives)."""
+        """This tensor if it is row-major without gaps, else a row-major copy (built from primitives).
+
+        Returns: a tensor of the same shape and values whose is_contiguous() is True.
+        """
+        # Build the copy from Tensor operations (reshape, indexing), never from
+        # np.ascontiguousarray on .data: the copy must stay in the graph for chapter 09.
+        # reshape(-1) of a transposed tensor copies in row-major order, then reshape back.
+        # Pitfall: a strided 1-D view (x[::2]) reshapes into itself, still strided: gather
+        # its elements with an index array (x[np.arange(n)]), which always copies.
         if self.is_contiguous():
             return self
         flat = self.reshape(-1)  # copies into row-major order, unless NumPy can keep a strided view
@@ -322,6 +376,13 @@ class Tensor:
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
+        """Run the binary primitive `op` (Add or Mul) on self and other; `name` is for errors.
+
+        `other` may be a Tensor, a number or an array; the result has the broadcast shape.
+        """
+        # 1. A non-Tensor other becomes self._constant(other) (keeps float32 float32).
+        # 2. Call _broadcast_shape(name, ...) on both shapes first, only for its error.
+        # 3. Return op.apply(self, other): apply records the graph; never compute on .data here.
         other = other if isinstance(other, Tensor) else self._constant(other)
         _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
         return op.apply(self, other)
@@ -340,6 +401,7 @@ class Tensor:
         return Neg.apply(self)
 
     def __sub__(self, other):
+        # a - b is a + (-b): a composition of two primitives, no Sub primitive needed.
         other = other if isinstance(other, Tensor) else self._constant(other)
         return self._binary(Add, -other, "sub")
 
@@ -347,7 +409,14 @@ class Tensor:
         return (-self)._binary(Add, other, "sub")
 
     def __truediv__(self, other):
-        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch."""
+        """a / b is a * b ** -1; true division of integer tensors gives float32, as in PyTorch.
+
+        `other` may be a Tensor, a number or an array; the result has the broadcast shape.
+        """
+        # Compose primitives as __sub__ does: no Div primitive. Convert self, and other
+        # (via _constant of the converted self), to floating with _as_float first:
+        # Pitfall: an int64 tensor ** -1 would be integer power (NumPy refuses it).
+        # Then multiply with _binary(Mul, ..., "div") so a shape error says "div:".
         a = _as_float(self)
         b = _as_float(other if isinstance(other, Tensor) else a._constant(other))
         return a._binary(Mul, b ** -1, "div")
@@ -393,6 +462,13 @@ class Tensor:
         return Sum.apply(self, axis=dim, keepdims=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The average over `dim` (None: all elements; an int, negative int or tuple of ints).
+
+        A composition: self.sum(dim, keepdim) divided by the number of elements summed.
+        """
+        # Normalise the arguments with _reduction_args first (it accepts axis/keepdims too).
+        # Pitfall: divide by the count of the REDUCED elements (the product of the sizes of
+        # the dims reduced over), not by numel(), unless dim is None. Stays float32.
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
         count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
         return self.sum(dim, keepdim) / count
@@ -407,11 +483,24 @@ class Tensor:
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):
+        """The same elements in a new shape: x.reshape(3, -1) or x.reshape((3, -1)).
+
+        A view when the strides allow it (NumPy decides), else a copy.
+        """
+        # Accept both call styles: one tuple/list argument, or the sizes as separate arguments.
+        # Resolve the -1 and check the count with _resolve_shape (step 2), then run Reshape.apply
+        # with the keyword shape=...: options go to forward as keywords, never as inputs.
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
 
     def view(self, *shape):
-        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view."""
+        """reshape that never copies: like PyTorch's, it refuses when the strides do not allow a view.
+
+        Raises: RuntimeError naming the shape, the strides and the remedy (reshape() or contiguous()).
+        """
+        # Reshape first, then ask whether the result's .data still shares memory with self.data
+        # (np.may_share_memory): if not, NumPy had to copy, so refuse.
+        # Pitfall: an empty tensor shares no memory with anything; only refuse when numel() > 0.
         out = self.reshape(*shape)
         if out.numel() and not np.may_share_memory(out.data, self.data):
             raise RuntimeError(f"view: shape {self.shape} with strides {self.stride()} cannot be viewed as "
@@ -429,13 +518,26 @@ class Tensor:
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def permute(self, *dims):
+        """Reorder all the dimensions: a (2, 3, 4) tensor .permute(2, 0, 1) has shape (4, 2, 3).
+
+        Accepts permute(2, 0, 1) or permute((2, 0, 1)); negative dims count from the end.
+        """
+        # Check that dims (taken modulo ndim) are an ordering of 0 .. ndim - 1, or raise a
+        # ValueError naming dims and the shape; then Transpose.apply(self, axes=...) with the
+        # non-negative dims: Transpose's axes[i] is the input axis that becomes output axis i.
         dims = tuple(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         if sorted(d % max(self.ndim, 1) for d in dims) != list(range(self.ndim)):
             raise ValueError(f"permute: {dims} is not an ordering of the {self.ndim} dimensions of {self.shape}")
         return Transpose.apply(self, axes=tuple(d % self.ndim for d in dims))
 
     def transpose(self, dim0: int = -2, dim1: int = -1):
-        """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all)."""
+        """Swap two dimensions (PyTorch's meaning; NumPy's `transpose` reverses them all).
+
+        A (2, 3, 4) tensor .transpose(0, 2) has shape (4, 3, 2); by default the last two swap.
+        """
+        # Start from the identity ordering [0, 1, ..., ndim - 1], swap positions dim0 and dim1
+        # (negative values index from the end, as list indices do), and run Transpose.apply
+        # with axes= that tuple. A view: no data moves, only the strides are swapped.
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return Transpose.apply(self, axes=tuple(axes))
@@ -478,3 +580,28 @@ class Tensor:
 
     def backward(self, gradient=None):
         raise RuntimeError("backward() needs autograd, which chapter 09_autograd builds.")
+
+
+def apply(cls, *inputs, **options) -> Tensor:
+    """Run the primitive `cls` on `inputs` (Tensors and numbers) and record the graph node.
+
+    Args: cls, a Function subclass (Mul); inputs, its operands, at least one a Tensor;
+    options, keyword arguments passed on to cls.forward (axis=..., shape=...).
+    Returns: a Tensor around forward's result, with requires_grad and _ctx set only if
+    Function.grad_enabled and some input requires a gradient.
+    """
+    # like = the first input that is a Tensor; every other input x becomes like._constant(x).
+    # ctx = cls(*tensors); out = Tensor._wrap(cls.forward(ctx, *(t.data ...), **options)).
+    # Pitfall: pass arrays (t.data) to forward, not Tensors, and never record when no input
+    # requires a gradient (check ctx.needs_input_grad) or when Function.grad_enabled is False.
+    like = next(x for x in inputs if isinstance(x, Tensor))
+    tensors = tuple(x if isinstance(x, Tensor) else like._constant(x) for x in inputs)
+    ctx = cls(*tensors)
+    out = Tensor._wrap(cls.forward(ctx, *(t.data for t in tensors), **options))
+    if Function.grad_enabled and any(ctx.needs_input_grad):
+        out.requires_grad = True
+        out._ctx = ctx
+    return out
+
+
+Function.apply = classmethod(apply)
