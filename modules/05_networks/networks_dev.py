@@ -1246,7 +1246,7 @@ asserts it), and each forward pass of such a small model costs about the same
 (the last column), so the time per step grows in proportion to the
 parameters: the last line compares the two ratios. That is
 already slow for a model of a couple of hundred parameters. Now take a model of the size
-this course trains on CIFAR-10 images: an MLP on the 3 × 32 × 32 = 3072 pixel
+one would train on CIFAR-10 images: an MLP on the 3 × 32 × 32 = 3072 pixel
 values with two hidden layers of 1024, `MLP(3072, [1024, 1024], 10)`. Time one
 forward pass and loss on a batch of 64 images, and multiply.
 """
@@ -1282,8 +1282,8 @@ This is what chapter 09 fixes. Backpropagation computes the same gradient,
 exactly rather than approximately, for *every* parameter at once: one forward
 pass that records the graph, then one backward pass through it, whose cost is
 a small multiple of one forward pass (chapter 09 measures it) *whatever the
-number of parameters*. A step of the CIFAR-size model above then costs
-milliseconds instead of hours. The finite differences do not go away: they
+number of parameters*. A step of the CIFAR-size model above then costs a
+few of the forward passes timed above instead of eight million of them. The finite differences do not go away: they
 become the referee. Chapter 09's `gradcheck` compares every backward rule with
 exactly the central difference you wrote here.
 """
