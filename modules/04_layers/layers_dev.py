@@ -475,10 +475,12 @@ What it checks: a Parameter is a Tensor, requires gradients unless told not
 to, shares the memory of the array it wraps, and arithmetic on it gives plain
 Tensors. Why: chapter 10's optimizer updates `p.data` in place and relies on
 the Module's parameters being the very arrays the layers compute with.
+(`Parameter` is given code, one line, so this test carries no points: it
+checks what later chapters rely on.)
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_parameter", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_parameter", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_parameter():
     array = np.zeros((2, 3), dtype=np.float32)
     p = Parameter(array)
