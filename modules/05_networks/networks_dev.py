@@ -786,7 +786,9 @@ for n in batches:
     with graph_recording(False):
         _, peak = retained_and_peak(model, x)
     kept_per_example.append(kept / n)
-    print(f"{n:6d} {activation_bytes(model, x) / 1e6:17.2f} {kept / 1e6:21.2f} {peak / 1e6:22.2f}")
+    outputs = activation_bytes(model, x)
+    print(f"{n:6d} {outputs / 1e6:17.2f} {kept / 1e6:21.2f} {peak / 1e6:22.2f}")
+    assert kept > outputs > peak, "the text says training keeps more than the layer outputs, inference less"
 crossover = parameter_bytes(model) / np.median(kept_per_example)
 print(f"\nkept for backward: about {np.median(kept_per_example) / 1e3:.1f} KB per example; "
       f"it exceeds the parameters from a batch of about {crossover:.0f}")
@@ -1330,8 +1332,8 @@ r"""
 **Your answer.**
 
 ### BEGIN SOLUTION
-**Answer key.** The table measured about 26.7 KB per example (27.35 MB for a
-batch of 1024). It can be explained exactly: each `Linear` keeps its matmul
+**Answer key.** The table measured about 26.8 KB per example (27.35 MB for a
+batch of 1024, 26.7 KB each). It can be explained exactly: each `Linear` keeps its matmul
 output and its biased output (2 × 1024 floats), each `ReLU` its bool mask
 (1024 bytes) and its output (1024 floats), and the last layer 2 × 10 floats:
 6,164 floats × 4 B + 2,048 B = 26,704 B. With 1 GB = 10⁹ B the largest batch
