@@ -1689,8 +1689,8 @@ assert count == formula and bytes64 == 2 * bytes32, "float64 must take exactly t
 
 # %% [markdown]
 """
-Float64 doubles the memory exactly and costs more time too (the printed
-ratio; on an idle CPU it comes close to 2×): the vector units process half as
+Float64 doubles the memory exactly (the cell asserts it) and costs more time
+too (the printed ratio): the vector units process half as
 many float64 numbers per instruction and twice the bytes move through the
 caches. That is why every layer in tinytorch
 defaults to float32, as PyTorch does, and why float64 is kept for
@@ -1699,7 +1699,7 @@ gradient per parameter, and Adam two more arrays: chapter 10 measures that.)
 
 Two places in this chapter decide whether memory is copied, and `tracemalloc`
 (which NumPy reports its allocations to) shows both. First, the initialiser:
-we fill a 2048×2048 float32 weight (16 MB) with our in-place `uniform_`, and
+we fill a 2048×2048 float32 weight (16.8 MB) with our in-place `uniform_`, and
 with the obvious one-liner that draws a new array and copies it in. Second,
 `state_dict()`, which copies every parameter by design.
 """

@@ -1345,7 +1345,7 @@ again roughly half. (The parameters and their gradients need memory too; the
 question gives 1 GB to activations alone.)
 
 **Rubric (2 points).** 1 point for the batch from the measured bytes per
-example (anything from 35,000 to 40,000, e.g. with 1 GB = 2³⁰ B); 1 point for
+example (anything from 35,000 to 41,000, e.g. with 1 GB = 2³⁰ B); 1 point for
 "about half" in both variants, with the reason (bytes per float doubled; kept
 arrays per example doubled).
 ### END SOLUTION
