@@ -49,7 +49,7 @@ They look like one-liners, and three things make them worth a chapter.
 * **Cost.** An activation does a handful of arithmetic per element, so its
   speed is set by how many times it sweeps through memory, not by arithmetic.
   We measure it per element on your machine, and find one spelling of $x^3$
-  that is many times slower than another.
+  that can be many times slower than another.
 
 **Where this sits.** Chapter 02 built the `Tensor` and its primitives (`Add`,
 `Mul`, `Exp`, `Tanh`, `Max`, ...). Every activation here is a composition of
@@ -238,7 +238,14 @@ is 0.
 # %% nbgrader={"grade": false, "grade_id": "impl_relu", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def relu(x: Tensor) -> Tensor:
-    """max(0, x), written as x times a 0/1 mask so its derivative falls out of Mul's."""
+    """max(0, x), written as x times a 0/1 mask so its derivative falls out of Mul's.
+
+    Args: x, a Tensor of any shape and float dtype.
+    Returns: a Tensor of the same shape and dtype, x where x > 0 and 0 elsewhere.
+    """
+    # One Tensor multiplication: x times the comparison x > 0 (a boolean Tensor, no gradient).
+    # Pitfall: do not build the mask as float64 (or call np.maximum on x.data): the output must
+    # keep x's dtype, and it must stay a Tensor operation so chapter 09 can differentiate it.
     ### BEGIN SOLUTION
     return x * (x > 0)
     ### END SOLUTION
@@ -336,7 +343,14 @@ def sigmoid(x: Tensor) -> Tensor:
 
     For x >= 0 it is 1 / (1 + z); for x < 0 the same value is z / (1 + z). z lies in
     (0, 1], so nothing overflows and the tiny values of the left tail keep full precision.
+
+    Args: x, a Tensor of any shape. Returns: a Tensor of x's shape and dtype, values in [0, 1].
     """
+    # 1. below = (x.data < 0) as an array of x's dtype: a constant 0/1 mask (like relu's).
+    # 2. z = exp(x * sign) with sign = -1 where x >= 0 and +1 where x < 0 (that is, 2*below - 1),
+    #    so the exponent is -|x| and x stays in the graph.
+    # 3. numerator = z where x < 0 and 1 elsewhere; return numerator / (z + 1).
+    # Pitfall: wrap the masks with Tensor(...) in x's dtype, or float32 inputs come back float64.
     ### BEGIN SOLUTION
     below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's
     z = (x * Tensor(2 * below - 1)).exp()               # x * (-1 or +1) = -|x|, so z = e^-|x|
@@ -413,7 +427,12 @@ before ReLU.
 # %% nbgrader={"grade": false, "grade_id": "impl_tanh", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def tanh(x: Tensor) -> Tensor:
-    """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow."""
+    """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow.
+
+    Args: x, a Tensor of any shape. Returns: a Tensor of the same shape and dtype, in [-1, 1].
+    """
+    # Chapter 02's Tensor already has the Tanh primitive as a method: use it, one operation.
+    # Pitfall: the formula written out with exp overflows at |x| > 88 in float32; don't.
     ### BEGIN SOLUTION
     return x.tanh()
     ### END SOLUTION
@@ -469,7 +488,14 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
     """GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
     This is PyTorch's gelu(x, approximate="tanh"); PyTorch's default is the exact erf form.
+
+    Args: x, a Tensor of any shape; approximate, which must be "tanh".
+    Returns: a Tensor of x's shape and dtype.
+    Raises: ValueError naming the argument for any other `approximate` (there is no erf here).
     """
+    # inner = sqrt(2/pi) * (x + 0.044715 * x^3), using _SQRT_2_OVER_PI; then x * 0.5 * (tanh(inner) + 1).
+    # Pitfall: write the cube as x * x * x, not x ** 3 (the systems analysis measures why).
+    # Multiply Tensors by Python floats, not float64 arrays, so float32 stays float32.
     ### BEGIN SOLUTION
     if approximate != "tanh":
         raise ValueError(f"gelu(approximate={approximate!r}): tinytorch implements only the tanh "
@@ -495,6 +521,7 @@ gelu_gap = np.abs(gelu_tanh - gelu_exact)
 worst = int(gelu_gap.argmax())
 print(f"max |tanh approximation - exact GELU| on [-8, 8] = {gelu_gap[worst]:.2e} at x = {grid[worst]:.3f}")
 print(f"float32 resolution near GELU's value there:      {np.spacing(np.float32(abs(gelu_exact[worst]))):.1e}")
+assert 1e-4 < gelu_gap[worst] < 1e-3, f"the text says the gap is a few times 1e-4; measured {gelu_gap[worst]:.2e}"
 
 # %% [markdown]
 r"""
@@ -573,7 +600,15 @@ the result does not depend on it, no gradient should flow through it. (Chapter
 # %% nbgrader={"grade": false, "grade_id": "impl_softmax", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows."""
+    """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows.
+
+    Args: x, a Tensor of logits, e.g. (N, C); dim, the axis that sums to 1 (default: the last).
+    Returns: a Tensor of x's shape; every slice along dim is positive and sums to 1.
+    """
+    # 1. Subtract the max along dim (keepdim=True, so (N, 1) broadcasts against (N, C)), and
+    #    .detach() it: it is a constant we chose, the result does not depend on it.
+    # 2. Exponentiate (every exponent is now <= 0), then divide by the sum along dim (keepdim=True).
+    # Pitfall: without keepdim the (N,) max broadcasts along the wrong axis for square inputs.
     ### BEGIN SOLUTION
     shifted = x - x.max(dim=dim, keepdim=True).detach()   # softmax(x - c) == softmax(x)
     e = shifted.exp()                                     # every exponent <= 0: values in (0, 1]
@@ -643,7 +678,14 @@ $-\infty$ for finite logits. This is the *log-sum-exp trick*.
 # %% nbgrader={"grade": false, "grade_id": "impl_log_softmax", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite."""
+    """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite.
+
+    Args: x, a Tensor of logits, e.g. (N, C); dim, the axis to normalise over.
+    Returns: a Tensor of x's shape; exp of it sums to 1 along dim, and it is never -inf for finite x.
+    """
+    # shifted = x - max(x, dim, keepdim).detach(); return shifted - log(sum(exp(shifted), dim, keepdim)).
+    # The sum contains e^0 = 1, so the log never sees 0: that is the whole trick.
+    # Pitfall: log(softmax(x)) is NOT the same: softmax underflows to 0 and log(0) = -inf.
     ### BEGIN SOLUTION
     shifted = x - x.max(dim=dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()   # the sum is >= 1: log never sees 0
@@ -917,6 +959,9 @@ for name, fn in activations.items():
     print(f"{name:12s} {seconds * 1e3:7.2f} {cost[name]:11.2f} {seconds / copy_seconds:7.1f} "
           f"{len(primitives_used(fn, Tensor(big.data[:2, :8]))):4d}")
 print("\ngelu runs:", " ".join(primitives_used(gelu, Tensor(big.data[:2, :8]))))
+copy_ns = copy_seconds / big.numel() * 1e9
+assert 0.25 <= cost["tanh"] / copy_ns <= 4, f"the text says tanh costs about a copy; measured {cost['tanh'] / copy_ns:.1f}x"
+assert cost["sigmoid"] > 2 * cost["tanh"], "the text says the split sigmoid is among the most expensive"
 
 # %% [markdown]
 """
@@ -945,6 +990,8 @@ for label, values in signed.items():
     mul_ns = median_time(lambda: values * values * values, repeats=3) / values.size * 1e9
     print(f"{label:9s} {pow_ns:10.2f} {mul_ns:10.2f}")
 print(f"all of gelu (x * x * x version), mixed inputs: {cost['gelu']:.2f} ns per element")
+mixed_pow_ns = median_time(lambda: big.data ** 3, repeats=3) / big.numel() * 1e9
+print(f"on this machine, x ** 3 on mixed inputs costs {mixed_pow_ns / cost['gelu']:.1f}x all of gelu")
 
 # %% [markdown]
 """
@@ -955,8 +1002,9 @@ library's `pow`, which is written for any real exponent and any sign of the
 base. That path is slower for every input, and with some C libraries far
 slower again for negative bases (the table shows whether yours is one), so
 the cost of `x ** 3` can depend on the *values* in the array, not just its
-size. Tinytorch's first GELU used `x ** 3`, and the cube alone cost more than
-the rest of the function. Profile before you guess: the slow part of a
+size. Tinytorch's first GELU used `x ** 3`, and on the machine this chapter
+was written on the cube alone cost more than the rest of the function (the
+last line above gives the ratio on yours). Profile before you guess: the slow part of a
 formula is often not the one that looks expensive, and a benchmark on
 positive random numbers can hide it.
 
@@ -984,16 +1032,19 @@ def memory_per_element(fn, x: Tensor) -> tuple[float, float]:
 
 medium = np.random.default_rng(9).standard_normal((1024, 1024)).astype(np.float32)
 print(f"{'function':12s} {'peak temporaries':>17} {'kept for backward':>18}   (bytes per element)")
+kept_bytes = {}
 for name, fn in activations.items():
     peak_plain, _ = memory_per_element(fn, Tensor(medium))
-    _, kept = memory_per_element(fn, Tensor(medium, requires_grad=True))
-    print(f"{name:12s} {peak_plain:17.1f} {kept:18.1f}")
+    _, kept_bytes[name] = memory_per_element(fn, Tensor(medium, requires_grad=True))
+    print(f"{name:12s} {peak_plain:17.1f} {kept_bytes[name]:18.1f}")
+assert 28 <= kept_bytes["gelu"] <= 36 and 32 <= kept_bytes["sigmoid"] <= 40 and kept_bytes["tanh"] < 1, \
+    f"the text says gelu keeps ~32 and sigmoid ~36 bytes per element, tanh none; measured {kept_bytes}"
 
 # %% [markdown]
 """
-Without gradients the temporaries are modest. With them, GELU and the split
-sigmoid keep about eight float32 values for every input element (tanh keeps
-nothing extra: its one saved array is its output). For a transformer
+Without gradients the temporaries are modest. With them, GELU keeps about 32
+bytes (eight float32 values) for every input element and the split sigmoid
+about 36 (nine); tanh keeps nothing extra: its one saved array is its output. For a transformer
 whose MLP activations are the largest tensors in the model, that is where
 training memory goes. This is the motivation for *activation checkpointing*
 (recompute the forward in backward instead of keeping it) and for fused
@@ -1018,6 +1069,9 @@ for n in sizes:
 print(f"{'elements':>9} " + " ".join(f"{name:>9}" for name in scaling) + "   (ns per element)")
 for i, n in enumerate(sizes):
     print(f"{n:9d} " + " ".join(f"{scaling[name][i]:9.2f}" for name in scaling))
+print("rise from the cheapest size to the largest, ns per element: " +
+      ", ".join(f"{name} +{per_element[-1] - min(per_element):.2f}" for name, per_element in scaling.items()))
+assert scaling["gelu"][0] > 3 * min(scaling["gelu"]), "the text says time per element falls steeply at first"
 
 plt.figure(figsize=(6, 4))
 for name, per_element in scaling.items():
@@ -1037,8 +1091,9 @@ larger, needs even bigger ones. In the middle, while the input and its
 temporaries fit in the CPU's caches (a few MB), time per element is lowest.
 Beyond that, on most machines, it rises again: every temporary now travels to
 and from main memory, and every fresh output array must be mapped in from the
-operating system page by page. A plain copy barely notices; GELU, with its
-nine temporaries, notices most.
+operating system page by page. The last line printed puts numbers on it: a
+plain copy pays the rise once per element, GELU once for each of its nine
+operations.
 
 **What breaks first at scale.** Not arithmetic: memory. An activation over
 a large tensor costs one full read and write per operation in its formula,
@@ -1069,7 +1124,8 @@ and with gradients it also keeps copies of its intermediates.
   `nn.CrossEntropyLoss` calls `log_softmax` and then picks one entry per row,
   never forming the probabilities; chapter 05 builds it the same way.
 * **GELU.** BERT and GPT-2 used the tanh form for speed; PyTorch's default is
-  exact. Models ported between frameworks can differ by this $\sim 5 \times 10^{-4}$.
+  exact. Models ported between frameworks can differ by the few times
+  $10^{-4}$ measured above.
 
 ## Integration: a network that needs its nonlinearity
 
@@ -1170,8 +1226,9 @@ r"""
 Answer each question in the cell below it, in a few sentences and with the
 numbers worked out. Each answer is graded by hand (the points are on the cell).
 
-**1. Memory traffic.** Your GELU performs about ten Tensor operations, each a
-full read and write of its input. For a transformer MLP activation of shape
+**1. Memory traffic.** Your GELU performs nine Tensor operations (the
+`gelu runs:` line of the systems analysis), each reading one or two full-size
+inputs and writing a full-size output. For a transformer MLP activation of shape
 (batch 32, sequence 2048, width 3072) in float32, how many bytes does one
 forward GELU move through memory in tinytorch, and in a single fused kernel
 that reads once and writes once? Which would speed up tinytorch's GELU more:
@@ -1183,17 +1240,23 @@ r"""
 **Your answer.**
 
 ### BEGIN SOLUTION
-**Answer key.** The tensor holds 32 × 2048 × 3072 ≈ 2.0 × 10⁸ elements, 805 MB
-in float32. Ten operations that each read one such tensor and write one move
-about 10 × 2 × 805 MB ≈ 16 GB (binary operations that read two inputs move
-more); a fused kernel reads 805 MB and writes 805 MB, 1.6 GB, about ten times
-less. Each element costs only a few floating-point operations, far below the
-machine's flops-per-byte ridge, so GELU is memory-bound: more bandwidth (or
-fewer passes, that is, fusion) speeds it up; faster arithmetic barely does.
+**Answer key.** The tensor holds 32 × 2048 × 3072 = 201,326,592 ≈ 2.0 × 10⁸
+elements, 805 MB in float32. The nine operations (`Mul Mul Mul Add Mul Mul Tanh
+Add Mul`) write nine full-size arrays and read thirteen (`x * x`, `(x*x) * x`,
+`x + ...` and the final product read two tensors each; the multiplications by a
+Python number, `Tanh` and `+ 1.0` read one): 22 × 805 MB ≈ 17.7 GB. Counting
+only one read and one write per operation gives 9 × 2 × 805 MB ≈ 14.5 GB, also
+accepted. A fused kernel reads 805 MB and writes 805 MB: 1.6 GB, about eleven
+times less. Each element costs a few tens of floating-point operations at most
+(the tanh is the expensive one), against about 88 bytes moved per element
+unfused: a fraction of a flop per byte, far below any CPU's ridge point of
+several flops per byte, so GELU is memory-bound. More bandwidth (or fewer
+passes, that is, fusion) speeds it up; faster arithmetic barely does.
 
 **Rubric (2 points).** 1 point for the element count and both byte totals
-(within a factor of two for the unfused one); 1 point for "memory-bound, so
-bandwidth or fusion, not arithmetic", with the reason (few flops per byte).
+(the unfused one anywhere from 14 to 18 GB, with the reasoning); 1 point for
+"memory-bound, so bandwidth or fusion, not arithmetic", with the reason (few
+flops per byte moved).
 ### END SOLUTION
 """
 
@@ -1202,8 +1265,9 @@ r"""
 **2. Saved for backward.** The memory table showed how many bytes per element
 each activation keeps when its input requires a gradient. Which of them
 could, in principle, compute its derivative from its *output* alone (as
-PyTorch does for sigmoid and tanh), and what would that save for a
-24-layer model?
+PyTorch does for sigmoid and tanh)? For a 24-layer model whose activation
+input has the shape of question 1, what would that save with sigmoid as the
+activation?
 """
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answer_saved_for_backward", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
@@ -1212,17 +1276,22 @@ r"""
 
 ### BEGIN SOLUTION
 **Answer key.** Sigmoid ($\sigma' = \sigma(1-\sigma)$), tanh ($1 - y^2$) and ReLU
-(the derivative is 1 where the output is positive) can be differentiated from
-the output alone; softmax too, through $y \odot (g - \sum g y)$. GELU cannot:
-its derivative needs $x$. Keeping only the output, which the next layer keeps
-anyway, drops the intermediates each composed operation saves: for a
-24-layer model the saving is 24 × (bytes per element saved today − 0) × the
-activation's element count, several times the activation's own size per
-layer.
+(the derivative is 1 exactly where the output is positive) can be
+differentiated from the output alone; softmax too, through
+$y \odot (g - \sum_j g_j y_j)$, and log-softmax through
+$g - e^{y} \sum_j g_j$. GELU cannot: its derivative
+$\Phi(x) + x\varphi(x)$ needs $x$, and $x$ is not a function of the output
+(GELU is not one-to-one left of its minimum). The output is kept anyway (the
+next layer's matrix multiplication saves its input), so differentiating from
+it costs no extra memory. The table shows the split sigmoid keeping about 36
+bytes per element today. With 2.01 × 10⁸ elements per layer that is
+36 × 2.01 × 10⁸ ≈ 7.2 GB per layer, and 24 × 7.2 ≈ 174 GB for the model, all
+of which a sigmoid that saves only its output no longer needs.
 
 **Rubric (2 points).** 1 point for naming sigmoid and tanh (ReLU or softmax a
-bonus) and why GELU is not among them; 1 point for the saving as a
-per-layer count of bytes times 24.
+bonus) and why GELU is not among them; 1 point for the saving worked out as
+bytes per element (from the table) × elements × 24 layers, about 170 GB
+(any figure from the candidate's own table row is accepted).
 ### END SOLUTION
 """
 

@@ -217,7 +217,15 @@ matter for memory:
 # %% nbgrader={"grade": false, "grade_id": "impl_fans", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export core.init
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them."""
+    """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them.
+
+    Args: shape, a weight's shape: (out,) for a bias-like vector, (out, in) for Linear,
+        (out, in, kh, kw) for a convolution.
+    Returns: (fan_in, fan_out) as ints, e.g. (75, 400) for (16, 3, 5, 5).
+    """
+    # receptive = product of the dimensions after the first two (1 if there are none).
+    # fan_in = shape[1] * receptive, fan_out = shape[0] * receptive; a 1-D shape has fan_in = shape[0].
+    # Pitfall: a 0-d shape has no fans: raise a ValueError that says to pass a weight of >= 1 dimension.
     ### BEGIN SOLUTION
     if len(shape) == 0:
         raise ValueError("cannot compute fan_in/fan_out of a 0-d tensor; initialise a weight with at least 1 dimension")
@@ -233,7 +241,16 @@ def _fills_in_place(array: np.ndarray) -> bool:
 
 
 def uniform_(tensor, low: float, high: float):
-    """Fill `tensor` in place with draws from U(low, high); returns it."""
+    """Fill `tensor` in place with draws from U(low, high); returns it.
+
+    Args: tensor, any Tensor whose .data will be overwritten; low, high, the interval.
+    Returns: the same tensor object (its .data is the same array as before, now filled).
+    """
+    # Fast path (when _fills_in_place(out)): generator().random(dtype=out.dtype, out=out) draws
+    # U(0, 1) straight into the tensor's own memory; then scale and shift in place (*=, +=).
+    # Otherwise (another dtype, or a non-contiguous view): assign a float64 draw with out[...] = ...
+    # Pitfall: tensor.data = new_array would replace the array, not fill it; and uniform(low, high,
+    # shape) allocates a float64 array twice the weight's size (the systems analysis measures it).
     ### BEGIN SOLUTION
     out = tensor.data
     if not _fills_in_place(out):
@@ -247,7 +264,14 @@ def uniform_(tensor, low: float, high: float):
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0):
-    """Fill `tensor` in place with draws from N(mean, std²); returns it."""
+    """Fill `tensor` in place with draws from N(mean, std²); returns it.
+
+    Args: tensor, any Tensor whose .data will be overwritten; mean, std of the normal.
+    Returns: the same tensor object.
+    """
+    # The same two paths as uniform_: generator().standard_normal(dtype=..., out=...) into the
+    # tensor's own array, then *= std and += mean; otherwise out[...] = generator().normal(...).
+    # Pitfall: std is the standard deviation, not the variance.
     ### BEGIN SOLUTION
     out = tensor.data
     if not _fills_in_place(out):
@@ -288,7 +312,6 @@ which zeroes half of its input); the Kaiming functions take PyTorch's
 #| export core.init
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The factor the variance rules multiply by to undo what `nonlinearity` does to the scale."""
-    ### BEGIN SOLUTION
     if nonlinearity in ("linear", "identity", "sigmoid", "conv1d", "conv2d", "conv3d"):
         return 1.0
     if nonlinearity == "tanh":
@@ -302,11 +325,16 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         return 3.0 / 4
     raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; "
                      "use linear, sigmoid, tanh, relu, leaky_relu or selu")
-    ### END SOLUTION
 
 
 def xavier_uniform_(tensor, gain: float = 1.0):
-    """Glorot: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)), i.e. Var = gain²·2/(fan_in + fan_out)."""
+    """Glorot: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)), i.e. Var = gain²·2/(fan_in + fan_out).
+
+    Args: tensor, a weight of shape (out, in, *kernel); gain, from calculate_gain.
+    Returns: the same tensor, filled in place.
+    """
+    # Get the fans from _fans(tensor.shape), compute the bound, and let uniform_ do the filling.
+    # Why 6: U(-a, a) has variance a²/3, and a²/3 = 2/(fan_in + fan_out) gives a = sqrt(6/(...)).
     ### BEGIN SOLUTION
     fan_in, fan_out = _fans(tensor.shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
@@ -320,6 +348,15 @@ def xavier_normal_(tensor, gain: float = 1.0):
 
 
 def _kaiming_std(tensor, a: float, mode: str, nonlinearity: str) -> float:
+    """The standard deviation He et al.'s rule gives: gain / sqrt(fan), shared by both Kaiming fills.
+
+    Args: tensor, the weight; a, the leaky-ReLU slope (passed to calculate_gain as its param);
+        mode, "fan_in" (keeps the forward signal's scale) or "fan_out" (the backward one's);
+        nonlinearity, the name calculate_gain understands.
+    Returns: a float, e.g. sqrt(2 / fan_in) for nonlinearity="relu", mode="fan_in".
+    """
+    # Pitfall: refuse any other mode with a ValueError naming the two allowed values; a typo
+    # such as "fanin" must not silently fall back to one of them.
     ### BEGIN SOLUTION
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming: mode must be 'fan_in' or 'fan_out', not {mode!r}")
@@ -404,7 +441,7 @@ layers hold tensors that must not be learned: a causal mask in chapter 07, a
 running mean in chapter 08, a constant scale. The type states the intent.
 """
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Parameter", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 #| export
 import math
 from collections import OrderedDict, namedtuple
@@ -420,9 +457,7 @@ class Parameter(Tensor):
     """A Tensor that is a learnable part of a Module: it requires gradients by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        ### BEGIN SOLUTION
-        super().__init__(data, requires_grad=requires_grad)
-        ### END SOLUTION
+        super().__init__(data, requires_grad=requires_grad)   # the same Tensor; only the default differs
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -440,10 +475,12 @@ What it checks: a Parameter is a Tensor, requires gradients unless told not
 to, shares the memory of the array it wraps, and arithmetic on it gives plain
 Tensors. Why: chapter 10's optimizer updates `p.data` in place and relies on
 the Module's parameters being the very arrays the layers compute with.
+(`Parameter` is given code, one line, so this test carries no points: it
+checks what later chapters rely on.)
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_parameter", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_parameter", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_parameter():
     array = np.zeros((2, 3), dtype=np.float32)
     p = Parameter(array)
@@ -574,6 +611,18 @@ class Module:
 
     # ---- registration: every `self.name = value` passes through here ----------------------
     def __setattr__(self, name, value):
+        """File `value` under `name`: Parameters, Modules and registered buffers into their registries."""
+        # registered = "_parameters" in self.__dict__ (False until Module.__init__ has run).
+        # 1. A Parameter or Module assigned before registration exists: AttributeError telling the
+        #    user to call super().__init__() first.
+        # 2. A Parameter: self._forget(name) (it may have been a submodule before), then _parameters.
+        #    A Module: the same, into _modules.
+        # 3. Any other value under a name already in _parameters (or _modules): only None is allowed
+        #    (store None there); anything else is a TypeError that names the attribute and says to
+        #    assign a Parameter (a Module). Under a buffer's name: a Tensor or None, else TypeError.
+        # 4. In every allowed case, finish with object.__setattr__(self, name, value) so that reading
+        #    self.name stays a plain attribute lookup.
+        # Pitfall: self.weight = self.weight * 2 must raise: it would turn a weight into a constant.
         ### BEGIN SOLUTION
         registered = "_parameters" in self.__dict__
         if isinstance(value, (Parameter, Module)) and not registered:
@@ -663,7 +712,16 @@ class Module:
             yield child
 
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
-        """This module and every submodule, depth first, with dotted names ('' for this one)."""
+        """This module and every submodule, depth first, with dotted names ('' for this one).
+
+        Args: prefix, the name to give this module (its children get prefix.child);
+            remove_duplicate, visit a module that appears twice in the tree only once.
+        Yields: (name, module) pairs: ("", self), ("body", ...), ("body.0", ...), ...
+        """
+        # Write a recursive generator walk(module, path): yield (path, module), then for each
+        # (name, child) in module.named_children() yield from walk(child, _join(path, name)).
+        # Keep a set of id(module) already yielded and skip those when remove_duplicate is True.
+        # Pitfall: compare by id(), not ==: two different layers may compare equal.
         ### BEGIN SOLUTION
         seen = set()
 
@@ -684,6 +742,14 @@ class Module:
             yield module
 
     def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool):
+        """(dotted name, tensor) for each entry of `registry` ("_parameters" or "_buffers") in the tree.
+
+        named_parameters() and named_buffers() are this one walk with a different registry.
+        """
+        # Modules to visit: self.named_modules(prefix, remove_duplicate) if recurse, else [(prefix, self)].
+        # For each module, for each (name, member) of getattr(module, registry): skip None entries,
+        # and (when remove_duplicate) members whose id() was already yielded: a tied weight counts
+        # once, under the first name met. Yield (_join(module_name, name), member).
         ### BEGIN SOLUTION
         seen = set()
         modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
@@ -720,6 +786,10 @@ class Module:
 
     # ---- modes, gradients, dtypes -----------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        """Set `training` to `mode` on this module and every submodule; returns self (calls chain)."""
+        # Walk self.modules() and set each one's training flag; return self.
+        # Pitfall: mode must be a bool (train(0) and train("eval") are mistakes): raise ValueError.
+        # Set the flag with object.__setattr__ (it is plain state, nothing to register).
         ### BEGIN SOLUTION
         if not isinstance(mode, bool):
             raise ValueError(f"train(mode): mode must be True or False, not {mode!r}")
@@ -732,6 +802,13 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradient of every parameter before the next backward pass (chapter 09).
+
+        set_to_none=True (PyTorch's default) drops the gradient array (frees its memory);
+        False keeps the array and fills it with zeros.
+        """
+        # Loop over self.parameters(); with set_to_none set p.grad = None; otherwise zero
+        # p.grad.data in place ([...] = 0), skipping parameters whose grad is None.
         ### BEGIN SOLUTION
         for param in self.parameters():
             if set_to_none:
@@ -764,7 +841,13 @@ class Module:
 
     # ---- saving and loading -------------------------------------------------------------------
     def _state_tensors(self) -> "OrderedDict[str, Tensor]":
-        """Parameters and persistent buffers by dotted name, in PyTorch's state_dict order."""
+        """Parameters and persistent buffers by dotted name, in PyTorch's state_dict order.
+
+        Returns: an OrderedDict name -> Tensor (the live tensors, not copies).
+        """
+        # Walk self.named_modules(remove_duplicate=False): a tied weight gets a key under each name,
+        # as in PyTorch. For each module: first its non-None parameters, then its non-None buffers
+        # that are not in module._non_persistent_buffers, each under _join(module_name, name).
         ### BEGIN SOLUTION
         state = OrderedDict()
         for module_name, module in self.named_modules(remove_duplicate=False):
@@ -782,7 +865,19 @@ class Module:
         return OrderedDict((name, t.data.copy()) for name, t in self._state_tensors().items())
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        """Copy values into this model's tensors; checks every name and shape before changing any."""
+        """Copy values into this model's tensors; checks every name and shape before changing any.
+
+        Args: state, name -> array (or Tensor), e.g. another model's state_dict();
+            strict, refuse missing or unexpected names (False: load what matches).
+        Returns: IncompatibleKeys(missing_keys, unexpected_keys), both lists of names.
+        """
+        # 1. own = self._state_tensors(); missing = own names not in state; unexpected = the reverse.
+        #    With strict and either list non-empty: KeyError listing both.
+        # 2. Check every shape first; collect all mismatches into one ValueError that names each
+        #    entry and says nothing was loaded.
+        # 3. Convert every value to its tensor's dtype (this can fail too), and only then write
+        #    them all, in place: own[name].data[...] = value (an optimizer holds these very arrays).
+        # Pitfall: writing entries as you check them leaves a half-loaded model when a later one fails.
         ### BEGIN SOLUTION
         own = self._state_tensors()
         missing = [k for k in own if k not in state]
@@ -1052,6 +1147,10 @@ class Linear(Module):
     """y = x @ W.T + b, with W of shape (out_features, in_features) as in PyTorch."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        # super().__init__() first (the registry), then store in_features and out_features.
+        # weight: a Parameter of np.empty((out_features, in_features), float32): (out, in) as in PyTorch.
+        # bias: a Parameter of shape (out_features,), or None when bias=False (so it is not registered).
+        # Then self.reset_parameters() fills both (np.empty holds whatever was in memory).
         ### BEGIN SOLUTION
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -1062,6 +1161,9 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias (kaiming_uniform_ with a=sqrt(5))."""
+        # bound = 1 / sqrt(in_features) (0 when in_features is 0: nothing to scale by).
+        # Fill the weight and, if there is one, the bias with init.uniform_(..., -bound, bound).
+        # Pitfall: fill in place through init (seeded by init.manual_seed); do not assign new arrays.
         ### BEGIN SOLUTION
         bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
         init.uniform_(self.weight, -bound, bound)
@@ -1070,6 +1172,11 @@ class Linear(Module):
         ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (..., in_features) -> (..., out_features): x @ W.T + b, any number of leading dimensions."""
+        # Check first: a 0-d x, or a last dimension other than in_features, is a ValueError that
+        # names the layer ("Linear(4, 3)") and the shape it got.
+        # Then x @ self.weight.T (a view: no copy) and + self.bias, which broadcasts over the rows.
+        # Pitfall: Tensor operations only (no .data), or chapter 09 cannot differentiate it.
         ### BEGIN SOLUTION
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
@@ -1167,6 +1274,10 @@ class Sequential(Module):
     """Layers applied in order; parameter-free callables (activations) may sit between them."""
 
     def __init__(self, *layers):
+        # Two ways to call it: Sequential(a, b, c) names the entries "0", "1", "2"; a single
+        # OrderedDict argument gives the names itself (Sequential(OrderedDict(fc1=..., act=...))).
+        # After super().__init__(), keep two parallel lists, self.layers and self._names, and add
+        # each (name, layer) with self._add, which does the checking and registering.
         ### BEGIN SOLUTION
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
@@ -1179,6 +1290,11 @@ class Sequential(Module):
         ### END SOLUTION
 
     def _add(self, name: str, layer) -> None:
+        """Append one entry: a Module is registered under `name`; a plain callable is only kept."""
+        # Not callable: TypeError naming the entry (e.g. "entry '1' is a int").
+        # A Module: self.add_module(name, layer), so its parameters get the prefix "name.".
+        # Any other callable (relu, ReLU()): check the name with self._check_new_name("layer", name, {})
+        # and set it with object.__setattr__. Finally append to self.layers and self._names.
         ### BEGIN SOLUTION
         if not callable(layer):
             raise TypeError(f"Sequential takes Modules or callables; entry {name!r} is a {type(layer).__name__}")
@@ -1199,6 +1315,9 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        """Feed x through every layer in order; the output of one is the input of the next."""
+        # One loop over self.layers (Modules and plain callables alike: both are called as layer(x)).
+        # Pitfall: apply each layer to the previous output, not to the original x.
         ### BEGIN SOLUTION
         for layer in self.layers:
             x = layer(x)
@@ -1230,10 +1349,8 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module: Module) -> "ModuleList":
-        ### BEGIN SOLUTION
-        self.add_module(str(len(self)), module)
+        self.add_module(str(len(self)), module)               # registered as "0", "1", ...
         return self
-        ### END SOLUTION
 
     def extend(self, modules) -> "ModuleList":
         for module in modules:
@@ -1386,10 +1503,10 @@ is read from memory to be used once (arithmetic intensity ≈ 0.5 FLOP/byte,
 from the background), and the fixed cost of a call (Python, the Tensor
 wrapper, dispatching to BLAS) is of the same order as the arithmetic. The
 difference between the tinytorch and NumPy columns *is* that wrapper: the
-last line printed measures it, on the order of ten microseconds per call,
-which matters at batch 1 and disappears in the noise by batch 256. As the
-batch grows each weight is reused `B` times, the time per sample falls by an
-order of magnitude or more, and the throughput levels off
+last line printed measures it, a fixed cost per call that matters at batch 1
+and disappears in the noise by batch 256. As the batch grows each weight is
+reused `B` times, the time per sample falls many times over (the line under
+the table), and the throughput levels off
 at what the BLAS library reaches on these cores. This is why training and
 batch inference use batches, and why serving one request at a time is
 expensive.
@@ -1426,8 +1543,9 @@ plt.show()
 # %% [markdown]
 """
 On the right, the measured times approach the `width²` line from above: at
-small widths the call overhead dominates and the time barely changes, at large
-widths each doubling costs close to 4×. A layer's cost is its FLOP count only
+small widths the call overhead dominates and the time barely changes; as the
+width grows, the ratio column climbs towards the 4× of the FLOP count (a busy
+machine can push a single row past it). A layer's cost is its FLOP count only
 when it is big enough; below that, the number of calls is what you pay for.
 Chapter 14 returns to this with fused kernels, chapter 15 with a roofline.
 
@@ -1453,7 +1571,7 @@ schemes = {
     "Kaiming uniform": lambda w: init.kaiming_uniform_(w, nonlinearity="relu"),
     "PyTorch default": None,
 }
-stds, spreads = {}, {}
+stds, spreads, finals = {}, {}, {}
 for name, fill in schemes.items():
     stack = [Linear(width, width) for _ in range(depth)]
     if fill is not None:
@@ -1464,12 +1582,29 @@ for name, fill in schemes.items():
     for block in stack:
         h = relu(block(h))
         per_layer.append(float(h.data.std(dtype=np.float64)))
-    stds[name] = per_layer
+    stds[name], finals[name] = per_layer, h
     spreads[name] = float(h.data.std(axis=0, dtype=np.float64).mean())   # how much samples still differ
 
 print(f"{'initialisation':<24}" + "".join(f"{'layer ' + str(k):>11}" for k in (1, 5, 10, 20)) + f"{'spread@20':>11}")
 for name in schemes:
     print(f"{name:<24}" + "".join(f"{stds[name][k - 1]:>11.2e}" for k in (1, 5, 10, 20)) + f"{spreads[name]:>11.2e}")
+
+h, layers_run = finals["too large: N(0, 1)"], depth      # keep stacking N(0, 1) layers until float32 overflows
+with np.errstate(over="ignore", invalid="ignore"):
+    while np.isfinite(h.data).all() and layers_run < 60:
+        block = Linear(width, width)
+        init.normal_(block.weight, 0.0, 1.0)
+        init.zeros_(block.bias)
+        h, layers_run = relu(block(h)), layers_run + 1
+print(f"too large, stacked further: the first inf appears at layer {layers_run}")
+
+final = {name: per_layer[-1] for name, per_layer in stds.items()}
+assert 1e-21 < final["too small: N(0, 0.01²)"] < 1e-17, "the text says about 1e-19 after 20 layers"
+assert 1e19 < final["too large: N(0, 1)"] < 1e23, "the text says about 1e21 after 20 layers"
+assert 1e-4 < final["Xavier uniform"] < 1e-2, "the text says Xavier ends about 1000x smaller"
+assert all(0.3 < s < 2.0 for s in stds["Kaiming uniform"]), "the text says Kaiming stays near 0.83"
+assert spreads["PyTorch default"] < 1e-4 * final["PyTorch default"], "the text says the output hardly depends on the input"
+assert 30 <= layers_run <= 42, f"the text says the first inf appears in the mid-30s; measured layer {layers_run}"
 
 plt.figure(figsize=(7, 4))
 for name in schemes:
@@ -1489,15 +1624,17 @@ Each curve is a straight line on the log scale, because each layer multiplies
 the variance by the same factor, as derived in the background:
 
 - **Too small** shrinks by about `0.01·√(256/2) ≈ 0.11` per layer: after 20
-  layers the activations are around 10⁻¹⁹ whatever the input, so the output
+  layers the activations are around 10⁻¹⁹ (between 10⁻²¹ and 10⁻¹⁷, the cell
+  asserts) whatever the input, so the output
   carries essentially nothing (and, as chapter 09 will show, neither do the
   gradients flowing back).
 - **Too large** grows by about `√128 ≈ 11` per layer, to around 10²¹ after 20.
-  Float32 overflows at 3.4·10³⁸: when we extended this stack, the first
-  `inf` appeared at layer 36, and the first `inf − inf` after that turns
-  values into `nan`.
+  Float32 overflows at 3.4·10³⁸: stacked further, the first `inf` appears in
+  the mid-30s (the line under the table says where; the cell asserts layers
+  30 to 42), and the first `inf − inf` after that turns values into `nan`.
 - **Xavier** loses a factor √2 per layer (it was derived for tanh, not for a
-  ReLU that zeroes half its input): about 1000× smaller after 20 layers.
+  ReLU that zeroes half its input): about 1000× smaller after 20 layers
+  (√2²⁰ = 1024).
 - **Kaiming** stays near 0.83, the standard deviation of a ReLU applied to a
   normal of variance 2, which is what it is designed to preserve. It wanders
   by some tens of percent from layer to layer (each layer's 256 random
@@ -1548,19 +1685,21 @@ print(f"float64: {bytes64 / 1e6:.2f} MB, forward on batch 256: {t64 * 1e3:.2f} m
       f"({bytes64 / bytes32:.1f}x the memory, {t64 / t32:.1f}x the time)")
 print(f"for scale: 124M parameters (GPT-2 small) are {124e6 * 4 / 1e9:.2f} GB in float32, "
       f"{124e6 * 8 / 1e9:.2f} GB in float64, before any gradient or optimizer state")
+assert count == formula and bytes64 == 2 * bytes32, "float64 must take exactly twice the bytes"
 
 # %% [markdown]
 """
-Float64 doubles the memory exactly and, on CPUs, roughly doubles the time:
-the vector units process half as many float64 numbers per instruction and
-twice the bytes move through the caches. That is why every layer in tinytorch
+Float64 doubles the memory exactly (the cell asserts it) and costs more time
+too (the printed ratio): the vector units process half as
+many float64 numbers per instruction and twice the bytes move through the
+caches. That is why every layer in tinytorch
 defaults to float32, as PyTorch does, and why float64 is kept for
 `gradcheck`, where precision matters more than speed. (Training adds a
 gradient per parameter, and Adam two more arrays: chapter 10 measures that.)
 
 Two places in this chapter decide whether memory is copied, and `tracemalloc`
 (which NumPy reports its allocations to) shows both. First, the initialiser:
-we fill a 2048×2048 float32 weight (16 MB) with our in-place `uniform_`, and
+we fill a 2048×2048 float32 weight (16.8 MB) with our in-place `uniform_`, and
 with the obvious one-liner that draws a new array and copies it in. Second,
 `state_dict()`, which copies every parameter by design.
 """
@@ -1594,11 +1733,14 @@ print(f"weight: {big.nbytes / 1e6:.1f} MB float32")
 print(f"init.uniform_ (in place):   {in_place / 1e6:6.2f} MB extra at peak")
 print(f"draw float64, then copy:    {via_copy / 1e6:6.2f} MB extra at peak")
 print(f"mlp.state_dict():           {saved / 1e6:6.2f} MB (parameters: {bytes32 / 1e6:.2f} MB)")
+assert in_place < 0.01 * big.nbytes, "the text says the in-place fill costs nothing extra"
+assert abs(via_copy - 2 * big.nbytes) < 0.05 * big.nbytes, "the text says the float64 draw costs twice the weight"
+assert abs(saved - bytes32) < 0.02 * bytes32, "the text says state_dict() costs exactly the parameters again"
 
 # %% [markdown]
 """
 The one-liner allocates a float64 temporary twice the size of the weight
-before copying it in: for a 16 MB layer, 32 MB more at the peak; for a model
+before copying it in: for the 16.8 MB layer, 33.6 MB more at the peak; for a model
 whose layers are built one by one it is a transient of twice the largest
 layer, which is the number that decides whether a large model fits while it
 is being constructed. Drawing straight into the tensor's own memory costs
@@ -1760,29 +1902,156 @@ if __name__ == "__main__":
 """
 ## ML systems thinking
 
-1. **Copies versus views in `state_dict`.** Our `state_dict()` copies every
-   array; PyTorch's shares memory with the model. For a model whose parameters
-   take 60% of the machine's memory, which design lets you save a checkpoint
-   at all, and what goes wrong with the sharing design if a background thread
-   writes the checkpoint to disk while training continues and updates the
-   weights in place? How would you get both safety and low memory?
-2. **Batch size and latency.** Your measurements show the time per sample
-   falling steeply from batch 1 to batch 256. A service receives one request
-   every 2 ms and must answer within 20 ms. What would you do with the gap
-   between those numbers, what does it cost each request, and where on your
-   measured curve would you stop?
-3. **What the registry cannot see.** Discovery by `__setattr__` misses
-   weights kept in a plain list or dict, and tensors created inside
-   `forward`. For each, what happens to training (chapter 10), to a saved
-   checkpoint (chapter 12) and to `eval()`, and would anything crash? How do
-   `ModuleList`, `register_buffer` and the `TypeError` on assigning a Tensor
-   over a Parameter close these gaps, and which gap stays open?
-4. **Depth and initialisation.** With Kaiming initialisation the activation
-   scale stayed flat over 20 layers, but the spread between different inputs
-   still shrank. Predict, then measure by changing `depth` and `width` in the
-   experiment above, what happens at 100 layers, and at width 16 instead of
-   256. Why does a residual connection `x + f(x)` change the per-layer factor,
-   and why does the GPT of chapter 17 need both residuals and LayerNorm?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Copies versus views in `state_dict`.** Our `state_dict()` copies every
+array; PyTorch's shares memory with the model. For a model whose parameters
+take 60% of the machine's memory, which design lets you save a checkpoint
+at all, and what goes wrong with the sharing design if a background thread
+writes the checkpoint to disk while training continues and updates the
+weights in place? How would you get both safety and low memory?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_copies_versus_views", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Copying needs the parameters twice, 60% + 60% = 120% of
+memory (the systems analysis measured `state_dict()` allocating exactly the
+parameters' size again), so only the sharing design can checkpoint this
+model. But a shared state_dict is a set of live views: if a background thread
+writes it while the optimizer updates the weights in place, the file holds a
+*torn* checkpoint, some tensors (or even parts of one tensor) from step k and
+others from step k + 1, a state the model never was in. Nothing fails when it
+is written or loaded. Safety with little memory: copy and write one tensor at
+a time (peak: 60% plus the largest single tensor), or pause the updates only
+while each tensor is copied out (to disk, or to host memory on a GPU), or
+snapshot at a step boundary and write from that snapshot tensor by tensor.
+
+**Rubric (2 points).** 1 point for "sharing, because copies need 120%" and
+the torn (mixed-step) checkpoint; 1 point for a scheme whose extra memory is
+one tensor (or a bounded buffer), not the whole model.
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**2. Batch size and latency.** Your measurements show the time per sample
+falling steeply from batch 1 to batch 256. A service receives one request
+every 2 ms and must answer within 20 ms. What would you do with the gap
+between those numbers, what does it cost each request, and where on your
+measured curve would you stop?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_batch_size_and_latency", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Batch the requests (*dynamic batching*): hold arriving
+requests for a window of W ms and run them as one batch. A request then waits
+up to W, plus the batch's compute time t(B), so W + t(B) must stay under
+20 ms; with one request every 2 ms a window of W ms collects B ≈ W / 2
+requests. `Linear(512, 512)` is far below this budget at any batch in the
+table (on the machine the chapter was written on: 34 µs at batch 1, 140 µs at
+batch 16, 2.1 ms at batch 1024), so the arrival rate limits the batch, not
+the compute: a window of about 16 to 18 ms gives batches of 8 or 9, and each
+request pays up to that wait in latency in exchange for a several-fold
+cheaper compute per sample (the batch-16 row costs about a quarter as much per
+sample as batch 1). Stop where the curve flattens (the GFLOP/s column levels
+off, in the hundreds here): beyond it a larger batch only adds latency. With a
+bigger model, t(B) grows and the window must shrink to keep W + t(B) < 20 ms.
+
+**Rubric (2 points).** 1 point for dynamic batching with the latency budget
+W + t(B) < 20 ms and the batch set by the arrival rate (about 10 at most);
+1 point for reading the stopping point off the candidate's own curve (where
+time per sample stops falling).
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**3. What the registry cannot see.** Discovery by `__setattr__` misses
+weights kept in a plain list or dict, and tensors created inside
+`forward`. For each, what happens to training (chapter 10), to a saved
+checkpoint (chapter 12) and to `eval()`, and would anything crash? How do
+`ModuleList`, `register_buffer` and the `TypeError` on assigning a Tensor
+over a Parameter close these gaps, and which gap stays open?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_registry_gaps", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** *Layers or Parameters in a plain list or dict:* `parameters()`
+does not list them, so the optimizer never updates them (they stay at their
+initial values and the model trains worse); `state_dict()` leaves them out,
+so a reloaded model has fresh random values there; `eval()` does not reach
+layers in the list, so a Dropout or BatchNorm inside stays in training mode
+at test time. Nothing crashes: the forward pass works throughout. *Tensors
+created in `forward`:* they are rebuilt on every call, never learned and
+never saved; harmless for a constant such as a mask (only the time to rebuild
+it), wrong for state that should persist (a running statistic kept as a plain
+attribute is lost at reload). The fixes: `ModuleList` registers the layers of
+a list (parameters, state_dict, eval all see them); `register_buffer` makes
+non-learned state part of `state_dict()` and of `.double()`; the `TypeError`
+stops `self.weight = self.weight * 2` from quietly replacing a learnable
+weight by a constant. Still open: Parameters kept in a plain list or dict
+(tinytorch has no `ParameterList` / `ParameterDict`, which PyTorch adds for
+this), a plain Tensor attribute that should have been a buffer, and anything
+created in `forward`: none of them raises.
+
+**Rubric (2 points).** 1 point for the three consequences (not trained, not
+saved, eval not reached) and "no crash"; 1 point for what each mechanism
+closes and one gap that stays open.
+### END SOLUTION
+"""
+
+# %% [markdown]
+"""
+**4. Depth and initialisation.** With Kaiming initialisation the activation
+scale stayed flat over 20 layers, but the spread between different inputs
+still shrank. Predict, then measure by changing `depth` and `width` in the
+experiment above, what happens at 100 layers, and at width 16 instead of
+256. Why does a residual connection `x + f(x)` change the per-layer factor,
+and why does the GPT of chapter 17 need both residuals and LayerNorm?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_depth_and_initialisation", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Kaiming makes the variance factor 1 *on average*; at finite
+width each layer's factor is a random number near 1, with a spread of order
+$1/\sqrt{\text{width}}$, and the scale after $L$ layers is their product: its
+logarithm does a random walk whose spread grows like $\sqrt{L/\text{width}}$.
+Measured with the experiment's code (Kaiming, three seeds): at width 256 the
+final std stays within about 0.5 to 1.5 for 100 layers as for 20, while the
+spread between inputs, relative to the std, falls from about 0.24 at 20
+layers to 0.11-0.17 at 100: deep ReLU stacks make different inputs alike. At
+width 16 each layer's factor is noisy: after 20 layers the std already
+ranged from 0.08 to 0.33 over the seeds, and after 100 layers from 10⁻⁶ to
+10⁻³, as if the initialisation were wrong (units also die: a width-16 layer
+whose ReLUs are all off passes nothing). A residual block computes
+$x + f(x)$: with $f(x)$ roughly uncorrelated with $x$ the variances *add*,
+$\operatorname{Var}(x) + \operatorname{Var}(f(x))$, so the per-layer factor is
+$1 + \epsilon$ instead of a random number that can be 0.8 or 1.2, the identity
+path carries the signal (and in backward the gradient) unchanged, and depth
+no longer multiplies errors. But adding a block's output at every layer makes
+the variance grow with depth (linearly, $L$ blocks add $L$ variances), so GPT
+puts a LayerNorm in front of each block (and scales the initialisation of the
+residual projections down with depth) to keep every block's input at unit
+scale.
+
+**Rubric (2 points).** 1 point for a prediction backed by a measurement
+(scale roughly kept at width 256 but spread shrinking with depth; scale
+drifting by orders of magnitude at width 16); 1 point for the residual's
+additive factor and the role of LayerNorm (growth of the residual stream).
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -1810,14 +2079,14 @@ PyTorch's names and behaviour:
 What you measured: a Linear costs `2·B·in·out` FLOPs, but only large batches
 and widths reach the machine's BLAS speed, while at batch 1 a call's fixed
 overhead is comparable to its arithmetic; float64 costs twice the memory and
-about twice the time; a deep ReLU stack keeps its signal only with Kaiming
+more time; a deep ReLU stack keeps its signal only with Kaiming
 initialisation, and the other rules make it vanish or explode within 20
 layers; copies made by `state_dict()` and by a careless initialiser show up in
 `tracemalloc`.
 
 Next, chapter 05 assembles these layers into multi-layer networks with loss
 functions and counts their parameters and memory. Chapter 09 makes every layer
-here trainable without changing it, and checkpoint 03 ("components") checks
-that what you built computes, registers and round-trips correctly:
-`tito checkpoint run 3`.
+here trainable without changing it, and this chapter's checkpoint checks
+that what you built computes, registers and round-trips correctly
+(`tito module complete 04_layers` exports your code and runs it).
 """

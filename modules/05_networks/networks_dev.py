@@ -42,9 +42,12 @@ does. You will measure both, and the batch size at which they cross.
 
 At the end we generate a small three-class spiral dataset with NumPy, run an
 untrained MLP on it and check the loss it *should* have before any learning:
-$\log C$ for $C$ classes. Training it is the job of chapters 09 (gradients)
-and 10 (optimizers); everything here is built from Tensor primitives, so it
-will train then without a line being rewritten.
+$\log C$ for $C$ classes. Then, for a first taste of learning, we fit a tiny
+MLP to it with gradients *measured* by finite differences, and measure why
+that cannot scale: the problem chapter 09 (backpropagation) solves. Training
+properly is the job of chapters 09 (gradients) and 10 (optimizers);
+everything here is built from Tensor primitives, so it will train then
+without a line being rewritten.
 
 **Learning objectives.** After this chapter you can
 
@@ -55,7 +58,9 @@ will train then without a line being rewritten.
 3. make cross-entropy stable for huge logits and say why an untrained
    classifier's loss is about $\log C$;
 4. measure parameter memory (float32 vs float64) and activation memory per
-   batch, and find where one overtakes the other.
+   batch, and find where one overtakes the other;
+5. fit a model with finite-difference gradients, and count why that costs
+   two forward passes per parameter per step.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -77,6 +82,7 @@ The chapter's own tools for demonstrations, measurement and plots (not part of t
 
 # %%
 import math
+import time
 import tracemalloc
 import warnings
 
@@ -197,6 +203,14 @@ class MLP(Sequential):
     """
 
     def __init__(self, in_features: int, hidden_sizes, out_features: int, activation=ReLU, bias: bool = True):
+        # 1. Refuse an int hidden_sizes (TypeError: MLP(2, 16, 3) is a common slip for [16]) and any
+        #    size that is not a positive int (ValueError), naming the sizes you got.
+        # 2. sizes = [in_features, *hidden_sizes, out_features]; one Linear per consecutive pair,
+        #    and before every Linear except the first an activation: activation() if it is a class
+        #    (a fresh object per gap), the object itself otherwise, nothing if it is None.
+        # 3. super().__init__(*layers) registers them as 0, 1, 2, ...; then store in_features,
+        #    out_features and hidden_sizes (as a list) on self.
+        # Pitfall: no activation after the last Linear: the output is logits.
         ### BEGIN SOLUTION
         if isinstance(hidden_sizes, (int, np.integer)):
             raise TypeError(f"MLP: hidden_sizes must be a list like [{hidden_sizes}], not the int {hidden_sizes}")
@@ -323,7 +337,16 @@ this; we raise an error, because a warning in a training loop scrolls away.
 # %% nbgrader={"grade": false, "grade_id": "impl_mse_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Mean squared error between input and target, which must have the same shape."""
+    """Mean squared error between input and target, which must have the same shape.
+
+    Args: input, a Tensor of predictions; target, a Tensor or array of exactly input's shape;
+        reduction, "mean" (default), "sum" or "none" (the per-element squared errors).
+    Returns: a 0-d Tensor for "mean" and "sum", a Tensor of input's shape for "none".
+    """
+    # Check the reduction with _check_reduction; wrap an array target as a Tensor of input's dtype.
+    # Pitfall: refuse different shapes with a ValueError that names both: (N, 1) - (N,) would
+    # broadcast to (N, N) and give a wrong loss that still goes down in training.
+    # Then square the difference as diff * diff (Tensor ops) and hand it to _reduce.
     ### BEGIN SOLUTION
     _check_reduction(reduction, "mse_loss")
     if not isinstance(target, Tensor):
@@ -489,6 +512,11 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
     indices = _class_indices(target, input, "cross_entropy")
     if input.ndim == 2 and _cross_entropy_kernel is not None:
         return _reduce(_cross_entropy_kernel(input, indices), reduction)
+    # 1. logp = log_softmax(input, dim=-1): (N, C) or (C,), finite for any finite logits.
+    # 2. Pick the target's entry: logp[np.arange(N), indices] for (N, C) gives (N,);
+    #    logp[int(indices)] for a single row (C,) gives a 0-d Tensor.
+    # 3. The loss is minus the picked log-probabilities, reduced with _reduce.
+    # Pitfall: never take log(softmax(...)): a probability that underflowed to 0 gives inf.
     ### BEGIN SOLUTION
     logp = log_softmax(input, dim=-1)                       # (N, C), never -inf for finite logits
     if input.ndim == 1:
@@ -518,6 +546,7 @@ with warnings.catch_warnings(record=True) as caught:
     batch_loss = CrossEntropyLoss()(Tensor(logits), targets)
 print("cross_entropy, per example:", per_example.data)
 print("CrossEntropyLoss(), mean:  ", batch_loss.item(), f"  ({len(caught)} warnings)")
+np.testing.assert_allclose(per_example.data, [0.417, 0.0, 2e4], atol=1e-3)   # the values the text names
 
 # %% [markdown]
 r"""
@@ -585,14 +614,27 @@ real model.
 # %% nbgrader={"grade": false, "grade_id": "impl_count_parameters", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def count_parameters(model: Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (each shared parameter counted once)."""
+    """Number of scalar parameters (each shared parameter counted once).
+
+    Args: model, any Module; trainable_only, count only parameters with requires_grad.
+    Returns: an int, e.g. 4,547 for MLP(2, [64, 64], 3).
+    """
+    # Sum numel() over model.parameters(): it already lists a shared (tied) parameter once.
+    # Pitfall: do not walk named_modules() and add each layer's weights yourself: a tied weight
+    # would be counted twice.
     ### BEGIN SOLUTION
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
     ### END SOLUTION
 
 
 def parameter_bytes(model: Module, dtype=None) -> int:
-    """Bytes the parameters take as stored, or as they would take in `dtype` (e.g. np.float64)."""
+    """Bytes the parameters take as stored, or as they would take in `dtype` (e.g. np.float64).
+
+    Args: model, any Module; dtype, None for the stored size, or a dtype to ask "what if".
+    Returns: an int number of bytes.
+    """
+    # As stored: the sum of each parameter's nbytes (so mixed dtypes are counted right).
+    # In another dtype: count_parameters(model) times np.dtype(dtype).itemsize; convert nothing.
     ### BEGIN SOLUTION
     if dtype is None:
         return sum(p.nbytes for p in model.parameters())
@@ -601,7 +643,14 @@ def parameter_bytes(model: Module, dtype=None) -> int:
 
 
 def activation_bytes(model: Module, x: Tensor) -> int:
-    """Bytes of every layer's output for input x (a Sequential's layers one by one; else the output)."""
+    """Bytes of every layer's output for input x (a Sequential's layers one by one; else the output).
+
+    Args: model, a Module (a Sequential or MLP is walked layer by layer); x, an input batch.
+    Returns: an int: the sum of nbytes over every layer's output, activations included.
+    """
+    # Run the layers yourself, one at a time (list(model) for a Sequential, [model] otherwise),
+    # feeding each output to the next and adding its nbytes.
+    # Pitfall: count the activation layers' outputs too; each is a separate array in memory.
     ### BEGIN SOLUTION
     layers = list(model) if isinstance(model, Sequential) else [model]
     total = 0
@@ -654,6 +703,7 @@ not values.
 from tinytorch import manual_seed
 
 manual_seed(0)
+counts = {}
 print(f"{'model':28s} {'parameters':>11} {'float32 MB':>11} {'float64 MB':>11} {'in the w x w layer':>19}")
 for width in (128, 512, 2048):
     model = MLP(784, [width, width], 10)
@@ -662,6 +712,9 @@ for width in (128, 512, 2048):
     print(f"{'MLP(784, [%d, %d], 10)' % (width, width):28s} {count_parameters(model):11,d} "
           f"{parameter_bytes(model) / 1e6:11.2f} {parameter_bytes(model, np.float64) / 1e6:11.2f} "
           f"{(width * width + width) / formula:18.0%}")
+    counts[width] = formula
+print(f"\nwidth 512 -> 2048 (4x): {counts[2048] / counts[512]:.2f}x the parameters")
+assert 8 < counts[2048] / counts[512] < 9, "the text says almost nine times the parameters"
 
 # %% [markdown]
 r"""
@@ -733,10 +786,13 @@ for n in batches:
     with graph_recording(False):
         _, peak = retained_and_peak(model, x)
     kept_per_example.append(kept / n)
-    print(f"{n:6d} {activation_bytes(model, x) / 1e6:17.2f} {kept / 1e6:21.2f} {peak / 1e6:22.2f}")
+    outputs = activation_bytes(model, x)
+    print(f"{n:6d} {outputs / 1e6:17.2f} {kept / 1e6:21.2f} {peak / 1e6:22.2f}")
+    assert kept > outputs > peak, "the text says training keeps more than the layer outputs, inference less"
 crossover = parameter_bytes(model) / np.median(kept_per_example)
 print(f"\nkept for backward: about {np.median(kept_per_example) / 1e3:.1f} KB per example; "
       f"it exceeds the parameters from a batch of about {crossover:.0f}")
+assert 100 <= crossover <= 1000, f"the text says the crossover is a batch of a few hundred; measured {crossover:.0f}"
 
 # %% [markdown]
 r"""
@@ -767,24 +823,31 @@ from tinytorch.core.timing import median_time    # chapter 01: the median of sev
 
 flops_per_example = 2 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
 print(f"{'batch':>6} {'forward ms':>11} {'us/example':>11} {'GFLOP/s':>8} {'loss ms':>8}")
+per_example_us, loss_share = {}, {}
 for n in (1, 16, 128, 1024):
     x = Tensor(rng.standard_normal((n, 784)).astype(np.float32))
     labels = rng.integers(0, 10, n)
     forward = median_time(lambda: model(x))
     logits_n = model(x)
     loss_time = median_time(lambda: cross_entropy(logits_n, labels))
+    per_example_us[n], loss_share[n] = forward / n * 1e6, loss_time / forward
     print(f"{n:6d} {forward * 1e3:11.2f} {forward / n * 1e6:11.1f} {flops_per_example * n / forward / 1e9:8.1f} "
           f"{loss_time * 1e3:8.3f}")
+assert loss_share[1024] < 0.5, f"the text says the loss is small beside the forward pass; measured {loss_share[1024]:.0%}"
 
 # %% [markdown]
 r"""
-Time per example falls steeply with the batch: a single example turns each
+On a quiet machine the time per example falls steeply with the batch (the
+`us/example` column; see the caveat at the end of this paragraph): a single
+example turns each
 matrix multiplication into a matrix-*vector* product, which reads every weight
 to do two operations with it, so it is limited by memory; a batch reuses each
 weight it loads for every example, and BLAS gets closer to the processor's
 peak. The loss, $O(NC)$ with $C = 10$, is a rounding error beside the forward
 pass. (If another program is busy on the machine, BLAS threads wait for each
-other and these times jump around; the trend survives.)
+other and a row can come out many times slower than its neighbours: run the
+cell again on a quiet machine. The loss column is not affected: it does no
+matrix multiplication.)
 
 **What breaks first at scale:** activation memory in training, which grows
 with batch size and depth; then the parameters themselves, which grow with the
@@ -880,6 +943,7 @@ for classes in (3, 10, 100):
         inputs = Tensor(rng.standard_normal((256, 784)).astype(np.float32))
         losses.append(cross_entropy(net(inputs), rng.integers(0, classes, 256)).item())
     print(f"{classes:8d} {math.log(classes):7.3f} {np.mean(losses):31.3f} ± {np.std(losses):.3f}")
+    assert 0 <= np.mean(losses) - math.log(classes) <= 0.05, "the text says the loss sits just above log C"
 
 # %% [markdown]
 r"""
@@ -909,6 +973,7 @@ grid_logits = classifier(Tensor(grid))                                          
 regions = grid_logits.argmax(dim=1).data.reshape(grid_x.shape)
 confidence = softmax(grid_logits, dim=1).data.max(axis=1).reshape(grid_x.shape)
 print(f"largest softmax probability over the plane: {confidence.min():.3f} to {confidence.max():.3f}")
+assert confidence.max() < 0.5, "the text says the untrained network is close to 1/3 everywhere"
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 axes[0].scatter(X[:, 0], X[:, 1], c=y, cmap=colours, vmin=0, vmax=2, s=8)
@@ -966,6 +1031,266 @@ def test_unit_untrained_classifier():
 test_unit_untrained_classifier()
 
 # %% [markdown]
+r"""
+## An early taste of learning: gradients by finite differences
+
+Everything so far computes; nothing learns. Learning needs one more number per
+parameter: how the loss changes when that parameter moves, the gradient
+$\partial L / \partial \theta_i$. Chapter 09 will compute all of them at once by
+backpropagation. But we can already *measure* them, with nothing more than
+the forward pass and the loss of this chapter: nudge one parameter by a small
+$h$ in each direction and watch the loss,
+
+$$\frac{\partial L}{\partial \theta_i} \approx \frac{L(\theta + h\,e_i) - L(\theta - h\,e_i)}{2h},$$
+
+the *central difference* (its error shrinks like $h^2$; the one-sided
+$(L(\theta + h e_i) - L(\theta))/h$ only like $h$). Chapter 03 used the same
+formula to draw the activations' derivatives. Here it is applied to every
+scalar in every weight matrix, one at a time.
+
+The function below is the whole gradient machinery of this section. It takes
+a `loss_fn` with no arguments (a closure that runs the model on fixed data and
+returns the loss) and the list of parameters, and for each entry of each
+parameter evaluates the loss twice. We work in float64 (`Module.double()`):
+with $h = 10^{-5}$ the difference of two float32 losses near 1 would be mostly
+rounding.
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_numerical_gradients", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def numerical_gradients(loss_fn, params, h: float = 1e-5) -> list:
+    """The gradient of loss_fn() with respect to every entry of every parameter, by central differences.
+
+    Args:
+        loss_fn: a function of no arguments returning a 0-d Tensor; it reads the parameters' current values.
+        params: a list of Parameters (float64, so that the difference of two losses is not rounding).
+        h: the step; each entry is moved to value + h and value - h.
+    Returns:
+        a list of NumPy arrays, one per parameter, each of that parameter's shape.
+    """
+    # For each parameter p, make g = np.zeros_like(p.data); for each index i in np.ndindex(p.shape):
+    #   save old = p.data[i]; set p.data[i] = old + h and take loss_fn().item(); set old - h and
+    #   take it again; put old back; g[i] = (plus - minus) / (2 * h).
+    # That is exactly two calls of loss_fn per scalar parameter (the cost table below counts them).
+    # Pitfall: restore each entry by assigning the saved value, not by adding h back (rounding
+    # would drift the weights), and write into p.data in place: loss_fn holds these very arrays.
+    ### BEGIN SOLUTION
+    grads = []
+    for p in params:
+        g = np.zeros_like(p.data)
+        for i in np.ndindex(p.shape):
+            old = p.data[i]
+            p.data[i] = old + h
+            plus = loss_fn().item()
+            p.data[i] = old - h
+            minus = loss_fn().item()
+            p.data[i] = old                          # exactly the value it had
+            g[i] = (plus - minus) / (2 * h)
+        grads.append(g)
+    return grads
+    ### END SOLUTION
+
+
+# %% [markdown]
+r"""
+**Test.** `test_unit_numerical_gradients` checks the measured gradient against
+one we can write by hand. For a `Linear` layer $y = x W^\top + b$ under
+`mse_loss` over $n$ output elements, the chain rule gives
+$\partial L / \partial W = \tfrac{2}{n} (y - t)^\top x$ and
+$\partial L / \partial b = \tfrac{2}{n} \sum_{\text{rows}} (y - t)$. The test
+also checks that `loss_fn` was called exactly twice per scalar parameter and
+that every parameter is left exactly as it was.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_numerical_gradients", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_numerical_gradients():
+    rng = np.random.default_rng(3)
+    manual_seed(3)
+    layer = Linear(4, 3).double()
+    x, t = rng.standard_normal((10, 4)), rng.standard_normal((10, 3))
+    calls = []
+
+    def loss_fn():
+        calls.append(1)
+        return mse_loss(layer(Tensor(x)), t)
+
+    before = [p.data.copy() for p in layer.parameters()]
+    grad_w, grad_b = numerical_gradients(loss_fn, list(layer.parameters()))
+    residual = x @ layer.weight.data.T + layer.bias.data - t          # (10, 3)
+    np.testing.assert_allclose(grad_w, 2 / residual.size * residual.T @ x, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(grad_b, 2 / residual.size * residual.sum(axis=0), rtol=1e-6, atol=1e-9)
+    assert len(calls) == 2 * (4 * 3 + 3), f"expected 2 loss evaluations per parameter, got {len(calls)}"
+    for p, old in zip(layer.parameters(), before):
+        assert np.array_equal(p.data, old), "numerical_gradients must leave every parameter exactly as it was"
+    print("✓ numerical gradients: match the chain rule for Linear + MSE, 2 evaluations per parameter")
+
+
+test_unit_numerical_gradients()
+
+# %% [markdown]
+r"""
+### Fitting a small classifier with them
+
+With a gradient, learning is one line: move every parameter a little against
+its gradient, $\theta \leftarrow \theta - \eta\, \partial L / \partial \theta$
+(*gradient descent*, with learning rate $\eta$), and repeat. We fit a small
+MLP, `MLP(2, [8], 3)` with 51 parameters, to the 600 spiral points, for 60
+steps with $\eta = 1$, recording the loss and the accuracy. The graph is not
+recorded (`graph_recording(False)`): these forward passes are only measured,
+never differentiated.
+"""
+
+# %%
+manual_seed(0)
+tiny = MLP(2, [8], 3).double()                       # 2*8 + 8 + 8*3 + 3 = 51 parameters
+tiny_params = list(tiny.parameters())
+X64 = Tensor(X.astype(np.float64))
+
+
+def spiral_loss():
+    return cross_entropy(tiny(X64), y)
+
+
+def spiral_accuracy():
+    return float((tiny(X64).data.argmax(axis=1) == y).mean())
+
+
+learning_rate, fd_steps = 1.0, 60
+fd_history = []                                      # (step, loss, accuracy)
+started = time.perf_counter()
+with graph_recording(False):
+    for step in range(fd_steps + 1):
+        if step % 10 == 0:
+            fd_history.append((step, spiral_loss().item(), spiral_accuracy()))
+        if step == fd_steps:
+            break
+        for p, g in zip(tiny_params, numerical_gradients(spiral_loss, tiny_params)):
+            p.data -= learning_rate * g                  # one step of gradient descent
+fd_seconds = time.perf_counter() - started
+
+print(f"{'step':>5} {'loss':>7} {'accuracy':>9}")
+for step, loss_value, acc in fd_history:
+    print(f"{step:5d} {loss_value:7.3f} {acc:9.1%}")
+first_loss, last_loss = fd_history[0][1], fd_history[-1][1]
+print(f"\n{count_parameters(tiny)} parameters, {fd_steps} steps: loss {first_loss:.3f} -> {last_loss:.3f}, "
+      f"accuracy {fd_history[0][2]:.0%} -> {fd_history[-1][2]:.0%}, in {fd_seconds:.1f} s "
+      f"({fd_seconds / fd_steps * 1e3:.0f} ms per step)")
+assert last_loss < 0.8 * first_loss, f"finite-difference descent should lower the loss; {first_loss:.3f} -> {last_loss:.3f}"
+assert last_loss < 0.8 * math.log(3), f"the text says the loss falls well below log 3; it ended at {last_loss:.3f}"
+assert fd_history[-1][2] > max(0.5, fd_history[0][2] + 0.2), "the text says the accuracy climbs far above chance"
+
+fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5), facecolor="white")
+steps_axis = [row[0] for row in fd_history]
+loss_ax.plot(steps_axis, [row[1] for row in fd_history], "o-")
+loss_ax.axhline(math.log(3), color="grey", linestyle=":", label="log 3 (guessing)")
+loss_ax.set(xlabel="gradient-descent step", ylabel="cross-entropy", title="loss, gradients by finite differences")
+loss_ax.legend()
+acc_ax.plot(steps_axis, [row[2] for row in fd_history], "o-", color="tab:green")
+acc_ax.axhline(1 / 3, color="grey", linestyle=":", label="chance")
+acc_ax.set(xlabel="gradient-descent step", ylabel="accuracy", ylim=(0, 1), title="accuracy on the 600 spiral points")
+acc_ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+r"""
+It learns. The loss falls well below $\log 3$ and the accuracy climbs far
+above chance (the last printed line has the numbers), using nothing but the
+forward pass and the loss written in this chapter. A tiny MLP will not
+untangle three spirals in 60 steps; what matters here is the direction, and
+the price.
+
+### Why this cannot scale
+
+Each step evaluated the loss twice for every parameter. The table below
+measures one step for MLPs of growing width on the same data, counting the
+forward passes (calls of `loss_fn`) rather than assuming them, and timing the
+step.
+"""
+
+# %%
+def time_finite_difference_step(hidden: int) -> tuple[int, int, float]:
+    """(parameters, forward passes, seconds) of one finite-difference step of MLP(2, [hidden], 3)."""
+    manual_seed(0)
+    net = MLP(2, [hidden], 3).double()
+    params, calls = list(net.parameters()), []
+
+    def loss_fn():
+        calls.append(1)
+        return cross_entropy(net(X64), y)
+
+    with graph_recording(False):
+        numerical_gradients(loss_fn, params)                   # one step, counting its forward passes
+        forwards = len(calls)
+        seconds = median_time(lambda: numerical_gradients(loss_fn, params), repeats=3)
+    return count_parameters(net), forwards, seconds
+
+
+print(f"{'MLP':>16} {'parameters':>11} {'forwards/step':>14} {'ms/step':>8} {'ms/forward':>11}")
+fd_cost = []
+for hidden in (4, 8, 16, 32):
+    params_n, forwards, seconds = time_finite_difference_step(hidden)
+    fd_cost.append((params_n, forwards, seconds))
+    print(f"{'MLP(2, [%d], 3)' % hidden:>16} {params_n:11d} {forwards:14d} {seconds * 1e3:8.1f} "
+          f"{seconds / forwards * 1e3:11.3f}")
+    assert forwards == 2 * params_n, "a central-difference step costs exactly two forward passes per parameter"
+growth = fd_cost[-1][2] / fd_cost[0][2]
+params_ratio = fd_cost[-1][0] / fd_cost[0][0]
+print(f"\n{params_ratio:.1f}x the parameters: {growth:.1f}x the time per step")
+assert growth >= params_ratio / 3, \
+    f"the text says time per step grows with the parameter count; {params_ratio:.1f}x parameters took {growth:.1f}x"
+
+# %% [markdown]
+r"""
+The forward passes per step are exactly twice the parameter count (the cell
+asserts it), and each forward pass of such a small model costs about the same
+(the last column), so the time per step grows in proportion to the
+parameters: the last line compares the two ratios. That is
+already slow for a model of a couple of hundred parameters. Now take a model of the size
+one would train on CIFAR-10 images: an MLP on the 3 × 32 × 32 = 3072 pixel
+values with two hidden layers of 1024, `MLP(3072, [1024, 1024], 10)`. Time one
+forward pass and loss on a batch of 64 images, and multiply.
+"""
+
+# %%
+manual_seed(0)
+cifar_mlp = MLP(3 * 32 * 32, [1024, 1024], 10)
+cifar_params = count_parameters(cifar_mlp)
+cifar_batch = Tensor(rng.standard_normal((64, 3 * 32 * 32)).astype(np.float32))
+cifar_labels = rng.integers(0, 10, 64)
+with graph_recording(False):
+    cifar_forward = median_time(lambda: cross_entropy(cifar_mlp(cifar_batch), cifar_labels))
+fd_step_seconds = 2 * cifar_params * cifar_forward
+steps_per_epoch = 50_000 // 64
+print(f"MLP(3072, [1024, 1024], 10): {cifar_params:,d} parameters")
+print(f"one forward pass + loss on a batch of 64: {cifar_forward * 1e3:.2f} ms")
+print(f"one finite-difference step: 2 x {cifar_params:,d} forwards = {2 * cifar_params:,d} forwards, "
+      f"about {fd_step_seconds / 3600:.1f} hours")
+epoch_days = fd_step_seconds * steps_per_epoch / 86400
+print(f"one epoch of CIFAR-10 ({steps_per_epoch} steps of 64): about {epoch_days:,.0f} days")
+assert cifar_params == (3072 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 * 10 + 10)
+assert fd_step_seconds > 3600 and epoch_days > 30, "the text says hours per step and months per epoch"
+del cifar_mlp, cifar_batch
+
+# %% [markdown]
+r"""
+Hours for a single step, months or more for one pass over the data: finite
+differences cost a forward pass per parameter, and models have millions of
+parameters. (They are also approximate: $h$ trades truncation error against
+rounding error, which is why we needed float64.)
+
+This is what chapter 09 fixes. Backpropagation computes the same gradient,
+exactly rather than approximately, for *every* parameter at once: one forward
+pass that records the graph, then one backward pass through it, whose cost is
+a small multiple of one forward pass (chapter 09 measures it) *whatever the
+number of parameters*. A step of the CIFAR-size model above then costs a
+few of the forward passes timed above instead of eight million of them. The finite differences do not go away: they
+become the referee. Chapter 09's `gradcheck` compares every backward rule with
+exactly the central difference you wrote here.
+"""
+
+# %% [markdown]
 """
 Every piece of this chapter, `MLP`, `mse_loss`, `cross_entropy`, is a
 composition of chapter 02's primitives (`MatMul`, `Add`, `Mul`, `Max`, `Exp`,
@@ -985,32 +1310,155 @@ if __name__ == "__main__":
     test_unit_cross_entropy()
     test_unit_counting()
     test_unit_untrained_classifier()
+    test_unit_numerical_gradients()
     print("All network tests passed.")
 
 # %% [markdown]
 r"""
 ## ML systems thinking
 
-1. **Memory budget.** Your `MLP(784, [1024, 1024], 10)` kept a measured number
-   of bytes per example for backward. On a device with 1 GB free for
-   activations, what is the largest batch you could train, and how does the
-   answer change in float64, or if you doubled the depth with two more
-   1024-wide layers?
-2. **Width versus depth.** Two MLPs with about the same parameter count: one
-   with a single hidden layer of width $w$, one with four hidden layers of width
-   $w/2$. Compare their parameters, FLOPs per example and activation memory per
-   example using the formulas of the background. Which costs more to train?
-3. **Loss design.** Our `cross_entropy` computes the whole `(N, C)`
-   log-softmax to use one entry per row. For a language model with
-   $C = 50{,}000$ classes and $N = 8 \times 2048$ tokens, how many bytes is that
-   intermediate in float32, and how many times does a backward pass need it?
-   What would a fused kernel avoid?
-4. **Silent bugs.** We turned two silent mistakes into errors: MSE with
-   `(N, 1)` against `(N,)`, and class targets that are negative or out of
-   range. Which other mistakes in a training pipeline give a wrong but
-   plausible loss (think of labels in the wrong order, logits passed through
-   softmax twice, an accidental float target), and how would you detect each?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
 
+**1. Memory budget.** Your `MLP(784, [1024, 1024], 10)` kept a measured number
+of bytes per example for backward. On a device with 1 GB free for
+activations, what is the largest batch you could train, and how does the
+answer change in float64, or if you doubled the depth with two more
+1024-wide layers (each followed by a ReLU)?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_memory_budget", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The table measured about 26.8 KB per example (27.35 MB for a
+batch of 1024, 26.7 KB each). It can be explained exactly: each `Linear` keeps its matmul
+output and its biased output (2 × 1024 floats), each `ReLU` its bool mask
+(1024 bytes) and its output (1024 floats), and the last layer 2 × 10 floats:
+6,164 floats × 4 B + 2,048 B = 26,704 B. With 1 GB = 10⁹ B the largest batch
+is 10⁹ / 26,704 ≈ 37,000 examples. In float64 the floats double and the
+masks do not: 6,164 × 8 + 2,048 = 51,360 B, so about 19,000, roughly half.
+Two more 1024-wide Linear + ReLU blocks add 3 × 1024 floats and 1024 mask
+bytes each, 2 × 13,312 = 26,624 B: 53,328 B per example, about 18,700 examples,
+again roughly half. (The parameters and their gradients need memory too; the
+question gives 1 GB to activations alone.)
+
+**Rubric (2 points).** 1 point for the batch from the measured bytes per
+example (anything from 35,000 to 41,000, e.g. with 1 GB = 2³⁰ B); 1 point for
+"about half" in both variants, with the reason (bytes per float doubled; kept
+arrays per example doubled).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Width versus depth.** For 784 inputs and 10 classes, compare an MLP with
+one hidden layer of width 1024, `MLP(784, [1024], 10)`, with one of four
+hidden layers of width 512, `MLP(784, [512, 512, 512, 512], 10)`: their
+parameters, forward FLOPs per example and layer-output memory per example,
+from the formulas of the background. Which costs more to train, and where
+is the difference largest?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_width_versus_depth", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Wide: $P = 784 \cdot 1024 + 1024 + 1024 \cdot 10 + 10 = 814{,}090$;
+FLOPs $\approx 2(784 \cdot 1024 + 1024 \cdot 10) = 1{,}626{,}112$ per example;
+layer outputs $1024 + 1024 + 10 = 2{,}058$ floats, 8,232 B per example.
+Deep: $P = 784 \cdot 512 + 512 + 3(512 \cdot 512 + 512) + 512 \cdot 10 + 10 =
+1{,}195{,}018$; FLOPs $\approx 2(784 \cdot 512 + 3 \cdot 512^2 + 512 \cdot 10) =
+2{,}385{,}920$; layer outputs $4(512 + 512) + 10 = 4{,}106$ floats, 16,424 B.
+The deep one has about 1.47× the parameters and the FLOPs but 2.0× the
+activation memory (the same holds for what training keeps: about 13.4 KB
+against 26.7 KB per example), and it runs five matrix multiplications in
+sequence instead of two, so at small batches it also pays more per-call
+overhead. It costs more to train in every measure, most of all in activation
+memory, which grows with the batch.
+
+**Rubric (2 points).** 1 point for the three quantities of both models
+(within a few percent); 1 point for the conclusion that depth costs
+activation memory more than parameters (2× vs about 1.5×), with a reason.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Loss design.** Our `cross_entropy` computes the whole `(N, C)`
+log-softmax to use one entry per row. For a language model with
+$C = 50{,}000$ classes and $N = 8 \times 2048$ tokens, how many bytes is that
+intermediate in float32, how many arrays of that size does our composition
+keep for the backward pass, and what would a fused kernel avoid?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_loss_design", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** $N = 16{,}384$, so one `(N, C)` float32 array is
+$16{,}384 \times 50{,}000 \times 4 = 3.28 \times 10^9$ bytes, 3.3 GB.
+`log_softmax` makes three of them (the shifted logits `x - max`, their `exp`,
+and the log-probabilities `shifted - log(sum)`); the graph keeps all three for
+the backward pass: about 9.8 GB on top of the logits themselves. The backward
+pass then creates several more `(N, C)` arrays (the gradient scattered by the
+indexing, the one broadcast back through `sum`, the product with `exp`, their
+sum), each a full 3.3 GB read and write. A fused kernel reads the logits once,
+keeps only one number per row (the log-sum-exp, 64 KB), and in backward writes
+the gradient $\operatorname{softmax} - \text{onehot}$ in one pass: one `(N, C)`
+array instead of about three kept plus several temporaries, and a few sweeps
+over memory instead of a dozen.
+
+**Rubric (2 points).** 1 point for 3.3 GB and a count of the kept `(N, C)`
+arrays (two to four accepted, with the arrays named); 1 point for what fusion
+avoids (the kept intermediates and the passes), e.g. keeping only the per-row
+log-sum-exp.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Silent bugs.** We turned two silent mistakes into errors: MSE with
+`(N, 1)` against `(N,)`, and class targets that are negative or out of
+range. Which other mistakes in a training pipeline give a wrong but
+plausible loss (think of labels in the wrong order, logits passed through
+softmax before `cross_entropy`, an accidental float target), and how would
+you detect each?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_silent_bugs", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** *Labels out of order* (inputs shuffled without their labels):
+the loss starts at $\log C$ and stays near it, accuracy at chance; detect by
+overfitting one small batch (a correct pipeline drives its loss near 0) and by
+plotting a few inputs with their labels. *Softmax before `cross_entropy`*: the
+"logits" lie in $[0, 1]$, so even a perfect prediction has loss
+$\log(e + C - 1) - 1$, 1.46 for $C = 10$ against $\log 10 = 2.30$ at chance,
+and gradients are small; detect by checking the output range of the last
+layer (logits should not all lie in [0, 1] and sum to 1) and by a loss that
+plateaus far above 0 on one batch. *Float targets*: ours raise `TypeError`;
+PyTorch reads float targets of shape `(N, C)` as class probabilities, so
+multi-hot or unnormalised float labels give a plausible loss that means
+something else, and in a regression loss an integer-coded class used as a
+float target trains towards the class *number*; detect by asserting the dtype
+and shape of the labels where the data loader hands them over. Other examples: labels numbered 1 to C (ours raises on C),
+a `(N, 1)` prediction against `(N,)` in a framework that broadcasts, inputs
+not normalised as at training time, `eval()` forgotten at test time.
+
+**Rubric (2 points).** 1 point for at least two further silent mistakes with
+what the loss looks like; 1 point for a concrete check for each (initial loss
+near $\log C$, overfit one batch, range and dtype assertions).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
 ## Module summary
 
 * `MLP(in_features, hidden_sizes, out_features, activation=ReLU)` is a
@@ -1025,6 +1473,10 @@ r"""
   and has no `weight`, `ignore_index` or `label_smoothing`.
 * An untrained classifier's loss is about $\log C$: we measured it for 3, 10
   and 100 classes.
+* Gradients by central differences already make a model learn: the spiral
+  MLP's loss fell well below $\log 3$. But a step costs two forward passes per
+  parameter, hours per step for a CIFAR-size MLP of four million parameters;
+  chapter 09's backpropagation gets every gradient from one backward pass.
 * `count_parameters`, `parameter_bytes` (float32 vs float64) and
   `activation_bytes` put numbers on a model; we measured that training keeps
   more than the layer outputs, and that activation memory overtakes parameter

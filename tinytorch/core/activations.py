@@ -8,7 +8,14 @@ from tinytorch.core.tensor import Tensor
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(0, x), written as x times a 0/1 mask so its derivative falls out of Mul's."""
+    """max(0, x), written as x times a 0/1 mask so its derivative falls out of Mul's.
+
+    Args: x, a Tensor of any shape and float dtype.
+    Returns: a Tensor of the same shape and dtype, x where x > 0 and 0 elsewhere.
+    """
+    # One Tensor multiplication: x times the comparison x > 0 (a boolean Tensor, no gradient).
+    # Pitfall: do not build the mask as float64 (or call np.maximum on x.data): the output must
+    # keep x's dtype, and it must stay a Tensor operation so chapter 09 can differentiate it.
     return x * (x > 0)
 
 
@@ -17,7 +24,14 @@ def sigmoid(x: Tensor) -> Tensor:
 
     For x >= 0 it is 1 / (1 + z); for x < 0 the same value is z / (1 + z). z lies in
     (0, 1], so nothing overflows and the tiny values of the left tail keep full precision.
+
+    Args: x, a Tensor of any shape. Returns: a Tensor of x's shape and dtype, values in [0, 1].
     """
+    # 1. below = (x.data < 0) as an array of x's dtype: a constant 0/1 mask (like relu's).
+    # 2. z = exp(x * sign) with sign = -1 where x >= 0 and +1 where x < 0 (that is, 2*below - 1),
+    #    so the exponent is -|x| and x stays in the graph.
+    # 3. numerator = z where x < 0 and 1 elsewhere; return numerator / (z + 1).
+    # Pitfall: wrap the masks with Tensor(...) in x's dtype, or float32 inputs come back float64.
     below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's
     z = (x * Tensor(2 * below - 1)).exp()               # x * (-1 or +1) = -|x|, so z = e^-|x|
     numerator = z * Tensor(below) + Tensor(1 - below)   # z where x < 0, 1 where x >= 0
@@ -25,7 +39,12 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow."""
+    """(e^x - e^-x) / (e^x + e^-x): the Tanh primitive, which NumPy computes without overflow.
+
+    Args: x, a Tensor of any shape. Returns: a Tensor of the same shape and dtype, in [-1, 1].
+    """
+    # Chapter 02's Tensor already has the Tanh primitive as a method: use it, one operation.
+    # Pitfall: the formula written out with exp overflows at |x| > 88 in float32; don't.
     return x.tanh()
 
 
@@ -36,7 +55,14 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
     """GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 
     This is PyTorch's gelu(x, approximate="tanh"); PyTorch's default is the exact erf form.
+
+    Args: x, a Tensor of any shape; approximate, which must be "tanh".
+    Returns: a Tensor of x's shape and dtype.
+    Raises: ValueError naming the argument for any other `approximate` (there is no erf here).
     """
+    # inner = sqrt(2/pi) * (x + 0.044715 * x^3), using _SQRT_2_OVER_PI; then x * 0.5 * (tanh(inner) + 1).
+    # Pitfall: write the cube as x * x * x, not x ** 3 (the systems analysis measures why).
+    # Multiply Tensors by Python floats, not float64 arrays, so float32 stays float32.
     if approximate != "tanh":
         raise ValueError(f"gelu(approximate={approximate!r}): tinytorch implements only the tanh "
                          "approximation; pass approximate='tanh'")
@@ -45,14 +71,29 @@ def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows."""
+    """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows.
+
+    Args: x, a Tensor of logits, e.g. (N, C); dim, the axis that sums to 1 (default: the last).
+    Returns: a Tensor of x's shape; every slice along dim is positive and sums to 1.
+    """
+    # 1. Subtract the max along dim (keepdim=True, so (N, 1) broadcasts against (N, C)), and
+    #    .detach() it: it is a constant we chose, the result does not depend on it.
+    # 2. Exponentiate (every exponent is now <= 0), then divide by the sum along dim (keepdim=True).
+    # Pitfall: without keepdim the (N,) max broadcasts along the wrong axis for square inputs.
     shifted = x - x.max(dim=dim, keepdim=True).detach()   # softmax(x - c) == softmax(x)
     e = shifted.exp()                                     # every exponent <= 0: values in (0, 1]
     return e / e.sum(dim=dim, keepdim=True)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite."""
+    """x - log(sum(exp(x))) along dim, shifted by the max so large logits stay finite.
+
+    Args: x, a Tensor of logits, e.g. (N, C); dim, the axis to normalise over.
+    Returns: a Tensor of x's shape; exp of it sums to 1 along dim, and it is never -inf for finite x.
+    """
+    # shifted = x - max(x, dim, keepdim).detach(); return shifted - log(sum(exp(shifted), dim, keepdim)).
+    # The sum contains e^0 = 1, so the log never sees 0: that is the whole trick.
+    # Pitfall: log(softmax(x)) is NOT the same: softmax underflows to 0 and log(0) = -inf.
     shifted = x - x.max(dim=dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()   # the sum is >= 1: log never sees 0
 

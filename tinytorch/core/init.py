@@ -19,7 +19,15 @@ def generator() -> np.random.Generator:
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them."""
+    """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them.
+
+    Args: shape, a weight's shape: (out,) for a bias-like vector, (out, in) for Linear,
+        (out, in, kh, kw) for a convolution.
+    Returns: (fan_in, fan_out) as ints, e.g. (75, 400) for (16, 3, 5, 5).
+    """
+    # receptive = product of the dimensions after the first two (1 if there are none).
+    # fan_in = shape[1] * receptive, fan_out = shape[0] * receptive; a 1-D shape has fan_in = shape[0].
+    # Pitfall: a 0-d shape has no fans: raise a ValueError that says to pass a weight of >= 1 dimension.
     if len(shape) == 0:
         raise ValueError("cannot compute fan_in/fan_out of a 0-d tensor; initialise a weight with at least 1 dimension")
     receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
@@ -33,7 +41,16 @@ def _fills_in_place(array: np.ndarray) -> bool:
 
 
 def uniform_(tensor, low: float, high: float):
-    """Fill `tensor` in place with draws from U(low, high); returns it."""
+    """Fill `tensor` in place with draws from U(low, high); returns it.
+
+    Args: tensor, any Tensor whose .data will be overwritten; low, high, the interval.
+    Returns: the same tensor object (its .data is the same array as before, now filled).
+    """
+    # Fast path (when _fills_in_place(out)): generator().random(dtype=out.dtype, out=out) draws
+    # U(0, 1) straight into the tensor's own memory; then scale and shift in place (*=, +=).
+    # Otherwise (another dtype, or a non-contiguous view): assign a float64 draw with out[...] = ...
+    # Pitfall: tensor.data = new_array would replace the array, not fill it; and uniform(low, high,
+    # shape) allocates a float64 array twice the weight's size (the systems analysis measures it).
     out = tensor.data
     if not _fills_in_place(out):
         out[...] = low + (high - low) * generator().random(out.shape)
@@ -45,7 +62,14 @@ def uniform_(tensor, low: float, high: float):
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0):
-    """Fill `tensor` in place with draws from N(mean, std²); returns it."""
+    """Fill `tensor` in place with draws from N(mean, std²); returns it.
+
+    Args: tensor, any Tensor whose .data will be overwritten; mean, std of the normal.
+    Returns: the same tensor object.
+    """
+    # The same two paths as uniform_: generator().standard_normal(dtype=..., out=...) into the
+    # tensor's own array, then *= std and += mean; otherwise out[...] = generator().normal(...).
+    # Pitfall: std is the standard deviation, not the variance.
     out = tensor.data
     if not _fills_in_place(out):
         out[...] = generator().normal(mean, std, out.shape)
@@ -89,7 +113,13 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def xavier_uniform_(tensor, gain: float = 1.0):
-    """Glorot: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)), i.e. Var = gain²·2/(fan_in + fan_out)."""
+    """Glorot: U(-a, a) with a = gain·sqrt(6 / (fan_in + fan_out)), i.e. Var = gain²·2/(fan_in + fan_out).
+
+    Args: tensor, a weight of shape (out, in, *kernel); gain, from calculate_gain.
+    Returns: the same tensor, filled in place.
+    """
+    # Get the fans from _fans(tensor.shape), compute the bound, and let uniform_ do the filling.
+    # Why 6: U(-a, a) has variance a²/3, and a²/3 = 2/(fan_in + fan_out) gives a = sqrt(6/(...)).
     fan_in, fan_out = _fans(tensor.shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
@@ -101,6 +131,15 @@ def xavier_normal_(tensor, gain: float = 1.0):
 
 
 def _kaiming_std(tensor, a: float, mode: str, nonlinearity: str) -> float:
+    """The standard deviation He et al.'s rule gives: gain / sqrt(fan), shared by both Kaiming fills.
+
+    Args: tensor, the weight; a, the leaky-ReLU slope (passed to calculate_gain as its param);
+        mode, "fan_in" (keeps the forward signal's scale) or "fan_out" (the backward one's);
+        nonlinearity, the name calculate_gain understands.
+    Returns: a float, e.g. sqrt(2 / fan_in) for nonlinearity="relu", mode="fan_in".
+    """
+    # Pitfall: refuse any other mode with a ValueError naming the two allowed values; a typo
+    # such as "fanin" must not silently fall back to one of them.
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming: mode must be 'fan_in' or 'fan_out', not {mode!r}")
     fan_in, fan_out = _fans(tensor.shape)

@@ -14,7 +14,7 @@ class Parameter(Tensor):
     """A Tensor that is a learnable part of a Module: it requires gradients by default."""
 
     def __init__(self, data, requires_grad: bool = True):
-        super().__init__(data, requires_grad=requires_grad)
+        super().__init__(data, requires_grad=requires_grad)   # the same Tensor; only the default differs
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -39,6 +39,18 @@ class Module:
 
     # ---- registration: every `self.name = value` passes through here ----------------------
     def __setattr__(self, name, value):
+        """File `value` under `name`: Parameters, Modules and registered buffers into their registries."""
+        # registered = "_parameters" in self.__dict__ (False until Module.__init__ has run).
+        # 1. A Parameter or Module assigned before registration exists: AttributeError telling the
+        #    user to call super().__init__() first.
+        # 2. A Parameter: self._forget(name) (it may have been a submodule before), then _parameters.
+        #    A Module: the same, into _modules.
+        # 3. Any other value under a name already in _parameters (or _modules): only None is allowed
+        #    (store None there); anything else is a TypeError that names the attribute and says to
+        #    assign a Parameter (a Module). Under a buffer's name: a Tensor or None, else TypeError.
+        # 4. In every allowed case, finish with object.__setattr__(self, name, value) so that reading
+        #    self.name stays a plain attribute lookup.
+        # Pitfall: self.weight = self.weight * 2 must raise: it would turn a weight into a constant.
         registered = "_parameters" in self.__dict__
         if isinstance(value, (Parameter, Module)) and not registered:
             raise AttributeError(f"call super().__init__() in {type(self).__name__}.__init__ before assigning {name}")
@@ -126,7 +138,16 @@ class Module:
             yield child
 
     def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, "Module"]]:
-        """This module and every submodule, depth first, with dotted names ('' for this one)."""
+        """This module and every submodule, depth first, with dotted names ('' for this one).
+
+        Args: prefix, the name to give this module (its children get prefix.child);
+            remove_duplicate, visit a module that appears twice in the tree only once.
+        Yields: (name, module) pairs: ("", self), ("body", ...), ("body.0", ...), ...
+        """
+        # Write a recursive generator walk(module, path): yield (path, module), then for each
+        # (name, child) in module.named_children() yield from walk(child, _join(path, name)).
+        # Keep a set of id(module) already yielded and skip those when remove_duplicate is True.
+        # Pitfall: compare by id(), not ==: two different layers may compare equal.
         seen = set()
 
         def walk(module, path):
@@ -145,6 +166,14 @@ class Module:
             yield module
 
     def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool):
+        """(dotted name, tensor) for each entry of `registry` ("_parameters" or "_buffers") in the tree.
+
+        named_parameters() and named_buffers() are this one walk with a different registry.
+        """
+        # Modules to visit: self.named_modules(prefix, remove_duplicate) if recurse, else [(prefix, self)].
+        # For each module, for each (name, member) of getattr(module, registry): skip None entries,
+        # and (when remove_duplicate) members whose id() was already yielded: a tied weight counts
+        # once, under the first name met. Yield (_join(module_name, name), member).
         seen = set()
         modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         for module_name, module in modules:
@@ -179,6 +208,10 @@ class Module:
 
     # ---- modes, gradients, dtypes -----------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
+        """Set `training` to `mode` on this module and every submodule; returns self (calls chain)."""
+        # Walk self.modules() and set each one's training flag; return self.
+        # Pitfall: mode must be a bool (train(0) and train("eval") are mistakes): raise ValueError.
+        # Set the flag with object.__setattr__ (it is plain state, nothing to register).
         if not isinstance(mode, bool):
             raise ValueError(f"train(mode): mode must be True or False, not {mode!r}")
         for module in self.modules():
@@ -189,6 +222,13 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradient of every parameter before the next backward pass (chapter 09).
+
+        set_to_none=True (PyTorch's default) drops the gradient array (frees its memory);
+        False keeps the array and fills it with zeros.
+        """
+        # Loop over self.parameters(); with set_to_none set p.grad = None; otherwise zero
+        # p.grad.data in place ([...] = 0), skipping parameters whose grad is None.
         for param in self.parameters():
             if set_to_none:
                 param.grad = None
@@ -219,7 +259,13 @@ class Module:
 
     # ---- saving and loading -------------------------------------------------------------------
     def _state_tensors(self) -> "OrderedDict[str, Tensor]":
-        """Parameters and persistent buffers by dotted name, in PyTorch's state_dict order."""
+        """Parameters and persistent buffers by dotted name, in PyTorch's state_dict order.
+
+        Returns: an OrderedDict name -> Tensor (the live tensors, not copies).
+        """
+        # Walk self.named_modules(remove_duplicate=False): a tied weight gets a key under each name,
+        # as in PyTorch. For each module: first its non-None parameters, then its non-None buffers
+        # that are not in module._non_persistent_buffers, each under _join(module_name, name).
         state = OrderedDict()
         for module_name, module in self.named_modules(remove_duplicate=False):
             for name, param in module._parameters.items():
@@ -235,7 +281,19 @@ class Module:
         return OrderedDict((name, t.data.copy()) for name, t in self._state_tensors().items())
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        """Copy values into this model's tensors; checks every name and shape before changing any."""
+        """Copy values into this model's tensors; checks every name and shape before changing any.
+
+        Args: state, name -> array (or Tensor), e.g. another model's state_dict();
+            strict, refuse missing or unexpected names (False: load what matches).
+        Returns: IncompatibleKeys(missing_keys, unexpected_keys), both lists of names.
+        """
+        # 1. own = self._state_tensors(); missing = own names not in state; unexpected = the reverse.
+        #    With strict and either list non-empty: KeyError listing both.
+        # 2. Check every shape first; collect all mismatches into one ValueError that names each
+        #    entry and says nothing was loaded.
+        # 3. Convert every value to its tensor's dtype (this can fail too), and only then write
+        #    them all, in place: own[name].data[...] = value (an optimizer holds these very arrays).
+        # Pitfall: writing entries as you check them leaves a half-loaded model when a later one fails.
         own = self._state_tensors()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -274,6 +332,10 @@ class Linear(Module):
     """y = x @ W.T + b, with W of shape (out_features, in_features) as in PyTorch."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        # super().__init__() first (the registry), then store in_features and out_features.
+        # weight: a Parameter of np.empty((out_features, in_features), float32): (out, in) as in PyTorch.
+        # bias: a Parameter of shape (out_features,), or None when bias=False (so it is not registered).
+        # Then self.reset_parameters() fills both (np.empty holds whatever was in memory).
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(np.empty((out_features, in_features), dtype=np.float32))
@@ -282,12 +344,20 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias (kaiming_uniform_ with a=sqrt(5))."""
+        # bound = 1 / sqrt(in_features) (0 when in_features is 0: nothing to scale by).
+        # Fill the weight and, if there is one, the bias with init.uniform_(..., -bound, bound).
+        # Pitfall: fill in place through init (seeded by init.manual_seed); do not assign new arrays.
         bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
         init.uniform_(self.weight, -bound, bound)
         if self.bias is not None:
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (..., in_features) -> (..., out_features): x @ W.T + b, any number of leading dimensions."""
+        # Check first: a 0-d x, or a last dimension other than in_features, is a ValueError that
+        # names the layer ("Linear(4, 3)") and the shape it got.
+        # Then x @ self.weight.T (a view: no copy) and + self.bias, which broadcasts over the rows.
+        # Pitfall: Tensor operations only (no .data), or chapter 09 cannot differentiate it.
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
                              f"its last dimension must be {self.in_features}")
@@ -302,6 +372,10 @@ class Sequential(Module):
     """Layers applied in order; parameter-free callables (activations) may sit between them."""
 
     def __init__(self, *layers):
+        # Two ways to call it: Sequential(a, b, c) names the entries "0", "1", "2"; a single
+        # OrderedDict argument gives the names itself (Sequential(OrderedDict(fc1=..., act=...))).
+        # After super().__init__(), keep two parallel lists, self.layers and self._names, and add
+        # each (name, layer) with self._add, which does the checking and registering.
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], OrderedDict):
             named = list(layers[0].items())                  # Sequential(OrderedDict(fc1=..., act=...))
@@ -312,6 +386,11 @@ class Sequential(Module):
             self._add(name, layer)
 
     def _add(self, name: str, layer) -> None:
+        """Append one entry: a Module is registered under `name`; a plain callable is only kept."""
+        # Not callable: TypeError naming the entry (e.g. "entry '1' is a int").
+        # A Module: self.add_module(name, layer), so its parameters get the prefix "name.".
+        # Any other callable (relu, ReLU()): check the name with self._check_new_name("layer", name, {})
+        # and set it with object.__setattr__. Finally append to self.layers and self._names.
         if not callable(layer):
             raise TypeError(f"Sequential takes Modules or callables; entry {name!r} is a {type(layer).__name__}")
         if isinstance(layer, Module):
@@ -330,6 +409,9 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
+        """Feed x through every layer in order; the output of one is the input of the next."""
+        # One loop over self.layers (Modules and plain callables alike: both are called as layer(x)).
+        # Pitfall: apply each layer to the previous output, not to the original x.
         for layer in self.layers:
             x = layer(x)
         return x
@@ -359,7 +441,7 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module: Module) -> "ModuleList":
-        self.add_module(str(len(self)), module)
+        self.add_module(str(len(self)), module)               # registered as "0", "1", ...
         return self
 
     def extend(self, modules) -> "ModuleList":

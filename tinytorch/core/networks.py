@@ -20,6 +20,14 @@ class MLP(Sequential):
     """
 
     def __init__(self, in_features: int, hidden_sizes, out_features: int, activation=ReLU, bias: bool = True):
+        # 1. Refuse an int hidden_sizes (TypeError: MLP(2, 16, 3) is a common slip for [16]) and any
+        #    size that is not a positive int (ValueError), naming the sizes you got.
+        # 2. sizes = [in_features, *hidden_sizes, out_features]; one Linear per consecutive pair,
+        #    and before every Linear except the first an activation: activation() if it is a class
+        #    (a fresh object per gap), the object itself otherwise, nothing if it is None.
+        # 3. super().__init__(*layers) registers them as 0, 1, 2, ...; then store in_features,
+        #    out_features and hidden_sizes (as a list) on self.
+        # Pitfall: no activation after the last Linear: the output is logits.
         if isinstance(hidden_sizes, (int, np.integer)):
             raise TypeError(f"MLP: hidden_sizes must be a list like [{hidden_sizes}], not the int {hidden_sizes}")
         sizes = [in_features, *hidden_sizes, out_features]
@@ -55,7 +63,16 @@ def _reduce(losses: Tensor, reduction: str) -> Tensor:
 
 
 def mse_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
-    """Mean squared error between input and target, which must have the same shape."""
+    """Mean squared error between input and target, which must have the same shape.
+
+    Args: input, a Tensor of predictions; target, a Tensor or array of exactly input's shape;
+        reduction, "mean" (default), "sum" or "none" (the per-element squared errors).
+    Returns: a 0-d Tensor for "mean" and "sum", a Tensor of input's shape for "none".
+    """
+    # Check the reduction with _check_reduction; wrap an array target as a Tensor of input's dtype.
+    # Pitfall: refuse different shapes with a ValueError that names both: (N, 1) - (N,) would
+    # broadcast to (N, N) and give a wrong loss that still goes down in training.
+    # Then square the difference as diff * diff (Tensor ops) and hand it to _reduce.
     _check_reduction(reduction, "mse_loss")
     if not isinstance(target, Tensor):
         target = Tensor(np.asarray(target, dtype=input.dtype))
@@ -125,6 +142,11 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
     indices = _class_indices(target, input, "cross_entropy")
     if input.ndim == 2 and _cross_entropy_kernel is not None:
         return _reduce(_cross_entropy_kernel(input, indices), reduction)
+    # 1. logp = log_softmax(input, dim=-1): (N, C) or (C,), finite for any finite logits.
+    # 2. Pick the target's entry: logp[np.arange(N), indices] for (N, C) gives (N,);
+    #    logp[int(indices)] for a single row (C,) gives a 0-d Tensor.
+    # 3. The loss is minus the picked log-probabilities, reduced with _reduce.
+    # Pitfall: never take log(softmax(...)): a probability that underflowed to 0 gives inf.
     logp = log_softmax(input, dim=-1)                       # (N, C), never -inf for finite logits
     if input.ndim == 1:
         picked = logp[int(indices)]                          # (C,) -> ()
@@ -146,19 +168,39 @@ class CrossEntropyLoss(Module):
 
 
 def count_parameters(model: Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (each shared parameter counted once)."""
+    """Number of scalar parameters (each shared parameter counted once).
+
+    Args: model, any Module; trainable_only, count only parameters with requires_grad.
+    Returns: an int, e.g. 4,547 for MLP(2, [64, 64], 3).
+    """
+    # Sum numel() over model.parameters(): it already lists a shared (tied) parameter once.
+    # Pitfall: do not walk named_modules() and add each layer's weights yourself: a tied weight
+    # would be counted twice.
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def parameter_bytes(model: Module, dtype=None) -> int:
-    """Bytes the parameters take as stored, or as they would take in `dtype` (e.g. np.float64)."""
+    """Bytes the parameters take as stored, or as they would take in `dtype` (e.g. np.float64).
+
+    Args: model, any Module; dtype, None for the stored size, or a dtype to ask "what if".
+    Returns: an int number of bytes.
+    """
+    # As stored: the sum of each parameter's nbytes (so mixed dtypes are counted right).
+    # In another dtype: count_parameters(model) times np.dtype(dtype).itemsize; convert nothing.
     if dtype is None:
         return sum(p.nbytes for p in model.parameters())
     return count_parameters(model) * np.dtype(dtype).itemsize
 
 
 def activation_bytes(model: Module, x: Tensor) -> int:
-    """Bytes of every layer's output for input x (a Sequential's layers one by one; else the output)."""
+    """Bytes of every layer's output for input x (a Sequential's layers one by one; else the output).
+
+    Args: model, a Module (a Sequential or MLP is walked layer by layer); x, an input batch.
+    Returns: an int: the sum of nbytes over every layer's output, activations included.
+    """
+    # Run the layers yourself, one at a time (list(model) for a Sequential, [model] otherwise),
+    # feeding each output to the next and adding its nbytes.
+    # Pitfall: count the activation layers' outputs too; each is a separate array in memory.
     layers = list(model) if isinstance(model, Sequential) else [model]
     total = 0
     for layer in layers:
