@@ -16,9 +16,9 @@
 # Regularization: dropout, weight decay, augmentation, early stopping
 
 At the end of chapter 12 a small MLP learned to recognise five glyphs in
-noisy 8×8 images. Its training accuracy reached 100% while its validation
-accuracy stalled near 80%, and its validation loss turned around and rose
-while the training loss kept falling. The model had stopped learning what a
+noisy 8×8 images. Its training accuracy approached 100% while its
+validation accuracy stayed well below, and its validation loss turned around
+and rose while the training loss kept falling. The model had stopped learning what a
 plus looks like and started memorising *these* 2,000 images, noise included.
 That is **overfitting**, and every model with more capacity than its data
 does it.
