@@ -2092,14 +2092,15 @@ for trial in range(100):
 serve_500 = best_ms(lambda: Predictor(model, batch_size=500).predict(batch))
 check_ms = 1000 * min(check_seconds)
 print(f"false alarms: {false_alarms} of 100 checks (the KS level alone bounds the rate at {monitor.alpha:.0%})")
-assert false_alarms <= 3, "far more false alarms than the 1 % level allows"
+assert false_alarms <= 1, "more false alarms than the 1 % level allows (the batches are seeded: the count is repeatable)"
 print(f"one check of 500 requests x 16 features: {check_ms:.1f} ms; serving the same 500 requests: {serve_500:.2f} ms")
 assert check_ms > serve_500, "the text says checking a batch takes longer than serving it"
 
 # %% [markdown]
 """
 Requiring both PSI and KS to agree keeps false alarms at or below the 1 % the KS
-level promises (the printed count; the cell allows at most 3 in 100). Notice
+level promises (the printed count of 100 seeded checks; the cell checks at
+most 1). Notice
 the cost, though: checking a batch takes longer than serving it (the
 printed times; checked), because each check sorts the reference and the batch again for
 every feature. That is fine for a monitor that samples traffic every few
