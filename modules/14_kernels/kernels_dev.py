@@ -837,7 +837,8 @@ Read the plot from the bottom up:
   how fast NumPy does one tile plus the overhead of one Python iteration per
   tile, so it levels off.
 * **BLAS** climbs with $n$ to a plateau, where the core's arithmetic units
-  are the limit. Inside, it does what our blocked kernel does, three levels deep (for
+  are the limit. (On a machine other programs are using, a single point can
+  fall below the plateau: each is the fastest of only a few runs.) Inside, it does what our blocked kernel does, three levels deep (for
   L3, L2 and registers), on tiles it first copies ("packs") into contiguous
   buffers, with a hand-written vector micro-kernel and, on several cores, one
   block of the output per thread.
