@@ -668,9 +668,10 @@ plt.show()
 Everything below is measured while this page runs. Timings on a shared
 machine are noisy, and background load only ever makes an operation
 slower, so each number is the fastest of seven repeats, and the compared
-operations take turns so that a burst of load hits them alike. The numbers
-quoted in the text come from the 2-core machine the chapter was written on,
-which was busy with other work; yours will differ.
+operations take turns so that a burst of load hits them alike. The text
+quotes no timing of its own: where it states a size or a ratio, the cell
+beside it prints the number and checks a range wide enough for a busy
+machine.
 
 ### What dropout costs: time
 
