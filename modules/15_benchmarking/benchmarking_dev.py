@@ -1589,13 +1589,13 @@ if sys.platform.startswith("linux"):
           f"the heaviest layer ({heaviest.name} {heaviest.kind}) takes {heaviest.total_time / total:.0%}")
 
 # What the text below says about this profile, checked (FLOPs and bytes are exact; times get wide bands):
-layer = {l.name: l for l in cnn_profile.layers}
-share_of_time = {name: l.total_time / total for name, l in layer.items()}
-share_of_flops = {name: l.flops / flops_total for name, l in layer.items()}
+by_name = {l.name: l for l in cnn_profile.layers}
+share_of_time = {name: l.total_time / total for name, l in by_name.items()}
+share_of_flops = {name: l.flops / flops_total for name, l in by_name.items()}
 assert share_of_flops["0"] + share_of_flops["3"] > 0.8, "the convolutions do almost all the arithmetic"
 assert share_of_time["2"] + share_of_time["5"] > 10 * (share_of_flops["2"] + share_of_flops["5"]), \
     "pooling costs far more time than its FLOPs suggest"
-assert layer["7"].param_bytes > 0.9 * layer[""].param_bytes, "Linear(2304, 256) holds almost all the parameters"
+assert by_name["7"].param_bytes > 0.9 * by_name[""].param_bytes, "Linear(2304, 256) holds almost all the parameters"
 assert cnn_profile.loss.total_time / total < 0.05, "the fused loss is negligible"
 assert 0.005 < cnn_profile.engine_time / total < 0.3, "the engine's own work is a few percent of the step"
 
