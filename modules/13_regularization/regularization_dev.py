@@ -16,9 +16,9 @@
 # Regularization: dropout, weight decay, augmentation, early stopping
 
 At the end of chapter 12 a small MLP learned to recognise five glyphs in
-noisy 8×8 images. Its training accuracy reached 100% while its validation
-accuracy stalled near 80%, and its validation loss turned around and rose
-while the training loss kept falling. The model had stopped learning what a
+noisy 8×8 images. Its training accuracy approached 100% while its
+validation accuracy stayed well below, and its validation loss turned around
+and rose while the training loss kept falling. The model had stopped learning what a
 plus looks like and started memorising *these* 2,000 images, noise included.
 That is **overfitting**, and every model with more capacity than its data
 does it.
@@ -215,7 +215,19 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
     Every element keeps its expectation, so with training=False this is the identity.
     The mask comes from tinytorch's generator (manual_seed makes it repeatable).
+
+    Args:
+        x: a floating-point Tensor of any shape (or an array, wrapped into one).
+        p: the probability of zeroing an element, checked with `_probability(p, "dropout")`.
+        training: False makes dropout the identity.
+    Returns:
+        A Tensor of x's shape and dtype: x itself when training is False or p == 0, else x * mask.
     """
+    # 1. Check p, wrap x, and refuse an integer dtype with a TypeError (dropout scales by 1/(1-p)).
+    # 2. Edge cases first: not training or p == 0 -> return x itself; p == 1 -> x * 0.0 (zeros, still in the graph).
+    # 3. Draw uniforms of x.shape from init.generator().random(..., dtype=np.float32); keep where u >= p.
+    # 4. mask = keep * 1/(1-p) in x's dtype (not float64, or the output's dtype changes); return x * Tensor(mask).
+    # Pitfall: build the mask as a constant and multiply once, so chapter 09's Mul rule gives the gradient.
     ### BEGIN SOLUTION
     p = _probability(p, "dropout")
     x = x if isinstance(x, Tensor) else Tensor(x)
@@ -296,10 +308,12 @@ needs nothing more than `model.eval()` before evaluation, which chapter 12's
 buffers, so it adds nothing to a `state_dict` or a checkpoint. (PyTorch's
 `Dropout` also takes `inplace=True`, which overwrites the input to save
 memory; tinytorch's tensors are never modified in place by operations, so it
-has no such option.)
+has no such option.) The layer is given: its `forward` is one call of your
+`dropout` with the layer's own `p` and `training` flag, so the test below
+checks your function once more, through the layer.
 """
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Dropout", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 #| export
 class Dropout(Module):
     """Dropout as a layer: active in train() mode, the identity in eval() mode."""
@@ -309,9 +323,7 @@ class Dropout(Module):
         self.p = _probability(p, "Dropout")
 
     def forward(self, x: Tensor) -> Tensor:
-        ### BEGIN SOLUTION
         return dropout(x, self.p, self.training)
-        ### END SOLUTION
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -328,7 +340,7 @@ must be refused when the layer is built, not at the first forward pass.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_dropout_layer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_dropout_layer", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_dropout_layer():
     manual_seed(0)
     body = [Linear(8, 16), ReLU()]
@@ -372,7 +384,17 @@ def l2_penalty(parameters, weight_decay: float) -> Tensor:
 
     Its gradient is weight_decay · p for each p, exactly what SGD(weight_decay=...) adds.
     Pass only the parameters to decay, e.g. the weights but not the biases.
+
+    Args:
+        parameters: an iterable of Parameters (a generator such as model.parameters() is fine).
+        weight_decay: λ >= 0.
+    Returns:
+        A scalar Tensor in the graph, so loss + l2_penalty(...) backpropagates λ·p into every p.
     """
+    # Turn `parameters` into a list first: a generator can be read only once. Refuse an empty
+    # list and a negative weight_decay with a ValueError that says what to pass instead.
+    # Build the sum from Tensor operations ((p * p).sum(), then +), never from p.data, or no
+    # gradient reaches the parameters. Multiply by weight_decay / 2 once at the end.
     ### BEGIN SOLUTION
     params = list(parameters)
     if not params:
@@ -468,6 +490,13 @@ print(f"{'optimizer':<42}{'|w| after 300 steps, λ=0.001':>30}{'λ=0.1':>10}{'pr
 for name in optimizers:
     predicted = "" if name.startswith("Adam,") else f"{(1 - 0.01 * 1e-3) ** 300:.4f} / {(1 - 0.01 * 0.1) ** 300:.4f}"
     print(f"{name:<42}{trajectories[(name, 1e-3)][-1]:>30.4f}{trajectories[(name, 1e-1)][-1]:>10.4f}{predicted:>24}")
+adam = "Adam, weight_decay (L2 in the gradient)"
+assert np.max(np.abs(np.subtract(trajectories[(adam, 1e-3)], trajectories[(adam, 1e-1)]))) < 1e-4, \
+    "the text says λ cancels in Adam: the two curves agree to four decimals at every step"
+assert trajectories[(adam, 1e-1)][-1] < 0.01, "the text says Adam's L2 form drives the weight to zero in 300 steps"
+for name in ("SGD, weight_decay", "AdamW (decoupled)"):
+    for wd in (1e-3, 1e-1):
+        assert np.isclose(trajectories[(name, wd)][-1], (1 - 0.01 * wd) ** 300, rtol=1e-4), (name, wd)
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for (name, wd), trajectory in trajectories.items():
@@ -479,7 +508,8 @@ plt.show()
 
 # %% [markdown]
 """
-The two Adam curves lie exactly on top of each other: a hundredfold change
+The two Adam curves lie on top of each other (the cell checks that they
+agree to four decimals at every step): a hundredfold change
 of the decay coefficient changed nothing, and both drive the weight to zero
 within a few hundred steps, far faster than either `λ` asked for. SGD and AdamW decay
 exponentially, at the rate `λ` asks for, and agree with the prediction
@@ -510,7 +540,20 @@ every batch of every epoch.
 
 # %% nbgrader={"grade": false, "grade_id": "impl_random_shift_and_flip", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def random_shift_and_flip(images: Tensor, max_shift: int = 2, size: int = 8) -> Tensor:
-    """Shift each image by up to max_shift pixels (zeros fill in) and flip it at random: (N, size²) -> (N, size²)."""
+    """Shift each image by up to max_shift pixels (zeros fill in) and flip it at random: (N, size²) -> (N, size²).
+
+    Args:
+        images: a Tensor (or array) of N flattened size x size images.
+        max_shift: the largest shift, in pixels, in each direction.
+    Returns:
+        A new Tensor of shape (N, size * size), the input's dtype; the input is not modified.
+    """
+    # 1. g = init.generator() (every random draw from it, so manual_seed repeats the batch);
+    #    reshape to (N, size, size) and copy into a zero array padded by max_shift on every side.
+    # 2. Draw a window corner (top, left) in 0..2*max_shift per image; build row and column index
+    #    arrays of shape (N, size) and gather all N windows with one fancy index: (N, size, size).
+    # 3. Mirror a random half left-right ([:, :, ::-1]) and another random half top-bottom.
+    # Pitfall: no Python loop over images; and reshape back to (N, size * size) at the end.
     ### BEGIN SOLUTION
     g = init.generator()
     x = np.asarray(images.data if isinstance(images, Tensor) else images).reshape(-1, size, size)   # (N, H, W)
@@ -625,9 +668,10 @@ plt.show()
 Everything below is measured while this page runs. Timings on a shared
 machine are noisy, and background load only ever makes an operation
 slower, so each number is the fastest of seven repeats, and the compared
-operations take turns so that a burst of load hits them alike. The numbers
-quoted in the text come from the 2-core machine the chapter was written on,
-which was busy with other work; yours will differ.
+operations take turns so that a burst of load hits them alike. The text
+quotes no timing of its own: where it states a size or a ratio, the cell
+beside it prints the number and checks a range wide enough for a busy
+machine.
 
 ### What dropout costs: time
 
@@ -667,15 +711,24 @@ print(f"activation (128, 1024): {h.numel():,} elements")
 for name, t in [("uniform draws, float64", t64), ("uniform draws, float32", t32),
                 ("dropout(h, 0.5), whole call", t_dropout), ("Linear(1024, 1024) forward", t_linear)]:
     print(f"  {name:<30} {t * 1e6:8.0f} µs   {t / h.numel() * 1e9:6.2f} ns per element")
-print(f"dropout costs {t_dropout / t_linear:.0%} of the Linear layer that feeds it")
+print(f"dropout costs {t_dropout / t_linear:.0%} of the Linear layer that feeds it; the whole call takes "
+      f"{t_dropout / t32:.1f}x the time of its float32 draws, which take {t32 / t64:.2f}x the time of float64 draws")
+# The text below relies on these, with bands wide enough for a busy machine:
+assert 0.3 < t32 / h.numel() * 1e9 < 20, "the text says drawing costs a nanosecond or two per element"
+assert t_dropout / t32 < 4, "the text says the dropout call costs little more than its draws"
+assert t_dropout / t_linear < 0.5, "the text says dropout is cheap next to the Linear that feeds it"
 
 # %% [markdown]
 """
 The random numbers *are* the cost: the whole `dropout` call takes little
-more than drawing them, a nanosecond or two per element, and the comparison
-and multiplication add almost nothing. Drawing float32 numbers is cheaper
-than float64 (NumPy builds a float32 from 32 random bits and a float64 from
-64, and writes half the bytes), which is why `dropout` asks for float32.
+more than drawing them (the printed ratio; the cell checks it is under 4×),
+drawing costs of the order of a nanosecond or two per element (the cell
+checks 0.3 to 20 ns, a band wide enough for a busy machine), and the
+comparison and multiplication add comparatively little. Drawing float32
+numbers should be somewhat cheaper than float64 (NumPy builds a float32 from
+32 random bits and a float64 from 64, and writes half the bytes), which is
+why `dropout` asks for float32; the printed ratio shows by how much on your
+machine, and on a busy one the two can come out within noise of each other.
 
 Next to the `Linear(1024, 1024)` that produces the activation, dropout is
 cheap: the layer does 1,024 multiply-adds for every output element, dropout
@@ -723,6 +776,8 @@ print(f"graph of Linear-ReLU-Linear:         {plain / 1e6:6.2f} MB")
 print(f"with Dropout between them:           {with_dropout / 1e6:6.2f} MB "
       f"(+{(with_dropout - plain) / activation:.1f} activations)")
 print(f"a 1-byte boolean mask instead would be {activation / 4 / 1e6:.2f} MB")
+assert 4.5 <= plain / activation <= 6.0, f"the text says about five activations; measured {plain / activation:.2f}"
+assert 1.8 <= (with_dropout - plain) / activation <= 2.2, "the text says dropout adds two activation-sized arrays"
 
 # %% [markdown]
 """
@@ -779,14 +834,21 @@ for batch in (32, 512):
 print(f"{'batch':>6}{'augment µs':>12}{'train step µs':>15}{'augment share of the two':>26}{'augment µs/image':>18}")
 for batch, t_aug, t_step in rows:
     print(f"{batch:>6}{t_aug * 1e6:>12.0f}{t_step * 1e6:>15.0f}{t_aug / (t_aug + t_step):>26.0%}{t_aug / batch * 1e6:>18.2f}")
+shares = [t_aug / (t_aug + t_step) for _, t_aug, t_step in rows]
+per_image = [t_aug / batch * 1e6 for batch, t_aug, _ in rows]
+print(f"augmentation took {min(shares):.0%} to {max(shares):.0%} of augment + step, "
+      f"{min(per_image):.2f} to {max(per_image):.2f} µs per image")
+assert all(0.01 <= x <= 0.5 for x in shares), "the text says augmentation is a visible share, not the whole step"
+assert all(0.05 <= x <= 10 for x in per_image), "the text says a fraction of a microsecond to a few per image"
 
 # %% [markdown]
 """
 Augmentation is a visible share of the work even for this trivial
-transformation (of the order of a tenth on the machine this was written on,
-varying with its load): the model is so small that a training step costs
-little more than the gather and flips of its input, a fraction of a
-microsecond to a microsecond per image. For real image models the model's
+transformation (the printed range; the cell checks it lies between 1% and
+50%, and it varies with the machine's load): the model is so small that a
+training step costs only a few times more than the gather and flips of its
+input, which take a fraction of a microsecond to a few microseconds per
+image. For real image models the model's
 cost per image is far larger, but so is the augmentation's: decoding a JPEG
 and cropping, flipping and colour-jittering it takes on the order of a
 millisecond of CPU per image. That is why PyTorch's `DataLoader` runs
@@ -910,6 +972,22 @@ for name, (history, test_result, seconds) in results.items():
     print(f"{name:<22}{history.epochs:>7}{history['train_accuracy'][-1]:>10.3f}{history['val_accuracy'][-1]:>9.3f}"
           f"{best_loss:>17.3f} ({best_epoch:>2}){history['val_loss'][-1]:>7.3f}{test_result['accuracy']:>10.3f}"
           f"{seconds:>9.2f}")
+n_params = sum(p.numel() for p in shapes_mlp().parameters())
+baseline = results["none"][0]
+first_perfect = next(e for e, a in zip(baseline["epoch"], baseline["train_accuracy"]) if a == 1.0)
+print(f"\n{n_params:,} parameters, {n_params / len(X_train):.1f} per training image; the baseline first fits its "
+      f"training set perfectly at epoch {first_perfect}")
+
+# What the text below says about this (seeded, repeatable) run, checked:
+test_acc = {name: result[1]["accuracy"] for name, result in results.items()}
+assert first_perfect <= 20 and baseline.best("val_loss")[0] <= 15, "baseline: fits by ~15 epochs, best loss near 10"
+assert baseline["val_loss"][-1] > 1.3 * baseline.best("val_loss")[1], "baseline: validation loss climbs well above its minimum"
+assert results["dropout 0.5"][0]["train_accuracy"][-1] < 0.95, "dropout holds the training accuracy down"
+assert results["weight decay 5e-3"][0]["train_accuracy"][-1] > 0.99, "weight decay still fits the training set"
+assert results["early stopping"][0].epochs < EPOCHS / 2, "early stopping ends before half the budget"
+assert results["early stopping"][0].best("val_loss") == baseline.best("val_loss"), "it keeps the baseline's best"
+assert test_acc["shift + flip"] > max(test_acc[n] for n in ("none", "dropout 0.5", "weight decay 5e-3", "early stopping")) + 0.1
+assert test_acc["shift + flip + rotate"] < test_acc["shift + flip"], "rotations make things worse"
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
 for name, (history, _, _) in results.items():
@@ -925,13 +1003,15 @@ plt.show()
 
 # %% [markdown]
 """
-Read the table and the curves together (the numbers quoted here are those
-of the run shown when the chapter was written):
+Read the table and the curves together. Every run is seeded, so the table
+is the same each time the chapter runs; the cell checks each statement
+below against it.
 
-- **No regularisation** reaches 100% training accuracy within about 15
-  epochs. Its validation loss is lowest after about ten epochs and then
-  climbs steadily to well above its minimum, while its validation accuracy
-  stalls near 50%: the textbook picture of overfitting.
+- **No regularisation** fits its training set perfectly within the first
+  twenty epochs (the printed epoch). Its validation loss is lowest early
+  (the epoch in brackets) and then climbs steadily to well above its
+  minimum, while its validation accuracy stalls near 50%: the textbook
+  picture of overfitting.
 - **Dropout** holds the training accuracy down (the noisy network cannot
   memorise as easily) and keeps the validation loss lower for longer, with a
   small gain in accuracy. It narrows the gap mostly from the training side.
@@ -939,9 +1019,10 @@ of the run shown when the chapter was written):
   the validation loss stops rising: with small weights the logits cannot
   grow large, so the model cannot become confidently wrong. Accuracy moves
   a little.
-- **Early stopping** ends the run after about 15 of the 40 epochs, on the
-  weights with the baseline's best validation loss: the same model as the
-  baseline's best, for less than half the compute. (Its accuracy columns
+- **Early stopping** ends the run after fewer than half of the 40 epochs
+  (its `epochs` column), on the weights with the baseline's best validation
+  loss: the same model as the baseline's best, for less than half the
+  compute. (Its accuracy columns
   describe the last epoch it ran; the test column evaluates the weights it
   kept.) Its test *accuracy* is lower than the baseline's at epoch 40, the disagreement between loss and
   accuracy chapter 12 noted: the baseline kept gaining a little accuracy
@@ -967,6 +1048,10 @@ respect what the labels mean.
 print(f"{'per-class test accuracy':<24}" + "".join(f"{c:>8}" for c in CLASS_NAMES))
 for name in ("none", "shift + flip", "shift + flip + rotate"):
     print(f"{name:<24}" + "".join(f"{a:>8.2f}" for a in results[name][1]["per_class_accuracy"]))
+flip_bars = np.asarray(results["shift + flip"][1]["per_class_accuracy"])[3:]
+rotate_bars = np.asarray(results["shift + flip + rotate"][1]["per_class_accuracy"])[3:]
+assert rotate_bars.min() < 0.5 * flip_bars.min() and rotate_bars.max() >= flip_bars.min() - 0.05, \
+    "the text says one bar class keeps its accuracy and the other collapses"
 
 # %% [markdown]
 """
@@ -974,10 +1059,11 @@ Plus, cross and ring look the same after a 90° rotation, so for them
 rotating only adds variety. The two bars are different: a rotated
 horizontal bar *is* a vertical bar. Training on rotated copies teaches the
 model that the two glyphs are one shape with two labels, which it can no
-longer separate. In the run shown when this was written, it gave most bars
-of *either* orientation the same one of the two names, so one bar class
-kept its accuracy while the other collapsed to well below chance between
-the two; the other classes moved far less. An augmentation that changes
+longer separate. In the table above it gives most bars of *either*
+orientation the same one of the two names, so one bar class keeps its
+accuracy while the other collapses to well below chance between the two
+(the cell checks that the weaker bar class falls below half its
+shift-and-flip accuracy). An augmentation that changes
 labels is label noise you add yourself, and no amount of training removes
 it.
 """
@@ -1000,41 +1086,164 @@ if __name__ == "__main__":
     print("All tests of 13_regularization passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
-1. **Dropout's memory at scale.** You measured two extra activation-sized
-   arrays per dropout layer. A GPT-style model applies dropout to its
-   attention probabilities, an array of `batch · heads · T · T` elements per
-   layer. For batch 8, 12 heads, T = 1024 and 12 layers, how many bytes do
-   float32 masks take, and how many with 1-byte masks? PyTorch's fused
-   attention kernels store no mask at all and regenerate it in backward from
-   the random generator's seed and offset: what does that cost instead, and
-   why does it require a counter-based generator rather than a sequential
-   one like the PCG64 behind `init.generator()`?
-2. **Where augmentation runs.** Our augmentation runs in the training process
-   between steps. Using your measured augmentation share, at what ratio of
-   augmentation time to step time does it become the bottleneck, and what
-   are the alternatives: worker processes, precomputing a fixed number of
-   augmented copies on disk, moving augmentation onto the accelerator? What
-   does each cost in memory, disk or variety of the data, and how does each
-   interact with chapter 12's exact resume, which needs every random draw to
-   be replayable?
-3. **Weight decay and parameter groups.** The `l2_penalty` test showed the
-   penalty and SGD's `weight_decay` are the same update; the Adam
-   measurement showed that Adam's L2 form ignores `λ` for a weight with no
-   loss gradient. You fine-tune with `Adam(weight_decay=0.01)` applied to
-   every parameter, biases and LayerNorm gains included. Which parameters
-   does the L2 form shrink hardest, what happens to a LayerNorm gain that
-   receives small gradients, and how would you set up AdamW's
-   `param_groups` instead?
-4. **Regularisation within a budget.** Under the 40-epoch budget the
-   augmented run was still improving at the end, the others had stopped long
-   before. Combine augmentation with dropout or weight decay in the
-   experiment above and predict, then measure: does the combination beat
-   augmentation alone at 40 epochs, and at 100? With a fixed compute budget,
-   how would you choose between more epochs with augmentation, a larger
-   model with dropout, and collecting more data?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Dropout's memory at scale.** You measured two extra activation-sized
+arrays per dropout layer. A GPT-style model applies dropout to its
+attention probabilities, an array of `batch · heads · T · T` elements per
+layer. For batch 8, 12 heads, T = 1024 and 12 layers, how many bytes do
+float32 masks take, and how many with 1-byte masks? PyTorch's fused
+attention kernels store no mask at all and regenerate it in backward from
+the random generator's seed and offset: what does that cost instead, and
+why does it require a counter-based generator rather than a sequential
+one like the PCG64 behind `init.generator()`?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_dropout_memory_at_scale", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Per layer 8 × 12 × 1024 × 1024 = 100,663,296 ≈ 1.0 × 10⁸
+elements; over 12 layers 1.21 × 10⁹. Float32 masks take 4 bytes each:
+4.83 GB (4.5 GiB); 1-byte masks 1.21 GB. (Our composition also keeps the
+dropout's float32 output for the next matmul, another 4.83 GB.) Regenerating
+costs no memory but a second pass of random-number generation in backward:
+about 1.2 × 10⁹ more draws per step, arithmetic that is cheap on a GPU next
+to storing and re-reading gigabytes. It needs a counter-based generator
+(Philox): the value for element *i* is a pure function of (seed, offset + i),
+so any thread can recompute any tile's mask, in any order, independently. A
+sequential generator's numbers come from a state that advances draw by draw;
+reproducing element *i* means replaying (or jumping) the stream from a saved
+state in the order it was first drawn, which a kernel that processes tiles in
+parallel, and in a different order in backward, cannot do cheaply.
+
+**Rubric (2 points).** 1 point for the element count and both byte totals
+(4.8 GB and 1.2 GB, within 10%); 1 point for "recompute costs extra RNG
+work, not memory" and for random access by counter as the reason.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Where augmentation runs.** Our augmentation runs in the training process
+between steps. Using your measured augmentation share, at what ratio of
+augmentation time to step time does it become the bottleneck, and what
+are the alternatives: worker processes, precomputing a fixed number of
+augmented copies on disk, moving augmentation onto the accelerator? What
+does each cost in memory, disk or variety of the data, and how does each
+interact with chapter 12's exact resume, which needs every random draw to
+be replayable?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_where_augmentation_runs", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** In the training process the two add: a step costs
+t_aug + t_step, so augmentation always slows training by the factor
+1 + t_aug / t_step; a share *s* of the total means t_aug / t_step = s / (1 − s)
+(for example 12% → 0.14, 5% → 0.05). Run in parallel (workers), it is hidden
+as long as t_aug / workers < t_step and becomes the bottleneck when
+t_aug / t_step exceeds the number of workers: with one worker, at a ratio of 1.
+Alternatives: **worker processes** cost a CPU core and a process's memory each
+(a copy or shared view of the dataset, plus a prefetch queue of batches) and
+keep full variety; **precomputed copies** cost K times the dataset on disk,
+nothing per step, and limit the variety to K views of each image;
+**accelerator augmentation** costs device memory and a little device time, no
+CPU, full variety. Resume: in-process draws come from tinytorch's generator,
+which chapter 12's checkpoint saves, so resume is exact; workers each need
+their own seed derived from (base seed, epoch, worker) and a fixed order in
+which their batches are consumed, or resume cannot replay them; precomputed
+copies are trivially replayable (only the choice of copy per epoch is random);
+device augmentation needs the device generator's state in the checkpoint.
+
+**Rubric (2 points).** 1 point for the serial versus parallel cost (additive
+in process; bottleneck once t_aug / t_step exceeds the number of workers) with
+the student's own share converted to a ratio; 1 point for at least two
+alternatives with a correct cost each and a correct statement about resume.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Weight decay and parameter groups.** The `l2_penalty` test showed the
+penalty and SGD's `weight_decay` are the same update; the Adam
+measurement showed that Adam's L2 form ignores `λ` for a weight with no
+loss gradient. You fine-tune with `Adam(weight_decay=0.01)` applied to
+every parameter, biases and LayerNorm gains included. Which parameters
+does the L2 form shrink hardest, what happens to a LayerNorm gain that
+receives small gradients, and how would you set up AdamW's
+`param_groups` instead?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_weight_decay_param_groups", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Adam's step is m̂ / √v̂ of the gradient g + λw. Where the loss
+gradient is large, λw is a small part of it and hardly moves the step: those
+weights barely decay. Where the loss gradient is small, λw dominates, and the
+normalised step approaches η · sign(w) whatever λ is: those parameters shrink
+hardest, by up to η per step (our measurement: 1 → 0.0002 in 300 steps of
+η = 0.01, for λ = 0.001 and λ = 0.1 alike). A LayerNorm gain starts at 1 and
+often gets small gradients, so it is pulled towards 0 at up to η per step
+(10⁴ steps at η = 10⁻⁴ can move it by 1): the layer's output scale collapses
+unless the loss gradient pushes back, and the decay is strongest exactly
+where it was not wanted. With AdamW, decay only the weight matrices:
+`AdamW([{"params": matrices, "weight_decay": 0.01}, {"params": biases_and_norm_gains, "weight_decay": 0.0}], lr=...)`,
+where `matrices` are the parameters with `ndim >= 2` (Linear, Conv, embedding
+weights) and the rest are biases and normalisation gains and shifts.
+
+**Rubric (2 points).** 1 point for "parameters with small loss gradients
+(biases, norm gains) shrink hardest, at about η per step, whatever λ" and the
+collapse of the gain; 1 point for two parameter groups split by what the
+parameter is (matrices decayed, biases and norm parameters at 0) with AdamW.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Regularisation within a budget.** Under the 40-epoch budget the
+augmented run was still improving at the end, the others had stopped long
+before. Combine augmentation with dropout or weight decay in the
+experiment above and predict, then measure: does the combination beat
+augmentation alone at 40 epochs, and at 100? With a fixed compute budget,
+how would you choose between more epochs with augmentation, a larger
+model with dropout, and collecting more data?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_regularisation_budget", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Prediction: augmentation alone is still *under*-fitting at
+40 epochs (its training accuracy is below its validation accuracy), so adding
+more regularisation should slow it down further, not help. Measured with the
+experiment's settings (same seeds, shift and flip in every run; test accuracy):
+at 40 epochs shift + flip 0.721, + dropout 0.5 0.525, + dropout 0.2 0.653,
++ weight decay 5e-3 0.554; at 100 epochs 0.830, 0.681, 0.802 and 0.682. The
+combinations lose at both budgets; a mild dropout (0.2) nearly catches up
+by 100 epochs. Choosing under a fixed budget: while a model under-fits (train
+accuracy ≤ validation accuracy, validation loss still falling), spend compute
+on more epochs with augmentation, not on more regularisation; a larger model
+with dropout pays only when the model is capacity-limited and over-fits;
+more (real) data is the best regulariser of all and usually worth more than
+either when it can be had, because augmentation only adds the invariances you
+wrote down.
+
+**Rubric (2 points).** 1 point for a measured (or well-argued) comparison at
+both budgets with the conclusion that extra regularisation hurts an
+under-fitting augmented model; 1 point for a budget rule that uses the
+train/validation gap to decide, with data first when available.
+### END SOLUTION
 """
 
 # %% [markdown]

@@ -225,7 +225,18 @@ def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:
 
 
 def matmul_naive(a, b) -> np.ndarray:
-    """(n, k) @ (k, m) with three Python loops, one multiply-add per iteration (a slow reference)."""
+    """(n, k) @ (k, m) with three Python loops, one multiply-add per iteration (a slow reference).
+
+    Args:
+        a, b: 2-D arrays (or nested lists) of shapes (n, k) and (k, m).
+    Returns:
+        An (n, m) array in np.result_type(a, b) (float32 in, float32 out).
+    """
+    # 1. np.asarray both, then _check_matmul(a, b, "matmul_naive") raises the shape error for you.
+    # 2. Convert to Python lists (a.tolist()): indexing an array element by element is slower still.
+    # 3. Loop in the order i, p, j: C[i][j] += A[i][p] * B[p][j], the innermost loop along a row of B and C;
+    #    hoist A[i][p], B[p] and C[i] into local names outside the inner loop.
+    # Pitfall: start C as n lists of m zeros (not [[0.0] * m] * n, which is one row shared n times).
     ### BEGIN SOLUTION
     a, b = np.asarray(a), np.asarray(b)
     _check_matmul(a, b, "matmul_naive")
@@ -319,6 +330,11 @@ def matmul_blocked(a, b, tile=64) -> np.ndarray:
     Returns:
         The product, in the result dtype of a and b.
     """
+    # Check the shapes (_check_matmul) and the tile (_tile_sizes gives (tm, tn, tk)); allocate zeros (n, m).
+    # Loop I over rows in steps of tm, J over columns in steps of tn, and P over the inner dimension in
+    # steps of tk; take `block = out[I, J]` (a view) once per (I, J) and add A[I, P] @ B[P, J] into it.
+    # Pitfall: slices past the end are simply shorter, so edge tiles need no special case; but the
+    # result dtype must be np.result_type(a, b), not float64 by default.
     ### BEGIN SOLUTION
     a, b = np.asarray(a), np.asarray(b)
     _check_matmul(a, b, "matmul_blocked")
@@ -411,7 +427,16 @@ completely before it is evicted.
 # %% nbgrader={"grade": false, "grade_id": "impl_transpose_blocked", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def transpose_blocked(a, tile: int = 64) -> np.ndarray:
-    """A C-contiguous copy of the transpose of a 2-D array, written one tile x tile block at a time."""
+    """A C-contiguous copy of the transpose of a 2-D array, written one tile x tile block at a time.
+
+    Args:
+        a: a 2-D array (n, m), possibly a strided view; tile: a positive int.
+    Returns:
+        A new C-contiguous (m, n) array of a's dtype, equal to a.T.
+    """
+    # Refuse a non-2-D array and a tile that is not a positive int with a ValueError.
+    # Allocate out = np.empty((m, n)), then for every tile corner (i, j): out[j:j+tile, i:i+tile] = a[i:i+tile, j:j+tile].T.
+    # Pitfall: the tile's source rows i.. become the destination's columns i..: swap the slices, not just .T.
     ### BEGIN SOLUTION
     a = np.asarray(a)
     if a.ndim != 2:
@@ -494,6 +519,13 @@ def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, str
     Same arguments, result and layout as tinytorch.core.spatial.conv2d: input (N, C, H, W) or
     (C, H, W), weight (O, C, kh, kw), bias (O,) or None; returns (N, O, OH, OW).
     """
+    # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0]. Normalise stride and
+    #    padding with _pair, check with _check_conv_args, and get OH, OW from conv_output_size.
+    # 2. Pad with Pad2d.apply(input, padding=...) if needed; permute to (C, N, Hp, Wp) (a view).
+    # 3. For each tap (i, j): slice rows i :: sh and columns j :: sw (OH and OW of them) -> (C, N, OH, OW);
+    #    add weight[:, :, i, j] @ tap.reshape(C, N * OH * OW) into a running sum of shape (O, N*OH*OW).
+    # 4. Add bias.reshape(O, 1); return out.reshape(O, N, OH, OW).permute(1, 0, 2, 3).
+    # Pitfall: use Tensor operations only (no .data), so chapter 09 differentiates it with no new rule.
     ### BEGIN SOLUTION
     if input.ndim == 3:                                             # one image: add and drop a batch axis
         return conv2d_direct(input.unsqueeze(0), weight, bias, stride, padding)[0]
@@ -593,6 +625,15 @@ class SoftmaxCrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target):
+        """Per-row losses of NumPy logits (N, C) and integer class indices target (N,): returns (N,).
+
+        Save the softmax probabilities (N, C) with ctx.save_for_backward and the targets as ctx.target.
+        """
+        # 1. Subtract each row's max (keepdims) into a new array: every entry <= 0, so exp cannot overflow.
+        # 2. Pick the shifted target logits probs[rows, target] BEFORE exponentiating the buffer in place.
+        # 3. np.exp(probs, out=probs); total = row sums (N,); probs /= total[:, None] gives the softmax.
+        # 4. The loss is log(total) - picked: log-sum-exp minus the target logit, both shifted by the max.
+        # Pitfall: work in place on your own copy, never on `logits` itself (it is the input's data).
         ### BEGIN SOLUTION
         rows = np.arange(logits.shape[0])
         probs = logits - logits.max(axis=1, keepdims=True)    # (N, C): shifted, every entry <= 0
@@ -608,6 +649,13 @@ class SoftmaxCrossEntropy(Function):
 
 @backward_rule(SoftmaxCrossEntropy)
 def softmax_cross_entropy_backward(ctx, grad):
+    """Gradient with respect to the logits: (softmax - onehot(target)) * grad[:, None], shape (N, C).
+
+    grad is (N,), one upstream gradient per row's loss (1/N each for a mean). Return a 1-tuple:
+    the target indices are not differentiable, so only the logits get a gradient.
+    """
+    # Multiply the saved probabilities by grad[:, None] into a NEW array (the saved one may be reused),
+    # then subtract grad at [rows, target]: that is the one-hot part, scaled per row.
     ### BEGIN SOLUTION
     (probs,) = ctx.saved_arrays
     dlogits = probs * grad[:, None]                           # (N, C): softmax, scaled per row
@@ -770,6 +818,8 @@ plt.show()
 loops_rate = np.median(list(gflops["loops"].values()))
 print(f"Python loops: about {loops_rate * 1e3:.0f} MFLOP/s, i.e. {2 / loops_rate:.0f} ns per multiply-add; "
       f"BLAS at n = 1024: {gflops['BLAS'][1024]:.0f} GFLOP/s, {gflops['BLAS'][1024] / loops_rate:,.0f} times faster")
+assert 5 <= 2 / loops_rate <= 500, "the text says a Python multiply-add costs tens of nanoseconds"
+assert gflops["BLAS"][1024] / loops_rate >= 200, "the text says BLAS is hundreds of times or more faster than loops"
 
 # %% [markdown]
 r"""
@@ -787,14 +837,16 @@ Read the plot from the bottom up:
   how fast NumPy does one tile plus the overhead of one Python iteration per
   tile, so it levels off.
 * **BLAS** climbs with $n$ to a plateau, where the core's arithmetic units
-  are the limit. Inside, it does what our blocked kernel does, three levels deep (for
+  are the limit. (On a machine other programs are using, a single point can
+  fall below the plateau: each is the fastest of only a few runs.) Inside, it does what our blocked kernel does, three levels deep (for
   L3, L2 and registers), on tiles it first copies ("packs") into contiguous
   buffers, with a hand-written vector micro-kernel and, on several cores, one
   block of the output per thread.
 
-The factor printed under the plot, a thousand or more between the first
-line and the last on one core, is the reason tinytorch never loops over
-elements in Python.
+The factor printed under the plot between the first line and the last, on
+one core, is in the hundreds at least (the cell checks 200 or more; on an
+idle machine it is in the thousands), and it is the reason tinytorch never
+loops over elements in Python.
 
 ### Arithmetic intensity: dialling reuse up and down
 
@@ -813,7 +865,9 @@ I = \frac{2n^2T}{8nT + 16n^2} \approx \frac{T}{8} \;\text{ for } T \ll n .
 $$
 
 So the panel depth $T$ sets the intensity: $T = 2$ does about a quarter of a
-FLOP per byte, $T = 512$ about 20. If the memory model is right, the rate
+FLOP per byte. At $T = 512 = n$ (a single panel) the approximation
+$T \ll n$ no longer holds and the exact formula gives about 43, as the
+table's `FLOP/byte` column prints. If the memory model is right, the rate
 should grow in proportion to $I$ while memory is the limit, and flatten once
 the arithmetic is.
 """
@@ -845,13 +899,19 @@ ax.set_ylim(min(rate) / 2, max(rate) * 2)
 ax.set_title(f"Panel products of a {n}×{n} matmul")
 ax.legend()
 plt.show()
-print(f"deepest panels vs shallowest: {rate[-1] / rate[0]:.0f}x the rate for {intensity[-1] / intensity[0]:.0f}x the intensity")
+print(f"deepest panels vs shallowest: {rate[-1] / rate[0]:.0f}x the rate for {intensity[-1] / intensity[0]:.0f}x the intensity; "
+      f"T = 2 to 16: {rate[3] / rate[0]:.1f}x the rate for {intensity[3] / intensity[0]:.0f}x the intensity")
+assert rate[3] / rate[0] >= 2, "the text says the rate rises with the intensity at small T"
+assert rate[-1] / rate[0] <= intensity[-1] / intensity[0] / 3, "the text says the rate flattens far below the line"
 
 # %% [markdown]
 r"""
-At small $T$ the points rise with the intensity, close to the dotted line
-on which doubling the intensity doubles the rate: the kernel waits for
-memory. At large $T$ they flatten out far below it, because the arithmetic
+At small $T$ the points rise with the intensity, not far below the dotted
+line on which doubling the intensity doubles the rate (the printed ratio for
+$T = 2$ to 16; the cell checks at least 2× for that 8× in intensity): the
+kernel waits for memory. At large $T$ they flatten out far below it (the
+cell checks that the whole range gains less than a third of its intensity
+ratio), because the arithmetic
 units became the limit. (A $512 \times 512$
 float32 matrix is 1 MiB, so here "memory" means the L2 and L3 caches; with
 matrices too large for the caches the memory-bound part would sit lower
@@ -861,8 +921,9 @@ the same picture for the layers of a real model and calls it a roofline.
 
 ### Memory layout, measured
 
-Four experiments on a 2048×2048 float32 matrix (16 MiB, about the size of
-this machine's L3 cache or larger):
+Four experiments on a 2048×2048 float32 matrix (16 MiB: far larger than
+the L1 and L2 caches printed at the top of the chapter; whether it fits the
+L3 depends on the machine, and a server's L3 is shared by all its cores):
 
 1. Sum it one row at a time, then one column at a time, with a Python loop
    over the rows or columns (2048 NumPy calls either way).
@@ -881,6 +942,8 @@ same_ms = best_ms(lambda: a + a, repeats=3)
 mixed_ms = best_ms(lambda: a + a.T, repeats=3)
 print(f"sum by rows {rows_ms:.1f} ms, by columns {cols_ms:.1f} ms ({cols_ms / rows_ms:.1f}x)")
 print(f"a + a {same_ms:.1f} ms, a + a.T {mixed_ms:.1f} ms ({mixed_ms / same_ms:.0f}x)")
+assert cols_ms > 1.5 * rows_ms, "the text says summing columns is slower than summing rows"
+assert mixed_ms > 3 * same_ms, "the text says mixing layouts costs several times or more"
 
 copy_ms = best_ms(lambda: a.copy(), repeats=3)
 naive_ms = best_ms(lambda: a.T.copy(), repeats=3)
@@ -890,6 +953,8 @@ tile_ms = [best_ms(lambda: transpose_blocked(a, t), repeats=3) for t in tiles]
 best = int(np.argmin(tile_ms))
 print(f"plain copy {copy_ms:.1f} ms; a.T.copy() {naive_ms:.1f} ms; transpose_blocked best at tile {tiles[best]}: "
       f"{tile_ms[best]:.1f} ms ({naive_ms / tile_ms[best]:.1f}x faster than a.T.copy())")
+assert naive_ms > 1.5 * tile_ms[best] and 16 <= tiles[best] <= 256, \
+    "the text says a middle tile beats a.T.copy() by a factor of a few"
 
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot(tiles, tile_ms, "o-", label="transpose_blocked(a, tile)")
@@ -911,6 +976,7 @@ view = best_ms(lambda: x @ w.T, repeats=9)
 copied = best_ms(lambda: x @ np.ascontiguousarray(w.T), repeats=9)
 print(f"{k}x{k} matmul: x @ w {plain:.2f} ms, x @ w.T (a view) {view:.2f} ms, "
       f"x @ contiguous copy of w.T {copied:.2f} ms")
+assert 0.5 < view / plain < 2, "the text says a transposed view costs BLAS about nothing"
 
 # %% [markdown]
 r"""
@@ -919,20 +985,25 @@ What the numbers say:
 1. **Rows against columns.** Both loops make the same 2048 calls and add the
    same numbers. A row is 8 KiB of consecutive memory; a column is 2048
    floats 8 KiB apart, each on its own cache line and often its own memory
-   page, so summing a column uses 4 bytes of every 64 it loads.
+   page, so summing a column uses 4 bytes of every 64 it loads, needs a new
+   TLB entry (the cache of address translations) almost every step, and
+   cannot use the vector loads that sum eight or sixteen consecutive floats
+   at once. The printed ratio is the sum of the three effects.
 2. **Mixing layouts** inside one element-wise operation is the worst case:
-   NumPy must walk one operand against its grain for every element. On the
-   machines we tried this costs one to two orders of magnitude, for an
-   operation that does one FLOP per element. The fix is to keep operands in
+   NumPy must walk one operand against its grain for every element. It
+   costs the factor printed above (the cell checks at least 3×; it is often
+   ten or more), for an operation that does one FLOP per element. The fix is to keep operands in
    the same layout, or to make one contiguous *once* if it is used many times.
 3. **Blocking the transpose** turns the strided reads into short runs that
    stay in cache. Tiny tiles lose to Python's per-tile overhead, huge tiles to
    the cache again, and the middle (tiles of a few KiB to a few tens of KiB)
-   wins, typically by a factor of a few over `a.T.copy()`. The contiguous
+   wins, by the factor printed above (the cell checks at least 1.5× and a
+   best tile between 16 and 256). The contiguous
    `a.copy()` is the floor: the same bytes, in order.
 4. **A transposed operand costs BLAS (almost) nothing**: BLAS takes a
    "transposed" flag and a leading dimension, so `x @ w.T` runs about as fast
-   as `x @ w`, while copying `w.T` first adds the copy. This is why chapter 04's `Linear`
+   as `x @ w` (the cell checks within a factor of two), while copying `w.T`
+   first adds the copy. This is why chapter 04's `Linear`
    computes `x @ self.weight.T` on a view and never stores a transposed weight,
    and why chapter 09's matmul backward uses `swapaxes` views.
 
@@ -976,6 +1047,12 @@ for label, shape, O, pad in conv_cases:
     conv_results[label] = row
     (fi, bi, pi), (fd, bd, pd) = row["im2col"], row["direct"]
     print(f"{label:>16} {columns_mib:>12.1f} | {fi:>8.1f} {fd:>8.1f} | {bi:>8.1f} {bd:>8.1f} | {pi:>8.1f} {pd:>8.1f}")
+first, second, wide = (conv_results[label] for label, *_ in conv_cases)
+assert second["direct"][2] < second["im2col"][2] and wide["direct"][2] < wide["im2col"][2], \
+    "the text says the direct kernel needs less memory when there are many input channels"
+assert first["direct"][0] > 1.5 * first["im2col"][0], "the text says im2col wins clearly on the first layer"
+assert all(layer["direct"][1] > layer["im2col"][1] for layer in (first, second)), \
+    "the text says im2col is the faster of the two on the course's layers (forward + backward)"
 
 # %% [markdown]
 r"""
@@ -986,7 +1063,9 @@ The trade shows up layer by layer:
   output-sized arrays. For the first layer ($C = 3$) the direct kernel's
   matmuls are three numbers deep and nine output-sized additions dominate,
   so im2col should win clearly; as $C$ grows, each tap's matmul becomes
-  efficient and the gap narrows. The backward of the direct version also
+  efficient and the gap narrows. (The cell checks that im2col's forward is
+  at least 1.5× faster on the first layer, and its forward plus backward
+  faster on both layers of the reference CNN.) The backward of the direct version also
   scatters nine gradients into zero-filled input-sized arrays (chapter 09's
   rule for slicing), which costs more again.
 * **Memory.** im2col's peak is dominated by the column matrix, nine times
@@ -994,7 +1073,7 @@ The trade shows up layer by layer:
   accumulators. When the output is larger than the input times nine (the
   first layer: 3 channels in, 32 out), im2col's columns are actually the
   smaller allocation; for layers with many input channels the direct kernel
-  needs much less memory.
+  needs much less memory (checked for the second and third rows).
 
 So neither wins everywhere, which is exactly why production libraries carry
 several convolution algorithms and choose per layer (chapter 06's production
@@ -1069,15 +1148,21 @@ for N, C in ce_cases:
     ce_speedups.append(ms_c / ms_f)
     print(f"{f'{N} x {C}':>12} {logits.nbytes / 2**20:>11.2f} {f'{nodes_c} / {nodes_f}':>11} | {ms_c:>10.3f} {ms_f:>10.3f} "
           f"| {peak_c:>7.1f} {peak_f:>7.1f}  {ms_c / ms_f:>5.1f}x")
+logit_mib = logits.nbytes / 2**20                          # the last, largest case
+print(f"largest case: composite peak {peak_c / logit_mib:.1f} logit-sized arrays, fused {peak_f / logit_mib:.1f}; "
+      f"speed-ups from {min(ce_speedups):.1f}x to {max(ce_speedups):.1f}x")
+assert 5 <= peak_c / logit_mib <= 7 and 1.5 <= peak_f / logit_mib <= 2.5, "the text says about 6 arrays against 2"
+assert min(ce_speedups) > 1.1, "the text says the fused kernel was faster at every size in the table"
 
 # %% [markdown]
 r"""
 The fused primitive replaces the composite graph (the `nodes` column) by
 three nodes (the primitive, then the sum and the division of the mean),
 gives the same losses and gradients (asserted above), and needs a fraction of
-the peak memory: about 2 logit-sized arrays instead of about 6, in line with
-the estimate's count of new arrays. It was faster at every size we measured,
-for two different reasons. On small batches the arithmetic takes
+the peak memory: about 2 logit-sized arrays instead of about 6 (printed for
+the largest case, and checked), in line with the estimate's count of new
+arrays. It was faster at every size in the table (the cell checks a speed-up
+above 1.1× for each), for two different reasons. On small batches the arithmetic takes
 microseconds, and the saving is the engine's per-node Python overhead. On
 large ones it is the allocations: every fresh array of many megabytes comes
 from the operating system page by page (chapter 15 counts those page faults),
@@ -1168,14 +1253,17 @@ for _ in range(6):
         training_step(models[name], optimizers[name], images, labels, kernel_of[name])
         step_times[name].append(1000 * (time.perf_counter() - start))
 cnn_ms = {name: min(t) for name, t in step_times.items()}
-print(f"reference CNN training step (fastest of 6): {cnn_ms['composite']:.1f} ms composite, {cnn_ms['fused']:.1f} ms fused")
+print(f"reference CNN training step (fastest of 6): {cnn_ms['composite']:.1f} ms composite, {cnn_ms['fused']:.1f} ms fused "
+      f"(ratio {cnn_ms['composite'] / cnn_ms['fused']:.2f})")
+assert 0.67 < cnn_ms["composite"] / cnn_ms["fused"] < 1.5, "the text says the two steps take about the same time"
 
 # %% [markdown]
 r"""
-For the CNN the two steps take about the same time: with 10 classes the loss
-takes about a tenth of a millisecond of a step that takes tens of
-milliseconds, so whatever the fusion saves is within the noise of the
-convolutions. Fusion
+For the CNN the two steps take about the same time (the cell checks a
+ratio between 0.67 and 1.5, a band this noisy a measurement needs): with 10
+classes the loss takes the fraction of a millisecond in the first row of the
+fusion table, of a step that takes tens of milliseconds, so whatever the
+fusion saves is within the noise of the convolutions. Fusion
 pays where the loss is a large share of the work, as in a language model,
 whose output layer projects every token onto the whole vocabulary. Here is
 such an output layer on its own: 2048 token vectors of width 128, a
@@ -1208,12 +1296,14 @@ head_ms = {name: min(t) for name, t in head_times.items()}
 print(f"language-model head (2048 tokens, vocabulary 4096), forward + backward: "
       f"{head_ms['composite']:.1f} ms composite, {head_ms['fused']:.1f} ms fused "
       f"({head_ms['composite'] / head_ms['fused']:.2f}x)")
+assert head_ms["composite"] / head_ms["fused"] > 1.1, "the text says the fused loss takes a visible share off"
 
 # %% [markdown]
 r"""
 With a 4096-word vocabulary the logits are 32 MiB, far more than the layer's
 weights (2 MiB) and inputs (1 MiB), and the fused loss takes a visible share
-off the step. Language models with vocabularies of 50,000 words and more are
+off the step (the printed ratio; the cell checks more than 1.1×, and it is
+usually well above that). Language models with vocabularies of 50,000 words and more are
 where libraries go further and never store the logits at all.
 """
 
@@ -1235,33 +1325,158 @@ if __name__ == "__main__":
 r"""
 ## ML systems thinking
 
-1. **Where blocking stops helping.** Our panel experiment flattened out at
-   some depth $T$. Using this chapter's estimate $I \approx T/8$ and the
-   rates you measured, at what intensity did the kernel stop being limited by
-   memory? If the matrices no longer fitted in the L3 cache, would the bend
-   move to a larger or a smaller $T$, and why?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
 
-2. **A kernel for the first convolution.** The reference CNN's first layer has
-   3 input channels, so im2col's matmul has an inner dimension of 27 and the
-   direct kernel's has 3. Propose a layout of the data (think of which axis
-   is innermost in memory, and of PyTorch's `channels_last`) that would give
-   a vectorised inner loop a longer run to work on, and estimate what the
-   layout change itself would cost per step.
+**1. Where blocking stops helping.** Our panel experiment flattened out at
+some depth $T$. Using this chapter's estimate $I \approx T/8$ and the
+rates you measured, at what intensity did the kernel stop being limited by
+memory? If the matrices no longer fitted in the L3 cache, would the bend
+move to a larger or a smaller $T$, and why?
+"""
 
-3. **Fusing further.** Our fused forward still makes five passes over the
-   logits. Write down, pass by pass, what a compiled kernel that does the
-   forward in two passes (and the backward in one) would read and write,
-   and compare the bytes with the table above. Then estimate the memory of
-   the logits of a language model with a vocabulary of 50,000 and 8,192
-   tokens per batch, and explain why the largest models compute the loss
-   chunk by chunk instead.
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_where_blocking_stops", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
 
-4. **Hooks and trust.** Chapter 05's `cross_entropy` now runs code from this
-   chapter. What could go wrong in a larger codebase where kernels are
-   swapped at import time (think of two packages installing different
-   kernels, or a kernel that is only right for float32), and which checks
-   would you insist on before a kernel may be installed? How does PyTorch's
-   dispatcher decide which kernel runs an operation?
+### BEGIN SOLUTION
+**Answer key.** Read the bend off the table: on the machine this key was
+written on the rate went 12.5, 20, 36, 58, 78, 103, 115, 128, 137 GFLOP/s for
+$T$ = 2 … 512, i.e. almost ×1.6–1.8 per doubling up to $T = 16$ and barely
+×1.1 per doubling from $T = 64$ on. The bend is at $T \approx 16$–32, an
+intensity of about 2–4 FLOP/byte. Consistency check: at $T = 2$ the rate is
+12.5 GFLOP/s at 0.25 FLOP/byte, so the kernel streamed about 50 GB/s (cache
+bandwidth, since 1 MiB matrices live in L2/L3); the plateau is about
+140 GFLOP/s, so the ridge is 140 / 50 ≈ 3 FLOP/byte, where the bend is.
+Matrices too large for L3 stream from main memory, whose bandwidth is several
+times lower (chapter 15 measures about 10–15 GB/s per core), so the ridge
+moves to about 140 / 14 ≈ 10 FLOP/byte, i.e. $T \approx 8 \times 10 = 80$:
+the bend moves to a *larger* $T$, because each byte now costs more and more
+reuse is needed to hide it. (Students' numbers will differ; the reasoning
+from their own table is what counts.)
+
+**Rubric (2 points).** 1 point for locating the bend from the measured rates
+and converting $T$ to an intensity with $T/8$ (or the exact column); 1 point
+for "larger $T$, because lower bandwidth raises the ridge point $P/\beta$".
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. A kernel for the first convolution.** The reference CNN's first layer has
+3 input channels, so im2col's matmul has an inner dimension of 27 and the
+direct kernel's has 3. Propose a layout of the data (think of which axis
+is innermost in memory, and of PyTorch's `channels_last`) that would give
+a vectorised inner loop a longer run to work on, and estimate what the
+layout change itself would cost per step.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_first_convolution", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Vectorise over an axis that is long, not over $C = 3$. With
+`channels_last` (NHWC) input, the 3 channels of a pixel are adjacent, so one
+row of a 3×3 window is $k_w \cdot C = 9$ contiguous floats and a whole window
+three runs of 9; with the weight stored as $(k_h, k_w, C, O)$ the innermost
+loop can run over the $O = 32$ output channels (contiguous in an NHWC output),
+a full vector register or two per multiply-add, or over output pixels along
+$W$ (30 per row). The layout change costs one transposed copy of the input
+batch: 64 × 3 × 32 × 32 × 4 B = 786 KB read and written, about 1.6 MB, well
+under a millisecond even at a few GB/s of strided copy, against a step of tens
+of milliseconds; converting the 64 × 32 × 30 × 30 output back to NCHW, if the
+next layer needs it, is 7.4 MB each way, a few milliseconds at most. Keeping
+the whole network in NHWC avoids both.
+
+**Rubric (2 points).** 1 point for a layout whose innermost axis gives a long
+contiguous run (NHWC with vectorisation over output channels or pixels, or
+over the $k_w C$ window row); 1 point for costing the conversion from the
+array sizes (under a few ms) and comparing it with the step.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Fusing further.** Our fused forward still makes five passes over the
+logits. Write down, pass by pass, what a compiled kernel that does the
+forward in two passes (and the backward in one) would read and write,
+and compare the bytes with the table above. Then estimate the memory of
+the logits of a language model with a vocabulary of 50,000 and 8,192
+tokens per batch, and explain why the largest models compute the loss
+chunk by chunk instead.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_fusing_further", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Forward pass 1: read each logit once (4 B) and keep a running
+row maximum and a running sum of exponentials, rescaled when the maximum
+changes ("online softmax"), writing only per-row numbers. Pass 2: read each
+logit again (4 B) and write the probability (4 B). Forward: 8 read + 4 written
+= 12 B per logit, against 32 B (20 + 12) for our five-pass forward. Backward,
+one pass: read the probability (4 B) and write the gradient (4 B), subtracting
+at the target: 8 B, against 8 B for ours and 28 B for the composition. Total
+20 B per logit, against 40 B (ours) and 60 B (composite). (Not storing the
+probabilities at all and recomputing them from the logits in backward costs
+the same bytes and saves an $(N, C)$ array of memory.) Memory for a 50,000
+vocabulary and 8,192 tokens: 4.1 × 10⁸ logits × 4 B = 1.64 GB for the logits
+alone, plus 1.64 GB of saved probabilities and 1.64 GB of gradient, about
+5 GB for one loss. Computing the output projection and the loss chunk by chunk
+(say 1,024 tokens, 205 MB of logits each), and the backward of each chunk at
+once, keeps only one chunk's logits alive: memory falls by the number of
+chunks for the same FLOPs.
+
+**Rubric (2 points).** 1 point for a correct pass-by-pass byte count (about
+12 B forward and 8 B backward per logit, compared with 32 + 8 and 60); 1
+point for the 1.6 GB logits (≈ 5 GB with probabilities and gradient) and
+"chunks keep one slice of the logits alive".
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Hooks and trust.** Chapter 05's `cross_entropy` now runs code from this
+chapter. What could go wrong in a larger codebase where kernels are
+swapped at import time (think of two packages installing different
+kernels, or a kernel that is only right for float32), and which checks
+would you insist on before a kernel may be installed? How does PyTorch's
+dispatcher decide which kernel runs an operation?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_hooks_and_trust", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Risks: the last package imported wins, so results depend on
+import order and change silently when an unrelated import moves; a kernel
+right only for float32 loses precision (or breaks gradcheck) in float64, or
+mishandles shapes, reductions, ignored indices or label smoothing it was never
+written for; a kernel without a correct backward trains wrongly with no error;
+a global slot is shared by threads and tests, so one test's kernel leaks into
+another. Checks before installing: the kernel declares what it supports
+(dtypes, shapes, options) and falls back to the reference elsewhere; it is
+compared with the reference on forward values and gradients (gradcheck in
+float64, tolerance in float32) in CI and ideally once at install; installation
+is explicit and scoped (a context manager like `cross_entropy_kernel`),
+refuses to overwrite another kernel silently, and is logged. PyTorch's
+dispatcher keeps, per operator, a table of kernels keyed by *dispatch keys*;
+each tensor carries a key set (its backend: CPU, CUDA, ...; and
+functionalities: Autograd, Autocast, vmap, Python, ...), the keys of all
+inputs (plus thread-local ones) are combined, and the highest-priority key
+picks the kernel: the Autograd kernel records the graph and re-dispatches
+below itself to the backend kernel. Kernels are registered per operator and
+key (`TORCH_LIBRARY_IMPL`, `torch.library`), and registering a second kernel
+for the same operator and key is an error or an explicit override.
+
+**Rubric (2 points).** 1 point for at least two concrete failure modes and
+at least two checks; 1 point for dispatch keys from the inputs, the
+highest-priority key choosing the kernel, autograd re-dispatching to the
+backend.
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -1272,8 +1487,8 @@ You wrote kernels and measured what makes them fast:
 
 * **`matmul_naive`**, **`matmul_blocked`**: from a Python loop at a fraction
   of a GFLOP/s, through one call per row, to tiles that reuse what is in
-  cache, against BLAS, a thousand times and more faster than the loop on
-  one core.
+  cache, against BLAS, hundreds to thousands of times faster than the loop
+  on one core.
 * **Arithmetic intensity**: by changing only the depth of the panels of a
   matmul, you moved it from memory-bound to compute-bound and saw the rate
   follow the intensity, then flatten.

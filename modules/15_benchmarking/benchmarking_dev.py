@@ -88,7 +88,6 @@ will profile.
 # %%
 import json
 import subprocess
-import threading
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -301,6 +300,12 @@ def benchmark(fn, *, warmup: int = 1, repeats: int = 10, min_time: float = 0.0, 
     Returns:
         A BenchmarkResult with the time per call of every run.
     """
+    # 1. Validate with _check_counts(..., "benchmark"); call fn() `warmup` times without timing.
+    # 2. Loop while fewer than `repeats` runs, or while the total is under min_time (and runs < max_runs);
+    #    each run is _timed_run(fn, number, clock) -> (seconds per call, faults per call, elapsed seconds).
+    # 3. Name: `name`, else fn.__name__ (a lambda or partial may lack one: fall back to "fn").
+    # Pitfall: add up `elapsed` (the whole run) for min_time, but record the per-call times; and keep
+    # faults only where the OS reports them (resource is not None), else an empty tuple.
     ### BEGIN SOLUTION
     _check_counts(warmup, repeats, number, min_time, "benchmark")
     for _ in range(warmup):
@@ -455,6 +460,11 @@ def compare(candidates: dict, baseline: str | None = None, *, warmup: int = 1, r
     Returns:
         A Comparison whose results hold each candidate's times in round order.
     """
+    # Refuse an empty dict (ValueError) and an unknown baseline (KeyError), then _check_counts.
+    # Warm up in rounds too (every candidate, in order). Then, in round r, run the candidates starting
+    # at position r % len(names): names[r:] + names[:r], one _timed_run each, appending to its lists.
+    # Stop as in benchmark: at least `repeats` rounds, and until min_time (all candidates together).
+    # Pitfall: one time per candidate per round, in round order, or the paired ratios pair the wrong runs.
     ### BEGIN SOLUTION
     names = list(candidates)
     if not names:
@@ -559,6 +569,12 @@ The instrumentation replaces `Function.apply`, the backward rules of the
 primitives that ran and each layer's `forward` for the duration of the
 call, and puts every one of them back afterwards, even if the model raises.
 Nothing is left behind in the model or the package.
+
+The profiler is given, except for its accounting: you write
+`_Recorder.primitive_ran`, the function every primitive reports to, which
+charges the primitive's FLOPs and bytes to the layer running it and tags its
+graph node so that backward time goes to the same layer. First, the rule for
+bytes.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "impl_primitive_bytes", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -605,7 +621,14 @@ def primitive_flops(function: type, inputs: list, output: np.ndarray) -> int:
 
 
 def primitive_bytes(inputs: list, output: np.ndarray) -> int:
-    """The bytes one primitive call must move at least: its inputs read and its output written (0 for a view)."""
+    """The bytes one primitive call must move at least: its inputs read and its output written (0 for a view).
+
+    Args: inputs, the primitive's input arrays; output, its output array.
+    Returns: an int, the sum of every input's nbytes plus the output's, or 0 if the output is a view.
+    """
+    # A view (Reshape, Transpose, a slice) shares memory with its input and copies nothing:
+    # np.may_share_memory(output, array) tells you, without comparing any values.
+    # Pitfall: count nbytes (dtype-aware), not sizes, and return a Python int.
     ### BEGIN SOLUTION
     if any(np.may_share_memory(output, array) for array in inputs):
         return 0
@@ -638,7 +661,7 @@ def test_unit_primitive_counts():
 
 test_unit_primitive_counts()
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_profiler_accounting", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export profiling.profiler
 @dataclass
 class LayerProfile:
@@ -751,6 +774,20 @@ class _Recorder:
         return run
 
     def primitive_ran(self, function: type, inputs: tuple, out: Tensor) -> None:
+        """Charge one primitive call to the layer running it, and tag its graph node for backward.
+
+        Called by the patched Function.apply after every primitive, with the Function class, its
+        inputs (Tensors and other options) and its output Tensor.
+        """
+        # 1. The owner is the innermost layer running now, the top of self.stack; with an empty
+        #    stack the primitive belongs to the loss, whose slot is self.loss.
+        # 2. Add primitive_flops(function, arrays, out.data) and primitive_bytes(arrays, out.data)
+        #    to the owner's slots, where arrays are the .data of the inputs that are Tensors.
+        # 3. If the output has a graph node (out._ctx is not None), store the owner on it as
+        #    out._ctx._profiler_owner and call self.time_backward_of(function), so backward time
+        #    is charged to the same layer.
+        # Pitfall: options such as target indices are not Tensors: skip them, don't count them.
+        ### BEGIN SOLUTION
         owner = self.stack[-1] if self.stack else self.loss
         arrays = [x.data for x in inputs if isinstance(x, Tensor)]
         self.flops[owner] += primitive_flops(function, arrays, out.data)
@@ -758,6 +795,7 @@ class _Recorder:
         if out._ctx is not None:
             out._ctx._profiler_owner = owner
             self.time_backward_of(function)
+        ### END SOLUTION
 
     def time_backward_of(self, function: type) -> None:
         """Wrap the backward rule `function` uses (defined on it or inherited) in a timer, once."""
@@ -1022,7 +1060,7 @@ backward rule restored.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "test_unit_profile_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_unit_profile_model", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_profile_model():
     from tinytorch.core.activations import ReLU
     from tinytorch.core.spatial import Flatten
@@ -1071,10 +1109,12 @@ has. **Bandwidth**: the fastest of a few copies of a 64 MiB array into
 another (larger than the last-level cache of most CPUs, so the copy streams
 from main memory), counting the bytes read and written. Both use the harness and report the *fastest* run, because
 the question is what the hardware can do, not what a typical run gets.
-`Roofline` then holds the two numbers and knows the model's arithmetic.
+`Roofline` then holds the two numbers and knows the model's arithmetic. This
+cell is given: each method is the background's formula in one line, and the
+work of this section is in reading the plot, further below.
 """
 
-# %% nbgrader={"grade": false, "grade_id": "impl_Roofline", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 #| export profiling.roofline
 from dataclasses import dataclass
 
@@ -1107,15 +1147,11 @@ class Roofline:
     @property
     def ridge(self) -> float:
         """The intensity (FLOP/byte) at which memory stops being the limit."""
-        ### BEGIN SOLUTION
         return self.peak_flops / self.bandwidth
-        ### END SOLUTION
 
     def attainable(self, intensity):
         """The most FLOP/s a kernel of this arithmetic intensity can reach (scalar or array)."""
-        ### BEGIN SOLUTION
         return np.minimum(self.peak_flops, self.bandwidth * np.asarray(intensity, dtype=np.float64))
-        ### END SOLUTION
 
     def bound(self, intensity: float) -> str:
         """'memory' left of the ridge point, 'compute' at or right of it."""
@@ -1169,7 +1205,7 @@ the full 100; and the two measurements return positive rates.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_roofline", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_roofline", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_roofline():
     roof = Roofline(peak_flops=100e9, bandwidth=10e9)
     assert roof.ridge == 10.0
@@ -1236,6 +1272,12 @@ class AttentionBlock(Module):
         self.causal = causal
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_model) -> (B, T, d_model): x + attn(ln1(x)), then that + mlp(ln2(that))."""
+        # 1. With self.causal, build a (T, T) boolean mask, True above the diagonal (np.triu(..., k=1)):
+        #    PyTorch's convention, True = may NOT attend. Wrap it in a Tensor; without causal, pass None.
+        # 2. h = self.ln1(x); self.attn(h, h, h, need_weights=False, attn_mask=mask) returns (output, None).
+        # 3. Two residual additions: the MLP reads ln2 of the sum after attention, not ln2(x).
+        # Pitfall: T is x.shape[1] (batch_first); a mask of the wrong orientation lets tokens see the future.
         ### BEGIN SOLUTION
         T = x.shape[1]
         mask = Tensor(np.triu(np.ones((T, T), dtype=bool), k=1)) if self.causal else None   # True: may not attend
@@ -1307,8 +1349,12 @@ cnn_step()
 first_step = time.perf_counter() - start
 steps = benchmark(cnn_step, warmup=2, repeats=40, name="CNN training step")
 print(steps)
-print(f"first step {format_time(first_step)}; mean {format_time(steps.mean)} vs median {format_time(steps.median)}; "
-      f"slowest {format_time(steps.max)}; minor page faults per step {steps.faults_per_call or 0:.0f}")
+print(f"first step {format_time(first_step)} ({first_step / steps.median:.2f}x the median); mean {format_time(steps.mean)} "
+      f"vs median {format_time(steps.median)}; slowest {format_time(steps.max)}; "
+      f"minor page faults per step {steps.faults_per_call or 0:.0f}")
+assert steps.min <= steps.median <= steps.max, "a distribution with a floor and a tail"
+if sys.platform.startswith("linux"):
+    assert steps.faults_per_call >= 1000, "the text says the OS maps thousands of fresh pages every step"
 
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.hist(np.asarray(steps.times) * 1e3, bins=20, color="C0", alpha=0.8)
@@ -1324,29 +1370,60 @@ plt.show()
 r"""
 Identical work, different times: the distribution has a floor near the
 minimum and a tail to the right, so the mean usually sits above the median,
-pulled by a few slow runs. The first step is usually slower still (fresh memory to map,
-cold caches, code paths run for the first time); a benchmark that included
-it would be measuring start-up. And the page-fault count shows something
-that no profile of Python code will: every step, the operating system maps
-thousands of fresh pages into the process. We come back to that below.
+pulled by a few slow runs (compare the two printed values). A first step
+pays for fresh memory to map, cold caches and code paths run for the first
+time; whether that shows against the median depends on what the process did
+before (here many earlier cells already warmed it up: the printed ratio says
+how much it showed). A benchmark that included it would be measuring
+start-up. And the page-fault count shows something that no profile of Python
+code will: every step, the operating system maps thousands of fresh pages
+into the process (on Linux the cell checks at least 1,000). We come back to
+that below.
 
 ### Why alternate: a comparison that goes wrong
 
 Two *identical* functions, A and B, each a 512×512 float32 matmul. Halfway
-through the measurement, something else starts competing for the processor:
-here a background thread in the same process doing pure-Python work (as a
-data loader decoding images might), which holds Python's global interpreter
-lock for milliseconds at a time. First we time all of A, then all of B, the
-obvious way, with the interference starting between the two; then we let
-`compare` alternate between them, with the interference starting halfway
-through the rounds.
+through the measurement, the machine gets slower: another program starts
+taking the core, say, or the CPU heats up and lowers its clock. A real
+slowdown of that kind comes and goes as it pleases (on a shared machine it
+is happening all the time, which is exactly the problem), so to make the
+experiment behave the same on every machine we *simulate* it: from a chosen
+call on, every call of the shared work first spends about three times a matmul's
+time on pure-Python busywork, a stand-in for the time another program would
+take. First we time all of A, then all of B, the obvious way, with the
+slowdown starting between the two; then we let `compare` alternate between
+them, with the slowdown starting halfway through the rounds.
 """
 
 # %%
 square = rng.standard_normal((512, 512)).astype(np.float32)
 
 
+class Slowdown:
+    """From call number `start` of same_work() on, every call first burns `extra` seconds of Python work."""
+
+    def __init__(self):
+        self.calls, self.start, self.extra = 0, None, 0.0
+
+    def begin(self, after_calls: int, extra: float) -> None:
+        self.calls, self.start, self.extra = 0, after_calls, extra
+
+    def end(self) -> None:
+        self.start = None
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.start is not None and self.calls > self.start:
+            deadline = time.perf_counter() + self.extra
+            while time.perf_counter() < deadline:           # busy, like a competing program
+                pass
+
+
+slowdown = Slowdown()
+
+
 def same_work():
+    slowdown()
     return square @ square
 
 
@@ -1358,42 +1435,24 @@ def function_b():
     return same_work()
 
 
-class Interference:
-    """Pure-Python work on a background thread, competing for the interpreter, until stopped."""
-
-    def __enter__(self):
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        return self
-
-    def _run(self):
-        while not self.stop.is_set():
-            sum(i * i for i in range(10_000))
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
 one_call = benchmark(same_work, warmup=3, repeats=10).median
 rounds = 30
 sequential_a = benchmark(function_a, warmup=3, repeats=rounds, name="A")
-with Interference():                                          # the machine gets busier before B is timed
-    sequential_b = benchmark(function_b, warmup=3, repeats=rounds, name="B")
+slowdown.begin(after_calls=0, extra=3 * one_call)             # the machine gets slower before B is timed
+sequential_b = benchmark(function_b, warmup=3, repeats=rounds, name="B")
+slowdown.end()
 sequential_ratio = sequential_b.median / sequential_a.median
 
-halfway = threading.Timer(rounds * 2 * one_call, lambda: interference.__enter__())
-interference = Interference()
-halfway.start()                                               # the same change, halfway through the rounds
+warmup_calls = 3 * 2                                          # compare's warm-up: 3 rounds of A and B
+slowdown.begin(after_calls=warmup_calls + rounds * 2, extra=3 * one_call)   # halfway through 2 * rounds rounds
 alternating = compare({"A": function_a, "B": function_b}, baseline="A", warmup=3, repeats=2 * rounds)
-halfway.cancel()
-if hasattr(interference, "stop"):
-    interference.__exit__()
+slowdown.end()
 print(f"A then B:    B / A = {sequential_ratio:.2f}  (A median {format_time(sequential_a.median)}, "
       f"B median {format_time(sequential_b.median)})")
 print(f"alternating: B / A = {alternating.ratio('B'):.2f}  (quartiles of the per-round ratios "
       f"{alternating.ratio_spread('B')[0]:.2f}-{alternating.ratio_spread('B')[1]:.2f})")
+assert sequential_ratio > 1.3, "the text says timing A then B blames the slowdown on B"
+assert 0.7 < alternating.ratio("B") < 1.4, "the text says alternating keeps the ratio close to 1"
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.4), sharex=True)
 Comparison({"A": sequential_a, "B": sequential_b}, "A").plot(ax=axes[0], title="A, then B", show_ratios=False)
@@ -1404,14 +1463,15 @@ plt.show()
 # %% [markdown]
 r"""
 Timed one after the other, B looks slower than A, by as much as the
-interference happened to cost, although A and B are the same function. Timed
-in alternation, both see the quiet half and the busy half alike, and the
-median of the per-round ratios stays close to 1 (the background thread runs
-in the same process here so that the experiment behaves the same on every
-machine; another program on a busy machine does the same thing to a
-benchmark, only less predictably). The distributions are wider
-(the machine really did get slower), but the *comparison* is right. This is
-why `benchmarks/run_all.py` alternates tinytorch and PyTorch step by step
+slowdown cost (the cell checks a ratio above 1.3), although A and B are the
+same function. Timed in alternation, both see the quick half and the slow
+half alike, and the median of the per-round ratios stays close to 1
+(checked: between 0.7 and 1.4). The distributions are wider (the machine
+really did get slower), but the *comparison* is right. A real competing
+program does the same thing to a benchmark, only less predictably: it can
+start, stop and start again within one measurement, and no amount of care
+in timing one candidate and then the other removes it. This is why
+`benchmarks/run_all.py` alternates tinytorch and PyTorch step by step
 rather than timing one and then the other.
 
 ### The allocator: memory the operating system hands over page by page
@@ -1479,23 +1539,25 @@ if sys.platform.startswith("linux"):
                         float(np.median([r["faults"] for r in results]))) for name, results in runs.items()}
     for name, (median, faults) in allocator.items():
         print(f"{name:>26}: CNN step median {format_time(median)}, {faults:,.0f} minor page faults per step")
-    (default_time, _), (kept_time, _) = allocator.values()
+    (default_time, default_faults), (kept_time, kept_faults) = allocator.values()
     print(f"keeping freed memory: the step takes {kept_time / default_time:.2f}x the time")
+    assert default_faults >= 1000 and kept_faults <= 0.1 * default_faults, \
+        "the text says the page faults drop from thousands to nearly none"
 else:
     print("This experiment needs Linux's glibc malloc; on this system it is skipped.")
 
 # %% [markdown]
 r"""
 With the allocator keeping its freed memory, the page faults per step drop
-from thousands to nearly none. How much time that saves depends on the
-machine: page faults are expensive in virtual machines (each one may also
-need the hypervisor's help) and cheaper on bare metal. On the virtual machine
-this chapter was written on, it was about a third of the CNN step, more than
-any single layer except the second convolution. PyTorch's CPU tensors come
-from the same `malloc` and pay the same kind of cost: on that machine
-PyTorch's CNN step, run on its own, took thousands of page faults per step
-too, about half as many as ours. (How many depends on what the process
-allocated before: glibc adapts its thresholds as it goes.) On GPUs, PyTorch
+from thousands to nearly none (the cell checks under a tenth). How much time
+that saves depends on the machine: page faults are expensive in virtual
+machines (each one may also need the hypervisor's help) and cheaper on bare
+metal. The printed ratio is your machine's answer; the profile below puts
+the saving beside each layer's share of the step. PyTorch's CPU tensors come
+from the same `malloc` and pay the same kind of cost: the benchmark page
+that `benchmarks/run_all.py` writes lists PyTorch's page faults per run
+beside tinytorch's. (How many depends on what the process allocated before:
+glibc adapts its thresholds as it goes.) On GPUs, PyTorch
 avoids the problem with a *caching allocator* that keeps freed blocks for
 reuse instead of returning them to the driver. `benchmarks/run_all.py --keep-freed-memory` makes the change for both
 frameworks in one run, so you can see its effect on every workload.
@@ -1521,6 +1583,21 @@ for layer in sorted(cnn_profile.leaves(), key=lambda l: l.total_time, reverse=Tr
           f"{100 * layer.flops / flops_total:5.1f}% of the forward FLOPs")
 print(f"autograd engine {100 * cnn_profile.engine_time / total:.1f}% of the time; the profiled step took "
       f"{format_time(total)}, the unprofiled one {format_time(steps.median)} (medians; ratio {total / steps.median:.2f})")
+if sys.platform.startswith("linux"):
+    heaviest = max(cnn_profile.leaves(), key=lambda l: l.total_time)
+    print(f"keeping freed memory saved {1 - kept_time / default_time:.0%} of a step in the experiment above; "
+          f"the heaviest layer ({heaviest.name} {heaviest.kind}) takes {heaviest.total_time / total:.0%}")
+
+# What the text below says about this profile, checked (FLOPs and bytes are exact; times get wide bands):
+by_name = {l.name: l for l in cnn_profile.layers}
+share_of_time = {name: l.total_time / total for name, l in by_name.items()}
+share_of_flops = {name: l.flops / flops_total for name, l in by_name.items()}
+assert share_of_flops["0"] + share_of_flops["3"] > 0.8, "the convolutions do almost all the arithmetic"
+assert share_of_time["2"] + share_of_time["5"] > 10 * (share_of_flops["2"] + share_of_flops["5"]), \
+    "pooling costs far more time than its FLOPs suggest"
+assert by_name["7"].param_bytes > 0.9 * by_name[""].param_bytes, "Linear(2304, 256) holds almost all the parameters"
+assert cnn_profile.loss.total_time / total < 0.05, "the fused loss is negligible"
+assert 0.005 < cnn_profile.engine_time / total < 0.3, "the engine's own work is a few percent of the step"
 
 # %% [markdown]
 r"""
@@ -1531,8 +1608,10 @@ copy of chapter 06) and especially their backward (scattering each window's
 gradient back, then chapter 09's `col2im`) cost far more than their FLOPs
 suggest: they are pure data movement. `Linear(2304, 256)` holds almost all
 the parameters, and its time is mostly its two matmuls. The loss, fused in
-chapter 14, is negligible. The engine's own work, the row that no layer owns, is
-several percent.
+chapter 14, is negligible (under 5% of the step, checked). The engine's own
+work, the row that no layer owns, is a few percent (the printed line; the
+cell checks it lies between 0.5% and 30%). The cell checks each of these
+statements against the profile.
 
 So the bottleneck is named by the printed lines above, not by a guess: the
 top rows are where an optimisation can pay, and a layer with a small share
@@ -1556,6 +1635,12 @@ for label, (intensity, rate) in roofline_points(cnn_profile).items():
           f"{roof.attainable(intensity) / 1e9:>8.1f} {100 * roof.efficiency(intensity, rate):>7.1f}%")
 roof.plot(roofline_points(cnn_profile), title="Reference CNN layers (forward) on this machine's roofline")
 plt.show()
+points = roofline_points(cnn_profile)
+assert all(i < 0.2 for label, (i, _) in points.items() if "ReLU" in label or "Pool" in label), "element-wise: far left"
+assert all(i > 2 for label, (i, _) in points.items() if "Conv2d" in label or label.startswith("7 ")), \
+    "convolutions and the large Linear: several FLOPs per byte or more"
+print(f"every layer below its roof: {all(roof.efficiency(i, r) < 1 for i, r in points.values())}; "
+      f"best {max(roof.efficiency(i, r) for i, r in points.values()):.0%} of its roof")
 
 # %% [markdown]
 r"""
@@ -1563,9 +1648,11 @@ Element-wise layers (`ReLU`) and pooling sit far to the left, with a fraction
 of a FLOP per byte: memory-bound by nature, so the only way to speed them up
 is to move fewer bytes (fusing the ReLU into the layer before it, or pooling
 without copying windows). The convolutions and the large `Linear` have
-intensities of several FLOPs per byte or more, near or right of the ridge:
-compute-bound in principle. Every layer sits *below* its roof, some by a
-large factor. For the matmul-heavy layers, the distance is the im2col copy
+intensities of several FLOPs per byte or more (the cell checks both sides:
+under 0.2 and over 2), within a small factor of the ridge or right of it:
+compute-bound, or nearly, in principle. The line under the plot says whether
+every layer sits *below* its roof, and how close the best one gets; most sit
+below it by a large factor. For the matmul-heavy layers, the distance is the im2col copy
 and the tinytorch overhead around the one BLAS call; for the small layers,
 Python's fixed cost per primitive is a large part of their time. The roofline
 tells us which resource a layer *could* be limited by; the distance below it
@@ -1611,10 +1698,24 @@ roof.plot({**roofline_points(attention_profiles[256], "attn block: "), **rooflin
           title="CNN and attention-block layers on the roofline")
 plt.show()
 
+# What the text below says, checked against the profiles:
+longest = attention_profiles[256]
+assert share(attention_profiles[64], "attn") < share(longest, "attn"), "attention's share grows with T"
+assert longest["attn"].self_time > 0.8 * longest["attn"].total_time, "attention's time is mostly its own work"
+assert longest.bottleneck().name == "attn", "at T = 256 the profile names attention the bottleneck"
+assert 0.6 < longest["mlp"].param_bytes / longest[""].param_bytes < 0.7, "the MLP holds two thirds of the parameters"
+assert min(longest["mlp.0"].flop_rate, longest["mlp.2"].flop_rate) > max(
+    l.flop_rate for l in longest.leaves() if l.kind != "Linear"), "the MLP's Linears are the fastest layers"
+gelu = longest["mlp.1"]
+assert share(longest, "mlp.1") > 5 * gelu.flops / longest[""].flops, "GELU's time share is many times its FLOP share"
+assert share(longest, "mlp.1") > share(longest, "ln1") + share(longest, "ln2"), "GELU takes more than both LayerNorms"
+
 # %% [markdown]
 r"""
-The attention layer's share of the step grows with the sequence length,
-because its scores and its weighted sum grow with $T^2$ while everything
+The attention layer's share of the step grows with the sequence length
+(the cell checks the longest against the shortest; on a busy machine two
+neighbouring rows can swap), because its scores and its weighted sum grow
+with $T^2$ while everything
 else (the projections, the MLP, the LayerNorms) grows with $T$. The FLOP
 lines show the quadratic term catching up with the projections: $4BT^2d$
 against $8BTd^2$, equal at $T = 2d = 256$ for this width. The time shares
@@ -1628,11 +1729,13 @@ backward. That part is what FlashAttention fuses (chapter 14), so that the
 $T \times T$ arrays never reach memory.
 
 The MLP holds two thirds of the block's parameters and, at short lengths,
-most of its FLOPs; its two `Linear` layers run near the matmul roof. Its
-`GELU`, built from about ten element-wise primitives, takes a share of the
-time many times its share of the FLOPs, more than the two LayerNorms
-together: the next candidate for a fused kernel, after the loss of
-chapter 14.
+most of its FLOPs; its two `Linear` layers are the block's fastest layers
+in GFLOP/s, the closest to the matmul roof. Its `GELU`, built from about ten
+element-wise primitives, takes a share of the time many times its share of
+the FLOPs, more than the two LayerNorms together: the next candidate for a
+fused kernel, after the loss of chapter 14. (The cell above checks each of
+these statements, and those of the previous paragraph, against the
+profiles.)
 
 ## Production context
 
@@ -1698,17 +1801,22 @@ manual_seed(0)
 head = Linear(128, 4096)
 head_tokens = Tensor(rng.standard_normal((2048, 128)).astype(np.float32))
 head_targets = rng.integers(0, 4096, 2048)
+decisions = {}
 for title, make in [("reference CNN step", cnn_step_with), ("language-model head (2048 tokens, vocabulary 4096)", head_step_with)]:
-    decision = compare({"composite": make(None), "fused": make(fused_kernel)}, baseline="composite",
-                       warmup=1, repeats=8)
+    decisions[title] = decision = compare({"composite": make(None), "fused": make(fused_kernel)}, baseline="composite",
+                                          warmup=1, repeats=8)
     print(f"{title}:\n{decision.to_markdown()}\n")
+cnn_decision, head_decision = decisions.values()
+assert 0.8 < cnn_decision.ratio("fused") < 1.25, "the text says the CNN's ratio is close to 1"
+assert head_decision.ratio("fused") < 0.9, "the text says the fused kernel is faster for the language-model head"
 
 # %% [markdown]
 r"""
 The same conclusion as chapter 14, now with its uncertainty attached: for the
-CNN the ratio is within a few percent of 1 (the loss is a sliver of the
-step); for the language-model head the fused kernel is faster, and the
-quartiles of the per-round ratios say by how much, round after round.
+CNN the ratio is close to 1 (the loss is a sliver of the step; the cell
+checks 0.8 to 1.25); for the language-model head the fused kernel is faster
+(checked: a ratio under 0.9), and the quartiles of the per-round ratios say
+by how much, round after round.
 
 **The benchmark page.** `benchmarks/run_all.py` applies the harness to the
 operations and models the course builds (a matmul, a convolution forward and
@@ -1744,31 +1852,158 @@ if __name__ == "__main__":
 r"""
 ## ML systems thinking
 
-1. **What the profiler cannot see.** Our profiler charges each backward rule
-   to the layer whose forward created the node, and reports the rest as the
-   engine. Name two kinds of work in a training step that neither row
-   captures (think of the optimizer step, and of memory the allocator maps
-   in), and describe how you would measure each with the tools of this
-   chapter.
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
 
-2. **A ratio you can defend.** A colleague reports "tinytorch is 1.2× slower
-   than PyTorch on the CNN step" from one run of each. List what could make
-   that number wrong by more than 20% on a shared machine, and write down the
-   measurement you would run instead: which harness function, how many
-   rounds, which statistic, and what you would report alongside the ratio.
+**1. What the profiler cannot see.** Our profiler charges each backward rule
+to the layer whose forward created the node, and reports the rest as the
+engine. Name two kinds of work in a training step that neither row
+captures (think of the optimizer step, and of memory the allocator maps
+in), and describe how you would measure each with the tools of this
+chapter.
+"""
 
-3. **Moving a layer on the roofline.** Pick the max-pooling layer of the
-   reference CNN. From its row in the profile, compute how many bytes it moves
-   and at what rate. Which change (a different algorithm, fusion with the
-   ReLU before it, a different memory layout) would move its point right, and
-   which would move it up? What would each do to the step time, given the
-   layer's share of the step?
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_what_the_profiler_cannot_see", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
 
-4. **Scaling the attention block.** Using the FLOP formulas of the background
-   and your measured shares, predict the attention layer's share of the step
-   at $T = 1024$ for the same width, and the memory of the $(B, h, T, T)$
-   arrays the graph keeps for backward. Which would you hit first on this
-   machine, time or memory, and which production technique addresses it?
+### BEGIN SOLUTION
+**Answer key.** (1) The **optimizer step** and `zero_grad`: `profile_model`
+runs forward, loss and backward only. SGD with momentum reads and writes each
+parameter, its gradient and its momentum buffer: for the reference CNN's
+about 612,000 parameters (2.4 MiB) that is a handful of passes over 2.4 MiB,
+around 10–20 MB of traffic per step. Measure it with `benchmark` on a
+function that calls `optimizer.step()` after a backward, or with `compare` of
+a full step against the same step without `optimizer.step()`; the difference
+is its cost. (2) **The allocator's page faults**: the kernel maps fresh pages
+inside whichever primitive first touches a new array, so their cost is spread
+invisibly over the layers' times (the CNN step took about 9,000 minor faults).
+Measure the count with `benchmark`'s `faults_per_call` and the time with the
+chapter's subprocess experiment, the same step with and without
+`MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_`, alternating: the ratio is
+the cost. (Also acceptable: garbage collection, data loading, the profiler's
+own wrappers, Python work between layers.)
+
+**Rubric (2 points).** 1 point for two uncaptured kinds of work with a reason
+each is missing; 1 point for a concrete measurement of each with this
+chapter's tools (benchmark/compare, page-fault counts, the allocator
+experiment).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. A ratio you can defend.** A colleague reports "tinytorch is 1.2× slower
+than PyTorch on the CNN step" from one run of each. List what could make
+that number wrong by more than 20% on a shared machine, and write down the
+measurement you would run instead: which harness function, how many
+rounds, which statistic, and what you would report alongside the ratio.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_a_ratio_you_can_defend", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** A single run includes first-call costs (fresh pages, cold
+caches, lazy initialisation), so whichever ran first pays more; the machine's
+load changes between the two runs (the chapter's simulated slowdown made an
+identical function look several times slower); the two use different thread
+counts (PyTorch's own pool against OpenBLAS's), which on a busy 2-core machine
+changes times by an order of magnitude; CPU clock changes; the allocator's
+state differs (page faults depend on what the process allocated before); a
+garbage collection or interrupt lands in one run. Any one of these exceeds
+20%. Instead: pin both to the same thread count, check that both compute the
+same loss and gradients, then
+`compare({"tinytorch": tt_step, "pytorch": torch_step}, baseline="pytorch", warmup=3, repeats=30)`
+(or `min_time` of tens of seconds): alternating, rotating rounds. Report the
+median of the per-round ratios with its quartiles, each side's median and
+IQR, the number of rounds, thread count, machine, library versions and the
+exact command (what `benchmarks/run_all.py` writes).
+
+**Rubric (2 points).** 1 point for at least three distinct error sources
+(warm-up, drift in load, threads, allocator, ...); 1 point for `compare` with
+warm-up, many alternating rounds, the median of paired ratios *with its
+spread*, and the context reported.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Moving a layer on the roofline.** Pick the max-pooling layer of the
+reference CNN. From its row in the profile, compute how many bytes it moves
+and at what rate. Which change (a different algorithm, fusion with the
+ReLU before it, a different memory layout) would move its point right, and
+which would move it up? What would each do to the step time, given the
+layer's share of the step?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_moving_on_the_roofline", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Layer 2 (`MaxPool2d` after the first convolution) reads a
+(64, 32, 30, 30) float32 input, 7.4 MB (7,200 KiB), and writes a
+(64, 32, 15, 15) output, 1.8 MB. Its row says 1.84 MFLOP at about
+0.08 FLOP/byte, so it moves 1.84 × 10⁶ / 0.08 ≈ 23 MB: the window copy
+writes and re-reads the whole input before the max. On the run this key was
+written on, its forward took 5.1 ms, so 23 MB / 5.1 ms ≈ 4.5 GB/s (0.36
+GFLOP/s), a third of the measured 14.4 GB/s roof. **Right** (more FLOPs per
+byte): stop copying windows (reduce over a strided view: read 7.4 MB, write
+1.8 MB, about 9 MB, intensity about 0.2), or fuse the ReLU into it (ReLU
+commutes with max: one read of the convolution's output instead of ReLU's
+write and the pool's read, 14.8 MB less across the two). **Up** (closer to the
+roof at the same intensity): a compiled kernel with less Python overhead per
+call, or a layout in which each window is contiguous (channels last), so the
+same bytes stream faster. Step time: the layer took about 16% of the step
+(forward and backward), so even an infinitely fast pool saves at most 16%
+(Amdahl); cutting its bytes by 2.5× might save about 60% of it, some 10% of
+the step.
+
+**Rubric (2 points).** 1 point for the byte count (≈ 23 MB from FLOPs ÷
+intensity, or from the arrays) and the achieved rate against the roof;
+1 point for a correct right/up distinction and an Amdahl-bounded effect on
+the step.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Scaling the attention block.** Using the FLOP formulas of the background
+and your measured shares, predict the attention layer's share of the step
+at $T = 1024$ for the same width, and the memory of the $(B, h, T, T)$
+arrays the graph keeps for backward. Which would you hit first on this
+machine, time or memory, and which production technique addresses it?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_scaling_attention", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** With $B = 8$, $d = 128$, $h = 4$, $T = 1024$: projections
+$8BTd^2 = 1.07 \times 10^9$, scores and weighted sum $4BT^2d = 4.29 \times
+10^9$, MLP $16BTd^2 = 2.15 \times 10^9$ FLOPs. Attention's FLOP share is
+$(1.07 + 4.29) / 7.5 \approx 71\%$ (the same formulas give 50% at
+$T = 256$, as the table printed). Time shares followed FLOP shares closely at
+$T = 256$ (about 47% against 50% on the run this key was written on), and
+the $T^2$ part is memory-bound element-wise work, so predict about 70% or
+more. One $(B, h, T, T)$ float32 array is $8 \cdot 4 \cdot 1024^2 \cdot 4$ B
+= 134 MB; the graph keeps several (scores, masked scores, exponentials,
+probabilities), 0.5–0.7 GB per block, 16 times the $T = 256$ figures. The
+step also grows seven- to tenfold (the quadratic part ×16, the rest ×4), to
+about a second. On one block, time is hit first (a second per step on this machine,
+while 0.7 GB fits in memory); for a 12-layer model, memory (6–8 GB of
+attention arrays alone) too. FlashAttention addresses both: it computes
+attention tile by tile with an online softmax, never stores the $T \times T$
+arrays, and recomputes them in backward; activation checkpointing trades
+recomputation for memory more generally.
+
+**Rubric (2 points).** 1 point for the FLOP-based share (≈ 70%) with the
+numbers; 1 point for ≈ 134 MB per array (several per block), a reasoned
+"time or memory first", and FlashAttention (or checkpointing) as the fix.
+### END SOLUTION
 """
 
 # %% [markdown]

@@ -17,7 +17,18 @@ def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:
 
 
 def matmul_naive(a, b) -> np.ndarray:
-    """(n, k) @ (k, m) with three Python loops, one multiply-add per iteration (a slow reference)."""
+    """(n, k) @ (k, m) with three Python loops, one multiply-add per iteration (a slow reference).
+
+    Args:
+        a, b: 2-D arrays (or nested lists) of shapes (n, k) and (k, m).
+    Returns:
+        An (n, m) array in np.result_type(a, b) (float32 in, float32 out).
+    """
+    # 1. np.asarray both, then _check_matmul(a, b, "matmul_naive") raises the shape error for you.
+    # 2. Convert to Python lists (a.tolist()): indexing an array element by element is slower still.
+    # 3. Loop in the order i, p, j: C[i][j] += A[i][p] * B[p][j], the innermost loop along a row of B and C;
+    #    hoist A[i][p], B[p] and C[i] into local names outside the inner loop.
+    # Pitfall: start C as n lists of m zeros (not [[0.0] * m] * n, which is one row shared n times).
     a, b = np.asarray(a), np.asarray(b)
     _check_matmul(a, b, "matmul_naive")
     (n, k), m = a.shape, b.shape[1]
@@ -48,6 +59,11 @@ def matmul_blocked(a, b, tile=64) -> np.ndarray:
     Returns:
         The product, in the result dtype of a and b.
     """
+    # Check the shapes (_check_matmul) and the tile (_tile_sizes gives (tm, tn, tk)); allocate zeros (n, m).
+    # Loop I over rows in steps of tm, J over columns in steps of tn, and P over the inner dimension in
+    # steps of tk; take `block = out[I, J]` (a view) once per (I, J) and add A[I, P] @ B[P, J] into it.
+    # Pitfall: slices past the end are simply shorter, so edge tiles need no special case; but the
+    # result dtype must be np.result_type(a, b), not float64 by default.
     a, b = np.asarray(a), np.asarray(b)
     _check_matmul(a, b, "matmul_blocked")
     tm, tn, tk = _tile_sizes(tile)
@@ -62,7 +78,16 @@ def matmul_blocked(a, b, tile=64) -> np.ndarray:
 
 
 def transpose_blocked(a, tile: int = 64) -> np.ndarray:
-    """A C-contiguous copy of the transpose of a 2-D array, written one tile x tile block at a time."""
+    """A C-contiguous copy of the transpose of a 2-D array, written one tile x tile block at a time.
+
+    Args:
+        a: a 2-D array (n, m), possibly a strided view; tile: a positive int.
+    Returns:
+        A new C-contiguous (m, n) array of a's dtype, equal to a.T.
+    """
+    # Refuse a non-2-D array and a tile that is not a positive int with a ValueError.
+    # Allocate out = np.empty((m, n)), then for every tile corner (i, j): out[j:j+tile, i:i+tile] = a[i:i+tile, j:j+tile].T.
+    # Pitfall: the tile's source rows i.. become the destination's columns i..: swap the slices, not just .T.
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"transpose_blocked: expects a 2-D array, got shape {a.shape}")
@@ -82,6 +107,13 @@ def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, str
     Same arguments, result and layout as tinytorch.core.spatial.conv2d: input (N, C, H, W) or
     (C, H, W), weight (O, C, kh, kw), bias (O,) or None; returns (N, O, OH, OW).
     """
+    # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0]. Normalise stride and
+    #    padding with _pair, check with _check_conv_args, and get OH, OW from conv_output_size.
+    # 2. Pad with Pad2d.apply(input, padding=...) if needed; permute to (C, N, Hp, Wp) (a view).
+    # 3. For each tap (i, j): slice rows i :: sh and columns j :: sw (OH and OW of them) -> (C, N, OH, OW);
+    #    add weight[:, :, i, j] @ tap.reshape(C, N * OH * OW) into a running sum of shape (O, N*OH*OW).
+    # 4. Add bias.reshape(O, 1); return out.reshape(O, N, OH, OW).permute(1, 0, 2, 3).
+    # Pitfall: use Tensor operations only (no .data), so chapter 09 differentiates it with no new rule.
     if input.ndim == 3:                                             # one image: add and drop a batch axis
         return conv2d_direct(input.unsqueeze(0), weight, bias, stride, padding)[0]
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
@@ -110,6 +142,15 @@ class SoftmaxCrossEntropy(Function):
 
     @staticmethod
     def forward(ctx, logits, target):
+        """Per-row losses of NumPy logits (N, C) and integer class indices target (N,): returns (N,).
+
+        Save the softmax probabilities (N, C) with ctx.save_for_backward and the targets as ctx.target.
+        """
+        # 1. Subtract each row's max (keepdims) into a new array: every entry <= 0, so exp cannot overflow.
+        # 2. Pick the shifted target logits probs[rows, target] BEFORE exponentiating the buffer in place.
+        # 3. np.exp(probs, out=probs); total = row sums (N,); probs /= total[:, None] gives the softmax.
+        # 4. The loss is log(total) - picked: log-sum-exp minus the target logit, both shifted by the max.
+        # Pitfall: work in place on your own copy, never on `logits` itself (it is the input's data).
         rows = np.arange(logits.shape[0])
         probs = logits - logits.max(axis=1, keepdims=True)    # (N, C): shifted, every entry <= 0
         picked = probs[rows, target]                          # (N,): z_t - max
@@ -123,6 +164,13 @@ class SoftmaxCrossEntropy(Function):
 
 @backward_rule(SoftmaxCrossEntropy)
 def softmax_cross_entropy_backward(ctx, grad):
+    """Gradient with respect to the logits: (softmax - onehot(target)) * grad[:, None], shape (N, C).
+
+    grad is (N,), one upstream gradient per row's loss (1/N each for a mean). Return a 1-tuple:
+    the target indices are not differentiable, so only the logits get a gradient.
+    """
+    # Multiply the saved probabilities by grad[:, None] into a NEW array (the saved one may be reused),
+    # then subtract grad at [rows, target]: that is the one-hot part, scaled per row.
     (probs,) = ctx.saved_arrays
     dlogits = probs * grad[:, None]                           # (N, C): softmax, scaled per row
     dlogits[np.arange(len(dlogits)), ctx.target] -= grad      # minus the one-hot target

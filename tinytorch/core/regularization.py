@@ -18,7 +18,19 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
     Every element keeps its expectation, so with training=False this is the identity.
     The mask comes from tinytorch's generator (manual_seed makes it repeatable).
+
+    Args:
+        x: a floating-point Tensor of any shape (or an array, wrapped into one).
+        p: the probability of zeroing an element, checked with `_probability(p, "dropout")`.
+        training: False makes dropout the identity.
+    Returns:
+        A Tensor of x's shape and dtype: x itself when training is False or p == 0, else x * mask.
     """
+    # 1. Check p, wrap x, and refuse an integer dtype with a TypeError (dropout scales by 1/(1-p)).
+    # 2. Edge cases first: not training or p == 0 -> return x itself; p == 1 -> x * 0.0 (zeros, still in the graph).
+    # 3. Draw uniforms of x.shape from init.generator().random(..., dtype=np.float32); keep where u >= p.
+    # 4. mask = keep * 1/(1-p) in x's dtype (not float64, or the output's dtype changes); return x * Tensor(mask).
+    # Pitfall: build the mask as a constant and multiply once, so chapter 09's Mul rule gives the gradient.
     p = _probability(p, "dropout")
     x = x if isinstance(x, Tensor) else Tensor(x)
     if not np.issubdtype(x.dtype, np.floating):
@@ -51,7 +63,17 @@ def l2_penalty(parameters, weight_decay: float) -> Tensor:
 
     Its gradient is weight_decay · p for each p, exactly what SGD(weight_decay=...) adds.
     Pass only the parameters to decay, e.g. the weights but not the biases.
+
+    Args:
+        parameters: an iterable of Parameters (a generator such as model.parameters() is fine).
+        weight_decay: λ >= 0.
+    Returns:
+        A scalar Tensor in the graph, so loss + l2_penalty(...) backpropagates λ·p into every p.
     """
+    # Turn `parameters` into a list first: a generator can be read only once. Refuse an empty
+    # list and a negative weight_decay with a ValueError that says what to pass instead.
+    # Build the sum from Tensor operations ((p * p).sum(), then +), never from p.data, or no
+    # gradient reaches the parameters. Multiply by weight_decay / 2 once at the end.
     params = list(parameters)
     if not params:
         raise ValueError("l2_penalty: no parameters given; pass e.g. model.parameters()")

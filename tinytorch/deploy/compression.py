@@ -42,6 +42,12 @@ def quantize(x, *, symmetric: bool = True, per_channel: bool = False, axis: int 
     per_channel: one scale per slice along `axis` (the output channel of a Linear or Conv2d weight).
     Every value comes back within scale / 2 of where it started.
     """
+    # 1. Work in float32. Per channel, reduce over every axis except `axis` with keepdims=True, so the
+    #    scales broadcast back onto x; otherwise reduce over everything (axis=None, keepdims=True).
+    # 2. Stretch the range to contain 0 (lo = min(x.min, 0), hi = max(x.max, 0)) so that 0 maps exactly.
+    # 3. Symmetric: s = max(-lo, hi) / 127, z = 0, q in [-127, 127]. Affine: s = (hi - lo) / 255,
+    #    z = clip(rint(-128 - lo / s)), q in [-128, 127]. q = clip(rint(x / s) + z) as int8.
+    # Pitfall: an all-zero channel has s = 0: replace it by 1 before dividing; keep z as int32.
     x = np.asarray(x.data if isinstance(x, Tensor) else x, dtype=np.float32)
     reduce = tuple(d for d in range(x.ndim) if d != axis % x.ndim) if per_channel and x.ndim else None
     lo = np.minimum(x.min(axis=reduce, keepdims=True), 0)   # the range must contain 0 so that zeros
@@ -98,6 +104,13 @@ class QuantizedLinear(Module):
         return layer
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (..., in_features) -> (..., out_features), with the int8 weight, in the layer's mode."""
+        # 1. Refuse an input whose last dimension is not in_features (ValueError naming both).
+        # 2. "dequantize": x @ Tensor(_stored_weight(self).dequantize()).T, an ordinary float matmul.
+        # 3. "int8": refuse an input that requires grad while grad is enabled (RuntimeError); quantize x
+        #    symmetrically (one scale), multiply int32 copies of q_x and (q_w - z_w) transposed, then
+        #    rescale the int32 sums by s_x * s_w (one s_w per output column) into a float32 Tensor.
+        # Pitfall: int8 @ int8 in NumPy overflows: convert to int32 first. Add the bias in both modes.
         if x.shape[-1] != self.in_features:
             raise ValueError(f"QuantizedLinear({self.in_features}, {self.out_features}) got input of shape "
                              f"{x.shape}; its last dimension must be {self.in_features}")
@@ -194,6 +207,12 @@ def prune_magnitude(model: Module, amount: float, scope: str = "global") -> dict
     scope="global" ranks all weight matrices together; scope="layer" prunes `amount` of each.
     Exactly round(amount * n) weights of each group end up zero.
     """
+    # 1. Refuse amount outside [0, 1), an unknown scope, and a model without weight matrices (ValueError).
+    # 2. Groups: one group of every _prunable(model) weight (global), or one group per weight (layer).
+    # 3. Per group: concatenate |w| raveled, k = round(amount * size); mark the k smallest as pruned with
+    #    np.argpartition(magnitudes, k - 1)[:k] (skip when k == 0); split the mask back per weight.
+    # 4. Zero the pruned entries in place (param.data[~mask] = 0) and return {name: mask}.
+    # Pitfall: a threshold (|w| <= t) removes every tied weight; argpartition removes exactly k.
     if not 0 <= amount < 1:
         raise ValueError(f"amount is the fraction of weights to remove, in [0, 1); got {amount}")
     if scope not in ("global", "layer"):

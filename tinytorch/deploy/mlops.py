@@ -50,7 +50,15 @@ class Predictor:
         return x.astype(self.dtype, copy=False)
 
     def predict(self, inputs) -> np.ndarray:
-        """Model outputs for every request (rows of an array, or a list of single examples), as a NumPy array."""
+        """Model outputs for every request (rows of an array, or a list of single examples), as a NumPy array.
+
+        Returns: an array of shape (requests, outputs), the rows in the order of the requests.
+        """
+        # 1. x = self._as_batch(inputs): checked, stacked and cast to the model's dtype, shape (R, ...).
+        # 2. Under no_grad(), cut x into chunks of self.batch_size (the last may be shorter); time each
+        #    model call with time.perf_counter() and append (len(chunk), seconds) to self.batch_times.
+        # 3. Keep each chunk's output .data and np.concatenate them at the end.
+        # Pitfall: time only the model call, not the concatenation, so latency means what a batch costs.
         x = self._as_batch(inputs)
         outputs = []
         with no_grad():
@@ -66,7 +74,15 @@ class Predictor:
         return self.predict(inputs).argmax(axis=-1)
 
     def latency_stats(self) -> dict:
-        """p50/p95/p99 latency of a request (it waits for its whole batch) and throughput, over every batch so far."""
+        """p50/p95/p99 latency of a request (it waits for its whole batch) and throughput, over every batch so far.
+
+        Returns: {"requests", "batches", "p50_ms", "p95_ms", "p99_ms", "throughput_per_s"}.
+        """
+        # With no batch timed yet, raise a RuntimeError that says to call predict() first.
+        # A request's latency is its batch's time, so repeat each batch's seconds once per request in it
+        # (np.repeat(seconds, sizes)) and take np.percentile of that at 50, 95 and 99, in milliseconds.
+        # Throughput is all requests divided by the sum of the batch times.
+        # Pitfall: percentiles over batches would weight a short last batch like a full one.
         if not self.batch_times:
             raise RuntimeError("no requests timed yet; call predict() first")
         sizes = np.array([n for n, _ in self.batch_times])

@@ -24,7 +24,13 @@ def psi(reference, current, bins=10, eps: float = 1e-4) -> float:
     """Population stability index of one feature: sum over bins of (cur - ref) * ln(cur / ref).
 
     `bins` is a number of quantile bins of `reference`, or an array of inner bin edges.
+    Returns: a float >= 0; 0 when the two histograms agree.
     """
+    # 1. Flatten both to float64. Edges: _quantile_edges(reference, bins) when bins is a number
+    #    (np.ndim(bins) == 0), else the given edges as an array.
+    # 2. _proportions(values, edges, eps) gives each bin's fraction, floored at eps.
+    # 3. PSI = sum((cur - ref) * log(cur / ref)).
+    # Pitfall: bin the current batch with the REFERENCE's edges, never its own quantiles.
     reference = np.asarray(reference, dtype=np.float64).ravel()
     current = np.asarray(current, dtype=np.float64).ravel()
     edges = _quantile_edges(reference, bins) if np.ndim(bins) == 0 else np.asarray(bins, dtype=np.float64)
@@ -46,7 +52,15 @@ def kolmogorov_sf(lam: float) -> float:
 
 
 def ks_2samp(a, b) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov test: D = max |F_a(x) - F_b(x)| and its asymptotic p-value."""
+    """Two-sample Kolmogorov-Smirnov test: D = max |F_a(x) - F_b(x)| and its asymptotic p-value.
+
+    Returns: (D, p), D in [0, 1] and p = kolmogorov_sf(lambda) with Stephens' correction.
+    """
+    # 1. Sort both samples (flattened, float64); refuse an empty one with a ValueError.
+    # 2. Evaluate both empirical CDFs at every point of both samples: np.searchsorted(sorted, points,
+    #    side="right") / len(sorted). D is the largest absolute difference.
+    # 3. n_e = n*m/(n+m); lambda = (sqrt(n_e) + 0.12 + 0.11/sqrt(n_e)) * D; p = kolmogorov_sf(lambda).
+    # Pitfall: side="right" counts values <= x, as a CDF must; "left" gives D wrong at ties.
     a = np.sort(np.asarray(a, dtype=np.float64).ravel())
     b = np.sort(np.asarray(b, dtype=np.float64).ravel())
     if len(a) == 0 or len(b) == 0:

@@ -194,7 +194,18 @@ def model_info(path) -> dict:
 
 
 def load_model(path) -> Module:
-    """The model in a file written by save_model, ready for inference: eval mode, no gradients, no pickle."""
+    """The model in a file written by save_model, ready for inference: eval mode, no gradients, no pickle.
+
+    Args: path, a file written by save_model.
+    Returns: the rebuilt Module, in eval mode, every parameter with requires_grad=False.
+    Raises: FileNotFoundError or ModelFormatError (one line each) for a missing or damaged file.
+    """
+    # 1. info, weights = _read(path): it has already checked the zip, the JSON, the version and the checksum.
+    # 2. Open the weight bytes with np.load(io.BytesIO(weights), allow_pickle=False) and copy every array
+    #    into a dict; turn ValueError/OSError/BadZipFile into a ModelFormatError (an object array needs pickle).
+    # 3. Build the skeleton with _skeleton(info["architecture"], info.get("quantization")) and
+    #    load_state_dict(state); a KeyError or ValueError there means the weights do not fit: ModelFormatError.
+    # Pitfall: finish with requires_grad=False on every parameter AND eval(), so no call records a graph.
     info, weights = _read(path)
     try:
         with np.load(io.BytesIO(weights), allow_pickle=False) as arrays:

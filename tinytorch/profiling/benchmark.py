@@ -107,6 +107,12 @@ def benchmark(fn, *, warmup: int = 1, repeats: int = 10, min_time: float = 0.0, 
     Returns:
         A BenchmarkResult with the time per call of every run.
     """
+    # 1. Validate with _check_counts(..., "benchmark"); call fn() `warmup` times without timing.
+    # 2. Loop while fewer than `repeats` runs, or while the total is under min_time (and runs < max_runs);
+    #    each run is _timed_run(fn, number, clock) -> (seconds per call, faults per call, elapsed seconds).
+    # 3. Name: `name`, else fn.__name__ (a lambda or partial may lack one: fall back to "fn").
+    # Pitfall: add up `elapsed` (the whole run) for min_time, but record the per-call times; and keep
+    # faults only where the OS reports them (resource is not None), else an empty tuple.
     _check_counts(warmup, repeats, number, min_time, "benchmark")
     for _ in range(warmup):
         fn()
@@ -193,6 +199,11 @@ def compare(candidates: dict, baseline: str | None = None, *, warmup: int = 1, r
     Returns:
         A Comparison whose results hold each candidate's times in round order.
     """
+    # Refuse an empty dict (ValueError) and an unknown baseline (KeyError), then _check_counts.
+    # Warm up in rounds too (every candidate, in order). Then, in round r, run the candidates starting
+    # at position r % len(names): names[r:] + names[:r], one _timed_run each, appending to its lists.
+    # Stop as in benchmark: at least `repeats` rounds, and until min_time (all candidates together).
+    # Pitfall: one time per candidate per round, in round order, or the paired ratios pair the wrong runs.
     names = list(candidates)
     if not names:
         raise ValueError("compare: no candidates; pass a dict like {'tinytorch': fn, 'numpy': other_fn}")

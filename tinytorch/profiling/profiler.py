@@ -42,7 +42,14 @@ def primitive_flops(function: type, inputs: list, output: np.ndarray) -> int:
 
 
 def primitive_bytes(inputs: list, output: np.ndarray) -> int:
-    """The bytes one primitive call must move at least: its inputs read and its output written (0 for a view)."""
+    """The bytes one primitive call must move at least: its inputs read and its output written (0 for a view).
+
+    Args: inputs, the primitive's input arrays; output, its output array.
+    Returns: an int, the sum of every input's nbytes plus the output's, or 0 if the output is a view.
+    """
+    # A view (Reshape, Transpose, a slice) shares memory with its input and copies nothing:
+    # np.may_share_memory(output, array) tells you, without comparing any values.
+    # Pitfall: count nbytes (dtype-aware), not sizes, and return a Python int.
     if any(np.may_share_memory(output, array) for array in inputs):
         return 0
     return int(sum(array.nbytes for array in inputs) + output.nbytes)
@@ -159,6 +166,19 @@ class _Recorder:
         return run
 
     def primitive_ran(self, function: type, inputs: tuple, out: Tensor) -> None:
+        """Charge one primitive call to the layer running it, and tag its graph node for backward.
+
+        Called by the patched Function.apply after every primitive, with the Function class, its
+        inputs (Tensors and other options) and its output Tensor.
+        """
+        # 1. The owner is the innermost layer running now, the top of self.stack; with an empty
+        #    stack the primitive belongs to the loss, whose slot is self.loss.
+        # 2. Add primitive_flops(function, arrays, out.data) and primitive_bytes(arrays, out.data)
+        #    to the owner's slots, where arrays are the .data of the inputs that are Tensors.
+        # 3. If the output has a graph node (out._ctx is not None), store the owner on it as
+        #    out._ctx._profiler_owner and call self.time_backward_of(function), so backward time
+        #    is charged to the same layer.
+        # Pitfall: options such as target indices are not Tensors: skip them, don't count them.
         owner = self.stack[-1] if self.stack else self.loss
         arrays = [x.data for x in inputs if isinstance(x, Tensor)]
         self.flops[owner] += primitive_flops(function, arrays, out.data)

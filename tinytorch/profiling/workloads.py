@@ -32,6 +32,12 @@ class AttentionBlock(Module):
         self.causal = causal
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_model) -> (B, T, d_model): x + attn(ln1(x)), then that + mlp(ln2(that))."""
+        # 1. With self.causal, build a (T, T) boolean mask, True above the diagonal (np.triu(..., k=1)):
+        #    PyTorch's convention, True = may NOT attend. Wrap it in a Tensor; without causal, pass None.
+        # 2. h = self.ln1(x); self.attn(h, h, h, need_weights=False, attn_mask=mask) returns (output, None).
+        # 3. Two residual additions: the MLP reads ln2 of the sum after attention, not ln2(x).
+        # Pitfall: T is x.shape[1] (batch_first); a mask of the wrong orientation lets tokens see the future.
         T = x.shape[1]
         mask = Tensor(np.triu(np.ones((T, T), dtype=bool), k=1)) if self.causal else None   # True: may not attend
         h = self.ln1(x)
