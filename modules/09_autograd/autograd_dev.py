@@ -1682,11 +1682,11 @@ pays for what the flop count leaves out (allocating and writing a gradient
 for every activation, the elementwise rules), and the build shares its
 machine with other work, so the cell asserts only a wide band: a step costs
 between 1.3 and 12 forwards, a small multiple, not the $2P$ forwards of the
-alternative below. The second line is
-the price of recording alone: creating the printed number of nodes, each a
-small Python object holding *references* to arrays that forward computed
-anyway, not copies. Against milliseconds of matmuls that is within the noise
-(the cell asserts 0.7 to 1.5 times a forward).
+alternative below. The second line is the price of recording alone:
+creating the printed number of nodes, each a small Python object holding
+*references* to arrays that forward computed anyway, not copies. Against
+milliseconds of matmuls that is within the noise (the cell asserts 0.7 to 1.5
+times a forward).
 
 The exponent special case in `pow_backward` is a similar, smaller lesson in
 where time goes. For $p = -1$ (every division) the general formula computes
@@ -2037,7 +2037,7 @@ peak, the $L/k$ segment inputs are alive plus the $k$ block activations of the
 one segment being recomputed: $L/k + k$ instead of $L$. Every block runs one
 extra forward (each segment is recomputed once), so a step costs about one
 more forward: about 3.7 forwards instead of 2.7 for this chapter's flop count,
-some 35 % more compute. $L/k + k$ is smallest at $k = \sqrt{L}$, giving
+some 37 % more compute. $L/k + k$ is smallest at $k = \sqrt{L}$, giving
 $2\sqrt{L}$: for $L = 64$, $k = 8$ keeps 16 block activations instead of 64.
 
 **Rubric (2 points).** 1 point for
