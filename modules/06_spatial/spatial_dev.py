@@ -73,16 +73,28 @@ from tinytorch.core.tensor import Function, Tensor
 import time
 import tracemalloc
 
+import matplotlib
 import matplotlib.pyplot as plt
 
 from tinytorch.core.activations import ReLU
 from tinytorch.core.layers import Linear, Sequential
-from tinytorch.core.timing import median_time
+from tinytorch.core.timing import median_time, median_times
 
 
 def median_ms(fn, repeats: int = 5) -> float:
     """Median wall time of fn() in milliseconds (chapter 01's median_time)."""
     return 1000 * median_time(fn, repeats)
+
+
+def paired_ms(slow, fast, rounds: int = 5) -> tuple[float, float, float]:
+    """(median ms of slow, median ms of fast, median over rounds of time(slow) / time(fast)).
+
+    The two run back to back in each round: a busy machine slows both runs of a round alike,
+    so the ratio of a round is steadier than the ratio of two medians.
+    """
+    times = np.array([median_times([slow, fast], repeats=1) for _ in range(rounds)])
+    ratio = float(np.median(times[:, 0] / times[:, 1]))
+    return 1000 * float(np.median(times[:, 0])), 1000 * float(np.median(times[:, 1])), ratio
 
 
 # %% [markdown]
@@ -150,11 +162,12 @@ output-size formula is the same, with `stride` defaulting to `kernel_size`.
 PyTorch lets you write `kernel_size=3` for a square 3×3 kernel or
 `kernel_size=(3, 5)` for a rectangle, and the same for `stride` and `padding`.
 `_pair` turns either spelling into a pair, and `conv_output_size` is the
-formula above.
+formula above. Both are given: you will use them in every function you write
+below.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_conv_output_size", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 #| export
 def _pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints as a pair: kernel_size=3 means (3, 3)."""
@@ -168,9 +181,7 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
     """How many window positions fit along one axis: floor((size + 2*padding - kernel) / stride) + 1."""
-    ### BEGIN SOLUTION
     return (size + 2 * padding - kernel) // stride + 1
-    ### END SOLUTION
 
 
 # %% [markdown]
@@ -181,7 +192,7 @@ halves it (rounding down), and pooling a 13-wide map by 2 gives 6.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_output_size", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_output_size", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_output_size():
     assert conv_output_size(32, 3) == 30                         # valid: shrinks by k - 1
     assert conv_output_size(32, 3, padding=1) == 32              # same padding
@@ -281,6 +292,11 @@ class Pad2d(Function):
 
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
+        """x: an array (..., H, W); padding: (ph, pw); returns (..., H + 2*ph, W + 2*pw) of x's dtype."""
+        # 1. Save what backward (chapter 09) needs to crop the gradient: ctx.padding and ctx.input_shape.
+        # 2. Make the output with np.full(..., value, dtype=x.dtype): -inf for max pooling, 0 otherwise.
+        # 3. Copy x into the middle: out[..., ph:ph + H, pw:pw + W] = x.
+        # Pitfall: only the last two axes grow; keep the leading ones (x.shape[:-2]) as they are.
         ### BEGIN SOLUTION
         (ph, pw), (H, W) = padding, x.shape[-2:]
         ctx.padding, ctx.input_shape = padding, x.shape
@@ -375,6 +391,14 @@ class Im2col(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride):
+        """x: (N, C, H, W) array, already padded; kernel_size (kh, kw), stride (sh, sw) pairs."""
+        # 1. OH = (H - kh) // sh + 1, OW likewise; save ctx.input_shape, ctx.kernel_size, ctx.stride
+        #    (chapter 09's col2im reads all three).
+        # 2. sliding_window_view(x, (kh, kw), axis=(2, 3)) -> (N, C, H-kh+1, W-kw+1, kh, kw), a view;
+        #    slice [:, :, ::sh, ::sw] to keep every stride-th window: (N, C, OH, OW, kh, kw).
+        # 3. transpose to (C, kh, kw, N, OH, OW) (still a view), then ONE reshape to (C*kh*kw, N*OH*OW):
+        #    rows in (c, i, j) order, columns in (n, y, x) order. That reshape is the only copy.
+        # Pitfall: the order of the transposed axes IS the layout contract the test and conv2d rely on.
         ### BEGIN SOLUTION
         N, C, H, W = x.shape
         (kh, kw), (sh, sw) = kernel_size, stride
@@ -400,6 +424,58 @@ print(Im2col.apply(tiny_image, kernel_size=(2, 2), stride=(1, 1)).data)
 view = sliding_window_view(tiny_image.data, (2, 2), axis=(2, 3))
 print("the window view:", view.shape, "strides in bytes", view.strides,
       "| shares memory with the image:", np.shares_memory(view, tiny_image.data))
+
+# %% [markdown]
+"""
+The same layout as a picture, drawn from `Im2col`'s own output for a 4×4
+image (pixels 1..16) and a 2×2 kernel with stride 1: nine windows, so nine
+columns of four rows. Three of the windows are outlined in the image; the
+column each one became is shaded in the same colour. Read a column top to
+bottom and you read its window row by row, `(i, j)` = (0, 0), (0, 1), (1, 0),
+(1, 1); read the columns left to right and the window slides along the image
+rows, `(y, x)` = (0, 0), (0, 1), ... With C channels the rows repeat in C
+blocks of `kh·kw`, one block per channel, in the same order.
+"""
+
+# %%
+picture = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+picture_cols = Im2col.apply(Tensor(picture), kernel_size=(2, 2), stride=(1, 1)).data   # (4, 9)
+OH_pic = OW_pic = conv_output_size(4, 2)
+shown = {(0, 0): "#1f77b4", (0, 2): "#d62728", (2, 1): "#2ca02c"}                  # window (y, x) -> colour
+for (y, x_) in shown:                                  # the picture draws what the layout contract says
+    np.testing.assert_array_equal(picture_cols[:, y * OW_pic + x_], picture[0, 0, y:y + 2, x_:x_ + 2].ravel())
+
+fig, (ax_img, ax_cols) = plt.subplots(1, 2, figsize=(10, 3.6), facecolor="white",
+                                      gridspec_kw={"width_ratios": [1, 2.2]})
+for ax in (ax_img, ax_cols):
+    ax.set_facecolor("white")                         # an explicit light page: legible in dark mode too
+ax_img.imshow(np.zeros((4, 4)), cmap="Greys", vmin=0, vmax=1)
+for (r, c), value in np.ndenumerate(picture[0, 0]):
+    ax_img.text(c, r, f"{value:.0f}", ha="center", va="center", color="black", fontsize=11)
+for (y, x_), colour in shown.items():
+    ax_img.add_patch(plt.Rectangle((x_ - 0.45, y - 0.45), 1.9, 1.9, fill=False, edgecolor=colour, linewidth=3))
+ax_img.set_title("image (4 x 4), 2 x 2 windows", color="black")
+ax_img.set_xticks(range(4))
+ax_img.set_yticks(range(4))
+ax_img.tick_params(colors="black")
+
+shade = np.full(picture_cols.shape + (3,), 0.96)
+for (y, x_), colour in shown.items():
+    shade[:, y * OW_pic + x_] = matplotlib.colors.to_rgb(colour)
+    shade[:, y * OW_pic + x_] = 0.35 * shade[:, y * OW_pic + x_] + 0.65     # a light tint of the colour
+ax_cols.imshow(shade)
+for (r, c), value in np.ndenumerate(picture_cols):
+    ax_cols.text(c, r, f"{value:.0f}", ha="center", va="center", color="black", fontsize=11)
+ax_cols.set_xticks(range(OH_pic * OW_pic))
+ax_cols.set_xticklabels([f"{y},{x_}" for y in range(OH_pic) for x_ in range(OW_pic)])
+ax_cols.set_yticks(range(4))
+ax_cols.set_yticklabels([f"{i},{j}" for i in range(2) for j in range(2)])
+ax_cols.set_xlabel("column = window at output position (y, x)", color="black")
+ax_cols.set_ylabel("row = pixel (i, j) in the window", color="black")
+ax_cols.set_title("Im2col output (C*kh*kw, N*OH*OW) = (4, 9)", color="black")
+ax_cols.tick_params(colors="black")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 """
@@ -481,6 +557,12 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     Returns:
         (N, O, OH, OW) with OH = floor((H + 2*ph - kh) / sh) + 1 (same for OW).
     """
+    # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
+    # 2. _pair stride and padding, then _check_conv_args (given) before any work.
+    # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
+    # 4. weight.reshape(O, C*kh*kw) @ cols -> (O, N*OH*OW); add bias.reshape(O, 1) (one per row).
+    # 5. reshape (O, N, OH, OW) and permute(1, 0, 2, 3): (N, O, OH, OW) as a view, no copy.
+    # Use Tensor operations throughout (not .data), so chapter 09 can differentiate conv2d.
     ### BEGIN SOLUTION
     if input.ndim == 3:                                                # one image: add and drop a batch axis
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding)[0]
@@ -543,7 +625,8 @@ test_unit_conv2d()
 r"""
 ### The `Conv2d` layer
 
-The module holds the weight and bias as `Parameter`s and calls `conv2d`. Its
+The module holds the weight and bias as `Parameter`s and calls `conv2d`;
+`forward` is given, and what you write is the constructor. Its
 default initialisation is PyTorch's: both weight and bias are drawn from
 $U(-1/\sqrt{\text{fan\_in}},\ 1/\sqrt{\text{fan\_in}})$ with
 $\text{fan\_in} = C \cdot k_h \cdot k_w$, the number of inputs each output
@@ -564,6 +647,12 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True):
         super().__init__()
+        # Store in_channels, out_channels and kernel_size, stride, padding as pairs (_pair); refuse
+        # non-positive channel counts with a ValueError naming both numbers.
+        # Parameters, float32, PyTorch's default init: weight (out_channels, in_channels, kh, kw) and
+        # bias (out_channels,) (None when bias=False), both U(-b, b) with b = 1/sqrt(in_channels*kh*kw)
+        # (init.uniform_ on a Parameter of np.empty(...)). Pitfall: fan_in counts the kernel area too.
+        ### BEGIN SOLUTION
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"Conv2d: in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -573,14 +662,13 @@ class Conv2d(Module):
         bound = 1.0 / np.sqrt(in_channels * kh * kw)    # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         self.weight = init.uniform_(Parameter(np.empty((out_channels, in_channels, kh, kw), dtype=np.float32)), -bound, bound)
         self.bias = init.uniform_(Parameter(np.empty(out_channels, dtype=np.float32)), -bound, bound) if bias else None
+        ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
-        ### BEGIN SOLUTION
         if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(f"{self!r} expects input (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
                              f"got {x.shape}")
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        ### END SOLUTION
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -639,7 +727,8 @@ max      (C, N·OH·OW)            along the window axis (axis 1)
 reshape, permute -> (N, C, OH, OW)
 ```
 
-Average pooling is the same with `mean` instead of `max`. Padding for max
+Average pooling is the same with `mean` instead of `max` (it is given; you
+write `max_pool2d`). Padding for max
 pooling is `-inf` (padding must never be the maximum), for average pooling
 it is zero and counts in the average (PyTorch's default
 `count_include_pad=True`). As in PyTorch, padding may be at most half the
@@ -678,6 +767,10 @@ def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float,
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The maximum of every kh x kw window (stride defaults to kernel_size): (N, C, H, W) -> (N, C, OH, OW)."""
+    # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
+    # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
+    #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
+    # 3. Max over axis 1 (the window pixels), reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
     ### BEGIN SOLUTION
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
@@ -688,12 +781,10 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The mean of every kh x kw window (zero padding counts, as in PyTorch): (N, C, H, W) -> (N, C, OH, OW)."""
-    ### BEGIN SOLUTION
-    if input.ndim == 3:
+    if input.ndim == 3:                              # given: max_pool2d with mean and zero padding
         return avg_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, 0.0, "avg_pool2d")
     return windows.mean(dim=1).reshape(*shape).permute(1, 0, 2, 3)
-    ### END SOLUTION
 
 
 class _Pool2d(Module):
@@ -780,6 +871,11 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        """Merge axes start_dim..end_dim (negative counts from the end) into one; keep the others."""
+        # 1. Normalise both dims with % x.ndim; if start > end raise ValueError naming both and the shape.
+        # 2. The merged size is the product of x.shape[start:end + 1].
+        # 3. One x.reshape(*before, merged, *after): a Tensor operation (it copies our permuted conv
+        #    outputs into row-major order, which is what makes the values come out in (c, h, w) order).
         ### BEGIN SOLUTION
         start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
         if start > end:
@@ -845,16 +941,18 @@ print(f"{'input (N,C,H,W)':>18} {'filters':>8} {'outputs':>8} {'loops ms':>9} {'
 for N, C, H, O in [(1, 3, 8, 4), (2, 8, 16, 8), (4, 8, 24, 16)]:
     x = rng.standard_normal((N, C, H, H)).astype(np.float32)
     w = rng.standard_normal((O, C, 3, 3)).astype(np.float32)
-    loop_ms = median_ms(lambda: conv2d_naive(x, w), repeats=3)
-    fast_ms = median_ms(lambda: conv2d(Tensor(x), Tensor(w)), repeats=5)
+    loop_ms, fast_ms, speed_up = paired_ms(lambda: conv2d_naive(x, w), lambda: conv2d(Tensor(x), Tensor(w)), 3)
     outputs = N * O * (H - 2) ** 2
-    print(f"{str((N, C, H, H)):>18} {O:>8} {outputs:>8} {loop_ms:>9.2f} {fast_ms:>10.3f} {loop_ms / fast_ms:>8.0f}x")
+    print(f"{str((N, C, H, H)):>18} {O:>8} {outputs:>8} {loop_ms:>9.2f} {fast_ms:>10.3f} {speed_up:>8.0f}x")
+assert speed_up >= 3, f"the text says im2col is at least 3x faster at the largest size; measured {speed_up:.1f}x"
 
 # %% [markdown]
 """
-The loop time grows in proportion to the number of output elements (each
-costs a Python iteration) while im2col barely notices these sizes: the speed-up
-grows with the problem. For a real layer the loops are out of the question:
+The loop time grows with the number of output elements (each costs a Python
+iteration) while im2col barely notices these sizes. The speed-up column is the
+median of per-round ratios (both versions run back to back in each round, so
+a busy machine slows both alike); the cell asserts that at the largest size
+im2col is at least 3 times faster. For a real layer the loops are out of the question:
 the second convolution of the reference CNN below has 692,224 outputs per
 batch.
 
@@ -868,7 +966,9 @@ layout made earlier matters. Throughput is reported in GFLOP/s
 """
 
 # %%
-print(f"{'layer':>32} {'MMACs':>7} {'im2col ms':>10} {'textbook ms':>12} {'matmul ms':>10} {'GFLOP/s':>8}")
+print(f"{'layer':>32} {'MMACs':>7} {'im2col ms':>10} {'textbook ms':>12} {'textbook/ours':>14} "
+      f"{'matmul ms':>10} {'GFLOP/s':>8}")
+layout_ratios = []
 for label, (N, C, H, O, k) in [("ref CNN conv1: 64x3x32x32 -> 32", (64, 3, 32, 32, 3)),
                                ("ref CNN conv2: 64x32x15x15 -> 64", (64, 32, 15, 64, 3)),
                                ("64x64x16x16 -> 128", (64, 64, 16, 128, 3))]:
@@ -876,17 +976,19 @@ for label, (N, C, H, O, k) in [("ref CNN conv1: 64x3x32x32 -> 32", (64, 3, 32, 3
     w = rng.standard_normal((O, C * k * k)).astype(np.float32)
     OH = H - k + 1
     cols = Im2col.apply(Tensor(x), kernel_size=(k, k), stride=(1, 1)).data
-    im2col_ms = median_ms(lambda: Im2col.apply(Tensor(x), kernel_size=(k, k), stride=(1, 1)))
-    textbook_ms = median_ms(lambda: sliding_window_view(x, (k, k), axis=(2, 3))
-                            .transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OH, C * k * k))
+    textbook_ms, im2col_ms, ratio = paired_ms(lambda: sliding_window_view(x, (k, k), axis=(2, 3))
+                                              .transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OH, C * k * k),
+                                              lambda: Im2col.apply(Tensor(x), kernel_size=(k, k), stride=(1, 1)))
+    layout_ratios.append(ratio)
     matmul_ms = median_ms(lambda: w @ cols)
     macs = N * O * OH * OH * C * k * k
-    print(f"{label:>32} {macs / 1e6:>7.0f} {im2col_ms:>10.2f} {textbook_ms:>12.2f} {matmul_ms:>10.2f} "
-          f"{2 * macs / (matmul_ms / 1000) / 1e9:>8.1f}")
+    print(f"{label:>32} {macs / 1e6:>7.0f} {im2col_ms:>10.2f} {textbook_ms:>12.2f} {layout_ratios[-1]:>13.1f}x "
+          f"{matmul_ms:>10.2f} {2 * macs / (matmul_ms / 1000) / 1e9:>8.1f}")
 square = rng.standard_normal((1024, 1024)).astype(np.float32)
 square_ms = median_ms(lambda: square @ square)
-print(f"{'for comparison: 1024^3 matmul':>32} {1024**3 / 1e6:>7.0f} {'':>10} {'':>12} {square_ms:>10.2f} "
+print(f"{'for comparison: 1024^3 matmul':>32} {1024**3 / 1e6:>7.0f} {'':>10} {'':>12} {'':>14} {square_ms:>10.2f} "
       f"{2 * 1024**3 / (square_ms / 1000) / 1e9:>8.1f}")
+assert min(layout_ratios) > 1, f"the text says the textbook layout is slower on every layer; measured {layout_ratios}"
 
 # %% [markdown]
 """
@@ -895,12 +997,15 @@ Three things to read off the table:
 * **The copy is not free.** For the first layer (3 input channels, so a
   column is only 27 numbers long) there is so little arithmetic per copied
   number that the copy can cost as much as the multiply. As `C·kh·kw` grows,
-  the matmul dominates and its throughput approaches what BLAS reaches on a
-  big square matrix (the last row).
+  the matmul does more work per copied number, and its throughput moves
+  towards what BLAS reaches on a big square matrix (the last row). The
+  matmul uses every core, so on a busy machine its column suffers most:
+  read this run's table with that in mind.
 * **Layout matters.** The textbook layout copies the same bytes in a
-  different order and is several times slower on these layers, because its
-  innermost loop runs over the 3 pixels of one kernel row and then jumps,
-  where ours streams along image rows.
+  different order and is slower on every one of these layers (the
+  `textbook/ours` column, a median of per-round ratios; the cell asserts it
+  is above 1), because its innermost loop runs over the 3 pixels of one
+  kernel row and then jumps, where ours streams along image rows.
 * **The first layer is inefficient**: a dot product of length 27 is too
   short to keep the multiply units busy, whatever the library. Its share of
   the network's time is larger than its share of the arithmetic.
@@ -933,6 +1038,7 @@ for k in kernels:
     tracemalloc.stop()
     del out
     print(f"{k:>5}x{k} {ratios[-1] * input_mb:>12.1f} {ratios[-1]:>16.2f} {k * k:>6} {peak / 2**20:>17.1f}")
+assert ratios == [k * k for k in kernels], f"the text says the ratio is exactly kh*kw; measured {ratios}"
 
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(kernels, ratios, "o-", label="measured columns / input")
@@ -961,15 +1067,18 @@ Surely the copy-free one is faster?
 
 # %%
 x = Tensor(rng.standard_normal((64, 32, 30, 30)).astype(np.float32))
-reshape_ms = median_ms(lambda: x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)), repeats=3)
-windows_ms = median_ms(lambda: max_pool2d(x, 2), repeats=3)
+reshape_ms, windows_ms, pool_ratio = paired_ms(lambda: x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)),
+                                               lambda: max_pool2d(x, 2), rounds=3)
 assert np.array_equal(x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)).data, max_pool2d(x, 2).data)
 print(f"2x2 max-pool of {x.shape}: reshape + max over axes (3, 5): {reshape_ms:.2f} ms, "
-      f"im2col windows + max over axis 1: {windows_ms:.2f} ms ({reshape_ms / windows_ms:.1f}x)")
+      f"im2col windows + max over axis 1: {windows_ms:.2f} ms (copy-free / windows: {pool_ratio:.1f}x, "
+      "median of per-round ratios)")
+assert pool_ratio > 1.5, f"the text says the copy-free version is slower (over 1.5x); measured {pool_ratio:.1f}x"
 
 # %% [markdown]
 """
-On the machines we tried, the copy-free version is many times *slower*.
+The copy-free version is *slower*, by the printed factor (the cell asserts
+more than 1.5).
 NumPy reduces over axes 3 and 5 by running its inner reduction loop over two
 elements at a time, millions of times, jumping through memory in between.
 The window version pays for one streaming copy, then reduces over axis 1,
@@ -1039,6 +1148,7 @@ r, j = 1, 1
 for k, s in [(3, 1), (2, 2), (3, 1), (2, 2)]:
     r, j = r + (k - 1) * j, j * s
 print(f"formula: r = {r}, jump = {j} input pixels between neighbouring output units")
+assert np.ptp(rows) + 1 == np.ptp(cols) + 1 == r == 10, "the measured field should match the formula's 10"
 
 fig, ax = plt.subplots(figsize=(3.2, 3.2))
 ax.imshow(influence, cmap="Greys")
@@ -1118,18 +1228,24 @@ def conv2d_fft(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 image = rng.standard_normal((96, 96)).astype(np.float32)
-print(f"{'kernel':>7} {'im2col ms':>10} {'FFT ms':>8}")
+print(f"{'kernel':>7} {'im2col ms':>10} {'FFT ms':>8} {'im2col/FFT':>11}")
+fft_ratios = []
 for k in [3, 9, 15, 31]:
     kernel = rng.standard_normal((k, k)).astype(np.float32)
     x4, w4 = Tensor(image[None, None]), Tensor(kernel[None, None])
     assert np.allclose(conv2d(x4, w4).data[0, 0], conv2d_fft(image, kernel), rtol=1e-4, atol=1e-3)
-    print(f"{k:>5}x{k} {median_ms(lambda: conv2d(x4, w4), 3):>10.2f} "
-          f"{median_ms(lambda: conv2d_fft(image, kernel), 3):>8.2f}")
+    im2col_ms, fft_ms, ratio = paired_ms(lambda: conv2d(x4, w4), lambda: conv2d_fft(image, kernel), rounds=3)
+    fft_ratios.append(ratio)
+    print(f"{k:>5}x{k} {im2col_ms:>10.2f} {fft_ms:>8.2f} {ratio:>10.2f}x")
+assert fft_ratios[-1] > 1 and fft_ratios[-1] > 2 * fft_ratios[0], \
+    f"the text says the FFT wins at 31x31 and im2col loses ground as the kernel grows; measured {fft_ratios}"
 
 # %% [markdown]
 """
 The FFT's time hardly depends on the kernel, im2col's grows with its area, so
-somewhere between 3×3 and 31×31 they cross. CNNs are dominated by 3×3 and 1×1
+the ratio in the last column grows with the kernel, and at 31×31 the FFT is
+the faster one (the cell asserts both; where exactly they cross depends on
+the machine). CNNs are dominated by 3×3 and 1×1
 kernels, which is why Winograd and implicit GEMM matter more in practice than
 FFT.
 
@@ -1176,12 +1292,22 @@ for layer in cnn:
     h = out
 print(f"{'total':<54} {'':>17} {sum(p.numel() for p in cnn.parameters()):>8} {'':>7} {total_ms:>6.2f}")
 assert h.shape == (64, 10)
+convs = [layer for layer in cnn if isinstance(layer, Conv2d)]
+conv_params = sum(p.numel() for layer in convs for p in layer.parameters()) / sum(p.numel() for p in cnn.parameters())
+conv_macs = (64 * 32 * 30 * 30 * 3 * 9 + 64 * 64 * 13 * 13 * 32 * 9) / (
+    64 * 32 * 30 * 30 * 3 * 9 + 64 * 64 * 13 * 13 * 32 * 9 + 64 * 256 * 2304 + 64 * 10 * 256)
+conv_ms = sum(median_ms(lambda: layer(t), repeats=3) for layer, t in
+              [(cnn[0], images), (cnn[3], cnn[:3](images))])
+print(f"the two convolutions: {conv_params:.1%} of the parameters, {conv_macs:.1%} of the multiply-adds, "
+      f"{conv_ms / total_ms:.0%} of this run's time")
+assert conv_params < 0.05 and conv_macs > 0.8, "the text says convs hold few parameters and most of the work"
 
 # %% [markdown]
 """
 The table is the chapter's argument in numbers: the two convolutions hold
-about 3% of the parameters but do nearly 90% of the multiply-adds (and, on
-a machine that is not busy with other work, take most of the time), while
+about 3% of the parameters but do nearly 90% of the multiply-adds (both
+printed above; the cell asserts under 5% and over 80%), and this run's share
+of the time is printed beside them, while
 `Linear(2304, 256)` holds nearly all the parameters and little of the work. Convolutions are cheap to store and expensive to run;
 fully connected layers are the reverse.
 
@@ -1225,33 +1351,149 @@ if __name__ == "__main__":
     print("All tests of chapter 06 pass.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
-1. **The column matrix at scale.** A ResNet layer convolves a batch of 32
-   images of 256 channels at 56×56 with 3×3 filters and padding 1. How many
-   bytes would our `Im2col` allocate in float32? Our chapter measured that the
-   forward peak is a few times the columns' size. How would you bring the
-   peak down without changing the result (think of splitting the batch, or of
-   what implicit GEMM does) and what would each option cost in time?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
 
-2. **Layouts between layers.** Our `conv2d` returns a view whose memory is
-   `(O, N, OH, OW)`. Trace which operations of the reference CNN copy data
-   because of that, and which do not. When would it pay to call `.contiguous()`
-   after every convolution, and what does PyTorch's `channels_last` format
-   change for the next layer's window copy?
+**1. The column matrix at scale.** A ResNet layer convolves a batch of 32
+images of 256 channels at 56×56 with 3×3 filters, 256 output channels and
+padding 1. How many bytes would our `Im2col` allocate in float32? The chapter
+measured the forward peak: the columns, plus the padded input and the
+output. How would you bring the peak down without changing the result (think
+of splitting the batch, or of what implicit GEMM does) and what would each
+option cost in time?
+"""
 
-3. **Pooling by reshape.** We measured `reshape + max over axes (3, 5)` to be
-   slower than copying into windows first, although it moves fewer bytes.
-   Explain the result from how a reduction loop walks memory. Could you make
-   the copy-free version fast with only NumPy calls (hint: `np.maximum` of the
-   four strided slices)? What would that do to the number of primitives and
-   to chapter 09's work?
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_column_matrix_at_scale", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
 
-4. **Downsampling by stride or by pooling.** A `Conv2d(C, C, 3, stride=2)`
-   and a `Conv2d(C, C, 3)` followed by `MaxPool2d(2)` both halve the map.
-   Compare their multiply-adds, their column-matrix memory and the receptive
-   field after each, using the formulas of this chapter.
+### BEGIN SOLUTION
+**Answer key.** With padding 1 the output is 56×56, so the columns are
+(256 · 9) × (32 · 56 · 56) = 2304 × 100,352 = 231 M numbers, 925 MB (882 MiB)
+in float32: 9 times the 103 MB input, as the memory table's `kh·kw` ratio says.
+The padded input adds 32 · 256 · 58 · 58 · 4 B = 110 MB and the output 103 MB:
+a peak of about 1.14 GB. Splitting the batch into chunks of b images builds
+columns for b images at a time (b = 8: 231 MB), each multiplied by the same
+filters; the FLOPs are unchanged, each matmul is still large (2304 × 25,088
+columns), so the cost is a few more calls and writing each chunk's result into
+its slice of the output: a few percent. Implicit GEMM never builds the matrix:
+the matmul kernel gathers each tile of windows from the padded input as it
+needs them, so the extra memory is a tile in cache; the cost is a custom
+kernel (no NumPy equivalent at full speed) whose inner loop does address
+arithmetic, which libraries such as oneDNN and cuDNN make nearly free.
+
+**Rubric (2 points).** 1 point for the 925 MB (or 882 MiB) columns, with the peak of roughly
+1.1 GB; 1 point for two options with their costs (batch chunks: same FLOPs,
+more calls, memory divided by the number of chunks; implicit GEMM: no column
+matrix, a specialised kernel).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Layouts between layers.** Our `conv2d` returns a view whose memory is
+`(O, N, OH, OW)`. Trace which operations of the reference CNN copy data
+because of that, and which do not. When would it pay to call `.contiguous()`
+after every convolution, and what does PyTorch's `channels_last` format
+change for the next layer's window copy?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_layouts_between_layers", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** `ReLU` is elementwise: NumPy writes its output in the input's memory
+order, so it copies nothing extra. `MaxPool2d` goes through `Im2col`, which
+copies every window anyway; its innermost axis still walks image rows, so the
+layout costs nothing. The second `Conv2d` is the same. Only `Flatten` has to
+copy because of the layout: `(N, C·H·W)` row-major needs each image's values
+together, and they are spread over channels (64 × 2304 numbers, 0.6 MB per
+batch). The chapter measured a contiguous copy at a small fraction of a
+convolution; it pays only when a consumer needs NCHW contiguity (a library
+kernel that requires it, saving to or exchanging with PyTorch, or an operation
+that walks each image's pixels many times). With `channels_last` (NHWC) the
+C values of a pixel are adjacent, so the next layer's window copy moves
+contiguous runs of kw · C numbers, and the natural column layout becomes
+(N·OH·OW, kh·kw·C), the textbook one, now streaming; a 1×1 convolution becomes
+a plain matmul with no copy at all.
+
+**Rubric (2 points).** 1 point for identifying Flatten as the only copy caused by the layout
+(ReLU and the window copies are unaffected); 1 point for when `.contiguous()`
+pays and what channels_last changes (channels innermost, contiguous window
+rows, 1×1 convolution as a matmul).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Pooling by reshape.** We measured `reshape + max over axes (3, 5)` to be
+slower than copying into windows first, although it moves fewer bytes.
+Explain the result from how a reduction loop walks memory. Could you make
+the copy-free version fast with only NumPy calls (hint: `np.maximum` of the
+four strided slices)? What would that do to the number of primitives and
+to chapter 09's work?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_pooling_by_reshape", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** NumPy reduces over axes 3 and 5 with an inner loop over the reduced
+elements, here 2 at a time, restarted for every one of the
+64 · 32 · 15 · 15 = 460,800 outputs and jumping through memory between them: the
+loop overhead and the strided access dominate, and nothing is vectorised.
+The window version copies once (a streaming copy) and then takes the maximum
+over axis 1 of (C, 4, N·OH·OW), which NumPy runs as elementwise maxima of four
+long contiguous rows: vector instructions at memory speed. The copy-free fast
+version is `np.maximum(np.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]),
+np.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))`: three elementwise passes
+over strided views, no window matrix. In tinytorch that needs an elementwise
+`Maximum` primitive (a new forward and a new backward rule in chapter 09 that
+sends the gradient to the larger input and splits ties), plus four `GetItem`
+slices whose backward scatters into four full-size zero arrays that are then
+added: more memory traffic in backward than one col2im.
+
+**Rubric (2 points).** 1 point for the reduction-loop explanation (short inner loop of 2,
+strided, per output; against long contiguous rows); 1 point for the
+`np.maximum` version and its cost in tinytorch (a new primitive with its own
+backward rule, and the strided scatters).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Downsampling by stride or by pooling.** A `Conv2d(C, C, 3, stride=2)`
+and a `Conv2d(C, C, 3)` followed by `MaxPool2d(2)` both halve the map.
+Compare their multiply-adds, their column-matrix memory and the receptive
+field after each, using the formulas of this chapter.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_downsampling", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** For an N × C × H × H input (same padding): the stride-2 convolution has
+(H/2)² outputs per channel, N · C · (H/2)² · 9C = 2.25 N C² H² multiply-adds,
+and a column matrix of 9C × N(H/2)² numbers, 2.25 times the input. The stride-1
+convolution has H² outputs: 9 N C² H² multiply-adds (4 times more) and a column
+matrix of 9 times the input (4 times more), plus the pooling's own window copy
+of one input's size. Receptive field, with $r \leftarrow r + (k-1)j$,
+$j \leftarrow js$, from r = 1, j = 1: stride-2 conv gives r = 3, j = 2;
+conv then pool gives r = 3, j = 1, then r = 3 + 1 = 4, j = 2. After one more
+3×3 convolution: 3 + 2 · 2 = 7 against 4 + 2 · 2 = 8. Conv plus pooling pays 4
+times the work and memory for a slightly larger field (and the small shift
+invariance of the max).
+
+**Rubric (2 points).** 1 point for the factor of 4 in multiply-adds and in column memory (with the
+2.25 and 9 times the input); 1 point for the receptive fields 3 (jump 2)
+against 4 (jump 2), worked with the formula.
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -1272,9 +1514,9 @@ fast with the same idea the big frameworks started from:
   with two more backward rules (crop the gradient; add every window's
   gradient back onto its pixels).
 
-What you measured: im2col is up to orders of magnitude faster than loops,
+What you measured: im2col is many times faster than loops,
 and it costs `kh·kw` times the input's memory; the order in which a copy
-walks memory changes its speed several times over; a copy-free pooling can
+walks memory changes its speed; a copy-free pooling can
 lose to one that copies; convolutions hold few parameters and do most of the
 work; each pooling layer doubles how fast the receptive field grows.
 

@@ -144,18 +144,17 @@ which positions *take part*: True = this query may attend to this key. A
 which also lets a model add learned biases such as ALiBi.
 
 `causal_mask(T)` is the boolean lower-triangular matrix: row i is True in
-columns 0..i.
+columns 0..i. It is one NumPy call, so it is given; the figure after the mask
+tests draws it, next to a padding mask and what both do to the weights.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_causal_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 #| export
 def causal_mask(L: int, S: int | None = None) -> Tensor:
     """(L, S) boolean mask, True where query i may attend to key j, i.e. j <= i (S defaults to L)."""
-    ### BEGIN SOLUTION
     S = L if S is None else S
     return Tensor(np.tril(np.ones((L, S), dtype=bool)))
-    ### END SOLUTION
 
 
 # %% [markdown]
@@ -203,7 +202,19 @@ def _split_mask(mask, true_means_keep: bool = True):
 
 def _attention(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
                dropout_p: float = 0.0, scale: float | None = None) -> tuple[Tensor, Tensor]:
-    """softmax(q k^T * scale + bias, masked by keep) @ v; returns (output, attention weights)."""
+    """softmax(q k^T * scale + bias, masked by keep) @ v; returns (output, attention weights).
+
+    Args: query (..., L, d), key (..., S, d), value (..., S, dv) Tensors; keep, a boolean array
+        broadcastable to (..., L, S) (True = may attend) or None; bias, a float Tensor to add or None.
+    Returns: (output (..., L, dv), weights (..., L, S)); all Tensor operations, so 09 can differentiate.
+    """
+    # 1. scores = (query @ key.transpose(-2, -1)) * scale, scale defaulting to 1 / sqrt(d).
+    # 2. Add bias (cast a non-trainable bias to the scores' dtype: a float64 mask must not upcast).
+    # 3. Mask by REPLACING: scores * on + fill, with on = keep as 0/1 and fill = 0 or
+    #    np.finfo(dtype).min; not -inf (a fully masked row would give nan).
+    # 4. softmax over the last axis, then multiply by `on` again: a row with no key left becomes 0.
+    # 5. Dropout (dropout_p > 0): keep a weight with probability 1 - p (draws from init.generator()),
+    #    scale the kept ones by 1 / (1 - p); p == 1 drops everything.
     ### BEGIN SOLUTION
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query @ key.transpose(-2, -1)) * scale       # (..., L, d) @ (..., d, S) -> (..., L, S)
@@ -369,6 +380,49 @@ test_unit_attention_masks()
 
 # %% [markdown]
 r"""
+What the masks look like. Six tokens, the last two of them padding (a
+sequence of four, padded to the batch's length of six). Rows are queries,
+columns are keys; a filled square means "may attend". The causal mask is the
+lower triangle, the padding mask blanks the padding *keys* for every query,
+and a GPT trained on padded batches uses both at once (their logical and).
+The last panel shows the weights `_attention` computes under the combined
+mask, for random queries and keys: zero exactly where the mask is empty, and
+each row still sums to 1.
+"""
+
+# %%
+T_demo, length = 6, 4                                            # 4 real tokens, 2 of padding
+causal = causal_mask(T_demo).data                                # (T, T): key j <= query i
+padding = np.broadcast_to(np.arange(T_demo) < length, (T_demo, T_demo))   # (T, T): key j is a real token
+both = causal & padding
+demo_rng = np.random.default_rng(9)
+q_demo, k_demo, v_demo = (Tensor(demo_rng.standard_normal((T_demo, 4))) for _ in range(3))   # (T, d)
+_, demo_weights = _attention(q_demo, k_demo, v_demo, both)      # (T, T)
+zero_where_masked = bool(np.array_equal(demo_weights.data == 0, ~both))
+rows_sum_to_one = bool(np.allclose(demo_weights.data.sum(-1), 1.0))
+assert zero_where_masked and rows_sum_to_one, "the text says masked weights are 0 and rows sum to 1"
+
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), facecolor="white")   # an explicit light page: dark mode too
+panels = [("causal_mask(6)", causal), (f"padding: keys {length}..5 hidden", padding),
+          ("causal & padding", both), ("weights under causal & padding", demo_weights.data)]
+for ax, (title, matrix) in zip(axes, panels):
+    ax.set_facecolor("white")
+    ax.imshow(matrix.astype(float), cmap="Blues", vmin=0, vmax=1.6)
+    for (i, j), value in np.ndenumerate(matrix):
+        label = ("1" if value else "0") if matrix.dtype == bool else ("0" if value == 0 else f"{value:.2f}")
+        ax.text(j, i, label, ha="center", va="center", fontsize=7 if matrix.dtype != bool else 9, color="black")
+    ax.set_title(title, fontsize=10, color="black")
+    ax.set_xlabel("key j", color="black")
+    ax.set_ylabel("query i", color="black")
+    ax.set_xticks(range(T_demo))
+    ax.set_yticks(range(T_demo))
+    ax.tick_params(colors="black")
+fig.tight_layout()
+plt.show()
+print(f"weights exactly 0 where masked: {zero_where_masked}; every row sums to 1: {rows_sum_to_one}")
+
+# %% [markdown]
+r"""
 The defining property of a causal model deserves its own test: **changing
 future tokens changes no earlier output**. We perturb every position from t = 3
 on and require outputs 0..2 to be identical (not merely close: the masked
@@ -463,7 +517,14 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries, keys and values (each (B, T, E)) from the packed in_proj_weight."""
+        """Queries, keys and values (each (B, T, E)) from the packed in_proj_weight.
+
+        Rows 0..E-1 of in_proj_weight (3E, E) project the query, E..2E-1 the key, 2E..3E-1 the
+        value; in_proj_bias (3E,) is split the same way (it may be None).
+        """
+        # Self-attention (query is key is value): ONE matmul x @ W.T -> (B, T, 3E), then slice the
+        # last axis into three E-wide pieces. Otherwise project each input with its own E rows of W.
+        # Pitfall: x @ W.T, not W @ x: the features are the last axis of (B, T, E).
         ### BEGIN SOLUTION
         E, W, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
         if query is key and key is value:                  # self-attention: one (3E, E) matmul
@@ -513,6 +574,12 @@ class MultiheadAttention(Module):
             key = value = query                            # keep them one tensor: one fused projection
         if key.shape != value.shape[:-1] + (key.shape[-1],) or key.shape[0] != query.shape[0]:
             raise ValueError(f"key {key.shape} and value {value.shape} must match query's batch and each other")
+        # From here, query is (B, L, E) and key, value are (B, S, E). Compute y, (B, L, E), and weights:
+        # 1. q, k, v = self._project(...); split heads: reshape (B, T, nh, hs), transpose(1, 2) -> (B, nh, T, hs).
+        # 2. keep, bias = self._masks(...) (given: it converts PyTorch's True = blocked convention).
+        # 3. _attention(q, k, v, keep, bias, dropout_p) with dropout only in training mode (self.training).
+        # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
+        # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         ### BEGIN SOLUTION
         B, L, E = query.shape
         S, nh, hs = key.shape[1], self.num_heads, self.head_dim
@@ -650,6 +717,14 @@ class Embedding(Module):
         self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim), dtype=np.float32)))
 
     def forward(self, ids) -> Tensor:
+        """Rows of `weight` for integer ids of any shape: (...) -> (..., embedding_dim).
+
+        Accepts a Tensor or an array of ids. Raises TypeError for non-integer ids and IndexError,
+        naming the layer and the valid range, for ids outside [0, num_embeddings - 1].
+        """
+        # Index the Parameter itself (self.weight[index]): the GetItem primitive, so that chapter 09
+        # sends gradients to the rows that were used (repeated ids add up).
+        # Pitfall: NumPy reads -1 as the last row; check the range yourself, as PyTorch does.
         ### BEGIN SOLUTION
         index = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         if not np.issubdtype(index.dtype, np.integer):
@@ -750,7 +825,14 @@ Tensor operation and the gradient flows through it to `x`.
 # %% nbgrader={"grade": false, "grade_id": "impl_sinusoidal_positions", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
-    """(T, d) table: column 2i is sin(t / base^(2i/d)), column 2i+1 its cosine (a constant, no gradient)."""
+    """(T, d) table: column 2i is sin(t / base^(2i/d)), column 2i+1 its cosine (a constant, no gradient).
+
+    Returns: a float32 Tensor of shape (T, d), values in [-1, 1].
+    """
+    # Positions as a (T, 1) column times frequencies base ** (-(0, 2, 4, ...) / d) as a row:
+    # broadcasting gives the (T, ceil(d/2)) angles. Sines go to columns 0::2, cosines to 1::2.
+    # Pitfall: an odd d has one sine column more than cosines (use angle[:, : d // 2] for the cosines).
+    # Compute in float64 (angles reach T radians) and convert to float32 at the end.
     ### BEGIN SOLUTION
     position = np.arange(T, dtype=np.float64)[:, None]             # (T, 1)
     frequency = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)  # (ceil(d/2),)
@@ -879,6 +961,22 @@ for T in lengths:
     wbytes, formula, peak, qkv = memory[T]
     print(f"{T:>5} {wbytes / 1e6:>13.3f} {formula / 1e6:>13.3f} {peak / 1e6:>10.2f} {peak / wbytes:>13.1f} "
           f"{qkv / 1e6:>11.3f} {np.median(full_times[T]) * 1e3:>10.2f} {np.median(matmul_times[T]) * 1e3:>13.2f}")
+assert all(memory[T][0] == memory[T][1] for T in lengths), "the text says the weights match the formula to the byte"
+ratios = [memory[T][2] / memory[T][0] for T in lengths]
+assert all(2 <= r <= 10 for r in ratios), f"the text says the peak is several (2 to 10) times the weights; measured {ratios}"
+
+# Where the work is, counted rather than timed (at the largest T): the two matmuls against the
+# elementwise passes over the (h, T, T) arrays, each of which reads and writes 4 bytes per element.
+T = lengths[-1]
+matmul_flops = 2 * (2 * heads * T * T * head_dim)                # scores and weights @ v
+elementwise_passes = 8                                           # scale, mask (2), max, subtract, exp, divide, mask
+passes_flops, passes_bytes = elementwise_passes * heads * T * T, elementwise_passes * 2 * 4 * heads * T * T
+matmul_bytes = 4 * (4 * heads * T * head_dim + 2 * heads * T * T)   # q, k, v, out once; scores written, weights read
+print(f"T = {T}: the matmuls do {matmul_flops / 1e6:.0f} Mflop on {matmul_bytes / 1e6:.0f} MB "
+      f"({matmul_flops / matmul_bytes:.0f} flop/byte); the elementwise passes {passes_flops / 1e6:.0f} Mflop "
+      f"on {passes_bytes / 1e6:.0f} MB ({passes_flops / passes_bytes:.3f} flop/byte)")
+share = np.median(np.array(matmul_times[T]) / np.array(full_times[T]))
+print(f"this run: the matmuls took {share:.0%} of the call's time at T = {T} (median over the rounds)")
 
 # %% [markdown]
 r"""
@@ -890,12 +988,18 @@ $T^2$ term is all that matters. The peak is several times the weight tensor
 because our softmax is a chain of separate operations (subtract the max, exp,
 sum, divide, mask), and each one writes a fresh (B, h, T, T) array.
 
-Look at the last two columns as well: the two matrix products, which hold
-all of the FLOPs, take a small fraction of the call. The rest is those
-elementwise passes over the (T, T) arrays, each reading and writing memory
-while doing one or two operations per element. Attention is limited by
-memory traffic, not arithmetic; that observation is the whole idea behind
-FlashAttention (see *Production context*).
+(The cell asserts both: the weights equal the formula byte for byte, and
+the peak is between 2 and 10 times the weights.)
+
+The last two lines count where the work is. The two matrix products hold
+almost all of the FLOPs and do more than ten of them per byte they touch; the
+elementwise passes over the (T, T) arrays do one operation per 8 bytes read
+and written (printed above). A CPU does many more operations per second than
+it moves 8-byte pairs, so those passes are limited by memory traffic, not
+arithmetic, and the time the matmuls take is only part of the call (this run's
+share is printed; on a machine busy with other work the multithreaded matmuls
+suffer most, so the share moves from run to run). That observation is the
+whole idea behind FlashAttention (see *Production context*).
 
 Now the growth exponents: if cost ∝ $T^p$, then $\log(\text{cost})$ is linear
 in $\log T$ with slope p. We fit the slope over the three largest T, where
@@ -911,6 +1015,7 @@ memory_exponent = np.polyfit(np.log(T_arr), np.log(weight_mb), 1)[0]
 peak_exponent = np.polyfit(np.log(T_arr[-3:]), np.log(peak_mb[-3:]), 1)[0]
 time_exponent = np.polyfit(np.log(T_arr[-3:]), np.log(time_ms[-3:]), 1)[0]
 print(f"weight-tensor bytes grow like T^{memory_exponent:.2f}")
+assert abs(memory_exponent - 2) < 0.01, f"the text says memory follows T^2 exactly; fitted T^{memory_exponent:.2f}"
 print(f"peak memory grows like T^{peak_exponent:.2f} (largest three T)")
 print(f"time grows like T^{time_exponent:.2f} (largest three T)")
 
@@ -933,15 +1038,17 @@ plt.show()
 
 # %% [markdown]
 r"""
-Memory follows $T^2$ exactly; time follows it roughly. At small T each call
+Memory follows $T^2$ exactly (the cell asserts the exponent is 2 to within
+0.01); time follows it only roughly. At small T each call
 is dominated by fixed costs (Python, allocating arrays, starting BLAS) that do
 not grow with T, which flattens the curve. At large T every pass over the
 (T, T) arrays costs $T^2$, and once those arrays outgrow the CPU's caches
 (at T = 1024 one (h, T, T) float32 array is 16 MB) each pass becomes a trip to
 main memory, which can push the slope above 2. Time is also the noisy
-measurement: on the shared 2-core machine this chapter was written on, the
-fitted exponent ranged from about 1.6 to 2.7 between runs. If another program
-is busy on your machine, rerun the cell; the memory numbers never change.
+measurement: a program busy beside this one slows some rounds and not others,
+and the printed exponent of this run can land far from 2 (the page you read
+was built on a shared machine). Rerun the cell and watch it move; the memory
+numbers never change, which is why memory, not time, is what to plan with.
 
 Where does that leave real models? The same formula at GPT-2's size:
 """
@@ -1060,27 +1167,135 @@ if __name__ == "__main__":
 r"""
 ## ML systems thinking
 
-1. **Memory budget.** Using the formula you verified, how many GiB does the
-   weight tensor of one layer take for a batch of 8 sequences of T = 8192
-   tokens with 32 heads in float16? Our implementation also keeps several
-   intermediates of the same size (you measured the peak/weights ratio). If
-   you had to run it anyway, what would you chunk, and what would stay
-   quadratic?
-2. **Wasted work.** With `is_causal=True` our code multiplies the full
-   $QK^\top$ and then masks the upper triangle. What fraction of the
-   score FLOPs and of the softmax passes is wasted? During generation with a
-   KV cache, how does the cost of producing one token grow with T, and what
-   does the cache cost in memory for a 12-layer, E = 768 model at T = 1024?
-3. **Fused projections.** `_project` uses one (3E, E) matmul when query, key
-   and value are the same tensor. Why is one large matmul faster than three
-   small ones on a CPU (think about BLAS and Python overhead)? Why can
-   cross-attention (queries from a decoder, keys and values from an encoder)
-   only fuse part of it?
-4. **API design.** `scaled_dot_product_attention` treats True as "attend",
-   `MultiheadAttention` treats True as "blocked", and a fully masked row can
-   reasonably be zeros, uniform, or NaN. Which choice would you make for a new
-   library, and what would you check at the API boundary to catch a caller
-   who mixed up the conventions?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Memory budget.** Using the formula you verified, how many GiB does the
+weight tensor of one layer take for a batch of 8 sequences of T = 8192
+tokens with 32 heads in float16? Our implementation also keeps several
+intermediates of the same size (you measured the peak/weights ratio). If
+you had to run it anyway, what would you chunk, and what would stay
+quadratic?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_memory_budget", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** $B \cdot h \cdot T^2 \cdot 2$ bytes $= 8 \times 32 \times 8192^2 \times 2 = 3.4 \times 10^{10}$
+bytes, exactly 32 GiB for one layer. The table printed a peak of about 4.5 times
+the weights, so our composed implementation would need some 144 GiB at its peak.
+To run it anyway, chunk the *queries*: process blocks of, say, 512 query rows at
+a time, so each step builds a (B, h, 512, T) score block (1/16 of the full
+tensor, 2 GiB here, about 9 GiB at the peak) and writes its rows of the output;
+batch and heads can be chunked the same way. What stays quadratic: the FLOPs
+($T^2$ per head, whatever the chunking) and, if the weights are kept for
+backward, their total memory; only recomputing them in backward (as
+FlashAttention does) removes that.
+
+**Rubric (2 points).** 1 point for 32 GiB (accept 34 GB) and the peak as the measured ratio times
+it; 1 point for chunking over queries (or batch/heads) with the reason, and for
+naming what stays quadratic (compute, and stored weights unless recomputed).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Wasted work.** With `is_causal=True` our code multiplies the full
+$QK^\top$ and then masks the upper triangle. What fraction of the
+score FLOPs and of the softmax passes is wasted? During generation with a
+KV cache, how does the cost of producing one token grow with T, and what
+does the cache cost in memory for a 12-layer, E = 768 model at T = 1024?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_wasted_work", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The entries strictly above the diagonal, $T(T-1)/2$ of $T^2$, are computed
+and then thrown away: $(T-1)/(2T)$, just under half, of the $QK^\top$ FLOPs, of
+the weights @ V FLOPs (they multiply zeros) and of every elementwise softmax
+and masking pass (49.95 % at T = 1024). With a KV cache, token t needs one
+query against t cached keys and values: attention costs $O(t \cdot E)$ per
+layer and the projections and MLP a constant $O(E^2)$, so one token's cost
+grows linearly in T (a whole sequence, quadratically). The cache holds keys
+and values for every layer and position: $2 \times 12 \times 1024 \times 768 = 18.9$ M
+numbers, 75.5 MB (72 MiB) in float32 or 37.7 MB in float16, per sequence.
+
+**Rubric (2 points).** 1 point for "about half" of both the matmul FLOPs and the softmax passes,
+with the $(T-1)/2T$ reasoning; 1 point for linear growth per generated token
+and the cache size (18.9 M numbers; 75 MB in float32 or 38 MB in float16).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Fused projections.** `_project` uses one (3E, E) matmul when query, key
+and value are the same tensor. Why is one large matmul faster than three
+small ones on a CPU (think about BLAS and Python overhead)? Why can
+cross-attention (queries from a decoder, keys and values from an encoder)
+only fuse part of it?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_fused_projections", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The FLOPs are the same. One call pays the Python, Tensor and BLAS-dispatch
+overhead once instead of three times and allocates one output; BLAS reads
+(packs) each block of x once and reuses it against 3E columns instead of
+packing x three times for E columns each, and a wider matrix gives its
+threads more work to split per synchronisation, so the large call runs
+closer to peak. In cross-attention the queries are a function of the
+decoder's x and the keys and values of the encoder's output: different
+inputs cannot share one matmul. Keys and values share an input, so they fuse
+into one (2E, E) projection of the encoder output (and, as the encoder output
+does not change while decoding, that projection can be computed once and
+cached); the query projection stays separate.
+
+**Rubric (2 points).** 1 point for overhead paid once plus better BLAS reuse/threading of one
+large product (same FLOPs); 1 point for "different inputs for Q than for K
+and V", with K and V still fusable.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. API design.** `scaled_dot_product_attention` treats True as "attend",
+`MultiheadAttention` treats True as "blocked", and a fully masked row can
+reasonably be zeros, uniform, or NaN. Which choice would you make for a new
+library, and what would you check at the API boundary to catch a caller
+who mixed up the conventions?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_api_design", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** A defensible design: one convention everywhere, True = "may attend" (it
+reads like the causal triangle and matches the functional API and JAX), or no
+booleans at all in the public API (an additive float mask, or a mask object
+with named constructors such as `causal()` and `padding(lengths)`). For a
+fully masked row, return zeros: finite, no gradient to masked keys, and a
+padding query's output is ignored anyway; NaN is loud but poisons the whole
+backward pass, uniform silently attends to what was meant to be hidden.
+Boundary checks: accept only boolean or floating masks (reject integer 0/1
+arrays, whose meaning is ambiguous); check the shape broadcasts to
+(B, h, L, S) and name the expected shape; for self-attention flag a mask whose
+diagonal is all blocked, or that is upper- instead of lower-triangular (an
+inverted causal mask); warn when more than a few rows are fully masked, or
+when a key-padding mask blocks the first position of every sequence (an
+inverted padding mask).
+
+**Rubric (2 points).** 1 point for a clear, justified choice of convention and of the
+fully-masked-row behaviour; 1 point for at least two concrete, checkable
+tests at the boundary that would catch an inverted mask (dtype, shape,
+diagonal, fully masked rows).
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -1106,8 +1321,9 @@ primitives:
   through it).
 
 You measured the cost that shapes every long-context system: the weight tensor
-grows as T², exactly, and its time follows once T is large, with a peak memory
-several times larger in a composed implementation like ours. Production
+grows as T², exactly, its time follows only roughly (timing is the noisy
+measurement), and the peak memory is several times larger in a composed
+implementation like ours. Production
 kernels avoid storing that matrix at all.
 
 Next, chapter 08 builds the normalization layers (LayerNorm, BatchNorm) that

@@ -138,6 +138,15 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(shape, dtype=np.float32)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalize x (..., *normalized_shape) over its last len(normalized_shape) dims; same shape out.
+
+        Raises ValueError, naming both shapes, when x's trailing dims are not normalized_shape.
+        """
+        # 1. dims = the last n axes (negative: -n, ..., -1); mean over them with keepdim=True.
+        # 2. Biased variance: the mean of (x - mean)**2 over the same dims (divide by m, not m - 1).
+        # 3. Multiply by (var + eps) ** -0.5 (one Pow; eps inside the root: a constant sample has var 0).
+        # 4. Then `* self.weight` and `+ self.bias` when they exist: they broadcast over the leading dims.
+        # Use Tensor operations only, so that chapter 09 can differentiate it.
         ### BEGIN SOLUTION
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
@@ -246,6 +255,14 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
+        """Store the options; create `weight` (ones) and `bias` (zeros), one per channel, if affine.
+
+        With track_running_stats, register three buffers with `self.register_buffer(name, tensor)`:
+        running_mean (zeros), running_var (ones), both float32 (C,), and num_batches_tracked,
+        an int64 scalar 0; without it register the same three names as None.
+        """
+        # Buffers, not Parameters: they belong in state_dict() but an optimizer must never update them.
+        # Pitfall: call super().__init__() first, or Module cannot record parameters and buffers.
         ### BEGIN SOLUTION
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
@@ -265,6 +282,12 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def _update_running_stats(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        """Move the running estimates towards this batch's (C,) mean and unbiased variance."""
+        # 1. Count the batch: num_batches_tracked.data += 1.
+        # 2. m = self.momentum, the weight of the NEW value (PyTorch's convention); momentum=None
+        #    means a cumulative average, m = 1 / num_batches_tracked.
+        # 3. running = (1 - m) * running + m * batch, written in place with `.data[...] =`
+        #    (the buffer objects stay the same; state_dict and the caller hold them).
         ### BEGIN SOLUTION
         self.num_batches_tracked.data += 1
         m = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked.data)
@@ -273,6 +296,17 @@ class _BatchNorm(Module):
         ### END SOLUTION
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalize each channel (axis 1) of x; the output has x's shape.
+
+        Training (or no running stats): use this batch's mean and biased variance over every axis
+        but 1, and update the running stats with the unbiased variance (times count / (count - 1)).
+        Eval: use running_mean and running_var, update nothing.
+        """
+        # Shapes: reduce over axes (0, 2, 3, ...) with keepdim=True -> (1, C, 1, ...); reshape the
+        # (C,) buffers and weight/bias to (1, C, 1, ...) so they broadcast against x.
+        # Errors (ValueError): a shape `_accepts` refuses or x.shape[1] != C; in training, a single
+        # value per channel (count = x.numel() // C <= 1): it has no variance.
+        # Pitfall: the running stats are bookkeeping: update them from `.data` arrays, not Tensors.
         ### BEGIN SOLUTION
         name, C = type(self).__name__, self.num_features
         if not self._accepts(x.ndim) or x.shape[1] != C:
@@ -506,6 +540,12 @@ print(f"measured in {time.perf_counter() - start:.2f} s\n")
 print(f"{'network':<28} {'layer 1':>10} {'layer 10':>10} {'layer 20':>10} {'layer 30':>10}")
 for name, s in stds.items():
     print(f"{name:<28} {s[0]:>10.3g} {s[9]:>10.3g} {s[19]:>10.3g} {s[29]:>10.3g}")
+per_layer = (stds["default init"][19] / stds["default init"][9]) ** (1 / 10)
+drift = stds["Kaiming x 1.15"][29] / stds["Kaiming init"][29]
+print(f"default init: x{per_layer:.2f} per layer; Kaiming x 1.15 ends {drift:.0f} times above Kaiming")
+assert 0.35 <= per_layer <= 0.5, f"the text says about 1/sqrt(6) = 0.41 per layer; measured {per_layer:.2f}"
+assert all(0.5 <= v <= 0.7 for name in configs if "Norm" in name for v in stds[name]), \
+    "the text says about 0.58 at every layer with normalization"
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.2))
@@ -527,7 +567,7 @@ every layer, so on a log scale it is a straight line: down for the default
 init (a factor of about $1/\sqrt 6 \approx 0.41$ per layer), up for weights ×
 4. Kaiming init holds it roughly level (it wanders by random factors near 1),
 but only as long as the weights keep exactly that scale: 15% more per layer
-compounds to $1.15^{30} \approx 66$.
+compounds to $1.15^{30} \approx 66$, the factor printed above.
 
 With a normalization layer the curves are flat, and practically the same for
 weights of any scale (the three solid lines lie on top of each other): after normalization and ReLU the standard deviation is
@@ -685,17 +725,33 @@ for name, layer in layers.items():
 # %% [markdown]
 r"""
 The Linear does about 134 million operations (67 million multiply-adds); a
-normalization layer under a million, some 150 times fewer. Yet it takes far
-more than a 150th of the Linear's time: on the 2-core machine this
-chapter was written on, an idle run gave 0.24 ms for LayerNorm against
-0.65 ms for the Linear, about a third. The "Gop/s" column says the same thing
-as a rate: BLAS computes at tens or hundreds of billions of operations per
-second, our normalization at a few billion. (If another program was busy
-while the cell ran, the Linear, which uses every core, suffers most; rerun
-it.)
+normalization layer under a million, some 150 times fewer (the operations
+column). How its time compares with the Linear's depends on the machine and
+on what else runs beside it: on an idle machine BLAS runs the Linear's
+multiply-adds at a far higher rate ("Gop/s") than our normalization runs its
+elementwise steps, but the Linear, which uses every core, suffers most from a
+busy neighbour, so read this run's table and rerun the cell to see it move.
+What does not depend on the load is what a normalization call costs in units
+of memory passes. The next cell times it against one elementwise pass over
+the same activations (`act + 1`, read once, written once), in the same rounds.
+"""
 
-The reason is memory. Seven of our operations are full passes over the
-activations: two reductions (the mean, then the mean of the squares) and five
+# %%
+from tinytorch.core.timing import median_times    # chapter 01: several functions, run in turns
+
+# One elementwise pass over the same activations (read once, write once), timed in the same rounds
+# as LayerNorm: the median of the per-round ratios is steady even when the machine is busy.
+rounds = np.array([median_times([lambda: layers["LayerNorm(512)"](act), lambda: act + 1.0], repeats=1)
+                   for _ in range(15)])
+passes = float(np.median(rounds[:, 0] / rounds[:, 1]))
+print(f"one LayerNorm(512) call takes as long as {passes:.1f} elementwise passes (act + 1) over its input")
+assert 3 <= passes <= 25, f"the text says LayerNorm costs several elementwise passes; measured {passes:.1f}"
+
+# %% [markdown]
+r"""
+The printed number of passes (the cell asserts 3 to 25) is the reason
+normalization is slow for its arithmetic: memory. Seven of our operations
+are full passes over the activations: two reductions (the mean, then the mean of the squares) and five
 elementwise steps (subtract the mean, square, multiply by $1/\sigma$, scale,
 shift), each doing one operation per element and each of the five writing a
 new input-sized array; the peak-memory column shows several of them alive at
@@ -841,25 +897,136 @@ if __name__ == "__main__":
 r"""
 ## ML systems thinking
 
-1. **Memory of a composed layer.** You measured the peak memory of our
-   `LayerNorm` as a multiple of its input. For a 24-layer Transformer with two
-   LayerNorms per block, batch 8, T = 1024, E = 1024 in float32, how much
-   memory do those temporaries take if the backward pass keeps them all? A
-   fused kernel keeps only the mean and $1/\sigma$ per row: how much is that?
-2. **Folding BatchNorm.** Derive the folded weight and bias of
-   `Linear → BatchNorm1d` in eval mode and say how many FLOPs and memory reads
-   it saves per sample. Why is this only correct after `.eval()`, and why can
-   LayerNorm not be folded the same way?
-3. **Batch-size dependence.** You measured that a batch mean has standard
-   error σ/√N. A data-parallel job runs 16 GPUs with a per-GPU batch of 2.
-   What do its BatchNorm layers normalize with, what changes with
-   `SyncBatchNorm`, and what does it cost per iteration? Why do Transformers
-   not face this choice?
-4. **Running statistics in production.** With momentum 0.1 the running
-   estimates remember about the last ten batches. A model is fine-tuned for
-   five batches on images from a new camera and then evaluated on the old
-   camera. What went wrong, and what would you monitor (or recompute) before
-   shipping a model with BatchNorm?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Memory of a composed layer.** You measured the peak memory of our
+`LayerNorm` as a multiple of its input. For a 24-layer Transformer with two
+LayerNorms per block, batch 8, T = 1024, E = 1024 in float32, how much
+memory do those temporaries take if the backward pass keeps them all? A
+fused kernel keeps only the mean and $1/\sigma$ per row: how much is that?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_memory_of_a_composed_layer", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The table printed a peak of about 4 times the input for one call. One
+LayerNorm input holds 8 × 1024 × 1024 = 8.4 M elements, 33.6 MB in float32, so
+its temporaries take about 4 × 33.6 ≈ 134 MB. There are 24 × 2 = 48 LayerNorms:
+48 × 134 MB ≈ 6.4 GB kept for backward. A fused kernel keeps two numbers per
+row (token): 8 × 1024 rows × 2 × 4 bytes = 64 KB per layer, 48 × 64 KB ≈ 3.1 MB
+in all, about two thousand times less (the input itself is kept by the
+operation before, in both cases).
+
+**Rubric (2 points).** 1 point for the per-layer and total size of the composed version (the
+measured multiple times 33.6 MB times 48; anything from 3 to 5 times the input
+is fine); 1 point for the fused 64 KB per layer, about 3 MB in total.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Folding BatchNorm.** Derive the folded weight and bias of
+`Linear → BatchNorm1d` in eval mode and say how many FLOPs and memory reads
+it saves per sample. Why is this only correct after `.eval()`, and why can
+LayerNorm not be folded the same way?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_folding_batchnorm", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** With $y = Wx + b$ and, in eval mode,
+$z = \gamma (y - \hat\mu) / s + \beta$ where $s = \sqrt{\hat\sigma^2 + \epsilon}$
+per output feature, $z = W'x + b'$ with $W'_{ij} = W_{ij}\,\gamma_i / s_i$ and
+$b' = (b - \hat\mu)\,\gamma / s + \beta$. For C output features the
+BatchNorm step costs 4C flops per sample as written (subtract, scale by 1/s,
+multiply by γ, add β; 2C if scale and shift are precomputed), and one extra
+pass over the C activations (read C, write C floats, plus the per-channel
+constants): folding removes all of it and the extra layer call. It is
+only correct in eval mode because only then are $\hat\mu$ and $\hat\sigma^2$
+constants; in training mode they are the current batch's statistics and change
+with every batch. LayerNorm's mean and variance are computed from each input
+sample itself, so the map is not affine in $x$ and cannot become a fixed
+weight (only its γ and β could be folded into the next Linear).
+
+**Rubric (2 points).** 1 point for the correct $W'$ and $b'$ (γ/s scaling rows of W, and the
+shifted bias); 1 point for the savings (a few flops and one read and write
+of C values per sample) together with the two reasons (batch statistics in
+training; input-dependent statistics in LayerNorm).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Batch-size dependence.** You measured that a batch mean has standard
+error σ/√N. A data-parallel job runs 16 GPUs with a per-GPU batch of 2.
+What do its BatchNorm layers normalize with, what changes with
+`SyncBatchNorm`, and what does it cost per iteration? Why do Transformers
+not face this choice?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_batch_size_dependence", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Plain BatchNorm on each GPU normalizes with the mean and variance of its
+own 2 samples (per channel; times H × W positions in a CNN): a standard error
+of σ/√2 ≈ 0.71σ (the printed table measured 0.692 for N = 2), so every batch is
+normalized by a very noisy estimate, and the running statistics are averages
+of those. `SyncBatchNorm` all-reduces the per-channel sum and sum of squares
+(2C numbers) across the 16 GPUs, so each layer normalizes with 32 samples:
+σ/√32 ≈ 0.18σ (measured 0.176 for N = 32). The cost is two small all-reduces
+per BatchNorm layer per iteration (statistics in forward, their gradients in
+backward): few bytes, but each is a synchronisation point whose latency
+(tens of microseconds or more) is paid by every layer, about 100 for a
+ResNet-50 with its 53 BatchNorms. Transformers use LayerNorm, whose statistics
+come from each token's own features: no dependence on the batch, nothing to
+synchronise.
+
+**Rubric (2 points).** 1 point for the 2-sample statistics and their noise (σ/√2) against
+SyncBatchNorm's 32 samples (σ/√32); 1 point for the per-layer all-reduce cost
+(a synchronisation per layer, forward and backward) and LayerNorm's batch
+independence.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Running statistics in production.** With momentum 0.1 the running
+estimates remember about the last ten batches. A model is fine-tuned for
+five batches on images from a new camera and then evaluated on the old
+camera. What went wrong, and what would you monitor (or recompute) before
+shipping a model with BatchNorm?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_running_statistics_in_production", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** After five batches with m = 0.1 the running estimates are
+$0.9^5 \approx 0.59$ of the old camera's statistics and $1 - 0.9^5 \approx 0.41$
+of the new camera's: a mixture that describes neither. On old-camera images,
+eval mode now subtracts the wrong mean and divides by the wrong variance in
+every BatchNorm layer, and the errors compound through depth, so accuracy
+drops although the weights barely moved. Before shipping: compare each
+layer's running mean and variance with the activation statistics measured on
+a held-out set from the deployment distribution (a per-channel drift check),
+and recompute the running statistics on deployment data: reset them, forward
+a few hundred batches in train mode with `momentum=None` (a cumulative
+average) and no weight updates, then `.eval()`; in production, monitor the
+same activation statistics for drift.
+
+**Rubric (2 points).** 1 point for the 0.59 / 0.41 mixture (the running stats moved towards the
+new camera) and its effect in eval mode; 1 point for a concrete check or fix
+(compare running stats with measured activation stats, recompute them on
+target data with momentum=None, monitor for drift).
+### END SOLUTION
 """
 
 # %% [markdown]
@@ -880,7 +1047,7 @@ operations only:
 You measured why they matter: without normalization, activation scale
 changes by the same factor at every layer, vanishing or exploding
 geometrically through 30 layers, and even Kaiming initialisation falls off
-with a 15% weight drift; with LayerNorm or BatchNorm it stays at unit scale
+with a 15% weight drift; with LayerNorm or BatchNorm it stays at one steady scale
 for weights of any size, because normalization is exactly scale invariant.
 You saw BatchNorm's train/eval difference, the running statistics converging
 at the rate the momentum sets, and that these cheap-in-FLOPs layers are

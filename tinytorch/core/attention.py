@@ -34,7 +34,19 @@ def _split_mask(mask, true_means_keep: bool = True):
 
 def _attention(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
                dropout_p: float = 0.0, scale: float | None = None) -> tuple[Tensor, Tensor]:
-    """softmax(q k^T * scale + bias, masked by keep) @ v; returns (output, attention weights)."""
+    """softmax(q k^T * scale + bias, masked by keep) @ v; returns (output, attention weights).
+
+    Args: query (..., L, d), key (..., S, d), value (..., S, dv) Tensors; keep, a boolean array
+        broadcastable to (..., L, S) (True = may attend) or None; bias, a float Tensor to add or None.
+    Returns: (output (..., L, dv), weights (..., L, S)); all Tensor operations, so 09 can differentiate.
+    """
+    # 1. scores = (query @ key.transpose(-2, -1)) * scale, scale defaulting to 1 / sqrt(d).
+    # 2. Add bias (cast a non-trainable bias to the scores' dtype: a float64 mask must not upcast).
+    # 3. Mask by REPLACING: scores * on + fill, with on = keep as 0/1 and fill = 0 or
+    #    np.finfo(dtype).min; not -inf (a fully masked row would give nan).
+    # 4. softmax over the last axis, then multiply by `on` again: a row with no key left becomes 0.
+    # 5. Dropout (dropout_p > 0): keep a weight with probability 1 - p (draws from init.generator()),
+    #    scale the kept ones by 1 / (1 - p); p == 1 drops everything.
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query @ key.transpose(-2, -1)) * scale       # (..., L, d) @ (..., d, S) -> (..., L, S)
     if bias is not None:
@@ -108,7 +120,14 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries, keys and values (each (B, T, E)) from the packed in_proj_weight."""
+        """Queries, keys and values (each (B, T, E)) from the packed in_proj_weight.
+
+        Rows 0..E-1 of in_proj_weight (3E, E) project the query, E..2E-1 the key, 2E..3E-1 the
+        value; in_proj_bias (3E,) is split the same way (it may be None).
+        """
+        # Self-attention (query is key is value): ONE matmul x @ W.T -> (B, T, 3E), then slice the
+        # last axis into three E-wide pieces. Otherwise project each input with its own E rows of W.
+        # Pitfall: x @ W.T, not W @ x: the features are the last axis of (B, T, E).
         E, W, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
         if query is key and key is value:                  # self-attention: one (3E, E) matmul
             qkv = query @ W.T                              # (B, T, E) @ (E, 3E) -> (B, T, 3E)
@@ -156,6 +175,12 @@ class MultiheadAttention(Module):
             key = value = query                            # keep them one tensor: one fused projection
         if key.shape != value.shape[:-1] + (key.shape[-1],) or key.shape[0] != query.shape[0]:
             raise ValueError(f"key {key.shape} and value {value.shape} must match query's batch and each other")
+        # From here, query is (B, L, E) and key, value are (B, S, E). Compute y, (B, L, E), and weights:
+        # 1. q, k, v = self._project(...); split heads: reshape (B, T, nh, hs), transpose(1, 2) -> (B, nh, T, hs).
+        # 2. keep, bias = self._masks(...) (given: it converts PyTorch's True = blocked convention).
+        # 3. _attention(q, k, v, keep, bias, dropout_p) with dropout only in training mode (self.training).
+        # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
+        # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         B, L, E = query.shape
         S, nh, hs = key.shape[1], self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)         # each (B, T, E)
@@ -191,6 +216,14 @@ class Embedding(Module):
         self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim), dtype=np.float32)))
 
     def forward(self, ids) -> Tensor:
+        """Rows of `weight` for integer ids of any shape: (...) -> (..., embedding_dim).
+
+        Accepts a Tensor or an array of ids. Raises TypeError for non-integer ids and IndexError,
+        naming the layer and the valid range, for ids outside [0, num_embeddings - 1].
+        """
+        # Index the Parameter itself (self.weight[index]): the GetItem primitive, so that chapter 09
+        # sends gradients to the rows that were used (repeated ids add up).
+        # Pitfall: NumPy reads -1 as the last row; check the range yourself, as PyTorch does.
         index = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
         if not np.issubdtype(index.dtype, np.integer):
             raise TypeError(f"Embedding expects integer ids, got {index.dtype}; convert with .astype(np.int64)")
@@ -204,7 +237,14 @@ class Embedding(Module):
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
-    """(T, d) table: column 2i is sin(t / base^(2i/d)), column 2i+1 its cosine (a constant, no gradient)."""
+    """(T, d) table: column 2i is sin(t / base^(2i/d)), column 2i+1 its cosine (a constant, no gradient).
+
+    Returns: a float32 Tensor of shape (T, d), values in [-1, 1].
+    """
+    # Positions as a (T, 1) column times frequencies base ** (-(0, 2, 4, ...) / d) as a row:
+    # broadcasting gives the (T, ceil(d/2)) angles. Sines go to columns 0::2, cosines to 1::2.
+    # Pitfall: an odd d has one sine column more than cosines (use angle[:, : d // 2] for the cosines).
+    # Compute in float64 (angles reach T radians) and convert to float32 at the end.
     position = np.arange(T, dtype=np.float64)[:, None]             # (T, 1)
     frequency = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)  # (ceil(d/2),)
     angle = position * frequency                                   # (T, ceil(d/2))

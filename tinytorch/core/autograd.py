@@ -28,6 +28,14 @@ def neg_backward(ctx, grad):
 
 @backward_rule(Mul)
 def mul_backward(ctx, grad):
+    """Gradients of y = a * b (same shapes here: the engine undoes broadcasting).
+
+    Args: ctx, the node (`ctx.saved_arrays` is `(a, b)`, `ctx.needs_input_grad` two flags);
+        grad, dL/dy, an array of y's shape.
+    Returns: a 2-tuple (dL/da, dL/db); put None in the slot of an input whose flag is False.
+    """
+    # Each factor is the other's derivative: dL/da = grad * b, dL/db = grad * a.
+    # Pitfall: skip the product for a constant (the ReLU mask, the 0.5 in x * 0.5): return None.
     a, b = ctx.saved_arrays
     return (grad * b if ctx.needs_input_grad[0] else None,   # d(ab)/da = b
             grad * a if ctx.needs_input_grad[1] else None)   # d(ab)/db = a
@@ -35,11 +43,18 @@ def mul_backward(ctx, grad):
 
 @backward_rule(Pow)
 def pow_backward(ctx, grad):
+    """Gradient of y = a ** p for a number p (`ctx.exponent`); `ctx.saved_arrays` is `(a,)`.
+
+    Returns: a 1-tuple (dL/da,), an array of a's shape: grad * p * a ** (p - 1).
+    """
+    # Two special cases first. p == 0: return zeros (the formula gives 0 * a**-1 = nan at a == 0).
+    # p == -1 (every division): write -grad / (a * a), not a ** -2, which goes through
+    # NumPy's general power routine (the systems analysis times both).
     (a,) = ctx.saved_arrays
     p = ctx.exponent
     if p == 0:
         return (np.zeros_like(grad),)               # a**0 == 1 is flat, even at a == 0
-    if p == -1:                                     # division: NumPy's a ** -2 is ~100x slower than this
+    if p == -1:                                     # division: a multiply and a divide, no general power
         return (-grad / (a * a),)
     return (grad * (p * a ** (p - 1)),)             # d(a^p)/da = p a^(p-1)
 
@@ -64,6 +79,15 @@ def tanh_backward(ctx, grad):
 
 @backward_rule(MatMul)
 def matmul_backward(ctx, grad):
+    """Gradients of C = A @ B: dA = dC @ B^T and dB = A^T @ dC, over the last two axes.
+
+    Shapes: A (..., n, k), B (..., k, m), grad (..., n, m); a 1-D A is a row (1, k), a
+    1-D B a column (k, 1), and matmul dropped that axis from grad.
+    Returns: (dA, dB) of A's and B's shapes (None where `ctx.needs_input_grad` is False).
+    """
+    # 1. Make 1-D operands 2-D (a[None, :], b[:, None]) and put the dropped axis back into grad.
+    # 2. Transpose with np.swapaxes(x, -1, -2), not .T: .T also reverses the batch axes.
+    # 3. Drop the axis you added again, so each gradient has its input's exact shape.
     a, b = ctx.saved_arrays
     # Treat 1-D operands as a row (a) or a column (b), as matmul itself does.
     a2 = a[None, :] if a.ndim == 1 else a
@@ -92,11 +116,26 @@ def _expand_reduced(grad, ctx):
 
 @backward_rule(Sum)
 def sum_backward(ctx, grad):
+    """Gradient of a sum over `ctx.axis`: each input element receives its output's gradient.
+
+    Returns: a 1-tuple with an array of `ctx.input_shape`.
+    """
+    # Put the reduced axes back first (`_expand_reduced(grad, ctx)`, given above), then
+    # np.broadcast_to the input's shape: a read-only view that costs no memory.
+    # Pitfall: without the expand, grad (2,) against input (2, 3) reduced on axis 1 broadcasts wrongly.
     return (np.broadcast_to(_expand_reduced(grad, ctx), ctx.input_shape),)
 
 
 @backward_rule(Max)
 def max_backward(ctx, grad):
+    """Gradient of a max over `ctx.axis`: only the elements equal to the max receive it.
+
+    `ctx.saved_arrays` is `(a, out)`, with `out` keeping its reduced axes (keepdims), so
+    `a == out` broadcasts into the mask. Returns: a 1-tuple with an array of a's shape.
+    """
+    # Ties share: divide the mask by its count over `ctx.axis` (keepdims), so it still sums to 1.
+    # Pitfall: a boolean mask divided by a count is float64; cast the mask to a.dtype first.
+    # Then multiply by the expanded upstream gradient (`_expand_reduced`, as in sum_backward).
     a, out = ctx.saved_arrays                       # out kept its reduced axes (keepdims)
     mask = (a == out).astype(a.dtype)               # float mask in a's dtype: float32 stays float32
     mask /= mask.sum(axis=ctx.axis, keepdims=True)  # ties share the gradient
@@ -152,7 +191,15 @@ def im2col_backward(ctx, grad):
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
-    """Sum a gradient back to `shape`, undoing NumPy broadcasting (the bias-gradient rule)."""
+    """Sum a gradient back to `shape`, undoing NumPy broadcasting (the bias-gradient rule).
+
+    Args: grad, an array of the broadcast (output) shape; shape, the input's shape.
+    Returns: an array of exactly `shape` (grad itself when it already fits: no copy).
+    """
+    # 1. Sum over the leading axes that broadcasting added (grad.ndim - len(shape) of them).
+    # 2. Then, for every axis where the input had size 1 and grad has more, sum with keepdims=True.
+    # Pitfall: a size-1 axis must stay (keepdims), or the shape is wrong for (3, 1) inputs.
+    # If grad has fewer axes than shape, return it unchanged: backward reports the faulty rule.
     if grad.shape == shape or grad.ndim < len(shape):
         return grad                                   # (too few axes: a faulty rule; backward says so)
     extra = grad.ndim - len(shape)
@@ -165,7 +212,16 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
-    """Every tensor root depends on, each after all of its inputs (iterative: graphs get deep)."""
+    """Every tensor root depends on, each after all of its inputs (iterative: graphs get deep).
+
+    Returns: a list that starts with leaves and ends with `root`, each tensor exactly once,
+    holding only tensors that require grad (the inputs of a node are `tensor._ctx.inputs`).
+    """
+    # Keep a stack of (tensor, expanded) pairs, starting with [(root, False)]. Pop one:
+    # - expanded: all its inputs are done, append it to the order;
+    # - not expanded and not yet visited (track id(tensor)): mark it, push (tensor, True),
+    #   then (parent, False) for every parent that requires grad.
+    # Pitfall: no recursion (a 5000-step chain exceeds Python's limit of about 1000 frames).
     order, visited, stack = [], set(), [(root, False)]
     while stack:
         tensor, expanded = stack.pop()
@@ -183,6 +239,44 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return order
 
 
+def _seed_gradient(output: Tensor, gradient) -> np.ndarray:
+    """Checks 1-3: the gradient that backward() starts from, as an array of the output's shape."""
+    if not output.requires_grad:
+        raise RuntimeError("backward(): this tensor does not require grad (no input had requires_grad=True)")
+    if gradient is None:
+        if output.data.size != 1:
+            raise RuntimeError(f"backward(): output has shape {output.shape}; pass `gradient` for a non-scalar output")
+        gradient = np.ones_like(output.data)
+    gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=output.dtype)
+    if gradient.shape != output.shape:
+        raise ValueError(f"backward(): gradient has shape {gradient.shape} but the output has shape {output.shape}; "
+                         "pass a gradient of the output's shape")
+    return gradient
+
+
+def _check_not_freed(ctx) -> None:
+    """Check 4: the node still holds what its rule needs."""
+    if ctx.saved_arrays is None:
+        raise RuntimeError("backward() through this graph a second time: the first call freed it; "
+                           "pass retain_graph=True to the first call")
+
+
+def _check_rule_output(ctx, input_grads) -> None:
+    """Check 5: one gradient (or None) per input."""
+    if len(input_grads) != len(ctx.inputs):
+        raise RuntimeError(f"the backward rule of {type(ctx).__name__} returned {len(input_grads)} gradients for "
+                           f"{len(ctx.inputs)} inputs; return one per input (None where not needed)")
+
+
+def _fit_to_input(ctx, parent: Tensor, parent_grad) -> np.ndarray:
+    """Check 6: sum a rule's gradient back to its input's shape (`_unbroadcast`), or say which rule is wrong."""
+    parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape)
+    if parent_grad.shape != parent.shape:
+        raise RuntimeError(f"the backward rule of {type(ctx).__name__} returned a gradient of shape "
+                           f"{parent_grad.shape} for an input of shape {parent.shape}; fix the rule")
+    return parent_grad
+
+
 def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
     """Fill `.grad` of every leaf tensor that requires grad with d(self)/d(leaf), accumulating.
 
@@ -192,17 +286,16 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
         retain_graph: keep the saved arrays so that backward() can run through this
             graph again; by default they are freed as soon as each node is done.
     """
-    if not self.requires_grad:
-        raise RuntimeError("backward(): this tensor does not require grad (no input had requires_grad=True)")
-    if gradient is None:
-        if self.data.size != 1:
-            raise RuntimeError(f"backward(): output has shape {self.shape}; pass `gradient` for a non-scalar output")
-        gradient = np.ones_like(self.data)
-    gradient = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
-    if gradient.shape != self.shape:
-        raise ValueError(f"backward(): gradient has shape {gradient.shape} but the output has shape {self.shape}; "
-                         "pass a gradient of the output's shape")
-    grads = {id(self): gradient}
+    # 1. grads = {id(self): _seed_gradient(self, gradient)}: id(tensor) -> gradient so far.
+    # 2. For each tensor in reversed(_topological_order(self)): pop its gradient (skip if none).
+    # 3. A leaf (tensor._ctx is None): add a float copy in the tensor's dtype into tensor.grad
+    #    (Tensor._wrap(...); start from None), never overwrite: PyTorch accumulates.
+    # 4. A node: _check_not_freed(ctx); input_grads = type(ctx).backward(ctx, grad);
+    #    _check_rule_output(ctx, input_grads); for each (parent, ctx.needs_input_grad flag, gradient)
+    #    that is needed and not None, _fit_to_input(...) it and ADD it to grads[id(parent)].
+    # 5. Unless retain_graph: ctx.saved_arrays, ctx.inputs = None, () (frees the graph).
+    # Pitfall: grads may be read-only views (broadcast_to) shared between tensors: never use +=.
+    grads = {id(self): _seed_gradient(self, gradient)}
     for tensor in reversed(_topological_order(self)):
         grad = grads.pop(id(tensor), None)
         if grad is None:
@@ -212,21 +305,12 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
             grad = np.array(grad, dtype=tensor.dtype)  # own copy: grads may be shared or read-only views
             tensor.grad = Tensor._wrap(grad if tensor.grad is None else tensor.grad.data + grad)
             continue
-        if ctx.saved_arrays is None:
-            raise RuntimeError("backward() through this graph a second time: the first call freed it; "
-                               "pass retain_graph=True to the first call")
-        name = type(ctx).__name__
+        _check_not_freed(ctx)
         input_grads = type(ctx).backward(ctx, grad)
-        if len(input_grads) != len(ctx.inputs):
-            raise RuntimeError(f"the backward rule of {name} returned {len(input_grads)} gradients for "
-                               f"{len(ctx.inputs)} inputs; return one per input (None where not needed)")
+        _check_rule_output(ctx, input_grads)
         for parent, needed, parent_grad in zip(ctx.inputs, ctx.needs_input_grad, input_grads):
             if needed and parent_grad is not None:
-                parent_grad = _unbroadcast(np.asarray(parent_grad), parent.shape)
-                if parent_grad.shape != parent.shape:
-                    raise RuntimeError(f"the backward rule of {name} returned a gradient of shape {parent_grad.shape} "
-                                       f"for an input of shape {parent.shape}; fix the rule")
-                key = id(parent)
+                key, parent_grad = id(parent), _fit_to_input(ctx, parent, parent_grad)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
             ctx.saved_arrays, ctx.inputs = None, ()   # free what forward kept for us

@@ -19,6 +19,15 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(shape, dtype=np.float32)) if elementwise_affine and bias else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalize x (..., *normalized_shape) over its last len(normalized_shape) dims; same shape out.
+
+        Raises ValueError, naming both shapes, when x's trailing dims are not normalized_shape.
+        """
+        # 1. dims = the last n axes (negative: -n, ..., -1); mean over them with keepdim=True.
+        # 2. Biased variance: the mean of (x - mean)**2 over the same dims (divide by m, not m - 1).
+        # 3. Multiply by (var + eps) ** -0.5 (one Pow; eps inside the root: a constant sample has var 0).
+        # 4. Then `* self.weight` and `+ self.bias` when they exist: they broadcast over the leading dims.
+        # Use Tensor operations only, so that chapter 09 can differentiate it.
         n = len(self.normalized_shape)
         if x.shape[x.ndim - n:] != self.normalized_shape or x.ndim < n:
             raise ValueError(f"LayerNorm({self.normalized_shape}) normalizes the last dimensions, which must be "
@@ -45,6 +54,14 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
+        """Store the options; create `weight` (ones) and `bias` (zeros), one per channel, if affine.
+
+        With track_running_stats, register three buffers with `self.register_buffer(name, tensor)`:
+        running_mean (zeros), running_var (ones), both float32 (C,), and num_batches_tracked,
+        an int64 scalar 0; without it register the same three names as None.
+        """
+        # Buffers, not Parameters: they belong in state_dict() but an optimizer must never update them.
+        # Pitfall: call super().__init__() first, or Module cannot record parameters and buffers.
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -62,12 +79,29 @@ class _BatchNorm(Module):
         raise NotImplementedError
 
     def _update_running_stats(self, mean: np.ndarray, unbiased_var: np.ndarray) -> None:
+        """Move the running estimates towards this batch's (C,) mean and unbiased variance."""
+        # 1. Count the batch: num_batches_tracked.data += 1.
+        # 2. m = self.momentum, the weight of the NEW value (PyTorch's convention); momentum=None
+        #    means a cumulative average, m = 1 / num_batches_tracked.
+        # 3. running = (1 - m) * running + m * batch, written in place with `.data[...] =`
+        #    (the buffer objects stay the same; state_dict and the caller hold them).
         self.num_batches_tracked.data += 1
         m = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked.data)
         self.running_mean.data[...] = (1 - m) * self.running_mean.data + m * mean
         self.running_var.data[...] = (1 - m) * self.running_var.data + m * unbiased_var
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalize each channel (axis 1) of x; the output has x's shape.
+
+        Training (or no running stats): use this batch's mean and biased variance over every axis
+        but 1, and update the running stats with the unbiased variance (times count / (count - 1)).
+        Eval: use running_mean and running_var, update nothing.
+        """
+        # Shapes: reduce over axes (0, 2, 3, ...) with keepdim=True -> (1, C, 1, ...); reshape the
+        # (C,) buffers and weight/bias to (1, C, 1, ...) so they broadcast against x.
+        # Errors (ValueError): a shape `_accepts` refuses or x.shape[1] != C; in training, a single
+        # value per channel (count = x.numel() // C <= 1): it has no variance.
+        # Pitfall: the running stats are bookkeeping: update them from `.data` arrays, not Tensors.
         name, C = type(self).__name__, self.num_features
         if not self._accepts(x.ndim) or x.shape[1] != C:
             raise ValueError(f"{name}({C}) expects input of shape {self._shapes} with C={C}; got {x.shape}")

@@ -30,6 +30,11 @@ class Pad2d(Function):
 
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
+        """x: an array (..., H, W); padding: (ph, pw); returns (..., H + 2*ph, W + 2*pw) of x's dtype."""
+        # 1. Save what backward (chapter 09) needs to crop the gradient: ctx.padding and ctx.input_shape.
+        # 2. Make the output with np.full(..., value, dtype=x.dtype): -inf for max pooling, 0 otherwise.
+        # 3. Copy x into the middle: out[..., ph:ph + H, pw:pw + W] = x.
+        # Pitfall: only the last two axes grow; keep the leading ones (x.shape[:-2]) as they are.
         (ph, pw), (H, W) = padding, x.shape[-2:]
         ctx.padding, ctx.input_shape = padding, x.shape
         out = np.full(x.shape[:-2] + (H + 2 * ph, W + 2 * pw), value, dtype=x.dtype)
@@ -46,6 +51,14 @@ class Im2col(Function):
 
     @staticmethod
     def forward(ctx, x, kernel_size, stride):
+        """x: (N, C, H, W) array, already padded; kernel_size (kh, kw), stride (sh, sw) pairs."""
+        # 1. OH = (H - kh) // sh + 1, OW likewise; save ctx.input_shape, ctx.kernel_size, ctx.stride
+        #    (chapter 09's col2im reads all three).
+        # 2. sliding_window_view(x, (kh, kw), axis=(2, 3)) -> (N, C, H-kh+1, W-kw+1, kh, kw), a view;
+        #    slice [:, :, ::sh, ::sw] to keep every stride-th window: (N, C, OH, OW, kh, kw).
+        # 3. transpose to (C, kh, kw, N, OH, OW) (still a view), then ONE reshape to (C*kh*kw, N*OH*OW):
+        #    rows in (c, i, j) order, columns in (n, y, x) order. That reshape is the only copy.
+        # Pitfall: the order of the transposed axes IS the layout contract the test and conv2d rely on.
         N, C, H, W = x.shape
         (kh, kw), (sh, sw) = kernel_size, stride
         OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
@@ -84,6 +97,12 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     Returns:
         (N, O, OH, OW) with OH = floor((H + 2*ph - kh) / sh) + 1 (same for OW).
     """
+    # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
+    # 2. _pair stride and padding, then _check_conv_args (given) before any work.
+    # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
+    # 4. weight.reshape(O, C*kh*kw) @ cols -> (O, N*OH*OW); add bias.reshape(O, 1) (one per row).
+    # 5. reshape (O, N, OH, OW) and permute(1, 0, 2, 3): (N, O, OH, OW) as a view, no copy.
+    # Use Tensor operations throughout (not .data), so chapter 09 can differentiate conv2d.
     if input.ndim == 3:                                                # one image: add and drop a batch axis
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding)[0]
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
@@ -103,6 +122,11 @@ class Conv2d(Module):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True):
         super().__init__()
+        # Store in_channels, out_channels and kernel_size, stride, padding as pairs (_pair); refuse
+        # non-positive channel counts with a ValueError naming both numbers.
+        # Parameters, float32, PyTorch's default init: weight (out_channels, in_channels, kh, kw) and
+        # bias (out_channels,) (None when bias=False), both U(-b, b) with b = 1/sqrt(in_channels*kh*kw)
+        # (init.uniform_ on a Parameter of np.empty(...)). Pitfall: fan_in counts the kernel area too.
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"Conv2d: in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -150,6 +174,10 @@ def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float,
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The maximum of every kh x kw window (stride defaults to kernel_size): (N, C, H, W) -> (N, C, OH, OW)."""
+    # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
+    # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
+    #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
+    # 3. Max over axis 1 (the window pixels), reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, -np.inf, "max_pool2d")
@@ -158,7 +186,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The mean of every kh x kw window (zero padding counts, as in PyTorch): (N, C, H, W) -> (N, C, OH, OW)."""
-    if input.ndim == 3:
+    if input.ndim == 3:                              # given: max_pool2d with mean and zero padding
         return avg_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, 0.0, "avg_pool2d")
     return windows.mean(dim=1).reshape(*shape).permute(1, 0, 2, 3)
@@ -198,6 +226,11 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        """Merge axes start_dim..end_dim (negative counts from the end) into one; keep the others."""
+        # 1. Normalise both dims with % x.ndim; if start > end raise ValueError naming both and the shape.
+        # 2. The merged size is the product of x.shape[start:end + 1].
+        # 3. One x.reshape(*before, merged, *after): a Tensor operation (it copies our permuted conv
+        #    outputs into row-major order, which is what makes the values come out in (c, h, w) order).
         start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
         if start > end:
             raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {x.shape}")
