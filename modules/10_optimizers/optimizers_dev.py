@@ -235,7 +235,14 @@ class Optimizer:
         self.param_groups.append({**self.defaults, **group, "params": params})
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear every parameter's gradient (None by default, which also frees its memory)."""
+        """Clear every parameter's gradient (None by default, which also frees its memory).
+
+        Args:
+            set_to_none: True sets `p.grad = None`; False keeps each gradient Tensor and fills it with zeros.
+        """
+        # Visit every parameter of every group: `for group in self.param_groups: for p in group["params"]`.
+        # set_to_none=False writes zeros *into* the existing array (`p.grad.data[...] = 0`): same object, same memory.
+        # Pitfall: a parameter that has not received a gradient yet has `p.grad is None`; skip it, don't crash.
         ### BEGIN SOLUTION
         for group in self.param_groups:
             for p in group["params"]:
@@ -371,7 +378,16 @@ class SGD(Optimizer):
 
     @no_grad()
     def step(self, closure: Callable | None = None):
-        """Update every parameter that has a gradient; returns the closure's loss if one is given."""
+        """Update every parameter that has a gradient; returns the closure's loss if one is given.
+
+        Each group carries its own lr, momentum, dampening, weight_decay and nesterov: read them per group.
+        """
+        # 1. loss = self._evaluate(closure) first; return it at the end. Skip parameters whose grad is None.
+        # 2. g = p.grad.data; with weight decay, g = g + weight_decay * p.data (a new array: never edit p.grad).
+        # 3. With momentum, the buffer lives in self.state[p]["momentum_buffer"]: on p's first step it is a
+        #    copy of g (np.array(g, dtype=p.dtype), no dampening); later buf = momentum * buf + (1 - dampening) * g,
+        #    updated in place (buf *= ...; buf += ...). Then step along g + momentum * buf (nesterov) or along buf.
+        # 4. p.data -= lr * g, in place: the array keeps its float32 dtype and every holder of p sees the update.
         ### BEGIN SOLUTION
         loss = self._evaluate(closure)
         for group in self.param_groups:
@@ -456,18 +472,23 @@ test_unit_sgd()
 
 # %% [markdown]
 """
-### `Adam` and `AdamW`
+### `Adam`
 
-One class for both, as in PyTorch (where `AdamW` is a subclass of `Adam`):
-the only difference is where weight decay goes, in the gradient (`Adam`) or
-straight onto the weights before the step (`AdamW`). The state for each
-parameter is created on its first step: a step count and the two moment
-arrays, `exp_avg` ($m$) and `exp_avg_sq` ($v$), each the size of the
-parameter. The moment updates are written in place (`*=`, `+=`) so that the
-state arrays keep their dtype and are never reallocated. PyTorch's optimizers
-take more options than ours (`amsgrad`, `maximize`, and the implementation
-switches `foreach`, `fused`, `capturable`, `differentiable`); every option we
-do take means exactly what it means there.
+The state for each parameter is created on its first step: a step count and
+the two moment arrays, `exp_avg` ($m$) and `exp_avg_sq` ($v$), each the size
+of the parameter. The moment updates are written in place (`*=`, `+=`) so
+that the state arrays keep their dtype and are never reallocated. The order
+of the operations is PyTorch's: count the step, apply weight decay, update
+both moments, then step by the bias-corrected ratio, with $\epsilon$ added
+after the square root and the correction.
+
+Weight decay is the one place where `Adam` and `AdamW` differ, so `step()`
+delegates it to a small method, `_apply_weight_decay(p, g, lr, weight_decay)`,
+which returns the gradient the rest of the step uses. `Adam`'s version is
+given: the L2 term joins the gradient. `AdamW` (next) overrides it. PyTorch's
+optimizers take more options than ours (`amsgrad`, `maximize`, and the
+implementation switches `foreach`, `fused`, `capturable`, `differentiable`);
+every option we do take means exactly what it means there.
 """
 
 
@@ -484,8 +505,6 @@ class Adam(Optimizer):
         weight_decay: L2 penalty added to the gradient (Adam) or decoupled decay (AdamW).
     """
 
-    _decoupled_weight_decay = False
-
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
         if lr < 0 or eps < 0 or weight_decay < 0:
@@ -494,9 +513,23 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
+    def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
+        """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
+        return g + weight_decay * p.data
+
     @no_grad()
     def step(self, closure: Callable | None = None):
-        """Update every parameter that has a gradient; returns the closure's loss if one is given."""
+        """Update every parameter that has a gradient; returns the closure's loss if one is given.
+
+        Each group carries its own lr, betas = (beta1, beta2), eps and weight_decay: read them per group.
+        """
+        # 1. loss = self._evaluate(closure) first; return it at the end. Skip parameters whose grad is None.
+        # 2. state = self.state.setdefault(p, {}); if it is empty (p's first step), set state["step"] = 0 and
+        #    state["exp_avg"], state["exp_avg_sq"] to np.zeros_like(p.data): p's shape and dtype.
+        # 3. state["step"] += 1 (t); if weight_decay != 0, g = self._apply_weight_decay(p, g, lr, weight_decay).
+        # 4. In place: m = beta1 * m + (1 - beta1) * g and v = beta2 * v + (1 - beta2) * g * g.
+        # 5. p.data -= lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps).
+        # Pitfall: eps goes in *after* the square root and v's correction, or the first steps differ from PyTorch's.
         ### BEGIN SOLUTION
         loss = self._evaluate(closure)
         for group in self.param_groups:
@@ -513,10 +546,7 @@ class Adam(Optimizer):
                 state["step"] += 1
                 t = state["step"]
                 if weight_decay != 0:
-                    if self._decoupled_weight_decay:
-                        p.data *= 1 - lr * weight_decay             # AdamW: shrink the weights directly
-                    else:
-                        g = g + weight_decay * p.data               # Adam: L2 in the gradient
+                    g = self._apply_weight_decay(p, g, lr, weight_decay)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m *= beta1
                 m += (1 - beta1) * g
@@ -529,25 +559,16 @@ class Adam(Optimizer):
         ### END SOLUTION
 
 
-class AdamW(Adam):
-    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay, then an Adam step without L2."""
-
-    _decoupled_weight_decay = True
-
-    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
-
 # %% [markdown]
 r"""
 The test checks the claim of the background section, that bias correction
 makes the first step $\eta \cdot \mathrm{sign}(g)$ whatever the gradient's
 scale (gradients from $10^{-4}$ to $10^{3}$ all move by $\eta$); a second step
-computed by hand; the difference between coupled and decoupled decay on a
-zero gradient (Adam's L2 term becomes a full-size normalised step, AdamW's
-a gentle shrink); and that a bias parameter, whose gradient chapter 09 sums
-over the batch, gets moments of its own shape.
+computed by hand; Adam's coupled weight decay on a zero gradient, where the
+L2 term becomes a full-size normalised step of $\eta$ whatever the weight
+(a weight of 2 and a weight of 20 both move by 0.1); and that a bias
+parameter, whose gradient chapter 09 sums over the batch, gets moments of its
+own shape.
 """
 
 
@@ -566,17 +587,11 @@ def test_unit_adam():
     assert opt.state[p]["step"] == 2
 
     p = _param([2.0], [0.0], dtype=np.float64)
-    AdamW([p], lr=0.1, weight_decay=0.5).step()             # g = 0: only the decay, 2 * (1 - 0.05)
-    np.testing.assert_allclose(p.data, [1.9], rtol=1e-12)
-    p = _param([2.0], [0.0], dtype=np.float64)
     Adam([p], lr=0.1, weight_decay=0.5).step()              # g = 1 in the gradient: a full step of 0.1
     np.testing.assert_allclose(p.data, [1.9], rtol=1e-6)
     p = _param([20.0], [0.0], dtype=np.float64)
     Adam([p], lr=0.1, weight_decay=0.5).step()              # ten times the weight, still a step of 0.1
     np.testing.assert_allclose(p.data, [19.9], rtol=1e-6)
-    p = _param([20.0], [0.0], dtype=np.float64)
-    AdamW([p], lr=0.1, weight_decay=0.5).step()             # AdamW: proportional to the weight
-    np.testing.assert_allclose(p.data, [19.0], rtol=1e-12)
 
     from tinytorch.core.layers import Linear
     layer = Linear(3, 2)
@@ -587,10 +602,88 @@ def test_unit_adam():
         opt.step()
     assert opt.state[layer.bias]["exp_avg"].shape == layer.bias.shape == (2,), "bias moments must have the bias's shape"
     assert layer.bias.dtype == np.float32 and opt.state[layer.bias]["exp_avg_sq"].dtype == np.float32
-    print("Adam: scale-free first step, hand-computed second step; AdamW decays decoupled; bias state fits")
+    print("Adam: scale-free first step, hand-computed second step, coupled L2 decay; bias state fits")
 
 
 test_unit_adam()
+
+# %% [markdown]
+r"""
+### `AdamW`: decoupled weight decay
+
+`AdamW` is `Adam` with one method replaced, as in PyTorch (where `AdamW` is a
+subclass of `Adam`). Instead of adding $\lambda\theta$ to the gradient, where
+the division by $\sqrt{v_t}$ would rescale it, it shrinks the weights
+directly, $\theta \leftarrow \theta(1 - \eta\lambda)$, and hands the gradient
+on untouched: the Adam step that follows sees no L2 term at all. The decay is
+then proportional to the weight and independent of the gradient's history,
+which is what "decoupled" means. Its default `weight_decay` is 0.01, not 0.
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_AdamW", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay, then an Adam step without L2."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
+        """Decoupled weight decay: shrink the weights themselves and return the gradient unchanged.
+
+        Args: p, the parameter (its array is p.data); g, its gradient array; lr and weight_decay, the group's.
+        Returns: the gradient the Adam step continues with.
+        """
+        # Adam.step() calls this after counting the step and before updating the moments.
+        # Multiply p.data by (1 - lr * weight_decay) in place (`*=`), so p keeps its array and its float32 dtype.
+        # Pitfall: do not add weight_decay * p to g; that is Adam's coupled L2, which sqrt(v) would rescale.
+        ### BEGIN SOLUTION
+        p.data *= 1 - lr * weight_decay
+        return g
+        ### END SOLUTION
+
+
+# %% [markdown]
+"""
+The test puts `AdamW` next to `Adam` where they differ. On a zero gradient
+only the decay acts: a weight of 2 becomes $2(1 - 0.1 \cdot 0.5) = 1.9$ and a
+weight of 20 becomes 19, ten times the change, where `Adam` moved both by
+0.1. With a gradient, the decay and an ordinary Adam step add up
+($1 \to 0.99 \to 0.89$), while `Adam` folds the decay into the gradient and
+takes one step of 0.1. Without weight decay the two are the same optimizer,
+and the default decay is PyTorch's 0.01.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_adamw", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_adamw():
+    p = _param([2.0], [0.0], dtype=np.float64)
+    AdamW([p], lr=0.1, weight_decay=0.5).step()             # g = 0: only the decay, 2 * (1 - 0.05)
+    np.testing.assert_allclose(p.data, [1.9], rtol=1e-12)
+    p = _param([20.0], [0.0], dtype=np.float64)
+    AdamW([p], lr=0.1, weight_decay=0.5).step()             # proportional to the weight: 20 * 0.95
+    np.testing.assert_allclose(p.data, [19.0], rtol=1e-12)
+
+    p, q = _param([1.0], [0.5], dtype=np.float64), _param([1.0], [0.5], dtype=np.float64)
+    AdamW([p], lr=0.1, weight_decay=0.1).step()             # 1 * 0.99, then an Adam step of 0.1
+    Adam([q], lr=0.1, weight_decay=0.1).step()              # g = 0.5 + 0.1: one Adam step of 0.1
+    np.testing.assert_allclose(p.data, [0.89], rtol=1e-7)             # eps = 1e-8 shortens a step by 1e-8
+    np.testing.assert_allclose(q.data, [0.9], rtol=1e-7)
+
+    p, q = _param([1.0, -3.0], [0.3, -2.0]), _param([1.0, -3.0], [0.3, -2.0])
+    a, b = AdamW([p], lr=0.01, weight_decay=0.0), Adam([q], lr=0.01)
+    for _ in range(3):
+        a.step()
+        b.step()
+    np.testing.assert_array_equal(p.data, q.data, err_msg="without weight decay AdamW must be Adam")
+    assert p.dtype == np.float32, "the decay must keep float32 weights float32"
+    assert AdamW([_param([1.0], [0.0])]).param_groups[0]["weight_decay"] == 0.01
+    print("AdamW: decoupled decay, proportional to the weight; no decay makes it Adam; default 0.01")
+
+
+test_unit_adamw()
 
 # %% [markdown]
 """
@@ -689,6 +782,11 @@ class LRScheduler:
 
     def step(self) -> None:
         """Advance one epoch and write the new learning rate into every parameter group."""
+        # 1. Count the epoch: self.last_epoch += 1 (the constructor's own call takes it from -1 to 0).
+        # 2. Ask the subclass for this epoch's rates, one per group: self.get_lr(); keep the list in
+        #    self._last_lr, which get_last_lr() returns.
+        # 3. Write each rate into its group's "lr" (zip them with self.optimizer.param_groups): the optimizer's
+        #    next step() reads group["lr"], so this is all it takes to schedule it.
         ### BEGIN SOLUTION
         self.last_epoch += 1
         self._last_lr = self.get_lr()
@@ -717,9 +815,8 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        ### BEGIN SOLUTION
+        """The rates for epoch self.last_epoch: each group's base rate times gamma ** (epoch // step_size)."""
         return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
-        ### END SOLUTION
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -732,6 +829,10 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The rates for epoch t = self.last_epoch, one per parameter group (one per entry of self.base_lrs)."""
+        # eta_t = eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2, with StepLR.get_lr as the model.
+        # At t = 0 that is the base rate, at t = T_max exactly eta_min; past T_max it rises again (no clamping).
+        # Pitfall: start from each group's own base rate (self.base_lrs), not from the current group["lr"].
         ### BEGIN SOLUTION
         cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * cosine for base in self.base_lrs]
@@ -829,11 +930,14 @@ makers = {"SGD": lambda ps: SGD(ps, lr=0.01),
           "SGD momentum": lambda ps: SGD(ps, lr=0.01, momentum=0.9),
           "Adam": lambda ps: Adam(ps),
           "AdamW": lambda ps: AdamW(ps)}
-optimizers = {}
+optimizers, state_ratio = {}, {}
 print(f"{'optimizer':14} {'state arrays':>13} {'x weights':>10} {'held after step':>16} {'peak in step':>13}")
 for name, make in makers.items():
     optimizers[name], state, held, peak = first_step_memory(make)
+    state_ratio[name] = state / param_bytes
     print(f"{name:14} {state / 2**20:10.2f} MB {state / param_bytes:10.1f} {held / 2**20:13.2f} MB {peak / 2**20:10.2f} MB")
+assert state_ratio == {"SGD": 0, "SGD momentum": 1, "Adam": 2, "AdamW": 2}, \
+    f"the text says 0, 1, 2 and 2 parameter-sized arrays; measured {state_ratio}"
 
 # %% [markdown]
 """
@@ -849,9 +953,10 @@ before any activation.
 ### What a step costs, measured
 
 An optimizer step does a few flops per parameter, so its time is set by how
-many bytes it moves. Below, each step is timed (the median of several runs,
-taken in turns) next to a plain copy of a float32 array with as many elements
-as the model has parameters: reading and writing each element once, the
+many bytes it moves. Below, each step is timed (the fastest of several runs,
+the one least disturbed by whatever else the machine is doing) next to a
+plain copy of a float32 array with as many elements as the model has
+parameters: reading and writing each element once, the
 fastest anything can touch all the parameters. For each optimizer we count two
 byte totals: the *minimum* a single fused loop would move (the table of the
 background section), and what our NumPy code really moves, one pass over
@@ -862,14 +967,14 @@ to `p.data -= ...`: 120 bytes per parameter instead of 28.
 """
 
 # %%
-from tinytorch.core.timing import median_times    # chapter 01: medians of several functions, run in turns
+from tinytorch.core.timing import best_time    # chapter 01: the fastest of several runs
 
 
 src = np.ones(n_params, dtype=np.float32)
 dst = np.empty_like(src)
 # bytes per parameter: (one fused loop, our NumPy passes), counted as described above
 traffic = {"SGD": (12, 20), "SGD momentum": (20, 48), "Adam": (28, 120), "AdamW": (28, 128)}
-times = median_times([lambda: np.copyto(dst, src)] + [opt.step for opt in optimizers.values()])
+times = [best_time(fn, repeats=7) for fn in [lambda: np.copyto(dst, src)] + [opt.step for opt in optimizers.values()]]
 t_copy = times[0]
 print(f"{'copy':14} {t_copy * 1e3:6.2f} ms   moves {8 * n_params / 2**20:6.1f} MB: {8 * n_params / t_copy / 1e9:5.1f} GB/s")
 for (name, opt), t in zip(optimizers.items(), times[1:]):
@@ -878,15 +983,25 @@ for (name, opt), t in zip(optimizers.items(), times[1:]):
           f"   (a fused loop would move {fused * n_params / 2**20:5.1f} MB)")
 t_sgd, t_adam = times[1], times[3]
 print(f"Adam / SGD: {t_adam / t_sgd:.1f}x the time, {traffic['Adam'][1] / traffic['SGD'][1]:.1f}x the bytes (our passes)")
+copy_rate = 8 * n_params / t_copy
+rates = {name: traffic[name][1] * n_params / t for name, t in zip(optimizers, times[1:])}
+assert all(0.1 <= rate / copy_rate <= 10 for rate in rates.values()), \
+    f"the text says the steps move bytes at the order of a copy's rate; measured {rates} vs {copy_rate:.3g} B/s"
+assert 2 <= t_adam / t_sgd <= 50, f"the text says Adam's step takes several times SGD's; measured {t_adam / t_sgd:.1f}x"
 
 # %% [markdown]
 r"""
 Compare the GB/s column with the copy's: the optimizers move their bytes at a
-rate of the same order as a plain copy (the arrays here are a few megabytes,
-so part of the traffic, especially to temporaries just written, is served
-from the processor's caches, and the figures vary from machine to machine).
-And Adam's step takes several times SGD's, in about the proportion of the
-bytes they move, although Adam does many more flops per byte. The step is
+rate of the same order as a plain copy, within a factor of a few either way
+(the arrays here are a few megabytes, so part of the traffic, especially to
+temporaries just written, is served from the processor's caches, and the
+figures vary from machine to machine and from run to run). And Adam's step
+takes several times SGD's, the same order as the ratio of the bytes they
+move and often more (the last line prints both; the cell checks the time
+ratio lies between 2 and 50), although Adam does many more flops per byte.
+The "often more" is allocation: each of Adam's operations writes a fresh
+temporary the size of the parameter, and fresh memory can cost page faults on
+top of the traffic; SGD allocates one. The step is
 *memory-bound*: its time is the bytes it moves divided by the bandwidth, and
 the flops are nearly free. So there are two ways to make it faster, and
 production uses both: move fewer bytes per parameter by fusing the passes
@@ -947,6 +1062,13 @@ for problem, H in problems.items():
         best[problem, name] = min(runs, key=lambda r: late_loss(r[2]))
         setting, path, losses = best[problem, name]
         print(f"{problem:19} {name:13} best: {setting:22} late loss {late_loss(losses):.1e}")
+late = {key: late_loss(run[2]) for key, run in best.items()}
+for problem in problems:
+    assert late[problem, "SGD momentum"] < 1e-4 * late[problem, "SGD"], \
+        f"the text says momentum ends many orders of magnitude below SGD on the {problem} problem; measured {late}"
+    assert "momentum 0.9" not in best[problem, "SGD momentum"][0], "the text says momentum's best mu is below 0.9"
+assert late["axis-aligned", "Adam"] < late["axis-aligned", "SGD"], "the text says Adam beats SGD when axis-aligned"
+assert late["rotated 45 degrees", "Adam"] > late["rotated 45 degrees", "SGD"], "the text says Adam loses when rotated"
 
 fig, axes = plt.subplots(2, 2, figsize=(10, 7))
 for column, (problem, H) in enumerate(problems.items()):
@@ -1041,9 +1163,11 @@ def train_spirals(make_optimizer, steps=300, batch=128, make_scheduler=None, see
 mlp_makers = {"SGD lr=0.5": lambda ps: SGD(ps, lr=0.5),
               "SGD momentum=0.9 lr=0.05": lambda ps: SGD(ps, lr=0.05, momentum=0.9),
               "Adam lr=0.01": lambda ps: Adam(ps, lr=0.01)}
+spiral_losses = {}
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for name, make in mlp_makers.items():
     net, losses = train_spirals(make)
+    spiral_losses[name] = losses
     smooth = np.convolve(losses, np.ones(10) / 10, mode="valid")
     ax.semilogy(smooth, label=name)
     print(f"{name:25} loss over the last 20 steps {losses[-20:].mean():.3f}, "
@@ -1053,13 +1177,19 @@ ax.set_ylabel("cross-entropy (10-step mean)")
 ax.legend()
 plt.tight_layout()
 plt.show()
+sgd, momentum, adam = (spiral_losses[name] for name in mlp_makers)
+print(f"mean loss over steps 41-60: SGD {sgd[40:60].mean():.3f}, momentum {momentum[40:60].mean():.3f}, "
+      f"Adam {adam[40:60].mean():.3f}")
+assert momentum[-20:].mean() < sgd[-20:].mean(), "the text says momentum ends a little ahead of plain SGD"
+assert adam[40:60].mean() < min(sgd[40:60].mean(), momentum[40:60].mean()), \
+    "the text says Adam is ahead of both within a few dozen steps"
 
 # %% [markdown]
 """
 On this problem momentum is a little ahead of plain SGD at the same effective
 step, and smoother (the buffer averages the mini-batch noise), while Adam
-with its default-sized learning rate is far ahead of both within a few dozen
-steps. That is Adam's practical appeal more than any asymptotic property: its
+with its default-sized learning rate is ahead of both within a few dozen
+steps (the last line compares steps 41 to 60) and stays ahead. That is Adam's practical appeal more than any asymptotic property: its
 scale-free steps make a reasonable learning rate easy to find. With enough
 tuning (and a schedule), SGD with momentum often generalises as well or
 better; image classifiers are still commonly trained with it.
@@ -1176,35 +1306,152 @@ if __name__ == "__main__":
     test_unit_optimizer_base()
     test_unit_sgd()
     test_unit_adam()
+    test_unit_adamw()
     test_unit_state_dict()
     test_unit_schedulers()
     print("All tests of chapter 10 pass.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
-1. **State memory at scale.** We measured Adam's state at exactly twice the
-   weights. For a 1.3-billion-parameter model trained in float32, add up
-   weights, gradients and Adam state. How many 24 GB GPUs does that take before
-   any activation, and how does ZeRO-style sharding of the state (and then the
-   gradients) over 8 workers change the per-GPU figure?
-2. **Bandwidth, not flops.** Our Adam moves about 120 bytes per parameter per
-   step, a fused loop 28. Using the copy bandwidth you measured, what is the
-   shortest possible Adam step for a 1-billion-parameter model on this machine?
-   Rewrite `Adam.step` on paper to need fewer NumPy passes (hint: `out=`
-   arguments and reusing one scratch array) and count the bytes again.
-3. **Resuming correctly.** A run is checkpointed with the model's
-   `state_dict()` but not the optimizer's, and resumed with a new Adam. What
-   happens to the step count, and therefore to the bias correction, on the
-   first resumed steps? Why can that cause a loss spike, and what else (the
-   scheduler's `last_epoch`, the data order, the random seed) must a
-   checkpoint hold for a resumed run to be identical, as our test demands?
-4. **Decay in the right place.** With `Adam(weight_decay=1e-2)`, a weight
-   whose gradients are large is decayed less than one whose gradients are
-   small; with `AdamW` both shrink by the same factor. Use the update formulas
-   to show why, and say which parameters of a transformer you would put in a
-   `weight_decay=0.0` group, and why.
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. State memory at scale.** We measured Adam's state at exactly twice the
+weights. For a 1.3-billion-parameter model trained in float32, add up
+weights, gradients and Adam state. How many 24 GB GPUs does that take before
+any activation, and how does ZeRO-style sharding of the state (and then the
+gradients) over 8 workers change the per-GPU figure?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_state_memory_at_scale", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** At 4 bytes each: weights 1.3 × 10⁹ × 4 = 5.2 GB, gradients
+5.2 GB, Adam's two moments 2 × 5.2 = 10.4 GB; in all 16 bytes per parameter,
+20.8 GB. That fits on one 24 GB GPU, but leaves only about 3 GB for
+activations, temporaries and the framework, so in practice it does not train
+there. Sharding the optimizer state over 8 workers (ZeRO stage 1) leaves each
+GPU 5.2 + 5.2 + 10.4 / 8 = 11.7 GB; sharding the gradients too (stage 2)
+gives 5.2 + 0.65 + 1.3 ≈ 7.2 GB; sharding the weights as well (stage 3, FSDP)
+gives 20.8 / 8 = 2.6 GB, at the price of gathering weights for every layer's
+forward and backward.
+
+**Rubric (2 points).** 1 point for the 16 bytes per parameter and 20.8 GB
+total (GB or GiB accepted) with a sound conclusion about one 24 GB GPU;
+1 point for the sharded figures (11.7 GB with the state sharded, about 7.2 GB
+with the gradients too).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Bandwidth, not flops.** Our Adam moves about 120 bytes per parameter per
+step, a fused loop 28. Using the copy bandwidth you measured, what is the
+shortest possible Adam step for a 1-billion-parameter model on this machine?
+Rewrite `Adam.step` on paper to need fewer NumPy passes (hint: `out=`
+arguments and reusing one scratch array) and count the bytes again.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_bandwidth_not_flops", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** A fused step reads $p, g, m, v$ and writes $p, m, v$:
+28 bytes × 10⁹ = 28 GB per step. At the copy rate $B$ of the "copy" row that
+is at least 28 GB / $B$ per step (with $B$ = 13 GB/s, about 2 s); our 13
+passes move about 120 GB, 120 GB / $B$ (about 9 s at 13 GB/s).
+With one scratch array `s` and `out=`: `m *= b1; np.multiply(g, 1 - b1, out=s);
+m += s; v *= b2; np.multiply(g, g, out=s); s *= 1 - b2; v += s;
+np.sqrt(v, out=s); s += eps * sqrt(1 - b2**t)` (folding the correction of $v$
+into the step size), `np.divide(m, s, out=s); s *= step_size; p -= s`. That
+is still 12 passes, about 112 bytes per parameter if every pass goes to
+memory: `out=` removes the allocations (fresh pages, page faults) and one
+pass, not the traffic. The traffic falls only if the passes share the cache:
+run them over cache-sized chunks (say 16 K elements) with a chunk-sized
+scratch array, and memory sees little more than the fused loop's 28 bytes.
+
+**Rubric (2 points).** 1 point for 28 GB (and about 120 GB for ours) divided
+by a measured bandwidth, giving seconds; 1 point for a rewrite with a byte
+count and the insight that fewer allocations is not fewer bytes (chunking or
+fusion is what approaches 28).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Resuming correctly.** A run is checkpointed with the model's
+`state_dict()` but not the optimizer's, and resumed with a new Adam. What
+happens to the step count, and therefore to the bias correction, on the
+first resumed steps? Why can that cause a loss spike, and what else (the
+scheduler's `last_epoch`, the data order, the random seed) must a
+checkpoint hold for a resumed run to be identical, as our test demands?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_resuming_correctly", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The new Adam starts at `step` 0 with $m = v = 0$. Its first
+step divides by $1 - \beta_1 = 0.1$ and $1 - \beta_2 = 0.001$, so it moves
+*every* coordinate by about $\eta \cdot \mathrm{sign}(g)$, as our test of the
+first step showed, whatever that coordinate's history. Coordinates whose
+gradients had been large and noisy were taking steps far below $\eta$ (their
+$\sqrt{v}$ was large); now they all jump by the full $\eta$, and $v$, averaged
+over only a few gradients for the next ~1/(1 − β₂) = 1000 steps, underestimates
+their noise: a loss spike, even divergence, late in training where the weights
+sit in a narrow valley. To be identical the checkpoint must also hold the
+optimizer's `state_dict()` (step, `exp_avg`, `exp_avg_sq`, the groups' `lr`),
+the scheduler's state (`last_epoch`, otherwise the schedule restarts at its
+base rate), the data order (the loader's generator state and position in the
+epoch), every random generator's state (dropout, augmentation), and the
+epoch/step counters.
+
+**Rubric (2 points).** 1 point for the reset step count making the first
+steps of size about η for every coordinate, and why that spikes the loss;
+1 point for listing optimizer state, scheduler state, data order and RNG
+states.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Decay in the right place.** With `Adam(weight_decay=1e-2)`, a weight
+whose gradients are large is decayed less than one whose gradients are
+small; with `AdamW` both shrink by the same factor. Use the update formulas
+to show why, and say which parameters of a transformer you would put in a
+`weight_decay=0.0` group, and why.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_decay_in_the_right_place", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** With L2 in the gradient, $g = \nabla L + \lambda\theta$ goes
+through the moments, and the step is about
+$\eta\,(\widehat{\nabla L} + \lambda\theta) / \sqrt{\hat v}$. The decay's share,
+$\eta\lambda\theta / \sqrt{\hat v}$, is divided by the root mean square of that
+weight's gradients: large gradients, large $\sqrt{\hat v}$, little decay; tiny
+gradients, strong decay (up to a full step of $\eta$, as our test with a zero
+gradient showed). AdamW multiplies every weight by the same $1 - \eta\lambda$,
+independent of $v$, then takes the Adam step. In a transformer, put biases and
+LayerNorm gains and shifts (and usually the positional and token embeddings)
+in the `weight_decay=0.0` group: they are few parameters that do not
+overfit like the large matrices, and pulling a LayerNorm gain towards 0 would
+shrink the normalised activations the model relies on; decay the weight
+matrices of the attention and MLP layers (nanoGPT decays exactly the
+parameters with 2 or more dimensions).
+
+**Rubric (2 points).** 1 point for the derivation showing the L2 term divided
+by $\sqrt{\hat v}$ versus AdamW's uniform factor; 1 point for biases and
+normalisation parameters in the no-decay group, with a reason.
+### END SOLUTION
 """
 
 # %% [markdown]

@@ -78,8 +78,9 @@ from repeating the same batches.
 bytes as `uint8`. A batch of $b$ images is $3072\,b$ bytes to copy out of the
 dataset: a memory copy, cheap. What is *not* cheap is doing it the obvious way,
 one sample at a time in Python: every `dataset[i]` costs a function call, a
-tuple, a small array and a Tensor, around a microsecond each, and then the
-samples have to be stacked into one array (a second copy). A NumPy
+tuple, a small array and a Tensor, together a microsecond or a few per
+sample, and then the samples have to be stacked into one array (a second
+copy). A NumPy
 "fancy index" `data[indices]` does the same gather in one C loop. We will
 measure the difference.
 
@@ -214,7 +215,18 @@ a `collate_fn` of your own.
 # %% nbgrader={"grade": false, "grade_id": "impl_default_collate", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def default_collate(samples: Sequence) -> Any:
-    """Stack a list of samples into one batch, field by field (torch's default_collate)."""
+    """Stack a list of samples into one batch, field by field (torch's default_collate).
+
+    Args: samples, a non-empty list of samples of one structure (e.g. [(image, label), ...]).
+    Returns: the same structure with every leaf batched: B samples of shape S become one Tensor (B, *S).
+    """
+    # Look at samples[0] to decide, and recurse for containers:
+    #   Tensor / ndarray / NumPy scalar -> Tensor(np.stack(arrays)) (a Tensor's array is .data);
+    #   bool or int -> int64 Tensor; float -> float32 Tensor; str / bytes -> a plain list;
+    #   dict -> {key: default_collate([s[key] for s in samples])}; tuple / list -> a tuple, one batch per field
+    #   (zip(*samples) gives the fields); anything else -> TypeError that suggests collate_fn=.
+    # Pitfall: np.stack needs equal shapes; check first and raise a ValueError naming the shapes, and say
+    # "pass collate_fn= to DataLoader", rather than letting NumPy's message reach the user.
     ### BEGIN SOLUTION
     first = samples[0]
     if isinstance(first, (Tensor, np.ndarray, np.generic)):
@@ -335,16 +347,8 @@ class DataLoader:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _order(self) -> np.ndarray:
-        ### BEGIN SOLUTION
-        n = len(self.dataset)
-        if not self.shuffle:
-            return np.arange(n)
-        rng = self.generator if self.generator is not None else init.generator()
-        return rng.permutation(n)
-        ### END SOLUTION
-
     def _fetch(self, indices: np.ndarray):
+        """One batch: dataset.get_batch(indices) when it exists and no collate_fn was given, else collated samples."""
         get_batch = getattr(self.dataset, "get_batch", None)
         if self.collate_fn is None and get_batch is not None:
             return get_batch(indices)                      # one gather per array
@@ -352,8 +356,20 @@ class DataLoader:
         return collate([self.dataset[int(i)] for i in indices])
 
     def __iter__(self) -> Iterator:
+        """One epoch: yield len(self) batches, each self._fetch(indices) of up to batch_size indices."""
+        # 1. The order of the N = len(self.dataset) samples: np.arange(N), or with shuffle a fresh permutation
+        #    drawn from self.generator, or from TinyTorch's global one (init.generator()) when that is None.
+        # 2. Cut it into consecutive slices of batch_size; the last one is shorter, and len(self) already
+        #    says whether it is kept (drop_last), so loop over range(len(self)) and yield each fetched batch.
+        # Pitfall: draw the permutation once per call to iter(), not once in __init__: each epoch needs a new
+        # order, and drawing it from the same generator is what makes a seeded run repeat its epochs exactly.
         ### BEGIN SOLUTION
-        order = self._order()
+        n = len(self.dataset)
+        if self.shuffle:
+            rng = self.generator if self.generator is not None else init.generator()
+            order = rng.permutation(n)
+        else:
+            order = np.arange(n)
         for b in range(len(self)):
             yield self._fetch(order[b * self.batch_size:(b + 1) * self.batch_size])
         ### END SOLUTION
@@ -559,6 +575,12 @@ class Normalize:
             raise ValueError("Normalize: a std of 0 would divide by zero")
 
     def __call__(self, x) -> Tensor:
+        """(x - mean[c]) / std[c] per channel; x is float (C, H, W) or (N, C, H, W), a Tensor or an array."""
+        # a = _images(x, "Normalize") gives the array and checks ndim; the channel axis is a.shape[-3].
+        # Refuse integer images with a TypeError that says to put ToTensor() or ConvertImageDtype() first, and a
+        # mean/std of the wrong length (1 value, or one per channel) with a ValueError.
+        # Shape mean and std as (C, 1, 1) in a's dtype so they broadcast over H, W (and N) and float32 stays float32.
+        # Pitfall: never modify the input; make one new array (a - mean) and divide it in place.
         ### BEGIN SOLUTION
         a = _images(x, "Normalize")
         if not np.issubdtype(a.dtype, np.floating):
@@ -637,6 +659,12 @@ class RandomHorizontalFlip:
         self.generator = generator
 
     def __call__(self, x) -> Tensor:
+        """Each image of x ((C, H, W) or a batch (N, C, H, W)) mirrored left-right with probability p."""
+        # Work on a batch: add a leading axis to a single image, and take it off again at the end.
+        # Draw one uniform number per image from self.generator (or init.generator() when None): those < p flip.
+        # Copy the batch, then assign the mirrored images (width axis reversed: [..., ::-1]) into the copy in one
+        # indexed assignment; no Python loop over images.
+        # Pitfall: never flip the caller's array in place; the dataset would be changed for every later epoch.
         ### BEGIN SOLUTION
         a = _images(x, "RandomHorizontalFlip")
         batch = a if a.ndim == 4 else a[None]              # (N, C, H, W)
@@ -650,6 +678,36 @@ class RandomHorizontalFlip:
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
 
+
+# %% [markdown]
+"""
+To test a random transform without tying the test to the order of its random
+draws, we check a property that any correct implementation has, image by
+image: every flipped output is either the input or its exact mirror, about
+half of a batch is mirrored with `p=0.5`, `p=0` and `p=1` are the identity
+and "always", a single image stays a single image, and the input is left as
+it was.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_random_flip", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_random_flip():
+    rng = np.random.default_rng(0)
+    batch = rng.integers(1, 256, size=(64, 3, 8, 8)).astype(np.uint8)
+    original = batch.copy()
+    flipped = RandomHorizontalFlip(p=0.5, generator=np.random.default_rng(1))(batch).data
+    mirrored = [np.array_equal(f, x[..., ::-1]) for f, x in zip(flipped, batch)]
+    same = [np.array_equal(f, x) for f, x in zip(flipped, batch)]
+    assert all(m or s for m, s in zip(mirrored, same)), "a flipped image is neither the input nor its mirror"
+    assert 10 < sum(mirrored) < 54, f"{sum(mirrored)} of 64 flipped with p=0.5"
+    assert np.array_equal(batch, original), "the flip changed its input"
+    assert np.array_equal(RandomHorizontalFlip(p=0.0)(batch).data, batch)
+    assert np.array_equal(RandomHorizontalFlip(p=1.0)(batch).data, batch[..., ::-1])
+    assert RandomHorizontalFlip(p=1.0)(batch[0]).shape == (3, 8, 8)
+    print(f"RandomHorizontalFlip: {sum(mirrored)} of 64 images mirrored with p=0.5")
+
+
+test_unit_random_flip()
 
 # %% [markdown]
 r"""
@@ -692,6 +750,14 @@ class RandomCrop:
         self.padding, self.fill, self.generator = int(padding), fill, generator
 
     def __call__(self, x) -> Tensor:
+        """A random (h, w) = self.size window of each image, after padding by self.padding with self.fill."""
+        # 1. As a batch (N, C, H, W); with padding, copy it into the middle of a new (N, C, H+2p, W+2p) array
+        #    filled with self.fill (same dtype). A crop larger than the padded image is a ValueError.
+        # 2. One top in [0, H' - h] and one left in [0, W' - w] per image (rng.integers, size=N), from
+        #    self.generator or init.generator().
+        # 3. sliding_window_view(padded, (h, w), axis=(2, 3)) is a view (N, C, H'-h+1, W'-w+1, h, w);
+        #    index it with [np.arange(N), :, tops, lefts] to get (N, C, h, w), image n's own window.
+        # Pitfall: one random position for the whole batch passes a shape test but is a weaker augmentation.
         ### BEGIN SOLUTION
         a = _images(x, "RandomCrop")
         batch = a if a.ndim == 4 else a[None]              # (N, C, H, W)
@@ -718,18 +784,16 @@ class RandomCrop:
 
 # %% [markdown]
 """
-To test a random transform without tying the test to the order of its random
-draws, we check a property that any correct implementation has, image by image:
-every flipped output is either the input or its exact mirror (and `p=0`/`p=1`
-are the identity and "always"); every cropped output equals *some* window of
-the padded input, found by trying every position with a plain per-image slice.
-We also check that different images really get different positions (a bug that
-reuses one position for the whole batch would pass the first check), and that
-a fixed generator seed reproduces the result.
+The crop test uses the same idea: every cropped output must equal *some*
+window of the padded input, found by trying every position with a plain
+per-image slice. It also checks that different images really get different
+positions (a bug that reuses one position for the whole batch would pass the
+first check), that a fixed generator seed reproduces the result, and that a
+crop larger than the image is refused.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_random_flip_and_crop", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": true, "grade_id": "test_unit_random_crop", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def _crop_positions(image: np.ndarray, out: np.ndarray, padding: int) -> list[tuple[int, int]]:
     """Every (top, left) at which `out` is a window of `image` padded with zeros: a per-image reference."""
     padded = np.pad(image, ((0, 0), (padding, padding), (padding, padding)))
@@ -738,18 +802,9 @@ def _crop_positions(image: np.ndarray, out: np.ndarray, padding: int) -> list[tu
             if np.array_equal(padded[:, t:t + h, l:l + w], out)]
 
 
-def test_unit_random_flip_and_crop():
+def test_unit_random_crop():
     rng = np.random.default_rng(0)
     batch = rng.integers(1, 256, size=(64, 3, 8, 8)).astype(np.uint8)   # no zeros: padding stays visible
-    flipped = RandomHorizontalFlip(p=0.5, generator=np.random.default_rng(1))(batch).data
-    mirrored = [np.array_equal(f, x[..., ::-1]) for f, x in zip(flipped, batch)]
-    same = [np.array_equal(f, x) for f, x in zip(flipped, batch)]
-    assert all(m or s for m, s in zip(mirrored, same)), "a flipped image is neither the input nor its mirror"
-    assert 10 < sum(mirrored) < 54, f"{sum(mirrored)} of 64 flipped with p=0.5"
-    assert np.array_equal(RandomHorizontalFlip(p=0.0)(batch).data, batch)
-    assert np.array_equal(RandomHorizontalFlip(p=1.0)(batch).data, batch[..., ::-1])
-    assert RandomHorizontalFlip(p=1.0)(batch[0]).shape == (3, 8, 8)
-
     crop = RandomCrop(8, padding=2, generator=np.random.default_rng(2))
     out = crop(batch).data
     assert out.shape == (64, 3, 8, 8) and out.dtype == np.uint8
@@ -770,7 +825,7 @@ def test_unit_random_flip_and_crop():
         raise AssertionError("a crop larger than the image was accepted")
 
 
-test_unit_random_flip_and_crop()
+test_unit_random_crop()
 
 # %% [markdown]
 """
@@ -1069,7 +1124,15 @@ the damaged file.
 # %% nbgrader={"grade": false, "grade_id": "impl_unsafe", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export data.cifar10
 def _unsafe(member: tarfile.TarInfo) -> str | None:
-    """Why extracting this member could write outside the target folder, or None if it is safe."""
+    """Why extracting this member could write outside the target folder, or None if it is safe.
+
+    Args: member, a tar header (member.name, member.issym(), member.islnk(), member.isfile(), member.isdir()).
+    Returns: a short reason ("an absolute path", "a link ...") for the error message, or None.
+    """
+    # Refuse, in this order: an absolute name (starts with / or a backslash, or has a Windows drive: PureWindowsPath(name).anchor);
+    # a name with a ".." part (split it with PurePosixPath after turning backslashes into slashes);
+    # a symlink or hard link (its target could point anywhere); anything that is not a regular file or a directory.
+    # Pitfall: checking name.startswith("..") is not enough: "a/../../b" climbs out too.
     ### BEGIN SOLUTION
     name = member.name
     if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
@@ -1106,6 +1169,38 @@ def _safe_extract(archive: Path, into: Path, source: str) -> None:
                 pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise DatasetError(f"{source} is not a readable tar.gz archive ({err}); nothing was kept") from None
+
+
+# %% [markdown]
+"""
+The rules are tested on tar headers alone, no archive needed: the members of
+a real CIFAR-10 archive (a folder, regular files) pass, and each way out is
+refused, including a `..` hidden in the middle of a path and a Windows drive
+letter. Whole archives, good and hostile, follow once `download_cifar10` is
+built.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_unsafe_members", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def test_unit_unsafe_members():
+    def header(name, kind=tarfile.REGTYPE, link=""):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, link
+        return info
+
+    safe = [header(FOLDER, tarfile.DIRTYPE), header(f"{FOLDER}/data_batch_1"), header(f"{FOLDER}/batches.meta")]
+    assert [_unsafe(m) for m in safe] == [None, None, None], "the members of a real CIFAR-10 archive were refused"
+    unsafe = [header("/etc/cron.d/x"), header("\\server\\share\\x"), header("C:/Windows/x"),
+              header("../escaped"), header(f"{FOLDER}/../../escaped"), header("a\\..\\..\\b"),
+              header(f"{FOLDER}/link", tarfile.SYMTYPE, "/etc"), header(f"{FOLDER}/hard", tarfile.LNKTYPE, "/etc/passwd"),
+              header(f"{FOLDER}/fifo", tarfile.FIFOTYPE), header(f"{FOLDER}/dev", tarfile.CHRTYPE)]
+    for member in unsafe:
+        reason = _unsafe(member)
+        assert isinstance(reason, str) and reason, f"{member.name!r} (type {member.type!r}) was accepted"
+        print(f"{member.name:>28}: {reason}")
+
+
+test_unit_unsafe_members()
 
 
 # %% [markdown]
@@ -1241,7 +1336,7 @@ verified download) it refuses and says what to run.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_BatchUnpickler", "locked": false, "schema_version": 3, "solution": true, "task": false}
+# %%
 #| export data.cifar10
 # numpy's array-rebuilding function, wherever this NumPy version keeps it (numpy._core or numpy.core)
 _RECONSTRUCT = np.empty(0).__reduce__()[0]
@@ -1261,13 +1356,12 @@ class _BatchUnpickler(pickle.Unpickler):
                ("_codecs", "encode"): codecs.encode}                          # bytes under protocol 2
 
     def find_class(self, module: str, name: str):
-        ### BEGIN SOLUTION
+        """pickle asks here for every global a file names: only the allow-listed ones are returned."""
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR-10 batches hold only "
                                          "arrays, lists and strings") from None
-        ### END SOLUTION
 
 
 def _load_batch(folder: Path, name: str, record: dict) -> dict:
@@ -1525,7 +1619,7 @@ that asks for one, and check it refuses before anything runs.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_restricted_unpickler", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_restricted_unpickler", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_restricted_unpickler():
     evil = pickle.dumps({"data": os.getcwd})               # a pickle that references os.getcwd
     try:
@@ -1558,7 +1652,7 @@ and fetch batches of increasing size two ways: the per-sample path
 
 
 # %%
-from tinytorch.core.timing import median_time    # chapter 01: the median of several runs
+from tinytorch.core.timing import best_time, median_time    # chapter 01: the fastest, or the median, of several runs
 
 
 rng = np.random.default_rng(0)
@@ -1576,6 +1670,14 @@ for b in batch_sizes:
 print(f"{'batch':>6} {'per-sample (img/s)':>20} {'get_batch (img/s)':>19} {'speed-up':>9}")
 for b, s, f in zip(batch_sizes, per_sample, fast):
     print(f"{b:>6} {s:>20,.0f} {f:>19,.0f} {f / s:>8.1f}x")
+print(f"per-sample path: {1e6 / max(per_sample):.1f} to {1e6 / min(per_sample):.1f} µs per image; fastest / slowest "
+      f"batch size {max(per_sample) / min(per_sample):.1f}x; get_batch at batch 128 / at batch 8: {fast[2] / fast[0]:.1f}x")
+assert 0.2 < 1e6 / max(per_sample) and 1e6 / min(per_sample) < 20, \
+    "the background says the per-sample path costs a microsecond or a few per image"
+assert max(per_sample) / min(per_sample) < 5, "the text says the per-sample path levels off; measured " \
+    f"{[round(s) for s in per_sample]} img/s"
+assert fast[2] > 2 * fast[0], f"the text says get_batch's throughput grows with the batch; measured {fast[0]:,.0f} -> {fast[2]:,.0f}"
+assert all(f > 2 * s for f, s in zip(fast, per_sample)), "the text says one fancy index beats the per-sample loop"
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -1591,9 +1693,13 @@ plt.show()
 """
 The per-sample path pays a fixed Python cost for every image (a method call, a
 slice, a Tensor, a tuple, then `np.stack` copies everything again), so its
-throughput levels off at a ceiling set by that per-image cost. The fancy index pays a fixed cost
-once per *batch* and then copies bytes at memory speed, so its throughput grows
-with the batch until the copy itself dominates.
+throughput levels off at a ceiling set by that per-image cost (the cell checks
+that its fastest and slowest batch sizes are within a factor of 5). The fancy
+index pays a fixed cost once per *batch* and then copies bytes at memory
+speed, so its throughput grows with the batch (at least twofold from 8 to 128,
+checked) until the copy itself dominates; at the largest batch, whose 1.5 MB
+no longer fits the processor's faster caches, it can even fall back. It is
+faster than the per-sample path at every size.
 
 ### 2. Augmentation: vectorised vs one image at a time
 
@@ -1665,16 +1771,23 @@ def mlp_step():
     log_softmax(mlp(x_batch), dim=1).sum().backward()
 
 
-model_rate = 128 / median_time(mlp_step)
+model_rate = 128 / best_time(mlp_step)                    # the fastest run: the least disturbed (see below)
 print(f"{'small MLP, forward + backward':>34}: {model_rate:10,.0f} images/s")
+balance = throughput["crop + flip + convert + normalize"] / model_rate
+print(f"the training pipeline prepares images {balance:.1f}x as fast as this MLP learns from them")
+assert 1 / 100 <= balance <= 100, f"the text says the two rates are within a factor of 100; measured {balance:.1f}x"
 
 # %% [markdown]
 """
 Whether the loader or the model is the bottleneck is the ratio of these
-numbers. Compare the pipelines with the last line: a model as small as this
-MLP (about 0.2 MFLOP per image forward) consumes images at the same order of
-magnitude as the augmentation pipeline produces them, so for it, preparing the
-data costs about as much as learning from it. Real image models do far more
+numbers, printed in the last line. For a model as small as this MLP (about
+0.2 MFLOP per image forward) the two rates are comparable, within two orders
+of magnitude of each other (the cell checks a factor of 100): preparing the
+data is not negligible next to learning from it, and either side can come
+out ahead. The MLP's rate is the noisier of the two: its matrix products
+run on BLAS threads, which slow down many times over when other work competes
+for the same cores, while the loader is one thread of NumPy copies; that is
+why the cell keeps the MLP's fastest run rather than its median. Real image models do far more
 work per image (a single 3×3 convolution with 32 output channels on a 32×32
 RGB image is about 1.8 MFLOP, chapter 06), which shifts the balance towards
 the model on a CPU. On a GPU the model runs orders of magnitude faster and the
@@ -1702,6 +1815,7 @@ uint8_batch = 128 * 3 * 32 * 32
 print(f"uint8 batch     : {uint8_batch / 1e3:8.1f} kB (what the gather copies)")
 print(f"float32 batch   : {images.nbytes / 1e3:8.1f} kB (what the model receives)")
 print(f"peak allocated  : {peak / 1e3:8.1f} kB = {peak / images.nbytes:.2f} float32 batches")
+assert 1 <= peak / images.nbytes <= 4, f"the text says the peak is a small multiple of one float32 batch; measured {peak / images.nbytes:.2f}"
 print(f"CIFAR-10 train set: {50_000 * 3072 / 1e6:.1f} MB as uint8, {50_000 * 3072 * 4 / 1e6:.1f} MB as float32")
 
 # %% [markdown]
@@ -1709,7 +1823,8 @@ print(f"CIFAR-10 train set: {50_000 * 3072 / 1e6:.1f} MB as uint8, {50_000 * 307
 The pipeline makes several short-lived copies of each batch (the gather, the
 padded batch, the crop, the flip, the `float32` conversion and the normalised
 result) but frees them as it goes, so its peak stays a small multiple of one
-`float32` batch: megabytes, whatever the size of the dataset. Keeping the
+`float32` batch (the cell checks between 1 and 4): megabytes, whatever the
+size of the dataset. Keeping the
 dataset in `uint8` and converting per batch is what keeps the resident dataset
 at 153.6 MB instead of 614 MB.
 
@@ -1728,12 +1843,13 @@ for algorithm in ("md5", "sha256"):
     seconds = median_time(lambda: hashlib.new(algorithm, blob).hexdigest(), repeats=3)
     rate = len(blob) / seconds
     print(f"{algorithm:>6}: {rate / 1e6:7.0f} MB/s -> {170e6 / rate:.2f} s for the 170 MB CIFAR-10 archive")
+    assert 170e6 / rate < 2, f"the text says hashing the archive takes under 2 s; measured {170e6 / rate:.2f} s"
 del blob
 
 # %% [markdown]
 """
-A fraction of a second to a second: small next to the download itself, and it
-is paid once, because the marker lets later runs skip it. (`CIFAR10Dataset`
+A fraction of a second (the cell checks under 2 s): small next to the
+download itself, and it is paid once, because the marker lets later runs skip it. (`CIFAR10Dataset`
 re-hashes the extracted batch files each time it loads them, about 180 MB,
 before unpickling: the same order of cost, for the guarantee that what it
 unpickles is what was verified.)
@@ -1847,43 +1963,170 @@ if __name__ == "__main__":
     test_unit_dataloader_batches()
     test_unit_dataloader_shuffle()
     test_unit_to_tensor_and_normalize()
-    test_unit_random_flip_and_crop()
+    test_unit_random_flip()
+    test_unit_random_crop()
     test_unit_compose()
+    test_unit_unsafe_members()
     test_unit_download_cifar10()
     test_unit_download_refuses_bad_archives()
     test_unit_restricted_unpickler()
     print("All tests of chapter 11 passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
-1. **Memory.** `CIFAR10Dataset` keeps 153.6 MB of `uint8` in memory and the
-   augmentation pipeline's peak was a few `float32` batches. Suppose you stored
-   the dataset as normalised `float32` instead, to skip the per-batch
-   conversion. What happens to memory, and to throughput? (Hint: the gather
-   copies four times as many bytes per batch.) For which dataset sizes does
-   "load everything into one array" stop being an option at all, and what
-   would `__getitem__` have to do then?
-2. **Performance.** The per-sample path's throughput barely depended on batch
-   size, the fast path's grew with it. Using your measured numbers, estimate
-   the fixed cost per sample and the fixed cost per batch. If a model step on
-   a GPU took 5 ms for a batch of 256, which pipelines from section 3 would
-   keep it busy? What would you change first: workers, a bigger batch, or moving
-   augmentation to the GPU?
-3. **Reproducibility and architecture.** Our loader draws its permutation from
-   one generator, so epoch 5's order depends on epochs 1–4 having been drawn.
-   A run that crashes and resumes from a checkpoint at epoch 5 would therefore
-   see a different order than the original run. Design a scheme (PyTorch's
-   `DistributedSampler.set_epoch` is one) in which the order of epoch *e* depends
-   only on `(seed, e)`. How does it also let 8 processes agree on one
-   permutation and each take a different eighth of it?
-4. **Production engineering.** `download_cifar10` refuses a mirror URL without
-   a checksum, and `CIFAR10Dataset` refuses a folder without a verification
-   record, even though both would "work". Which failures do these refusals
-   prevent? Two processes on one machine (say, two training jobs) call
-   `download_cifar10` with the same `root` at the same moment: walk through the
-   code and say what each one sees. What would you add to make it safe?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. Memory.** `CIFAR10Dataset` keeps 153.6 MB of `uint8` in memory and the
+augmentation pipeline's peak was a few `float32` batches. Suppose you stored
+the dataset as normalised `float32` instead, to skip the per-batch
+conversion. What happens to memory, and to throughput? (Hint: the gather
+copies four times as many bytes per batch.) For which dataset sizes does
+"load everything into one array" stop being an option at all, and what
+would `__getitem__` have to do then?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_dataset_memory", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Memory goes from 50,000 × 3072 = 153.6 MB to 4 × 153.6 =
+614.4 MB resident. Per batch of 128 the gather copies 1.57 MB instead of
+393 kB, and the crop and flip also move four times the bytes, but the
+conversion and normalisation passes disappear; section 3 measured those two
+passes as most of an evaluation batch's cost (compare "uint8, no transform"
+with "convert + normalize"), so evaluation gets faster, training with
+augmentation gains less, and the mean and std are frozen into the stored
+data. "Everything in one array" stops working when the dataset approaches the
+machine's RAM (minus the model and the training run's own memory): ImageNet,
+1.28 M images of 224 × 224 × 3 bytes, is about 190 GB as `uint8`. Then
+`__getitem__` must read one sample from disk per call: a slice of a
+memory-mapped file (`np.memmap`) for fixed-size records, or open and decode
+one image file, usually in several worker processes.
+
+**Rubric (2 points).** 1 point for 614.4 MB (4×) and a correct throughput
+argument (4× bytes to gather, but the conversion passes saved); 1 point for
+the RAM limit with a worked example and per-sample reading from disk
+(memory-mapping or decoding files).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Performance.** The per-sample path's throughput barely depended on batch
+size, the fast path's grew with it. Using your measured numbers, estimate
+the fixed cost per sample and the fixed cost per batch. If a model step on
+a GPU took 5 ms for a batch of 256, which pipelines from section 3 would
+keep it busy? What would you change first: workers, a bigger batch, or moving
+augmentation to the GPU?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_loader_performance", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** (Example numbers from one run; the learner uses their own.)
+Per-sample path at about 600,000 images/s: about 1.7 µs per sample, whatever
+the batch. Fast path: at batch 8 about 2.9 M images/s, 2.8 µs per batch; at
+batch 128 about 11.7 M images/s, 10.9 µs per batch; so
+$t(b) \approx c + b\,d$ with $d \approx (10.9 - 2.8)/120 \approx 0.07$ µs per
+image (the 3 kB copy) and $c \approx 2.3$ µs fixed per batch. The GPU needs
+256 images per 5 ms, 51,200 images/s: every pipeline of section 3 produces
+that (about 3 M, 200 k and 100–150 k images/s), the full augmentation one with a
+margin of 2 to 3×. But in one process loading and the model step run one
+after the other: 256 / 130,000 ≈ 2 ms of loading per 5 ms step leaves the GPU
+idle about 30% of the time. So the first change is workers (or a background
+thread) that prepare the next batch while the GPU computes: the rate is
+already sufficient, only the overlap is missing. A bigger batch scales both
+sides alike; moving augmentation to the GPU matters only once the pipeline's
+rate falls below the model's.
+
+**Rubric (2 points).** 1 point for both fixed costs from measured numbers
+(per-sample about 1–3 µs; per-batch a few µs from two batch sizes);
+1 point for the 51,200 images/s requirement compared with the pipelines and
+"workers first, because the loader runs serially with the step".
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Reproducibility and architecture.** Our loader draws its permutation from
+one generator, so epoch 5's order depends on epochs 1–4 having been drawn.
+A run that crashes and resumes from a checkpoint at epoch 5 would therefore
+see a different order than the original run. Design a scheme (PyTorch's
+`DistributedSampler.set_epoch` is one) in which the order of epoch *e* depends
+only on `(seed, e)`. How does it also let 8 processes agree on one
+permutation and each take a different eighth of it?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_reproducible_order", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Derive a fresh generator for each epoch from the pair:
+`order = np.random.default_rng([seed, epoch]).permutation(N)` (a
+`SeedSequence` mixes both numbers), and have the training loop call
+`loader.set_epoch(e)` before each epoch. Nothing carries over between
+epochs, so a run resumed at epoch 5 only needs `seed` and the epoch number
+(plus the batch index, to resume mid-epoch by skipping the batches already
+seen). With 8 processes, each computes the same permutation from the same
+`(seed, e)`: no communication needed. Pad it to a multiple of 8 (repeat a few
+indices) so every rank gets the same number of batches, and rank $r$ takes
+`order[r::8]` (or the $r$-th contiguous eighth): disjoint shares that together
+cover the epoch, a new split every epoch.
+
+**Rubric (2 points).** 1 point for a per-epoch generator seeded from
+`(seed, epoch)` and why it makes resumption independent of history; 1 point
+for identical permutations on every rank with disjoint strided or contiguous
+shares (padding, or dropping the remainder, for equal lengths).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. Production engineering.** `download_cifar10` refuses a mirror URL without
+a checksum, and `CIFAR10Dataset` refuses a folder without a verification
+record, even though both would "work". Which failures do these refusals
+prevent? Two processes on one machine (say, two training jobs) call
+`download_cifar10` with the same `root` at the same moment: walk through the
+code and say what each one sees. What would you add to make it safe?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_concurrent_downloads", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Without a checksum, bytes nobody verified reach the
+unpickler, which can run code chosen by whoever controls the mirror, and a
+truncated, corrupt or different version of the data trains silently (results
+that cannot be reproduced). A folder without a record may be half-extracted,
+hand-edited or from elsewhere; refusing it keeps "what was verified" and
+"what is loaded" the same bytes. Two processes A and B: both see no verified
+copy, both create their own temporary file and folder (`mkstemp`/`mkdtemp`
+give unique names, so they do not collide), download, verify, extract and
+write a marker. A renames its folder to `cifar-10-batches-py` first. B then
+finds `final` existing and moves A's folder aside into its own temporary
+folder (deleted in its `finally`) before renaming its own copy in; between
+those two renames the path does not exist, so A's `CIFAR10Dataset`, reading
+at that moment, fails with a missing file. If both pass the `final.exists()`
+check before either renames, B's `rename` onto A's non-empty folder fails
+with an `OSError`, not a `DatasetError`, although a good copy is in place.
+Both downloaded 170 MB. Fix: take an exclusive lock (`fcntl.flock` on a
+`root/.cifar-10.lock` file) around the whole check–download–rename sequence,
+and re-check `_verified_copy` after acquiring it, so the second process
+reuses the first one's copy.
+
+**Rubric (2 points).** 1 point for the failures prevented (code execution
+through pickle, silently wrong or corrupt data); 1 point for a correct walk
+through the race (unique temporaries, the rename/replace window or the
+failed rename) and a lock with a re-check as the fix.
+### END SOLUTION
 """
 
 # %% [markdown]

@@ -260,17 +260,24 @@ def _batch_size(inputs, targets) -> int:
 
 def accuracy(outputs, targets) -> float:
     """Fraction of rows whose largest output is the target class: outputs (N, C), targets (N,)."""
-    ### BEGIN SOLUTION
     outputs, targets = _numpy(outputs), _numpy(targets)
     if outputs.ndim != 2 or targets.shape != outputs.shape[:1]:
         raise ValueError(f"accuracy needs outputs of shape (N, C) and class targets of shape (N,), got "
                          f"{outputs.shape} and {targets.shape}; for regression pass metrics=()")
     return float(np.mean(outputs.argmax(axis=1) == targets))
-    ### END SOLUTION
 
 
 def compute_confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """counts[i, j] = how many samples of true class i were predicted as class j."""
+    """counts[i, j] = how many samples of true class i were predicted as class j.
+
+    Args: y_true, y_pred: integer class indices (Tensors or arrays of any shape, flattened); num_classes: C.
+    Returns: an integer array (C, C) whose entries add up to the number of samples.
+    """
+    # One vectorised pass: the pair (i, j) becomes the number i * C + j (in int64); np.bincount with
+    # minlength=C * C counts every such number, and reshape(C, C) turns the counts into the matrix.
+    # Refuse bad input first, each with a message that says what to do: different lengths (ValueError),
+    # float labels (TypeError: take argmax of the outputs first), a label outside 0..C-1 (ValueError);
+    # bincount would otherwise miscount them silently or fail with a message about bins.
     ### BEGIN SOLUTION
     y_true = _numpy(y_true).reshape(-1)
     y_pred = _numpy(y_pred).reshape(-1)
@@ -353,6 +360,12 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     Returns a dict: loss, accuracy, per_class_accuracy (NaN for a class with no samples),
     confusion_matrix, num_samples.
     """
+    # Remember model.training, call model.eval(), and give the mode back in a `finally`, even after an error.
+    # Under no_grad(), for each (inputs, targets): outputs = model(_as_tensor(inputs)), (N, C); add
+    # loss_fn(outputs, targets).item() * n, with n = _batch_size(inputs, targets); keep the targets and the
+    # predictions outputs.data.argmax(axis=-1), flattened. No samples at all: ValueError.
+    # Then one confusion matrix over everything (num_classes, or outputs.shape[-1] when None); per-class
+    # accuracy = diagonal / row sums, NaN for an empty row (np.where under np.errstate).
     ### BEGIN SOLUTION
     was_training = model.training
     model.eval()
@@ -546,6 +559,13 @@ def save_checkpoint(path, model, optimizer=None, **metadata) -> Path:
     Metadata values may be numbers, strings, None, lists, tuples, dicts and arrays (epoch, history,
     seed, RNG states...). `load_checkpoint` gives them back.
     """
+    # 1. arrays: every model.state_dict() entry as np.asarray under "model/<name>"; keep the list of names.
+    # 2. document: "format" FORMAT, "format_version" FORMAT_VERSION, "tinytorch_version" tinytorch.__version__,
+    #    "model" the names, "optimizer" _to_document(optimizer.state_dict(), "optimizer", arrays) (None without
+    #    one), "metadata" _to_document(metadata, "metadata", arrays); _to_document moves arrays into `arrays`.
+    # 3. document["arrays"] = {key: {"shape": list(a.shape), "dtype": a.dtype.str}} for every array (_read checks it).
+    # 4. entries = {DOCUMENT: the JSON text's UTF-8 bytes as a uint8 array, **arrays}, written with
+    #    write_atomically(path, lambda f: np.savez(f, allow_pickle=False, **entries)); return the Path.
     ### BEGIN SOLUTION
     import tinytorch
 
@@ -769,7 +789,64 @@ Read the three error lines: each names the file, says what is wrong in
 terms of the file (the zip's directory is gone, an entry's checksum does not
 match, `0.weight` has the wrong shape), and says what to do. That is the
 message you want at 3 a.m. when a restarted job refuses to start.
+"""
 
+# %% [markdown]
+"""
+### A problem to train on
+
+To test the Trainer, and for every experiment below, we need a problem that
+is small enough to train in a second and hard enough that a model can fail
+at it. `make_shapes` draws 8×8 grayscale images, each holding one of five
+3×3 glyphs (a plus, a cross, a ring, a horizontal and a vertical bar) at a
+random position, plus Gaussian noise. The position varies, so a model must
+learn what a glyph looks like wherever it is; and three pairs of classes
+share pixels (a plus contains both bars), which will show in the confusion
+matrix.
+"""
+
+# %%
+CLASS_NAMES = ["plus", "cross", "ring", "h-bar", "v-bar"]
+GLYPHS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                   [[1, 0, 1], [0, 1, 0], [1, 0, 1]],
+                   [[1, 1, 1], [1, 0, 1], [1, 1, 1]],
+                   [[0, 0, 0], [1, 1, 1], [0, 0, 0]],
+                   [[0, 1, 0], [0, 1, 0], [0, 1, 0]]], dtype=np.float32)
+
+
+def make_shapes(n: int, noise: float = 0.2, seed: int = 0, size: int = 8):
+    """n flattened size×size images, each one glyph at a random position plus N(0, noise²) pixels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(GLYPHS), n)
+    images = rng.normal(0.0, noise, (n, size, size)).astype(np.float32)
+    rows, cols = rng.integers(0, size - 2, n), rng.integers(0, size - 2, n)
+    for i in range(n):
+        images[i, rows[i]:rows[i] + 3, cols[i]:cols[i] + 3] += GLYPHS[labels[i]]
+    return images.reshape(n, size * size), labels.astype(np.int64)   # (n, 64), (n,)
+
+
+def loaders(n_train=2000, n_val=500, batch_size=32, noise=0.2, seed=0):
+    X, y = make_shapes(n_train, noise, seed=seed + 1)
+    Xv, yv = make_shapes(n_val, noise, seed=seed + 2)
+    train = DataLoader(TensorDataset(Tensor(X), Tensor(y)), batch_size=batch_size, shuffle=True, seed=seed + 3)
+    val = DataLoader(TensorDataset(Tensor(Xv), Tensor(yv)), batch_size=256)
+    return train, val
+
+
+def shapes_mlp(hidden=64):
+    return Sequential(Linear(64, hidden), ReLU(), Linear(hidden, hidden), ReLU(), Linear(hidden, len(GLYPHS)))
+
+
+examples, example_labels = make_shapes(10, seed=42)
+fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
+for ax, image, label in zip(axes, examples, example_labels):
+    ax.imshow(image.reshape(8, 8), cmap="gray_r")
+    ax.set_title(CLASS_NAMES[label], fontsize=8)
+    ax.axis("off")
+plt.show()
+
+# %% [markdown]
+"""
 ### The Trainer
 
 The Trainer is the five-line loop with what real runs need around it. Read
@@ -1006,6 +1083,12 @@ class Trainer:
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
+                # The step, timed in parts: outputs = self.model(_as_tensor(inputs)), loss = self.loss_fn(outputs,
+                # targets), then t2 = time.perf_counter(). Only when `train`: self.optimizer.zero_grad(),
+                # loss.backward(), t3 = time.perf_counter(), self.optimizer.step(), t4 = time.perf_counter();
+                # in a validation pass nothing is updated and t3 = t4 = t2.
+                # Pitfall: zero_grad() before backward(), since gradients accumulate; and keep `outputs` and
+                # `loss`, which the code after this region reads (loss.item() and the metrics).
                 ### BEGIN SOLUTION
                 outputs = self.model(_as_tensor(inputs))
                 loss = self.loss_fn(outputs, targets)
@@ -1094,7 +1177,15 @@ class Trainer:
         return self.history
 
     def _watch(self, record: dict) -> bool:
-        """Track the best validation loss (saving best.npz); True when early stopping should stop now."""
+        """Track the best validation loss (saving best.npz); True when early stopping should stop now.
+
+        Args: record, this epoch's History entry; it has "val_loss" only when fit() was given a val_loader.
+        """
+        # No "val_loss": nothing to watch, return False.
+        # A new best (strictly below self.best_val_loss): record it and its epoch (self.best_epoch), reset
+        # self.epochs_without_improvement, keep self._best_state = self.model.state_dict() (a copy) when early
+        # stopping is on, write self.checkpoint_dir / "best.npz" with self.save() when self.save_best; False.
+        # Otherwise one more epoch without improvement: True once it reaches early_stopping_patience (never when None).
         ### BEGIN SOLUTION
         if "val_loss" not in record:
             return False
@@ -1119,6 +1210,13 @@ class Trainer:
     def save(self, path) -> Path:
         """A checkpoint with everything a resumed run needs: weights, optimizer, scheduler, history,
         counters, the best weights so far, and the state of every random generator involved."""
+        # save_checkpoint(path, self.model, self.optimizer, trainer=state) stores weights and optimizer state;
+        # `state` is the rest, the keys load() reads back: epoch, history (as plain lists), seed, best_val_loss,
+        # best_epoch, epochs_without_improvement, stopped_early, "rng" (init.generator().bit_generator.state),
+        # "loaders" ({name: _loader_state(loader)} for the loaders in self._loaders that are not None),
+        # "scheduler" (its state_dict(), or None) and "best_state" (self._best_state).
+        # Create path's folder first (mkdir(parents=True, exist_ok=True)). Pitfall: leave out a generator's
+        # state and the resumed run draws different batches: a different run, which test_unit_resume catches.
         ### BEGIN SOLUTION
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -1160,60 +1258,6 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         return metadata
-
-# %% [markdown]
-"""
-### A problem to train on
-
-To test the Trainer, and for every experiment below, we need a problem that
-is small enough to train in a second and hard enough that a model can fail
-at it. `make_shapes` draws 8×8 grayscale images, each holding one of five
-3×3 glyphs (a plus, a cross, a ring, a horizontal and a vertical bar) at a
-random position, plus Gaussian noise. The position varies, so a model must
-learn what a glyph looks like wherever it is; and three pairs of classes
-share pixels (a plus contains both bars), which will show in the confusion
-matrix.
-"""
-
-# %%
-CLASS_NAMES = ["plus", "cross", "ring", "h-bar", "v-bar"]
-GLYPHS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]],
-                   [[1, 0, 1], [0, 1, 0], [1, 0, 1]],
-                   [[1, 1, 1], [1, 0, 1], [1, 1, 1]],
-                   [[0, 0, 0], [1, 1, 1], [0, 0, 0]],
-                   [[0, 1, 0], [0, 1, 0], [0, 1, 0]]], dtype=np.float32)
-
-
-def make_shapes(n: int, noise: float = 0.2, seed: int = 0, size: int = 8):
-    """n flattened size×size images, each one glyph at a random position plus N(0, noise²) pixels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, len(GLYPHS), n)
-    images = rng.normal(0.0, noise, (n, size, size)).astype(np.float32)
-    rows, cols = rng.integers(0, size - 2, n), rng.integers(0, size - 2, n)
-    for i in range(n):
-        images[i, rows[i]:rows[i] + 3, cols[i]:cols[i] + 3] += GLYPHS[labels[i]]
-    return images.reshape(n, size * size), labels.astype(np.int64)   # (n, 64), (n,)
-
-
-def loaders(n_train=2000, n_val=500, batch_size=32, noise=0.2, seed=0):
-    X, y = make_shapes(n_train, noise, seed=seed + 1)
-    Xv, yv = make_shapes(n_val, noise, seed=seed + 2)
-    train = DataLoader(TensorDataset(Tensor(X), Tensor(y)), batch_size=batch_size, shuffle=True, seed=seed + 3)
-    val = DataLoader(TensorDataset(Tensor(Xv), Tensor(yv)), batch_size=256)
-    return train, val
-
-
-def shapes_mlp(hidden=64):
-    return Sequential(Linear(64, hidden), ReLU(), Linear(hidden, hidden), ReLU(), Linear(hidden, len(GLYPHS)))
-
-
-examples, example_labels = make_shapes(10, seed=42)
-fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
-for ax, image, label in zip(axes, examples, example_labels):
-    ax.imshow(image.reshape(8, 8), cmap="gray_r")
-    ax.set_title(CLASS_NAMES[label], fontsize=8)
-    ax.axis("off")
-plt.show()
 
 # %% [markdown]
 """
@@ -1438,9 +1482,11 @@ The Trainer keeps, in `trainer.timings`, the seconds each epoch spent in each
 part of the loop. Epoch sums are what you want for a run, but on a shared
 machine a single stall of a few milliseconds lands in one of them and
 distorts the picture. To see the steady state, we time the same steps as
-`_run`, one step at a time, and take the median of each part over 40 steps:
-loading the batch, forward (model and loss), backward (`zero_grad` and
-`backward`), the optimizer step, and the metrics. The model is the shapes MLP
+`_run`, one step at a time, and keep the fastest time of each part over 40
+steps, the least disturbed (on a busy machine even a median can land on a
+stretch where the matrix products' BLAS threads wait for a core): loading
+the batch, forward (model and loss), backward (`zero_grad` and `backward`),
+the optimizer step, and the metrics. The model is the shapes MLP
 (64 → 64 → 64 → 5, about 9,000 parameters); the batch sizes take turns step
 by step, so that a burst of load hits them all alike. We divide by the batch
 size: microseconds per training sample.
@@ -1484,7 +1530,7 @@ for step in range(45):
         parts = next(timer)
         if step >= 5:                                       # the first steps are a warm-up
             samples[b].append(parts)
-per_sample = {b: {p: np.median([s[p] for s in samples[b]]) / b * 1e6 for p in part_names} for b in batch_sizes}
+per_sample = {b: {p: min(s[p] for s in samples[b]) / b * 1e6 for p in part_names} for b in batch_sizes}
 
 X_val = Tensor(make_shapes(256, seed=7)[0])
 model = shapes_mlp()
@@ -1506,6 +1552,20 @@ for b, row in per_sample.items():
           + f"{total:>8.2f}{total * b:>9.0f}{3 * flops / total / 1e3:>9.2f}{row['backward'] / row['forward']:>18.1f}")
 print(f"(columns data..total in µs per sample) | evaluation forward under no_grad, batch 256: "
       f"{val_per_sample:.2f} µs per sample")
+total = {b: sum(row.values()) for b, row in per_sample.items()}
+backward_ratio = [row["backward"] / row["forward"] for row in per_sample.values()]
+print(f"from batch 8 to batch 128 the time per step grows {total[128] * 128 / (total[8] * 8):.1f}x for 16x the samples; "
+      f"a sample costs {total[8] / total[512]:.0f}x more at batch 8 than at 512; backward / forward between "
+      f"{min(backward_ratio):.1f} and {max(backward_ratio):.1f}; the optimizer costs "
+      f"{per_sample[8]['optimizer'] / per_sample[512]['optimizer']:.0f}x more per sample at batch 8 than at 512")
+checks = {"the time per step from batch 8 to 128 grows less than 4x": total[128] * 128 < 4 * total[8] * 8,
+          "a sample costs at least 5x more at batch 8 than at 512": total[8] > 5 * total[512],
+          "backward is well under twice the forward (below 1.7x)": max(backward_ratio) < 1.7,
+          "the optimizer per sample falls at least 10x from batch 8 to 512":
+              per_sample[8]["optimizer"] > 10 * per_sample[512]["optimizer"],
+          "loading data is under a quarter of every step": all(row["data"] < 0.25 * total[b] for b, row in per_sample.items()),
+          "evaluation costs less per sample than any training step": val_per_sample < min(total.values())}
+assert all(checks.values()), f"the text says: {[c for c, ok in checks.items() if not ok]}; measured {per_sample}"
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 bottom = np.zeros(len(batch_sizes))
@@ -1522,9 +1582,11 @@ plt.show()
 """
 Read the table row by row. The model's forward pass is about 17,000 FLOPs
 per sample, a few microseconds of arithmetic even at modest speed, yet at
-batch 8 a sample costs tens of microseconds. The `µs/step` column shows why:
-from batch 8 to batch 128 the time *per step* hardly changes, so the time per
-sample falls almost in proportion to the batch size. What a small step pays
+batch 8 a sample costs many times what it costs at batch 512 (the line under
+the table says how many; the cell checks at least 5). The `µs/step` column
+shows why: from batch 8 to batch 128 the time *per step* grows far less than
+the 16 times more samples it processes (the cell checks under 4 times), so
+the time per sample falls nearly in proportion to the batch size. What a small step pays
 for is not arithmetic but the fixed price of every operation: a Python call,
 a `Function` node, a Tensor object, a NumPy dispatch, dozens of them per
 step. Only at the largest batch does the arithmetic begin to dominate and the
@@ -1534,8 +1596,9 @@ measured that ceiling for a single Linear).
 Three more things to notice:
 
 - **Backward is not twice the forward here.** FLOP counting says a backward
-  pass costs about twice the forward; on the machine this chapter was written
-  on, it took between 0.7 and 1 times as long. Two reasons: the first layer
+  pass costs about twice the forward; here it takes about as long as the
+  forward (the last column, and the range printed under the table; the cell
+  checks it stays below 1.7). Two reasons: the first layer
   needs no gradient for its input (images are not parameters), so its
   backward skips one of its two matrix products; and at these sizes the fixed
   per-operation costs, which the forward pass pays while it builds the graph,
@@ -1543,17 +1606,19 @@ Three more things to notice:
   large.
 - **The optimizer costs the same per step whatever the batch.** It touches
   each of the 9,000 parameters a few times, so per sample it falls as `1/B`:
-  a noticeable share of the step at batch 8, almost nothing at batch 512.
-  Larger batches amortise it; that is one reason large-scale training uses
-  them.
-- **Loading data is cheap here** because the shapes sit in memory as one
-  array and a batch is one fancy-indexing copy. With images decoded from disk
+  64 times more samples per step from batch 8 to 512, and the line under the
+  table shows the optimizer's cost per sample falling by a similar factor
+  (the cell checks at least 10). Larger batches amortise it; that is one
+  reason large-scale training uses them.
+- **Loading data is cheap here** (under a quarter of every step, checked)
+  because the shapes sit in memory as one array and a batch is one
+  fancy-indexing copy. With images decoded from disk
   and augmented on the fly (chapters 11 and 13) it is often the largest part,
   which is why PyTorch's `DataLoader` prepares batches in worker processes
   while the model trains.
 
-The evaluation pass, forward only and without a graph, costs a fraction of a
-training step per sample: validating on 500 samples after every epoch of
+The evaluation pass, forward only and without a graph, costs less per sample
+than a training step at any of these batch sizes (checked): validating on 500 samples after every epoch of
 2,000 adds little. On large validation sets, production loops validate every
 few thousand steps instead of every epoch.
 """
@@ -1571,6 +1636,7 @@ look inside one file with `zipfile`, which shows what each entry costs.
 
 # %%
 import io
+import os
 import zipfile
 
 rows = []
@@ -1598,7 +1664,7 @@ with tempfile.TemporaryDirectory() as folder:
         data_bytes = sum(npz[key].nbytes for key in npz.files if key != "checkpoint.json")
     manual_seed(0)
     tiny = Sequential(Linear(64, 16), ReLU(), Linear(16, 16), ReLU(), Linear(16, 5))
-    in_memory, to_disk = [], []
+    in_memory, to_disk, written, synced = [], [], [], []
     for _ in range(5):
         start = time.perf_counter()
         np.savez(io.BytesIO(), **{k.replace(".", "_"): v for k, v in tiny.state_dict().items()})
@@ -1606,6 +1672,16 @@ with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         save_checkpoint(path, tiny)
         to_disk.append(time.perf_counter() - start)
+        blob = path.read_bytes()
+        for times, sync in ((written, False), (synced, True)):   # the same bytes, to a new file, without and with fsync
+            fresh = Path(folder) / f"plain-{len(times)}.bin"
+            start = time.perf_counter()
+            with open(fresh, "wb") as file:
+                file.write(blob)
+                if sync:
+                    file.flush()
+                    os.fsync(file.fileno())
+            times.append(time.perf_counter() - start)
 
 print(f"{'width':>6} {'parameters':>11} {'param MB':>9} {'file MB':>8} {'file/params':>12} {'save ms':>8} {'load ms':>8} {'save MB/s':>10}")
 for width, param_bytes, size, save_s, load_s in rows:
@@ -1619,6 +1695,17 @@ for name, nbytes in entries[:3] + entries[-2:]:
     print(f"  {name:<40} {nbytes:>10,} B")
 print(f"\nsmallest model: np.savez into memory {np.median(in_memory) * 1e3:.2f} ms, "
       f"save_checkpoint to disk {np.median(to_disk) * 1e3:.2f} ms")
+print(f"its {len(blob):,} bytes written to a new file: {np.median(written) * 1e3:.2f} ms without fsync, "
+      f"{np.median(synced) * 1e3:.2f} ms with fsync")
+ratio = {width: size / param_bytes for width, param_bytes, size, _, _ in rows}
+overhead = (size - data_bytes) / len(entries)
+checks = {"with momentum the file is twice the parameter bytes": all(1.95 < ratio[w] < 2.05 for w in (512, 1024)),
+          "the overhead is a visible share for the smallest model": ratio[16] > 2.5,
+          "the overhead is a few hundred bytes per entry": 100 < overhead < 1000,
+          "serialising into memory is faster than saving to disk": np.median(in_memory) < np.median(to_disk),
+          "the save rate rises with the file size": rows[-1][2] / rows[-1][3] > rows[0][2] / rows[0][3],
+          "loading is faster than saving": sum(r[4] for r in rows) < sum(r[3] for r in rows)}
+assert all(checks.values()), f"the text says: {[c for c, ok in checks.items() if not ok]}; measured {rows}"
 
 # %% [markdown]
 """
@@ -1632,15 +1719,18 @@ entry's name, plus the JSON document. For the smallest model that overhead
 is a visible share of the file; from a hundred thousand parameters on it is
 lost in the rounding.
 
-Time tells a different story. Even the smallest checkpoint takes
-milliseconds to save, although serialising it into memory takes a small
-fraction of that, as the last line shows: the rest is the file system,
-mostly `os.fsync`, which waits until the disk confirms that the bytes are
-stored. That wait is the price of durability, and it is why a checkpoint
-every few steps would be expensive even for a tiny model. For large files the
-cost per byte takes over, and the save rate rises towards what the disk
-sustains. Loading is faster than saving: it needs no `fsync`, and a file
-written a moment ago is still in the operating system's page cache.
+Time tells a different story. Even the smallest checkpoint takes longer to
+save than to serialise into memory (the last lines; the cell checks it): the
+rest is the file system, creating a temporary file, writing, renaming, and
+`os.fsync`, which waits until the disk confirms that the bytes are stored.
+The last line separates the write from the wait: on a disk-backed file
+system the `fsync` is usually the larger part; on a RAM-backed one (tmpfs) it
+returns at once. That wait is the price of durability, and it is why a
+checkpoint every few steps would be expensive even for a tiny model. For
+large files the cost per byte takes over, and the save rate rises towards
+what the disk sustains. Loading is faster than saving (over the four widths
+together; both are checked): it needs no `fsync`, and a file written a
+moment ago is still in the operating system's page cache.
 
 Keep one number in mind for the integration run below: the share of an
 epoch spent writing `last.npz`.
@@ -1692,12 +1782,21 @@ with tempfile.TemporaryDirectory() as folder:
     interrupted.fit(train, val, epochs=3)
     print(f"{'restored':<22} {'max |w - w_uninterrupted|':>26} {'final val_loss':>15}")
     print(f"{'(uninterrupted run)':<22} {0:>26.3g} {reference.history['val_loss'][-1]:>15.6f}")
+    differences = {}
     for label, optimizer_too, loader_too in [("everything", True, True), ("no loader generator", True, False),
                                              ("no optimizer state", False, True), ("weights only", False, False)]:
         variant = resume_variant(Path(folder), optimizer_too, loader_too)
         state = variant.model.state_dict()
         worst = max(float(np.abs(state[k] - reference_state[k]).max()) for k in state)
+        differences[label] = worst
         print(f"{label:<22} {worst:>26.3g} {variant.history['val_loss'][-1]:>15.6f}")
+    saved = checkpoint_info(Path(folder) / "last.npz")["metadata"]["trainer"]
+    generator_bytes = len(json.dumps({"rng": saved["rng"], "loaders": saved["loaders"]}))
+print(f"the generator states in last.npz take {generator_bytes} bytes of JSON")
+assert generator_bytes < 1000, f"the text says a few hundred bytes; measured {generator_bytes}"
+assert differences["everything"] == 0, "the text says the complete checkpoint reproduces the run exactly"
+assert 5e-3 <= differences["no loader generator"] < differences["no optimizer state"], \
+    f"the text says the loader alone changes the second decimal and the optimizer state more; measured {differences}"
 
 # %% [markdown]
 """
@@ -1717,7 +1816,7 @@ The final validation losses differ too, sometimes for the better; that is
 exactly the problem. A crash that changes the result by an amount comparable
 to the effect you are measuring makes an experiment meaningless, and a run
 that diverges after a restart cannot be replayed to find out why. Saving the
-random generators costs a few dozen bytes of JSON.
+random generators costs a few hundred bytes of JSON (the last line above).
 """
 
 # %% [markdown]
@@ -1804,6 +1903,14 @@ print(f"\n{history.epochs} epochs in {time.perf_counter() - start:.1f} s; best v
 epoch_s = np.median([t["total"] for t in trainer.timings])
 save_s = np.median([t["checkpoint"] for t in trainer.timings])
 print(f"median epoch {epoch_s * 1e3:.0f} ms, of which writing last.npz {save_s * 1e3:.1f} ms ({save_s / epoch_s:.0%})")
+best = trainer.best_epoch - 1                                # index of the best epoch in the history
+checks = {"training accuracy approaches 100%": history["train_accuracy"][-1] > 0.95,
+          "early stopping waited five epochs after the best one": trainer.stopped_early and history.epochs == best + 6,
+          "the validation loss rose after its minimum": history["val_loss"][-1] > history["val_loss"][best],
+          "validation accuracy kept creeping up after the best loss":
+              max(history["val_accuracy"][best + 1:]) > history["val_accuracy"][best],
+          "writing last.npz is a small share of an epoch": save_s < 0.5 * epoch_s}
+assert all(checks.values()), f"the text says: {[c for c, ok in checks.items() if not ok]}; measured {dict(history)}"
 plot_training_history(history)
 
 # %% [markdown]
@@ -1832,11 +1939,12 @@ positions separately, from roughly 2,000 / (5 · 36) ≈ 11 examples per class
 and position. Chapter 06's convolutions share one detector across positions;
 chapter 13 attacks the same gap with regularisation and augmentation.
 
-Finally, the line under the epoch log: writing `last.npz` took a noticeable
-share of each epoch (about a tenth on the machine this was written on), and
-by the measurement above nearly all of it is the `fsync`. With epochs this
-short, checkpointing every few epochs, or every few minutes, is the better
-trade; with epochs of an hour, every epoch costs nothing.
+Finally, the line under the epoch log: writing `last.npz` takes the share
+of each epoch printed there (small, the cell checks under a half, but paid
+every epoch), and by the measurements of the last section it is file-system
+time, not serialisation. With epochs this short, checkpointing every few
+epochs, or every few minutes, is the better trade; with epochs of an hour,
+every epoch costs nothing.
 """
 
 # %%
@@ -1852,6 +1960,14 @@ mistakes = result["confusion_matrix"] * (1 - np.eye(len(CLASS_NAMES), dtype=np.i
 true_class, predicted_class = np.unravel_index(mistakes.argmax(), mistakes.shape)
 print(f"most frequent mistake: {CLASS_NAMES[true_class]} taken for {CLASS_NAMES[predicted_class]} "
       f"({mistakes.max()} of {result['confusion_matrix'][true_class].sum()} test images)")
+per_class = dict(zip(CLASS_NAMES, result["per_class_accuracy"]))
+plus = CLASS_NAMES.index("plus")
+checks = {"test accuracy is within 0.05 of the best validation accuracy":
+              abs(result["accuracy"] - history["val_accuracy"][trainer.best_epoch - 1]) < 0.05,
+          "the ring is the easiest class": max(per_class, key=per_class.get) == "ring",
+          "the plus is among the two hardest": "plus" in sorted(per_class, key=per_class.get)[:2],
+          "the plus row spreads over every other class": all(mistakes[plus, j] > 0 for j in range(len(CLASS_NAMES)) if j != plus)}
+assert all(checks.values()), f"the text says: {[c for c, ok in checks.items() if not ok]}; measured {per_class}"
 plot_confusion_matrix(result["confusion_matrix"], CLASS_NAMES)
 
 # %% [markdown]
@@ -1859,8 +1975,8 @@ plot_confusion_matrix(result["confusion_matrix"], CLASS_NAMES)
 The weights loaded from `best.npz` into a newly built model are exactly the
 weights the trainer ended with, because early stopping restored the same
 epoch's weights: the `assert` checks it bit for bit. On the untouched test
-set, accuracy is close to the best validation accuracy, as it should be for a
-validation set used only to choose an epoch.
+set, accuracy is close to the best validation accuracy (within 0.05,
+checked), as it should be for a validation set used only to choose an epoch.
 
 The confusion matrix shows what the single accuracy number hides: the
 classes are far from equally hard. The ring, with eight lit pixels, is the
@@ -1906,38 +2022,156 @@ if __name__ == "__main__":
     print("All tests of 12_training passed.")
 
 # %% [markdown]
-"""
+r"""
 ## ML systems thinking
 
-1. **How often to checkpoint.** You measured the share of an epoch spent
-   writing `last.npz`, most of it waiting for `fsync`. Now scale up: a model
-   with 7 billion parameters trained with Adam in float32 has a checkpoint of
-   about 7·10⁹ · 4 bytes · 3 = 84 GB. At 2 GB/s of disk bandwidth, how long
-   does a save take? If the cluster fails on average every 12 hours, what
-   interval does Young's `√(2·δ·M)` suggest, and how much training time does
-   checkpointing then cost? What would you have to copy, and how much memory
-   would that take, to write the checkpoint in a background thread while
-   training continues?
-2. **The limits of "bit for bit".** Your resume test compares weights with
-   `np.array_equal`. Name two changes that would make it fail although every
-   piece of state is restored (think of the number of BLAS threads, a
-   different CPU, a data loader with several worker processes). Would you
-   expect the first differences in the last bits or large ones, and how does
-   a difference in the last bit grow over the following steps?
-3. **A format that must last.** A checkpoint written today should load in a
-   year. Our file records a format version and the tinytorch version.
-   Suppose a later chapter renames a model's `fc1` to `proj`: what does
-   `load_checkpoint` report, and how would you write a migration that reads
-   old files? Why does `load_checkpoint` check every name and shape before it
-   copies anything, and why can it not check the optimizer's state the same
-   way?
-4. **What early stopping costs and watches.** The Trainer keeps the best
-   weights in memory while waiting out its patience. What does that cost for
-   a model of 1 billion float32 parameters, and where else could the best
-   weights live? In the run above, validation loss and validation accuracy
-   disagreed about the best epoch: for a model that outputs a risk score used
-   as a probability, and for one whose top class is all that matters, which
-   should early stopping monitor?
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. How often to checkpoint.** You measured the share of an epoch spent
+writing `last.npz`, and how much of a small save is the wait for `fsync`.
+Now scale up: a model
+with 7 billion parameters trained with Adam in float32 has a checkpoint of
+about 7·10⁹ · 4 bytes · 3 = 84 GB. At 2 GB/s of disk bandwidth, how long
+does a save take? If the cluster fails on average every 12 hours, what
+interval does Young's `√(2·δ·M)` suggest, and how much training time does
+checkpointing then cost? What would you have to copy, and how much memory
+would that take, to write the checkpoint in a background thread while
+training continues?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_checkpoint_interval", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** δ = 84 GB / 2 GB/s = 42 s. With M = 12 h = 43,200 s, the
+interval is √(2 · 42 · 43,200) = √3,628,800 ≈ 1,905 s, about 32 minutes.
+Saving then costs δ / τ = 42 / 1,905 ≈ 2.2% of the time, and a failure loses
+on average half an interval of work, τ / (2M) = 1,905 / 86,400 ≈ 2.2% more:
+about 4.4% in all (at the optimum the two shares are equal). To save in the
+background, training must not change the arrays while they are written, so
+take a consistent snapshot first: a copy of the weights and both Adam moments
+(everything in the 84 GB; the gradients need not be saved), another 84 GB of
+host memory, made at memory speed (a few seconds at 10–20 GB/s instead of
+42 s of disk), then write the copy while training continues. The step count,
+scheduler and generator states are a few bytes, copied with it.
+
+**Rubric (2 points).** 1 point for 42 s and an interval of about half an
+hour, with the cost (a few percent); 1 point for "snapshot weights and
+optimizer state, 84 GB of extra memory, then write in the background".
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. The limits of "bit for bit".** Your resume test compares weights with
+`np.array_equal`. Name two changes that would make it fail although every
+piece of state is restored (think of the number of BLAS threads, a
+different CPU, a data loader with several worker processes). Would you
+expect the first differences in the last bits or large ones, and how does
+a difference in the last bit grow over the following steps?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_bit_for_bit", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Floating-point addition is not associative, so anything that
+changes the order of a sum changes the last bits: a different number of BLAS
+threads (each thread sums its own block of the matrix product), a different
+CPU or BLAS build (AVX-512 against AVX2 kernels, fused multiply-add or not,
+another blocking), another NumPy or OpenBLAS version; and a loader with
+several worker processes that deliver batches in arrival order, or whose
+per-worker random generators are not part of the checkpoint. The first
+differences are in the last bits, relative 10⁻⁷ in float32. They grow: each
+step feeds the slightly different weights into the next forward pass, a ReLU
+or an argmax can switch, and training amplifies small perturbations roughly
+exponentially, so after some hundreds of steps the weights differ in the
+second or third decimal, as the "no loader generator" row of the resume
+table did. The final metrics then differ by about the run-to-run noise
+between seeds.
+
+**Rubric (2 points).** 1 point for two valid causes with the reason
+(summation order, or unsaved worker state/order); 1 point for "last bits
+first, then amplified over steps until the weights visibly differ".
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. A format that must last.** A checkpoint written today should load in a
+year. Our file records a format version and the tinytorch version.
+Suppose a later chapter renames a model's `fc1` to `proj`: what does
+`load_checkpoint` report, and how would you write a migration that reads
+old files? Why does `load_checkpoint` check every name and shape before it
+copies anything, and why can it not check the optimizer's state the same
+way?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_format_that_lasts", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** It raises a `CheckpointError` before changing anything:
+"… does not fit <Model>: missing ['proj.weight', 'proj.bias'], unexpected
+['fc1.weight', 'fc1.bias']; nothing was loaded". A migration reads the file
+without a model (`checkpoint_info` / `_read`), renames the entries
+(`{"fc1.weight": "proj.weight", "fc1.bias": "proj.bias"}`), and loads the
+renamed state or writes a new file; a version number in the metadata (a
+model or checkpoint version) selects which migrations to apply, in order, so
+files of every age load. The optimizer state is keyed by parameter position,
+so it survives a rename as long as the parameter order is unchanged. The
+checks come first because a half-loaded model (some layers new, some old)
+runs and produces plausible garbage, which is worse than an error; loading is
+all or nothing. The optimizer's state cannot be checked the same way because
+its layout is the optimizer's own business: `momentum_buffer` for SGD,
+`step`, `exp_avg`, `exp_avg_sq` for Adam, any keys for another algorithm.
+The checkpoint code can only hand it to `load_state_dict`, which is why it
+keeps a snapshot and restores it if that call refuses.
+
+**Rubric (2 points).** 1 point for the missing/unexpected error and a
+rename-mapping migration chosen by a version; 1 point for "all or nothing"
+and "the optimizer's state layout is its own, so only it can check it".
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. What early stopping costs and watches.** The Trainer keeps the best
+weights in memory while waiting out its patience. What does that cost for
+a model of 1 billion float32 parameters, and where else could the best
+weights live? In the run above, validation loss and validation accuracy
+disagreed about the best epoch: for a model that outputs a risk score used
+as a probability, and for one whose top class is all that matters, which
+should early stopping monitor?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_early_stopping_costs", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** 10⁹ × 4 bytes = 4 GB of extra memory for the whole run (on
+an accelerator, 4 GB of its memory, unless the copy is moved to host
+memory). Alternatives: keep the copy in host RAM, or not at all: `best.npz`
+on disk already holds the best weights (`save_best`), and reloading it once
+at the end costs one read instead of 4 GB held throughout. For a risk score
+used as a probability, monitor the validation loss (cross-entropy is a proper
+scoring rule: it rewards calibrated probabilities and punishes confident
+mistakes, which accuracy ignores). For a model whose top class is all that
+matters, monitor validation accuracy, or the metric the application uses
+(F1, recall at a fixed precision). In the run above accuracy kept improving
+for epochs after the loss's best epoch: the model grew overconfident on the
+images it got wrong.
+
+**Rubric (2 points).** 1 point for 4 GB and a place other than memory
+(the best checkpoint on disk, or host memory); 1 point for loss for
+probabilities and accuracy (or the task's metric) for decisions, with the
+reason.
+### END SOLUTION
 """
 
 # %% [markdown]

@@ -28,6 +28,11 @@ class LRScheduler:
 
     def step(self) -> None:
         """Advance one epoch and write the new learning rate into every parameter group."""
+        # 1. Count the epoch: self.last_epoch += 1 (the constructor's own call takes it from -1 to 0).
+        # 2. Ask the subclass for this epoch's rates, one per group: self.get_lr(); keep the list in
+        #    self._last_lr, which get_last_lr() returns.
+        # 3. Write each rate into its group's "lr" (zip them with self.optimizer.param_groups): the optimizer's
+        #    next step() reads group["lr"], so this is all it takes to schedule it.
         self.last_epoch += 1
         self._last_lr = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, self._last_lr):
@@ -54,6 +59,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The rates for epoch self.last_epoch: each group's base rate times gamma ** (epoch // step_size)."""
         return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
 
 
@@ -67,5 +73,9 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The rates for epoch t = self.last_epoch, one per parameter group (one per entry of self.base_lrs)."""
+        # eta_t = eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2, with StepLR.get_lr as the model.
+        # At t = 0 that is the base rate, at t = T_max exactly eta_min; past T_max it rises again (no clamping).
+        # Pitfall: start from each group's own base rate (self.base_lrs), not from the current group["lr"].
         cosine = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
         return [self.eta_min + (base - self.eta_min) * cosine for base in self.base_lrs]

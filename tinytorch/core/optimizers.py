@@ -46,7 +46,14 @@ class Optimizer:
         self.param_groups.append({**self.defaults, **group, "params": params})
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear every parameter's gradient (None by default, which also frees its memory)."""
+        """Clear every parameter's gradient (None by default, which also frees its memory).
+
+        Args:
+            set_to_none: True sets `p.grad = None`; False keeps each gradient Tensor and fills it with zeros.
+        """
+        # Visit every parameter of every group: `for group in self.param_groups: for p in group["params"]`.
+        # set_to_none=False writes zeros *into* the existing array (`p.grad.data[...] = 0`): same object, same memory.
+        # Pitfall: a parameter that has not received a gradient yet has `p.grad is None`; skip it, don't crash.
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
@@ -131,7 +138,16 @@ class SGD(Optimizer):
 
     @no_grad()
     def step(self, closure: Callable | None = None):
-        """Update every parameter that has a gradient; returns the closure's loss if one is given."""
+        """Update every parameter that has a gradient; returns the closure's loss if one is given.
+
+        Each group carries its own lr, momentum, dampening, weight_decay and nesterov: read them per group.
+        """
+        # 1. loss = self._evaluate(closure) first; return it at the end. Skip parameters whose grad is None.
+        # 2. g = p.grad.data; with weight decay, g = g + weight_decay * p.data (a new array: never edit p.grad).
+        # 3. With momentum, the buffer lives in self.state[p]["momentum_buffer"]: on p's first step it is a
+        #    copy of g (np.array(g, dtype=p.dtype), no dampening); later buf = momentum * buf + (1 - dampening) * g,
+        #    updated in place (buf *= ...; buf += ...). Then step along g + momentum * buf (nesterov) or along buf.
+        # 4. p.data -= lr * g, in place: the array keeps its float32 dtype and every holder of p sees the update.
         loss = self._evaluate(closure)
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
@@ -166,8 +182,6 @@ class Adam(Optimizer):
         weight_decay: L2 penalty added to the gradient (Adam) or decoupled decay (AdamW).
     """
 
-    _decoupled_weight_decay = False
-
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
         if lr < 0 or eps < 0 or weight_decay < 0:
@@ -176,9 +190,23 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
+    def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
+        """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
+        return g + weight_decay * p.data
+
     @no_grad()
     def step(self, closure: Callable | None = None):
-        """Update every parameter that has a gradient; returns the closure's loss if one is given."""
+        """Update every parameter that has a gradient; returns the closure's loss if one is given.
+
+        Each group carries its own lr, betas = (beta1, beta2), eps and weight_decay: read them per group.
+        """
+        # 1. loss = self._evaluate(closure) first; return it at the end. Skip parameters whose grad is None.
+        # 2. state = self.state.setdefault(p, {}); if it is empty (p's first step), set state["step"] = 0 and
+        #    state["exp_avg"], state["exp_avg_sq"] to np.zeros_like(p.data): p's shape and dtype.
+        # 3. state["step"] += 1 (t); if weight_decay != 0, g = self._apply_weight_decay(p, g, lr, weight_decay).
+        # 4. In place: m = beta1 * m + (1 - beta1) * g and v = beta2 * v + (1 - beta2) * g * g.
+        # 5. p.data -= lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps).
+        # Pitfall: eps goes in *after* the square root and v's correction, or the first steps differ from PyTorch's.
         loss = self._evaluate(closure)
         for group in self.param_groups:
             lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -194,10 +222,7 @@ class Adam(Optimizer):
                 state["step"] += 1
                 t = state["step"]
                 if weight_decay != 0:
-                    if self._decoupled_weight_decay:
-                        p.data *= 1 - lr * weight_decay             # AdamW: shrink the weights directly
-                    else:
-                        g = g + weight_decay * p.data               # Adam: L2 in the gradient
+                    g = self._apply_weight_decay(p, g, lr, weight_decay)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m *= beta1
                 m += (1 - beta1) * g
@@ -212,8 +237,18 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay: p *= 1 - lr * weight_decay, then an Adam step without L2."""
 
-    _decoupled_weight_decay = True
-
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
+        """Decoupled weight decay: shrink the weights themselves and return the gradient unchanged.
+
+        Args: p, the parameter (its array is p.data); g, its gradient array; lr and weight_decay, the group's.
+        Returns: the gradient the Adam step continues with.
+        """
+        # Adam.step() calls this after counting the step and before updating the moments.
+        # Multiply p.data by (1 - lr * weight_decay) in place (`*=`), so p keeps its array and its float32 dtype.
+        # Pitfall: do not add weight_decay * p to g; that is Adam's coupled L2, which sqrt(v) would rescale.
+        p.data *= 1 - lr * weight_decay
+        return g

@@ -163,7 +163,15 @@ def _checksum_beside(url: str) -> str | None:
 
 
 def _unsafe(member: tarfile.TarInfo) -> str | None:
-    """Why extracting this member could write outside the target folder, or None if it is safe."""
+    """Why extracting this member could write outside the target folder, or None if it is safe.
+
+    Args: member, a tar header (member.name, member.issym(), member.islnk(), member.isfile(), member.isdir()).
+    Returns: a short reason ("an absolute path", "a link ...") for the error message, or None.
+    """
+    # Refuse, in this order: an absolute name (starts with / or a backslash, or has a Windows drive: PureWindowsPath(name).anchor);
+    # a name with a ".." part (split it with PurePosixPath after turning backslashes into slashes);
+    # a symlink or hard link (its target could point anywhere); anything that is not a regular file or a directory.
+    # Pitfall: checking name.startswith("..") is not enough: "a/../../b" climbs out too.
     name = member.name
     if name.startswith(("/", "\\")) or PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
         return "an absolute path"
@@ -308,6 +316,7 @@ class _BatchUnpickler(pickle.Unpickler):
                ("_codecs", "encode"): codecs.encode}                          # bytes under protocol 2
 
     def find_class(self, module: str, name: str):
+        """pickle asks here for every global a file names: only the allow-listed ones are returned."""
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:

@@ -51,7 +51,18 @@ class TensorDataset(Dataset):
 
 
 def default_collate(samples: Sequence) -> Any:
-    """Stack a list of samples into one batch, field by field (torch's default_collate)."""
+    """Stack a list of samples into one batch, field by field (torch's default_collate).
+
+    Args: samples, a non-empty list of samples of one structure (e.g. [(image, label), ...]).
+    Returns: the same structure with every leaf batched: B samples of shape S become one Tensor (B, *S).
+    """
+    # Look at samples[0] to decide, and recurse for containers:
+    #   Tensor / ndarray / NumPy scalar -> Tensor(np.stack(arrays)) (a Tensor's array is .data);
+    #   bool or int -> int64 Tensor; float -> float32 Tensor; str / bytes -> a plain list;
+    #   dict -> {key: default_collate([s[key] for s in samples])}; tuple / list -> a tuple, one batch per field
+    #   (zip(*samples) gives the fields); anything else -> TypeError that suggests collate_fn=.
+    # Pitfall: np.stack needs equal shapes; check first and raise a ValueError naming the shapes, and say
+    # "pass collate_fn= to DataLoader", rather than letting NumPy's message reach the user.
     first = samples[0]
     if isinstance(first, (Tensor, np.ndarray, np.generic)):
         arrays = [s.data if isinstance(s, Tensor) else np.asarray(s) for s in samples]
@@ -111,14 +122,8 @@ class DataLoader:
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _order(self) -> np.ndarray:
-        n = len(self.dataset)
-        if not self.shuffle:
-            return np.arange(n)
-        rng = self.generator if self.generator is not None else init.generator()
-        return rng.permutation(n)
-
     def _fetch(self, indices: np.ndarray):
+        """One batch: dataset.get_batch(indices) when it exists and no collate_fn was given, else collated samples."""
         get_batch = getattr(self.dataset, "get_batch", None)
         if self.collate_fn is None and get_batch is not None:
             return get_batch(indices)                      # one gather per array
@@ -126,7 +131,19 @@ class DataLoader:
         return collate([self.dataset[int(i)] for i in indices])
 
     def __iter__(self) -> Iterator:
-        order = self._order()
+        """One epoch: yield len(self) batches, each self._fetch(indices) of up to batch_size indices."""
+        # 1. The order of the N = len(self.dataset) samples: np.arange(N), or with shuffle a fresh permutation
+        #    drawn from self.generator, or from TinyTorch's global one (init.generator()) when that is None.
+        # 2. Cut it into consecutive slices of batch_size; the last one is shorter, and len(self) already
+        #    says whether it is kept (drop_last), so loop over range(len(self)) and yield each fetched batch.
+        # Pitfall: draw the permutation once per call to iter(), not once in __init__: each epoch needs a new
+        # order, and drawing it from the same generator is what makes a seeded run repeat its epochs exactly.
+        n = len(self.dataset)
+        if self.shuffle:
+            rng = self.generator if self.generator is not None else init.generator()
+            order = rng.permutation(n)
+        else:
+            order = np.arange(n)
         for b in range(len(self)):
             yield self._fetch(order[b * self.batch_size:(b + 1) * self.batch_size])
 

@@ -90,6 +90,12 @@ class Normalize:
             raise ValueError("Normalize: a std of 0 would divide by zero")
 
     def __call__(self, x) -> Tensor:
+        """(x - mean[c]) / std[c] per channel; x is float (C, H, W) or (N, C, H, W), a Tensor or an array."""
+        # a = _images(x, "Normalize") gives the array and checks ndim; the channel axis is a.shape[-3].
+        # Refuse integer images with a TypeError that says to put ToTensor() or ConvertImageDtype() first, and a
+        # mean/std of the wrong length (1 value, or one per channel) with a ValueError.
+        # Shape mean and std as (C, 1, 1) in a's dtype so they broadcast over H, W (and N) and float32 stays float32.
+        # Pitfall: never modify the input; make one new array (a - mean) and divide it in place.
         a = _images(x, "Normalize")
         if not np.issubdtype(a.dtype, np.floating):
             raise TypeError(f"Normalize expects float images, got {a.dtype}; "
@@ -117,6 +123,12 @@ class RandomHorizontalFlip:
         self.generator = generator
 
     def __call__(self, x) -> Tensor:
+        """Each image of x ((C, H, W) or a batch (N, C, H, W)) mirrored left-right with probability p."""
+        # Work on a batch: add a leading axis to a single image, and take it off again at the end.
+        # Draw one uniform number per image from self.generator (or init.generator() when None): those < p flip.
+        # Copy the batch, then assign the mirrored images (width axis reversed: [..., ::-1]) into the copy in one
+        # indexed assignment; no Python loop over images.
+        # Pitfall: never flip the caller's array in place; the dataset would be changed for every later epoch.
         a = _images(x, "RandomHorizontalFlip")
         batch = a if a.ndim == 4 else a[None]              # (N, C, H, W)
         rng = self.generator if self.generator is not None else init.generator()
@@ -142,6 +154,14 @@ class RandomCrop:
         self.padding, self.fill, self.generator = int(padding), fill, generator
 
     def __call__(self, x) -> Tensor:
+        """A random (h, w) = self.size window of each image, after padding by self.padding with self.fill."""
+        # 1. As a batch (N, C, H, W); with padding, copy it into the middle of a new (N, C, H+2p, W+2p) array
+        #    filled with self.fill (same dtype). A crop larger than the padded image is a ValueError.
+        # 2. One top in [0, H' - h] and one left in [0, W' - w] per image (rng.integers, size=N), from
+        #    self.generator or init.generator().
+        # 3. sliding_window_view(padded, (h, w), axis=(2, 3)) is a view (N, C, H'-h+1, W'-w+1, h, w);
+        #    index it with [np.arange(N), :, tops, lefts] to get (N, C, h, w), image n's own window.
+        # Pitfall: one random position for the whole batch passes a shape test but is a weaker augmentation.
         a = _images(x, "RandomCrop")
         batch = a if a.ndim == 4 else a[None]              # (N, C, H, W)
         n, c, height, width = batch.shape

@@ -92,6 +92,13 @@ def save_checkpoint(path, model, optimizer=None, **metadata) -> Path:
     Metadata values may be numbers, strings, None, lists, tuples, dicts and arrays (epoch, history,
     seed, RNG states...). `load_checkpoint` gives them back.
     """
+    # 1. arrays: every model.state_dict() entry as np.asarray under "model/<name>"; keep the list of names.
+    # 2. document: "format" FORMAT, "format_version" FORMAT_VERSION, "tinytorch_version" tinytorch.__version__,
+    #    "model" the names, "optimizer" _to_document(optimizer.state_dict(), "optimizer", arrays) (None without
+    #    one), "metadata" _to_document(metadata, "metadata", arrays); _to_document moves arrays into `arrays`.
+    # 3. document["arrays"] = {key: {"shape": list(a.shape), "dtype": a.dtype.str}} for every array (_read checks it).
+    # 4. entries = {DOCUMENT: the JSON text's UTF-8 bytes as a uint8 array, **arrays}, written with
+    #    write_atomically(path, lambda f: np.savez(f, allow_pickle=False, **entries)); return the Path.
     import tinytorch
 
     path = Path(path)

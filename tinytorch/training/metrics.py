@@ -31,7 +31,16 @@ def accuracy(outputs, targets) -> float:
 
 
 def compute_confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """counts[i, j] = how many samples of true class i were predicted as class j."""
+    """counts[i, j] = how many samples of true class i were predicted as class j.
+
+    Args: y_true, y_pred: integer class indices (Tensors or arrays of any shape, flattened); num_classes: C.
+    Returns: an integer array (C, C) whose entries add up to the number of samples.
+    """
+    # One vectorised pass: the pair (i, j) becomes the number i * C + j (in int64); np.bincount with
+    # minlength=C * C counts every such number, and reshape(C, C) turns the counts into the matrix.
+    # Refuse bad input first, each with a message that says what to do: different lengths (ValueError),
+    # float labels (TypeError: take argmax of the outputs first), a label outside 0..C-1 (ValueError);
+    # bincount would otherwise miscount them silently or fail with a message about bins.
     y_true = _numpy(y_true).reshape(-1)
     y_pred = _numpy(y_pred).reshape(-1)
     if y_true.shape != y_pred.shape:
@@ -57,6 +66,12 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     Returns a dict: loss, accuracy, per_class_accuracy (NaN for a class with no samples),
     confusion_matrix, num_samples.
     """
+    # Remember model.training, call model.eval(), and give the mode back in a `finally`, even after an error.
+    # Under no_grad(), for each (inputs, targets): outputs = model(_as_tensor(inputs)), (N, C); add
+    # loss_fn(outputs, targets).item() * n, with n = _batch_size(inputs, targets); keep the targets and the
+    # predictions outputs.data.argmax(axis=-1), flattened. No samples at all: ValueError.
+    # Then one confusion matrix over everything (num_classes, or outputs.shape[-1] when None); per-class
+    # accuracy = diagonal / row sums, NaN for an empty row (np.where under np.errstate).
     was_training = model.training
     model.eval()
     total_loss, count, trues, preds = 0.0, 0, [], []

@@ -190,6 +190,12 @@ class Trainer:
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
+                # The step, timed in parts: outputs = self.model(_as_tensor(inputs)), loss = self.loss_fn(outputs,
+                # targets), then t2 = time.perf_counter(). Only when `train`: self.optimizer.zero_grad(),
+                # loss.backward(), t3 = time.perf_counter(), self.optimizer.step(), t4 = time.perf_counter();
+                # in a validation pass nothing is updated and t3 = t4 = t2.
+                # Pitfall: zero_grad() before backward(), since gradients accumulate; and keep `outputs` and
+                # `loss`, which the code after this region reads (loss.item() and the metrics).
                 outputs = self.model(_as_tensor(inputs))
                 loss = self.loss_fn(outputs, targets)
                 t2 = time.perf_counter()
@@ -276,7 +282,15 @@ class Trainer:
         return self.history
 
     def _watch(self, record: dict) -> bool:
-        """Track the best validation loss (saving best.npz); True when early stopping should stop now."""
+        """Track the best validation loss (saving best.npz); True when early stopping should stop now.
+
+        Args: record, this epoch's History entry; it has "val_loss" only when fit() was given a val_loader.
+        """
+        # No "val_loss": nothing to watch, return False.
+        # A new best (strictly below self.best_val_loss): record it and its epoch (self.best_epoch), reset
+        # self.epochs_without_improvement, keep self._best_state = self.model.state_dict() (a copy) when early
+        # stopping is on, write self.checkpoint_dir / "best.npz" with self.save() when self.save_best; False.
+        # Otherwise one more epoch without improvement: True once it reaches early_stopping_patience (never when None).
         if "val_loss" not in record:
             return False
         if record["val_loss"] < self.best_val_loss:
@@ -299,6 +313,13 @@ class Trainer:
     def save(self, path) -> Path:
         """A checkpoint with everything a resumed run needs: weights, optimizer, scheduler, history,
         counters, the best weights so far, and the state of every random generator involved."""
+        # save_checkpoint(path, self.model, self.optimizer, trainer=state) stores weights and optimizer state;
+        # `state` is the rest, the keys load() reads back: epoch, history (as plain lists), seed, best_val_loss,
+        # best_epoch, epochs_without_improvement, stopped_early, "rng" (init.generator().bit_generator.state),
+        # "loaders" ({name: _loader_state(loader)} for the loaders in self._loaders that are not None),
+        # "scheduler" (its state_dict(), or None) and "best_state" (self._best_state).
+        # Create path's folder first (mkdir(parents=True, exist_ok=True)). Pitfall: leave out a generator's
+        # state and the resumed run draws different batches: a different run, which test_unit_resume catches.
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
