@@ -3,8 +3,8 @@
 A checkpoint is a capability test: each check builds something real with
 tinytorch and asserts that it behaves, with an assertion message that says
 what the learner's code got wrong. Run a checkpoint file directly
-(`python checkpoints/checkpoint_01_foundation.py`) or through
-`tito checkpoint run 1`; it exits non-zero when any check fails.
+(`python checkpoints/checkpoint_02_tensor.py`) or through
+`tito checkpoint run 2`; it exits non-zero when any check fails.
 """
 
 from __future__ import annotations

@@ -1817,7 +1817,7 @@ layers; copies made by `state_dict()` and by a careless initialiser show up in
 
 Next, chapter 05 assembles these layers into multi-layer networks with loss
 functions and counts their parameters and memory. Chapter 09 makes every layer
-here trainable without changing it, and checkpoint 03 ("components") checks
+here trainable without changing it, and checkpoint 04 ("layers") checks
 that what you built computes, registers and round-trips correctly:
-`tito checkpoint run 3`.
+`tito checkpoint run 4`.
 """

@@ -1,4 +1,4 @@
-"""Checkpoint 13 (benchmarking): Can I analyze performance and identify bottlenecks in ML systems?
+"""Checkpoint 15 (benchmarking): Can I analyze performance and identify bottlenecks in ML systems?
 
 Passing means your timing harness summarises repeated runs with the right
 statistics and compares candidates in alternating rounds by paired ratios,
