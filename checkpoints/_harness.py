@@ -14,6 +14,22 @@ import time
 import traceback
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # tito's failure lines, when the checkpoint runs outside tito
+
+try:
+    from tito.failures import describe
+except ImportError:  # a checkout without tito: the exception's own text
+    describe = None
+
+
+def _reason(err: Exception) -> str:
+    """`check_x (the function under test): Type: the telling line [file:line]`, as tito prints failures."""
+    if describe is not None:
+        return describe(err, (ROOT,)).line()
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
 
 def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
     checks = [(name, fn) for name, fn in namespace.items() if name.startswith("check_") and callable(fn)]
@@ -30,8 +46,8 @@ def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
         try:
             fn()
         except Exception as err:  # a check fails on any error, not only assertions
-            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            failures.append(f"{name}: {reason}")
+            reason = _reason(err)
+            failures.append(reason if reason.startswith(name) else f"{name}: {reason}")
             print(f"  ✗ {what} -- {reason}")
             if verbose:
                 traceback.print_exc(file=sys.stdout)

@@ -61,13 +61,12 @@ def informative(exc: BaseException, source_line: str = "") -> str:
     kind = type(exc).__name__
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     telling = [line for line in lines if not _NOISE.match(line) and not _ARRAY_ROW.match(line)]
-    if telling:
-        return f"{kind}: {telling[0]}"
-    if lines:
-        return f"{kind}: {lines[0]}"
-    if source_line:
-        return f"{kind}: {source_line.strip()}"
-    return kind
+    message = telling[0] if telling else lines[0] if lines else ""
+    source = source_line.strip()
+    if source and not re.search(r"[A-Za-z]{2}", message):
+        # a bare assert, or a message that is only data (`((0,), (1,))`): the assert's own line says what was checked
+        return f"{kind}: {source}" + (f" -- {message}" if message else "")
+    return f"{kind}: {message}" if message else kind
 
 
 def _called_names(source_line: str) -> list[str]:

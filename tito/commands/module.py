@@ -158,7 +158,11 @@ def complete_command(name: str, skip_test: bool, verbose: bool, timeout: float) 
             f"Restore it with 'git checkout -- checkpoints/', or record completion untested: "
             f"'tito module complete {module.folder} --skip-test'.",
         )
-    export_module(course, module)
+    try:
+        export_module(course, module)
+    except TitoError:
+        _record_failure(course, module, "the chapter did not export")
+        raise
     if skip_test:
         _finish(course, module, tested=False)
         return
