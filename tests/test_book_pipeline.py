@@ -177,9 +177,10 @@ def test_green_build_exports_the_written_chapter(green):
 def test_progress_page_shows_the_passed_checkpoint_and_the_unwritten_module(green):
     book, _ = green
     html = (book / "_build" / "html" / "book" / "progress.html").read_text(encoding="utf-8")
-    row = next(r for r in html.split("<tr") if "01_hello" in r)
+    rows = html.split("<tr")[1:]  # the table's rows (the navigation before it names the chapters too)
+    row = next(r for r in rows if "01_hello" in r)
     assert "PASSED" in row and "Can I add two numbers?" in row and "<td><p>01</p></td>" in row
-    row = next(r for r in html.split("<tr") if "02_world" in r)
+    row = next(r for r in rows if "02_world" in r)
     assert "not yet written" in row
 
 

@@ -13,7 +13,10 @@ With --package, each function and class that an `#| export` cell defines is
 not defined from the chapter's text but taken from the exported package
 (`Tensor = tinytorch.core.tensor.Tensor`): everything else in the chapter (its
 tests, the helpers and classes the tests build, its measurements) then runs on
-`tinytorch/` exactly as the next chapter will import it.
+the code in `tinytorch/`. The package is seen as it stands after this chapter:
+`tinytorch/__init__.py`, which imports every chapter's code, runs only when the
+chapter first asks `tinytorch` for a name, so chapter 02's tests see the Tensor
+without the backward rules chapter 09 will attach, as they do in the chapter.
 
 Events are JSON lines: start, pass, fail, phase, done. Everything the chapter
 prints goes to stdout/stderr, which tito keeps for --verbose.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -133,6 +137,32 @@ def from_package(module: str, name: str):
                           "again ('tito module export') and retry") from None
 
 
+class _DeferredPackage(types.ModuleType):
+    """The top-level package, whose `__init__.py` runs when a name is first asked of it (not on submodule imports)."""
+
+    def __getattr__(self, name: str):
+        if name in ("__path__", "__spec__", "__loader__", "__file__") or self.__dict__.get("_tito_initialised"):
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+        self.__dict__["_tito_initialised"] = True
+        init = Path(self.__file__)
+        exec(compile(init.read_text(encoding="utf-8"), str(init), "exec"), self.__dict__)
+        return getattr(self, name)
+
+
+def defer_package_init(root: Path) -> None:
+    """Let `import tinytorch.core.tensor` load that file alone, as the package stood when its chapter was written."""
+    from .export import PACKAGE
+
+    init = root / PACKAGE / "__init__.py"
+    if PACKAGE in sys.modules or not init.is_file():
+        return
+    spec = importlib.util.spec_from_file_location(PACKAGE, init, submodule_search_locations=[str(init.parent)])
+    package = _DeferredPackage(PACKAGE)
+    package.__spec__, package.__file__, package.__path__, package.__package__ = spec, str(init), [str(init.parent)], PACKAGE
+    package.__loader__ = spec.loader
+    sys.modules[PACKAGE] = package
+
+
 def main(argv: list[str]) -> int:
     chapter, fd, root = Path(argv[0]).resolve(), int(argv[1]), Path(argv[2]).resolve()
     package = "--package" in argv
@@ -159,6 +189,8 @@ def main(argv: list[str]) -> int:
     if str(chapter.parent) not in sys.path:
         sys.path.insert(0, str(chapter.parent))
     namespace = module.__dict__
+    if package:
+        defer_package_init(root)
     try:
         exec(code, namespace)
         tests = chapter_tests(namespace, chapter)
