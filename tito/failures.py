@@ -96,6 +96,8 @@ def _called_names(source_line: str) -> list[str]:
 def _display(filename: str, ours: tuple[Path, ...]) -> str | None:
     """How a file is shown (`tensor_dev.py`, `tinytorch/core/tensor.py`), or None when it is not the learner's code."""
     path = Path(filename)
+    if {"site-packages", "dist-packages"} & set(path.parts):  # installed libraries, even inside the checkout's .venv
+        return None
     for root in ours:
         try:
             rel = path.resolve().relative_to(root)
@@ -117,7 +119,9 @@ class _Frame:
 
 
 def _frames(exc: BaseException) -> list[_Frame]:
-    return [_Frame(getattr(frame.f_code, "co_qualname", frame.f_code.co_name), frame.f_code.co_filename, lineno)
+    """Each frame's function as `Class.method` (a function defined inside another is shown by its own name)."""
+    return [_Frame(getattr(frame.f_code, "co_qualname", frame.f_code.co_name).rsplit("<locals>.", 1)[-1],
+                   frame.f_code.co_filename, lineno)
             for frame, lineno in traceback.walk_tb(exc.__traceback__)]
 
 
@@ -128,7 +132,7 @@ def describe(exc: BaseException, code_roots: tuple[Path, ...] = ()) -> Failure:
     the checkout); frames elsewhere (NumPy, the standard library) are never blamed.
     With no roots, every frame counts.
     """
-    if isinstance(exc, SyntaxError) and not _frames(exc)[1:]:
+    if isinstance(exc, SyntaxError):  # the file and line of the code that does not parse, not of the parser
         where = f"{Path(exc.filename).name}:{exc.lineno}" if exc.filename else None
         return Failure(None, None, f"SyntaxError: {exc.msg}", where)
     roots = tuple(Path(r).resolve() for r in code_roots)
