@@ -93,7 +93,7 @@ def status_command(detailed: bool) -> None:
             ran = f"{last['at'][:16].replace('T', ' ')}: {escape(last.get('summary', ''))}"
             if state == "stale":
                 ran += f" [yellow](since then {escape(', '.join(changed_files(course.root, last)))} changed; --detailed runs it again)[/]"
-        table.add_row(checkpoint.id, checkpoint.module_folder, _styled(state), ran)
+        table.add_row(f"{checkpoint.number:02d}", checkpoint.module_folder, _styled(state), ran)
     console.print(table)
     passed = sum(_state(course, progress, c) == "passed" for c in course.checkpoints)
     console.print(f"{passed} of {len(course.checkpoints)} checkpoints passed.")
@@ -163,7 +163,7 @@ def run_command(number: str, verbose: bool) -> None:
     course = curriculum.load()
     checkpoint = _runnable(course, number)
     Progress.load(course.root)
-    console.print(f"[bold]Checkpoint {checkpoint.id}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
+    console.print(f"[bold]Checkpoint {checkpoint.number:02d}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
     result = run_and_record(course, checkpoint, verbose=verbose)
     console.print(result.output.rstrip(), markup=False, soft_wrap=True)
     if not result.passed:
