@@ -452,3 +452,21 @@ def test_checkpoint_09_names_a_wrong_sum_rule_although_its_gradchecks_use_sum_to
     assert result.exit_code == 1
     failed = next(line for line in result.stdout.splitlines() if line.startswith("FAILED: "))
     assert failed.startswith("FAILED: check_every_primitive: AssertionError: Sum's backward rule is wrong"), failed
+
+
+def test_a_notebook_self_check_prints_the_lines_complete_prints(tmp_path):
+    printed = []
+
+    def test_unit_good():
+        assert 1 + 1 == 2
+
+    def test_unit_bad():
+        assert sorted([3, 1]) == [3, 1]
+
+    namespace = {"test_unit_good": test_unit_good, "test_unit_bad": test_unit_bad, "test_data": [1, 2]}
+    from tito.failures import self_check
+
+    assert self_check(namespace, (REPO,), printed.append) is False
+    assert printed[0].startswith("✓ test_unit_good (")
+    assert printed[1].startswith("✗ test_unit_bad: AssertionError: assert sorted([3, 1]) == [3, 1] [test_tito_complete.py:")
+    assert len(printed) == 2  # a list named test_data is not a test

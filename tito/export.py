@@ -69,6 +69,15 @@ def _jupytext():
     return jupytext
 
 
+def jupytext_missing() -> str | None:
+    """The one-line problem when jupytext cannot be imported (tito cannot read chapters), else None."""
+    try:
+        _jupytext()
+    except ExportError as err:
+        return str(err)
+    return None
+
+
 def _read_code_cells(path: Path) -> list[_Cell]:
     jupytext = _jupytext()
 
@@ -287,6 +296,9 @@ def _write_export(root: Path, source: Path, files: dict[Path, str]) -> ExportRes
 def out_of_sync(root: Path, sources: list[Path]) -> list[str]:
     """Package files that differ from what exporting `sources` would write (for doctor and CI)."""
     root = Path(root).resolve()
+    missing = jupytext_missing()
+    if missing:
+        return [missing]  # one line, not one per chapter
     problems = []
     for source in sources:
         try:

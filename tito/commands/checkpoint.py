@@ -10,7 +10,7 @@ from .. import curriculum
 from ..checkpoints import CheckpointResult, run_checkpoint
 from ..curriculum import Checkpoint, Curriculum
 from ..errors import TitoError
-from ..export import out_of_sync
+from ..export import jupytext_missing, out_of_sync
 from ..progress import Progress, changed_files, depends_on, package_state
 from ..ui import console, note, rel
 
@@ -133,7 +133,10 @@ def _runnable(course: Curriculum, number: str) -> Checkpoint:
             f"Checkpoint {checkpoint.id} tests {module.folder}, which is not written yet.",
             "Run 'tito checkpoint status' to see which checkpoints can run.",
         )
-    stale = out_of_sync(course.root, [m.dev_file(course.root) for m in course.written_modules()])
+    unreadable = jupytext_missing()
+    stale = [] if unreadable else out_of_sync(course.root, [m.dev_file(course.root) for m in course.written_modules()])
+    if unreadable:
+        note(f"cannot tell whether the package matches the chapters: {unreadable}")
     if stale:
         note(f"the package is out of sync with the chapters ({stale[0]}); run 'tito module export --all' first.")
     return checkpoint

@@ -10,7 +10,7 @@ from .. import curriculum, exercise, protect
 from ..checkpoints import run_checkpoint
 from ..curriculum import Curriculum, Module
 from ..errors import TitoError
-from ..export import ExportError, export_source, out_of_sync
+from ..export import ExportError, export_source, jupytext_missing, out_of_sync
 from ..progress import Progress, changed_files, depends_on, package_state
 from ..ui import console, rel
 
@@ -241,10 +241,15 @@ def status_command(detailed: bool, timeout: float) -> None:
     for column in ("Module", "Written", "Export", "Completed", "Checkpoint"):
         table.add_column(column, no_wrap=column != "Checkpoint")
     problems = []
+    unreadable = jupytext_missing()
+    if unreadable:
+        problems.append(unreadable)
     for module in course.modules:
         written = module.is_written(course.root)
         export_state = "[dim]-[/]"
-        if written:
+        if written and unreadable:
+            export_state = "[yellow]unknown[/]"
+        elif written:
             found = out_of_sync(course.root, [module.dev_file(course.root)])
             problems += found
             export_state = "[red]out of sync[/]" if found else "[green]in sync[/]"
@@ -263,7 +268,7 @@ def status_command(detailed: bool, timeout: float) -> None:
     console.print(f"{len(course.written_modules())} of {len(course.modules)} modules written, {done} completed.")
     for problem in problems:
         console.print(f"[red]  {escape(problem)}[/]", soft_wrap=True)
-    if problems:
+    if problems and not unreadable:
         console.print("[yellow]  Run 'tito module export --all' to bring the package in sync.[/]")
 
 

@@ -125,7 +125,11 @@ def _import_check(root: Path) -> Check:
 
 def _export_check(course: curriculum.Curriculum) -> Check:
     written = course.written_modules()
-    problems = out_of_sync(course.root, [m.dev_file(course.root) for m in written])
+    problems = list(dict.fromkeys(out_of_sync(course.root, [m.dev_file(course.root) for m in written])))
+    missing = [p for p in problems if "jupytext is not installed" in p]
+    if missing:
+        return Check("export in sync", "fail", "cannot check: jupytext is not installed (tito reads the chapters with it)",
+                     "Run: pip install jupytext (or 'make .venv/.installed' in the checkout).")
     if problems:
         return Check(
             "export in sync",
