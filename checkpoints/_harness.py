@@ -3,8 +3,8 @@
 A checkpoint is a capability test: each check builds something real with
 tinytorch and asserts that it behaves, with an assertion message that says
 what the learner's code got wrong. Run a checkpoint file directly
-(`python checkpoints/checkpoint_01_foundation.py`) or through
-`tito checkpoint run 1`; it exits non-zero when any check fails.
+(`python checkpoints/checkpoint_02_tensor.py`) or through
+`tito checkpoint run 2`; it exits non-zero when any check fails.
 """
 
 from __future__ import annotations
@@ -13,6 +13,22 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # tito's failure lines, when the checkpoint runs outside tito
+
+try:
+    from tito.failures import describe
+except ImportError:  # a checkout without tito: the exception's own text
+    describe = None
+
+
+def _reason(err: Exception) -> str:
+    """`check_x (the function under test): Type: the telling line [file:line]`, as tito prints failures."""
+    if describe is not None:
+        return describe(err, (ROOT,)).line()
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
 
 
 def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
@@ -30,8 +46,8 @@ def run_checks(namespace: dict, verbose: bool = "--verbose" in sys.argv) -> int:
         try:
             fn()
         except Exception as err:  # a check fails on any error, not only assertions
-            reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            failures.append(f"{name}: {reason}")
+            reason = _reason(err)
+            failures.append(reason if reason.startswith(name) else f"{name}: {reason}")
             print(f"  ✗ {what} -- {reason}")
             if verbose:
                 traceback.print_exc(file=sys.stdout)

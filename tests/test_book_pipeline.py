@@ -27,14 +27,14 @@ folder = "01_hello"
 title = "Hello"
 builds = "an add function"
 export = "core.hello"
-checkpoint = { number = 0, name = "hello", question = "Can I add two numbers?" }
+checkpoint = { question = "Can I add two numbers?" }
 
 [[module]]
 folder = "02_world"
 title = "World"
 builds = "a greeting"
 export = "core.world"
-checkpoint = { number = 1, name = "world", question = "Can I greet the world?" }
+checkpoint = { question = "Can I greet the world?" }
 """
 
 TOC = """\
@@ -98,7 +98,7 @@ print("exported add(2, 3) =", exported_add(2, 3))
 '''
 
 CHECKPOINT = '''\
-"""Checkpoint 00 (hello): Can I add two numbers?"""
+"""Checkpoint 01 (hello): Can I add two numbers?"""
 
 from _harness import main
 
@@ -128,7 +128,7 @@ def make_book(folder: Path, chapter: str = CHAPTER, expected: int = 5) -> Path:
         "modules/01_hello/README.md": "# Hello\n\nAn add function.\n",
         "modules/01_hello/hello_dev.py": chapter,
         "modules/02_world/README.md": "# World\n\nNot written yet. It follows [01_hello](../01_hello/README.md).\n",
-        "checkpoints/checkpoint_00_hello.py": CHECKPOINT.replace("EXPECTED", str(expected)),
+        "checkpoints/checkpoint_01_hello.py": CHECKPOINT.replace("EXPECTED", str(expected)),
         "tinytorch/__init__.py": '"""A small package."""\n',
         "tinytorch/core/__init__.py": "",
     }
@@ -177,9 +177,10 @@ def test_green_build_exports_the_written_chapter(green):
 def test_progress_page_shows_the_passed_checkpoint_and_the_unwritten_module(green):
     book, _ = green
     html = (book / "_build" / "html" / "book" / "progress.html").read_text(encoding="utf-8")
-    row = next(r for r in html.split("<tr") if "00_hello" in r)
-    assert "PASSED" in row and "Can I add two numbers?" in row
-    row = next(r for r in html.split("<tr") if "01_world" in r)
+    rows = html.split("<tr")[1:]  # the table's rows (the navigation before it names the chapters too)
+    row = next(r for r in rows if "01_hello" in r)
+    assert "PASSED" in row and "Can I add two numbers?" in row and "<td><p>01</p></td>" in row
+    row = next(r for r in rows if "02_world" in r)
     assert "not yet written" in row
 
 
@@ -206,7 +207,8 @@ def test_failing_checkpoint_fails_the_build_and_is_named(tmp_path):
     book = make_book(tmp_path, expected=6)
     done = build(book)
     assert done.returncode != 0
-    assert "checkpoint 00_hello: FAILED: check_add: AssertionError: add(2, 3) should be 6" in done.output, done.output[-3000:]
+    assert "checkpoint 01_hello: FAILED: check_add (add): AssertionError: add(2, 3) should be 6 [checkpoint_01_hello.py:" \
+        in done.output, done.output[-3000:]
     assert "FAILED" in (book / "book" / "progress.md").read_text(encoding="utf-8")
 
 

@@ -43,13 +43,40 @@ def test_module_folders_are_numbered_01_to_17_in_order():
     assert [int(m.number) for m in MODULES] == list(range(1, 18))
 
 
-def test_there_are_16_checkpoints_numbered_0_to_15_in_course_order():
-    assert [cp.number for cp in CURRICULUM.checkpoints] == list(range(16))
+def test_every_chapter_has_the_checkpoint_of_its_own_number():
+    assert [cp.number for cp in CURRICULUM.checkpoints] == list(range(1, 18))
+    for module in MODULES:
+        assert module.checkpoint is not None, module.folder
+        assert f"{module.checkpoint.number:02d}" == module.number, module.folder
+        assert module.checkpoint.name == module.name, module.folder
 
 
-def test_checkpoint_names_are_unique():
-    names = [cp.name for cp in CURRICULUM.checkpoints]
-    assert len(set(names)) == len(names) == 16
+def test_checkpoint_files_are_named_for_their_chapter():
+    for module in MODULES:
+        assert module.checkpoint.filename == f"checkpoint_{module.folder}.py"
+    files = sorted(p.name for p in (ROOT / "checkpoints").glob("checkpoint_*.py"))
+    assert files == sorted(m.checkpoint.filename for m in MODULES), "a checkpoint file belongs to no chapter"
+
+
+def test_checkpoint_number_means_the_same_chapter_as_module_number():
+    for number in ("2", "02", "11", "17"):
+        assert CURRICULUM.checkpoint(number).module_folder == CURRICULUM.module(number).folder
+
+
+def test_a_checkpoint_entry_cannot_set_its_own_number(tmp_path):
+    from tito.errors import TitoError
+
+    (tmp_path / "curriculum.toml").write_text(
+        '[[module]]\nfolder = "01_setup"\ntitle = "Setup"\nbuilds = "x"\nexport = "core.setup"\n'
+        'checkpoint = { number = 0, question = "Can I?" }\n', encoding="utf-8")
+    with pytest.raises(TitoError, match="only 'question' belongs there"):
+        load(tmp_path)
+
+
+def test_each_checkpoint_file_states_its_number_and_question():
+    for cp in CURRICULUM.checkpoints:
+        first = cp.path(ROOT).read_text(encoding="utf-8").splitlines()[0]
+        assert first == f'"""Checkpoint {cp.number:02d} ({cp.name}): {cp.question}', first
 
 
 def test_every_checkpoint_asks_a_question():

@@ -15,29 +15,6 @@ from click.testing import CliRunner
 from tito import __version__, curriculum
 from tito.cli import cli
 
-# Used only when this branch has no checkpoint 01 yet; the real one (which checks far more) wins when present.
-STAND_IN_CHECKPOINT_01 = '''\
-"""Checkpoint 01 foundation (stand-in used by tests/test_tito.py)"""
-import numpy as np
-from _harness import main
-from tinytorch import Tensor
-
-
-def check_addition():
-    """Tensor + Tensor adds element-wise"""
-    got = (Tensor([1.0, 2.0]) + Tensor([3.0, 4.0])).data
-    assert np.array_equal(got, [4.0, 6.0]), f"Tensor([1, 2]) + Tensor([3, 4]) gave {got}, expected [4, 6]"
-
-
-def check_shape():
-    """A 2x3 tensor reports its shape"""
-    assert Tensor(np.zeros((2, 3))).shape == (2, 3)
-
-
-if __name__ == "__main__":
-    main(globals())
-'''
-
 TENSOR_SOURCE = "modules/02_tensor/tensor_dev.py"
 TENSOR_TARGET = "tinytorch/core/tensor.py"
 
@@ -48,10 +25,8 @@ def tito(*args: str):
 
 @pytest.fixture
 def tensor_repo(repo_copy: Path) -> Path:
-    """A repository copy in which checkpoint 01 (the Tensor's) exists."""
-    checkpoint = curriculum.load(repo_copy).module("02_tensor").checkpoint.path(repo_copy)
-    if not checkpoint.is_file():
-        checkpoint.write_text(STAND_IN_CHECKPOINT_01)
+    """A repository copy (chapter 02_tensor and its checkpoint 02 are there)."""
+    assert curriculum.load(repo_copy).module("02_tensor").checkpoint.path(repo_copy).is_file()
     return repo_copy
 
 
@@ -122,9 +97,9 @@ def test_an_unknown_checkpoint_is_an_error(repo_copy):
 
 def test_a_checkpoint_of_an_unwritten_module_is_an_error(repo_copy):
     (repo_copy / TENSOR_SOURCE).unlink()
-    result = tito("checkpoint", "run", "1")
+    result = tito("checkpoint", "run", "2")
     assert result.exit_code == 1
-    assert "Checkpoint 01_foundation tests 02_tensor, which is not written yet." in result.stderr
+    assert "Checkpoint 02_tensor tests 02_tensor, which is not written yet." in result.stderr
 
 
 # --- module export ----------------------------------------------------------------------------
@@ -164,23 +139,23 @@ def test_complete_runs_the_checkpoint_records_progress_and_names_the_next_module
     result = tito("module", "complete", "tensor")
     assert result.exit_code == 0, result.output
     assert "02_tensor (Tensor) is complete." in result.output
-    assert f"Checkpoint 01_foundation: {tensor.checkpoint.question} Yes." in result.output
+    assert f"Checkpoint 02_tensor: {tensor.checkpoint.question} Yes." in result.output
     assert f"Next: {course.next_module(tensor).folder}" in result.output
     progress = progress_of(tensor_repo)
     assert progress["completed"]["02_tensor"]["tested"] is True
-    assert progress["checkpoints"]["01_foundation"]["passed"] is True
+    assert progress["checkpoints"]["02_tensor"]["passed"] is True
 
 
-def test_complete_fails_and_records_nothing_when_tensor_addition_is_broken(tensor_repo):
+def test_complete_fails_at_the_chapters_own_test_when_tensor_addition_is_broken(tensor_repo):
     break_tensor_addition(tensor_repo)
     result = tito("module", "complete", "02_tensor")
     assert result.exit_code == 1
     message, hint = result.stderr.splitlines()
-    assert message.startswith("✗ Checkpoint 01_foundation failed, so 02_tensor is not complete: FAILED: ")
-    assert hint == "  Run 'tito checkpoint run 1 --verbose' to see each check."
+    assert message.startswith("✗ 02_tensor is not complete: test_unit_")
+    assert "tito module test 02_tensor --verbose" in hint
     progress = progress_of(tensor_repo)
-    assert "02_tensor" not in progress["completed"]
-    assert progress["checkpoints"]["01_foundation"]["passed"] is False
+    assert progress["completed"]["02_tensor"]["passed"] is False
+    assert "02_tensor" not in progress["checkpoints"]  # the tests stopped it before the checkpoint
 
 
 def test_complete_with_skip_test_records_an_untested_completion(repo_copy):
@@ -229,22 +204,22 @@ def test_checkpoint_views_show_every_checkpoint(repo_copy, args):
 
 
 def test_checkpoint_test_prints_one_pass_line_and_records_it(tensor_repo):
-    result = tito("checkpoint", "test", "1")
+    result = tito("checkpoint", "test", "2")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("✓ Checkpoint 01_foundation passed in ")
-    assert progress_of(tensor_repo)["checkpoints"]["01_foundation"]["passed"] is True
+    assert result.output.startswith("✓ Checkpoint 02_tensor passed in ")
+    assert progress_of(tensor_repo)["checkpoints"]["02_tensor"]["passed"] is True
     assert "● passed" in tito("checkpoint", "status").output
 
 
 def test_checkpoint_run_shows_each_check_and_fails_with_a_hint(tensor_repo):
     break_tensor_addition(tensor_repo)
     assert tito("module", "export", "02").exit_code == 0
-    result = tito("checkpoint", "run", "foundation")
+    result = tito("checkpoint", "run", "tensor")
     assert result.exit_code == 1
     assert "  ✗ " in result.stdout  # the failing check's own line
     assert "FAILED: " in result.stdout
-    assert "tito checkpoint run 1 --verbose" in result.stderr
-    verbose = tito("checkpoint", "run", "1", "--verbose")
+    assert "tito checkpoint run 2 --verbose" in result.stderr
+    verbose = tito("checkpoint", "run", "2", "--verbose")
     assert "Traceback" in verbose.stdout  # the check's traceback, not tito's
     assert f"Fix {TENSOR_SOURCE}" in verbose.stderr
 
@@ -252,7 +227,7 @@ def test_checkpoint_run_shows_each_check_and_fails_with_a_hint(tensor_repo):
 def test_checkpoint_test_warns_when_the_package_is_out_of_sync(tensor_repo):
     with open(tensor_repo / TENSOR_TARGET, "a") as handle:
         handle.write("\n# edited by hand\n")
-    result = tito("checkpoint", "test", "1")
+    result = tito("checkpoint", "test", "2")
     assert "out of sync" in result.output and "tito module export --all" in result.output
 
 

@@ -155,8 +155,8 @@ def test_start_complete_fails_fill_in_complete_passes_reset_restores_the_origina
     result = tito("module", "complete", SETUP)
     assert result.exit_code == 1
     message = result.stderr.splitlines()[0]
-    assert message.startswith(f"✗ Checkpoint 00_environment failed, so {SETUP} is not complete: FAILED: check_")
-    assert f"NotImplementedError: {SETUP}: implement " in message, "the checkpoint's own message names the stub"
+    assert message.startswith(f"✗ {SETUP} is not complete: test_unit_"), message
+    assert f"NotImplementedError: {SETUP}: implement " in message, "the stub's own message names what to write"
 
     finished = fill_in(student, original.decode("utf-8"))
     chapter.write_text(finished, encoding="utf-8")
@@ -214,16 +214,17 @@ def test_a_chapter_without_solution_regions_cannot_be_started(repo_copy):
     assert chapter.read_text() == "".join(l for l in text.splitlines(keepends=True) if "SOLUTION" not in l)
 
 
-def test_module_test_runs_the_chapter_as_a_script(repo_copy):
+def test_module_test_runs_each_test_and_prints_a_line_for_it(repo_copy):
     result = tito("module", "test", SETUP)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"✓ {SETUP}: the chapter ran as a script and its tests passed (")
+    assert "  ✓ test_unit_system_info (" in result.output and "  ✓ test_unit_check_environment (" in result.output
+    assert f"✓ {SETUP}: 2 test(s) passed (" in result.output
 
 
-def test_module_test_names_the_failure_and_where_it_was_raised(repo_copy):
+def test_module_test_names_the_test_the_function_and_where_it_was_raised(repo_copy):
     assert tito("module", "start", SETUP).exit_code == 0
     result = tito("module", "test", SETUP)
     assert result.exit_code == 1
     message = result.stderr.splitlines()[0]
-    assert message.startswith(f"✗ {SETUP}: the chapter's tests failed after ")
-    assert re.search(r"NotImplementedError: 01_setup: implement system_info; .* \(setup_dev\.py:\d+, in system_info\)$", message), message
+    assert re.fullmatch(r"✗ 01_setup: test_unit_system_info \(system_info\): NotImplementedError: 01_setup: implement "
+                        r"system_info; .* \[setup_dev\.py:\d+\]", message), message

@@ -57,8 +57,12 @@ def run_checkpoint(root: Path, checkpoint: Checkpoint, verbose: bool = False) ->
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        return CheckpointResult(checkpoint, False, time.perf_counter() - start, f"FAILED: timed out after {TIMEOUT_SECONDS} s")
+    except subprocess.TimeoutExpired as err:
+        partial = err.stdout.decode("utf-8", "replace") if isinstance(err.stdout, bytes) else (err.stdout or "")
+        done_checks = [line.strip()[2:] for line in partial.splitlines() if line.lstrip().startswith("✓")]
+        after = f"the last check that passed: {done_checks[-1]}" if done_checks else "no check had passed yet"
+        return CheckpointResult(checkpoint, False, time.perf_counter() - start,
+                                partial + f"\nFAILED: timed out after {TIMEOUT_SECONDS} s; {after}")
     output = done.stdout + (("\n" + done.stderr) if done.stderr.strip() else "")
     return CheckpointResult(checkpoint, done.returncode == 0, time.perf_counter() - start, output)
 

@@ -7,6 +7,7 @@ and turns every TitoError into one red line, a hint and exit status 1.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -17,12 +18,36 @@ from .errors import TitoError
 from .ui import show_error
 
 
+def as_tito_error(err: Exception) -> TitoError:
+    """Any error as one line and a hint: a missing package, a file tito cannot write, or anything unexpected."""
+    if isinstance(err, TitoError):
+        return err
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        top = err.name.split(".")[0]
+        return TitoError(f"{top} is not installed, so this command cannot run.",
+                         f"Run: pip install {top} (or 'make .venv/.installed' in your checkout), then try again.")
+    if isinstance(err, PermissionError):
+        where = f" {err.filename}" if err.filename else ""
+        return TitoError(f"Permission denied:{where}.", "Make it writable (chmod u+w), then try again.")
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if err.filename else ""
+        return TitoError(f"{err.strerror or err}{where}.", "Check the path and the disk, then try again.")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return TitoError(f"tito stopped on an unexpected {type(err).__name__}" + (f": {first}" if first else "") + ".",
+                     "Run it again with TITO_DEBUG=1 to see the traceback, and include 'tito system info' when you report it.")
+
+
 class _Tito(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except TitoError as err:
-            show_error(err.message, err.hint)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as err:  # every error is one line with a hint, never a traceback
+            if os.environ.get("TITO_DEBUG") and not isinstance(err, TitoError):
+                raise
+            error = as_tito_error(err)
+            show_error(error.message, error.hint)
             ctx.exit(1)
 
 

@@ -21,6 +21,8 @@ CURRICULUM_FILE = "curriculum.toml"
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A chapter's capability test: chapter NN_name has checkpoint NN, file checkpoints/checkpoint_NN_name.py."""
+
     number: int
     name: str
     question: str
@@ -107,8 +109,10 @@ class Curriculum:
         for cp in self.checkpoints:
             if text in (cp.id, cp.name) or (text.isdigit() and int(text) == cp.number):
                 return cp
+        numbers = [cp.number for cp in self.checkpoints]
+        span = f"from {min(numbers):02d} to {max(numbers):02d}" if numbers else "nowhere: none is defined"
         raise TitoError(
-            f"Unknown checkpoint '{number}'; checkpoints run from 00 to {len(self.checkpoints) - 1:02d}.",
+            f"Unknown checkpoint '{number}'; checkpoints run {span}, one per chapter, numbered as the chapter.",
             "Run 'tito checkpoint status' to list them.",
         )
 
@@ -141,6 +145,20 @@ def find_root(start: Path | None = None) -> Path:
     )
 
 
+def _checkpoint(folder: str, entry: dict, path: Path, index: int) -> Checkpoint:
+    """The checkpoint of chapter `folder`: its number and name are the folder's, so they cannot disagree."""
+    number, _, name = folder.partition("_")
+    if not number.isdigit() or not name:
+        raise TitoError(f"{path}: [[module]] entry {index} has folder {folder!r}, not NN_name.", "Name module folders like 02_tensor.")
+    unknown = sorted(set(entry) - {"question"})
+    if unknown:
+        raise TitoError(
+            f"{path}: [[module]] entry {index} ({folder}) sets {', '.join(unknown)} in its checkpoint; only 'question' belongs there.",
+            "A checkpoint's number and name are its chapter's folder's.",
+        )
+    return Checkpoint(int(number), name, entry["question"], folder)
+
+
 def load(root: Path | None = None) -> Curriculum:
     root = Path(root).resolve() if root is not None else find_root()
     path = root / CURRICULUM_FILE
@@ -154,7 +172,7 @@ def load(root: Path | None = None) -> Curriculum:
     for index, entry in enumerate(data.get("module", []), start=1):
         try:
             cp = entry.get("checkpoint")
-            checkpoint = Checkpoint(cp["number"], cp["name"], cp["question"], entry["folder"]) if cp else None
+            checkpoint = _checkpoint(entry["folder"], cp, path, index) if cp else None
             modules.append(Module(entry["folder"], entry["title"], entry["builds"], entry["export"], checkpoint))
         except KeyError as err:
             raise TitoError(

@@ -9,24 +9,29 @@ for byte. `.tito/` is git-ignored, so none of this touches the course's history.
 
 from __future__ import annotations
 
+import json
 import os
-import re
+import select
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from .checkpoints import checkout_env
 from .curriculum import Module
 from .errors import TitoError
+from .failures import result_line
 from .progress import FOLDER
 from .solutions import SolutionError, student_version
 
 EXERCISES = "exercises"
 BACKUPS = "backups"
-TEST_TIMEOUT_SECONDS = 600
+DEFAULT_TIMEOUT_SECONDS = 120  # per test: `--timeout` changes it
 
 
 def saved_original(root: Path, module: Module) -> Path:
@@ -113,43 +118,118 @@ def reset(root: Path, module: Module) -> ResetResult:
 
 
 @dataclass
+class TestResult:
+    name: str
+    passed: bool
+    seconds: float
+    line: str  # result_line(): what tito prints for this test
+    package: bool  # ran against the exported package (complete), not the chapter's own definitions
+
+
+@dataclass
 class TestRun:
     passed: bool
     seconds: float
-    output: str
-    failure: str  # the error's last line, and where in the chapter it was raised
+    output: str  # everything the chapter printed
+    failure: str  # one line: the test, the function under test, the message, file:line
+    results: list[TestResult] = field(default_factory=list)
+    timed_out: bool = False
+
+    @property
+    def tests(self) -> int:
+        return len({r.name for r in self.results})
 
 
-def _failure(output: str, chapter: Path) -> str:
-    """`AssertionError: ... (tensor_dev.py:412, in test_unit_creation)` from a traceback."""
-    lines = [line for line in output.splitlines() if line.strip()]
-    if not lines:
-        return "no output"
-    error = lines[-1].strip()
-    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', output)
-    mine = [(line, name) for path, line, name in frames if Path(path).name == chapter.name]
-    if mine:
-        line, name = mine[-1]
-        where = f"{chapter.name}:{line}" + (f", in {name}" if name != "<module>" else "")
-        return f"{error} ({where})"
-    return error
+def run_tests(root: Path, module: Module, timeout: float = DEFAULT_TIMEOUT_SECONDS, package: bool = False,
+              report: Callable[[TestResult], None] | None = None) -> TestRun:
+    """Run the chapter's tests one by one in a child process (tito/chapter_runner.py), in the chapter's folder.
 
-
-def run_tests(root: Path, module: Module) -> TestRun:
-    """Run the chapter as a script (its `__main__` block runs every test), in its own folder, against the checkout."""
+    `timeout` limits each test (and each stretch of the chapter's code between tests);
+    `package=True` runs them on the exported package: each function and class of the chapter's
+    export cells is taken from tinytorch/ instead of the chapter's text (what `complete` does).
+    `report(result)` is called as each test ends, so the caller can show progress.
+    """
+    root = Path(root).resolve()
     chapter = module.dev_file(root)
     env = checkout_env(root)
     env.setdefault("MPLBACKEND", "Agg")  # plots render off-screen
+    command = [sys.executable, "-m", "tito.chapter_runner", str(chapter), "", str(root)]
+    if package:
+        command.append("--package")
+    results: list[TestResult] = []
+    failure, timed_out = "", False
+    in_package = package
+    running: str | None = None
+    last_passed: str | None = None
     start_time = time.perf_counter()
-    try:
-        done = subprocess.run(
-            [sys.executable, chapter.name], cwd=chapter.parent, env=env,
-            capture_output=True, text=True, timeout=TEST_TIMEOUT_SECONDS,
-        )
-    except subprocess.TimeoutExpired:
-        seconds = time.perf_counter() - start_time
-        return TestRun(False, seconds, "", f"timed out after {TEST_TIMEOUT_SECONDS} s")
+    read_end, write_end = os.pipe()
+    command[4] = str(write_end)
+    with tempfile.TemporaryFile() as output:
+        try:
+            child = subprocess.Popen(command, cwd=chapter.parent, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, pass_fds=(write_end,), start_new_session=True)
+        finally:
+            os.close(write_end)
+        deadline = time.monotonic() + timeout
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as events:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    _stop(child)
+                    break
+                ready, _, _ = select.select([events], [], [], remaining)
+                if not ready:
+                    continue
+                chunk = events.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                while b"\n" in pending:
+                    raw, pending = pending.split(b"\n", 1)
+                    event = json.loads(raw)
+                    kind = event["event"]
+                    if kind == "start":
+                        running = event["test"]
+                    elif kind in ("pass", "fail"):
+                        passed = kind == "pass"
+                        name = event.get("test") or ""
+                        if passed:
+                            last_passed, line = name, result_line(name, True, event["seconds"])
+                        else:
+                            failure = event["line"]
+                            line = "✗ " + failure
+                        running = None
+                        if name or not passed:
+                            result = TestResult(name, passed, event.get("seconds", 0.0), line, in_package)
+                            results.append(result)
+                            if report is not None:
+                                report(result)
+                    deadline = time.monotonic() + timeout
+        returncode = child.wait()
+        output.seek(0)
+        text = output.read().decode("utf-8", errors="replace")
     seconds = time.perf_counter() - start_time
-    output = done.stdout + done.stderr
-    failure = "" if done.returncode == 0 else _failure(done.stderr or done.stdout, chapter)
-    return TestRun(done.returncode == 0, seconds, output, failure)
+    if timed_out:
+        after = f"the last test that passed was {last_passed}" if last_passed else "no test had passed yet"
+        if running:
+            failure = f"{running} was still running after {timeout:g} s and was stopped; {after}"
+        else:
+            failure = f"the chapter's code {'after ' + last_passed if last_passed else 'before its first test'} " \
+                      f"ran for more than {timeout:g} s and was stopped; {after}"
+        return TestRun(False, seconds, text, failure, results, timed_out=True)
+    if returncode != 0 and not failure:
+        lines = [line for line in text.splitlines() if line.strip()]
+        failure = (f"{running} crashed the chapter's process (exit status {returncode}): " if running else
+                   f"the chapter's process failed (exit status {returncode}): ") + (lines[-1].strip() if lines else "no output")
+    return TestRun(returncode == 0 and not failure, seconds, text, failure, results)
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """End the child and anything it started (it leads its own process group)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TitoError
+from .locks import locked
 
 PACKAGE = "tinytorch"
 MANIFEST = Path(PACKAGE) / "_manifest.json"
@@ -56,8 +57,29 @@ class _Cell:
         return f"{display}:{self.line + offset - 1}"
 
 
+def _jupytext():
+    """jupytext, imported on first use so `import tito` stays light; its absence is one clear error."""
+    try:
+        import jupytext
+    except ImportError:
+        raise ExportError(
+            "jupytext is not installed, so tito cannot read the chapters (it reads them as notebooks).",
+            "Run: pip install jupytext (or 'make .venv/.installed' in the checkout), then try again.",
+        ) from None
+    return jupytext
+
+
+def jupytext_missing() -> str | None:
+    """The one-line problem when jupytext cannot be imported (tito cannot read chapters), else None."""
+    try:
+        _jupytext()
+    except ExportError as err:
+        return str(err)
+    return None
+
+
 def _read_code_cells(path: Path) -> list[_Cell]:
-    import jupytext  # imported here so `import tito` stays light
+    jupytext = _jupytext()
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -218,10 +240,28 @@ def _write_manifest(root: Path, files: dict[str, dict[str, str]]) -> None:
 
 
 def export_source(root: Path, source: Path) -> ExportResult:
-    """Export one chapter file; raise ExportError (writing nothing) if it cannot be exported."""
+    """Export one chapter file; raise ExportError (writing nothing) if it cannot be exported.
+
+    Exports run one at a time (a lock in .tito/), so two at once cannot lose each other's manifest entries.
+    """
     root = Path(root).resolve()
     source = Path(source).resolve()
     files = render(root, source)
+    with locked(root, "export.lock"):
+        try:
+            return _write_export(root, source, files)
+        except OSError as err:
+            where = Path(err.filename).resolve() if err.filename else root / PACKAGE
+            if where.name.startswith("."):  # a temporary file: the folder is what cannot be written
+                where = where.parent
+            shown = where.relative_to(root).as_posix() if where.is_relative_to(root) else str(where)
+            raise ExportError(
+                f"Cannot write {shown} ({err.strerror or err}); the export stopped there.",
+                f"Make {PACKAGE}/ writable (for example: chmod -R u+w {PACKAGE}), then export again.",
+            ) from None
+
+
+def _write_export(root: Path, source: Path, files: dict[Path, str]) -> ExportResult:
     result = ExportResult(source)
     source_rel = source.relative_to(root).as_posix() if source.is_relative_to(root) else str(source)
     manifest = read_manifest(root)
@@ -256,6 +296,9 @@ def export_source(root: Path, source: Path) -> ExportResult:
 def out_of_sync(root: Path, sources: list[Path]) -> list[str]:
     """Package files that differ from what exporting `sources` would write (for doctor and CI)."""
     root = Path(root).resolve()
+    missing = jupytext_missing()
+    if missing:
+        return [missing]  # one line, not one per chapter
     problems = []
     for source in sources:
         try:

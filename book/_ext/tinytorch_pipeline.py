@@ -172,7 +172,7 @@ def _status(result) -> str:
 
 
 def progress_markdown(root: Path, cur, results: list) -> str:
-    """The progress page: one row per module, in course order."""
+    """The progress page: one row per chapter, in course order; chapter NN's checkpoint is checkpoint NN."""
     by_checkpoint = {r.checkpoint.id: r for r in results}
     rows = []
     for module in cur.modules:
@@ -187,20 +187,19 @@ def progress_markdown(root: Path, cur, results: list) -> str:
             result = by_checkpoint[cp.id]
             status = _status(result)
             seconds = f"{result.seconds:.1f} s"
-        checkpoint = cp.id if cp else "–"
         question = cp.question if cp else f"(builds {module.builds})"
-        rows.append(f"| {checkpoint} | {_cell(question)} | {link} | {_cell(status)} | {seconds} |")
+        rows.append(f"| {module.number} | {link} | {_cell(question)} | {_cell(status)} | {seconds} |")
     passed = sum(r.passed for r in results)
     written = len(cur.written_modules())
     lines = [
         "# Progress",
         "",
         "This page is written by the book build: it exported every written chapter into",
-        "`tinytorch`, then ran each written module's checkpoint against that package.",
+        "`tinytorch`, then ran each written chapter's checkpoint against that package.",
         f"{written} of {len(cur.modules)} chapters are written; {passed} of {len(results)} checkpoints run passed.",
-        "Run one yourself with `tito checkpoint run N`.",
+        "Chapter NN's checkpoint is checkpoint NN: run one yourself with `tito checkpoint run NN`.",
         "",
-        "| checkpoint | question | module | status | time |",
+        "| chapter and checkpoint | module | question | status | time |",
         "| --- | --- | --- | --- | --- |",
         *rows,
         "",

@@ -2086,7 +2086,8 @@ layers; copies made by `state_dict()` and by a careless initialiser show up in
 
 Next, chapter 05 assembles these layers into multi-layer networks with loss
 functions and counts their parameters and memory. Chapter 09 makes every layer
-here trainable without changing it, and this chapter's checkpoint checks
-that what you built computes, registers and round-trips correctly
-(`tito module complete 04_layers` exports your code and runs it).
+here trainable without changing it, and checkpoint 04 checks that what you
+built computes, registers and round-trips correctly (`tito module complete
+04_layers` exports your code, runs this chapter's tests on it, then runs
+`tito checkpoint run 4`).
 """

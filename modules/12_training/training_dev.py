@@ -2215,7 +2215,7 @@ restart, while the complete checkpoint gives the same weights bit for bit.
 
 Next, chapter 13 takes the gap between the training and validation curves
 you saw here and closes part of it: dropout, weight decay, data augmentation
-and early stopping, compared on the same problem. Checkpoint 10 ("training")
+and early stopping, compared on the same problem. Checkpoint 12 ("training")
 checks that your loop learns, saves, refuses bad files and resumes exactly:
-`tito checkpoint run 10`.
+`tito checkpoint run 12`.
 """

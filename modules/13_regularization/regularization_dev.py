@@ -1283,6 +1283,6 @@ its gain.
 Next, chapter 14 turns from what a model learns to how fast its operations
 run: naive, vectorised and blocked kernels, memory layout, and fused
 operations like the one-byte-mask dropout this chapter left for later.
-Checkpoint 11 ("regularization") checks that your dropout, weight decay and
-early stopping behave: `tito checkpoint run 11`.
+Checkpoint 13 ("regularization") checks that your dropout, weight decay and
+early stopping behave: `tito checkpoint run 13`.
 """

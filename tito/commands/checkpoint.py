@@ -10,14 +10,15 @@ from .. import curriculum
 from ..checkpoints import CheckpointResult, run_checkpoint
 from ..curriculum import Checkpoint, Curriculum
 from ..errors import TitoError
-from ..export import out_of_sync
-from ..progress import Progress
+from ..export import jupytext_missing, out_of_sync
+from ..progress import Progress, changed_files, depends_on, package_state
 from ..ui import console, note, rel
 
 # state -> (marker, style)
 _LOOK = {
     "passed": ("●", "green"),
     "failed": ("✗", "red"),
+    "stale": ("◐", "yellow"),
     "not run": ("○", "yellow"),
     "no file": ("◌", "dim"),
     "not written": ("·", "dim"),
@@ -30,8 +31,11 @@ def group() -> None:
 
 
 def _state(course: Curriculum, progress: Progress, checkpoint: Checkpoint) -> str:
+    """passed/failed: its last run, made on the package as it is now; stale: the package changed since."""
     last = progress.last_run(checkpoint)
     if last is not None:
+        if changed_files(course.root, last):
+            return "stale"
         return "passed" if last.get("passed") else "failed"
     if not course.module_of(checkpoint).is_written(course.root):
         return "not written"
@@ -45,27 +49,51 @@ def _styled(state: str) -> str:
     return f"[{style}]{marker} {state}[/]"
 
 
+def check_lines(result: CheckpointResult) -> list[str]:
+    """The harness's line for each check: `✓ what it checks (12 ms)` or `✗ what it checks -- what went wrong`."""
+    return [line.strip() for line in result.output.splitlines() if line.lstrip().startswith(("✓", "✗"))]
+
+
+def run_and_record(course: Curriculum, checkpoint: Checkpoint, verbose: bool = False) -> CheckpointResult:
+    """Run a checkpoint and record its result with the package state it ran on."""
+    result = run_checkpoint(course.root, checkpoint, verbose=verbose)
+    state = package_state(course.root, depends_on(course, course.module_of(checkpoint)))
+    with Progress.update(course.root) as progress:
+        progress.record(result, state)
+    return result
+
+
 @group.command("status")
-@click.option("--detailed", is_flag=True, help="Also show each checkpoint's question and last run.")
+@click.option("--detailed", is_flag=True, help="Run every written chapter's checkpoint again and list each of its checks.")
 def status_command(detailed: bool) -> None:
-    """Each checkpoint, its module and its last result."""
+    """Each checkpoint, its module and its last result (stale when the package changed since)."""
     course = curriculum.load()
     progress = Progress.load(course.root)
-    table = Table(title="TinyTorch checkpoints", title_justify="left", show_lines=detailed)
-    table.add_column("Checkpoint", no_wrap=True)
-    if not detailed:
-        table.add_column("Module", no_wrap=True)
-    table.add_column("State", no_wrap=True)
     if detailed:
-        table.add_column("Question, last run")
+        for checkpoint in course.checkpoints:
+            module = course.module_of(checkpoint)
+            if not module.is_written(course.root) or not checkpoint.path(course.root).is_file():
+                continue
+            result = run_and_record(course, checkpoint)
+            mark = "[green]● passed[/]" if result.passed else "[red]✗ failed[/]"
+            console.print(f"[bold]{checkpoint.id}[/] {mark} ({result.seconds:.1f} s): {escape(checkpoint.question)}", soft_wrap=True)
+            lines = check_lines(result) or [result.summary]
+            for line in lines:
+                style = "green" if line.startswith("✓") else "red"
+                console.print(f"    [{style}]{escape(line)}[/]", soft_wrap=True)
+        progress = Progress.load(course.root)
+    table = Table(title="TinyTorch checkpoints", title_justify="left")
+    for column in ("Checkpoint", "Module", "State", "Last run"):
+        table.add_column(column, no_wrap=column != "Last run")
     for checkpoint in course.checkpoints:
-        state = _styled(_state(course, progress, checkpoint))
-        if detailed:
-            last = progress.last_run(checkpoint)
-            ran = "" if last is None else f"\n[dim]{last['at'][:16].replace('T', ' ')}: {escape(last.get('summary', ''))}[/]"
-            table.add_row(f"{checkpoint.id}\n[dim]{checkpoint.module_folder}[/]", state, escape(checkpoint.question) + ran)
-        else:
-            table.add_row(checkpoint.id, checkpoint.module_folder, state)
+        state = _state(course, progress, checkpoint)
+        last = progress.last_run(checkpoint)
+        ran = ""
+        if last is not None:
+            ran = f"{last['at'][:16].replace('T', ' ')}: {escape(last.get('summary', ''))}"
+            if state == "stale":
+                ran += f" [yellow](since then {escape(', '.join(changed_files(course.root, last)))} changed; --detailed runs it again)[/]"
+        table.add_row(f"{checkpoint.number:02d}", checkpoint.module_folder, _styled(state), ran)
     console.print(table)
     passed = sum(_state(course, progress, c) == "passed" for c in course.checkpoints)
     console.print(f"{passed} of {len(course.checkpoints)} checkpoints passed.")
@@ -105,16 +133,13 @@ def _runnable(course: Curriculum, number: str) -> Checkpoint:
             f"Checkpoint {checkpoint.id} tests {module.folder}, which is not written yet.",
             "Run 'tito checkpoint status' to see which checkpoints can run.",
         )
-    stale = out_of_sync(course.root, [m.dev_file(course.root) for m in course.written_modules()])
+    unreadable = jupytext_missing()
+    stale = [] if unreadable else out_of_sync(course.root, [m.dev_file(course.root) for m in course.written_modules()])
+    if unreadable:
+        note(f"cannot tell whether the package matches the chapters: {unreadable}")
     if stale:
         note(f"the package is out of sync with the chapters ({stale[0]}); run 'tito module export --all' first.")
     return checkpoint
-
-
-def _record(course: Curriculum, result: CheckpointResult) -> None:
-    progress = Progress.load(course.root)
-    progress.record(result)
-    progress.save()
 
 
 @group.command("test")
@@ -124,8 +149,7 @@ def test_command(number: str) -> None:
     course = curriculum.load()
     checkpoint = _runnable(course, number)
     Progress.load(course.root)  # a damaged record stops us before the run
-    result = run_checkpoint(course.root, checkpoint)
-    _record(course, result)
+    result = run_and_record(course, checkpoint)
     if not result.passed:
         raise TitoError(
             f"Checkpoint {checkpoint.id} failed: {result.summary}",
@@ -142,9 +166,8 @@ def run_command(number: str, verbose: bool) -> None:
     course = curriculum.load()
     checkpoint = _runnable(course, number)
     Progress.load(course.root)
-    console.print(f"[bold]Checkpoint {checkpoint.id}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
-    result = run_checkpoint(course.root, checkpoint, verbose=verbose)
-    _record(course, result)
+    console.print(f"[bold]Checkpoint {checkpoint.number:02d}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
+    result = run_and_record(course, checkpoint, verbose=verbose)
     console.print(result.output.rstrip(), markup=False, soft_wrap=True)
     if not result.passed:
         module = course.module_of(checkpoint)

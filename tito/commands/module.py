@@ -10,8 +10,8 @@ from .. import curriculum, exercise, protect
 from ..checkpoints import run_checkpoint
 from ..curriculum import Curriculum, Module
 from ..errors import TitoError
-from ..export import ExportError, export_source, out_of_sync
-from ..progress import Progress
+from ..export import ExportError, export_source, jupytext_missing, out_of_sync
+from ..progress import Progress, changed_files, depends_on, package_state
 from ..ui import console, rel
 
 
@@ -80,24 +80,47 @@ def reset_command(name: str) -> None:
     export_module(course, module)
 
 
-@group.command("test")
-@click.argument("name")
-@click.option("--verbose", "-v", is_flag=True, help="Show everything the chapter printed.")
-def test_command(name: str, verbose: bool) -> None:
-    """Run a chapter as a script: its `__main__` block runs all of its tests."""
-    course = curriculum.load()
-    module = written_module(course, name)
-    run = exercise.run_tests(course.root, module)
+_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=1), default=exercise.DEFAULT_TIMEOUT_SECONDS, show_default=True,
+    metavar="SECONDS", help="Stop a test that runs longer than this, and name it.",
+)
+
+
+def _show_test(result: exercise.TestResult) -> None:
+    """One line per test as it ends (what a notebook's self-check prints too: tito.failures.result_line)."""
+    style = "green" if result.passed else "red"
+    against = " [dim](tinytorch/)[/]" if result.package and result.passed else ""
+    console.print(f"  [{style}]{escape(result.line)}[/]{against}", soft_wrap=True)
+
+
+def run_chapter_tests(course: Curriculum, module: Module, timeout: float, package: bool, verbose: bool) -> exercise.TestRun:
+    """Run the chapter's tests one by one (live, one line each); raise a one-line TitoError when any fails."""
+    run = exercise.run_tests(course.root, module, timeout=timeout, package=package, report=_show_test)
     if verbose and run.output.strip():
         console.out(run.output.rstrip(), highlight=False)
     if not run.passed:
         chapter = rel(course.root, module.dev_file(course.root))
-        raise TitoError(
-            f"{module.folder}: the chapter's tests failed after {run.seconds:.1f} s: {run.failure}",
-            f"Run 'tito module test {module.folder} --verbose' (or: cd modules/{module.folder} && python {module.dev_file(course.root).name}) "
-            f"to see the whole output; the code to fix is in {chapter}.",
-        )
-    console.print(f"[green]✓[/] {module.folder}: the chapter ran as a script and its tests passed ({run.seconds:.1f} s).")
+        if run.timed_out:
+            hint = (f"Look for a loop that never ends in {chapter}, or give slow tests more time with "
+                    f"--timeout SECONDS (now {timeout:g}).")
+        else:
+            hint = (f"Run 'tito module test {module.folder} --verbose' to see the whole output and the traceback; "
+                    f"the code to fix is in {chapter}.")
+        raise TitoError(f"{module.folder}: {run.failure}", hint)
+    return run
+
+
+@group.command("test")
+@click.argument("name")
+@click.option("--verbose", "-v", is_flag=True, help="Show everything the chapter printed, and any traceback.")
+@_timeout_option
+def test_command(name: str, verbose: bool, timeout: float) -> None:
+    """Run the chapter and each of its tests, one line per test; the first failure names the test and the line."""
+    course = curriculum.load()
+    module = written_module(course, name)
+    console.print(f"Testing {module.folder} ({rel(course.root, module.dev_file(course.root))}) ...")
+    run = run_chapter_tests(course, module, timeout, package=False, verbose=verbose)
+    console.print(f"[green]✓[/] {module.folder}: {run.tests} test(s) passed ({run.seconds:.1f} s).")
 
 
 @group.command("export")
@@ -120,11 +143,13 @@ def export_command(name: str | None, export_all: bool) -> None:
 
 @group.command("complete")
 @click.argument("name")
-@click.option("--skip-test", is_flag=True, help="Record completion without running the module's checkpoint.")
-def complete_command(name: str, skip_test: bool) -> None:
-    """Export a module, run its checkpoint, and record it as completed."""
+@click.option("--skip-test", is_flag=True, help="Record completion without running the tests and the checkpoint.")
+@click.option("--verbose", "-v", is_flag=True, help="Show everything the chapter printed, and any traceback.")
+@_timeout_option
+def complete_command(name: str, skip_test: bool, verbose: bool, timeout: float) -> None:
+    """Export a module, run its tests against the package and its checkpoint, and record the result."""
     course = curriculum.load()
-    progress = Progress.load(course.root)  # a damaged record stops us before any work
+    Progress.load(course.root)  # a damaged record stops us before any work
     module = written_module(course, name)
     checkpoint = module.checkpoint
     if checkpoint and not skip_test and not checkpoint.path(course.root).is_file():
@@ -133,13 +158,33 @@ def complete_command(name: str, skip_test: bool) -> None:
             f"Restore it with 'git checkout -- checkpoints/', or record completion untested: "
             f"'tito module complete {module.folder} --skip-test'.",
         )
-    export_module(course, module)
+    try:
+        export_module(course, module)
+    except TitoError:
+        _record_failure(course, module, "the chapter did not export")
+        raise
+    if skip_test:
+        _finish(course, module, tested=False)
+        return
+    for package, what in ((False, "the chapter as written"), (True, "the exported package (tinytorch/)")):
+        console.print(f"Running {module.folder}'s tests on {what} ...")
+        try:
+            run_chapter_tests(course, module, timeout, package=package, verbose=verbose)
+        except TitoError as err:
+            _record_failure(course, module, err.message)
+            raise TitoError(f"{module.folder} is not complete: {err.message.removeprefix(module.folder + ': ')}", err.hint) from None
     result = None
-    if checkpoint and not skip_test:
+    if checkpoint:
         console.print(f"Running checkpoint {checkpoint.id} ...")
         result = run_checkpoint(course.root, checkpoint)
-        progress.record(result)
-        progress.save()
+        for line in result.output.splitlines():
+            if line.lstrip().startswith(("✓", "✗")):
+                console.print(f"  [{'green' if line.lstrip().startswith('✓') else 'red'}]{escape(line.strip())}[/]", soft_wrap=True)
+        state = package_state(course.root, depends_on(course, module))
+        with Progress.update(course.root) as progress:
+            progress.record(result, state)
+            if not result.passed:
+                progress.mark_failed(module, result.summary, state)
         if not result.passed:
             failing = sum(line.lstrip().startswith("✗") for line in result.output.splitlines())
             more = f" (and {failing - 1} more failing check(s))" if failing > 1 else ""
@@ -147,9 +192,18 @@ def complete_command(name: str, skip_test: bool) -> None:
                 f"Checkpoint {checkpoint.id} failed, so {module.folder} is not complete: {result.summary}{more}",
                 f"Run 'tito checkpoint run {checkpoint.number} --verbose' to see each check.",
             )
-    progress.mark_completed(module, tested=result is not None)
-    progress.save()
-    _show_achievement(course, module, result is not None)
+    _finish(course, module, tested=True)
+
+
+def _record_failure(course: Curriculum, module: Module, failure: str) -> None:
+    with Progress.update(course.root) as progress:
+        progress.mark_failed(module, failure, package_state(course.root, depends_on(course, module)))
+
+
+def _finish(course: Curriculum, module: Module, tested: bool) -> None:
+    with Progress.update(course.root) as progress:
+        progress.mark_completed(module, tested=tested, package=package_state(course.root, depends_on(course, module)))
+    _show_achievement(course, module, tested)
 
 
 def _show_achievement(course: Curriculum, module: Module, tested: bool) -> None:
@@ -174,18 +228,28 @@ def _show_achievement(course: Curriculum, module: Module, tested: bool) -> None:
 
 
 @group.command("status")
-def status_command() -> None:
-    """Every module: written, exported in sync, completed, and its checkpoint."""
+@click.option("--detailed", is_flag=True, help="Check every module with a record again (its tests when stale, and its checkpoint) and list each check.")
+@_timeout_option
+def status_command(detailed: bool, timeout: float) -> None:
+    """Every module: written, exported in sync, completed (or stale, or failed), and its checkpoint."""
     course = curriculum.load()
     progress = Progress.load(course.root)
+    if detailed:
+        _recheck(course, progress, timeout)
+        progress = Progress.load(course.root)
     table = Table(title="TinyTorch modules", title_justify="left")
     for column in ("Module", "Written", "Export", "Completed", "Checkpoint"):
         table.add_column(column, no_wrap=column != "Checkpoint")
     problems = []
+    unreadable = jupytext_missing()
+    if unreadable:
+        problems.append(unreadable)
     for module in course.modules:
         written = module.is_written(course.root)
         export_state = "[dim]-[/]"
-        if written:
+        if written and unreadable:
+            export_state = "[yellow]unknown[/]"
+        elif written:
             found = out_of_sync(course.root, [module.dev_file(course.root)])
             problems += found
             export_state = "[red]out of sync[/]" if found else "[green]in sync[/]"
@@ -196,7 +260,7 @@ def status_command() -> None:
             module.folder,
             written_cell,
             export_state,
-            _completion(progress.completion(module)),
+            _completion(course, progress.attempt(module)),
             _checkpoint_cell(module, progress),
         )
     console.print(table)
@@ -204,15 +268,50 @@ def status_command() -> None:
     console.print(f"{len(course.written_modules())} of {len(course.modules)} modules written, {done} completed.")
     for problem in problems:
         console.print(f"[red]  {escape(problem)}[/]", soft_wrap=True)
-    if problems:
+    if problems and not unreadable:
         console.print("[yellow]  Run 'tito module export --all' to bring the package in sync.[/]")
 
 
-def _completion(record: dict | None) -> str:
+def _completion(course: Curriculum, record: dict | None) -> str:
     if record is None:
         return ""
     day = record.get("at", "")[:10]
+    if record.get("passed") is False:
+        return f"[red]✗ {day} failed[/]"
+    if changed_files(course.root, record):
+        return f"[yellow]✓ {day} stale: the package changed since[/]"
     return f"[green]✓ {day}[/]" if record.get("tested") else f"[yellow]✓ {day} untested[/]"
+
+
+def _recheck(course: Curriculum, progress: Progress, timeout: float) -> None:
+    """For each module with a record: rerun its tests on the package if the record is stale, then its checkpoint,
+    listing each check; the record is updated to what was found."""
+    from .checkpoint import check_lines, run_and_record
+
+    for module in course.modules:
+        record = progress.attempt(module)
+        if record is None or not module.is_written(course.root):
+            continue
+        console.print(f"[bold]{module.folder}[/]", soft_wrap=True)
+        failure = None
+        if changed_files(course.root, record) or record.get("passed") is False:
+            try:
+                run_chapter_tests(course, module, timeout, package=True, verbose=False)
+            except TitoError as err:
+                failure = err.message
+                console.print(f"    [red]✗ {escape(err.message)}[/]", soft_wrap=True)
+        checkpoint = module.checkpoint
+        if failure is None and checkpoint is not None and checkpoint.path(course.root).is_file():
+            result = run_and_record(course, checkpoint)
+            for line in check_lines(result) or [result.summary]:
+                console.print(f"    [{'green' if line.startswith('✓') else 'red'}]{escape(line)}[/]", soft_wrap=True)
+            failure = None if result.passed else f"checkpoint {checkpoint.id}: {result.summary}"
+        state = package_state(course.root, depends_on(course, module))
+        with Progress.update(course.root) as fresh:
+            if failure is not None:
+                fresh.mark_failed(module, failure, state)
+            else:
+                fresh.mark_completed(module, tested=record.get("tested", True), package=state)
 
 
 def _checkpoint_cell(module: Module, progress: Progress) -> str:

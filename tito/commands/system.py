@@ -125,7 +125,11 @@ def _import_check(root: Path) -> Check:
 
 def _export_check(course: curriculum.Curriculum) -> Check:
     written = course.written_modules()
-    problems = out_of_sync(course.root, [m.dev_file(course.root) for m in written])
+    problems = list(dict.fromkeys(out_of_sync(course.root, [m.dev_file(course.root) for m in written])))
+    missing = [p for p in problems if "jupytext is not installed" in p]
+    if missing:
+        return Check("export in sync", "fail", "cannot check: jupytext is not installed (tito reads the chapters with it)",
+                     "Run: pip install jupytext (or 'make .venv/.installed' in the checkout).")
     if problems:
         return Check(
             "export in sync",
@@ -168,6 +172,19 @@ def _protection_check(root: Path) -> Check:
     return Check("protection", "ok" if ok else "warn", detail, hint)
 
 
+def _safely(name: str, check) -> Check:
+    """Run one check; whatever goes wrong becomes that check's problem, so doctor always finishes its report."""
+    try:
+        return check()
+    except TitoError as err:
+        return Check(name, "fail", err.message, err.hint)
+    except Exception as err:  # doctor reports; it never crashes
+        from ..cli import as_tito_error
+
+        error = as_tito_error(err)
+        return Check(name, "fail", f"could not check: {error.message}", error.hint)
+
+
 @group.command("doctor")
 def doctor_command() -> None:
     """Check Python, packages, the package import, the export and the progress record."""
@@ -177,13 +194,14 @@ def doctor_command() -> None:
     checks += [_package_check(p) for p in packages(root)] or [
         Check("packages", "fail", "pyproject.toml is missing or unreadable", "Restore it with 'git checkout -- pyproject.toml'.")
     ]
-    checks += [
-        _import_check(root),
-        _export_check(course),
-        _checkpoint_files_check(course),
-        _progress_check(root),
-        _protection_check(root),
-    ]
+    for name, check in (
+        ("tinytorch import", lambda: _import_check(root)),
+        ("export in sync", lambda: _export_check(course)),
+        ("checkpoint files", lambda: _checkpoint_files_check(course)),
+        ("progress record", lambda: _progress_check(root)),
+        ("protection", lambda: _protection_check(root)),
+    ):
+        checks.append(_safely(name, check))
     table = Table(title=f"tito system doctor: {root}", title_justify="left")
     table.add_column("Check", no_wrap=True)
     table.add_column("State", no_wrap=True)

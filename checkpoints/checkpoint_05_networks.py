@@ -1,4 +1,4 @@
-"""Checkpoint 04 (networks): Can I build complete multi-layer neural networks?
+"""Checkpoint 05 (networks): Can I build complete multi-layer neural networks?
 
 Passes when an MLP chains Linear layers and activations in the right order,
 the losses (MSE, cross-entropy from logits) give the right values even for huge

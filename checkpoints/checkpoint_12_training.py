@@ -1,4 +1,4 @@
-"""Checkpoint 10 (training): Can I build complete training loops for end-to-end learning?
+"""Checkpoint 12 (training): Can I build complete training loops for end-to-end learning?
 
 Trains small models with tinytorch's Trainer and checks that the loop learns
 and records its history, that a checkpoint moves a run's complete state

@@ -1,4 +1,4 @@
-"""Checkpoint 11 (regularization): Can I prevent overfitting and build robust models?
+"""Checkpoint 13 (regularization): Can I prevent overfitting and build robust models?
 
 Checks that dropout is inverted dropout (a fraction p zeroed, survivors scaled
 so the expectation holds, identity in eval mode) whose gradient is its mask,

@@ -1,4 +1,4 @@
-"""Checkpoint 02 (intelligence): Can I add nonlinearity - the key to neural network intelligence?
+"""Checkpoint 03 (activations): Can I add nonlinearity - the key to neural network intelligence?
 
 Passes when tinytorch's activations compute the right values, stay finite for
 huge inputs (softmax of logits like 1e4, sigmoid of -1000) and actually make a

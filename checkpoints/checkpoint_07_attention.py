@@ -1,4 +1,4 @@
-"""Checkpoint 06 (attention): Can I build attention mechanisms for sequence understanding?
+"""Checkpoint 07 (attention): Can I build attention mechanisms for sequence understanding?
 
 Builds attention from chapter 07 and uses it the way a Transformer does:
 content-based lookup, causal language-model attention, PyTorch's mask

@@ -1,4 +1,4 @@
-"""Checkpoint 03 (components): Can I build the fundamental building blocks of neural networks?
+"""Checkpoint 04 (layers): Can I build the fundamental building blocks of neural networks?
 
 Builds layers and small models with tinytorch and checks that they compute the
 right values, that a Module finds every parameter under PyTorch's names, that

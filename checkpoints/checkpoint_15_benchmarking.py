@@ -1,4 +1,4 @@
-"""Checkpoint 13 (benchmarking): Can I analyze performance and identify bottlenecks in ML systems?
+"""Checkpoint 15 (benchmarking): Can I analyze performance and identify bottlenecks in ML systems?
 
 Passing means your timing harness summarises repeated runs with the right
 statistics and compares candidates in alternating rounds by paired ratios,
@@ -105,6 +105,7 @@ def check_flops_per_layer_match_the_formulas():
 def check_the_profiler_finds_a_planted_bottleneck():
     """Forward and backward time go to the layer that did the work; the planted layer is the bottleneck."""
     manual_seed(0)
+    original_apply = Function.__dict__["apply"]
     model = Sequential(Linear(4, 4), ReLU(), Planted(), Linear(4, 2))
     targets = np.array([0, 1, 1])
     profile = profile_model(model, Tensor(np.ones((3, 4), np.float32)), lambda out: cross_entropy(out, targets),
@@ -115,7 +116,7 @@ def check_the_profiler_finds_a_planted_bottleneck():
         f"its backward time is {planted.self_backward_time}, expected 0.25: tag each node with the layer that made it"
     assert profile["0"].total_time == 0 and profile["3"].total_time == 0, "time was charged to layers that took none"
     assert profile.bottleneck() is planted, f"the bottleneck should be the planted layer, got {profile.bottleneck().name!r}"
-    assert Function.__dict__["apply"].__func__.__qualname__ == "Function.apply", "Function.apply was not restored"
+    assert Function.__dict__["apply"] is original_apply, "Function.apply was not restored"
     assert MatMul.__dict__["backward"].__func__.__name__ == "matmul_backward", "a backward rule was not restored"
     assert all("forward" not in m.__dict__ for m in model.modules()), "a layer still has the profiler's forward wrapper"
 

@@ -1,4 +1,4 @@
-"""Checkpoint 00 (environment): Can I configure my TinyTorch development environment?
+"""Checkpoint 01 (setup): Can I configure my TinyTorch development environment?
 
 Passes when this machine runs the course (Python, NumPy and a correct matmul),
 when `system_info()` describes it, and when `check_environment()` is a real

@@ -1,4 +1,4 @@
-"""Checkpoint 15 (capstone): Can I build complete end-to-end ML systems from scratch?
+"""Checkpoint 17 (capstone): Can I build complete end-to-end ML systems from scratch?
 
 Builds TinyGPT from chapter 17 on top of every earlier chapter and uses it
 end to end: text becomes ids and back, the model is causal and its gradients

@@ -1,4 +1,4 @@
-"""Checkpoint 07 (stability): Can I stabilize training with normalization techniques?
+"""Checkpoint 08 (normalization): Can I stabilize training with normalization techniques?
 
 Uses chapter 08's LayerNorm and BatchNorm the way networks do: keeping a deep
 stack at unit scale whatever its weights, per-sample and per-channel

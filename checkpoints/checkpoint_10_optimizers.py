@@ -1,4 +1,4 @@
-"""Checkpoint 09 (optimization): Can I optimize neural networks with sophisticated algorithms?
+"""Checkpoint 10 (optimizers): Can I optimize neural networks with sophisticated algorithms?
 
 Passes when SGD (with momentum, Nesterov and weight decay), Adam and AdamW
 follow PyTorch's update rules over several steps, the schedulers follow

@@ -1,4 +1,4 @@
-"""Checkpoint 14 (deployment): Can I deploy and monitor ML systems in production?
+"""Checkpoint 16 (mlops): Can I deploy and monitor ML systems in production?
 
 Passing means a trained model can leave the process that trained it: it is
 saved as one file that another Python process loads, without pickle and

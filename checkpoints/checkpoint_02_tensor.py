@@ -1,4 +1,4 @@
-"""Checkpoint 01 (foundation): Can I create and manipulate the building blocks of ML?
+"""Checkpoint 02 (tensor): Can I create and manipulate the building blocks of ML?
 
 Every check computes something small whose answer is known exactly, so a
 Tensor that adds wrongly, broadcasts wrongly, multiplies matrices wrongly,

@@ -1,4 +1,4 @@
-"""Checkpoint 05 (learning): Can I process spatial data like images with convolutional operations?
+"""Checkpoint 06 (spatial): Can I process spatial data like images with convolutional operations?
 
 Passing means your convolution computes the textbook formula for any stride,
 padding and kernel shape, responds to the patterns its filters describe

@@ -1,4 +1,4 @@
-"""Checkpoint 12 (kernels): Can I implement high-performance computational kernels?
+"""Checkpoint 14 (kernels): Can I implement high-performance computational kernels?
 
 Passing means your blocked matrix multiply and blocked transpose compute
 exactly what the definitions say for sizes that are not multiples of the tile,
