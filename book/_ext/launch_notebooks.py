@@ -189,7 +189,7 @@ def own_imports_removed(source: str, folder: str, own_names: set[str], owners: d
                 if alias.asname and alias.asname != alias.name:
                     new.append(f"{indent}{alias.asname} = {alias.name}")
             if dropped:
-                new.append(f"{indent}# {', '.join(a.name for a in dropped)}: written in this notebook above, "
+                new.append(f"{indent}# {', '.join(a.name for a in dropped)}: written in this notebook, "
                            f"so not imported from the complete package")
             for name in as_notebook:
                 new.append(f"{indent}{name} = __import__('sys').modules[__name__]  # this notebook's code, not the complete package's")
