@@ -8,6 +8,8 @@
   its checkpoint answers.
 - The "edit this page" button opens the page's source on the default branch
   (SOURCE_BRANCH), not on `repository.branch`, which holds the built site.
+- Cell outputs name no path of the machine that built the site (its checkout
+  or its temporary folders).
 - One search box (no second full-width bar), and a stylesheet that keeps pages
   within a 390 px screen and chapter code within the column on a desktop.
 """
@@ -146,8 +148,40 @@ class CourseMapDirective(SphinxDirective):
         return [grid]
 
 
+# ---- outputs without the build machine's paths --------------------------------------------------------------
+
+
+def machine_paths(root: Path) -> list[tuple[re.Pattern, str]]:
+    """Patterns for paths that belong to the machine that built the site, and what a reader sees instead."""
+    import tempfile
+
+    temporary = re.escape(str(Path(tempfile.gettempdir())))
+    return [
+        (re.compile(re.escape(str(root)) + r"/?"), ""),  # the checkout: paths become relative to it
+        (re.compile(temporary + r"/[^\s/'\"]+"), "<temporary folder>"),  # /tmp/tmpab12cd34, /tmp/tinytorch-ch11-x
+    ]
+
+
+def _on_doctree_read(app: Sphinx, doctree: nodes.document) -> None:
+    if not app.env.docname.startswith("modules/"):
+        return
+    patterns = machine_paths(Path(app.srcdir).resolve())
+    for container in doctree.findall(nodes.container):
+        if container.get("nb_element") != "cell_code_output":
+            continue
+        for block in list(container.findall(nodes.literal_block)):
+            text = block.astext()
+            cleaned = text
+            for pattern, replacement in patterns:
+                cleaned = pattern.sub(replacement, cleaned)
+            if cleaned != text:
+                new = nodes.literal_block(cleaned, cleaned, **block.attributes)
+                block.replace_self(new)
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _on_config_inited)
+    app.connect("doctree-read", _on_doctree_read)
     app.add_directive("tinytorch-clone", CloneDirective)
     app.add_directive("tinytorch-course-map", CourseMapDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
