@@ -177,8 +177,9 @@ def run_install_cell(source: str, on_colab: bool, monkeypatch) -> list[list[str]
 
 
 def test_the_install_cell_installs_tinytorch_from_the_repository_on_colab(built_site, monkeypatch):
+    expected = expected_requirement(built_site)  # before subprocess.run is replaced
     calls = run_install_cell(install_cell(built_site), on_colab=True, monkeypatch=monkeypatch)
-    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", expected_requirement(built_site)]]
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", expected]]
 
 
 def test_the_install_cell_does_nothing_anywhere_else(built_site, monkeypatch):
