@@ -133,8 +133,8 @@ class CourseMapDirective(SphinxDirective):
                 other = course.module(folder)
                 before += nodes.Text(", " if index else "")
                 before += _doc_link(other.toc_entry(root), f"{other.number} {other.title}")
-            if rest:
-                before += nodes.Text(("; " if named else "") + rest)
+            if rest and not named:  # the chapters say it; otherwise the README's own words (no markup)
+                before += nodes.Text(rest.replace("`", ""))
             card += before
             estimate = time_estimate(readme)
             if estimate:
