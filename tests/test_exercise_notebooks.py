@@ -145,3 +145,64 @@ def test_a_checkpoint_runs_on_the_notebooks_definitions_not_the_packages(tmp_pat
     done = run(notebook, tmp_path, allow_errors=False)
     last = text_of(done.cells[-1])
     assert "is not complete: checkpoint" in last and "a + b" in last, last
+
+
+def test_an_exercise_imports_none_of_its_own_code_from_the_package():
+    """Where a chapter imports from the package a name it defines itself, the exercise uses the notebook's."""
+    owners = launch_notebooks._package_owners(ROOT)
+    own = {"Dataset", "Tensor", "check_environment"}
+    cases = {
+        "from tinytorch.data.loader import Dataset\n": ("11_dataloader", "from tinytorch.data.loader import"),
+        "from tinytorch.core.tensor import Tensor, Function\n": ("02_tensor", "import Tensor"),
+        "T = tinytorch.Tensor   # the exported class\n": ("02_tensor", "tinytorch.Tensor"),
+        "from tinytorch.core import setup as package_setup\n": ("01_setup", "from tinytorch.core import setup"),
+    }
+    for source, (folder, gone) in cases.items():
+        new, changed = launch_notebooks.own_imports_removed(source, folder, own, owners)
+        assert changed and gone not in new, (source, new)
+    # Another chapter's code is imported as before: chapter 09 builds on chapter 02's Tensor.
+    kept = "from tinytorch.core.tensor import Tensor\n"
+    assert launch_notebooks.own_imports_removed(kept, "09_autograd", {"backward"}, owners) == (kept, [])
+
+
+def test_the_built_package_carries_the_checkpoints_the_self_check_runs(tmp_path, monkeypatch):
+    """A wheel (what pip builds on Colab from the repository) holds tito/_course: curriculum and checkpoints."""
+    import subprocess
+    import zipfile
+
+    from tito import selfcheck
+    from tito.errors import TitoError
+
+    import shutil
+
+    source = tmp_path / "source"  # build from a copy: setuptools writes build/ beside the sources
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "curriculum.toml"):
+        source.mkdir(exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("checkpoints", "tinytorch", "tito"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "_course"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wheel = next((tmp_path / "wheel").glob("tinytorch-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "installed")
+    course = curriculum.load(ROOT)
+    assert "tito/_course/curriculum.toml" in names
+    for module in course.modules:
+        if module.checkpoint and module.checkpoint.path(ROOT).is_file():
+            assert f"tito/_course/checkpoints/{module.checkpoint.filename}" in names
+    assert "tito/_course/checkpoints/_harness.py" in names
+    # With no checkout to be found, the self-check reads the packaged copy.
+    packaged = tmp_path / "installed" / "tito" / "_course"
+
+    def no_checkout(start=None):
+        raise TitoError("no checkout")
+
+    monkeypatch.setattr(selfcheck.curriculum, "find_root", no_checkout)
+    monkeypatch.setattr(selfcheck, "PACKAGED_COURSE", packaged)
+    root = selfcheck.course_root()
+    assert root == packaged
+    chapter = curriculum.load(root).module("02_tensor")
+    assert chapter.checkpoint.path(root).is_file()
