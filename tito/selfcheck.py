@@ -267,7 +267,6 @@ def self_check(chapter: str, namespace: dict, out=print) -> bool:
     out(f"Self-check of {module.folder} ({module.title}): the chapter's tests and its checkpoint, on the code in this notebook.")
     failure = run_tests(namespace, out)
     if failure is None and module.checkpoint is not None:
-        out(f"Checkpoint {module.checkpoint.id}: {module.checkpoint.question}")
         with _NotebookPackage(course, module, namespace) as package:
             for name, names in package.missing.items():
                 out(f"  (not defined in this notebook, so missing from {name}: {', '.join(names)})")
