@@ -98,6 +98,16 @@ def test_the_front_page_has_a_course_map_instead_of_a_second_chapter_list(built_
     assert "toctree-l1" not in article, "the front page still lists the chapters the sidebar lists"
 
 
+def test_the_front_page_names_the_book_once(built_site):
+    body = (built_site / "book" / "intro.html").read_text(encoding="utf-8")
+    title = html.unescape(re.search(r"<title>(.*?)</title>", body, flags=re.S)[1]).strip()
+    assert title == CONFIG["title"], f"the tab says {title!r}"
+    sidebar = body[body.index('class="bd-links'):]
+    sidebar = sidebar[:sidebar.index("</nav>")]
+    entries = [html.unescape(re.sub(r"<[^>]+>", "", a)).strip() for a in re.findall(r"<a [^>]*>(.*?)</a>", sidebar, flags=re.S)]
+    assert CONFIG["title"] not in entries, "the sidebar lists the front page under the book's own title again"
+
+
 def test_pages_keep_double_hyphens_and_show_no_build_machine_paths(built_site):
     for module, page in chapters(built_site):
         text = text_of(page)

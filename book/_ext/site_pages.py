@@ -179,8 +179,16 @@ def _on_doctree_read(app: Sphinx, doctree: nodes.document) -> None:
                 block.replace_self(new)
 
 
+def _one_title(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """A page titled like the book (the front page) is "TinyTorch" in the tab, not "TinyTorch — TinyTorch"."""
+    title = re.sub(r"<[^>]+>", "", context.get("title") or "").strip()
+    if title and title == app.config.project:
+        context["titlesuffix"] = ""
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _on_config_inited)
+    app.connect("html-page-context", _one_title)
     app.connect("doctree-read", _on_doctree_read)
     app.add_directive("tinytorch-clone", CloneDirective)
     app.add_directive("tinytorch-course-map", CourseMapDirective)
