@@ -109,9 +109,11 @@ def test_the_front_page_names_the_book_once(built_site):
 
 
 def test_pages_keep_double_hyphens_and_show_no_build_machine_paths(built_site):
+    for page in built_site.rglob("*.html"):
+        dashed = re.findall(r"[–—](?:checkpoint|skip-test|verbose|all|force)\b", text_of(page))
+        assert not dashed, f"{page.relative_to(built_site)}: a command-line option became a dash: {dashed[:3]}"
     for module, page in chapters(built_site):
         text = text_of(page)
-        assert not re.search(r"[–—]checkpoint\b", text), f"{page.name}: '--checkpoint' became a dash"
         assert str(ROOT) not in text, f"{page.name} shows the build's checkout path {ROOT}"
         leaked = re.findall(r"/tmp/(?:tmp|pytest-|tinytorch-)[\w.-]*", text)
         assert not leaked, f"{page.name} shows temporary paths of the build machine: {leaked[:3]}"
