@@ -179,16 +179,35 @@ def _on_doctree_read(app: Sphinx, doctree: nodes.document) -> None:
                 block.replace_self(new)
 
 
-def _one_title(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
-    """A page titled like the book (the front page) is "TinyTorch" in the tab, not "TinyTorch — TinyTorch"."""
+_TITLED_LIKE_THE_BOOK: set[str] = set()
+
+
+def _note_title(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
     title = re.sub(r"<[^>]+>", "", context.get("title") or "").strip()
     if title and title == app.config.project:
-        context["titlesuffix"] = ""
+        _TITLED_LIKE_THE_BOOK.add(pagename)
+
+
+def _one_title(app: Sphinx, exception) -> None:
+    """A page titled like the book (the front page) is "TinyTorch" in the tab, not "TinyTorch — TinyTorch".
+    (The theme's template always appends the book's title, so the written page is corrected.)"""
+    if exception is not None or app.builder.format != "html":
+        return
+    import html
+
+    doubled = f"<title>{html.escape(app.config.project)} &#8212; {html.escape(app.config.project)}</title>"
+    for pagename in _TITLED_LIKE_THE_BOOK:
+        path = Path(app.builder.get_outfilename(pagename))
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if doubled in text:
+                path.write_text(text.replace(doubled, f"<title>{html.escape(app.config.project)}</title>", 1), encoding="utf-8")
 
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _on_config_inited)
-    app.connect("html-page-context", _one_title)
+    app.connect("html-page-context", _note_title)
+    app.connect("build-finished", _one_title)
     app.connect("doctree-read", _on_doctree_read)
     app.add_directive("tinytorch-clone", CloneDirective)
     app.add_directive("tinytorch-course-map", CourseMapDirective)
