@@ -184,7 +184,7 @@ _TITLED_LIKE_THE_BOOK: set[str] = set()
 
 def _note_title(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
     title = re.sub(r"<[^>]+>", "", context.get("title") or "").strip()
-    if title and title == app.config.project:
+    if title and title == app.config.html_title:
         _TITLED_LIKE_THE_BOOK.add(pagename)
 
 
@@ -195,13 +195,13 @@ def _one_title(app: Sphinx, exception) -> None:
         return
     import html
 
-    doubled = f"<title>{html.escape(app.config.project)} &#8212; {html.escape(app.config.project)}</title>"
+    doubled = f"<title>{html.escape(app.config.html_title)} &#8212; {html.escape(app.config.html_title)}</title>"
     for pagename in _TITLED_LIKE_THE_BOOK:
         path = Path(app.builder.get_outfilename(pagename))
         if path.is_file():
             text = path.read_text(encoding="utf-8")
             if doubled in text:
-                path.write_text(text.replace(doubled, f"<title>{html.escape(app.config.project)}</title>", 1), encoding="utf-8")
+                path.write_text(text.replace(doubled, f"<title>{html.escape(app.config.html_title)}</title>", 1), encoding="utf-8")
 
 
 def setup(app: Sphinx) -> dict:
