@@ -29,6 +29,7 @@ import launch_notebooks  # noqa: E402
 pytestmark = pytest.mark.slow
 URL = "https://github.com/tinytorch-course/tinytorch"
 CHAPTERS = ["02_tensor", "09_autograd"]
+WRITTEN = [m.folder for m in curriculum.load(ROOT).written_modules()]
 STUB = re.compile(r"implement (?P<name>[\w.<>]+);")
 
 
@@ -46,10 +47,13 @@ def with_solutions_pasted(module, notebook):
     complete = jupytext.reads(text, fmt="py:percent").cells
     chapter_cells = notebook.cells[1:-2]  # after the install cell, before the self-check's two cells
     assert len(chapter_cells) == len(complete)
+    owners = launch_notebooks._package_owners(ROOT)
+    own = launch_notebooks.defined_names(launch_notebooks._export_cells(jupytext.read(module.dev_file(ROOT)).cells))
     pasted = 0
     for cell, original in zip(chapter_cells, complete):
         if cell.cell_type == "code" and "raise NotImplementedError" in cell.source:
-            cell.source = original.source
+            # The solution code goes where the stubs are; the rest of the cell stays as the exercise has it.
+            cell.source, _ = launch_notebooks.own_imports_removed(original.source, module.folder, own, owners)
             pasted += 1
     assert pasted > 0
     return notebook
@@ -100,13 +104,16 @@ def test_the_exercise_notebook_holds_stubs_and_no_solution():
     assert "self_check('02_tensor', globals())" in notebook.cells[-1].source
 
 
-@pytest.mark.parametrize("folder", CHAPTERS)
+@pytest.mark.parametrize("folder", WRITTEN)
 def test_with_the_solutions_pasted_in_the_self_check_passes(folder, tmp_path):
     module, notebook = exercise(folder)
+    if not any("raise NotImplementedError" in c.source for c in notebook.cells if c.cell_type == "code"):
+        pytest.skip(f"{folder} marks no solution regions yet, so its exercise has nothing to paste")
     done = run(with_solutions_pasted(module, notebook), tmp_path, allow_errors=False)
     last = text_of(done.cells[-1])
     assert f"✓ {module.folder} ({module.title}) is complete." in last, last
-    assert f"Checkpoint {module.checkpoint.id}: {module.checkpoint.question} Yes." in last, last
+    if module.checkpoint is not None:
+        assert f"Checkpoint {module.checkpoint.id}: {module.checkpoint.question} Yes." in last, last
     assert "✗" not in last, last
 
 

@@ -57,6 +57,8 @@ def result_lines(module: curriculum.Module, passed: bool, detail: str = "") -> l
         lines = [f"✓ {module.folder} ({module.title}) is complete."]
         if checkpoint is not None:
             lines.append(f"  Checkpoint {checkpoint.id}: {checkpoint.question} Yes.")
+        else:
+            lines.append("  This module has no checkpoint of its own; the next one builds on it.")
         return lines
     return [f"✗ {module.folder} ({module.title}) is not complete: {detail}"]
 
@@ -98,29 +100,65 @@ def _package_modules_by_chapter(course: curriculum.Curriculum) -> dict[str, str]
 # ---- the notebook's definitions as package modules ---------------------------------------------------
 
 
-def _defined_in(value, module_name: str) -> bool:
-    return (inspect.isclass(value) or inspect.isfunction(value)) and getattr(value, "__module__", None) == module_name
+class NotebookModule(types.ModuleType):
+    """A package module whose chapter code lives in the notebook: reading one of those names reads the
+    notebook's current value, and setting it sets the notebook's (a check that changes a module constant,
+    or replaces a function, changes what the notebook's own functions see, as with a real module)."""
+
+    def __init__(self, name: str, doc: str | None, namespace: dict, shared: set[str]):
+        super().__init__(name, doc)
+        object.__setattr__(self, "_notebook", namespace)
+        object.__setattr__(self, "_shared", frozenset(shared))
+        object.__setattr__(self, "_defined", frozenset())
+
+    def __getattr__(self, key: str):
+        if key in self._shared:
+            return self._notebook[key]
+        raise AttributeError(f"module {self.__name__!r} has no attribute {key!r}")
+
+    def __setattr__(self, key: str, value) -> None:
+        if key in self._shared:
+            self._notebook[key] = value
+        else:
+            super().__setattr__(key, value)
+
+    def __delattr__(self, key: str) -> None:
+        if key in self._shared:
+            del self._notebook[key]
+        else:
+            super().__delattr__(key)
+
+    def defined_here(self) -> list:
+        """The notebook's classes and functions that the package defines in this very module."""
+        return [self._notebook[key] for key in self._defined if key in self._notebook]
 
 
-def notebook_module(installed: types.ModuleType, namespace: dict) -> tuple[types.ModuleType, list[str]]:
+def notebook_module(installed: types.ModuleType, namespace: dict, chapter_modules: set[str] = frozenset()) -> tuple[NotebookModule, list[str]]:
     """A module named like `installed` whose code is the notebook's: every class and function the
     package module defines is taken from the notebook (missing ones are left out and listed), as is
-    every plain value they share; what the package module imports from elsewhere stays."""
+    every plain value they share; what the package module imports from other chapters stays."""
     name = installed.__name__
-    module = types.ModuleType(name, installed.__doc__)
-    module.__dict__.update(vars(installed))
-    missing = []
+    mine = set(chapter_modules) | {name}
+    shared, missing, defined = set(), [], set()
     for key, value in vars(installed).items():
         if key.startswith("__") or inspect.ismodule(value):
             continue
-        own = _defined_in(value, name)
-        if (inspect.isclass(value) or inspect.isfunction(value)) and not own:
-            continue  # imported from another module: the notebook uses that module's too
+        code = inspect.isclass(value) or inspect.isfunction(value)
+        own = code and getattr(value, "__module__", None) in mine
+        if code and not own:
+            continue  # imported from another chapter's module: the notebook uses that module's too
+        here = own and getattr(value, "__module__", None) == name
         if key in namespace and not inspect.ismodule(namespace[key]):
-            module.__dict__[key] = namespace[key]
-        elif own:
-            del module.__dict__[key]
+            shared.add(key)
+            if here:
+                defined.add(key)
+        elif here:
             missing.append(key)
+    module = NotebookModule(name, installed.__doc__, namespace, shared)
+    object.__setattr__(module, "_defined", frozenset(defined))
+    for key, value in vars(installed).items():
+        if key not in shared and key not in missing and key not in ("__name__", "__doc__"):
+            setattr(module, key, value)
     return module, missing
 
 
@@ -142,17 +180,18 @@ class _NotebookPackage:
         replacements = {}
         for name in mine:
             installed = importlib.import_module(name)
-            replacements[name], missing = notebook_module(installed, self.namespace)
+            replacements[name], missing = notebook_module(installed, self.namespace, set(mine))
             if missing:
                 self.missing[name] = missing
         # Pickling and error messages find the notebook's classes and functions under the package's names.
         for name, replacement in replacements.items():
-            for value in vars(replacement).values():
+            for value in replacement.defined_here():
                 if (inspect.isclass(value) or inspect.isfunction(value)) and getattr(value, "__module__", None) == "__main__":
                     self.renamed.append((value, value.__module__))
                     value.__module__ = name
         kept = {k: v for k, v in sys.modules.items() if k in earlier}
-        for key in list(self.saved):
+        # Everything of the package goes, including what importing the installed modules just loaded.
+        for key in [k for k in sys.modules if k == PACKAGE or k.startswith(PACKAGE + ".")]:
             del sys.modules[key]
         sys.modules.update(kept)
         sys.modules.update(replacements)
@@ -169,8 +208,8 @@ class _NotebookPackage:
         for key, value in list(sys.modules.items()):
             if key.startswith(PACKAGE + ".") and value is not None:
                 parent, _, child = key.rpartition(".")
-                if parent in sys.modules:
-                    setattr(sys.modules[parent], child, value)
+                if parent in sys.modules and not hasattr(sys.modules[parent], child):
+                    setattr(sys.modules[parent], child, value)  # never over a name the package exports
 
     def __exit__(self, *exc) -> None:
         for key in [k for k in sys.modules if k == PACKAGE or k.startswith(PACKAGE + ".")]:
