@@ -8,8 +8,9 @@ which
    order it defined them, against the notebook's own code;
 2. runs the chapter's checkpoint against the notebook's code too: while the
    checks run, each package module the chapter exports (`tinytorch.core.tensor`
-   for chapter 02) is replaced by a module holding the notebook's definitions,
-   and every module of a later chapter, and the package's re-exporting
+   for chapter 02) is replaced by a `NotebookModule` whose chapter names read and
+   write the notebook's own (so a check that sets a module constant reaches the
+   notebook's functions), and every module of a later chapter, and the package's re-exporting
    `__init__` files, are imported afresh so that they build on those
    definitions; the modules of earlier chapters are kept as they are (chapter 09
    attaches its backward rules to chapter 02's classes: the notebook did that to
