@@ -11,6 +11,7 @@ curves and confusion matrix go to book/results/cifar10.md (--book-page).
 import argparse
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -76,11 +77,44 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (quick checks)")
     p.add_argument("--book-page", default=None,
                    help="write the results page here (e.g. book/results/cifar10.md) with its plots beside it")
+    p.add_argument("--replot", default=None, metavar="PAGE",
+                   help="only redraw the training curves beside a results page from the log it holds (no training)")
     return p.parse_args(argv)
+
+
+LOG_LINE = re.compile(r"epoch\s+(?P<epoch>\d+): train loss (?P<tl>[\d.]+) acc (?P<ta>[\d.]+) \| "
+                      r"test loss (?P<vl>[\d.]+) acc (?P<va>[\d.]+) \| lr (?P<lr>[\d.]+)")
+
+
+def history_from_page(page: Path) -> dict:
+    """The per-epoch numbers of a results page's log, as the Trainer's history holds them."""
+    rows = [m.groupdict() for m in LOG_LINE.finditer(page.read_text(encoding="utf-8"))]
+    if not rows:
+        raise ValueError(f"{page} holds no epoch log to plot; write it with --book-page first")
+    columns = {"epoch": "epoch", "train_loss": "tl", "train_accuracy": "ta", "val_loss": "vl", "val_accuracy": "va", "lr": "lr"}
+    return {key: [int(r[c]) if key == "epoch" else float(r[c]) for r in rows] for key, c in columns.items()}
+
+
+def plot_curves(history, path: Path) -> None:
+    """The Trainer's curves, with its "val" split named for what it is here: the test set."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only: this may run on a machine without a display
+
+    fig = plot_training_history(history)
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            line.set_label(re.sub(r"\bval\b", "test", line.get_label()))
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
 
 
 def main(argv=None) -> float:
     args = parse_args(argv)
+    if args.replot:
+        page = Path(args.replot)
+        plot_curves(history_from_page(page), page.with_name("cifar10_curves.png"))
+        print(f"redrew {page.with_name('cifar10_curves.png')} from the log in {page}")
+        return float("nan")
     command = "python examples/cifar10_cnn.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     tinytorch.manual_seed(args.seed)
     reuse_freed_memory()  # every step frees and reallocates the same arrays: keep them instead of page-faulting
@@ -127,7 +161,7 @@ def write_book_page(page: Path, command: str, log: list, history, result: dict, 
     matplotlib.use("Agg")  # files only: this may run on a machine without a display
 
     page.parent.mkdir(parents=True, exist_ok=True)
-    plot_training_history(history, path=page.with_name("cifar10_curves.png"))
+    plot_curves(history, page.with_name("cifar10_curves.png"))
     plot_confusion_matrix(result["confusion_matrix"], class_names=classes, path=page.with_name("cifar10_confusion.png"))
     rows = "\n".join(f"| {c} | {a:.1%} |" for c, a in zip(classes, result["per_class_accuracy"]))
     log_text = "\n".join(log)

@@ -110,8 +110,19 @@ class Page:
                 raise TimeoutError(f"{expression} stayed false for {timeout} s")
             self.browser.pump(0.2)
 
-    def screenshot(self, path: Path) -> Path:
-        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
+    def viewport(self, width: int, height: int, mobile: bool = False) -> None:
+        """Emulate a screen: a desktop window, or a phone (mobile: touch, its viewport meta tag honoured)."""
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+        self.send("Emulation.setTouchEmulationEnabled", {"enabled": mobile})
+
+    def screenshot(self, path: Path, full_page: bool = False) -> Path:
+        params = {"format": "png"}
+        if full_page:
+            metrics = self.send("Page.getLayoutMetrics")["cssContentSize"]
+            params.update(captureBeyondViewport=True, clip={
+                "x": 0, "y": 0, "width": metrics["width"], "height": min(metrics["height"], 6000), "scale": 1})
+        data = self.send("Page.captureScreenshot", params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

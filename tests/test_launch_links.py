@@ -1,9 +1,10 @@
-"""Launch buttons: every chapter page's Colab and Binder links open a notebook that is published.
+"""Launch buttons: every chapter page's Colab and Binder links open an exercise notebook that is published.
 
 Jupyter Book points a launch link at `.ipynb` only when a notebook sits beside the
-chapter at build time; the build writes one (book/_ext/launch_notebooks.py) and
-copies it into the site, with a Binder environment, for publishing on the branch
-`repository.branch` names. These tests read the built site (`built_site`,
+chapter at build time; the build writes the chapter's exercise there
+(book/_ext/launch_notebooks.py) and copies it into the site, with the complete
+notebook, a zip of every exercise and a Binder environment pinned to the commit
+the site was built from, for publishing on the branch `repository.branch` names. These tests read the built site (`built_site`,
 tests/conftest.py) and check each link against the files published with it.
 """
 
@@ -83,9 +84,9 @@ def test_launch_links_open_a_notebook_published_with_the_site(built_site, kind):
         assert path == module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb").as_posix()
 
 
-def test_binder_finds_an_environment_that_installs_tinytorch_from_the_repository(built_site):
+def test_binder_finds_an_environment_that_installs_tinytorch_from_the_repository_at_the_sites_commit(built_site):
     requirements = (built_site / "binder" / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    assert f"tinytorch @ git+{REPOSITORY}" in requirements
+    assert expected_requirement(built_site) in requirements
     assert "-e ." not in requirements, "the published branch holds the site, not the project: '-e .' would install nothing"
 
 
@@ -102,15 +103,61 @@ def cells(path: Path) -> list[dict]:
     return found
 
 
-def test_each_published_notebook_is_its_chapter_after_an_install_cell(built_site):
-    import jupytext
+def published(site: Path, module) -> list[dict]:
+    return cells(site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb"))
+
+
+def test_each_published_notebook_is_the_chapters_exercise_with_stubs_and_no_solution(built_site):
+    from tito.solutions import count_regions
 
     for module, page in chapter_pages(built_site):
-        published = cells(built_site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb"))
-        chapter = jupytext.read(module.dev_file(ROOT), fmt="py:percent").cells
-        assert [c["source"] for c in published[1:]] == [c.source for c in chapter], \
-            f"{module.folder}: the published notebook is not the chapter as it is now"
-        assert f"tinytorch @ git+{REPOSITORY}" in published[0]["source"]
+        notebook = published(built_site, module)
+        text = "\n".join(c["source"] for c in notebook)
+        regions = count_regions(module.dev_file(ROOT).read_text(encoding="utf-8"))
+        assert "### BEGIN SOLUTION" not in text and "### END SOLUTION" not in text, f"{module.folder}: a solution is published"
+        assert "### BEGIN HIDDEN TESTS" not in text, f"{module.folder}: hidden tests are published"
+        stubs = text.count("raise NotImplementedError(")
+        assert stubs >= regions, f"{module.folder}: {stubs} stubs for {regions} solution regions"
+        assert f"self_check({module.folder!r}, globals())" in notebook[-1]["source"], f"{module.folder}: no self-check last"
+
+
+def test_the_complete_notebook_is_published_beside_it_and_says_it_holds_the_solutions(built_site):
+    for module, page in chapter_pages(built_site):
+        source = module.dev_file(ROOT)
+        complete = built_site / source.relative_to(ROOT).parent / f"{source.stem}_complete.ipynb"
+        notebook = cells(complete)
+        assert notebook[0]["source"].startswith("**Complete version: contains the solutions.**")
+        assert "### BEGIN SOLUTION" in "\n".join(c["source"] for c in notebook) or "BEGIN SOLUTION" not in source.read_text()
+
+
+def test_one_zip_holds_every_exercise_notebook(built_site):
+    import zipfile
+
+    with zipfile.ZipFile(built_site / "tinytorch-exercises.zip") as bundle:
+        names = set(bundle.namelist())
+        for module, page in chapter_pages(built_site):
+            name = f"tinytorch-exercises/{module.folder}/{module.dev_file(ROOT).stem}.ipynb"
+            assert name in names, f"{name} is not in the zip"
+            assert bundle.read(name) == (built_site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb")).read_bytes()
+
+
+def build_commit(site: Path) -> str | None:
+    """The commit the published notebooks were built from (their metadata); None for a copy that was not a checkout."""
+    module, _ = chapter_pages(site)[0]
+    notebook = json.loads((site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb")).read_text(encoding="utf-8"))
+    return notebook["metadata"]["tinytorch"]["commit"]
+
+
+def expected_requirement(site: Path) -> str:
+    commit = build_commit(site)
+    if commit is None:
+        import os
+
+        assert not os.environ.get("TINYTORCH_SITE"), "a site built with 'make book' in a checkout must pin its commit"
+        return f"tinytorch @ git+{REPOSITORY}"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert commit == head, f"the site was built from {commit}, this checkout is at {head}"
+    return f"tinytorch @ git+{REPOSITORY}@{commit}"
 
 
 def install_cell(site: Path) -> str:
@@ -130,8 +177,9 @@ def run_install_cell(source: str, on_colab: bool, monkeypatch) -> list[list[str]
 
 
 def test_the_install_cell_installs_tinytorch_from_the_repository_on_colab(built_site, monkeypatch):
+    expected = expected_requirement(built_site)  # before subprocess.run is replaced
     calls = run_install_cell(install_cell(built_site), on_colab=True, monkeypatch=monkeypatch)
-    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"tinytorch @ git+{REPOSITORY}"]]
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", expected]]
 
 
 def test_the_install_cell_does_nothing_anywhere_else(built_site, monkeypatch):

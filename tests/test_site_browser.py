@@ -143,3 +143,108 @@ def test_progress_page_shows_every_checkpoint_run_passed(built_site, page):
     ran = [r for r in rows if "PASSED" in r or "FAILED" in r]
     assert ran and not any("FAILED" in r for r in ran), "\n".join(ran)
     page.screenshot(screenshots() / "progress.png")
+
+
+# ---- as a reader sees it: a phone (390 px) and a desktop (1400 px) ------------------------------------
+
+PHONE = (390, 844, True)
+DESKTOP = (1400, 900, False)
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+
+
+@pytest.fixture
+def sized(page):
+    """The page, with its window set back to the default size after the test."""
+    yield page
+    page.viewport(page.browser.width, page.browser.height, False)
+
+
+def chapter_pages(site: Path):
+    course = curriculum.load(ROOT)
+    found = [(m, site / (m.toc_entry(ROOT) + ".html")) for m in course.written_modules()]
+    found = [(m, p) for m, p in found if p.exists() and "_dev" in p.name]
+    assert found, "the site has no chapter page"
+    return found
+
+
+def test_no_page_a_reader_meets_scrolls_sideways_on_a_phone(built_site, sized):
+    sized.viewport(*PHONE)
+    pages = [("front-page", built_site / "book" / "intro.html"), ("quickstart", built_site / "book" / "quickstart.html")]
+    pages += [(f"chapter-{m.folder}", p) for m, p in chapter_pages(built_site)]
+    wide = []
+    for index, (name, path) in enumerate(pages):
+        sized.goto(path.as_uri(), settle=0.3)
+        excess = sized.evaluate(OVERFLOW)
+        if excess > 0:
+            wide.append(f"{path.relative_to(built_site)} is {excess} px wider than the screen")
+        if index < 3:
+            sized.screenshot(screenshots() / f"phone-{name}.png")
+    assert not wide, "\n".join(wide)
+
+
+def test_an_exercise_notebook_as_jupyter_renders_it_fits_a_phone(built_site, sized, tmp_path):
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    module, _ = chapter_pages(built_site)[-1]
+    notebook = nbformat.read(built_site / module.dev_file(ROOT).relative_to(ROOT).with_suffix(".ipynb"), as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    rendered = tmp_path / f"{module.folder}-exercise.html"
+    rendered.write_text(body, encoding="utf-8")
+    sized.viewport(*PHONE)
+    sized.goto(rendered.as_uri(), settle=0.5)
+    assert sized.evaluate(OVERFLOW) <= 0, f"the exercise notebook of {module.folder} is wider than a phone"
+    text = sized.evaluate("document.body.innerText")
+    assert "NotImplementedError" in text and "self_check" in text, "the rendered notebook is not the exercise"
+    sized.screenshot(screenshots() / f"phone-exercise-{module.folder}.png")
+
+
+def test_each_chapter_shows_every_solution_behind_a_closed_toggle(built_site, sized):
+    from tito.solutions import count_regions
+
+    sized.viewport(*DESKTOP)
+    problems, shot = [], None
+    for module, path in chapter_pages(built_site):
+        regions = count_regions(module.dev_file(ROOT).read_text(encoding="utf-8"))
+        sized.goto(path.as_uri(), settle=0.3)
+        toggles = sized.evaluate("""Array.from(document.querySelectorAll('details.tt-solution'))
+            .filter(d => d.querySelector('summary').innerText.trim() === 'Show solution')
+            .map(d => [d.open, d.getBoundingClientRect().height])""")
+        if len(toggles) != regions:
+            problems.append(f"{module.folder}: {len(toggles)} 'Show solution' toggles for {regions} solution regions")
+        if any(is_open or height <= 0 for is_open, height in toggles):
+            problems.append(f"{module.folder}: a solution toggle is open or invisible before it is clicked")
+        if toggles and shot is None:
+            shown = sized.evaluate("""(() => {
+                const d = document.querySelector('details.tt-solution');
+                d.querySelector('summary').click();
+                d.scrollIntoView({block: 'center'});
+                return d.open && d.querySelector('pre').getBoundingClientRect().height > 0;
+            })()""")
+            if not shown:
+                problems.append(f"{module.folder}: clicking 'Show solution' does not show the code")
+            sized.browser.pump(0.3)
+            shot = sized.screenshot(screenshots() / f"desktop-solution-{module.folder}.png")
+    assert not problems, "\n".join(problems)
+
+
+def test_chapter_code_stays_within_the_column_on_a_desktop(built_site, sized):
+    sized.viewport(*DESKTOP)
+    hidden = []
+    for module, path in chapter_pages(built_site):
+        sized.goto(path.as_uri(), settle=0.3)
+        count = sized.evaluate("""Array.from(document.querySelectorAll('div.cell_input pre, div.cell_output pre'))
+            .filter(p => p.scrollWidth > p.clientWidth + 1).length""")
+        if count:
+            hidden.append(f"{module.folder}: {count} code blocks scroll sideways")
+    assert not hidden, "\n".join(hidden)
+
+
+def test_a_desktop_page_has_one_search_box(built_site, sized):
+    sized.viewport(*DESKTOP)
+    sized.goto((built_site / "book" / "quickstart.html").as_uri())
+    boxes = sized.evaluate("""Array.from(document.querySelectorAll('.search-button-field, form.bd-search'))
+        .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0
+                       && getComputedStyle(e).visibility !== 'hidden'; }).length""")
+    assert boxes == 1, f"{boxes} search boxes on a desktop page"
+    sized.screenshot(screenshots() / "desktop-quickstart.png")
