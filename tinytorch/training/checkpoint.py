@@ -130,17 +130,18 @@ MAX_DOCUMENT_BYTES = 64 << 20      # the JSON document: far more than any optimi
 INFLATE_ALLOWANCE = 64 << 20       # how far a file's arrays may inflate beyond 16 x its size on disk
 
 
-def _entry_header(path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype]:
-    """The (shape, dtype) an .npy entry declares, checked against the entry's size before any array exists.
+def check_npy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype]:
+    """The (shape, dtype) an .npy entry of a zip declares, checked against the entry's size; ValueError if unsafe.
 
     np.load allocates the array its header declares before it reads a byte of data, so a 1 KB entry
-    declaring (200000, 200000) would ask for 320 GB: the header is read here, on its own, first.
+    declaring (200000, 200000) would ask for 320 GB: the header is read here, on its own, first, and
+    the entry must hold exactly header + data. Encrypted entries and compression methods other than
+    stored and deflate (which np.savez writes) are refused too. Chapter 16 checks its model files with this.
     """
     if info.flag_bits & 0x1:
-        raise CheckpointError(f"{path}: entry {info.filename} is encrypted; a tinytorch checkpoint never is")
+        raise ValueError(f"entry {info.filename} is encrypted")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise CheckpointError(f"{path}: entry {info.filename} uses zip compression method {info.compress_type}; "
-                              "a tinytorch checkpoint is stored or deflated")
+        raise ValueError(f"entry {info.filename} uses zip compression method {info.compress_type}, not stored or deflate")
     with archive.open(info) as entry:
         version = np.lib.format.read_magic(entry)
         if version == (1, 0):
@@ -148,15 +149,22 @@ def _entry_header(path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tupl
         elif version == (2, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(entry)
         else:
-            raise CheckpointError(f"{path}: entry {info.filename} has .npy format {version}; expected 1.0 or 2.0")
+            raise ValueError(f"entry {info.filename} has .npy format {version}; expected 1.0 or 2.0")
         offset = entry.tell()
     if dtype.hasobject:
-        raise CheckpointError(f"{path}: entry {info.filename} holds Python objects; a checkpoint holds numbers only")
+        raise ValueError(f"entry {info.filename} holds Python objects, which cannot be read without pickle")
     nbytes = math.prod(shape) * dtype.itemsize
     if info.file_size != offset + nbytes:
-        raise CheckpointError(f"{path} is damaged: entry {info.filename} declares {shape} {dtype.str} "
-                              f"({nbytes} bytes) but holds {info.file_size - offset}")
+        raise ValueError(f"entry {info.filename} declares {tuple(shape)} {dtype.str} ({nbytes} bytes) "
+                         f"but holds {info.file_size - offset}")
     return tuple(shape), dtype
+
+
+def _entry_header(path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype]:
+    try:
+        return check_npy_entry(archive, info)
+    except ValueError as err:
+        raise CheckpointError(f"{path} is damaged or unsafe: {err}; use another copy") from None
 
 
 def _check_document(path, document, present: dict) -> dict:
