@@ -227,7 +227,7 @@ class CharTokenizer:
         """The text of a sequence of ids (a list, a 1-D array or a 1-D Tensor)."""
         ids = np.asarray(getattr(ids, "data", ids)).reshape(-1)
         if ids.size and ids.dtype.kind not in "iu":            # 1.7 is no id: truncating it would hide a bug
-            raise TypeError(f"CharTokenizer.decode: ids must be integers, got {ids.dtype} values such as {ids[0]!r}")
+            raise TypeError(f"CharTokenizer.decode: ids must be integers, got {ids.dtype} values such as {ids[0].item()!r}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids.min() if ids.min() < 0 else ids.max())
             raise IndexError(f"CharTokenizer: id {bad} is outside the vocabulary (0 to {self.vocab_size - 1})")
