@@ -815,3 +815,29 @@ def test_an_encrypted_entry_is_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="encrypted") as err:
         load_checkpoint(tmp_path / "c.npz", mlp())
     assert "\n" not in str(err.value)
+
+
+BAD_TRAINER_STATE = {
+    "rng is text": (["metadata", "trainer", "rng"], "abc"),
+    "epoch is negative": (["metadata", "trainer", "epoch"], -1),
+    "history is a number": (["metadata", "trainer", "history"], 3),
+    "stopped_early is text": (["metadata", "trainer", "stopped_early"], "no"),
+    "a loader's generator state is bogus": (["metadata", "trainer", "loaders"], {"train": {"generators": {"rng": 1}}}),
+    "the scheduler state has the wrong keys": (["metadata", "trainer", "scheduler"], {"bogus": 1}),
+}
+
+
+@pytest.mark.parametrize("what", list(BAD_TRAINER_STATE))
+def test_trainer_load_refuses_a_malformed_trainer_state_before_changing_anything(tmp_path, what):
+    where, value = BAD_TRAINER_STATE[what]
+    first, train, val = make_run(checkpoint_dir=tmp_path, scheduler=True)
+    first.fit(train, val, epochs=1)
+    rebuild(tmp_path / "last.npz", _set(where, value))
+    trainer, _, _ = make_run(scheduler=True)
+    before = snapshot(trainer.model, trainer.optimizer)
+    rng = init.generator().bit_generator.state
+    with pytest.raises(CheckpointError, match="malformed trainer state") as caught:
+        trainer.load(tmp_path / "last.npz")
+    assert "\n" not in str(caught.value)
+    assert_same(snapshot(trainer.model, trainer.optimizer), before)
+    assert init.generator().bit_generator.state == rng and trainer.epoch == 0
