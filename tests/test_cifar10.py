@@ -559,3 +559,12 @@ def test_download_file_refuses_a_malformed_checksum(root, text_mirror):
 
     with pytest.raises(ValueError, match="not 'sha256"):
         download_file(text_mirror[0].as_uri(), root / "x.txt", "sha256:xyz", progress=False)
+
+
+def test_leftovers_named_before_temporaries_carried_a_pid_are_removed_too(root, archive):
+    path, checksum = archive
+    (root / ".cifar-10-download-k1ll3d__.tar.gz").write_bytes(b"\x1f\x8b half an archive")
+    (root / ".cifar-10-extract-k1ll3d__").mkdir()
+    (root / ".cifar-10-extract-k1ll3d__" / "data_batch_1").write_bytes(b"half")
+    fetch(root, path, checksum)
+    assert not [name for name in listing(root) if name.startswith(".")], listing(root)

@@ -269,6 +269,11 @@ def download_cifar10(root: str | Path, url: str | None = None, checksum: str | N
     root.mkdir(parents=True, exist_ok=True)
     for kind in ("cifar-10-download", "cifar-10-extract"):   # what a killed download left behind
         remove_stale_temporaries(root, kind)
+    for legacy in [*root.glob(".cifar-10-download-*.tar.gz"), *root.glob(".cifar-10-extract-*")]:
+        if legacy.is_dir() and not legacy.is_symlink():     # named before temporaries carried a pid
+            shutil.rmtree(legacy, ignore_errors=True)
+        else:
+            legacy.unlink(missing_ok=True)
     archive = workdir = None
     done = False
     try:
