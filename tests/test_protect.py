@@ -272,6 +272,23 @@ def test_a_hooks_folder_inside_the_repository_is_still_used(checkout):
     assert protect.HOOK_MARK in (checkout / ".githooks" / "pre-commit").read_text()
 
 
+def test_disable_changes_no_mode_outside_the_package_whatever_the_record_says(repo_copy):
+    import json
+
+    victim = repo_copy.parent / "victim.txt"
+    victim.write_text("keep me\n")
+    victim.chmod(0o600)
+    assert tito("system", "protect", "enable").exit_code == 0
+    record = repo_copy / ".tito" / "protect.json"
+    state = json.loads(record.read_text())
+    state["modes"]["../victim.txt"] = 0o777
+    state["modes"][str(victim)] = 0o777
+    record.chmod(0o644)
+    record.write_text(json.dumps(state))
+    assert tito("system", "protect", "disable").exit_code == 0
+    assert mode(victim) == 0o600
+
+
 # --- VS Code -------------------------------------------------------------------------------------
 
 USER_SETTINGS = """{

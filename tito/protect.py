@@ -119,8 +119,11 @@ def _protect_modes(root: Path, state: dict) -> int:
 
 def _restore_modes(root: Path, state: dict) -> int:
     restored = 0
+    package = (Path(root) / PACKAGE).resolve()
     for rel, mode in state["modes"].items():
         path = Path(root) / rel
+        if not path.resolve().is_relative_to(package) or not isinstance(mode, int):
+            continue                                   # only generated files: never a path the record leads elsewhere
         if path.is_file() and stat.S_IMODE(path.stat().st_mode) != mode:
             os.chmod(path, mode)
             restored += 1
