@@ -455,14 +455,31 @@ optimizer's `load_state_dict` will not recognise it.
 
 Loading (`_read`, then `_load`) checks, in this order, before changing
 anything: the file is a zip; it holds a `checkpoint.json` entry; the format
-and version are ours; the arrays in the file are exactly those the document
-lists, each with the shape and dtype the document says (reading each entry
-also verifies its CRC-32); the model's names and shapes match the file's.
-Only then does it load the optimizer and the model. The optimizer is the one
-piece whose compatibility we cannot check from outside (its state layout is
-its own business), so we keep a copy of its state and put it back if its
-`load_state_dict` refuses the file's. These cells export to
-`tinytorch.training.checkpoint`.
+and version are ours; every field of the document has the type it should
+(a shape is a list of sizes, a dtype a numeric one, the metadata a mapping);
+the arrays in the file are exactly those the document lists, each with the
+shape and dtype the document says; the model's names and shapes match the
+file's. A file may come from anyone, so the arrays' sizes are checked
+*before* any array exists: `np.load` allocates whatever an `.npy` header
+declares and only then reads the data, so a 1 KB entry whose header says
+`(200000, 200000)` would ask for 320 GB. `check_npy_entry` reads each header
+on its own and requires the entry to hold exactly that many bytes; encrypted
+entries and compression methods other than the two `np.savez` writes are
+refused; and a file whose arrays would inflate to more than 16 times its own
+size plus 64 MiB is refused as a possible decompression bomb (`np.savez`
+stores arrays uncompressed, so a real checkpoint inflates by a factor of 1).
+Reading each entry then verifies its CRC-32. The optimizer's settings must
+have the types of the optimizer's own (`lr: "abc"` would load, then fail at
+the first `step()`). Only then does it load the optimizer and the model. The
+optimizer is the one piece whose compatibility we cannot fully check from
+outside (its state layout is its own business), so we keep a copy of its
+state and put it back if its `load_state_dict` refuses the file's. These
+cells export to `tinytorch.training.checkpoint`.
+
+`write_atomically` gives the new file the mode `open()` would (an existing
+file's own mode, else `0o666` minus the umask) and first removes the
+temporaries a killed save of the same file left behind (chapter 11's
+`tinytorch.data.files`).
 """
 
 # %% nbgrader={"grade": false, "grade_id": "impl_save_checkpoint", "locked": false, "schema_version": 3, "solution": true, "task": false}

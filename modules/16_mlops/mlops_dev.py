@@ -518,8 +518,17 @@ def save_model(path, model: Module, config: dict, version: str = "1.0.0", *, inp
 Loading reads and checks everything *before* building anything: the file is a
 zip archive, it holds both entries, `model.json` is JSON of our format and of a
 version this code understands, and the weight bytes hash to the recorded
-checksum. Each failure is one `ModelFormatError` line saying what is wrong and
-what to do. Then the skeleton is built from the registry, the arrays are copied
+checksum. A checksum proves only that the file was not damaged, not that its
+author meant well, so `_read` also checks what the file *declares* before
+anything is allocated: no entry is encrypted or compressed in a way
+`save_model` never uses; nothing inflates beyond 16 times the file's size plus
+64 MiB; every `.npy` header in the weights (read with chapter 12's
+`check_npy_entry`) declares exactly the bytes its entry holds and the shape
+`model.json` lists; the quantization settings are ones `quantize_model`
+writes; and the architecture does not declare more parameters than the
+weights hold (a 1 KB `model.json` asking for `"sizes": [200000, 200000]`
+would otherwise allocate 160 GB while building its skeleton). Each failure is
+one `ModelFormatError` line saying what is wrong and what to do. Then the skeleton is built from the registry, the arrays are copied
 in by `load_state_dict` (which checks every name and shape first), and the
 model is prepared for inference and nothing else: eval mode, and every
 parameter with `requires_grad=False`, so that calling it records no graph even
