@@ -37,15 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "examples")]
 
 import torch_gpt  # noqa: E402
-from tinygpt_shakespeare import command_line, machine, seed_table  # noqa: E402
+from tinygpt_shakespeare import command_line, machine, seed_table, shakespeare_text  # noqa: E402
 
 from tinytorch.models import CharTokenizer, GPTConfig, TrainConfig, get_lr  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="nanoGPT's shakespeare_char CPU run in PyTorch, over seeds")
-    parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "tinyshakespeare.txt",
-                        help="the tiny-shakespeare text (default: ../shared/data/tinyshakespeare.txt from the repo root)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the tiny-shakespeare text (default: data/tinyshakespeare.txt, downloaded and verified on "
+                             "first use; $TINYTORCH_SHAKESPEARE_URL names a mirror)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337], help="seeds to train with (default 1337)")
     parser.add_argument("--iters", type=int, default=2000, help="training iterations (default 2000)")
     parser.add_argument("--final-eval-iters", type=int, default=200,
@@ -115,8 +116,7 @@ def train_seed(seed: int, vocab_size: int, train_data: np.ndarray, val_data: np.
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if not args.data.is_file():
-        sys.exit(f"error: {args.data} not found; pass --data PATH to the tiny-shakespeare text")
+    args.data = shakespeare_text(args.data)
     torch.set_num_threads(args.threads)
     text = args.data.read_text(encoding="utf-8")
     tokenizer = CharTokenizer(text)

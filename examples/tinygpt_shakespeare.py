@@ -37,8 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train TinyGPT on tiny-shakespeare (nanoGPT's CPU configuration)")
-    parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "tinyshakespeare.txt",
-                        help="the tiny-shakespeare text (default: ../shared/data/tinyshakespeare.txt from the repo root)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the tiny-shakespeare text (default: data/tinyshakespeare.txt, downloaded and verified on "
+                             "first use; $TINYTORCH_SHAKESPEARE_URL names a mirror)")
+    parser.add_argument("--download-dir", type=Path, default=ROOT / "data",
+                        help="where the text is downloaded to when --data is not given (default data/)")
     parser.add_argument("--iters", type=int, default=2000, help="training iterations (default 2000)")
     parser.add_argument("--eval-interval", type=int, default=250, help="iterations between evaluations (default 250)")
     parser.add_argument("--eval-iters", type=int, default=20, help="batches per evaluation and split (default 20)")
@@ -234,10 +237,10 @@ def train_torch(model, initial_state: dict, train_data, val_data, config: TrainC
 
 
 def command_line(script: str, argv=None) -> str:
-    """The command as it was run, minus `--data PATH` and `--out-dir PATH`: a page names the data by its
+    """The command as it was run, minus `--data`, `--download-dir` and `--out-dir` PATH: a page names the data by its
     checksum and shows no machine's paths."""
     given = sys.argv[1:] if argv is None else list(argv)
-    hidden = ("--data", "--out-dir")                 # where the input and the page are is no part of the result
+    hidden = ("--data", "--out-dir", "--download-dir")   # where the input and the page are is no part of the result
     shown = [a for i, a in enumerate(given) if a not in hidden and (i == 0 or given[i - 1] not in hidden)
              and not a.startswith(tuple(f"{option}=" for option in hidden))]
     return " ".join(["python", script, *shown])
@@ -281,10 +284,23 @@ def plot(history: dict, path: Path, reference: dict | None = None) -> None:
     plt.close(fig)
 
 
+def shakespeare_text(path: Path | None, download_dir: Path = ROOT / "data") -> Path:
+    """The text to train on: `path` if given, else tinyshakespeare.txt in download_dir, downloaded (and verified) on first use."""
+    if path is not None:
+        if not path.is_file():
+            sys.exit(f"error: {path} not found; pass --data PATH to the tiny-shakespeare text, or leave --data out to download it")
+        return path
+    from tinytorch.data import DatasetError, download_shakespeare
+
+    try:
+        return download_shakespeare(download_dir)
+    except DatasetError as err:
+        sys.exit(f"error: {err}")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv) if argv is not None or ARGS is None else ARGS
-    if not args.data.is_file():
-        sys.exit(f"error: {args.data} not found; pass --data PATH to the tiny-shakespeare text (input.txt of char-rnn)")
+    args.data = shakespeare_text(args.data, args.download_dir)
     text = args.data.read_text(encoding="utf-8")
     tokenizer = CharTokenizer(text)
     data = np.array(tokenizer.encode(text), dtype=np.int64)

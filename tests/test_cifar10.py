@@ -453,3 +453,118 @@ def test_progress_goes_to_stderr_and_stdout_stays_clean(capsys, root, archive):
 def test_no_progress_prints_nothing(capsys, root, archive):
     fetch(root, *archive)
     assert capsys.readouterr() == ("", "")
+
+
+# ---- what a killed download leaves behind, and downloads of single files (tiny-shakespeare) ----------------------
+KILLED_DOWNLOAD = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+import tinytorch.data.cifar10 as cifar10
+
+real = cifar10._download
+def die(url, dest, *args, **kwargs):
+    real(url, dest, *args, **kwargs)                     # the archive is on disk, hidden, then the process dies
+    os.makedirs(os.path.join(os.path.dirname(dest), ".cifar-10-extract.{{}}.half".format(os.getpid())))
+    os.kill(os.getpid(), signal.SIGKILL)
+cifar10._download = die
+cifar10.download_cifar10({root!r}, url={url!r}, checksum={checksum!r}, progress=False)
+"""
+
+
+def test_a_killed_download_leaves_temporaries_that_the_next_download_removes(root, archive):
+    import subprocess
+    import sys
+
+    path, checksum = archive
+    repo = str(Path(__file__).resolve().parents[1])
+    script = KILLED_DOWNLOAD.format(repo=repo, root=str(root), url=path.as_uri(), checksum=checksum)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode < 0, done.stderr
+    hidden = [name for name in listing(root) if name.startswith(".cifar-10-")]
+    assert len(hidden) == 2, listing(root)                   # the partial archive and the extraction folder
+    fetch(root, path, checksum)
+    assert not [name for name in listing(root) if name.startswith(".")], listing(root)
+    assert (root / "keep.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def text_mirror(tmp_path, monkeypatch) -> tuple[Path, str]:
+    from tinytorch.data import shakespeare
+
+    monkeypatch.delenv(shakespeare.SHAKESPEARE_URL_ENV, raising=False)
+    monkeypatch.delenv(shakespeare.SHAKESPEARE_CHECKSUM_ENV, raising=False)
+    text = "ROMEO:\nBut, soft! what light through yonder window breaks?\n" * 30
+    path = tmp_path / "mirror" / "input.txt"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path, "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_pinned_checksum_and_url_are_those_of_the_public_file():
+    from tinytorch.data import shakespeare
+
+    assert shakespeare.SHAKESPEARE_CHECKSUM == "sha256:86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    assert shakespeare.SHAKESPEARE_URL.startswith("https://") and shakespeare.SHAKESPEARE_URL.endswith("input.txt")
+
+
+def test_download_shakespeare_uses_the_mirror_setting_and_verifies_it(root, text_mirror, monkeypatch):
+    from tinytorch.data import download_shakespeare, shakespeare
+
+    path, checksum = text_mirror
+    monkeypatch.setenv(shakespeare.SHAKESPEARE_URL_ENV, path.as_uri())
+    with pytest.raises(DatasetError, match="checksum mismatch"):       # the mirror's bytes are not the pinned ones
+        download_shakespeare(root, progress=False)
+    assert listing(root) == ["keep.txt"]
+    monkeypatch.setenv(shakespeare.SHAKESPEARE_CHECKSUM_ENV, checksum)
+    got = download_shakespeare(root, progress=False)
+    assert got == root / "tinyshakespeare.txt" and got.read_bytes() == path.read_bytes()
+    assert listing(root) == ["keep.txt", "tinyshakespeare.txt"]
+
+
+def test_download_shakespeare_honours_the_umask(root, text_mirror):
+    from tinytorch.data import download_shakespeare
+
+    path, checksum = text_mirror
+    old = os.umask(0o077)
+    try:
+        got = download_shakespeare(root, url=path.as_uri(), checksum=checksum, progress=False)
+    finally:
+        os.umask(old)
+    assert got.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_users_file_of_the_same_name_is_never_overwritten(root, text_mirror):
+    from tinytorch.data import download_shakespeare
+
+    path, checksum = text_mirror
+    (root / "tinyshakespeare.txt").write_text("my notes")
+    with pytest.raises(DatasetError, match="move or delete it"):
+        download_shakespeare(root, url=path.as_uri(), checksum=checksum, progress=False)
+    assert (root / "tinyshakespeare.txt").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("url, message", [("file:///nonexistent/input.txt", "cannot download"),
+                                          ("notaurl", "cannot download")])
+def test_an_unreachable_mirror_is_one_line_and_keeps_nothing(root, text_mirror, url, message):
+    from tinytorch.data import download_shakespeare
+
+    with pytest.raises(DatasetError, match=message) as caught:
+        download_shakespeare(root, url=url, checksum=text_mirror[1], progress=False)
+    assert "\n" not in str(caught.value) and "TINYTORCH_SHAKESPEARE_URL" in str(caught.value)
+    assert listing(root) == ["keep.txt"]
+
+
+def test_download_file_refuses_a_malformed_checksum(root, text_mirror):
+    from tinytorch.data import download_file
+
+    with pytest.raises(ValueError, match="not 'sha256"):
+        download_file(text_mirror[0].as_uri(), root / "x.txt", "sha256:xyz", progress=False)
+
+
+def test_leftovers_named_before_temporaries_carried_a_pid_are_removed_too(root, archive):
+    path, checksum = archive
+    (root / ".cifar-10-download-k1ll3d__.tar.gz").write_bytes(b"\x1f\x8b half an archive")
+    (root / ".cifar-10-extract-k1ll3d__").mkdir()
+    (root / ".cifar-10-extract-k1ll3d__" / "data_batch_1").write_bytes(b"half")
+    fetch(root, path, checksum)
+    assert not [name for name in listing(root) if name.startswith(".")], listing(root)

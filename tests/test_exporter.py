@@ -293,3 +293,53 @@ def test_a_damaged_manifest_is_a_clear_error(tmp_path, damage):
         export_source(root, source)
     assert "tito module export --all" in caught.value.hint
     assert not (root / "tinytorch/core/demo.py").exists()
+
+
+# --- a tampered manifest: entries that lead out of tinytorch/ are refused, nothing is touched ----------
+
+HOSTILE_ENTRIES = ["../../victim.txt", "../victim.py", "core/../../victim.py", "{victim}", "core\\..\\..\\victim.py",
+                   "core/demo.txt", "", "core/link.py"]
+
+
+@pytest.mark.parametrize("entry", HOSTILE_ENTRIES)
+def test_a_manifest_entry_outside_the_package_is_refused_and_nothing_is_deleted(tmp_path, entry):
+    root, source = make_root(tmp_path)
+    export_source(root, source)
+    victim = tmp_path / "victim.py"
+    victim.write_text("keep me\n")
+    (tmp_path / "victim.txt").write_text("keep me\n")
+    (root / "tinytorch/core/link.py").symlink_to(victim)
+    entry = entry.format(victim=victim)
+    manifest_path = root / "tinytorch/_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    # the entry claims to come from this chapter and is no longer produced by it: export would remove it
+    manifest["files"][entry] = {"source": "modules/01_demo/demo_dev.py", "sha256": "0" * 64}
+    manifest_path.write_text(json.dumps(manifest))
+    before = package_state(root)
+    with pytest.raises(TitoError, match="which is not a generated .py file inside tinytorch/") as caught:
+        export_source(root, source)
+    assert "\n" not in str(caught.value)
+    assert victim.read_text() == "keep me\n" and (tmp_path / "victim.txt").read_text() == "keep me\n"
+    assert (root / "tinytorch/core/link.py").is_symlink()
+    assert package_state(root) == before
+    with pytest.raises(TitoError, match="not a generated .py file"):
+        hand_edited(root)
+
+
+def test_the_cli_refuses_a_tampered_manifest_in_one_line_and_deletes_nothing(repo_copy):
+    from click.testing import CliRunner
+
+    from tito.cli import cli
+
+    victim = repo_copy.parent / "victim.txt"
+    victim.write_text("keep me\n")
+    manifest_path = repo_copy / "tinytorch/_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"]["../../victim.txt"] = {"source": "modules/01_setup/setup_dev.py", "sha256": "0" * 64}
+    manifest_path.write_text(json.dumps(manifest))
+    for args in (["module", "export", "01_setup"], ["system", "protect", "enable"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code != 0, result.output
+        assert "not a generated .py file inside tinytorch/" in result.output
+        assert victim.read_text() == "keep me\n"
+        assert stat.S_IMODE(victim.stat().st_mode) & 0o200, "protect must not chmod a file outside the package"

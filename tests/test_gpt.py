@@ -458,3 +458,105 @@ def test_the_example_names_a_missing_data_file_in_one_line(tmp_path):
                            str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "missing.txt not found" in done.stderr and "--data" in done.stderr
+
+
+# ---- edges: each bad argument is one ValueError/TypeError line ------------------------------------------------
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(max_new_tokens=-5), ValueError, "max_new_tokens"),
+    (dict(max_new_tokens=2.5), ValueError, "max_new_tokens"),
+    (dict(max_new_tokens=3, temperature=float("nan")), ValueError, "temperature"),
+    (dict(max_new_tokens=3, temperature=float("inf")), ValueError, "temperature"),
+    (dict(max_new_tokens=3, temperature=0.0), ValueError, "temperature"),
+    (dict(max_new_tokens=3, top_k=0), ValueError, "top_k"),
+    (dict(max_new_tokens=3, top_k=1.5), ValueError, "top_k"),
+])
+def test_generate_refuses_bad_sampling_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message) as caught:
+        _gpt().generate(_ids((1, 3)), **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def test_generate_with_zero_new_tokens_returns_the_prompt():
+    ids = _ids((2, 3))
+    assert np.array_equal(_gpt().generate(ids, 0).data, ids)
+
+
+@pytest.mark.parametrize("context, error, message", [
+    (np.zeros((1, 0), np.int64), ValueError, "empty"),
+    (np.zeros((0, 3), np.int64), ValueError, "empty"),
+    (np.array([[1.7, 2.0]]), TypeError, "integer"),
+    (np.array([[1, 9]]), ValueError, "outside the vocabulary"),
+    (np.array([[-1, 2]]), ValueError, "outside the vocabulary"),
+])
+def test_generate_refuses_empty_float_or_out_of_range_contexts(context, error, message):
+    with pytest.raises(error, match=message):
+        _gpt().generate(context, 2)
+
+
+def test_forward_refuses_an_empty_context():
+    with pytest.raises(ValueError, match="empty"):
+        _gpt()(np.zeros((2, 0), np.int64))
+
+
+@pytest.mark.parametrize("field, value", [("block_size", 0), ("vocab_size", 0), ("n_layer", -1), ("n_head", 0),
+                                          ("n_embd", 2.5), ("vocab_size", True), ("dropout", 1.0),
+                                          ("dropout", float("nan")), ("bias", "yes")])
+def test_gpt_config_refuses_impossible_shapes(field, value):
+    config = dict(vocab_size=7, block_size=6, n_layer=1, n_head=2, n_embd=8) | {field: value}
+    with pytest.raises((ValueError, TypeError), match=field) as caught:
+        GPTConfig(**config)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("ids", [[1.7], np.array([0.0, 1.0]), [True]])
+def test_decode_refuses_ids_that_are_not_integers(ids):
+    with pytest.raises(TypeError, match="integers"):
+        CharTokenizer("abc").decode(ids)
+
+
+def test_decode_of_nothing_is_the_empty_string_and_encode_wants_text():
+    tok = CharTokenizer("abc")
+    assert tok.decode([]) == ""
+    with pytest.raises(TypeError, match="str"):
+        tok.encode(5)
+
+
+@pytest.mark.slow
+def test_the_example_downloads_its_text_on_first_use_from_a_mirror(tmp_path, monkeypatch):
+    import hashlib
+    import subprocess
+
+    text = "To be, or not to be, that is the question:\n" * 40
+    mirror = tmp_path / "mirror.txt"
+    mirror.write_text(text, encoding="utf-8")
+    env = dict(__import__("os").environ, TINYTORCH_SHAKESPEARE_URL=mirror.as_uri(),
+               TINYTORCH_SHAKESPEARE_CHECKSUM="sha256:" + hashlib.sha256(text.encode()).hexdigest())
+    args = [sys.executable, str(REPO / "examples" / "tinygpt_shakespeare.py"), "--download-dir", str(tmp_path / "data"),
+            "--iters", "2", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1",
+            "--sample-chars", "5", "--out-dir", str(tmp_path / "out")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8") == text
+    assert str(tmp_path) not in (tmp_path / "out" / "tinygpt.md").read_text(encoding="utf-8")
+    env["TINYTORCH_SHAKESPEARE_CHECKSUM"] = "sha256:" + "0" * 64     # a mirror whose bytes do not match
+    done = subprocess.run([*args[:3], str(tmp_path / "other")] + args[4:], capture_output=True, text=True,
+                          timeout=300, env=env)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]   # (the progress bar aside)
+    assert done.returncode != 0 and len(errors) == 1 and "checksum mismatch" in errors[0]
+    assert not (tmp_path / "other" / "tinyshakespeare.txt").exists()
+
+
+def test_no_tracked_file_refers_to_data_outside_the_repository():
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    offenders = []
+    for name in listed.stdout.splitlines():
+        path = REPO / name
+        if path.suffix in {".py", ".md", ".toml", ".yml", ".yaml", ".cfg", ".txt", ".json"} and path.is_file():
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if ('"..", "shared"' in text or "../shared/" in text or '/ ".." / "shared"' in text) and name != "tests/test_gpt.py":
+                offenders.append(name)
+    assert offenders == [], f"these files point outside the repository: {offenders}"

@@ -703,3 +703,154 @@ def test_onnx_export_without_onnx_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)            # importing onnx now fails, as if not installed
     with pytest.raises(ImportError, match="pip install onnx"):
         export_onnx(_model(), tmp_path / "m.onnx", (6,))
+
+
+# ---- hostile model files: declared sizes, types, compression, bombs; atomic ONNX export ---------------------
+def _with_info(path, target, **changes):
+    with zipfile.ZipFile(path) as archive:
+        info = json.loads(archive.read("model.json"))
+    info.update(changes)
+    return _rewrite(path, target, {"model.json": json.dumps(info).encode()})
+
+
+def _with_weights(path, target, weights: bytes, **changes):
+    with zipfile.ZipFile(path) as archive:
+        info = json.loads(archive.read("model.json"))
+    info.update(changes, weights_sha256=hashlib.sha256(weights).hexdigest())
+    return _rewrite(path, target, {"model.json": json.dumps(info).encode(), "weights.npz": weights})
+
+
+def test_a_small_model_json_declaring_a_huge_architecture_is_refused_before_allocating(saved, tmp_path):
+    import tracemalloc
+
+    target = _with_info(saved[1], tmp_path / "huge.ttm", architecture={"architecture": "mlp", "sizes": [200000, 200000]})
+    assert target.stat().st_size < 8000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match="declares 40000200000 parameters") as caught:
+            load_model(target)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(caught.value)
+    assert peak < 16 << 20, f"refusing it allocated {peak} bytes"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"architecture": {"architecture": "mlp", "sizes": "abc"}}, "sizes must be a list of positive integers"),
+    ({"architecture": {"architecture": "mlp", "sizes": [6, -16, 3]}}, "sizes must be a list of positive integers"),
+    ({"architecture": {"architecture": "mlp", "sizes": [6, True, 3]}}, "sizes must be a list of positive integers"),
+    ({"architecture": "mlp"}, "not a config"),
+    ({"architecture": {"architecture": "sequential", "layers": [["linear", {"in_features": 10 ** 6,
+                                                                           "out_features": 10 ** 6}]]}}, "declares"),
+    ({"architecture": {"architecture": "sequential", "layers": [["linear", [6, 3]]]}}, "kind, {options}"),
+    ({"architecture": CONFIG | {"bogus": 1}}, "cannot build architecture"),
+    ({"quantization": {"bogus": 1}}, "quantization"),
+    ({"quantization": {"mode": 8}}, "quantization"),
+    ({"tensors": {"0.weight": {"shape": [16, 6]}}}, "does not hold the tensors"),
+    ({"tensors": {"0.weight": {"shape": "big"}}}, "tensors are not a mapping"),
+    ({"input_shape": 6}, "input_shape"),
+])
+def test_malformed_model_json_is_refused_with_one_line(saved, tmp_path, change, message):
+    target = _with_info(saved[1], tmp_path / "bad.ttm", **change)
+    with pytest.raises(ModelFormatError, match=message) as caught:
+        load_model(target)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_npy_header_declaring_more_than_its_entry_holds_is_refused(saved, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        with archive.open("0.weight.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (200000, 200000)})
+            f.write(bytes(16 * 6 * 4))
+    target = _with_weights(saved[1], tmp_path / "forged.ttm", buffer.getvalue())
+    with pytest.raises(ModelFormatError, match=r"declares \(200000, 200000\)"):
+        load_model(target)
+
+
+def test_a_decompression_bomb_in_the_weights_is_refused(saved, tmp_path):
+    n = 200 << 20
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("0.weight.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (n,)})
+            zeros = bytes(1 << 20)
+            for _ in range(n >> 20):
+                f.write(zeros)
+    assert len(buffer.getvalue()) < 2 << 20
+    target = _with_weights(saved[1], tmp_path / "bomb.ttm", buffer.getvalue(), tensors={"0.weight": {"shape": [n]}})
+    with pytest.raises(ModelFormatError, match="decompression bomb"):
+        load_model(target)
+
+
+def test_an_outer_entry_that_inflates_too_far_is_refused(saved, tmp_path):
+    with zipfile.ZipFile(saved[1]) as archive:
+        info, weights = json.loads(archive.read("model.json")), archive.read("weights.npz")
+    info["padding"] = " " * (200 << 20)                       # 200 MiB of spaces deflate to about 200 KB
+    target = tmp_path / "padded.ttm"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model.json", json.dumps(info))
+        archive.writestr("weights.npz", weights)
+    with pytest.raises(ModelFormatError, match="decompression bomb|limit"):
+        load_model(target)
+
+
+@pytest.mark.parametrize("method, message", [(zipfile.ZIP_LZMA, "compression method 14"), (zipfile.ZIP_BZIP2, "compression method 12")])
+def test_an_unknown_compression_method_is_refused(saved, tmp_path, method, message):
+    target = tmp_path / "odd.ttm"
+    with zipfile.ZipFile(saved[1]) as src, zipfile.ZipFile(target, "w", method) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    with pytest.raises(ModelFormatError, match=message):
+        load_model(target)
+
+
+def test_an_encrypted_entry_is_refused(saved, tmp_path):
+    data = bytearray(saved[1].read_bytes())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        i = data.find(signature)
+        while i != -1:
+            data[i + flag_offset] |= 0x01
+            i = data.find(signature, i + 4)
+    target = tmp_path / "locked.ttm"
+    target.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="encrypted|damaged") as caught:
+        load_model(target)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_saved_model_honours_the_umask_and_keeps_an_existing_mode(tmp_path):
+    import os
+
+    old = os.umask(0o077)
+    try:
+        path = save_model(tmp_path / "m.ttm", _model(), CONFIG)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)
+    save_model(path, _model(seed=3), CONFIG)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_export_onnx_writes_atomically(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    import os
+
+    from tinytorch.deploy import export_onnx
+    from tinytorch.training import checkpoint
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"the previous export")
+    path.chmod(0o600)
+
+    def interrupted(source, target):
+        raise KeyboardInterrupt                                # as if the process stopped just before the rename
+    monkeypatch.setattr(checkpoint.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(_model(), path, (6,))
+    assert path.read_bytes() == b"the previous export" and os.listdir(tmp_path) == ["m.onnx"]
+    monkeypatch.undo()
+    export_onnx(_model(), path, (6,))
+    assert path.read_bytes()[:1] != b"t" and path.stat().st_mode & 0o777 == 0o600

@@ -236,6 +236,59 @@ def test_outside_a_git_checkout_there_is_no_hook_and_enable_says_so(repo_copy):
     assert "no git pre-commit hook" in result.output
 
 
+@pytest.fixture
+def shared_hooks(checkout: Path) -> Path:
+    """core.hooksPath pointing at a hooks folder outside the repository, holding the user's own hook."""
+    folder = checkout.parent / "shared-hooks"
+    folder.mkdir()
+    (folder / "pre-commit").write_text("#!/bin/sh\nexit 0\n")
+    (folder / "pre-commit").chmod(0o755)
+    git(checkout, "config", "core.hooksPath", str(folder))
+    return folder
+
+
+def test_a_hooks_folder_outside_the_repository_is_left_alone_and_enable_says_so(checkout, shared_hooks):
+    before = {p.name: (p.read_bytes(), mode(p)) for p in shared_hooks.iterdir()}
+    result = tito("system", "protect", "enable")
+    assert result.exit_code == 0, result.output
+    assert "outside this repository" in result.output and "--shared-hooks" in result.output
+    assert {p.name: (p.read_bytes(), mode(p)) for p in shared_hooks.iterdir()} == before
+    assert tito("system", "protect", "disable").exit_code == 0
+    assert {p.name: (p.read_bytes(), mode(p)) for p in shared_hooks.iterdir()} == before
+
+
+def test_shared_hooks_installs_there_only_when_asked_and_disable_puts_the_users_hook_back(checkout, shared_hooks):
+    original = (shared_hooks / "pre-commit").read_bytes()
+    result = tito("system", "protect", "enable", "--shared-hooks")
+    assert result.exit_code == 0, result.output
+    assert protect.HOOK_MARK in (shared_hooks / "pre-commit").read_text()
+    assert tito("system", "protect", "disable").exit_code == 0
+    assert (shared_hooks / "pre-commit").read_bytes() == original
+
+
+def test_a_hooks_folder_inside_the_repository_is_still_used(checkout):
+    git(checkout, "config", "core.hooksPath", ".githooks")
+    assert tito("system", "protect", "enable").exit_code == 0
+    assert protect.HOOK_MARK in (checkout / ".githooks" / "pre-commit").read_text()
+
+
+def test_disable_changes_no_mode_outside_the_package_whatever_the_record_says(repo_copy):
+    import json
+
+    victim = repo_copy.parent / "victim.txt"
+    victim.write_text("keep me\n")
+    victim.chmod(0o600)
+    assert tito("system", "protect", "enable").exit_code == 0
+    record = repo_copy / ".tito" / "protect.json"
+    state = json.loads(record.read_text())
+    state["modes"]["../victim.txt"] = 0o777
+    state["modes"][str(victim)] = 0o777
+    record.chmod(0o644)
+    record.write_text(json.dumps(state))
+    assert tito("system", "protect", "disable").exit_code == 0
+    assert mode(victim) == 0o600
+
+
 # --- VS Code -------------------------------------------------------------------------------------
 
 USER_SETTINGS = """{

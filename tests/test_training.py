@@ -586,3 +586,258 @@ def test_a_document_that_lists_a_model_entry_without_its_array_is_damaged(tmp_pa
     with pytest.raises(CheckpointError, match="does not list the model's arrays"):
         load_checkpoint(tmp_path / "c.npz", target)
     assert_same(snapshot(target), before)
+
+
+# ---- hostile and faulty files: modes, leftovers, malformed documents, bombs ------------------------
+def test_a_new_checkpoint_honours_the_umask(tmp_path):
+    model, opt = trained()
+    old = os.umask(0o077)
+    try:
+        save_checkpoint(tmp_path / "private.npz", model, opt)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.npz").stat().st_mode & 0o777 == 0o600
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "shared.npz", model, opt)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_saving_over_a_checkpoint_keeps_its_mode(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    (tmp_path / "c.npz").chmod(0o600)
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c.npz", model, opt, epoch=2)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == 0o600, "an existing 0600 file must not be widened"
+
+
+KILLED_SAVE = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+from tinytorch.nn import Linear
+from tinytorch.training import checkpoint, save_checkpoint
+
+def die(file, **entries):
+    file.write(b"PK" + b"\\0" * 100000)             # half a checkpoint, then the process is killed
+    file.flush()
+    os.kill(os.getpid(), signal.{signal})
+checkpoint.np.savez = die
+save_checkpoint({path!r}, Linear(3, 2))
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_the_temporary_a_killed_save_leaves_is_removed_by_the_next_save(tmp_path, signal_name):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = tmp_path / "run.ckpt.npz"
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", KILLED_SAVE.format(root=root, path=str(path), signal=signal_name)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode < 0, done.stderr
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    # the second killed save already removed the first one's temporary: only its own is left
+    assert len(leftovers) == 1 and leftovers[0].startswith(".run.ckpt.npz.") and leftovers[0].endswith(".tmp")
+    other = tmp_path / ".other.npz.12345.abcdefgh.tmp"             # another target's temporary is not ours
+    other.write_bytes(b"x")
+    model, opt = trained()
+    save_checkpoint(path, model, opt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, other.name])
+
+
+def test_a_live_writers_temporary_is_left_alone(tmp_path):
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".c.npz.{sleeper.pid}.abcdefgh.tmp"
+        live.write_bytes(b"being written")
+        model, opt = trained()
+        save_checkpoint(tmp_path / "c.npz", model, opt)
+        assert live.exists(), "a temporary whose process is alive belongs to a save in progress"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def rebuild(path, edit=None, entries=None, compression=zipfile.ZIP_STORED):
+    """Rewrite a saved checkpoint with its document edited by `edit(document)` and extra/replaced entries."""
+    with zipfile.ZipFile(path) as z:
+        arrays = {name[:-4]: np.lib.format.read_array(z.open(name)) for name in z.namelist()}
+    document = json.loads(arrays.pop("checkpoint.json").tobytes())
+    if edit is not None:
+        edit(document)
+    arrays.update(entries or {})
+    arrays["checkpoint.json"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    path.unlink()
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for key, array in arrays.items():
+            with z.open(key + ".npy", "w") as f:
+                np.lib.format.write_array(f, array, allow_pickle=False)
+
+
+def _set(path, value):
+    def edit(document):
+        *where, last = path
+        target = document
+        for key in where:
+            target = target[key]
+        target[last] = value
+    return edit
+
+
+MALFORMED = {
+    "shape is a string": _set(["arrays", "model/0.weight", "shape"], "abc"),
+    "shape has a negative size": _set(["arrays", "model/0.weight", "shape"], [-16, 4]),
+    "dtype is an object": _set(["arrays", "model/0.weight", "dtype"], "|O"),
+    "dtype is not a dtype": _set(["arrays", "model/0.weight", "dtype"], 7),
+    "arrays is a list": _set(["arrays"], []),
+    "model names are numbers": _set(["model"], [1, 2]),
+    "metadata is a list": _set(["metadata"], [1]),
+    "a tuple marker holds a number": _set(["metadata", "epoch"], {"__tuple__": 5}),
+    "an items marker holds a pair of one": _set(["metadata", "epoch"], {"__items__": [[1]]}),
+    "an items key is unhashable": _set(["metadata", "epoch"], {"__items__": [[[1], 2]]}),
+    "an array marker names a number": _set(["metadata", "epoch"], {"__array__": 5}),
+    "the document is a list": lambda document: (document.clear(), document.update({"x": 1})) and None,
+}
+
+
+@pytest.mark.parametrize("what", list(MALFORMED))
+def test_a_malformed_document_raises_checkpoint_error_and_changes_nothing(tmp_path, what):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt, epoch=1)
+    rebuild(tmp_path / "c.npz", MALFORMED[what])
+    target, target_opt = trained(seed=5)
+    before = snapshot(target, target_opt)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "c.npz", target, target_opt)
+    assert "\n" not in str(err.value)
+    assert_same(snapshot(target, target_opt), before)
+
+
+BAD_SETTINGS = {
+    "lr is text": ("lr", "abc"),
+    "lr is NaN": ("lr", float("nan")),
+    "momentum is a list": ("momentum", [0.9]),
+    "nesterov is a number": ("nesterov", 1),
+    "an unknown setting": ("bogus", 1.0),
+}
+
+
+@pytest.mark.parametrize("what", list(BAD_SETTINGS))
+def test_optimizer_settings_of_the_wrong_type_are_refused_at_load_time(tmp_path, what):
+    key, value = BAD_SETTINGS[what]
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    rebuild(tmp_path / "c.npz", _set(["optimizer", "param_groups", 0, key], value))
+    target, target_opt = trained(seed=5)
+    before = snapshot(target, target_opt)
+    with pytest.raises(CheckpointError, match=key) as err:
+        load_checkpoint(tmp_path / "c.npz", target, target_opt)
+    assert "\n" not in str(err.value)
+    assert_same(snapshot(target, target_opt), before)
+    target_opt.step()                                          # the optimizer still works
+
+
+def test_an_npy_header_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    with zipfile.ZipFile(tmp_path / "c.npz") as z:
+        arrays = {n[:-4]: np.lib.format.read_array(z.open(n)) for n in z.namelist()}
+    (tmp_path / "c.npz").unlink()
+    with zipfile.ZipFile(tmp_path / "c.npz", "w") as z:
+        for key, array in arrays.items():
+            with z.open(key + ".npy", "w") as f:
+                if key == "model/0.weight":
+                    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                             "shape": (200000, 200000)})
+                    f.write(array.tobytes())
+                else:
+                    np.lib.format.write_array(f, array)
+    with pytest.raises(CheckpointError, match=r"declares \(200000, 200000\)"):
+        load_checkpoint(tmp_path / "c.npz", mlp())
+
+
+def test_a_decompression_bomb_is_refused(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    n = 200 << 20                                              # 200 MiB of zeros: about 200 KB deflated
+    rebuild(tmp_path / "c.npz", _set(["arrays", "metadata/blob"], {"shape": [n], "dtype": "|u1"}))
+    with zipfile.ZipFile(tmp_path / "c.npz", "a", zipfile.ZIP_DEFLATED) as z:
+        with z.open("metadata/blob.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (n,)})
+            zeros = bytes(1 << 20)
+            for _ in range(n >> 20):
+                f.write(zeros)
+    assert (tmp_path / "c.npz").stat().st_size < 2 << 20
+    with pytest.raises(CheckpointError, match="decompression bomb"):
+        load_checkpoint(tmp_path / "c.npz", mlp())
+
+
+def test_a_deflated_checkpoint_within_the_limit_still_loads(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt, epoch=4)
+    rebuild(tmp_path / "c.npz", compression=zipfile.ZIP_DEFLATED)
+    target, target_opt = trained(seed=5)
+    assert load_checkpoint(tmp_path / "c.npz", target, target_opt) == {"epoch": 4}
+
+
+def test_an_unknown_compression_method_is_refused_in_one_line(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    rebuild(tmp_path / "c.npz", compression=zipfile.ZIP_LZMA)
+    with pytest.raises(CheckpointError, match="compression method 14") as err:
+        load_checkpoint(tmp_path / "c.npz", mlp())
+    assert "\n" not in str(err.value)
+
+
+def test_an_encrypted_entry_is_refused_in_one_line(tmp_path):
+    model, opt = trained()
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    data = bytearray((tmp_path / "c.npz").read_bytes())
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):   # local and central headers
+        i = data.find(signature)
+        while i != -1:
+            data[i + flag_offset] |= 0x01
+            i = data.find(signature, i + 4)
+    (tmp_path / "c.npz").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="encrypted") as err:
+        load_checkpoint(tmp_path / "c.npz", mlp())
+    assert "\n" not in str(err.value)
+
+
+BAD_TRAINER_STATE = {
+    "rng is text": (["metadata", "trainer", "rng"], "abc"),
+    "epoch is negative": (["metadata", "trainer", "epoch"], -1),
+    "history is a number": (["metadata", "trainer", "history"], 3),
+    "stopped_early is text": (["metadata", "trainer", "stopped_early"], "no"),
+    "a loader's generator state is bogus": (["metadata", "trainer", "loaders"], {"train": {"generators": {"rng": 1}}}),
+    "the scheduler state has the wrong keys": (["metadata", "trainer", "scheduler"], {"bogus": 1}),
+}
+
+
+@pytest.mark.parametrize("what", list(BAD_TRAINER_STATE))
+def test_trainer_load_refuses_a_malformed_trainer_state_before_changing_anything(tmp_path, what):
+    where, value = BAD_TRAINER_STATE[what]
+    first, train, val = make_run(checkpoint_dir=tmp_path, scheduler=True)
+    first.fit(train, val, epochs=1)
+    rebuild(tmp_path / "last.npz", _set(where, value))
+    trainer, _, _ = make_run(scheduler=True)
+    before = snapshot(trainer.model, trainer.optimizer)
+    rng = init.generator().bit_generator.state
+    with pytest.raises(CheckpointError, match="malformed trainer state") as caught:
+        trainer.load(tmp_path / "last.npz")
+    assert "\n" not in str(caught.value)
+    assert_same(snapshot(trainer.model, trainer.optimizer), before)
+    assert init.generator().bit_generator.state == rng and trainer.epoch == 0

@@ -224,12 +224,33 @@ def read_manifest(root: Path) -> dict[str, dict[str, str]]:
         files = json.loads(path.read_text(encoding="utf-8"))["files"]
         if not all(isinstance(e, dict) and isinstance(e["source"], str) and isinstance(e["sha256"], str) for e in files.values()):
             raise ValueError("an entry lacks its source or sha256")
-        return files
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise TitoError(
             f"{MANIFEST.as_posix()} is damaged ({type(err).__name__}: {err}).",
             "Delete it and run 'tito module export --all' to rebuild it.",
         ) from None
+    for rel in files:
+        check_manifest_path(root, rel)
+    return files
+
+
+def check_manifest_path(root: Path, rel: str) -> Path:
+    """The generated file a manifest entry names, refused unless it is a .py file inside tinytorch/.
+
+    The manifest is tracked, so an entry can arrive with a pull request; export deletes the
+    stale files it lists and protection chmods them, so an entry such as `../../victim.txt`,
+    an absolute path or a symlink leading out of the package must never be acted on.
+    """
+    package = (Path(root) / PACKAGE).resolve()
+    parts = Path(rel).parts if isinstance(rel, str) else ()
+    path = (package / rel).resolve() if parts else package
+    if (not parts or Path(rel).is_absolute() or "\\" in rel or ".." in parts or not rel.endswith(".py")
+            or not path.is_relative_to(package) or path == package):
+        raise TitoError(
+            f"{MANIFEST.as_posix()} lists {rel!r}, which is not a generated .py file inside {PACKAGE}/; nothing was changed.",
+            "Restore the manifest from git (git checkout -- tinytorch/_manifest.json) or delete it and run 'tito module export --all'.",
+        )
+    return path
 
 
 def _write_manifest(root: Path, files: dict[str, dict[str, str]]) -> None:

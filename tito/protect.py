@@ -119,8 +119,11 @@ def _protect_modes(root: Path, state: dict) -> int:
 
 def _restore_modes(root: Path, state: dict) -> int:
     restored = 0
+    package = (Path(root) / PACKAGE).resolve()
     for rel, mode in state["modes"].items():
         path = Path(root) / rel
+        if not path.resolve().is_relative_to(package) or not isinstance(mode, int):
+            continue                                   # only generated files: never a path the record leads elsewhere
         if path.is_file() and stat.S_IMODE(path.stat().st_mode) != mode:
             os.chmod(path, mode)
             restored += 1
@@ -319,6 +322,22 @@ def hooks_dir(root: Path) -> Path | None:
     return (Path(root) / hooks).resolve()
 
 
+def hooks_outside(root: Path, folder: Path) -> bool:
+    """Whether a hooks folder lies outside both the checkout and its git directory.
+
+    `core.hooksPath` may name a folder shared by many repositories (a global setting, say);
+    a hook written there would run, and refuse commits, in every one of them.
+    """
+    folder = Path(folder).resolve()
+    if folder.is_relative_to(Path(root).resolve()):
+        return False
+    try:
+        common = _git(root, "rev-parse", "--git-common-dir").strip()
+    except (TitoError, OSError):
+        return True
+    return not folder.is_relative_to((Path(root) / common).resolve())
+
+
 def _hook_script() -> str:
     python = shlex.quote(sys.executable)
     return f"""#!/bin/sh
@@ -376,8 +395,12 @@ def _remove_hook(record: dict) -> str:
 # ---- the commands ------------------------------------------------------------------------------
 
 
-def enable(root: Path) -> list[str]:
-    """Turn protection on (or repair it); return one line per part."""
+def enable(root: Path, shared_hooks: bool = False) -> list[str]:
+    """Turn protection on (or repair it); return one line per part.
+
+    The pre-commit hook goes only into this repository's own hooks folder, unless
+    `shared_hooks` says the user asked for a hooks folder outside it (core.hooksPath).
+    """
     root = Path(root).resolve()
     if not read_manifest(root):
         raise TitoError("There are no generated files to protect yet.", "Run 'tito module export --all' first.")
@@ -388,8 +411,13 @@ def enable(root: Path) -> list[str]:
     if not _in_place(root, ATTRIBUTES_FILE, state["gitattributes"]):
         state["gitattributes"] = _insert_text(root, ATTRIBUTES_FILE, _attributes)
     done.append(f"{ATTRIBUTES_FILE} marks them generated")
-    hook = _install_hook(root)
-    if hook is not None:
+    folder = hooks_dir(root)
+    outside = folder is not None and not shared_hooks and hooks_outside(root, folder)
+    hook = None if outside else _install_hook(root)
+    if outside:
+        done.append(f"no git pre-commit hook: core.hooksPath points at {folder}, outside this repository "
+                    "(other repositories may share it); add --shared-hooks to install it there anyway")
+    elif hook is not None:
         if state["hook"] and state["hook"].get("saved"):
             hook["saved"] = True
         state["hook"] = hook

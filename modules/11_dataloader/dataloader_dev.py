@@ -901,6 +901,110 @@ official URL; for a mirror we recommend sha256. Hashing reads every byte once:
 its cost is linear in the file size (we measure it below).
 """
 
+# %% [markdown]
+"""
+### Files that survive a crash, and the ones a crash leaves behind
+
+Everything this course writes to disk (a download here, a checkpoint in
+chapter 12, a packaged model in chapter 16) is written to a temporary file in
+the target's folder and renamed over the target in one step. Two details
+decide whether that is safe in practice:
+
+- **Permissions.** `tempfile.mkstemp` creates its file readable by its owner
+  only (0600), so the rename must give it the mode the user expects: an
+  existing target's own mode (a private 0600 file stays private), or for a new
+  file `0o666` minus the process's umask, exactly what `open(path, "w")` would
+  have given it. `new_file_mode` computes that.
+- **Leftovers.** `kill -9` (or a `SIGTERM` with no handler, or a power cut)
+  ends a writer before its clean-up runs, and its temporary stays behind. Each
+  temporary is named `.<target>.<pid>.<random>...`, so the next writer of the
+  same target can tell its own kind of leftovers apart: one whose process no
+  longer exists is stale and `remove_stale_temporaries` deletes it; one whose
+  process is alive belongs to a writer at work and is left alone.
+"""
+
+# %%
+#| export data.files
+import os
+import shutil
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc where it exists, so no other thread sees it change)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: str | Path) -> int:
+    """The mode a file written at `path` should get: the existing file's, else 0o666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def temporary_prefix(name: str) -> str:
+    """The prefix of this process's temporaries for a target called `name`: '.<name>.<pid>.'."""
+    return f".{name}.{os.getpid()}."
+
+
+def _process_gone(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":              # ours, or no cheap liveness check: keep it
+        return False
+    try:
+        os.kill(pid, 0)                                    # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:                                        # PermissionError: it exists, it is someone else's
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: str | Path, name: str) -> list[Path]:
+    """Delete the temporaries a killed writer of `name` left in `folder`; return what was deleted.
+
+    A temporary is '.<name>.<pid>.<rest>' (see temporary_prefix); it is stale when process <pid> no
+    longer exists. A '.<name>.<rest>.tmp' without a pid (written before pids were recorded) is stale too.
+    Links are removed as links, never followed; nothing outside `folder` is touched.
+    """
+    folder = Path(folder)
+    prefix = f".{name}."
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        token, dot, rest = entry.name[len(prefix):].partition(".")
+        if not token or not dot:
+            continue
+        if token.isdigit():
+            if not _process_gone(int(token)):
+                continue
+        elif rest != "tmp":
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass                                           # not ours to remove after all (permissions): leave it
+    return removed
+
+
 # %%
 #| export data.cifar10
 import codecs
@@ -923,6 +1027,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from tinytorch.core.tensor import Tensor
+from tinytorch.data.files import new_file_mode, remove_stale_temporaries, temporary_prefix
 from tinytorch.data.loader import Dataset
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -1064,7 +1169,7 @@ def _progress_bar(total: int | None, enabled: bool, description: str):
         yield lambda n: progress.advance(task, n)
 
 
-def _download(url: str, dest: Path, algorithm: str, progress: bool) -> str:
+def _download(url: str, dest: Path, algorithm: str, progress: bool, mirror_env: str = URL_ENV) -> str:
     """Stream `url` into `dest`, hashing as it goes; return the hex digest."""
     h = hashlib.new(algorithm)
     received = 0
@@ -1080,7 +1185,7 @@ def _download(url: str, dest: Path, algorithm: str, progress: bool) -> str:
                     advance(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
-        raise DatasetError(f"cannot download {url}: {reason}; check the URL, or set {URL_ENV} to a mirror") from None
+        raise DatasetError(f"cannot download {url}: {reason}; check the URL, or set {mirror_env} to a mirror") from None
     if total is not None and received != total:
         raise DatasetError(f"download of {url} stopped after {received} of {total} bytes; run it again")
     return h.hexdigest()
@@ -1213,14 +1318,15 @@ copy when the marker says it matches, and otherwise runs the whole sequence
 inside `root`:
 
 ```
-root/.cifar-10-download-XXXX.tar.gz   streamed + hashed  -> checksum compared
-root/.cifar-10-extract-XXXX/          safe extraction    -> 7 files present? marker written
+root/.cifar-10-download.<pid>.XXXX.tar.gz   streamed + hashed  -> checksum compared
+root/.cifar-10-extract.<pid>.XXXX/          safe extraction    -> 7 files present? marker written
 root/cifar-10-batches-py/             one rename, only when all of the above succeeded
 ```
 
 A `finally` clause removes the temporary file and folder whatever happened
 (an exception, a checksum mismatch, even Ctrl-C), so after a failure `root` is
-exactly as it was. Temporaries live inside `root`, not in `/tmp`, so the final
+exactly as it was; what a `kill -9` leaves behind (no `finally` runs then) is
+removed by the next download into the same `root`. Temporaries live inside `root`, not in `/tmp`, so the final
 `rename` never crosses file systems (a rename across file systems is a copy,
 and a copy can be interrupted halfway).
 """
@@ -1286,17 +1392,24 @@ def download_cifar10(root: str | Path, url: str | None = None, checksum: str | N
 
     created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    for kind in ("cifar-10-download", "cifar-10-extract"):   # what a killed download left behind
+        remove_stale_temporaries(root, kind)
+    for legacy in [*root.glob(".cifar-10-download-*.tar.gz"), *root.glob(".cifar-10-extract-*")]:
+        if legacy.is_dir() and not legacy.is_symlink():     # named before temporaries carried a pid
+            shutil.rmtree(legacy, ignore_errors=True)
+        else:
+            legacy.unlink(missing_ok=True)
     archive = workdir = None
     done = False
     try:
-        fd, name = tempfile.mkstemp(prefix=".cifar-10-download-", suffix=".tar.gz", dir=root)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix("cifar-10-download"), suffix=".tar.gz", dir=root)
         os.close(fd)
         archive = Path(name)
         got = _download(url, archive, algorithm, progress)
         if got != digest:
             raise DatasetError(f"checksum mismatch for {url}: expected {expected}, got {algorithm}:{got}; "
                                "the download is corrupt or the checksum is wrong (nothing was kept)")
-        workdir = Path(tempfile.mkdtemp(prefix=".cifar-10-extract-", dir=root))
+        workdir = Path(tempfile.mkdtemp(prefix=temporary_prefix("cifar-10-extract"), dir=root))
         _safe_extract(archive, workdir, url)
         extracted = workdir / FOLDER
         for name in TRAIN_FILES + TEST_FILES + (META_FILE,):
@@ -1316,6 +1429,142 @@ def download_cifar10(root: str | Path, url: str | None = None, checksum: str | N
             with contextlib.suppress(OSError):
                 root.rmdir()                               # only if we made it and it is empty
     return final
+
+
+def download_file(url: str, dest: str | Path, checksum: str, progress: bool = True,
+                  mirror_env: str = URL_ENV) -> Path:
+    """Download one file to `dest`, verified against `checksum` ('sha256:<hex>' or 'md5:<hex>'), atomically.
+
+    A file already at `dest` with that checksum is reused; one with another checksum is the user's
+    and is refused, not overwritten. The bytes go to a temporary beside `dest` and are renamed over
+    it only once verified, with the mode a new file gets under the umask. What an earlier, killed
+    download of `dest` left behind is removed first. Raises DatasetError, leaving `dest` as it was.
+    """
+    algorithm, digest = parse_checksum(checksum)
+    dest = Path(dest).expanduser()
+    if dest.is_file() and file_checksum(dest, algorithm) == f"{algorithm}:{digest}":
+        remove_stale_temporaries(dest.parent, dest.name)
+        return dest
+    if dest.exists() or dest.is_symlink():
+        raise DatasetError(f"{dest} exists and is not the file with {algorithm}:{digest}; "
+                           "move or delete it, then download again")
+    if not dest.parent.is_dir():
+        raise DatasetError(f"cannot download to {dest}: folder {dest.parent} does not exist; create it first")
+    remove_stale_temporaries(dest.parent, dest.name)
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(dest.name), suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        got = _download(url, temporary, algorithm, progress, mirror_env)
+        if got != digest:
+            raise DatasetError(f"checksum mismatch for {url}: expected {algorithm}:{digest}, got {algorithm}:{got}; "
+                               "the download is corrupt or the checksum is wrong (nothing was kept)")
+        os.chmod(temporary, new_file_mode(dest))
+        os.replace(temporary, dest)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return dest
+
+
+# %% [markdown]
+"""
+### One helper for every file we fetch: tiny-shakespeare
+
+Chapter 17 trains a small GPT on tiny-shakespeare, a 1.1 MB text file (all
+of Shakespeare's plays, concatenated by Andrej Karpathy for char-rnn). It
+gets the same treatment as CIFAR-10, through the general `download_file`
+above: a pinned sha256 for the public URL, a mirror through
+`TINYTORCH_SHAKESPEARE_URL` (with `TINYTORCH_SHAKESPEARE_CHECKSUM` if the
+mirror's bytes differ), a streamed and hashed download into a temporary
+file, and one rename once the checksum matches. A second call finds the
+verified file and downloads nothing.
+"""
+
+# %%
+#| export data.shakespeare
+import os
+from pathlib import Path
+
+from tinytorch.data.cifar10 import download_file
+
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SHAKESPEARE_CHECKSUM = "sha256:86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_FILE = "tinyshakespeare.txt"
+SHAKESPEARE_URL_ENV = "TINYTORCH_SHAKESPEARE_URL"
+SHAKESPEARE_CHECKSUM_ENV = "TINYTORCH_SHAKESPEARE_CHECKSUM"
+
+
+def download_shakespeare(root: str | Path, url: str | None = None, checksum: str | None = None,
+                         progress: bool = True) -> Path:
+    """Download tiny-shakespeare into root/tinyshakespeare.txt (verified, atomic); return its path.
+
+    Args:
+        root: folder to hold the text (created if missing).
+        url: where to download from; default $TINYTORCH_SHAKESPEARE_URL, else the public URL.
+        checksum: what the file must hash to; default $TINYTORCH_SHAKESPEARE_CHECKSUM, else the
+            pinned sha256 of the public file (a mirror serving the same bytes needs no checksum).
+        progress: show a progress bar on stderr.
+    """
+    root = Path(root).expanduser()
+    url = url or os.environ.get(SHAKESPEARE_URL_ENV) or SHAKESPEARE_URL
+    checksum = checksum or os.environ.get(SHAKESPEARE_CHECKSUM_ENV) or SHAKESPEARE_CHECKSUM
+    root.mkdir(parents=True, exist_ok=True)
+    return download_file(url, root / SHAKESPEARE_FILE, checksum, progress=progress, mirror_env=SHAKESPEARE_URL_ENV)
+
+
+# %% [markdown]
+"""
+The test "downloads" a small text of our own through a `file://` URL with
+its sha256: the file arrives with the umask's mode and no temporary beside
+it; a second call reuses it; a wrong checksum is refused and keeps nothing;
+a file of the same name that is not the verified text is never overwritten;
+and the leftovers of a killed download (a temporary named after a process
+that no longer exists) are removed by the next download.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "test_unit_download_shakespeare", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def test_unit_download_shakespeare():
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+
+    from tinytorch.data import DatasetError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50
+        source = tmp / "mirror.txt"
+        source.write_text(text, encoding="utf-8")
+        good = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()    # a pid that has exited
+        root = tmp / "data"
+        root.mkdir()
+        stale = root / f".{SHAKESPEARE_FILE}.{dead}.k1ll3d.tmp"
+        stale.write_text("half a download")
+        path = download_shakespeare(root, url=source.as_uri(), checksum=good, progress=False)
+        assert path.read_text(encoding="utf-8") == text and not stale.exists()
+        assert sorted(p.name for p in root.iterdir()) == [SHAKESPEARE_FILE], "no temporary is left behind"
+        assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+        source.unlink()                                     # a verified copy is reused: no download at all
+        assert download_shakespeare(root, url=source.as_uri(), checksum=good, progress=False) == path
+        source.write_text(text, encoding="utf-8")
+        for checksum, where in (("sha256:" + "0" * 64, tmp / "other"), (good, root)):
+            where.mkdir(exist_ok=True)
+            if where == root:
+                path.write_text("my own notes", encoding="utf-8")   # not the verified text: the user's file
+            try:
+                download_shakespeare(where, url=source.as_uri(), checksum=checksum, progress=False)
+                raise AssertionError("expected a DatasetError")
+            except DatasetError as err:
+                print(f"refused: {str(err).replace(str(tmp), '<tmp>')}")
+        assert list((tmp / "other").iterdir()) == [], "a failed download keeps nothing"
+        assert path.read_text(encoding="utf-8") == "my own notes", "a file that is not ours is never overwritten"
+    print("✅ download_shakespeare: verified, atomic, reused, refuses bad checksums and cleans up after a kill")
+
+
+test_unit_download_shakespeare()
 
 
 # %% [markdown]
@@ -1967,6 +2216,7 @@ if __name__ == "__main__":
     test_unit_random_crop()
     test_unit_compose()
     test_unit_unsafe_members()
+    test_unit_download_shakespeare()
     test_unit_download_cifar10()
     test_unit_download_refuses_bad_archives()
     test_unit_restricted_unpickler()
@@ -2152,6 +2402,11 @@ You built the input side of the framework:
   refuses traversal, absolute paths, links and special files, an atomic rename
   and reuse of verified copies; `CIFAR10Dataset` with a restricted unpickler
   over re-verified files; `write_cifar10_archive` for offline tests.
+- **Any single file** (`download_file`) and **tiny-shakespeare**
+  (`tinytorch.data.shakespeare`): `download_shakespeare` with a pinned sha256,
+  a mirror setting (`TINYTORCH_SHAKESPEARE_URL`), an atomic write with the
+  umask's mode, and (`tinytorch.data.files`) the clean-up of what a killed
+  download or save left behind.
 
 You measured, on your machine, how much a per-sample Python loop costs against
 one vectorised gather, how much vectorising augmentation gains, how fast the

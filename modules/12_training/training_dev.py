@@ -455,27 +455,47 @@ optimizer's `load_state_dict` will not recognise it.
 
 Loading (`_read`, then `_load`) checks, in this order, before changing
 anything: the file is a zip; it holds a `checkpoint.json` entry; the format
-and version are ours; the arrays in the file are exactly those the document
-lists, each with the shape and dtype the document says (reading each entry
-also verifies its CRC-32); the model's names and shapes match the file's.
-Only then does it load the optimizer and the model. The optimizer is the one
-piece whose compatibility we cannot check from outside (its state layout is
-its own business), so we keep a copy of its state and put it back if its
-`load_state_dict` refuses the file's. These cells export to
-`tinytorch.training.checkpoint`.
+and version are ours; every field of the document has the type it should
+(a shape is a list of sizes, a dtype a numeric one, the metadata a mapping);
+the arrays in the file are exactly those the document lists, each with the
+shape and dtype the document says; the model's names and shapes match the
+file's. A file may come from anyone, so the arrays' sizes are checked
+*before* any array exists: `np.load` allocates whatever an `.npy` header
+declares and only then reads the data, so a 1 KB entry whose header says
+`(200000, 200000)` would ask for 320 GB. `check_npy_entry` reads each header
+on its own and requires the entry to hold exactly that many bytes; encrypted
+entries and compression methods other than the two `np.savez` writes are
+refused; and a file whose arrays would inflate to more than 16 times its own
+size plus 64 MiB is refused as a possible decompression bomb (`np.savez`
+stores arrays uncompressed, so a real checkpoint inflates by a factor of 1).
+Reading each entry then verifies its CRC-32. The optimizer's settings must
+have the types of the optimizer's own (`lr: "abc"` would load, then fail at
+the first `step()`). Only then does it load the optimizer and the model. The
+optimizer is the one piece whose compatibility we cannot fully check from
+outside (its state layout is its own business), so we keep a copy of its
+state and put it back if its `load_state_dict` refuses the file's. These
+cells export to `tinytorch.training.checkpoint`.
+
+`write_atomically` gives the new file the mode `open()` would (an existing
+file's own mode, else `0o666` minus the umask) and first removes the
+temporaries a killed save of the same file left behind (chapter 11's
+`tinytorch.data.files`).
 """
 
 # %% nbgrader={"grade": false, "grade_id": "impl_save_checkpoint", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export training.checkpoint
 import copy
 import json
+import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tinytorch.core.tensor import Tensor
+from tinytorch.data.files import new_file_mode, remove_stale_temporaries, temporary_prefix
 
 FORMAT = "tinytorch-checkpoint"
 FORMAT_VERSION = 1
@@ -540,13 +560,15 @@ def write_atomically(path: Path, write) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist; create it first")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    remove_stale_temporaries(folder, path.name)                # what a killed save of this file left behind
+    mode = new_file_mode(path)                                 # an existing file's mode, else 0o666 minus the umask
+    fd, temporary = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())                            # the bytes are on disk before the rename
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)                            # atomic: readers see the old file or the new one
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -590,8 +612,84 @@ def save_checkpoint(path, model, optimizer=None, **metadata) -> Path:
     ### END SOLUTION
 
 
+MAX_DOCUMENT_BYTES = 64 << 20      # the JSON document: far more than any optimizer state and history need
+INFLATE_ALLOWANCE = 64 << 20       # how far a file's arrays may inflate beyond 16 x its size on disk
+
+
+def check_npy_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype]:
+    """The (shape, dtype) an .npy entry of a zip declares, checked against the entry's size; ValueError if unsafe.
+
+    np.load allocates the array its header declares before it reads a byte of data, so a 1 KB entry
+    declaring (200000, 200000) would ask for 320 GB: the header is read here, on its own, first, and
+    the entry must hold exactly header + data. Encrypted entries and compression methods other than
+    stored and deflate (which np.savez writes) are refused too. Chapter 16 checks its model files with this.
+    """
+    if info.flag_bits & 0x1:
+        raise ValueError(f"entry {info.filename} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(f"entry {info.filename} uses zip compression method {info.compress_type}, not stored or deflate")
+    with archive.open(info) as entry:
+        version = np.lib.format.read_magic(entry)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(entry)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(entry)
+        else:
+            raise ValueError(f"entry {info.filename} has .npy format {version}; expected 1.0 or 2.0")
+        offset = entry.tell()
+    if dtype.hasobject:
+        raise ValueError(f"entry {info.filename} holds Python objects, which cannot be read without pickle")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if info.file_size != offset + nbytes:
+        raise ValueError(f"entry {info.filename} declares {tuple(shape)} {dtype.str} ({nbytes} bytes) "
+                         f"but holds {info.file_size - offset}")
+    return tuple(shape), dtype
+
+
+def _entry_header(path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple, np.dtype]:
+    try:
+        return check_npy_entry(archive, info)
+    except ValueError as err:
+        raise CheckpointError(f"{path} is damaged or unsafe: {err}; use another copy") from None
+
+
+def _check_document(path, document, present: dict) -> dict:
+    """Every field's type, before the document is used; returns the listed arrays."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a tinytorch checkpoint (format "
+                              f"{document.get('format') if isinstance(document, dict) else type(document).__name__!r})")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {document.get('format_version')!r}; "
+                              f"this tinytorch reads version {FORMAT_VERSION} (save it again with a matching tinytorch)")
+    listed, names = document.get("arrays"), document.get("model")
+    if not isinstance(listed, dict) or not isinstance(names, list) or not all(isinstance(n, str) for n in names) \
+            or len(set(names)) != len(names) or any(f"model/{name}" not in listed for name in names):
+        raise CheckpointError(f"{path} is damaged: its document does not list the model's arrays")
+    for key, entry in listed.items():
+        ok = (isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("dtype"), str)
+              and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in entry["shape"]))
+        try:
+            ok = ok and np.dtype(entry["dtype"]).kind in "biufc" and np.dtype(entry["dtype"]).str == entry["dtype"]
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path} is damaged: its document describes array {key!r} as {entry!r}, "
+                                  "not a shape (list of sizes) and a numeric dtype")
+    if not isinstance(document.get("metadata"), dict):
+        raise CheckpointError(f"{path} is damaged: its metadata is not a mapping")
+    if set(present) != set(listed):
+        raise CheckpointError(f"{path} is damaged: its arrays do not match its document "
+                              f"(missing {sorted(set(listed) - set(present))}, extra {sorted(set(present) - set(listed))})")
+    return listed
+
+
 def _read(path) -> tuple[dict, dict]:
-    """The JSON document and every array of a checkpoint, each checked against the document."""
+    """The JSON document and every array of a checkpoint, each checked against the document.
+
+    Order matters: the zip's directory and each entry's .npy header are checked (encryption,
+    compression method, declared shape against the entry's size) and the total the arrays
+    would inflate to is capped before a single array is allocated.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -599,34 +697,41 @@ def _read(path) -> tuple[dict, dict]:
         if file.read(4) != b"PK\x03\x04":                   # every .npz is a zip archive
             raise CheckpointError(f"{path} is not a checkpoint: it is not an .npz (zip) file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if DOCUMENT not in npz.files:
+        with zipfile.ZipFile(path) as archive:
+            entries = {info.filename[:-4] if info.filename.endswith(".npy") else info.filename: info
+                       for info in archive.infolist()}
+            if DOCUMENT not in entries:
                 raise CheckpointError(f"{path} is not a tinytorch checkpoint: it has no {DOCUMENT} entry")
-            document = json.loads(npz[DOCUMENT].tobytes().decode("utf-8"))
-            if not isinstance(document, dict) or document.get("format") != FORMAT:
-                raise CheckpointError(f"{path} is not a tinytorch checkpoint (format {document.get('format')!r})")
-            if document.get("format_version") != FORMAT_VERSION:
-                raise CheckpointError(f"{path} has checkpoint format version {document.get('format_version')!r}; "
-                                      f"this tinytorch reads version {FORMAT_VERSION} (save it again with a matching tinytorch)")
-            listed = document.get("arrays")
-            if not isinstance(listed, dict) or not isinstance(document.get("model"), list) \
-                    or any(f"model/{name}" not in listed for name in document["model"]):
-                raise CheckpointError(f"{path} is damaged: its document does not list the model's arrays")
-            present = set(npz.files) - {DOCUMENT}
-            if present != set(listed):
-                raise CheckpointError(f"{path} is damaged: its arrays do not match its document "
-                                      f"(missing {sorted(set(listed) - present)}, extra {sorted(present - set(listed))})")
-            arrays = {key: npz[key] for key in listed}         # reading each entry checks its CRC-32
+            if entries[DOCUMENT].file_size > MAX_DOCUMENT_BYTES:
+                raise CheckpointError(f"{path}: its {DOCUMENT} entry is {entries[DOCUMENT].file_size} bytes, "
+                                      f"more than the {MAX_DOCUMENT_BYTES >> 20} MiB a checkpoint document may have")
+            shape, dtype = _entry_header(path, archive, entries[DOCUMENT])
+            if len(shape) != 1 or dtype != np.uint8:
+                raise CheckpointError(f"{path} is damaged: its {DOCUMENT} entry is not a byte string")
+            with archive.open(entries[DOCUMENT]) as entry:
+                document = json.loads(np.lib.format.read_array(entry, allow_pickle=False).tobytes().decode("utf-8"))
+            present = {key: info for key, info in entries.items() if key != DOCUMENT}
+            listed = _check_document(path, document, present)
+            total = 0
+            for key, info in present.items():
+                shape, dtype = _entry_header(path, archive, info)
+                if list(shape) != listed[key]["shape"] or dtype.str != listed[key]["dtype"]:
+                    raise CheckpointError(f"{path} is damaged: {key} has shape {shape} and dtype {dtype.str}, "
+                                          f"its document says {tuple(listed[key]['shape'])} and {listed[key]['dtype']}")
+                total += info.file_size
+            limit = 16 * path.stat().st_size + INFLATE_ALLOWANCE
+            if total > limit:
+                raise CheckpointError(f"{path} would inflate to {total} bytes from {path.stat().st_size} on disk "
+                                      f"(more than {limit}); refusing a possible decompression bomb")
+            arrays = {}
+            for key, info in present.items():
+                with archive.open(info) as entry:                  # reading an entry checks its CRC-32
+                    arrays[key] = np.lib.format.read_array(entry, allow_pickle=False)
     except (CheckpointError, FileNotFoundError):
         raise
     except Exception as err:                                   # a damaged zip fails in many ways
         raise CheckpointError(f"{path} is damaged or not a checkpoint ({type(err).__name__}: {err}); "
                               "use another copy, e.g. an earlier epoch's") from None
-    for key, array in arrays.items():
-        expected = listed[key]
-        if list(array.shape) != expected["shape"] or array.dtype.str != expected["dtype"]:
-            raise CheckpointError(f"{path} is damaged: {key} has shape {array.shape} and dtype {array.dtype.str}, "
-                                  f"its document says {tuple(expected['shape'])} and {expected['dtype']}")
     return document, arrays
 
 
@@ -641,6 +746,51 @@ def _restore(optimizer, snapshot) -> None:
         optimizer.load_state_dict(snapshot)
     except Exception:                                          # the snapshot came from this optimizer: should not happen
         pass
+
+
+def _same_kind(saved, current) -> bool:
+    """Whether a saved hyperparameter has the type of the optimizer's own value (a number for a number...)."""
+    def number(x):
+        return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) \
+            and math.isfinite(x)
+    if isinstance(current, (bool, np.bool_)):
+        return isinstance(saved, (bool, np.bool_))
+    if number(current):
+        return number(saved)
+    if current is None:
+        return saved is None or number(saved)
+    if isinstance(current, (tuple, list)):
+        return isinstance(saved, (tuple, list)) and len(saved) == len(current) \
+            and all(_same_kind(a, b) for a, b in zip(saved, current))
+    return type(saved) is type(current)
+
+
+def _check_optimizer_state(path, saved, current: dict) -> None:
+    """Refuse optimizer state whose structure or hyperparameter types differ from the optimizer's own.
+
+    `lr: "abc"` would load, then fail at the first step(); checked here, it fails at load time, in one line.
+    """
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict) \
+            or not all(isinstance(g, dict) for g in groups) or len(groups) != len(current["param_groups"]):
+        raise CheckpointError(f"{path}: its optimizer state is not a state_dict of this optimizer "
+                              f"({len(current['param_groups'])} parameter group(s)); nothing was loaded")
+    for i, (group, own) in enumerate(zip(groups, current["param_groups"])):
+        if set(group) != set(own):
+            raise CheckpointError(f"{path}: optimizer parameter group {i} has settings {sorted(group)}, this "
+                                  f"optimizer {sorted(own)}; nothing was loaded")
+        params = group["params"]
+        if not isinstance(params, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in params):
+            raise CheckpointError(f"{path}: optimizer parameter group {i} lists {params!r}, not parameter indices")
+        for key, value in group.items():
+            if key != "params" and not _same_kind(value, own[key]):
+                raise CheckpointError(f"{path}: optimizer setting {key!r} is {value!r}, but this optimizer's is "
+                                      f"{own[key]!r} (a {type(own[key]).__name__}); nothing was loaded")
+    for index, entries in saved["state"].items():
+        if not isinstance(entries, dict) or not all(
+                (isinstance(v, np.ndarray) and v.dtype.kind in "biufc") or _same_kind(v, 0.0) for v in entries.values()):
+            raise CheckpointError(f"{path}: optimizer state of parameter {index!r} holds something other than "
+                                  "arrays and finite numbers; nothing was loaded")
 
 
 def _load(path, model, optimizer=None, check=None) -> dict:
@@ -661,6 +811,10 @@ def _load(path, model, optimizer=None, check=None) -> dict:
         optimizer_state = None if optimizer is None else _from_document(document["optimizer"], arrays)
     except KeyError as err:
         raise CheckpointError(f"{path} is damaged: its document refers to a missing entry {err}") from None
+    except (TypeError, ValueError, AttributeError) as err:      # a marker holding the wrong kind of value
+        raise CheckpointError(f"{path} is damaged: its document is malformed ({type(err).__name__}: {err})") from None
+    if optimizer is not None:
+        _check_optimizer_state(path, optimizer_state, optimizer.state_dict())
     if check is not None:
         check(metadata)
     snapshot = None
@@ -904,7 +1058,7 @@ import numpy as np
 from tinytorch.core import init
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
-from tinytorch.training.checkpoint import CheckpointError, _load, save_checkpoint
+from tinytorch.training.checkpoint import CheckpointError, _load, _same_kind, save_checkpoint
 from tinytorch.training.metrics import _as_tensor, _batch_size, _numpy, accuracy, evaluate_model
 
 METRICS = {"accuracy": accuracy}
@@ -990,6 +1144,41 @@ def _restore_loader(name: str, loader, state: dict) -> None:
                          "saved; resume with the same kind of loader")
     for path, generator_state in state["generators"].items():
         own[path].bit_generator.state = generator_state            # in place: every holder sees it
+
+
+def _generator_state_ok(value) -> bool:
+    try:
+        np.random.PCG64().state = value                            # a throwaway generator: does it accept it?
+        return True
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return False
+
+
+def _trainer_state_problem(state: dict, scheduler) -> str | None:
+    """What is wrong with a saved trainer state, checked before load() changes anything (None if nothing)."""
+    def whole(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    expected = {"epoch": whole, "history": lambda x: isinstance(x, dict) and all(isinstance(v, list) for v in x.values()),
+                "best_val_loss": lambda x: x is None or number(x), "best_epoch": lambda x: x is None or whole(x),
+                "epochs_without_improvement": whole, "stopped_early": lambda x: isinstance(x, bool),
+                "rng": _generator_state_ok, "loaders": lambda x: isinstance(x, dict),
+                "scheduler": lambda x: x is None or isinstance(x, dict),
+                "best_state": lambda x: x is None or isinstance(x, dict)}
+    for key, ok in expected.items():
+        if key not in state or not ok(state[key]):
+            return f"{key} is {state.get(key, 'missing')!r}"[:200]
+    for name, loader in state["loaders"].items():
+        generators = loader.get("generators") if isinstance(loader, dict) else None
+        if not isinstance(loader, dict) or ("state_dict" not in loader and not (
+                isinstance(generators, dict) and all(_generator_state_ok(g) for g in generators.values()))):
+            return f"the {name} loader's state is not one save() writes"
+    if scheduler is not None and state["scheduler"] is not None:
+        own = scheduler.state_dict()
+        if set(own) != set(state["scheduler"]) or not all(_same_kind(state["scheduler"][k], own[k]) for k in own):
+            return f"the scheduler state {state['scheduler']!r} does not fit {type(scheduler).__name__}"[:200]
+    return None
 
 
 def _isatty() -> bool:
@@ -1243,6 +1432,9 @@ class Trainer:
             if not isinstance(state, dict) or "epoch" not in state:
                 raise CheckpointError(f"{path} holds no trainer state (it was not written by Trainer.save); "
                                       "load its weights with load_checkpoint(path, model)")
+            problem = _trainer_state_problem(state, self.scheduler)
+            if problem:
+                raise CheckpointError(f"{path} holds a malformed trainer state ({problem}); nothing was loaded")
             if (state["scheduler"] is None) != (self.scheduler is None):
                 saved = "no scheduler" if state["scheduler"] is None else "a scheduler"
                 raise CheckpointError(f"{path} was saved with {saved}; build the Trainer the same way to resume")

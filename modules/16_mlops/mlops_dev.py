@@ -307,6 +307,7 @@ with `@register_builder("name")`.
 import hashlib
 import io
 import json
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -318,10 +319,12 @@ from tinytorch.core import init
 from tinytorch.core.activations import GELU, ReLU, Sigmoid, Tanh
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Linear, Module, Sequential
-from tinytorch.training.checkpoint import write_atomically
+from tinytorch.training.checkpoint import check_npy_entry, write_atomically
 
 FORMAT = "tinytorch-model"
 FORMAT_VERSION = 1
+MAX_INFO_BYTES = 16 << 20          # model.json: names, shapes and versions, never anywhere near this
+INFLATE_ALLOWANCE = 64 << 20       # how far a file may inflate beyond 16 x its size on disk
 
 
 class ModelFormatError(ValueError):
@@ -515,8 +518,17 @@ def save_model(path, model: Module, config: dict, version: str = "1.0.0", *, inp
 Loading reads and checks everything *before* building anything: the file is a
 zip archive, it holds both entries, `model.json` is JSON of our format and of a
 version this code understands, and the weight bytes hash to the recorded
-checksum. Each failure is one `ModelFormatError` line saying what is wrong and
-what to do. Then the skeleton is built from the registry, the arrays are copied
+checksum. A checksum proves only that the file was not damaged, not that its
+author meant well, so `_read` also checks what the file *declares* before
+anything is allocated: no entry is encrypted or compressed in a way
+`save_model` never uses; nothing inflates beyond 16 times the file's size plus
+64 MiB; every `.npy` header in the weights (read with chapter 12's
+`check_npy_entry`) declares exactly the bytes its entry holds and the shape
+`model.json` lists; the quantization settings are ones `quantize_model`
+writes; and the architecture does not declare more parameters than the
+weights hold (a 1 KB `model.json` asking for `"sizes": [200000, 200000]`
+would otherwise allocate 160 GB while building its skeleton). Each failure is
+one `ModelFormatError` line saying what is wrong and what to do. Then the skeleton is built from the registry, the arrays are copied
 in by `load_state_dict` (which checks every name and shape first), and the
 model is prepared for inference and nothing else: eval mode, and every
 parameter with `requires_grad=False`, so that calling it records no graph even
@@ -536,9 +548,13 @@ def _read(path) -> tuple[dict, bytes]:
             missing = [name for name in ("model.json", "weights.npz") if name not in archive.namelist()]
             if missing:
                 raise ModelFormatError(f"{path} has no {' or '.join(missing)}: it was not written by save_model")
+            _check_sizes(path, [archive.getinfo("model.json"), archive.getinfo("weights.npz")], path.stat().st_size)
+            if archive.getinfo("model.json").file_size > MAX_INFO_BYTES:
+                raise ModelFormatError(f"{path}: model.json is {archive.getinfo('model.json').file_size} bytes; "
+                                       f"a model file's description is far smaller (limit {MAX_INFO_BYTES >> 20} MiB)")
             info = json.loads(archive.read("model.json"))
             weights = archive.read("weights.npz")
-    except (zipfile.BadZipFile, zlib.error) as err:  # not a zip, cut short, or a CRC mismatch inside
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as err:  # not a zip, cut short, CRC
         raise ModelFormatError(f"{path} is damaged or not a tinytorch model file ({err}); save the model again") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelFormatError(f"{path}: model.json is not valid JSON ({err}); the file is damaged") from None
@@ -549,7 +565,108 @@ def _read(path) -> tuple[dict, bytes]:
                                f"version {FORMAT_VERSION}: load it with the tinytorch that wrote it, or save it again")
     if hashlib.sha256(weights).hexdigest() != info.get("weights_sha256"):
         raise ModelFormatError(f"{path}: the weights do not match their checksum; the file is damaged or was edited")
+    _check_info(path, info, weights)
     return info, weights
+
+
+def _check_sizes(path, infos: list, on_disk: int) -> None:
+    """Refuse encrypted or exotically compressed entries, and contents that inflate far beyond the file."""
+    for entry in infos:
+        if entry.flag_bits & 0x1:
+            raise ModelFormatError(f"{path}: entry {entry.filename} is encrypted; save_model never encrypts")
+        if entry.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFormatError(f"{path}: entry {entry.filename} uses zip compression method {entry.compress_type}; "
+                                   "save_model writes stored or deflated entries only")
+    total, limit = sum(entry.file_size for entry in infos), 16 * on_disk + INFLATE_ALLOWANCE
+    if total > limit:
+        raise ModelFormatError(f"{path} would inflate to {total} bytes from {on_disk} on disk (more than {limit}); "
+                               "refusing a possible decompression bomb")
+
+
+def _shape(value) -> bool:
+    return isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+
+
+def _declared_elements(config: dict) -> int | None:
+    """How many numbers the built-in architectures would allocate for `config`, without building anything.
+
+    None for an architecture this function cannot size (a registered one of yours: its builder checks it).
+    """
+    def count(n):
+        return isinstance(n, int) and not isinstance(n, bool) and n > 0
+    name = config.get("architecture")
+    if name == "mlp":
+        sizes = config.get("sizes")
+        if not isinstance(sizes, list) or not all(count(n) for n in sizes):
+            raise ValueError(f"sizes must be a list of positive integers, got {sizes!r}")
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    if name == "sequential":
+        layers = config.get("layers")
+        if not isinstance(layers, list) or not all(isinstance(l, list) and len(l) == 2 and isinstance(l[0], str)
+                                                     and isinstance(l[1], dict) for l in layers):
+            raise ValueError("layers must be a list of [kind, {options}] pairs")
+        total = 0
+        for kind, options in layers:
+            if kind == "linear":
+                n_in, n_out = options.get("in_features"), options.get("out_features")
+                if not (count(n_in) and count(n_out)):
+                    raise ValueError(f"a linear layer needs positive integer in_features and out_features, got {options}")
+                total += n_in * n_out + (n_out if options.get("bias", True) else 0)
+            elif kind == "conv2d":
+                c_in, c_out, k = options.get("in_channels"), options.get("out_channels"), options.get("kernel_size")
+                k = [k, k] if count(k) else k
+                if not (count(c_in) and count(c_out) and isinstance(k, list) and len(k) == 2 and all(count(n) for n in k)):
+                    raise ValueError(f"a conv2d layer needs positive integer channels and kernel_size, got {options}")
+                total += c_out * c_in * k[0] * k[1] + (c_out if options.get("bias", True) else 0)
+        return total
+    return None
+
+
+def _check_info(path, info: dict, weights: bytes) -> None:
+    """Types and declared sizes in model.json against the weights actually present, before anything is built.
+
+    A 1 KB model.json declaring sizes [200000, 200000] must be refused here: building its skeleton
+    would allocate 160 GB before any weight is compared with it.
+    """
+    architecture, tensors, quantization = info.get("architecture"), info.get("tensors"), info.get("quantization")
+    if not isinstance(architecture, dict) or not isinstance(architecture.get("architecture"), str):
+        raise ModelFormatError(f"{path}: model.json's architecture is {architecture!r}, not a config "
+                               "such as {\"architecture\": \"mlp\", \"sizes\": [...]}")
+    if not isinstance(tensors, dict) or not all(isinstance(t, dict) and _shape(t.get("shape")) for t in tensors.values()):
+        raise ModelFormatError(f"{path}: model.json's tensors are not a mapping of names to shapes; the file was edited")
+    if quantization is not None and not (
+            isinstance(quantization, dict) and set(quantization) <= {"symmetric", "per_channel", "mode"}
+            and all(isinstance(quantization.get(k, True), bool) for k in ("symmetric", "per_channel"))
+            and quantization.get("mode", "dequantize") in ("dequantize", "int8")):
+        raise ModelFormatError(f"{path}: model.json's quantization {quantization!r} is not one quantize_model writes "
+                               "(symmetric, per_channel: true/false; mode: dequantize or int8)")
+    for key in ("input_shape", "class_names"):
+        if info.get(key) is not None and not isinstance(info[key], list):
+            raise ModelFormatError(f"{path}: model.json's {key} is {info[key]!r}, not a list")
+    try:
+        with zipfile.ZipFile(io.BytesIO(weights)) as archive:
+            entries = archive.infolist()
+            _check_sizes(path, entries, len(weights))
+            present = {}
+            for entry in entries:
+                shape, dtype = check_npy_entry(archive, entry)
+                present[entry.filename[:-4] if entry.filename.endswith(".npy") else entry.filename] = shape
+    except ValueError as err:
+        raise ModelFormatError(f"{path}: weights.npz is unsafe or damaged: {err}") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as err:
+        raise ModelFormatError(f"{path}: weights.npz is damaged ({err}); save the model again") from None
+    wrong = sorted(n for n in present.keys() | tensors.keys() if list(present.get(n, [-1])) != tensors.get(n, {}).get("shape"))
+    if wrong:
+        raise ModelFormatError(f"{path}: weights.npz does not hold the tensors model.json lists (differ: "
+                               f"{', '.join(wrong[:5])}); the file was edited")
+    try:
+        declared = _declared_elements(architecture)
+    except ValueError as err:
+        raise ModelFormatError(f"{path}: model.json's architecture is malformed: {err}") from None
+    held = sum(math.prod(shape) for shape in present.values())
+    if declared is not None and declared > held:
+        raise ModelFormatError(f"{path}: its architecture declares {declared} parameters but weights.npz holds "
+                               f"{held}; refusing to build it (the file was edited)")
 
 
 def model_info(path) -> dict:
@@ -1806,6 +1923,7 @@ import numpy as np
 
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Module, Sequential
+from tinytorch.training.checkpoint import write_atomically
 from tinytorch.core.tensor import Tensor
 
 
@@ -1898,7 +2016,8 @@ def export_onnx(model: Module, path, input_shape, opset: int = 17) -> Path:
     onnx_model.ir_version = 8                         # readable by every ONNX Runtime that knows opset 17
     onnx.checker.check_model(onnx_model)
     path = Path(path)
-    onnx.save(onnx_model, str(path))
+    data = onnx_model.SerializeToString()             # the whole file, then one atomic rename (chapter 12)
+    write_atomically(path, lambda file: file.write(data))
     return path
 
 

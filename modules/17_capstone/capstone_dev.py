@@ -209,6 +209,8 @@ class CharTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """The id of each character of `text`."""
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.encode: expected a str, got {type(text).__name__}")
         try:
             return [self.stoi[c] for c in text]
         except KeyError:
@@ -224,6 +226,8 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         """The text of a sequence of ids (a list, a 1-D array or a 1-D Tensor)."""
         ids = np.asarray(getattr(ids, "data", ids)).reshape(-1)
+        if ids.size and ids.dtype.kind not in "iu":            # 1.7 is no id: truncating it would hide a bug
+            raise TypeError(f"CharTokenizer.decode: ids must be integers, got {ids.dtype} values such as {ids[0].item()!r}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids.min() if ids.min() < 0 else ids.max())
             raise IndexError(f"CharTokenizer: id {bad} is outside the vocabulary (0 to {self.vocab_size - 1})")
@@ -330,6 +334,16 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True        # biases in the Linear layers and LayerNorms
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+                raise ValueError(f"GPTConfig: {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
+            raise ValueError(f"GPTConfig: dropout must be a probability in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise TypeError(f"GPTConfig: bias must be True or False, got {self.bias!r}")
 
 
 class CausalSelfAttention(Module):
@@ -554,6 +568,10 @@ class GPT(Module):
         if idx.ndim != 2:
             raise ValueError(f"GPT expects token ids of shape (B, T), got {idx.shape}; add a batch axis with idx[None]")
         B, T = idx.shape
+        if B == 0 or T == 0:
+            raise ValueError(f"GPT: got an empty batch of ids {idx.shape}; give at least one token per sequence")
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"GPT expects integer token ids, got {idx.dtype}")
         if T > self.config.block_size:
             raise ValueError(f"GPT: sequence length {T} exceeds block_size {self.config.block_size}; "
                              f"crop the input to its last {self.config.block_size} tokens")
@@ -589,13 +607,25 @@ class GPT(Module):
                 None draws from tinytorch's generator (see manual_seed).
         Call model.eval() first if the model has dropout.
         """
-        if temperature <= 0:
-            raise ValueError(f"generate: temperature must be > 0, got {temperature}; use top_k=1 for greedy decoding")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"generate: top_k must be a positive number of tokens, got {top_k}")
-        idx = np.array(getattr(idx, "data", idx), dtype=np.int64)
+        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
+            raise ValueError(f"generate: max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+        if not isinstance(temperature, (int, float, np.integer, np.floating)) or isinstance(temperature, bool) \
+                or not math.isfinite(temperature) or temperature <= 0:
+            raise ValueError(f"generate: temperature must be a finite number > 0, got {temperature!r}; "
+                             "use top_k=1 for greedy decoding")
+        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
+            raise ValueError(f"generate: top_k must be a positive number of tokens, got {top_k!r}")
+        idx = np.asarray(getattr(idx, "data", idx))
         if idx.ndim != 2:
             raise ValueError(f"generate expects ids of shape (B, T), got {idx.shape}; add a batch axis with idx[None]")
+        if idx.shape[0] == 0 or idx.shape[1] == 0:
+            raise ValueError(f"generate: the context {idx.shape} is empty; start from at least one token per sequence")
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"generate expects integer token ids, got {idx.dtype}")
+        if idx.min() < 0 or idx.max() >= self.config.vocab_size:
+            raise ValueError(f"generate: token id {int(idx.min() if idx.min() < 0 else idx.max())} is outside the "
+                             f"vocabulary (0 to {self.config.vocab_size - 1})")
+        idx = idx.astype(np.int64)
         rng = init.generator() if seed is None else np.random.default_rng(seed)
         # Each of max_new_tokens steps, under no_grad() (sampling needs no graph):
         # 1. crop the context to its last block_size tokens and run the model: logits (B, t, V);

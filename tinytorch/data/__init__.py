@@ -13,7 +13,9 @@ from tinytorch.data.cifar10 import (
     CIFAR10Dataset,
     DatasetError,
     download_cifar10,
+    download_file,
     write_cifar10_archive,
 )
+from tinytorch.data.shakespeare import download_shakespeare
 
 from . import transforms

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 
 from tinytorch.core.tensor import Tensor
+from tinytorch.data.files import new_file_mode, remove_stale_temporaries, temporary_prefix
 from tinytorch.data.loader import Dataset
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -127,7 +128,7 @@ def _progress_bar(total: int | None, enabled: bool, description: str):
         yield lambda n: progress.advance(task, n)
 
 
-def _download(url: str, dest: Path, algorithm: str, progress: bool) -> str:
+def _download(url: str, dest: Path, algorithm: str, progress: bool, mirror_env: str = URL_ENV) -> str:
     """Stream `url` into `dest`, hashing as it goes; return the hex digest."""
     h = hashlib.new(algorithm)
     received = 0
@@ -143,7 +144,7 @@ def _download(url: str, dest: Path, algorithm: str, progress: bool) -> str:
                     advance(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
-        raise DatasetError(f"cannot download {url}: {reason}; check the URL, or set {URL_ENV} to a mirror") from None
+        raise DatasetError(f"cannot download {url}: {reason}; check the URL, or set {mirror_env} to a mirror") from None
     if total is not None and received != total:
         raise DatasetError(f"download of {url} stopped after {received} of {total} bytes; run it again")
     return h.hexdigest()
@@ -266,17 +267,24 @@ def download_cifar10(root: str | Path, url: str | None = None, checksum: str | N
 
     created_root = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    for kind in ("cifar-10-download", "cifar-10-extract"):   # what a killed download left behind
+        remove_stale_temporaries(root, kind)
+    for legacy in [*root.glob(".cifar-10-download-*.tar.gz"), *root.glob(".cifar-10-extract-*")]:
+        if legacy.is_dir() and not legacy.is_symlink():     # named before temporaries carried a pid
+            shutil.rmtree(legacy, ignore_errors=True)
+        else:
+            legacy.unlink(missing_ok=True)
     archive = workdir = None
     done = False
     try:
-        fd, name = tempfile.mkstemp(prefix=".cifar-10-download-", suffix=".tar.gz", dir=root)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix("cifar-10-download"), suffix=".tar.gz", dir=root)
         os.close(fd)
         archive = Path(name)
         got = _download(url, archive, algorithm, progress)
         if got != digest:
             raise DatasetError(f"checksum mismatch for {url}: expected {expected}, got {algorithm}:{got}; "
                                "the download is corrupt or the checksum is wrong (nothing was kept)")
-        workdir = Path(tempfile.mkdtemp(prefix=".cifar-10-extract-", dir=root))
+        workdir = Path(tempfile.mkdtemp(prefix=temporary_prefix("cifar-10-extract"), dir=root))
         _safe_extract(archive, workdir, url)
         extracted = workdir / FOLDER
         for name in TRAIN_FILES + TEST_FILES + (META_FILE,):
@@ -296,6 +304,41 @@ def download_cifar10(root: str | Path, url: str | None = None, checksum: str | N
             with contextlib.suppress(OSError):
                 root.rmdir()                               # only if we made it and it is empty
     return final
+
+
+def download_file(url: str, dest: str | Path, checksum: str, progress: bool = True,
+                  mirror_env: str = URL_ENV) -> Path:
+    """Download one file to `dest`, verified against `checksum` ('sha256:<hex>' or 'md5:<hex>'), atomically.
+
+    A file already at `dest` with that checksum is reused; one with another checksum is the user's
+    and is refused, not overwritten. The bytes go to a temporary beside `dest` and are renamed over
+    it only once verified, with the mode a new file gets under the umask. What an earlier, killed
+    download of `dest` left behind is removed first. Raises DatasetError, leaving `dest` as it was.
+    """
+    algorithm, digest = parse_checksum(checksum)
+    dest = Path(dest).expanduser()
+    if dest.is_file() and file_checksum(dest, algorithm) == f"{algorithm}:{digest}":
+        remove_stale_temporaries(dest.parent, dest.name)
+        return dest
+    if dest.exists() or dest.is_symlink():
+        raise DatasetError(f"{dest} exists and is not the file with {algorithm}:{digest}; "
+                           "move or delete it, then download again")
+    if not dest.parent.is_dir():
+        raise DatasetError(f"cannot download to {dest}: folder {dest.parent} does not exist; create it first")
+    remove_stale_temporaries(dest.parent, dest.name)
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(dest.name), suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    temporary = Path(name)
+    try:
+        got = _download(url, temporary, algorithm, progress, mirror_env)
+        if got != digest:
+            raise DatasetError(f"checksum mismatch for {url}: expected {algorithm}:{digest}, got {algorithm}:{got}; "
+                               "the download is corrupt or the checksum is wrong (nothing was kept)")
+        os.chmod(temporary, new_file_mode(dest))
+        os.replace(temporary, dest)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return dest
 
 
 # numpy's array-rebuilding function, wherever this NumPy version keeps it (numpy._core or numpy.core)

@@ -10,6 +10,7 @@ import numpy as np
 
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.layers import Module, Sequential
+from tinytorch.training.checkpoint import write_atomically
 from tinytorch.core.tensor import Tensor
 
 
@@ -102,5 +103,6 @@ def export_onnx(model: Module, path, input_shape, opset: int = 17) -> Path:
     onnx_model.ir_version = 8                         # readable by every ONNX Runtime that knows opset 17
     onnx.checker.check_model(onnx_model)
     path = Path(path)
-    onnx.save(onnx_model, str(path))
+    data = onnx_model.SerializeToString()             # the whole file, then one atomic rename (chapter 12)
+    write_atomically(path, lambda file: file.write(data))
     return path

@@ -30,6 +30,8 @@ class CharTokenizer:
 
     def encode(self, text: str) -> list[int]:
         """The id of each character of `text`."""
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.encode: expected a str, got {type(text).__name__}")
         try:
             return [self.stoi[c] for c in text]
         except KeyError:
@@ -45,6 +47,8 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         """The text of a sequence of ids (a list, a 1-D array or a 1-D Tensor)."""
         ids = np.asarray(getattr(ids, "data", ids)).reshape(-1)
+        if ids.size and ids.dtype.kind not in "iu":            # 1.7 is no id: truncating it would hide a bug
+            raise TypeError(f"CharTokenizer.decode: ids must be integers, got {ids.dtype} values such as {ids[0].item()!r}")
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
             bad = int(ids.min() if ids.min() < 0 else ids.max())
             raise IndexError(f"CharTokenizer: id {bad} is outside the vocabulary (0 to {self.vocab_size - 1})")

@@ -11,7 +11,7 @@ import numpy as np
 from tinytorch.core import init
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
-from tinytorch.training.checkpoint import CheckpointError, _load, save_checkpoint
+from tinytorch.training.checkpoint import CheckpointError, _load, _same_kind, save_checkpoint
 from tinytorch.training.metrics import _as_tensor, _batch_size, _numpy, accuracy, evaluate_model
 
 METRICS = {"accuracy": accuracy}
@@ -97,6 +97,41 @@ def _restore_loader(name: str, loader, state: dict) -> None:
                          "saved; resume with the same kind of loader")
     for path, generator_state in state["generators"].items():
         own[path].bit_generator.state = generator_state            # in place: every holder sees it
+
+
+def _generator_state_ok(value) -> bool:
+    try:
+        np.random.PCG64().state = value                            # a throwaway generator: does it accept it?
+        return True
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return False
+
+
+def _trainer_state_problem(state: dict, scheduler) -> str | None:
+    """What is wrong with a saved trainer state, checked before load() changes anything (None if nothing)."""
+    def whole(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    expected = {"epoch": whole, "history": lambda x: isinstance(x, dict) and all(isinstance(v, list) for v in x.values()),
+                "best_val_loss": lambda x: x is None or number(x), "best_epoch": lambda x: x is None or whole(x),
+                "epochs_without_improvement": whole, "stopped_early": lambda x: isinstance(x, bool),
+                "rng": _generator_state_ok, "loaders": lambda x: isinstance(x, dict),
+                "scheduler": lambda x: x is None or isinstance(x, dict),
+                "best_state": lambda x: x is None or isinstance(x, dict)}
+    for key, ok in expected.items():
+        if key not in state or not ok(state[key]):
+            return f"{key} is {state.get(key, 'missing')!r}"[:200]
+    for name, loader in state["loaders"].items():
+        generators = loader.get("generators") if isinstance(loader, dict) else None
+        if not isinstance(loader, dict) or ("state_dict" not in loader and not (
+                isinstance(generators, dict) and all(_generator_state_ok(g) for g in generators.values()))):
+            return f"the {name} loader's state is not one save() writes"
+    if scheduler is not None and state["scheduler"] is not None:
+        own = scheduler.state_dict()
+        if set(own) != set(state["scheduler"]) or not all(_same_kind(state["scheduler"][k], own[k]) for k in own):
+            return f"the scheduler state {state['scheduler']!r} does not fit {type(scheduler).__name__}"[:200]
+    return None
 
 
 def _isatty() -> bool:
@@ -344,6 +379,9 @@ class Trainer:
             if not isinstance(state, dict) or "epoch" not in state:
                 raise CheckpointError(f"{path} holds no trainer state (it was not written by Trainer.save); "
                                       "load its weights with load_checkpoint(path, model)")
+            problem = _trainer_state_problem(state, self.scheduler)
+            if problem:
+                raise CheckpointError(f"{path} holds a malformed trainer state ({problem}); nothing was loaded")
             if (state["scheduler"] is None) != (self.scheduler is None):
                 saved = "no scheduler" if state["scheduler"] is None else "a scheduler"
                 raise CheckpointError(f"{path} was saved with {saved}; build the Trainer the same way to resume")

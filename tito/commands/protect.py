@@ -16,10 +16,12 @@ def group() -> None:
 
 
 @group.command("enable")
-def enable_command() -> None:
+@click.option("--shared-hooks", is_flag=True,
+              help="Install the pre-commit hook even where core.hooksPath points outside this repository.")
+def enable_command(shared_hooks: bool) -> None:
     """Read-only generated files, .gitattributes, a pre-commit hook and VS Code settings."""
     root = curriculum.find_root()
-    for line in protect.enable(root):
+    for line in protect.enable(root, shared_hooks=shared_hooks):
         console.print(f"[green]✓[/] {escape(line)}", soft_wrap=True)
     console.print("Protection is on. Export still works; 'tito system protect disable' undoes all of it.", soft_wrap=True)
 
