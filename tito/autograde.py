@@ -158,14 +158,15 @@ def submissions(course: Path, assignment: str) -> list[str]:
     return sorted(p.parent.name for p in (course / "submitted").glob(f"*/{assignment}") if p.is_dir())
 
 
-def _copy_files(source: Path, target: Path, suffixes: tuple[str, ...] | None = None) -> None:
-    """Regular files only (a symlink in a submission could point at the real gradebook)."""
+def _copy_files(source: Path, target: Path, keep=None) -> None:
+    """Regular files only (a symlink in a submission could point at the real gradebook);
+    `keep(rel)` chooses which, by path relative to `source`."""
     for path in sorted(source.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue
-        if suffixes and path.suffix not in suffixes and path.name != "timestamp.txt":
-            continue
         rel = path.relative_to(source)
+        if keep is not None and not keep(rel):
+            continue
         if any(part.startswith(".") for part in rel.parts):
             continue  # .ipynb_checkpoints and the like
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -302,7 +303,10 @@ def grade_submission(root: Path, course: Path, assignment: str, student: str, ti
             target = course / "autograded" / student / assignment
             if target.exists():
                 shutil.rmtree(target)
-            _copy_files(graded, target, suffixes=(".ipynb",))
+            # The notebooks, and the files the student handed in (submission_secret.txt, timestamp.txt),
+            # which nbgrader's feedback needs; nothing the student's code wrote while it ran.
+            handed_in = {p.relative_to(submitted) for p in submitted.rglob("*") if p.is_file()}
+            _copy_files(graded, target, keep=lambda rel: rel.suffix == ".ipynb" or rel in handed_in)
     outcome.seconds = time.monotonic() - started
     return outcome
 
