@@ -49,7 +49,8 @@ for path in ['../../../gradebook.db', '../../../nbgrader_config.py', '../../../.
         os.remove(path)
     except OSError:
         pass
-for path in ['../../../escaped.txt', '../../../../escaped.txt', '../../../../../escaped.txt']:
+for path in ['../../../escaped.txt', '../../../../escaped.txt', '../../../../../escaped.txt',
+             '../../../../../../../../escaped.txt']:
     try:
         open(path, 'w').write('written by a submission')
     except OSError:
@@ -172,8 +173,11 @@ def test_the_gradebook_and_config_survive_a_submission_that_deletes_them(graded_
 
 @pytest.mark.slow
 def test_writes_outside_a_submissions_folder_land_in_the_throwaway(graded_class):
+    import tempfile
+
     tmp = graded_class["tmp"]
     assert not list(tmp.rglob("escaped.txt"))
+    assert not (Path(tempfile.gettempdir()) / "escaped.txt").exists()
     hostile = json.loads((graded_class["course"] / "autograded" / "hostile" / MODULE.folder / NOTEBOOK).read_text())
     listing = "".join("".join(o.get("text", "")) for o in hostile["cells"][1]["outputs"])
     assert "solved" not in listing and "untouched" not in listing  # no other submission in sight

@@ -5,14 +5,14 @@ course folder: a submission can delete `gradebook.db` or `nbgrader_config.py`
 with a relative path, read other submissions, and an endless loop holds the
 whole class up. So each submission is graded in its own throwaway copy:
 
-    <tmp>/course/     nbgrader_config.py, source/<assignment>/, release/<assignment>/,
-                      submitted/<student>/<assignment>/ (that student's files only)
-    <tmp>/gradebook/  gradebook.db: a copy of the real one without the other students
+    <tmp>/throwaway/.../course/  nbgrader_config.py, source/<assignment>/, release/<assignment>/,
+                                 submitted/<student>/<assignment>/ (that student's files only)
+    <tmp>/gradebook/             gradebook.db: a copy of the real one without the other students
 
 nbgrader runs there (`--CourseDirectory.root`, `--CourseDirectory.db_url`), the
-kernel's working folder is `<tmp>/course/autograded/<student>/<assignment>/`, so
-`../../../gradebook.db` names nothing and writes outside the folder land in the
-throwaway. When it finishes, this process (never the student's code) reads the
+kernel's working folder is `.../course/autograded/<student>/<assignment>/`, so
+`../../../gradebook.db` names nothing and writes outside the folder (up to eleven
+levels up) land in the throwaway. When it finishes, this process (never the student's code) reads the
 copy's grades for that submission, clamps each to the points the real gradebook
 gives its cell, and writes them into the real gradebook with nbgrader's
 Gradebook API; the autograded notebooks are copied back for feedback. The real
@@ -57,6 +57,7 @@ SLACK_SECONDS = 120  # start-up, sanitising and writing, on top of the budget, b
 TIMEOUT_ERROR = "CellTimeoutError"  # nbgrader's error name for a cell that hit its limit
 BUDGET_ERROR = "SubmissionTimeBudget"  # ours, for a cell not run because the budget was spent
 LOCK_WAIT_SECONDS = 5
+SANDBOX_DEPTH = 8
 
 
 # ---- the real gradebook ------------------------------------------------------------------------
@@ -261,8 +262,11 @@ def grade_submission(root: Path, course: Path, assignment: str, student: str, ti
         outcome.problem = "; ".join(unreadable)
         return outcome
     with tempfile.TemporaryDirectory(prefix="tito-grade-") as tmp:
-        box, private = Path(tmp) / "course", Path(tmp) / "gradebook"
-        box.mkdir()
+        # The copy sits deep in the throwaway, so a relative path up to SANDBOX_DEPTH + 3 levels
+        # above the notebook's folder still lands in the throwaway, not beside it.
+        box = Path(tmp).joinpath(*["throwaway"] * SANDBOX_DEPTH, "course")
+        private = Path(tmp) / "gradebook"
+        box.mkdir(parents=True)
         private.mkdir()
         shutil.copyfile(course / CONFIG_FILE, box / CONFIG_FILE)
         for part in ("source", "release"):
@@ -377,6 +381,10 @@ def autograde(root: Path, course: Path, assignment: str, students: list[str], ti
               budget: float, jobs: int = 1, report=None) -> list[Outcome]:
     """Grade each student's submission in its own throwaway copy and merge the scores; never raises for one."""
     outcomes: list[Outcome] = []
+    # nbgrader's Gradebook makes SQLAlchemy warn about its own session (the rows are right), and
+    # nbformat about cell ids; warnings.catch_warnings is not thread-safe, so filter them for the process.
+    warnings.filterwarnings("ignore", module=r"nbgrader\.api")
+    warnings.filterwarnings("ignore", module=r"nbformat\..*")
 
     def one(student: str) -> Outcome:
         try:

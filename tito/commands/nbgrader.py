@@ -144,7 +144,7 @@ def collect_command(name: str, course_path: str | None, exchange: str | None) ->
 @click.option("--budget", type=click.FloatRange(min=1), metavar="SECONDS",
               help="Time one submission may run in all; cells after it are not run "
                    "(default: five cell limits).")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Submissions graded at the same time.")
 @_course_option
 def autograde_command(name: str, student: str | None, timeout: int, budget: float | None, jobs: int,
