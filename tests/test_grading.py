@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COURSE = curriculum.load(ROOT)
 MODULE = COURSE.module("01_setup")
 NOTEBOOK = tools.notebook_name(MODULE)
+PACKAGE_MODULE = f"tinytorch.{MODULE.export}"
 
 
 def tito(*args: str):
@@ -150,9 +151,14 @@ def graded_class(tmp_path_factory):
     stuck["cells"].insert(2, code_cell("while True:\n    pass"))
     hand_in(course, "stuck", stuck)
     hand_in(course, "corrupted", '{"cells": [ this is not json')
+    copier = json.loads(json.dumps(release))  # imports the finished chapter after each stubbed cell
+    for index in reversed(range(len(copier["cells"]))):
+        if copier["cells"][index]["metadata"].get("nbgrader", {}).get("solution"):
+            copier["cells"].insert(index + 1, code_cell(f"from {PACKAGE_MODULE} import *"))
+    hand_in(course, "copier", copier)
     config_before = (course / tools.CONFIG_FILE).read_bytes()
     started = time.monotonic()
-    result = tito("nbgrader", "autograde", MODULE.folder, "--course", str(course), "--timeout", "5")
+    result = tito("nbgrader", "autograde", MODULE.folder, "--course", str(course), "--timeout", "5", "--jobs", "2")
     seconds = time.monotonic() - started
     feedback = tito("nbgrader", "feedback", MODULE.folder, "--course", str(course))
     return {"course": course, "tmp": tmp, "result": result, "feedback": feedback, "seconds": seconds,
@@ -168,7 +174,7 @@ def test_the_gradebook_and_config_survive_a_submission_that_deletes_them(graded_
     course = graded_class["course"]
     assert (course / tools.CONFIG_FILE).read_bytes() == graded_class["config"]
     assert (course / tools.GRADEBOOK).is_file()
-    assert set(scores(course)) == {"solved", "untouched", "hostile", "stuck"}
+    assert set(scores(course)) == {"solved", "untouched", "hostile", "stuck", "copier"}
 
 
 @pytest.mark.slow
@@ -194,6 +200,12 @@ def test_the_solution_scores_full_marks_and_the_untouched_release_zero(graded_cl
 
 
 @pytest.mark.slow
+def test_importing_the_finished_chapter_from_tinytorch_passes_no_test(graded_class):
+    # Submissions run against the package as a student of this chapter has it: its own chapter stubbed.
+    assert scores(graded_class["course"])["copier"][0] == 0
+
+
+@pytest.mark.slow
 def test_an_endless_loop_is_stopped_at_the_cell_limit_and_scored(graded_class):
     points = tools.check_metadata(MODULE.dev_file(ROOT))
     assert scores(graded_class["course"])["stuck"] == (points.points - points.answer_points, points.points)
@@ -204,12 +216,12 @@ def test_an_endless_loop_is_stopped_at_the_cell_limit_and_scored(graded_class):
 def test_every_student_is_in_the_table_and_the_failure_is_named(graded_class):
     result = graded_class["result"]
     table = result.stdout.split("autograded scores", 1)[1]
-    for student in ("solved", "untouched", "hostile", "stuck", "corrupted"):
+    for student in ("solved", "untouched", "hostile", "stuck", "copier", "corrupted"):
         assert student in table
     assert f"corrupted: {NOTEBOOK} is not a readable notebook" in result.stdout
     # exit 1 only because one submission could not be graded, after the table
     assert result.exit_code == 1
-    assert "1 of 5 submission(s) of 01_setup could not be graded" in result.stderr
+    assert "1 of 6 submission(s) of 01_setup could not be graded" in result.stderr
 
 
 @pytest.mark.slow
@@ -225,7 +237,7 @@ def test_feedback_is_written_for_the_graded_and_skips_the_rest(graded_class):
     feedback, course = graded_class["feedback"], graded_class["course"]
     assert feedback.exit_code == 0, feedback.output
     html = NOTEBOOK.replace(".ipynb", ".html")
-    for student in ("solved", "untouched", "hostile", "stuck"):
+    for student in ("solved", "untouched", "hostile", "stuck", "copier"):
         assert (course / "feedback" / student / MODULE.folder / html).is_file()
     assert not (course / "feedback" / "corrupted").exists()
     assert "no feedback for corrupted" in feedback.output

@@ -8,12 +8,15 @@ whole class up. So each submission is graded in its own throwaway copy:
     <tmp>/throwaway/.../course/  nbgrader_config.py, source/<assignment>/, release/<assignment>/,
                                  submitted/<student>/<assignment>/ (that student's files only)
     <tmp>/gradebook/             gradebook.db: a copy of the real one without the other students
+    <tmp>/package/tinytorch/     the course's package with this assignment's chapter exported from
+                                 the submission itself, first on the kernel's PYTHONPATH, so
+                                 importing the finished chapter from tinytorch passes no test
 
 nbgrader runs there (`--CourseDirectory.root`, `--CourseDirectory.db_url`), the
 kernel's working folder is `.../course/autograded/<student>/<assignment>/`, so
 `../../../gradebook.db` names nothing and writes outside the folder (up to eleven
-levels up) land in the throwaway. When it finishes, this process (never the student's code) reads the
-copy's grades for that submission, clamps each to the points the real gradebook
+levels up) land in the throwaway. When it finishes, this process (never the
+student's code) reads the copy's grades for that submission, clamps each to the points the real gradebook
 gives its cell, and writes them into the real gradebook with nbgrader's
 Gradebook API; the autograded notebooks are copied back for feedback. The real
 gradebook is backed up (a timestamped copy) before every run.
@@ -48,6 +51,7 @@ from pathlib import Path
 
 from .checkpoints import checkout_env
 from .errors import TitoError
+from .export import export_source
 from .nbgrader import CONFIG_FILE, GRADEBOOK, course_id
 
 BACKUPS = "gradebook-backups"
@@ -252,7 +256,8 @@ def _nbgrader_error(output: str) -> str:
     return (lines[-1] if lines else "no output")[:200]
 
 
-def grade_submission(root: Path, course: Path, assignment: str, student: str, timeout: int, budget: float) -> Outcome:
+def grade_submission(root: Path, course: Path, assignment: str, student: str, timeout: int, budget: float,
+                     package: Path | None = None) -> Outcome:
     """Grade one submission in a throwaway copy of the course folder; never touches the real gradebook."""
     outcome = Outcome(student)
     started = time.monotonic()
@@ -279,6 +284,20 @@ def grade_submission(root: Path, course: Path, assignment: str, student: str, ti
         _prune_other_students(database, name, student)
 
         env = checkout_env(root)
+        if package is not None:
+            # The package with this chapter exported from the submission itself (as 'tito module complete'
+            # does), so importing the chapter from tinytorch gives the student's own code, never the
+            # finished chapter. A notebook that does not export leaves the chapter's exercise stubs.
+            own = Path(tmp) / "package"
+            shutil.copytree(package, own)
+            for notebook in sorted((box / "submitted" / student / assignment).glob("*.ipynb")):
+                try:
+                    export_source(own, notebook)
+                except TitoError as err:
+                    _export_exercise(root, assignment, own)
+                    outcome.notes.append(f"its notebook does not export ({err.message[:80]}), "
+                                         f"so tinytorch held the exercise's stubs for {assignment}")
+            env["PYTHONPATH"] = os.pathsep.join([str(own), env["PYTHONPATH"]])
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.setdefault("MPLBACKEND", "Agg")
         command = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
@@ -303,7 +322,7 @@ def grade_submission(root: Path, course: Path, assignment: str, student: str, ti
         else:
             _read_submission(database, name, assignment, student, outcome)
         if outcome.graded:
-            outcome.notes = _notes_from_outputs(graded, timeout)
+            outcome.notes += _notes_from_outputs(graded, timeout)
             target = course / "autograded" / student / assignment
             if target.exists():
                 shutil.rmtree(target)
@@ -313,6 +332,19 @@ def grade_submission(root: Path, course: Path, assignment: str, student: str, ti
             _copy_files(graded, target, keep=lambda rel: rel.suffix == ".ipynb" or rel in handed_in)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _export_exercise(root: Path, assignment: str, package_root: Path) -> None:
+    """Export the chapter's exercise version (stubs) into the grading package, over the finished one."""
+    from . import curriculum
+    from .solutions import exercise_version
+
+    module = curriculum.load(root).module(assignment)
+    chapter = package_root / "exercise" / assignment / module.dev_file(root).name
+    chapter.parent.mkdir(parents=True, exist_ok=True)
+    chapter.write_text(exercise_version(module.dev_file(root).read_text(encoding="utf-8"), assignment)[0],
+                       encoding="utf-8")
+    export_source(package_root, chapter)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -378,7 +410,7 @@ def merge(course: Path, assignment: str, outcome: Outcome) -> None:
 
 
 def autograde(root: Path, course: Path, assignment: str, students: list[str], timeout: int,
-              budget: float, jobs: int = 1, report=None) -> list[Outcome]:
+              budget: float, jobs: int = 1, report=None, own_package: bool = True) -> list[Outcome]:
     """Grade each student's submission in its own throwaway copy and merge the scores; never raises for one."""
     outcomes: list[Outcome] = []
     # nbgrader's Gradebook makes SQLAlchemy warn about its own session (the rows are right), and
@@ -388,11 +420,17 @@ def autograde(root: Path, course: Path, assignment: str, students: list[str], ti
 
     def one(student: str) -> Outcome:
         try:
-            return grade_submission(root, course, assignment, student, timeout, budget)
+            return grade_submission(root, course, assignment, student, timeout, budget, package)
         except Exception as err:  # a tito bug or a full disk must not cost the other students their grades
             return Outcome(student, problem=f"{type(err).__name__}: {err}")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    from . import curriculum
+    from .student_repo import grading_package
+
+    chapters = curriculum.load(root)
+    with tempfile.TemporaryDirectory(prefix="tito-package-") as tmp, \
+            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        package = grading_package(chapters, Path(tmp)) if own_package else None
         for outcome in pool.map(one, students):
             if outcome.graded:
                 try:

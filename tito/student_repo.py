@@ -225,6 +225,13 @@ def _export_all(course: Curriculum, target: Path) -> int:
     return files
 
 
+def grading_package(course: Curriculum, target: Path) -> Path:
+    """`target`/tinytorch: the course's package, generated files and all, for autograding to export a
+    submission's own chapter over (so importing that chapter from tinytorch gives the student's code)."""
+    shutil.copytree(course.root / PACKAGE, target / PACKAGE, ignore=_IGNORED)
+    return target
+
+
 def _check_imports(target: Path) -> None:
     """Every module of the student package imports (stubs raise only when called)."""
     script = (
