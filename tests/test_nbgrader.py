@@ -224,6 +224,38 @@ def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module):
     metadata = tools.check_metadata(module.dev_file(ROOT))
     # Answers to the questions are graded by hand: autograde scores every test and none of them.
     assert score.max_score == metadata.points and score.score == metadata.points - metadata.answer_points, score
+    if metadata.answer_points:
+        assert f"{metadata.answer_points:g} point(s) of written answers" in result.output
+        assert str(tools.answer_key_path(course_folder, module)) in result.output.replace("\n", "")
+
+
+ANSWER = ('{"grade": true, "grade_id": "answer_why", "locked": false, "points": 2, "schema_version": 3, '
+          '"solution": true, "task": false}')
+
+
+def test_answer_keys_pair_each_question_with_its_key_and_rubric(tmp_path):
+    path = chapter(tmp_path, '# %% [markdown]\n"""\n**1. Why?** Explain.\n"""\n',
+                   f'# %% [markdown] nbgrader={ANSWER}\n"""\n**Your answer.**\n\n### BEGIN SOLUTION\n'
+                   '**Answer key.** Because.\n\n**Rubric (2 points).** 2 for because.\n### END SOLUTION\n"""\n')
+    [(grade_id, points, question, key)] = tools.answer_keys(tools.read_notebook(path))
+    assert (grade_id, points, question) == ("answer_why", 2, "**1. Why?** Explain.")
+    assert key == "**Answer key.** Because.\n\n**Rubric (2 points).** 2 for because."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_answer_keys_go_to_the_course_folder_and_never_into_the_release(course_folder, module):
+    release = generate(course_folder, with_metadata(module))
+    keys = tools.answer_keys(tools.read_notebook(module.dev_file(ROOT)))
+    if not keys:
+        pytest.skip(f"{module.folder} has no answer cells yet")
+    written = tools.answer_key_path(course_folder, module).read_text(encoding="utf-8")
+    released = release.read_text(encoding="utf-8")
+    for grade_id, _, _, key in keys:
+        assert key in written
+        for line in (l.strip() for l in key.splitlines() if len(l.strip()) >= 20):  # not a wrapped "layer."
+            assert json.dumps(line)[1:-1] not in released, f"{grade_id}: the release shows {line!r}"
+    assert not tools.answer_key_path(course_folder, module).is_relative_to(course_folder / "release")
 
 
 # --- the instructor guide's cycle, in a temporary course folder --------------------------------

@@ -73,9 +73,52 @@ def clear_solutions_preprocessor():
     return ClearSolutions
 
 
+def execute_preprocessor():
+    """nbgrader's Execute step with a time budget per submission (`Execute.time_budget`, seconds).
+
+    Each cell still has nbgrader's own limit (`Execute.timeout`). Once the budget is spent,
+    the remaining code cells are not run: each gets an error output, so it scores nothing,
+    and the cells that passed before keep their points. 0 means no budget (nbgrader's behaviour).
+    """
+    import time
+
+    from nbformat.notebooknode import NotebookNode
+    from nbgrader.preprocessors import Execute as NbgraderExecute
+    from traitlets import Float
+
+    class Execute(NbgraderExecute):
+        time_budget = Float(0.0, help="Seconds one notebook may run in all; 0 for no limit.").tag(config=True)
+        _deadline = None
+
+        def preprocess(self, nb, resources=None, km=None):
+            self._deadline = time.monotonic() + self.time_budget if self.time_budget > 0 else None
+            return super().preprocess(nb, resources, km)
+
+        def preprocess_cell(self, cell, resources, index):
+            if cell.cell_type == "code" and self._deadline is not None:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    cell.outputs = [NotebookNode(
+                        output_type="error", ename="SubmissionTimeBudget",
+                        evalue=f"not run: the submission's time budget of {self.time_budget:g} s was spent",
+                        traceback=[f"SubmissionTimeBudget: not run, the submission's time budget of "
+                                   f"{self.time_budget:g} s was spent"])]
+                    cell.execution_count = None
+                    return cell, resources
+            return super().preprocess_cell(cell, resources, index)
+
+        def _get_timeout(self, cell):
+            timeout = super()._get_timeout(cell)
+            if self._deadline is not None and timeout:
+                timeout = max(1, min(timeout, int(self._deadline - time.monotonic()) + 1))
+            return timeout
+
+    return Execute
+
+
 def configure(c) -> None:
     """Settings for a TinyTorch course folder; call it from nbgrader_config.py."""
-    from nbgrader.converters import GenerateAssignment
+    from nbgrader.converters import Autograde, GenerateAssignment
 
     if "course_id" not in c.CourseDirectory:
         c.CourseDirectory.course_id = COURSE_ID
@@ -84,8 +127,13 @@ def configure(c) -> None:
     if sum(pp.__name__ == "ClearSolutions" for pp in defaults) != 1:
         raise RuntimeError("this nbgrader's generate_assignment has no single ClearSolutions step for tito to replace")
     c.GenerateAssignment.preprocessors = [ours if pp.__name__ == "ClearSolutions" else pp for pp in defaults]
+    execute = execute_preprocessor()
+    steps = Autograde.class_traits()["autograde_preprocessors"].default()
+    if sum(pp.__name__ == "Execute" for pp in steps) != 1:
+        raise RuntimeError("this nbgrader's autograde has no single Execute step for tito to replace")
+    c.Autograde.autograde_preprocessors = [execute if pp.__name__ == "Execute" else pp for pp in steps]
     if "timeout" not in c.Execute:
-        c.Execute.timeout = 300  # seconds per cell, as generous as the book build's limit allows
+        c.Execute.timeout = 120  # seconds per cell; 'tito nbgrader autograde --timeout' sets it per run
 
 
 # ---- the metadata in a chapter ----------------------------------------------------------------
@@ -287,6 +335,54 @@ def run(root: Path, course: Path, *args: str, timeout: int = 3600) -> str:
     return output
 
 
+ANSWER_KEYS = "answer_keys"
+
+
+def answer_key_path(course: Path, module: Module) -> Path:
+    """The instructor's answer keys for an assignment: in the course folder, never in release/ or feedback/."""
+    return course / ANSWER_KEYS / f"{module.folder}.md"
+
+
+def answer_keys(notebook) -> list[tuple[str, float, str, str]]:
+    """(grade_id, points, question, answer key and rubric) for each answer cell of a notebook."""
+    found, question = [], ""
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader") or {}
+        if cell.cell_type != "markdown":
+            continue
+        if not meta.get("solution"):
+            question = cell.source.strip()
+            continue
+        key, inside = [], False
+        for line in cell.source.split("\n"):
+            if BEGIN.match(line):
+                inside = True
+            elif END.match(line):
+                inside = False
+            elif inside:
+                key.append(line)
+        found.append((meta.get("grade_id", ""), float(meta.get("points", 0)), question, "\n".join(key).strip()))
+    return found
+
+
+def write_answer_keys(root: Path, course: Path, module: Module) -> Path | None:
+    """course/answer_keys/<module>.md: each question with its answer key and rubric (None if it has none)."""
+    keys = answer_keys(read_notebook(module.dev_file(root)))
+    target = answer_key_path(course, module)
+    if not keys:
+        return None
+    total = sum(points for _, points, _, _ in keys)
+    parts = [f"# {module.folder}: answer keys and rubrics\n",
+             f"Written by 'tito nbgrader generate {module.folder}' from "
+             f"modules/{module.folder}/{module.dev_file(root).name}; do not hand this file out.",
+             f"{len(keys)} answer cell(s), {total:g} point(s), graded by hand (nbgrader formgrader).\n"]
+    for grade_id, points, question, key in keys:
+        parts += [f"## {grade_id} ({points:g} point(s))\n", question + "\n", key + "\n"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(parts), encoding="utf-8")
+    return target
+
+
 @dataclass
 class Generated:
     module: Module
@@ -322,6 +418,7 @@ def generate(root: Path, course: Path, module: Module) -> Generated:
     if "BEGIN SOLUTION" in text or "END SOLUTION" in text or "HIDDEN TESTS" in text:
         raise TitoError(f"{release} still holds solution or hidden-test markers; do not hand it out.",
                         f"Check the markers in {chapter.relative_to(root).as_posix()}.")
+    write_answer_keys(root, course, module)
     return Generated(module, source, release, metadata)
 
 

@@ -139,27 +139,80 @@ def collect_command(name: str, course_path: str | None, exchange: str | None) ->
 @group.command("autograde")
 @click.argument("name")
 @click.option("--student", metavar="ID", help="Grade one student's submission (default: every submission).")
+@click.option("--timeout", type=click.IntRange(min=1), default=120, show_default=True, metavar="SECONDS",
+              help="Per-cell limit; a cell that runs longer is stopped and scores nothing.")
+@click.option("--budget", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Time one submission may run in all; cells after it are not run "
+                   "(default: five cell limits).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Submissions graded at the same time.")
 @_course_option
-def autograde_command(name: str, student: str | None, course_path: str | None) -> None:
-    """Run the tests of every submission (hidden ones restored) and record the scores."""
+def autograde_command(name: str, student: str | None, timeout: int, budget: float | None, jobs: int,
+                      course_path: str | None) -> None:
+    """Run the tests of every submission (hidden ones restored), each in its own throwaway copy of the
+    course folder, and record the scores; the gradebook is backed up first."""
     tools = _nbgrader()
+    from .. import autograde as grading
+
     course = curriculum.load()
     module = written_module(course, name)
     folder = tools.course_dir(course.root, course_path)
-    if not any((folder / "submitted").glob(f"{student or '*'}/{module.folder}")):
+    grading.check_course(folder, module.folder)
+    submitted = grading.submissions(folder, module.folder)
+    if student is not None:
+        if student not in submitted:
+            others = f" Submissions there: {', '.join(submitted)}." if submitted else ""
+            raise TitoError(f"{student} has no submission of {module.folder} in {folder / 'submitted'}.{others}",
+                            f"Collect it first ('tito nbgrader collect {module.folder}'), or copy it into "
+                            f"submitted/{student}/{module.folder}/.")
+        submitted = [student]
+    if not submitted:
         raise TitoError(
-            f"No submission of {module.folder} in {folder / 'submitted'}" + (f" from {student}." if student else "."),
+            f"No submission of {module.folder} in {folder / 'submitted'}.",
             f"Collect them first ('tito nbgrader collect {module.folder}'), or copy each into "
             f"submitted/<student>/{module.folder}/.",
         )
-    tools.run(course.root, folder, "autograde", module.folder, "--force", *(["--student", student] if student else []))
+    budget = budget or grading.BUDGET_CELLS * timeout
+    backup = grading.backup_gradebook(folder)
+    console.print(f"Gradebook backed up to {escape(str(backup))}.", soft_wrap=True)
+    console.print(f"Grading {len(submitted)} submission(s) of {module.folder}, each in a throwaway copy "
+                  f"(cells stop after {timeout} s, a submission after {budget:g} s).", soft_wrap=True)
+
+    def report(outcome):
+        mark = "[green]✓[/]" if outcome.graded else "[red]✗[/]"
+        console.print(f"  {mark} {escape(outcome.student)} ({outcome.seconds:.0f} s)")
+
+    outcomes = grading.autograde(course.root, folder, module.folder, submitted, timeout, budget, jobs, report)
+    failed = [o for o in outcomes if not o.graded]
+    scores = {s.student: s for s in tools.scores(folder, module.folder)}
     table = Table(title=f"{module.folder}: autograded scores", title_justify="left")
-    for column in ("Student", "Score", "Out of"):
+    for column in ("Student", "Score", "Out of", "Note"):
         table.add_column(column)
-    for score in tools.scores(folder, module.folder):
-        if student is None or score.student == student:
-            table.add_row(escape(score.student), f"{score.score:g}", f"{score.max_score:g}")
+    for outcome in sorted(outcomes, key=lambda o: o.student):
+        score = scores.get(outcome.student)
+        if outcome.graded and score:
+            table.add_row(escape(outcome.student), f"{score.score:g}", f"{score.max_score:g}",
+                          escape("; ".join(outcome.notes)))
+        else:
+            kept = f" (the gradebook keeps its earlier score, {score.score:g})" if score else ""
+            table.add_row(escape(outcome.student), "-", f"{score.max_score:g}" if score else "-",
+                          escape(f"not graded{kept}"))
     console.print(table)
+    metadata = tools.check_metadata(module.dev_file(course.root), course.root)
+    if metadata.answer_points:
+        keys = tools.answer_key_path(folder, module)
+        where = escape(str(keys)) if keys.is_file() else escape(str(folder / "source" / module.folder / tools.notebook_name(module)))
+        console.print(f"Each submission also has {metadata.answer_points:g} point(s) of written answers "
+                      f"({len(metadata.answer_cells)} answer cell(s)) to grade by hand in nbgrader's formgrader; "
+                      f"the answer keys and rubrics are in {where}.", soft_wrap=True)
+    if failed:
+        console.print(f"[red]Not graded ({len(failed)}):[/]")
+        for outcome in failed:
+            console.print(f"  [red]✗[/] {escape(outcome.student)}: {escape(outcome.problem)}", soft_wrap=True)
+        raise TitoError(f"{len(failed)} of {len(outcomes)} submission(s) of {module.folder} could not be graded; "
+                        "the others' scores are recorded.",
+                        f"Fix what each line above says, then grade just that student: "
+                        f"'tito nbgrader autograde {module.folder} --student ID'.")
 
 
 @group.command("feedback")
@@ -168,15 +221,46 @@ def autograde_command(name: str, student: str | None, course_path: str | None) -
 @_exchange_option
 @click.option("--release", "release_it", is_flag=True, help="Also put the feedback into the exchange for students to fetch.")
 def feedback_command(name: str, course_path: str | None, exchange: str | None, release_it: bool) -> None:
-    """Write an HTML feedback report for every autograded submission (and optionally release it)."""
+    """Write an HTML feedback report for every autograded submission (and optionally release it);
+    a submission that was not graded is skipped and named."""
     tools = _nbgrader()
+    from .. import autograde as grading
+
     course = curriculum.load()
     module = written_module(course, name)
     folder = tools.course_dir(course.root, course_path)
-    tools.run(course.root, folder, "generate_feedback", module.folder, "--force")
-    reports = sorted(folder.glob(f"feedback/*/{module.folder}/*.html"))
-    console.print(f"[green]✓[/] {len(reports)} feedback report(s) in {folder / 'feedback'}.")
-    if release_it:
-        tools.run(course.root, folder, "release_feedback", module.folder, *tools.exchange_args(exchange))
+    grading.check_course(folder, module.folder)
+    in_gradebook = grading.graded_students(folder, module.folder)
+    autograded = {p.parent.name for p in (folder / "autograded").glob(f"*/{module.folder}") if any(p.glob("*.ipynb"))}
+    skipped = {s: "not autograded yet (or its grading failed)" for s in grading.submissions(folder, module.folder)
+               if s not in autograded}
+    skipped |= {s: "autograded, but the gradebook has no scores for it (autograde it again)"
+                for s in autograded - in_gradebook}
+    ready = sorted(autograded & in_gradebook)
+    if not ready:
+        raise TitoError(f"No autograded submission of {module.folder} to write feedback for.",
+                        f"Run 'tito nbgrader autograde {module.folder}' first.")
+    exclude = [f"--CourseDirectory.student_id_exclude={','.join(sorted(skipped))}"] if skipped else []
+    try:
+        tools.run(course.root, folder, "generate_feedback", module.folder, "--force", *exclude)
+    except TitoError:
+        # One report that nbgrader cannot write must not cost the others theirs: one student at a time.
+        for student in ready:
+            try:
+                tools.run(course.root, folder, "generate_feedback", module.folder, "--force", "--student", student)
+            except TitoError as err:
+                skipped[student] = err.message
+    written = [s for s in ready if s not in skipped]
+    console.print(f"[green]✓[/] {len(written)} feedback report(s) in {escape(str(folder / 'feedback'))}: "
+                  f"{escape(', '.join(written)) or 'none'}.", soft_wrap=True)
+    for student, why in sorted(skipped.items()):
+        note(f"no feedback for {student}: {why}")
+    if release_it and written:
+        tools.run(course.root, folder, "release_feedback", module.folder, *tools.exchange_args(exchange), *exclude)
         console.print(f"[green]✓[/] Feedback released; students fetch it with "
                       f"'nbgrader fetch_feedback {module.folder} --course {tools.course_id(folder)}'.", soft_wrap=True)
+    failed = [s for s in ready if s in skipped]
+    if failed:
+        raise TitoError(f"Feedback could not be written for {', '.join(failed)}.",
+                        f"Run it for one student to see nbgrader's whole log: cd {folder} && "
+                        f"nbgrader generate_feedback {module.folder} --student {failed[0]}")
