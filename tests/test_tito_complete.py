@@ -463,10 +463,13 @@ def test_a_notebook_self_check_prints_the_lines_complete_prints(tmp_path):
     def test_unit_bad():
         assert sorted([3, 1]) == [3, 1]
 
+    test_unit_good.__module__ = test_unit_bad.__module__ = "__main__"  # as a notebook's functions are
     namespace = {"test_unit_good": test_unit_good, "test_unit_bad": test_unit_bad, "test_data": [1, 2]}
-    from tito.failures import self_check
+    from tito.selfcheck import run_tests
 
-    assert self_check(namespace, (REPO,), printed.append) is False
-    assert printed[0].startswith("✓ test_unit_good (")
-    assert printed[1].startswith("✗ test_unit_bad: AssertionError: assert sorted([3, 1]) == [3, 1] [test_tito_complete.py:")
-    assert len(printed) == 2  # a list named test_data is not a test
+    first = run_tests(namespace, printed.append)
+    assert first == "test_unit_bad failed: AssertionError: assert sorted([3, 1]) == [3, 1]"
+    assert printed[0] == "Tests (2):"
+    assert printed[1].startswith("  ✓ test_unit_good (")
+    assert printed[2].startswith("  ✗ test_unit_bad: AssertionError: assert sorted([3, 1]) == [3, 1] [test_tito_complete.py:")
+    assert len(printed) == 3  # a list named test_data is not a test

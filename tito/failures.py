@@ -163,34 +163,3 @@ def describe(exc: BaseException, code_roots: tuple[Path, ...] = ()) -> Failure:
         shown = _display(blamed.filename, roots) if roots else None
         where = f"{shown or Path(blamed.filename).name}:{blamed.lineno}"
     return Failure(test, function, informative(exc, blamed.line if blamed else ""), where)
-
-
-def self_check(namespace: dict, roots: tuple[Path, ...] | None = None, print_line=print) -> bool:
-    """Call every `test_*` function in `namespace` (a notebook's `globals()`), in definition order, printing
-    `result_line` for each, as `tito module complete` does; return whether all passed. Stops at nothing:
-    each test is reported."""
-    import time
-
-    if roots is None:
-        roots = (Path.cwd(),)
-        try:
-            import tinytorch
-
-            roots += (Path(tinytorch.__file__).resolve().parent.parent,)
-        except ImportError:
-            pass
-    tests = [(name, fn) for name, fn in list(namespace.items()) if name.startswith("test_") and callable(fn)]
-    if not tests:
-        print_line("✗ no test_* functions found, so nothing was checked")
-        return False
-    passed = True
-    for name, fn in tests:
-        start = time.perf_counter()
-        try:
-            fn()
-        except Exception as exc:  # a test fails on any error, as in the chapter
-            passed = False
-            print_line(result_line(name, False, time.perf_counter() - start, describe(exc, roots)))
-        else:
-            print_line(result_line(name, True, time.perf_counter() - start))
-    return passed

@@ -25,6 +25,7 @@ come from the checkout when there is one, else from the copy packaged with tito
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from . import curriculum
 from .errors import TitoError
+from .failures import describe, result_line
 
 PACKAGE = "tinytorch"
 PACKAGED_COURSE = Path(__file__).resolve().parent / "_course"
@@ -243,25 +245,38 @@ def _unfinished(err: BaseException) -> str | None:
     return None
 
 
+def _code_roots() -> tuple[Path, ...]:
+    """Where the learner's code lives, for blaming a frame: the notebook's folder and the package's checkout."""
+    roots = [Path.cwd()]
+    package = sys.modules.get(PACKAGE)
+    if package is not None and getattr(package, "__file__", None):
+        roots.append(Path(package.__file__).resolve().parent.parent)
+    return tuple(roots)
+
+
 def run_tests(namespace: dict, out=print) -> str | None:
-    """Run every test; return None when all pass, else what to say about the first failure."""
+    """Run every test, printing one line each as `tito module complete` does (tito.failures.result_line);
+    return None when all pass, else what to say about the first failure."""
     tests = notebook_tests(namespace)
     if not tests:
         return "this notebook defines no test_* functions (run every cell above first)"
     out(f"Tests ({len(tests)}):")
-    first = None
+    first, roots = None, _code_roots()
     for key, test in tests:
         start = time.perf_counter()
         try:
             test()
         except Exception as err:  # a test fails on any error, not only assertions
-            out(f"  ✗ {key} -- {_reason(err)}")
+            failure = describe(err, roots)
+            if failure.test is None:  # the error came from the notebook's code called by the test
+                failure = dataclasses.replace(failure, test=key)
+            out("  " + result_line(key, False, time.perf_counter() - start, failure))
             unfinished = _unfinished(err)
             if first is None:
                 first = (f"{key} failed: {unfinished} is not written yet (its stub raises NotImplementedError)."
-                         if unfinished else f"{key} failed: {_reason(err)}")
+                         if unfinished else f"{key} failed: {failure.message}")
         else:
-            out(f"  ✓ {key} ({(time.perf_counter() - start) * 1000:.0f} ms)")
+            out("  " + result_line(key, True, time.perf_counter() - start))
     return first
 
 

@@ -471,7 +471,7 @@ def test_unit_sgd():
 test_unit_sgd()
 
 # %% [markdown]
-"""
+r"""
 ### `Adam`
 
 The state for each parameter is created on its first step: a step count and
@@ -646,7 +646,7 @@ class AdamW(Adam):
 
 
 # %% [markdown]
-"""
+r"""
 The test puts `AdamW` next to `Adam` where they differ. On a zero gradient
 only the decay acts: a weight of 2 becomes $2(1 - 0.1 \cdot 0.5) = 1.9$ and a
 weight of 20 becomes 19, ten times the change, where `Adam` moved both by
