@@ -83,7 +83,7 @@ def check_fused_gradient_is_softmax_minus_onehot():
 
 def check_the_package_loss_runs_on_the_fused_kernel():
     """CrossEntropyLoss uses the fused primitive (a 3-node graph), with the composite's value, and trains a model."""
-    assert networks._cross_entropy_kernel is kernels._softmax_cross_entropy_rows, \
+    assert networks.get_cross_entropy_kernel() is kernels.softmax_cross_entropy_rows, \
         "importing tinytorch did not install the fused kernel into cross_entropy (set_cross_entropy_kernel)"
     manual_seed(0)
     rng = np.random.default_rng(3)
@@ -118,7 +118,7 @@ def check_fused_loss_keeps_less_memory_alive():
     logits = np.random.default_rng(4).standard_normal((512, 1000)).astype(np.float32)
     targets = np.arange(512) % 1000
     peaks = {}
-    for name, kernel in (("composite", None), ("fused", kernels._softmax_cross_entropy_rows)):
+    for name, kernel in (("composite", None), ("fused", kernels.softmax_cross_entropy_rows)):
         z = Tensor(logits, requires_grad=True)
         tracemalloc.start()
         with cross_entropy_kernel(kernel):

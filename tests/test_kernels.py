@@ -159,7 +159,7 @@ def test_conv2d_direct_matches_torch(shape, kernel, stride, padding, bias):
 
 # ---- fused softmax cross-entropy ----------------------------------------------------------------------------
 def test_importing_tinytorch_installs_the_fused_kernel_behind_cross_entropy():
-    assert networks._cross_entropy_kernel is kernels._softmax_cross_entropy_rows
+    assert networks.get_cross_entropy_kernel() is kernels.softmax_cross_entropy_rows
     loss = nn.CrossEntropyLoss()(Tensor(rand(4, 3), requires_grad=True), [0, 1, 2, 0])
     assert count_nodes(loss) <= 3, "the mean loss should be the fused primitive plus sum and scale"
 
@@ -168,7 +168,7 @@ def test_importing_tinytorch_installs_the_fused_kernel_behind_cross_entropy():
 def test_fused_and_composite_cross_entropy_agree_on_values_and_gradients(reduction):
     z, t = rand(7, 5) * 30, np.array([0, 4, 4, 1, 2, 3, 0])
     results = []
-    for kernel in (None, kernels._softmax_cross_entropy_rows):
+    for kernel in (None, kernels.softmax_cross_entropy_rows):
         zt = Tensor(z, requires_grad=True)
         with cross_entropy_kernel(kernel):
             loss = F.cross_entropy(zt, t, reduction=reduction)
@@ -235,9 +235,9 @@ def test_cross_entropy_kernel_restores_the_previous_kernel_even_after_an_error()
     before = networks._cross_entropy_kernel
     with pytest.raises(RuntimeError):
         with cross_entropy_kernel(None):
-            assert networks._cross_entropy_kernel is None
+            assert networks.get_cross_entropy_kernel() is None
             raise RuntimeError("inside")
-    assert networks._cross_entropy_kernel is before
+    assert networks.get_cross_entropy_kernel() is before
 
 
 @requires_torch

@@ -195,8 +195,6 @@ def test_a_leaking_file_stops_the_build_and_writes_nothing(repo_copy, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="importing tinytorch installs chapter 14's fused cross-entropy kernel "
-                   "(tinytorch/__init__.py imports core.kernels), which is a stub until chapter 14 is done")
 def test_earlier_chapters_work_in_a_student_repository_before_chapter_14(repo):
     # A student through chapter 05 (here: its solution put in place) must be able to use cross_entropy.
     script = (

@@ -9,6 +9,12 @@ from .core.init import manual_seed
 from .core.autograd import enable_grad, gradcheck, is_grad_enabled, no_grad
 from . import data, models, nn, optim, profiling
 from .nn import utils as _nn_utils  # makes tinytorch.nn.utils available after `import tinytorch`, as in PyTorch
-from .core import kernels  # installs chapter 14's fused cross-entropy behind nn.CrossEntropyLoss
+from .core import kernels
+from .core.networks import set_cross_entropy_kernel
+
+# The package's one assembly step: chapter 14's fused softmax-cross-entropy computes every
+# cross_entropy / nn.CrossEntropyLoss on (N, C) logits (the same numbers as chapter 05's
+# composition, in one primitive). set_cross_entropy_kernel(None) goes back to the composition.
+set_cross_entropy_kernel(kernels.softmax_cross_entropy_rows)
 
 __version__ = "0.1.0"

@@ -664,7 +664,7 @@ def softmax_cross_entropy_backward(ctx, grad):
     ### END SOLUTION
 
 
-def _softmax_cross_entropy_rows(logits: Tensor, indices: np.ndarray) -> Tensor:
+def softmax_cross_entropy_rows(logits: Tensor, indices: np.ndarray) -> Tensor:
     """The kernel behind cross_entropy: per-row losses from checked (N, C) logits and class indices."""
     return SoftmaxCrossEntropy.apply(logits, target=indices)
 
@@ -673,7 +673,7 @@ def softmax_cross_entropy(logits: Tensor, target) -> Tensor:
     """Per-row cross-entropy losses (N,) of logits (N, C) and integer targets (N,), as one primitive."""
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
-    return _softmax_cross_entropy_rows(logits, networks._class_indices(target, logits, "softmax_cross_entropy"))
+    return softmax_cross_entropy_rows(logits, networks.class_indices(target, logits, "softmax_cross_entropy"))
 
 
 @contextlib.contextmanager
@@ -690,13 +690,20 @@ def cross_entropy_kernel(kernel):
         networks.set_cross_entropy_kernel(previous)
 
 
-# Every cross_entropy / CrossEntropyLoss from here on uses the fused primitive (same numbers, less work).
-networks.set_cross_entropy_kernel(_softmax_cross_entropy_rows)
+
+# %%
+# From here on, every cross_entropy / CrossEntropyLoss in this chapter uses the fused primitive
+# (same numbers, less work). The package does the same, in one visible line of tinytorch/__init__.py.
+networks.set_cross_entropy_kernel(softmax_cross_entropy_rows)
 
 
 # %% [markdown]
 r"""
-The last line installs the kernel through the hook chapter 05 left for it.
+The cell above installs the kernel through the hook chapter 05 left for it,
+and the package does the same where it is assembled: `tinytorch/__init__.py`
+has the one line `set_cross_entropy_kernel(kernels.softmax_cross_entropy_rows)`,
+so reading the package shows which cross-entropy runs (importing this file
+changes nothing by itself).
 That is the design: chapter 05 does not know about this chapter (it imports
 nothing from it); it has an empty slot that says "if someone gives me a
 faster kernel for the per-row losses, use it". From now on
@@ -731,7 +738,7 @@ def test_unit_softmax_cross_entropy():
     t = np.array([2, 0, 4, 4, 1, 3])
     for reduction in ("none", "sum", "mean"):
         results = []
-        for kernel in (None, _softmax_cross_entropy_rows):
+        for kernel in (None, softmax_cross_entropy_rows):
             zt = Tensor(z, requires_grad=True)
             with cross_entropy_kernel(kernel):
                 loss = cross_entropy(zt, t, reduction)
@@ -1136,15 +1143,15 @@ for N, C in ce_cases:
         loss.backward()
         return loss, z.grad.data
 
-    (loss_c, grad_c), (loss_f, grad_f) = step(None), step(_softmax_cross_entropy_rows)
+    (loss_c, grad_c), (loss_f, grad_f) = step(None), step(softmax_cross_entropy_rows)
     np.testing.assert_allclose(loss_f.data, loss_c.data, rtol=1e-5)
     np.testing.assert_allclose(grad_f, grad_c, rtol=1e-4, atol=1e-8)
     with cross_entropy_kernel(None):
         nodes_c = count_nodes(cross_entropy(Tensor(logits, requires_grad=True), targets))
     nodes_f = count_nodes(cross_entropy(Tensor(logits, requires_grad=True), targets))
     ms_c = best_ms(lambda: step(None), repeats=5)
-    ms_f = best_ms(lambda: step(_softmax_cross_entropy_rows), repeats=5)
-    peak_c, peak_f = peak_mib(lambda: step(None)), peak_mib(lambda: step(_softmax_cross_entropy_rows))
+    ms_f = best_ms(lambda: step(softmax_cross_entropy_rows), repeats=5)
+    peak_c, peak_f = peak_mib(lambda: step(None)), peak_mib(lambda: step(softmax_cross_entropy_rows))
     ce_speedups.append(ms_c / ms_f)
     print(f"{f'{N} x {C}':>12} {logits.nbytes / 2**20:>11.2f} {f'{nodes_c} / {nodes_f}':>11} | {ms_c:>10.3f} {ms_f:>10.3f} "
           f"| {peak_c:>7.1f} {peak_f:>7.1f}  {ms_c / ms_f:>5.1f}x")
@@ -1238,7 +1245,7 @@ init.manual_seed(0)
 models = {"composite": reference_cnn(), "fused": reference_cnn()}
 models["fused"].load_state_dict(models["composite"].state_dict())
 optimizers = {name: SGD(model.parameters(), lr=0.01, momentum=0.9) for name, model in models.items()}
-kernel_of = {"composite": None, "fused": _softmax_cross_entropy_rows}
+kernel_of = {"composite": None, "fused": softmax_cross_entropy_rows}
 images = Tensor(rng.standard_normal((64, 3, 32, 32)).astype(np.float32))
 labels = rng.integers(0, 10, 64)
 losses = {name: training_step(models[name], optimizers[name], images, labels, kernel_of[name]) for name in models}
@@ -1285,10 +1292,10 @@ def head_step(kernel):
     return loss.item()
 
 
-np.testing.assert_allclose(head_step(None), head_step(_softmax_cross_entropy_rows), rtol=1e-5)
+np.testing.assert_allclose(head_step(None), head_step(softmax_cross_entropy_rows), rtol=1e-5)
 head_times = {"composite": [], "fused": []}
 for _ in range(4):
-    for name, kernel in (("composite", None), ("fused", _softmax_cross_entropy_rows)):
+    for name, kernel in (("composite", None), ("fused", softmax_cross_entropy_rows)):
         start = time.perf_counter()
         head_step(kernel)
         head_times[name].append(1000 * (time.perf_counter() - start))

@@ -1795,7 +1795,7 @@ def head_step_with(kernel):
     return run
 
 
-from tinytorch.core.kernels import _softmax_cross_entropy_rows as fused_kernel
+from tinytorch.core.kernels import softmax_cross_entropy_rows as fused_kernel
 
 manual_seed(0)
 head = Linear(128, 4096)

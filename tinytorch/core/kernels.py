@@ -177,7 +177,7 @@ def softmax_cross_entropy_backward(ctx, grad):
     return (dlogits,)
 
 
-def _softmax_cross_entropy_rows(logits: Tensor, indices: np.ndarray) -> Tensor:
+def softmax_cross_entropy_rows(logits: Tensor, indices: np.ndarray) -> Tensor:
     """The kernel behind cross_entropy: per-row losses from checked (N, C) logits and class indices."""
     return SoftmaxCrossEntropy.apply(logits, target=indices)
 
@@ -186,7 +186,7 @@ def softmax_cross_entropy(logits: Tensor, target) -> Tensor:
     """Per-row cross-entropy losses (N,) of logits (N, C) and integer targets (N,), as one primitive."""
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
-    return _softmax_cross_entropy_rows(logits, networks._class_indices(target, logits, "softmax_cross_entropy"))
+    return softmax_cross_entropy_rows(logits, networks.class_indices(target, logits, "softmax_cross_entropy"))
 
 
 @contextlib.contextmanager
@@ -201,7 +201,3 @@ def cross_entropy_kernel(kernel):
         yield
     finally:
         networks.set_cross_entropy_kernel(previous)
-
-
-# Every cross_entropy / CrossEntropyLoss from here on uses the fused primitive (same numbers, less work).
-networks.set_cross_entropy_kernel(_softmax_cross_entropy_rows)
