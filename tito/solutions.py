@@ -143,45 +143,36 @@ def is_markdown_cell(lines: list[str]) -> bool:
     return bool(lines) and bool(CELL_MARKER.match(lines[0])) and bool(_TEXT_CELL.match(lines[0]))
 
 
-def clear_answers(source: str, first_line: int = 1) -> tuple[str, int]:
-    """A markdown (answer) cell's text with each solution region (the answer key) replaced by
-    ANSWER_STUB; also the number replaced. The markers may sit anywhere in the text."""
-    out, start, replaced = [], None, 0
+def _replace_regions(source: str, begin, end, what: str, replacement: list[str], first_line: int) -> tuple[str, int]:
+    """`source` with every region between a `begin` and an `end` marker line (markers included)
+    replaced by `replacement`; also the number of regions. `what` names the markers in errors."""
+    out, start, count = [], None, 0
     for number, line in enumerate(source.split("\n")):
-        if BEGIN.match(line):
+        if begin.match(line):
             if start is not None:
-                raise SolutionError(f"line {first_line + number}: '### BEGIN SOLUTION' inside another solution region")
-            start = number
-            out.append(ANSWER_STUB)
-            replaced += 1
-        elif END.match(line):
+                raise SolutionError(f"line {first_line + number}: '### BEGIN {what}' inside another such region")
+            start, count = number, count + 1
+            out += replacement
+        elif end.match(line):
             if start is None:
-                raise SolutionError(f"line {first_line + number}: '### END SOLUTION' without a '### BEGIN SOLUTION' before it")
+                raise SolutionError(f"line {first_line + number}: '### END {what}' without a '### BEGIN {what}' before it")
             start = None
         elif start is None:
             out.append(line)
     if start is not None:
-        raise SolutionError(f"line {first_line + start}: '### BEGIN SOLUTION' has no '### END SOLUTION'")
-    return "\n".join(out), replaced
+        raise SolutionError(f"line {first_line + start}: '### BEGIN {what}' has no '### END {what}'")
+    return "\n".join(out), count
+
+
+def clear_answers(source: str, first_line: int = 1) -> tuple[str, int]:
+    """A markdown (answer) cell's text with each solution region (the answer key) replaced by
+    ANSWER_STUB; also the number replaced. The markers may sit anywhere in the text."""
+    return _replace_regions(source, BEGIN, END, "SOLUTION", [ANSWER_STUB], first_line)
 
 
 def remove_hidden_tests(source: str, first_line: int = 1) -> tuple[str, int]:
     """A code cell without its hidden-test regions (markers included), as nbgrader's release has it."""
-    out, start, removed = [], None, 0
-    for number, line in enumerate(source.split("\n")):
-        if HIDDEN_BEGIN.match(line):
-            if start is not None:
-                raise SolutionError(f"line {first_line + number}: '### BEGIN HIDDEN TESTS' inside another hidden-test region")
-            start, removed = number, removed + 1
-        elif HIDDEN_END.match(line):
-            if start is None:
-                raise SolutionError(f"line {first_line + number}: '### END HIDDEN TESTS' without a '### BEGIN HIDDEN TESTS' before it")
-            start = None
-        elif start is None:
-            out.append(line)
-    if start is not None:
-        raise SolutionError(f"line {first_line + start}: '### BEGIN HIDDEN TESTS' has no '### END HIDDEN TESTS'")
-    return "\n".join(out), removed
+    return _replace_regions(source, HIDDEN_BEGIN, HIDDEN_END, "HIDDEN TESTS", [], first_line)
 
 
 def _rewrite_cells(text: str, rewrite) -> tuple[str, int]:
