@@ -33,13 +33,14 @@ def _run(optimizer_class, **kwargs):
 
 
 def _reference_sgd(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-    p, buf = START.copy(), None
-    for g in GRADS:
-        g = g + weight_decay * p
+    # torch.optim.SGD's documented rule, written out independently of the chapter's code.
+    p, velocity = START.copy(), None
+    for grad in GRADS:
+        d = grad + weight_decay * p
         if momentum:
-            buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
-            g = g + momentum * buf if nesterov else buf
-        p = p - lr * g
+            velocity = d.copy() if velocity is None else momentum * velocity + (1 - dampening) * d
+            d = (d + momentum * velocity) if nesterov else velocity
+        p = p - lr * d
     return p
 
 
