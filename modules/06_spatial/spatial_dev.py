@@ -770,12 +770,13 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
-    # 3. Max over axis 1 (the window pixels), reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
+    # 3. Max over axis 1 (the window pixels) with .max(dim=1).values: as in PyTorch, the gradient goes
+    #    to the one pixel picked, even when several tie. Reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
     ### BEGIN SOLUTION
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, -np.inf, "max_pool2d")
-    return windows.max(dim=1).reshape(*shape).permute(1, 0, 2, 3)     # (C, N, OH, OW) viewed as (N, C, OH, OW)
+    return windows.max(dim=1).values.reshape(*shape).permute(1, 0, 2, 3)   # (C, N, OH, OW) viewed as (N, C, OH, OW)
     ### END SOLUTION
 
 
@@ -1067,9 +1068,9 @@ Surely the copy-free one is faster?
 
 # %%
 x = Tensor(rng.standard_normal((64, 32, 30, 30)).astype(np.float32))
-reshape_ms, windows_ms, pool_ratio = paired_ms(lambda: x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)),
+reshape_ms, windows_ms, pool_ratio = paired_ms(lambda: x.reshape(64, 32, 15, 2, 15, 2).amax(dim=(3, 5)),
                                                lambda: max_pool2d(x, 2), rounds=3)
-assert np.array_equal(x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)).data, max_pool2d(x, 2).data)
+assert np.array_equal(x.reshape(64, 32, 15, 2, 15, 2).amax(dim=(3, 5)).data, max_pool2d(x, 2).data)
 print(f"2x2 max-pool of {x.shape}: reshape + max over axes (3, 5): {reshape_ms:.2f} ms, "
       f"im2col windows + max over axis 1: {windows_ms:.2f} ms (copy-free / windows: {pool_ratio:.1f}x, "
       "median of per-round ratios)")

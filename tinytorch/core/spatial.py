@@ -177,11 +177,12 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
-    # 3. Max over axis 1 (the window pixels), reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
+    # 3. Max over axis 1 (the window pixels) with .max(dim=1).values: as in PyTorch, the gradient goes
+    #    to the one pixel picked, even when several tie. Reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, -np.inf, "max_pool2d")
-    return windows.max(dim=1).reshape(*shape).permute(1, 0, 2, 3)     # (C, N, OH, OW) viewed as (N, C, OH, OW)
+    return windows.max(dim=1).values.reshape(*shape).permute(1, 0, 2, 3)   # (C, N, OH, OW) viewed as (N, C, OH, OW)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
