@@ -293,10 +293,23 @@ def _check_not_freed(ctx) -> None:
 
 
 def _free(ctx) -> None:
-    """Drop what a node saved for backward. A node that saved nothing (Add, Sum, Reshape...) keeps its
-    inputs, so backward() may run through it again, as PyTorch allows."""
+    """Drop what a node kept for backward, so intermediate tensors can be collected.
+
+    A node that saved arrays forgets its inputs too: a second backward() through it raises. One
+    that saved nothing (Add, Sum, Reshape...) keeps a data-free outline of each input (its shape,
+    dtype and node, over a zero-stride array), so backward() may run through it again, as PyTorch allows.
+    """
     if ctx.saved_arrays:
         ctx.saved_arrays, ctx.inputs = None, ()
+        return
+    outlines = []
+    for t in ctx.inputs:
+        if t._ctx is not None:                          # an intermediate: keep its node, not its data
+            outline = Tensor._wrap(np.broadcast_to(np.zeros((), dtype=t.dtype), t.shape))
+            outline.requires_grad, outline._ctx = t.requires_grad, t._ctx
+            t = outline
+        outlines.append(t)
+    ctx.inputs = tuple(outlines)
 
 
 def _check_rule_output(ctx, input_grads) -> None:
