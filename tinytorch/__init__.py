@@ -4,11 +4,18 @@ The modules under tinytorch/ are generated from the chapters in modules/;
 this file only gathers their public names.
 """
 
-from .core.tensor import Tensor
-from .core.init import manual_seed
+from .core.tensor import (Tensor, arange, cat, full, full_like, ones, ones_like, stack, tensor, where, zeros,
+                          zeros_like)
+from .core.init import manual_seed, rand, rand_like, randint, randn, randn_like
 from .core.autograd import enable_grad, gradcheck, is_grad_enabled, no_grad
 from . import data, models, nn, optim, profiling
 from .nn import utils as _nn_utils  # makes tinytorch.nn.utils available after `import tinytorch`, as in PyTorch
 from .core import kernels  # installs chapter 14's fused cross-entropy behind nn.CrossEntropyLoss
+
+import numpy as _np
+
+# dtypes under PyTorch's names: x.to(tinytorch.float64), tinytorch.zeros(3, dtype=tinytorch.int64)
+float16, float32, float64 = _np.float16, _np.float32, _np.float64
+int32, int64, bool = _np.int32, _np.int64, _np.bool_
 
 __version__ = "0.1.0"

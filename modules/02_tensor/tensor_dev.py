@@ -1944,6 +1944,50 @@ def full_like(t: Tensor, fill_value, dtype=None, requires_grad: bool = False) ->
 
 # %% [markdown]
 """
+**What the next test checks, and why.** The PyTorch behaviours above that a
+learner's own code meets first: `max(dim)` unpacking into values and indices,
+`int + 0.5` giving float32 and a 0-d float64 keeping float32 float32, `float()`
+staying in the graph, an out-of-range dim raising `IndexError`, data that is
+not numbers refused in one line, and the shape helpers giving PyTorch's shapes.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    scores = Tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.0, 0.1, 0.9]])
+    _, predicted = scores.max(1)
+    assert predicted.tolist() == [1, 0, 2] and scores.min(dim=1).values.shape == (3,)
+    assert (Tensor([1, 2]) + 0.5).dtype == np.float32
+    assert (Tensor([1.0, 2.0]) * Tensor(np.float64(2.0))).dtype == np.float32, "a 0-d tensor is weak"
+    w = Tensor(np.ones(2), requires_grad=True)
+    assert w.float().requires_grad and w.float()._ctx is not None, "float() must stay in the graph"
+    for bad in (lambda: Tensor(np.zeros((2, 3))).permute(0, 1, 5), lambda: Tensor(np.zeros(3)).unsqueeze(2)):
+        try:
+            bad()
+        except IndexError as err:
+            assert "out of range" in str(err)
+        else:
+            raise AssertionError("an out-of-range dim must raise IndexError")
+    try:
+        Tensor("abc")
+    except TypeError as err:
+        assert "cannot make a tensor" in str(err)
+    else:
+        raise AssertionError("Tensor('abc') must be refused")
+    x = arange(6).reshape(2, 3)
+    assert cat([x, x], dim=1).shape == (2, 6) and stack([x, x]).shape == (2, 2, 3)
+    assert x.repeat(2, 1).shape == (4, 3) and x[:1].expand(4, 3).shape == (4, 3)
+    assert zeros(2, 1, 3).squeeze().shape == (2, 3) and ones(3).dtype == np.float32
+    assert where(x > 2, x, 0).tolist() == [[0, 0, 0], [3, 4, 5]]
+    assert np.isclose(Tensor([1.0, 2.0, 3.0, 4.0]).var().item(), 5 / 3)
+    print("✓ the rest of the API behaves as PyTorch's")
+
+
+test_unit_rest_of_api()
+
+
+# %% [markdown]
+"""
 ## Systems analysis
 
 Everything in this section is measured on the machine running this chapter, so
@@ -2358,6 +2402,7 @@ if __name__ == "__main__":
     test_unit_reductions()
     test_unit_views()
     test_unit_graph_hooks()
+    test_unit_rest_of_api()
     print("All tests of chapter 02 passed.")
 
 

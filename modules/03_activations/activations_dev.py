@@ -864,6 +864,55 @@ def test_unit_activation_layers():
 test_unit_activation_layers()
 
 # %% [markdown]
+"""
+### The rest of the API
+
+PyTorch also offers each activation as a tensor method, `x.relu()`,
+`x.sigmoid()`, `x.softmax(dim)`, `x.log_softmax(dim)`, and `LeakyReLU`
+(`x` for positive inputs, `negative_slope * x` otherwise: one more `where`).
+They are the functions above under other spellings; nothing to write.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return where(x <= 0, x * negative_slope, x)
+
+
+class LeakyReLU(_Activation):
+    """leaky_relu as a layer."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+Tensor.relu = relu
+Tensor.sigmoid = sigmoid
+Tensor.softmax = lambda self, dim=-1: softmax(self, dim)
+Tensor.log_softmax = lambda self, dim=-1: log_softmax(self, dim)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    x = Tensor(np.array([[-2.0, 0.5], [3.0, -0.1]]))
+    np.testing.assert_array_equal(x.relu().data, relu(x).data)
+    np.testing.assert_array_equal(x.sigmoid().data, sigmoid(x).data)
+    np.testing.assert_array_equal(x.softmax(0).data, softmax(x, 0).data)
+    np.testing.assert_array_equal(x.log_softmax(dim=1).data, log_softmax(x, 1).data)
+    np.testing.assert_allclose(LeakyReLU(0.1)(x).data, [[-0.2, 0.5], [3.0, -0.01]])
+    assert repr(LeakyReLU()) == "LeakyReLU(negative_slope=0.01)"
+    print("✓ the rest of the API: tensor methods and LeakyReLU")
+
+
+test_unit_rest_of_api()
+
+# %% [markdown]
 r"""
 ## The curves and their derivatives
 
@@ -1243,6 +1292,7 @@ if __name__ == "__main__":
     test_unit_softmax()
     test_unit_log_softmax()
     test_unit_activation_layers()
+    test_unit_rest_of_api()
     test_unit_xor_needs_relu()
     print("All activation tests passed.")
 

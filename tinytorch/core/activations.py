@@ -179,3 +179,26 @@ class LogSoftmax(Softmax):
 
     def forward(self, x: Tensor) -> Tensor:
         return log_softmax(x, self.dim)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return where(x <= 0, x * negative_slope, x)
+
+
+class LeakyReLU(_Activation):
+    """leaky_relu as a layer."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+Tensor.relu = relu
+Tensor.sigmoid = sigmoid
+Tensor.softmax = lambda self, dim=-1: softmax(self, dim)
+Tensor.log_softmax = lambda self, dim=-1: log_softmax(self, dim)

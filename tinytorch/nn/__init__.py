@@ -1,9 +1,9 @@
 """Layers and losses under PyTorch's names (tinytorch.nn.Linear is torch.nn.Linear's counterpart)."""
 
 from tinytorch.core import init
-from tinytorch.core.activations import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinytorch.core.attention import Embedding, MultiheadAttention
-from tinytorch.core.layers import Linear, Module, ModuleList, Parameter, Sequential
+from tinytorch.core.layers import (GELU, Identity, LeakyReLU, Linear, LogSoftmax, Module, ModuleList, Parameter, ReLU,
+                                   Sequential, Sigmoid, Softmax, Tanh)
 from tinytorch.core.networks import MLP, CrossEntropyLoss, MSELoss
 from tinytorch.core.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from tinytorch.core.regularization import Dropout

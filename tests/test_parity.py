@@ -1,0 +1,247 @@
+"""Where tinytorch used to disagree with PyTorch, and the API a PyTorch user reaches for first.
+
+Every differentiable case is run twice: against PyTorch (forward and gradients, float64,
+skipped without torch) and through gradcheck (finite differences, always run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tinytorch
+from tinytorch import Tensor, gradcheck, nn
+from tinytorch.nn import functional as F
+from torch_reference import compare_with_torch, requires_torch, torch
+
+rng = np.random.default_rng(15)
+
+
+def normal(*shape):
+    return rng.standard_normal(shape)
+
+
+# name, tinytorch function, torch function, inputs (float64 arrays)
+CASES = [
+    ("max_dim_values", lambda a: a.max(1).values, lambda a: a.max(1).values, [normal(3, 4)]),
+    ("max_dim_keepdim", lambda a: a.max(dim=0, keepdim=True).values, lambda a: a.max(dim=0, keepdim=True).values,
+     [normal(3, 4)]),
+    ("min_dim_values", lambda a: a.min(-1).values, lambda a: a.min(-1).values, [normal(2, 3, 4)]),
+    ("max_all", lambda a: a.max(), lambda a: a.max(), [normal(3, 4)]),
+    ("min_all", lambda a: a.min(), lambda a: a.min(), [normal(3, 4)]),
+    ("amin_dims", lambda a: a.amin(dim=(0, 2)), lambda a: a.amin(dim=(0, 2)), [normal(2, 3, 4)]),
+    ("double_keeps_graph", lambda a: a.float().double() * 2, lambda a: a.float().double() * 2, [normal(3)]),
+    ("to_dtype", lambda a: a.to(np.float32).to(np.float64), lambda a: a.to(torch.float32).to(torch.float64),
+     [normal(3)]),
+    ("relu", F.relu, torch.relu if torch else None, [normal(3, 4)]),
+    ("gelu_exact", F.gelu, torch.nn.functional.gelu if torch else None, [normal(3, 4)]),
+    ("abs", lambda a: a.abs(), lambda a: a.abs(), [normal(3, 4)]),
+    ("clamp", lambda a: a.clamp(-0.5, 0.5), lambda a: a.clamp(-0.5, 0.5), [normal(3, 4)]),
+    ("clamp_min", lambda a: a.clamp(min=0.1), lambda a: a.clamp(min=0.1), [normal(3, 4)]),
+    ("var_unbiased", lambda a: a.var(1), lambda a: a.var(1), [normal(3, 4)]),
+    ("var_biased", lambda a: a.var(0, unbiased=False), lambda a: a.var(0, unbiased=False), [normal(3, 4)]),
+    ("var_correction_keepdim", lambda a: a.var(dim=(0, 1), correction=2, keepdim=True),
+     lambda a: a.var(dim=(0, 1), correction=2, keepdim=True), [normal(3, 4, 2)]),
+    ("std_all", lambda a: a.std(), lambda a: a.std(), [normal(3, 4)]),
+    ("cat", lambda a, b: tinytorch.cat([a, b], dim=1), lambda a, b: torch.cat([a, b], dim=1),
+     [normal(2, 3), normal(2, 2)]),
+    ("stack", lambda a, b: tinytorch.stack([a, b], dim=-1), lambda a, b: torch.stack([a, b], dim=-1),
+     [normal(2, 3), normal(2, 3)]),
+    ("squeeze", lambda a: a.squeeze() * 1, lambda a: a.squeeze() * 1, [normal(1, 3, 1)]),
+    ("squeeze_dim", lambda a: a.squeeze(0) * 1, lambda a: a.squeeze(0) * 1, [normal(1, 3, 1)]),
+    ("expand", lambda a: a.expand(2, 3, 4) * 1, lambda a: a.expand(2, 3, 4) * 1, [normal(3, 1)]),
+    ("expand_minus_one", lambda a: a.expand(-1, 5) * 1, lambda a: a.expand(-1, 5) * 1, [normal(3, 1)]),
+    ("repeat", lambda a: a.repeat(2, 3), lambda a: a.repeat(2, 3), [normal(2, 3)]),
+    ("repeat_new_dims", lambda a: a.repeat(2, 1, 2), lambda a: a.repeat(2, 1, 2), [normal(2, 3)]),
+    ("where", lambda a, b: tinytorch.where(a > 0, a, b), lambda a, b: torch.where(a > 0, a, b),
+     [normal(3, 4), normal(3, 4)]),
+    ("where_scalar", lambda a: tinytorch.where(a > 0, a, 0.0), lambda a: torch.where(a > 0, a, 0.0), [normal(3, 4)]),
+    ("masked_fill", lambda a: a.masked_fill(Tensor(np.eye(3, 4, dtype=bool)), -1.0),
+     lambda a: a.masked_fill(torch.tensor(np.eye(3, 4, dtype=bool)), -1.0), [normal(3, 4)]),
+    ("relu_method", lambda a: a.relu(), lambda a: a.relu(), [normal(3, 4)]),
+    ("sigmoid_method", lambda a: a.sigmoid(), lambda a: a.sigmoid(), [normal(3, 4)]),
+    ("softmax_method", lambda a: a.softmax(-1), lambda a: a.softmax(-1), [normal(3, 4)]),
+    ("log_softmax_method", lambda a: a.log_softmax(dim=0), lambda a: a.log_softmax(dim=0), [normal(3, 4)]),
+    ("max_pool_ties", lambda a: F.max_pool2d(F.relu(a), 2), lambda a: torch.nn.functional.max_pool2d(torch.relu(a), 2),
+     [np.concatenate([-np.ones((1, 1, 2, 4)), normal(1, 1, 2, 4)], axis=2)]),
+]
+IDS = [case[0] for case in CASES]
+
+
+@requires_torch
+@pytest.mark.parametrize("name, tiny_fn, torch_fn, arrays", CASES, ids=IDS)
+def test_matches_torch(name, tiny_fn, torch_fn, arrays):
+    compare_with_torch(tiny_fn, torch_fn, *arrays)
+
+
+GRADCHECK_SKIP = {"max_pool_ties"}   # a gradient at a tie is a convention, not a derivative
+
+
+@pytest.mark.parametrize("name, tiny_fn, torch_fn, arrays", [c for c in CASES if c[0] not in GRADCHECK_SKIP],
+                         ids=[i for i in IDS if i not in GRADCHECK_SKIP])
+def test_gradcheck(name, tiny_fn, torch_fn, arrays):
+    inputs = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    assert gradcheck(tiny_fn, inputs)
+
+
+# ---- 1. max(dim) / min(dim) return (values, indices) ------------------------------------------
+
+def test_max_dim_returns_values_and_indices_like_torch_return_types():
+    out = Tensor([[1.0, 7.0, 3.0], [9.0, 2.0, 9.0], [4.0, 4.0, 0.0]])
+    _, predicted = out.max(1)                          # the classification idiom, any batch size
+    np.testing.assert_array_equal(predicted.data, [1, 0, 0])
+    result = out.min(dim=0)
+    np.testing.assert_array_equal(result.values.data, [1.0, 2.0, 0.0])
+    np.testing.assert_array_equal(result.indices.data, [0, 1, 2])
+    assert out.max().shape == () and out.max().item() == 9.0
+
+
+def test_max_with_several_dims_points_to_amax():
+    with pytest.raises(TypeError, match="amax"):
+        Tensor(np.ones((2, 3))).max(dim=(0, 1))
+
+
+@requires_torch
+def test_max_pool_gradient_goes_to_one_element_per_window_like_torch():
+    x = np.ones((1, 1, 4, 4))                          # a constant region: every pixel ties
+    compare_with_torch(lambda t: F.max_pool2d(t, 2), lambda t: torch.nn.functional.max_pool2d(t, 2), x)
+
+
+def test_max_pool_gradient_at_ties_sums_to_one_per_window():
+    x = Tensor(np.ones((1, 1, 4, 4)), requires_grad=True)
+    F.max_pool2d(x, 2).sum().backward()
+    assert x.grad.data.sum() == 4.0 and set(np.unique(x.grad.data)) == {0.0, 1.0}
+
+
+# ---- 3. dtype conversions stay in the graph --------------------------------------------------
+
+def test_float_and_double_keep_the_graph():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x.float()
+    assert y.dtype == np.float32 and y.requires_grad and y._ctx is not None
+    (y * 3).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+
+
+# ---- 4. dtype promotion ---------------------------------------------------------------------
+
+PROMOTIONS = [
+    ("int_plus_python_float", lambda T: T([1, 2]) + 0.5),
+    ("int_times_python_int", lambda T: T([1, 2]) * 3),
+    ("float32_times_0d_float64", lambda T: T(np.ones(3, np.float32)) * T(np.float64(2.0))),
+    ("int_plus_0d_float64", lambda T: T([1, 2]) + T(np.float64(0.5))),
+    ("bool_plus_python_int", lambda T: T([True, False]) + 1),
+    ("float32_plus_float64_tensor", lambda T: T(np.ones(3, np.float32)) + T(np.ones(3))),
+    ("0d_int_plus_0d_float32", lambda T: T(1) + T(np.float32(2.0))),
+    ("int_divided_by_int", lambda T: T([1, 2]) / 2),
+    ("float32_minus_0d_float64", lambda T: T(np.ones(2, np.float32)) - T(np.float64(1.0))),
+]
+
+
+@requires_torch
+@pytest.mark.parametrize("name, build", PROMOTIONS, ids=[p[0] for p in PROMOTIONS])
+def test_dtype_promotion_matches_torch(name, build):
+    def torch_tensor(value):
+        return torch.from_numpy(np.asarray(value)) if isinstance(value, (np.ndarray, np.generic)) else torch.tensor(value)
+    ours, theirs = build(Tensor), build(torch_tensor)
+    assert str(ours.dtype) == str(theirs.dtype).replace("torch.", ""), f"{ours.dtype} vs {theirs.dtype}"
+    np.testing.assert_allclose(ours.data, theirs.numpy())
+
+
+def test_float64_input_to_float32_layer_is_refused():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="dtypes differ"):
+        layer(Tensor(np.ones((4, 3))))
+
+
+# ---- 6. out-of-range dims -------------------------------------------------------------------
+
+@pytest.mark.parametrize("call", [lambda x: x.permute(0, 1, 5), lambda x: x.unsqueeze(5), lambda x: x.transpose(0, 3),
+                                  lambda x: x.max(dim=3), lambda x: x.squeeze(4),
+                                  lambda x: tinytorch.cat([x, x], dim=3)])
+def test_out_of_range_dims_raise_index_error(call):
+    with pytest.raises(IndexError, match="out of range"):
+        call(Tensor(np.zeros((2, 3, 4))))
+
+
+def test_transpose_of_a_1d_tensor_names_the_dims():
+    with pytest.raises(IndexError, match="out of range for a 1-D tensor"):
+        Tensor([1.0, 2.0]).transpose()
+
+
+def test_unsqueeze_accepts_the_new_last_position():
+    assert Tensor(np.zeros((2, 3))).unsqueeze(2).shape == (2, 3, 1)
+    assert Tensor(np.zeros((2, 3))).unsqueeze(-1).shape == (2, 3, 1)
+    assert Tensor(np.zeros((2, 3))).unsqueeze(-3).shape == (1, 2, 3)
+
+
+# ---- also: backward twice, bad data -----------------------------------------------------------
+
+def test_backward_twice_through_a_graph_that_saved_nothing_accumulates_like_torch():
+    a, b = Tensor([1.0, 2.0], requires_grad=True), Tensor([3.0, 4.0], requires_grad=True)
+    y = (a + b).reshape(2, 1).sum()
+    y.backward()
+    y.backward()
+    np.testing.assert_array_equal(a.grad.data, [2.0, 2.0])
+
+
+def test_backward_twice_through_a_graph_that_saved_arrays_still_raises():
+    a = Tensor([1.0, 2.0], requires_grad=True)
+    y = (a * a).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()
+
+
+@pytest.mark.parametrize("data", ["abc", [[1, 2], [3]], None, {"a": 1}])
+def test_tensor_refuses_non_numeric_data_in_one_line(data):
+    with pytest.raises(TypeError, match="Tensor: cannot make a tensor") as err:
+        Tensor(data)
+    assert "\n" not in str(err.value)
+
+
+# ---- the rest of the API --------------------------------------------------------------------
+
+def test_factories_have_torch_dtypes_and_shapes():
+    assert tinytorch.zeros(2, 3).shape == (2, 3) and tinytorch.zeros(2, 3).dtype == np.float32
+    assert tinytorch.ones((4,)).dtype == np.float32
+    assert tinytorch.arange(5).dtype == np.int64 and tinytorch.arange(0, 1, 0.25).dtype == np.float32
+    assert tinytorch.full((2,), 7).dtype == np.int64 and tinytorch.full((2,), 0.5).dtype == np.float32
+    x = tinytorch.tensor([[1.0, 2.0]], requires_grad=True)
+    assert x.requires_grad and x.dtype == np.float32
+    assert tinytorch.zeros_like(x).shape == (1, 2) and tinytorch.ones_like(x, dtype=np.float64).dtype == np.float64
+    assert tinytorch.full_like(x, 3.0).data.tolist() == [[3.0, 3.0]]
+    tinytorch.manual_seed(0)
+    r = tinytorch.randn(3, 4)
+    assert r.shape == (3, 4) and r.dtype == np.float32
+    assert tinytorch.rand(2).dtype == np.float32 and tinytorch.randn_like(x).shape == (1, 2)
+    ints = tinytorch.randint(0, 5, (100,))
+    assert ints.dtype == np.int64 and 0 <= ints.data.min() and ints.data.max() < 5
+
+
+def test_setitem_on_a_tensor_without_grad_writes_in_place():
+    x = tinytorch.zeros(2, 3)
+    x[0, 1] = 5.0
+    x[1] = Tensor([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(x.data, [[0, 5, 0], [1, 2, 3]])
+
+
+def test_setitem_on_a_tensor_that_requires_grad_is_refused():
+    x = tinytorch.zeros(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="requires grad"):
+        x[0] = 1.0
+    with tinytorch.no_grad():
+        x[0] = 1.0                                   # allowed under no_grad, as in PyTorch
+    assert x.data[0] == 1.0
+
+
+def test_requires_grad_underscore_sets_the_flag_in_place():
+    x = tinytorch.ones(2)
+    assert x.requires_grad_() is x and x.requires_grad
+    with pytest.raises(TypeError, match="floating-point"):
+        tinytorch.arange(3).requires_grad_()
+
+
+def test_var_of_one_element_is_nan_as_in_torch():
+    assert np.isnan(Tensor([1.0]).var().item())
