@@ -74,7 +74,9 @@ def test_matches_torch(name, tiny_fn, torch_fn, arrays):
     compare_with_torch(tiny_fn, torch_fn, *arrays)
 
 
-GRADCHECK_SKIP = {"max_pool_ties"}   # a gradient at a tie is a convention, not a derivative
+# A gradient at a tie is a convention, not a derivative; and a float32 round trip is below the
+# resolution of finite differences at eps 1e-6 (both are compared with PyTorch above).
+GRADCHECK_SKIP = {"max_pool_ties", "double_keeps_graph", "to_dtype"}
 
 
 @pytest.mark.parametrize("name, tiny_fn, torch_fn, arrays", [c for c in CASES if c[0] not in GRADCHECK_SKIP],
@@ -134,6 +136,8 @@ PROMOTIONS = [
     ("bool_plus_python_int", lambda T: T([True, False]) + 1),
     ("float32_plus_float64_tensor", lambda T: T(np.ones(3, np.float32)) + T(np.ones(3))),
     ("0d_int_plus_0d_float32", lambda T: T(1) + T(np.float32(2.0))),
+    ("int_tensor_plus_float32_tensor", lambda T: T([1, 2]) + T(np.ones(2, np.float32))),
+    ("int32_plus_python_int", lambda T: T(np.array([1, 2], np.int32)) + 5),
     ("int_divided_by_int", lambda T: T([1, 2]) / 2),
     ("float32_minus_0d_float64", lambda T: T(np.ones(2, np.float32)) - T(np.float64(1.0))),
 ]

@@ -698,8 +698,9 @@ def _result_dtype(*arrays: np.ndarray) -> np.dtype:
     result = None
     for dimensioned in (True, False):
         group = [a.dtype for a in arrays if (a.ndim > 0) == dimensioned]
-        if group:
-            dtype = np.result_type(*group)
+        if group:                                    # within a group the highest category wins whole:
+            top = max(_category(d) for d in group)   # int64 with float32 is float32 (NumPy says float64)
+            dtype = np.result_type(*(d for d in group if _category(d) == top))
             if result is None or _category(dtype) > _category(result):
                 result = dtype
     return result
