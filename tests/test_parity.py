@@ -249,3 +249,80 @@ def test_requires_grad_underscore_sets_the_flag_in_place():
 
 def test_var_of_one_element_is_nan_as_in_torch():
     assert np.isnan(Tensor([1.0]).var().item())
+
+
+# ---- losses ---------------------------------------------------------------------------------
+
+TARGETS = np.array([0, 2, 1, 2])
+WEIGHT = np.array([0.5, 2.0, 1.5])
+PROBS = 1 / (1 + np.exp(-normal(4, 3)))
+BINARY = (normal(4, 3) > 0).astype(np.float64)
+
+
+def _torch_long(a):
+    return torch.tensor(a, dtype=torch.int64)
+
+
+LOSS_CASES = [
+    ("nll", lambda x: F.nll_loss(F.log_softmax(x, dim=-1), TARGETS),
+     lambda x: torch.nn.functional.nll_loss(torch.log_softmax(x, -1), _torch_long(TARGETS)), [normal(4, 3)]),
+    ("nll_weight_sum", lambda x: nn.NLLLoss(weight=WEIGHT, reduction="sum")(x, TARGETS),
+     lambda x: torch.nn.NLLLoss(weight=torch.tensor(WEIGHT), reduction="sum")(x, _torch_long(TARGETS)), [normal(4, 3)]),
+    ("ce_weight", lambda x: nn.CrossEntropyLoss(weight=WEIGHT)(x, TARGETS),
+     lambda x: torch.nn.CrossEntropyLoss(weight=torch.tensor(WEIGHT))(x, _torch_long(TARGETS)), [normal(4, 3)]),
+    ("ce_ignore_index", lambda x: nn.CrossEntropyLoss(ignore_index=2)(x, TARGETS),
+     lambda x: torch.nn.CrossEntropyLoss(ignore_index=2)(x, _torch_long(TARGETS)), [normal(4, 3)]),
+    ("ce_ignore_index_none", lambda x: F.cross_entropy(x, np.array([0, -100, 1, 2]), reduction="none"),
+     lambda x: torch.nn.functional.cross_entropy(x, _torch_long([0, -100, 1, 2]), reduction="none"), [normal(4, 3)]),
+    ("ce_label_smoothing", lambda x: nn.CrossEntropyLoss(label_smoothing=0.2)(x, TARGETS),
+     lambda x: torch.nn.CrossEntropyLoss(label_smoothing=0.2)(x, _torch_long(TARGETS)), [normal(4, 3)]),
+    ("ce_all_options", lambda x: nn.CrossEntropyLoss(weight=WEIGHT, ignore_index=1, label_smoothing=0.1)(x, TARGETS),
+     lambda x: torch.nn.CrossEntropyLoss(weight=torch.tensor(WEIGHT), ignore_index=1, label_smoothing=0.1)(
+         x, _torch_long(TARGETS)), [normal(4, 3)]),
+    ("ce_smoothing_sum", lambda x: F.cross_entropy(x, TARGETS, reduction="sum", label_smoothing=0.3),
+     lambda x: torch.nn.functional.cross_entropy(x, _torch_long(TARGETS), reduction="sum", label_smoothing=0.3),
+     [normal(4, 3)]),
+    ("bce", lambda p: nn.BCELoss()(p, BINARY), lambda p: torch.nn.BCELoss()(p, torch.tensor(BINARY)), [PROBS]),
+    ("bce_weight_none", lambda p: F.binary_cross_entropy(p, BINARY, weight=Tensor(WEIGHT), reduction="none"),
+     lambda p: torch.nn.functional.binary_cross_entropy(p, torch.tensor(BINARY), weight=torch.tensor(WEIGHT),
+                                                        reduction="none"), [PROBS]),
+    ("bce_with_logits", lambda x: nn.BCEWithLogitsLoss()(x, BINARY),
+     lambda x: torch.nn.BCEWithLogitsLoss()(x, torch.tensor(BINARY)), [normal(4, 3) * 5]),
+    ("bce_with_logits_pos_weight", lambda x: nn.BCEWithLogitsLoss(pos_weight=Tensor(WEIGHT))(x, BINARY),
+     lambda x: torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(WEIGHT))(x, torch.tensor(BINARY)),
+     [normal(4, 3) * 5]),
+]
+LOSS_IDS = [c[0] for c in LOSS_CASES]
+
+
+@requires_torch
+@pytest.mark.parametrize("name, tiny_fn, torch_fn, arrays", LOSS_CASES, ids=LOSS_IDS)
+def test_loss_matches_torch(name, tiny_fn, torch_fn, arrays):
+    compare_with_torch(tiny_fn, torch_fn, *arrays)
+
+
+@pytest.mark.parametrize("name, tiny_fn, torch_fn, arrays", LOSS_CASES, ids=LOSS_IDS)
+def test_loss_gradcheck(name, tiny_fn, torch_fn, arrays):
+    assert gradcheck(tiny_fn, [Tensor(a.copy(), requires_grad=True) for a in arrays])
+
+
+@requires_torch
+def test_bce_with_logits_is_finite_for_huge_logits_like_torch():
+    x, t = np.array([800.0, -800.0, 0.0]), np.array([0.0, 1.0, 1.0])
+    ours = F.binary_cross_entropy_with_logits(Tensor(x), t).item()
+    theirs = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(x), torch.tensor(t)).item()
+    assert np.isclose(ours, theirs)
+
+
+def test_activation_layers_are_modules_and_identity_passes_through():
+    for layer in (nn.ReLU(), nn.GELU(), nn.Sigmoid(), nn.Tanh(), nn.Softmax(dim=1), nn.LogSoftmax(dim=1),
+                  nn.LeakyReLU(0.2), nn.Identity()):
+        assert isinstance(layer, nn.Module)
+        assert layer.train() is layer and layer.training
+    x = Tensor(np.ones((2, 2)))
+    assert nn.Identity()(x) is x
+
+
+@requires_torch
+def test_leaky_relu_matches_torch():
+    compare_with_torch(nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), normal(3, 4))

@@ -1526,7 +1526,8 @@ class QuantizedWeight(Module):
         _store_weight(self, qt)
 
     def forward(self, *args, **kwargs):
-        self.layer.weight = Tensor(_stored_weight(self).dequantize())
+        dtype = args[0].dtype if args and isinstance(args[0], Tensor) else None   # the input's precision
+        self.layer.weight = Tensor(_stored_weight(self).dequantize(), dtype=dtype)
         try:
             return self.layer(*args, **kwargs)
         finally:
