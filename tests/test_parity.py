@@ -326,3 +326,94 @@ def test_activation_layers_are_modules_and_identity_passes_through():
 @requires_torch
 def test_leaky_relu_matches_torch():
     compare_with_torch(nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), normal(3, 4))
+
+
+# ---- optimizers and schedules ----------------------------------------------------------------
+
+def _run_both(make_tiny, make_torch, steps=6):
+    """Minimise sum(w^2 * c) with both optimizers from the same start; return both trajectories' ends."""
+    start, c = normal(5), np.abs(normal(5)) + 0.5
+    w = Tensor(start.copy(), requires_grad=True)
+    r = torch.tensor(start.copy(), requires_grad=True)
+    tiny, ref = make_tiny([w]), make_torch([r])
+    for _ in range(steps):
+        tiny.zero_grad()
+        ref.zero_grad()
+        (w * w * Tensor(c)).sum().backward()
+        (r * r * torch.tensor(c)).sum().backward()
+        tiny.step()
+        ref.step()
+    return w.data, r.detach().numpy()
+
+
+RMSPROP_OPTIONS = [dict(), dict(momentum=0.9), dict(centered=True), dict(weight_decay=0.1, momentum=0.5, centered=True)]
+
+
+@requires_torch
+@pytest.mark.parametrize("options", RMSPROP_OPTIONS, ids=[str(o) for o in RMSPROP_OPTIONS])
+def test_rmsprop_matches_torch(options):
+    ours, theirs = _run_both(lambda p: tinytorch.optim.RMSprop(p, lr=0.01, **options),
+                             lambda p: torch.optim.RMSprop(p, lr=0.01, **options))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def _schedule(make, opt_cls, steps, **opt_options):
+    opt = opt_cls([Tensor(np.zeros(1), requires_grad=True) if opt_cls.__module__.startswith("tinytorch")
+                   else torch.zeros(1, requires_grad=True)], lr=0.1, **opt_options)
+    scheduler, rates = make(opt), []
+    for _ in range(steps):
+        rates.append(scheduler.get_last_lr()[0])
+        opt.step()
+        scheduler.step()
+    return rates
+
+
+SCHEDULES = [
+    ("MultiStepLR", lambda m: lambda o: m.MultiStepLR(o, milestones=[2, 5], gamma=0.3)),
+    ("ExponentialLR", lambda m: lambda o: m.ExponentialLR(o, gamma=0.9)),
+    ("LinearLR", lambda m: lambda o: m.LinearLR(o, start_factor=0.25, total_iters=4)),
+    ("OneCycleLR", lambda m: lambda o: m.OneCycleLR(o, max_lr=1.0, total_steps=10)),
+    ("OneCycleLR_linear_three_phase", lambda m: lambda o: m.OneCycleLR(o, max_lr=0.5, total_steps=12,
+                                                                       anneal_strategy="linear", three_phase=True)),
+]
+
+
+@requires_torch
+@pytest.mark.parametrize("name, make", SCHEDULES, ids=[s[0] for s in SCHEDULES])
+def test_schedule_matches_torch(name, make):
+    ours = _schedule(make(tinytorch.optim.lr_scheduler), tinytorch.optim.SGD, 10, momentum=0.9)
+    theirs = _schedule(make(torch.optim.lr_scheduler), torch.optim.SGD, 10, momentum=0.9)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+@requires_torch
+def test_one_cycle_cycles_momentum_and_adam_beta1_like_torch():
+    for cls_name in ("SGD", "Adam"):
+        options = dict(momentum=0.9) if cls_name == "SGD" else {}
+        tiny_opt = getattr(tinytorch.optim, cls_name)([Tensor(np.zeros(1), requires_grad=True)], lr=0.1, **options)
+        ref_opt = getattr(torch.optim, cls_name)([torch.zeros(1, requires_grad=True)], lr=0.1, **options)
+        tiny = tinytorch.optim.lr_scheduler.OneCycleLR(tiny_opt, max_lr=1.0, total_steps=8)
+        ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=1.0, total_steps=8)
+        key = "momentum" if cls_name == "SGD" else "betas"
+        for _ in range(7):
+            tiny_opt.step()
+            ref_opt.step()
+            tiny.step()
+            ref.step()
+            np.testing.assert_allclose(np.atleast_1d(tiny_opt.param_groups[0][key])[0],
+                                       np.atleast_1d(ref_opt.param_groups[0][key])[0], rtol=1e-12)
+
+
+@requires_torch
+@pytest.mark.parametrize("options", [dict(), dict(mode="max", patience=0, cooldown=1), dict(threshold_mode="abs",
+                                                                                              threshold=0.5, patience=1)])
+def test_reduce_lr_on_plateau_matches_torch(options):
+    metrics = [5.0, 4.0, 4.0, 3.99, 3.99, 3.99, 4.5, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    tiny_opt = tinytorch.optim.SGD([Tensor(np.zeros(1), requires_grad=True)], lr=1.0)
+    ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    tiny = tinytorch.optim.lr_scheduler.ReduceLROnPlateau(tiny_opt, **options)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, **options)
+    for m in metrics:
+        tiny.step(m)
+        ref.step(m)
+        assert tiny.get_last_lr() == pytest.approx(ref.get_last_lr())

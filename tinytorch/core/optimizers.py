@@ -252,3 +252,53 @@ class AdamW(Adam):
         # Pitfall: do not add weight_decay * p to g; that is Adam's coupled L2, which sqrt(v) would rescale.
         p.data *= 1 - lr * weight_decay
         return g
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide each gradient by the root of a moving average of its square."""
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False):
+        if lr < 0 or eps < 0 or weight_decay < 0 or momentum < 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"Invalid lr={lr}, alpha={alpha}, eps={eps}, weight_decay={weight_decay} or "
+                             f"momentum={momentum}; each must be >= 0 (alpha at most 1)")
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered))
+
+    @no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = self._evaluate(closure)
+        for group in self.param_groups:
+            lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.data
+                if group["weight_decay"] != 0:
+                    g = g + group["weight_decay"] * p.data
+                state = self.state.setdefault(p, {})
+                if not state:
+                    state["step"], state["square_avg"] = 0, np.zeros_like(p.data)
+                    if momentum > 0:
+                        state["momentum_buffer"] = np.zeros_like(p.data)
+                    if group["centered"]:
+                        state["grad_avg"] = np.zeros_like(p.data)
+                state["step"] += 1
+                square_avg = state["square_avg"]
+                square_avg *= alpha
+                square_avg += (1 - alpha) * (g * g)
+                if group["centered"]:
+                    grad_avg = state["grad_avg"]
+                    grad_avg *= alpha
+                    grad_avg += (1 - alpha) * g
+                    avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+                else:
+                    avg = np.sqrt(square_avg) + eps
+                if momentum > 0:
+                    buf = state["momentum_buffer"]
+                    buf *= momentum
+                    buf += g / avg
+                    p.data -= lr * buf
+                else:
+                    p.data -= lr * (g / avg)
+        return loss
