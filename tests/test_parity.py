@@ -417,3 +417,25 @@ def test_reduce_lr_on_plateau_matches_torch(options):
         tiny.step(m)
         ref.step(m)
         assert tiny.get_last_lr() == pytest.approx(ref.get_last_lr())
+
+
+# ---- Embedding(padding_idx=) ------------------------------------------------------------------
+
+@requires_torch
+def test_embedding_padding_row_is_zero_and_gets_no_gradient_like_torch():
+    tinytorch.manual_seed(0)
+    tiny = nn.Embedding(5, 3, padding_idx=1)
+    ref = torch.nn.Embedding(5, 3, padding_idx=1)
+    assert np.array_equal(tiny.weight.data[1], np.zeros(3)) and repr(tiny) == "Embedding(5, 3, padding_idx=1)"
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(tiny.weight.data))
+    ids = np.array([[1, 2, 1], [4, 1, 0]])
+    weights = normal(2, 3, 3)
+    (tiny(ids) * Tensor(weights.astype(np.float32))).sum().backward()
+    (ref(torch.from_numpy(ids)) * torch.from_numpy(weights.astype(np.float32))).sum().backward()
+    np.testing.assert_allclose(tiny.weight.grad.data, ref.weight.grad.numpy(), rtol=1e-6, atol=1e-6)
+    assert not tiny.weight.grad.data[1].any()
+
+
+def test_embedding_negative_padding_idx_counts_from_the_end():
+    assert nn.Embedding(5, 2, padding_idx=-1).padding_idx == 4
