@@ -439,3 +439,41 @@ def test_embedding_padding_row_is_zero_and_gets_no_gradient_like_torch():
 
 def test_embedding_negative_padding_idx_counts_from_the_end():
     assert nn.Embedding(5, 2, padding_idx=-1).padding_idx == 4
+
+
+# ---- Conv2d(padding='same', dilation=, groups=) ------------------------------------------------
+
+CONV_CASES = [
+    ("groups", dict(groups=2), (6, 2, 3, 3)),
+    ("depthwise", dict(groups=4, padding=1), (4, 1, 3, 3)),
+    ("dilation", dict(dilation=2), (3, 4, 3, 3)),
+    ("dilation_pair_stride", dict(dilation=(2, 1), stride=2, padding=1), (3, 4, 3, 2)),
+    ("same_odd", dict(padding="same"), (3, 4, 3, 3)),
+    ("same_even_kernel", dict(padding="same"), (3, 4, 4, 2)),
+    ("same_dilated_groups", dict(padding="same", dilation=2, groups=2), (4, 2, 2, 3)),
+    ("valid", dict(padding="valid"), (3, 4, 3, 3)),
+]
+
+
+@requires_torch
+@pytest.mark.parametrize("name, options, weight_shape", CONV_CASES, ids=[c[0] for c in CONV_CASES])
+def test_conv2d_options_match_torch(name, options, weight_shape):
+    compare_with_torch(lambda x, w, b: F.conv2d(x, w, b, **options),
+                       lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **options),
+                       normal(2, 4, 7, 6), normal(*weight_shape), normal(weight_shape[0]))
+
+
+@pytest.mark.parametrize("name, options, weight_shape", CONV_CASES[:4], ids=[c[0] for c in CONV_CASES[:4]])
+def test_conv2d_options_gradcheck(name, options, weight_shape):
+    inputs = [Tensor(normal(1, 4, 5, 5), requires_grad=True), Tensor(normal(*weight_shape), requires_grad=True)]
+    assert gradcheck(lambda x, w: F.conv2d(x, w, **options), inputs)
+
+
+def test_conv2d_layer_with_groups_has_torch_weight_shape():
+    layer = nn.Conv2d(4, 8, 3, groups=4, bias=False)
+    assert layer.weight.shape == (8, 1, 3, 3) and layer.bias is None
+
+
+def test_conv2d_same_padding_with_stride_is_refused():
+    with pytest.raises(ValueError, match="stride 1"):
+        F.conv2d(Tensor(np.zeros((1, 1, 4, 4))), Tensor(np.zeros((1, 1, 3, 3))), stride=2, padding="same")
