@@ -456,6 +456,7 @@ CONV_CASES = [
 
 
 @requires_torch
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")   # torch's own note
 @pytest.mark.parametrize("name, options, weight_shape", CONV_CASES, ids=[c[0] for c in CONV_CASES])
 def test_conv2d_options_match_torch(name, options, weight_shape):
     compare_with_torch(lambda x, w, b: F.conv2d(x, w, b, **options),
@@ -477,3 +478,12 @@ def test_conv2d_layer_with_groups_has_torch_weight_shape():
 def test_conv2d_same_padding_with_stride_is_refused():
     with pytest.raises(ValueError, match="stride 1"):
         F.conv2d(Tensor(np.zeros((1, 1, 4, 4))), Tensor(np.zeros((1, 1, 3, 3))), stride=2, padding="same")
+
+
+@requires_torch
+@pytest.mark.parametrize("cls_name, options", [("Adam", dict(amsgrad=True)), ("Adam", dict(amsgrad=True, weight_decay=0.1)),
+                                               ("AdamW", dict(amsgrad=True))])
+def test_amsgrad_matches_torch(cls_name, options):
+    ours, theirs = _run_both(lambda p: getattr(tinytorch.optim, cls_name)(p, lr=0.05, **options),
+                             lambda p: getattr(torch.optim, cls_name)(p, lr=0.05, **options), steps=12)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)

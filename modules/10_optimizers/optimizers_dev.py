@@ -503,15 +503,18 @@ class Adam(Optimizer):
         betas: decay rates (beta1, beta2) of the first and second moment averages.
         eps: added to the denominator, after the square root and bias correction.
         weight_decay: L2 penalty added to the gradient (Adam) or decoupled decay (AdamW).
+        amsgrad: divide by the largest second moment seen so far (the rest of the API, below).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False):
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"Invalid lr={lr}, eps={eps} or weight_decay={weight_decay}; each must be >= 0")
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+        if amsgrad:
+            self.step = _amsgrad_step.__get__(self)      # the rest of the API: the step with the running max
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
@@ -627,8 +630,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: p *= 1 - lr * weight_decay, then an Adam step without L2."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Decoupled weight decay: shrink the weights themselves and return the gradient unchanged.
@@ -887,6 +890,9 @@ One more optimizer and five more schedules that PyTorch users reach for, all
 made of the same parts: per-parameter state arrays updated in place, and a
 `get_lr()` that computes each group's rate from its base rate.
 
+- `Adam(amsgrad=True)` (and `AdamW`): divide by the largest second moment
+  seen so far, `max_v = max(max_v, v)`, so that a parameter's step size can
+  only shrink; it costs a third state array. The step is yours, plus that max.
 - `RMSprop`: Adam's second moment without the first or the bias correction
   (options `momentum` and `centered`, as in PyTorch).
 - `MultiStepLR` (multiply by `gamma` at each milestone), `ExponentialLR`
@@ -898,6 +904,38 @@ made of the same parts: per-parameter state arrays updated in place, and a
 
 # %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| export
+@no_grad()
+def _amsgrad_step(self: Adam, closure: Callable | None = None):
+    """Adam's step, dividing by the running maximum of v in the groups with amsgrad=True (as PyTorch)."""
+    loss = self._evaluate(closure)
+    for group in self.param_groups:
+        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = p.grad.data
+            state = self.state.setdefault(p, {})
+            if not state:
+                state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, np.zeros_like(p.data), np.zeros_like(p.data)
+            if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+            state["step"] += 1
+            t = state["step"]
+            if weight_decay != 0:
+                g = self._apply_weight_decay(p, g, lr, weight_decay)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m *= beta1
+            m += (1 - beta1) * g
+            v *= beta2
+            v += (1 - beta2) * (g * g)
+            if group["amsgrad"]:
+                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+                v = state["max_exp_avg_sq"]
+            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
+            p.data -= lr / (1 - beta1 ** t) * (m / denom)
+    return loss
+
+
 class RMSprop(Optimizer):
     """RMSprop: divide each gradient by the root of a moving average of its square."""
 
