@@ -495,6 +495,15 @@ class Cast(Function):
         return a.astype(dtype)
 
 
+class TakeAlong(Function):
+    """np.take_along_axis(a, indices, axis): what max(dim) and min(dim) pick (torch.gather's forward)."""
+
+    @staticmethod
+    def forward(ctx, a, indices, axis):
+        ctx.input_shape, ctx.indices, ctx.axis = a.shape, indices, axis   # backward puts the gradient back
+        return np.take_along_axis(a, indices, axis=axis)
+
+
 # %% [markdown]
 """
 **What the next test checks, and why.** Each primitive's `forward` is called
@@ -709,8 +718,27 @@ def _result_dtype(*arrays: np.ndarray) -> np.dtype:
 def _promote(a: "Tensor", b) -> tuple["Tensor", "Tensor"]:
     """a and b (a Tensor, number or array) converted to their common dtype."""
     b = b if isinstance(b, Tensor) else a._constant(b)
+    if a.data.dtype == b.data.dtype:                 # the common case, kept cheap: nothing to convert
+        return a, b
     dtype = _result_dtype(a.data, b.data)
     return a.to(dtype), b.to(dtype)
+
+
+def _arg_extreme(a: np.ndarray, axis: int, pick) -> np.ndarray:
+    """pick(a, axis, keepdims=True) for pick np.argmax or np.argmin: the first of ties, as NumPy and PyTorch.
+
+    Along an inner axis NumPy's argmax runs one short loop per slice (many times slower than np.max for pooling
+    windows), so there the index comes from the extreme and a comparison, both fast vectorised passes.
+    """
+    if axis == a.ndim - 1:
+        return pick(a, axis=axis, keepdims=True)
+    extreme = (np.max if pick is np.argmax else np.min)(a, axis=axis, keepdims=True)
+    hit = a == extreme
+    if np.issubdtype(a.dtype, np.floating) and np.isnan(extreme).any():
+        hit |= np.isnan(a)                           # NaN is the extreme of its slice, as in PyTorch
+    k = a.shape[axis]
+    rank = np.arange(k, 0, -1, dtype=np.min_scalar_type(k)).reshape([-1 if i == axis else 1 for i in range(a.ndim)])
+    return k - np.max(hit * rank, axis=axis, keepdims=True).astype(np.int64)   # the first hit has the top rank
 
 
 def _select_along(x: "Tensor", dim, keepdim: bool, pick, result, name: str):
@@ -723,10 +751,8 @@ def _select_along(x: "Tensor", dim, keepdim: bool, pick, result, name: str):
     d = _check_dim(dim, x.ndim, name)
     if x.shape[d] == 0:
         raise IndexError(f"{name}(dim={dim}): dimension {d} of {x.shape} is empty; there is no element to pick")
-    indices = pick(x.data, axis=d, keepdims=True)
-    index = tuple(indices if k == d else np.arange(n).reshape([-1 if j == k else 1 for j in range(x.ndim)])
-                  for k, n in enumerate(x.shape))
-    values = x[index]                                # GetItem: the gradient goes to the picked element only
+    indices = _arg_extreme(x.data, d, pick)
+    values = TakeAlong.apply(x, indices=indices, axis=d)   # the gradient goes to the picked element only
     if not keepdim:
         values, indices = values.reshape(values.shape[:d] + values.shape[d + 1:]), np.squeeze(indices, d)
     return result(values, Tensor._wrap(indices))

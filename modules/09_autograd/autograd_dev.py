@@ -814,8 +814,9 @@ def im2col_backward(ctx, grad):
 ### Rules for the rest of the API
 
 Chapters 02 and 03 added a few more primitives for the conveniences a PyTorch
-user expects. Each rule is one line, and none is new in kind: `Cast` casts
-the gradient back to the input's dtype; `Where` routes the gradient to the
+user expects. Each rule is short, and none is new in kind: `Cast` casts
+the gradient back to the input's dtype; `TakeAlong` (what `max(dim)` picks)
+puts the gradient back where the picked elements came from, as `GetItem` does; `Where` routes the gradient to the
 operand that was chosen, element by element; `Expand` returns the gradient
 as it is (the engine sums it back over the broadcast dimensions, as it does
 for `Add`); `Cat` splits the gradient into the pieces that were joined; and
@@ -825,13 +826,25 @@ for `Add`); `Cat` splits the gradient into the pieces that were joined; and
 
 # %%
 #| export
-from tinytorch.core.tensor import Cast, Cat, Expand, Where
+from tinytorch.core.tensor import Cast, Cat, Expand, TakeAlong, Where
 from tinytorch.core.activations import Erf
 
 
 @backward_rule(Cast)
 def cast_backward(ctx, grad):
     return (grad.astype(ctx.input_dtype),)
+
+
+@backward_rule(TakeAlong)
+def take_along_backward(ctx, grad):
+    full = np.zeros(ctx.input_shape, dtype=grad.dtype)
+    if ctx.indices.shape[ctx.axis] == 1:             # one pick per slice (max, min): no index repeats
+        np.put_along_axis(full, ctx.indices, grad, axis=ctx.axis)
+    else:                                            # a general gather: repeated indices add up
+        index = list(np.indices(ctx.indices.shape, sparse=True))
+        index[ctx.axis] = ctx.indices
+        np.add.at(full, tuple(index), grad)
+    return (full,)
 
 
 @backward_rule(Where)

@@ -190,13 +190,25 @@ def im2col_backward(ctx, grad):
     return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
-from tinytorch.core.tensor import Cast, Cat, Expand, Where
+from tinytorch.core.tensor import Cast, Cat, Expand, TakeAlong, Where
 from tinytorch.core.activations import Erf
 
 
 @backward_rule(Cast)
 def cast_backward(ctx, grad):
     return (grad.astype(ctx.input_dtype),)
+
+
+@backward_rule(TakeAlong)
+def take_along_backward(ctx, grad):
+    full = np.zeros(ctx.input_shape, dtype=grad.dtype)
+    if ctx.indices.shape[ctx.axis] == 1:             # one pick per slice (max, min): no index repeats
+        np.put_along_axis(full, ctx.indices, grad, axis=ctx.axis)
+    else:                                            # a general gather: repeated indices add up
+        index = list(np.indices(ctx.indices.shape, sparse=True))
+        index[ctx.axis] = ctx.indices
+        np.add.at(full, tuple(index), grad)
+    return (full,)
 
 
 @backward_rule(Where)
