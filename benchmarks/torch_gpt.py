@@ -1,7 +1,7 @@
 """The GPT of chapter 17 written in PyTorch, for comparisons: same structure, same parameter names.
 
 nanoGPT's model with two choices made to match tinytorch: GELU is the tanh
-approximation by default (tinytorch implements only that one; `gelu="none"` gives
+approximation by default (the form tinytorch's GPT uses; `gelu="none"` gives
 nanoGPT's exact GELU) and attention uses an explicit causal mask rather than a fused
 kernel. `copy_weights(tiny, reference)` copies a tinytorch GPT's parameters into a
 model built here, so both compute the same function; `init_like_nanogpt(reference)`

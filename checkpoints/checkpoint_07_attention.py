@@ -74,7 +74,7 @@ def check_masks_follow_pytorch_conventions():
 
     manual_seed(1)
     mha = MultiheadAttention(4, 2, batch_first=True)
-    x = Tensor(rng.standard_normal((1, 4, 4)))
+    x = Tensor(rng.standard_normal((1, 4, 4)), dtype=np.float32)
     _, weights = mha(x, x, x, attn_mask=~causal_mask(4).data)
     assert np.allclose(np.triu(weights.data[0], k=1), 0.0), \
         "MultiheadAttention's attn_mask True should mean 'blocked' (PyTorch's module convention)"

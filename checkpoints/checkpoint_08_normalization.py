@@ -95,17 +95,17 @@ def check_eval_mode_is_batch_independent_and_survives_save_and_load():
     model = make()
     rng = np.random.default_rng(5)
     for _ in range(10):
-        model(Tensor(rng.standard_normal((32, 6)) * 2 + 1))
+        model(Tensor(rng.standard_normal((32, 6)) * 2 + 1, dtype=np.float32))
     sample = rng.standard_normal((1, 6))
     other_a, other_b = rng.standard_normal((7, 6)), rng.standard_normal((7, 6)) + 3.0
-    train_a = model(Tensor(np.vstack([sample, other_a]))).data[0]
-    train_b = model(Tensor(np.vstack([sample, other_b]))).data[0]
+    train_a = model(Tensor(np.vstack([sample, other_a]), dtype=np.float32)).data[0]
+    train_b = model(Tensor(np.vstack([sample, other_b]), dtype=np.float32)).data[0]
     assert not np.allclose(train_a, train_b), "in train mode a sample's output should depend on its batch"
     model.eval()
     frozen = model.state_dict()
-    eval_a = model(Tensor(np.vstack([sample, other_a]))).data[0]
-    eval_b = model(Tensor(np.vstack([sample, other_b]))).data[0]
-    alone = model(Tensor(sample)).data[0]
+    eval_a = model(Tensor(np.vstack([sample, other_a]), dtype=np.float32)).data[0]
+    eval_b = model(Tensor(np.vstack([sample, other_b]), dtype=np.float32)).data[0]
+    alone = model(Tensor(sample, dtype=np.float32)).data[0]
     assert np.allclose(eval_a, eval_b) and np.allclose(eval_a, alone), \
         "in eval mode a sample's output must not depend on its batch (use running_mean/running_var)"
     assert all(np.array_equal(frozen[k], v) for k, v in model.state_dict().items()), \
@@ -115,7 +115,7 @@ def check_eval_mode_is_batch_independent_and_survives_save_and_load():
     restored = make()
     restored.load_state_dict(frozen)
     restored.eval()
-    assert np.allclose(restored(Tensor(sample)).data[0], alone), "a restored model should reproduce eval outputs"
+    assert np.allclose(restored(Tensor(sample, dtype=np.float32)).data[0], alone), "a restored model should reproduce eval outputs"
 
 
 if __name__ == "__main__":

@@ -66,28 +66,36 @@ def test_tanh_matches_numpy_and_is_bounded():
     np.testing.assert_array_equal(no_warnings(F.tanh, Tensor(np.array([-1e4, 1e4]))).data, [-1.0, 1.0])
 
 
-def test_gelu_matches_tanh_formula():
+def test_gelu_tanh_matches_tanh_formula():
     rng = np.random.default_rng(0)
     x = rng.uniform(-6, 6, 200)
-    np.testing.assert_allclose(F.gelu(Tensor(x)).data, gelu_tanh_reference(x), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(F.gelu(Tensor(x), approximate="tanh").data, gelu_tanh_reference(x), rtol=1e-12, atol=1e-15)
 
 
-def test_gelu_is_the_tanh_approximation_a_few_1e4_from_exact():
+def test_gelu_default_is_the_exact_erf_form():
     x = np.linspace(-8, 8, 16001)
-    gap = np.abs(F.gelu(Tensor(x)).data - 0.5 * x * (1 + erf(x / math.sqrt(2))))
+    exact = 0.5 * x * (1 + erf(x / math.sqrt(2)))
+    np.testing.assert_allclose(F.gelu(Tensor(x)).data, exact, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(nn.GELU()(Tensor(x)).data, exact, rtol=1e-13, atol=1e-15)
+
+
+def test_gelu_tanh_is_a_few_1e4_from_exact():
+    x = np.linspace(-8, 8, 16001)
+    gap = np.abs(F.gelu(Tensor(x), approximate="tanh").data - 0.5 * x * (1 + erf(x / math.sqrt(2))))
     assert 4e-4 < gap.max() < 5e-4, f"max |gelu - exact| = {gap.max():.2e}; the tanh approximation gives 4.7e-4"
 
 
-def test_gelu_asymptotes_without_overflow():
-    out = no_warnings(F.gelu, Tensor(np.array([-1e4, 1e4], dtype=np.float32))).data
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_asymptotes_without_overflow(approximate):
+    out = no_warnings(lambda t: F.gelu(t, approximate=approximate), Tensor(np.array([-1e4, 1e4], dtype=np.float32))).data
     np.testing.assert_array_equal(out, np.array([0.0, 1e4], dtype=np.float32))
 
 
-def test_gelu_refuses_the_exact_form_with_a_clear_error():
-    with pytest.raises(ValueError, match="approximate='tanh'"):
-        F.gelu(Tensor([1.0]), approximate="none")
-    with pytest.raises(ValueError, match="approximate='tanh'"):
-        nn.GELU(approximate="none")
+def test_gelu_refuses_unknown_forms_with_a_clear_error():
+    with pytest.raises(ValueError, match="'none'.*'tanh'"):
+        F.gelu(Tensor([1.0]), approximate="erf")
+    with pytest.raises(ValueError, match="'none'.*'tanh'"):
+        nn.GELU(approximate="erf")
 
 
 def test_softmax_matches_formula_and_rows_sum_to_one():
@@ -146,7 +154,7 @@ def test_layer_computes_its_function(layer, fn):
 
 def test_layers_print_like_pytorch():
     assert [repr(layer) for layer, _ in LAYERS] == [
-        "ReLU()", "Sigmoid()", "Tanh()", "GELU(approximate='tanh')", "Softmax(dim=-1)", "LogSoftmax(dim=-1)"]
+        "ReLU()", "Sigmoid()", "Tanh()", "GELU(approximate='none')", "Softmax(dim=-1)", "LogSoftmax(dim=-1)"]
 
 
 def test_softmax_layers_use_their_dim():
@@ -222,8 +230,26 @@ def test_sigmoid_tails_match_torch():
 @requires_torch
 def test_gelu_matches_torch_tanh_approximation():
     rng = np.random.default_rng(0)
-    compare_with_torch(F.gelu, lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+    compare_with_torch(lambda t: F.gelu(t, approximate="tanh"), lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
                        rng.uniform(-6, 6, (4, 5)))
+
+
+@requires_torch
+def test_gelu_default_matches_torch_default_exact_form():
+    rng = np.random.default_rng(0)
+    compare_with_torch(F.gelu, torch.nn.functional.gelu, rng.uniform(-6, 6, (4, 5)), rtol=1e-10, atol=1e-12)
+
+
+def test_gelu_exact_gradcheck():
+    x = Tensor(np.random.default_rng(1).uniform(-4, 4, (3, 4)), requires_grad=True)
+    assert gradcheck(F.gelu, [x])
+
+
+@requires_torch
+def test_relu_of_infinities_and_nan_matches_torch():
+    x = np.array([-np.inf, -1.0, 0.0, 2.0, np.inf, np.nan])
+    np.testing.assert_array_equal(F.relu(Tensor(x)).data, torch.relu(torch.tensor(x)).numpy())
+    compare_with_torch(F.relu, torch.relu, np.array([-np.inf, -1.5, 0.0, 2.0, np.inf]))
 
 
 @requires_torch
@@ -251,7 +277,7 @@ def test_softmax_family_matches_torch_for_logits_of_1e4():
 
 TORCH_LAYERS = [  # built lazily: torch may not be installed
     (nn.ReLU(), lambda: torch.nn.ReLU()), (nn.Sigmoid(), lambda: torch.nn.Sigmoid()),
-    (nn.Tanh(), lambda: torch.nn.Tanh()), (nn.GELU(), lambda: torch.nn.GELU(approximate="tanh")),
+    (nn.Tanh(), lambda: torch.nn.Tanh()), (nn.GELU(), lambda: torch.nn.GELU()),
     (nn.Softmax(dim=1), lambda: torch.nn.Softmax(dim=1)), (nn.LogSoftmax(dim=1), lambda: torch.nn.LogSoftmax(dim=1))]
 
 

@@ -81,10 +81,15 @@ CASES = [
     ("sum_dims_tuple", lambda a: a.sum(dim=(0, 2)), lambda a: a.sum(dim=(0, 2)), [normal(2, 3, 4)]),
     ("sum_all_keepdim", lambda a: a.sum(dim=(0, 1), keepdim=True), lambda a: a.sum(dim=(0, 1), keepdim=True), [normal(2, 3)]),
     ("max_all", lambda a: a.max(), lambda a: a.amax(), [normal(2, 3, 4)]),
-    ("max_dim", lambda a: a.max(dim=1), lambda a: a.amax(dim=1), [normal(2, 3, 4)]),
-    ("max_dim_keepdim", lambda a: a.max(dim=-1, keepdim=True), lambda a: a.amax(dim=-1, keepdim=True), [normal(2, 3, 4)]),
-    ("max_dims_tuple", lambda a: a.max(dim=(0, 2)), lambda a: a.amax(dim=(0, 2)), [normal(2, 3, 4)]),
-    ("max_ties_dim", lambda a: a.max(dim=1), lambda a: a.amax(dim=1), [TIES]),
+    ("max_dim", lambda a: a.max(dim=1).values, lambda a: a.max(dim=1).values, [normal(2, 3, 4)]),
+    ("max_dim_keepdim", lambda a: a.max(dim=-1, keepdim=True).values, lambda a: a.max(dim=-1, keepdim=True).values,
+     [normal(2, 3, 4)]),
+    ("min_dim", lambda a: a.min(dim=0).values, lambda a: a.min(dim=0).values, [normal(2, 3, 4)]),
+    ("min_all", lambda a: a.min(), lambda a: a.min(), [normal(2, 3, 4)]),
+    ("amax_dim", lambda a: a.amax(dim=1), lambda a: a.amax(dim=1), [normal(2, 3, 4)]),
+    ("amax_dims_tuple", lambda a: a.amax(dim=(0, 2)), lambda a: a.amax(dim=(0, 2)), [normal(2, 3, 4)]),
+    ("amax_ties_dim", lambda a: a.amax(dim=1), lambda a: a.amax(dim=1), [TIES]),
+    ("amin_dim", lambda a: a.amin(dim=-1), lambda a: a.amin(dim=-1), [normal(2, 3, 4)]),
     ("max_ties_all", lambda a: a.max(), lambda a: a.amax(), [np.array([1.0, 4.0, 4.0, -2.0])]),
     ("reshape", lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), [normal(2, 3, 4)]),
     ("reshape_infer", lambda a: a.reshape(-1), lambda a: a.reshape(-1), [normal(2, 3, 4)]),
@@ -130,13 +135,20 @@ def test_matches_torch(name, tiny_fn, torch_fn, arrays):
 @requires_torch
 def test_max_three_way_tie_shares_gradient_like_torch_amax():
     # Central differences give 1/2 at any tie, so this case is checked against torch only.
-    compare_with_torch(lambda a: a.max(dim=1), lambda a: a.amax(dim=1), np.array([[2.0, 2.0, 2.0], [0.0, 1.0, 1.0]]))
+    compare_with_torch(lambda a: a.amax(dim=1), lambda a: a.amax(dim=1), np.array([[2.0, 2.0, 2.0], [0.0, 1.0, 1.0]]))
 
 
 def test_max_three_way_tie_splits_in_thirds():
     a = Tensor(np.array([[2.0, 2.0, 2.0, 1.0]]), requires_grad=True)
-    a.max(dim=1).sum().backward()
+    a.amax(dim=1).sum().backward()
     np.testing.assert_allclose(a.grad.data, [[1 / 3, 1 / 3, 1 / 3, 0]])
+
+
+@requires_torch
+def test_max_dim_with_ties_gives_the_gradient_to_one_index_like_torch():
+    # max(dim) picks one index per row (the first, as torch's CPU kernel does): it alone gets the gradient.
+    compare_with_torch(lambda a: a.max(dim=1).values, lambda a: a.max(dim=1).values,
+                       np.array([[2.0, 2.0, 2.0], [0.0, 1.0, 1.0]]))
 
 
 # ---- broadcasting and accumulation ---------------------------------------------------------------
@@ -207,7 +219,7 @@ def test_leaf_gradient_is_a_private_copy():
 def test_gradients_keep_the_parameter_dtype(dtype):
     x = Tensor(np.array([[1.0, 5.0], [3.0, 2.0]], dtype=dtype), requires_grad=True)
     w = Tensor(np.ones((2, 2), dtype=dtype), requires_grad=True)
-    ((x @ w).max(dim=1).exp() * 0.5).sum().backward()
+    ((x @ w).max(dim=1).values.exp() * 0.5).sum().backward()
     assert x.grad.dtype == dtype and w.grad.dtype == dtype
 
 

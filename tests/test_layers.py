@@ -205,9 +205,9 @@ def test_nested_containers_compose_their_names():
 
 def test_named_modules_and_named_children():
     model = Sequential(Linear(2, 3), ReLU(), Linear(3, 1))
-    assert names(model.named_modules()) == ["", "0", "2"]
-    assert names(model.named_children()) == ["0", "2"]
-    assert list(model.children()) == [model[0], model[2]]
+    assert names(model.named_modules()) == ["", "0", "1", "2"]     # activation layers are Modules, as in PyTorch
+    assert names(model.named_children()) == ["0", "1", "2"]
+    assert list(model.children()) == [model[0], model[1], model[2]]
 
 
 def test_named_buffers_use_dotted_paths():
@@ -234,7 +234,7 @@ def test_a_shared_parameter_is_listed_once():
 def test_a_shared_submodule_is_visited_once():
     shared = Linear(2, 2)
     model = Sequential(shared, ReLU(), shared)
-    assert names(model.named_modules()) == ["", "0"]
+    assert names(model.named_modules()) == ["", "0", "1"]           # as torch: the ReLU is a Module too
     assert names(model.named_parameters()) == ["0.weight", "0.bias"]
 
 

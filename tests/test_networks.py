@@ -102,8 +102,8 @@ def test_mlp_matches_torch_sequential_forward_and_all_gradients():
     rng = np.random.default_rng(0)
     manual_seed(0)
     tiny = as_float64(nn.MLP(4, [8, 6], 3, activation=nn.GELU))
-    ref = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(8, 6),
-                              torch.nn.GELU(approximate="tanh"), torch.nn.Linear(6, 3)).double()
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 6),
+                              torch.nn.GELU(), torch.nn.Linear(6, 3)).double()
     with torch.no_grad():
         for (name, p), (ref_name, q) in zip(tiny.named_parameters(), ref.named_parameters()):
             assert name == ref_name

@@ -148,6 +148,14 @@ def test_batch_norm_refuses_one_value_per_channel_in_training_but_not_in_eval():
     assert bn(Tensor(np.ones((1, 3)))).shape == (1, 3)
 
 
+@pytest.mark.parametrize("layer, shape", [(BatchNorm1d, (0, 3)), (BatchNorm2d, (0, 3, 4, 4))])
+def test_batch_norm_in_training_returns_an_empty_batch_empty_as_torch_does(layer, shape):
+    bn = layer(3)
+    out = bn(Tensor(np.zeros(shape, dtype=np.float32)))
+    assert out.shape == shape and out.dtype == np.float32
+    np.testing.assert_array_equal(bn.running_mean.data, 0.0)
+
+
 @pytest.mark.parametrize("layer, shape, words", [(BatchNorm1d, (2, 3, 4, 4), r"\(N, C\) or \(N, C, L\)"),
                                                  (BatchNorm2d, (2, 3), r"\(N, C, H, W\)"),
                                                  (BatchNorm1d, (4, 5), "C=3")])

@@ -4,8 +4,9 @@ The modules under tinytorch/ are generated from the chapters in modules/;
 this file only gathers their public names.
 """
 
-from .core.tensor import Tensor
-from .core.init import manual_seed
+from .core.tensor import (Tensor, arange, cat, full, full_like, ones, ones_like, stack, tensor, where, zeros,
+                          zeros_like)
+from .core.init import manual_seed, rand, rand_like, randint, randn, randn_like
 from .core.autograd import enable_grad, gradcheck, is_grad_enabled, no_grad
 from . import data, models, nn, optim, profiling
 from .nn import utils as _nn_utils  # makes tinytorch.nn.utils available after `import tinytorch`, as in PyTorch
@@ -16,5 +17,11 @@ from .core.networks import set_cross_entropy_kernel
 # cross_entropy / nn.CrossEntropyLoss on (N, C) logits (the same numbers as chapter 05's
 # composition, in one primitive). set_cross_entropy_kernel(None) goes back to the composition.
 set_cross_entropy_kernel(kernels.softmax_cross_entropy_rows)
+
+import numpy as _np
+
+# dtypes under PyTorch's names: x.to(tinytorch.float64), tinytorch.zeros(3, dtype=tinytorch.int64)
+float16, float32, float64 = _np.float16, _np.float32, _np.float64
+int32, int64, bool = _np.int32, _np.int64, _np.bool_
 
 __version__ = "0.1.0"

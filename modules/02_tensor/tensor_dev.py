@@ -48,6 +48,8 @@ cells are explanations, tests and measurements.
 
 # %%
 #| export
+from collections import namedtuple
+
 import numpy as np
 
 # %% [markdown]
@@ -216,9 +218,11 @@ matmuls, the shape of every attention layer in chapter 07. A 1-D operand is
 treated as a row (on the left) or column (on the right) vector, and that
 dimension is dropped from the result.
 
-**Reductions** (`sum`, `mean`, `max`) combine the numbers along one or more
+**Reductions** (`sum`, `mean`, `amax`) combine the numbers along one or more
 axes; the reduced axis disappears from the shape, unless `keepdim=True`
-keeps it with size 1 (PyTorch spells the arguments `dim` and `keepdim`; tinytorch also accepts NumPy's `axis` and `keepdims`). Keeping it matters: `x - x.max(dim=1, keepdim=True)`
+keeps it with size 1 (PyTorch spells the arguments `dim` and `keepdim`; tinytorch also accepts NumPy's `axis` and `keepdims`).
+`x.max(dim)` is a reduction that also says *where*: as in PyTorch it returns the
+pair `(values, indices)`. Keeping the axis matters: `x - x.amax(dim=1, keepdim=True)`
 has shapes `(B, C) - (B, 1)`, which broadcasts correctly, while `(B, C) - (B,)`
 would fail (or, worse, when `B == C`, silently subtract the wrong numbers).
 
@@ -484,6 +488,22 @@ class GetItem(Function):
         return a[index]
 
 
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.input_dtype = a.dtype                    # backward casts the gradient back
+        return a.astype(dtype)
+
+
+class TakeAlong(Function):
+    """np.take_along_axis(a, indices, axis): what max(dim) and min(dim) pick (torch.gather's forward)."""
+
+    @staticmethod
+    def forward(ctx, a, indices, axis):
+        ctx.input_shape, ctx.indices, ctx.axis = a.shape, indices, axis   # backward puts the gradient back
+        return np.take_along_axis(a, indices, axis=axis)
+
+
 # %% [markdown]
 """
 **What the next test checks, and why.** Each primitive's `forward` is called
@@ -651,6 +671,91 @@ def _reduction_args(dim, keepdim, axis, keepdims):
     dim = tuple(dim) if isinstance(dim, list) else dim
     return dim, bool(keepdim if keepdims is None else keepdims)
 
+
+def _check_dim(dim: int, ndim: int, name: str) -> int:
+    """`dim` as a non-negative index into `ndim` dimensions, or PyTorch's IndexError."""
+    n = max(ndim, 1)                                 # a 0-d tensor accepts dim 0 and -1, as in PyTorch
+    if not -n <= dim < n:
+        raise IndexError(f"{name}: dimension {dim} is out of range for a {ndim}-D tensor "
+                         f"(expected a dim in [{-n}, {n - 1}])")
+    return dim % n
+
+
+max_result = namedtuple("max", ["values", "indices"])   # what torch.return_types.max holds
+min_result = namedtuple("min", ["values", "indices"])
+
+
+def _numeric_array(data, dtype) -> np.ndarray:
+    """np.asarray(data, dtype), refusing what is not numbers (strings, None, ragged lists) in one line."""
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} data ({str(err).split(';')[0]}); "
+                        "pass a number, a rectangular nested list of numbers or a NumPy array") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__} data of dtype {array.dtype} "
+                        f"({data!r:.40}); pass numbers (bool, int or float)")
+    return array
+
+
+def _category(dtype: np.dtype) -> int:
+    return {"b": 0, "i": 1, "u": 1, "f": 2}[dtype.kind]
+
+
+def _result_dtype(*arrays: np.ndarray) -> np.dtype:
+    """PyTorch's promotion: dimensioned operands decide, unless a 0-d one is of a higher category."""
+    result = None
+    for dimensioned in (True, False):
+        group = [a.dtype for a in arrays if (a.ndim > 0) == dimensioned]
+        if group:                                    # within a group the highest category wins whole:
+            top = max(_category(d) for d in group)   # int64 with float32 is float32 (NumPy says float64)
+            dtype = np.result_type(*(d for d in group if _category(d) == top))
+            if result is None or _category(dtype) > _category(result):
+                result = dtype
+    return result
+
+
+def _promote(a: "Tensor", b) -> tuple["Tensor", "Tensor"]:
+    """a and b (a Tensor, number or array) converted to their common dtype."""
+    b = b if isinstance(b, Tensor) else a._constant(b)
+    if a.data.dtype == b.data.dtype:                 # the common case, kept cheap: nothing to convert
+        return a, b
+    dtype = _result_dtype(a.data, b.data)
+    return a.to(dtype), b.to(dtype)
+
+
+def _arg_extreme(a: np.ndarray, axis: int, pick) -> np.ndarray:
+    """pick(a, axis, keepdims=True) for pick np.argmax or np.argmin: the first of ties, as NumPy and PyTorch.
+
+    Along an inner axis NumPy's argmax runs one short loop per slice (many times slower than np.max for pooling
+    windows), so there the index comes from the extreme and a comparison, both fast vectorised passes.
+    """
+    if axis == a.ndim - 1:
+        return pick(a, axis=axis, keepdims=True)
+    extreme = (np.max if pick is np.argmax else np.min)(a, axis=axis, keepdims=True)
+    hit = a == extreme
+    if np.issubdtype(a.dtype, np.floating) and np.isnan(extreme).any():
+        hit |= np.isnan(a)                           # NaN is the extreme of its slice, as in PyTorch
+    k = a.shape[axis]
+    rank = np.arange(k, 0, -1, dtype=np.min_scalar_type(k)).reshape([-1 if i == axis else 1 for i in range(a.ndim)])
+    return k - np.max(hit * rank, axis=axis, keepdims=True).astype(np.int64)   # the first hit has the top rank
+
+
+def _select_along(x: "Tensor", dim, keepdim: bool, pick, result, name: str):
+    """(values, indices) of max(dim)/min(dim): the values gathered at `pick`'s indices."""
+    if isinstance(dim, tuple):
+        raise TypeError(f"{name}(dim) takes one dim, not {dim}; use a{name}(dim={dim}) to reduce over several")
+    if x.ndim == 0:
+        _check_dim(dim, 0, name)
+        return result(x, Tensor._wrap(np.asarray(0)))
+    d = _check_dim(dim, x.ndim, name)
+    if x.shape[d] == 0:
+        raise IndexError(f"{name}(dim={dim}): dimension {d} of {x.shape} is empty; there is no element to pick")
+    indices = _arg_extreme(x.data, d, pick)
+    values = TakeAlong.apply(x, indices=indices, axis=d)   # the gradient goes to the picked element only
+    if not keepdim:
+        values, indices = values.reshape(values.shape[:d] + values.shape[d + 1:]), np.squeeze(indices, d)
+    return result(values, Tensor._wrap(indices))
 
 
 def _matmul_shape(a: tuple, b: tuple) -> tuple:
@@ -844,7 +949,7 @@ class Tensor:
         ### BEGIN SOLUTION
         if isinstance(data, Tensor):
             data = data.data
-        array = np.asarray(data, dtype=dtype)
+        array = _numeric_array(data, dtype)
         if dtype is None and not isinstance(data, (np.ndarray, np.generic)):
             if array.dtype == np.float64:
                 array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
@@ -870,8 +975,11 @@ class Tensor:
         """A Python number or array as a Tensor to combine with this one (x + 1, x * 0.5)."""
         if isinstance(value, np.ndarray):
             return Tensor(value)
-        floating = np.issubdtype(self.data.dtype, np.floating)
-        return Tensor._wrap(np.asarray(value, dtype=self.data.dtype if floating else None))
+        if np.issubdtype(self.data.dtype, np.floating):
+            return Tensor._wrap(np.asarray(value, dtype=self.data.dtype))
+        # An integer tensor with a Python float gives the default float32, as in PyTorch.
+        is_float = isinstance(value, (float, np.floating))
+        return Tensor._wrap(np.asarray(value, dtype=np.float32 if is_float else None))
 
     # ---- what the tensor is --------------------------------------------------------------
     @property
@@ -962,12 +1070,25 @@ class Tensor:
         """The same values, cut from the graph (shares memory, like PyTorch)."""
         return Tensor._wrap(self.data)
 
+    def to(self, dtype) -> "Tensor":
+        """This tensor in `dtype` (itself if it already is); `to("cpu")` is itself too."""
+        if isinstance(dtype, str) and dtype == "cpu":
+            return self
+        dtype = np.dtype(dtype)
+        return self if self.dtype == dtype else Cast.apply(self, dtype=dtype)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if requires_grad and not np.issubdtype(self.dtype, np.floating):
+            raise TypeError(f"only floating-point tensors can require gradients, not {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
     def float(self) -> "Tensor":
-        """A float32 tensor: this one if it already is, else a converted copy (not recorded in the graph)."""
-        return self if self.dtype == np.float32 else Tensor(self.data.astype(np.float32))
+        """A float32 tensor: this one if it already is, else a converted copy (a Cast node in the graph)."""
+        return self.to(np.float32)
 
     def double(self) -> "Tensor":
-        return self if self.dtype == np.float64 else Tensor(self.data.astype(np.float64))
+        return self.to(np.float64)
 
     # ---- arithmetic: every operator is a primitive or a composition of them ------------------
     def _binary(self, op: type[Function], other, name: str) -> "Tensor":
@@ -975,6 +1096,7 @@ class Tensor:
 
         `other` may be a Tensor, a number or an array; the result has the broadcast shape.
         """
+        self, other = _promote(self, other)          # given: PyTorch's dtype rules (the rest of the API)
         # 1. A non-Tensor other becomes self._constant(other) (keeps float32 float32).
         # 2. Call _broadcast_shape(name, ...) on both shapes first, only for its error.
         # 3. Return op.apply(self, other): apply records the graph; never compute on .data here.
@@ -1037,6 +1159,9 @@ class Tensor:
     def __matmul__(self, other):
         other = other if isinstance(other, Tensor) else Tensor(other)
         _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
+        if self.dtype != other.dtype:           # PyTorch does not promote in matmul: a float64 batch
+            raise TypeError(f"matmul: {self.shape} {self.dtype} @ {other.shape} {other.dtype}: dtypes differ; "
+                            "convert one operand, e.g. x.float() for a float32 layer")
         return MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
@@ -1074,13 +1199,24 @@ class Tensor:
         return self.sum(dim, keepdim) / count
         ### END SOLUTION
 
-    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-        """The largest values (PyTorch's `max(dim)` also returns indices; use `argmax` for those)."""
+    def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """The largest values over `dim` (None: all; an int or a tuple of ints); ties share the gradient."""
         dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
         return Max.apply(self, axis=dim, keepdims=keepdim)
 
-    def argmax(self, dim=None, *, axis=None) -> "Tensor":
-        return Tensor._wrap(np.asarray(np.argmax(self.data, axis=axis if dim is None else dim)))
+    def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+        """As in PyTorch: max() is the largest element; max(dim) the pair (values, indices).
+
+        `values, indices = x.max(dim=1)`, or `x.max(1).values`; `amax` reduces over several dims.
+        """
+        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        if dim is None:
+            return Max.apply(self, axis=None, keepdims=keepdim)
+        return _select_along(self, dim, keepdim, np.argmax, max_result, "max")
+
+    def argmax(self, dim=None, keepdim: bool = False, *, axis=None) -> "Tensor":
+        dim = axis if dim is None else dim
+        return Tensor._wrap(np.asarray(np.argmax(self.data, axis=dim, keepdims=keepdim and dim is not None)))
 
     # ---- shape: views where NumPy can make them --------------------------------------------
     def reshape(self, *shape):
@@ -1119,7 +1255,7 @@ class Tensor:
         return self.reshape(*self.shape[:start], int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
 
     def unsqueeze(self, dim: int):
-        dim = dim if dim >= 0 else self.ndim + dim + 1
+        dim = _check_dim(dim, self.ndim + 1, "unsqueeze")   # one more dim than the tensor has
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def permute(self, *dims):
@@ -1127,6 +1263,8 @@ class Tensor:
 
         Accepts permute(2, 0, 1) or permute((2, 0, 1)); negative dims count from the end.
         """
+        for d in (dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims):
+            _check_dim(d, self.ndim, "permute")      # given: an IndexError for a dim out of range
         # Check that dims (taken modulo ndim) are an ordering of 0 .. ndim - 1, or raise a
         # ValueError naming dims and the shape; then Transpose.apply(self, axes=...) with the
         # non-negative dims: Transpose's axes[i] is the input axis that becomes output axis i.
@@ -1142,6 +1280,7 @@ class Tensor:
 
         A (2, 3, 4) tensor .transpose(0, 2) has shape (4, 3, 2); by default the last two swap.
         """
+        dim0, dim1 = _check_dim(dim0, self.ndim, "transpose"), _check_dim(dim1, self.ndim, "transpose")  # given
         # Start from the identity ordering [0, 1, ..., ndim - 1], swap positions dim0 and dim1
         # (negative values index from the end, as list indices do), and run Transpose.apply
         # with axes= that tuple. A view: no data moves, only the strides are swapped.
@@ -1489,8 +1628,10 @@ def test_unit_reductions():
     assert x.sum(dim=(0, 1)).item() == 21.0
     assert np.allclose(x.mean(dim=0).data, [2.5, 3.5, 4.5]) and np.isclose(x.mean().item(), 3.5)
     assert x.mean().dtype == np.float32
-    assert np.array_equal(x.max(dim=1).data, [5, 6]) and x.max().item() == 6.0
-    assert x.max(dim=0, keepdim=True).shape == (1, 3)
+    assert np.array_equal(x.amax(dim=1).data, [5, 6]) and x.max().item() == 6.0
+    values, indices = x.max(dim=1)                          # PyTorch's pair, not just the values
+    assert np.array_equal(values.data, [5, 6]) and np.array_equal(indices.data, [1, 2])
+    assert x.max(dim=0, keepdim=True).values.shape == (1, 3) and x.amax(dim=(0, 1)).item() == 6.0
     assert np.array_equal(x.argmax(dim=1).data, [1, 2]) and x.argmax().item() == 5
 
     centered = x - x.mean(dim=1, keepdim=True)             # (2, 3) - (2, 1)
@@ -1599,6 +1740,278 @@ def test_unit_graph_hooks():
 
 
 test_unit_graph_hooks()
+
+# %% [markdown]
+"""
+### The rest of the API
+
+Everything above is what a tensor *is*. A PyTorch user also reaches for a
+dozen conveniences that teach nothing new: each is a composition of the
+primitives above, or one more primitive of the same kind. They are collected
+here, read them once and move on; none of them is an exercise.
+
+- **dtype rules.** `int_tensor + 0.5` is float32 (the default float type), and a
+  0-d tensor is "weak": `float32_tensor * torch.tensor(2.0, dtype=float64)` stays
+  float32, because a single number should not change the type of a whole batch.
+  `matmul` never promotes: a float64 batch into a float32 layer is an error.
+  `x.to(dtype)`, `x.float()` and `x.double()` are a `Cast` node in the graph, so
+  gradients flow through them.
+- **Selection.** `x.max(dim)` and `x.min(dim)` return `(values, indices)`, as in
+  PyTorch (`_, predicted = logits.max(1)`); the gradient goes to the one element
+  picked. `amax`/`amin` reduce over any dims and share the gradient among ties.
+  `where(condition, a, b)` is the `Where` primitive; `masked_fill`, `clamp` and
+  `abs` are built from it or from a constant mask.
+- **Shapes.** `cat`, `stack`, `squeeze`, `expand` (the `Expand` primitive: a
+  broadcast view, whose gradient the engine sums back), `repeat` (expand, then
+  reshape).
+- **Factories.** `tensor`, `zeros`, `ones`, `full`, `arange` and the `*_like`
+  versions (random ones come with chapter 04's generator).
+- **Statistics.** `var` and `std`, with `unbiased`/`correction` as in PyTorch.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export
+class Where(Function):
+    """condition ? a : b, elementwise; the condition is an option (a boolean array), not an input."""
+
+    @staticmethod
+    def forward(ctx, a, b, condition):
+        ctx.condition = condition                    # backward routes the gradient by it
+        return np.where(condition, a, b)
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        return np.broadcast_to(a, shape)             # a read-only view: no element is copied
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, dim):
+        ctx.dim, ctx.sizes = dim, [a.shape[dim] for a in arrays]   # backward splits the gradient
+        return np.concatenate(arrays, axis=dim)
+
+
+def _min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+    dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+    if dim is None:
+        return -Max.apply(-self, axis=None, keepdims=keepdim)
+    return _select_along(self, dim, keepdim, np.argmin, min_result, "min")
+
+
+def _amin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
+    return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
+
+
+def _argmin(self, dim=None, keepdim: bool = False, *, axis=None) -> Tensor:
+    dim = axis if dim is None else dim
+    return Tensor._wrap(np.asarray(np.argmin(self.data, axis=dim, keepdims=keepdim and dim is not None)))
+
+
+def where(condition, input, other) -> Tensor:
+    """input where condition holds, else other (Tensors or numbers, broadcast together)."""
+    condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
+    if isinstance(input, Tensor):
+        a, b = _promote(input, other)
+    elif isinstance(other, Tensor):
+        b, a = _promote(other, input)                # a number takes the tensor's dtype
+    else:
+        a, b = _promote(Tensor(input), other)
+    shape = _broadcast_shape("where", _broadcast_shape("where", condition.shape, a.shape), b.shape)
+    return Where.apply(a, b, condition=np.broadcast_to(condition, shape))
+
+
+def _masked_fill(self, mask, value) -> Tensor:
+    return where(mask, value, self)
+
+
+def _abs(self) -> Tensor:
+    return self * Tensor._wrap(np.sign(self.data))   # d|x|/dx = sign(x), 0 at 0 as in PyTorch
+
+
+def _clamp(self, min=None, max=None) -> Tensor:
+    if min is None and max is None:
+        raise ValueError("clamp: give at least one of min and max")
+    out = self
+    if min is not None:
+        out = where(out < min, min, out)             # x == min keeps its gradient, as in PyTorch
+    if max is not None:
+        out = where(out > max, max, out)
+    return out
+
+
+def _var(self, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None) -> Tensor:
+    """The variance over `dim`, dividing by N - correction (correction = 1 if unbiased, else 0)."""
+    correction = (1 if unbiased else 0) if correction is None else correction
+    dim = tuple(dim) if isinstance(dim, list) else dim
+    count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+    deviation = self - self.mean(dim, keepdim=True)
+    with np.errstate(divide="ignore", invalid="ignore"):   # N <= correction gives inf or nan, as in PyTorch
+        return (deviation * deviation).sum(dim, keepdim) / max(count - correction, 0)
+
+
+def _std(self, dim=None, unbiased: bool = True, keepdim: bool = False, *, correction=None) -> Tensor:
+    return _var(self, dim, unbiased, keepdim, correction=correction).sqrt()
+
+
+def _squeeze(self, dim=None) -> Tensor:
+    dims = range(self.ndim) if dim is None else [_check_dim(d, self.ndim, "squeeze") for d in np.atleast_1d(dim)]
+    drop = {d for d in dims if self.shape[d] == 1}
+    return self.reshape(tuple(n for d, n in enumerate(self.shape) if d not in drop))
+
+
+def _expand(self, *sizes) -> Tensor:
+    """A broadcast view: sizes of -1 keep the dimension; new dimensions may be added in front."""
+    sizes = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+    extra = len(sizes) - self.ndim
+    if extra < 0:
+        raise ValueError(f"expand: {sizes} has fewer dimensions than the tensor's shape {self.shape}")
+    shape = tuple(self.shape[i - extra] if n == -1 and i >= extra else n for i, n in enumerate(sizes))
+    for i, n in enumerate(self.shape):
+        if n != 1 and n != shape[i + extra]:
+            raise ValueError(f"expand: the size {n} of dimension {i} of {self.shape} must be 1 to expand it to {shape}")
+    return self if shape == self.shape else Expand.apply(self.reshape((1,) * extra + self.shape), shape=shape)
+
+
+def _repeat(self, *repeats) -> Tensor:
+    """Tile the tensor `repeats[i]` times along dimension i (as torch.Tensor.repeat)."""
+    repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+    if len(repeats) < self.ndim:
+        raise ValueError(f"repeat: give at least one count per dimension of {self.shape}, got {repeats}")
+    shape = (1,) * (len(repeats) - self.ndim) + self.shape
+    interleaved = tuple(v for n in shape for v in (1, n))                 # (1, a, 1, b)
+    target = tuple(v for r, n in zip(repeats, shape) for v in (r, n))     # (r1, a, r2, b)
+    return self.reshape(interleaved).expand(target).reshape(tuple(r * n for r, n in zip(repeats, shape)))
+
+
+def _setitem(self, index, value) -> None:
+    """In-place assignment, for tensors outside the graph (PyTorch refuses it on a leaf that needs grad)."""
+    if self.requires_grad and Function.grad_enabled:
+        raise RuntimeError("setitem: cannot assign into a tensor that requires grad; build a new tensor "
+                           "with where() or masked_fill(), or assign under no_grad()")
+    if isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    index = index.data if isinstance(index, Tensor) else index
+    self.data[index] = value.data if isinstance(value, Tensor) else value
+
+
+for _name, _method in {"min": _min, "amin": _amin,
+                       "argmin": _argmin, "masked_fill": _masked_fill, "abs": _abs, "clamp": _clamp,
+                       "var": _var, "std": _std, "squeeze": _squeeze, "expand": _expand,
+                       "repeat": _repeat, "__setitem__": _setitem, "__abs__": _abs}.items():
+    setattr(Tensor, _name, _method)
+
+
+def cat(tensors, dim: int = 0) -> Tensor:
+    """Join tensors along an existing dimension; all other sizes must agree."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("cat: give at least one tensor")
+    d = _check_dim(dim, tensors[0].ndim, "cat")
+    for t in tensors[1:]:
+        if t.ndim != tensors[0].ndim or t.shape[:d] + t.shape[d + 1:] != tensors[0].shape[:d] + tensors[0].shape[d + 1:]:
+            raise ValueError(f"cat: shapes {tensors[0].shape} and {t.shape} differ outside dim {dim}; "
+                             "only the size along dim may differ")
+    dtype = _result_dtype(*(t.data for t in tensors))
+    return Cat.apply(*(t.to(dtype) for t in tensors), dim=d)
+
+
+def stack(tensors, dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new dimension."""
+    tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+    if not tensors:
+        raise ValueError("stack: give at least one tensor")
+    if any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError(f"stack: every tensor must have one shape, got {[t.shape for t in tensors]}")
+    d = _check_dim(dim, tensors[0].ndim + 1, "stack")
+    return cat([t.unsqueeze(d) for t in tensors], d)
+
+
+def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def _size(size) -> tuple:
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+def full(size, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    dtype = dtype or (np.float32 if isinstance(fill_value, float) else None)
+    return Tensor(np.full(tuple(size), fill_value, dtype=dtype), requires_grad=requires_grad)
+
+
+def zeros(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_size(size), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_size(size), dtype=dtype), requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Like torch.arange: int64 for whole-number arguments, else float32."""
+    start, end = (0, start) if end is None else (start, end)
+    if dtype is None:
+        dtype = np.int64 if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else np.float32
+    return Tensor(np.arange(start, end, step).astype(dtype), requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+# %% [markdown]
+"""
+**What the next test checks, and why.** The PyTorch behaviours above that a
+learner's own code meets first: `max(dim)` unpacking into values and indices,
+`int + 0.5` giving float32 and a 0-d float64 keeping float32 float32, `float()`
+staying in the graph, an out-of-range dim raising `IndexError`, data that is
+not numbers refused in one line, and the shape helpers giving PyTorch's shapes.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    scores = Tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.0, 0.1, 0.9]])
+    _, predicted = scores.max(1)
+    assert predicted.tolist() == [1, 0, 2] and scores.min(dim=1).values.shape == (3,)
+    assert (Tensor([1, 2]) + 0.5).dtype == np.float32
+    assert (Tensor([1.0, 2.0]) * Tensor(np.float64(2.0))).dtype == np.float32, "a 0-d tensor is weak"
+    w = Tensor(np.ones(2), requires_grad=True)
+    assert w.float().requires_grad and w.float()._ctx is not None, "float() must stay in the graph"
+    for bad in (lambda: Tensor(np.zeros((2, 3))).permute(0, 1, 5), lambda: Tensor(np.zeros(3)).unsqueeze(2)):
+        try:
+            bad()
+        except IndexError as err:
+            assert "out of range" in str(err)
+        else:
+            raise AssertionError("an out-of-range dim must raise IndexError")
+    try:
+        Tensor("abc")
+    except TypeError as err:
+        assert "cannot make a tensor" in str(err)
+    else:
+        raise AssertionError("Tensor('abc') must be refused")
+    x = arange(6).reshape(2, 3)
+    assert cat([x, x], dim=1).shape == (2, 6) and stack([x, x]).shape == (2, 2, 3)
+    assert x.repeat(2, 1).shape == (4, 3) and x[:1].expand(4, 3).shape == (4, 3)
+    assert zeros(2, 1, 3).squeeze().shape == (2, 3) and ones(3).dtype == np.float32
+    assert where(x > 2, x, 0).tolist() == [[0, 0, 0], [3, 4, 5]]
+    assert np.isclose(Tensor([1.0, 2.0, 3.0, 4.0]).var().item(), 5 / 3)
+    print("✓ the rest of the API behaves as PyTorch's")
+
+
+test_unit_rest_of_api()
+
 
 # %% [markdown]
 """
@@ -1988,7 +2401,7 @@ bias = T(np.zeros(2, dtype=np.float32), requires_grad=True)
 targets = T([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
 
 logits = inputs @ weight + bias                          # (4, 3) @ (3, 2) + (2,) -> (4, 2)
-shifted = logits - logits.max(dim=1, keepdim=True)     # (4, 2) - (4, 1): stable softmax
+shifted = logits - logits.amax(dim=1, keepdim=True)    # (4, 2) - (4, 1): stable softmax
 probs = shifted.exp() / shifted.exp().sum(axis=1, keepdims=True)
 loss = ((probs - targets) ** 2).mean()
 
@@ -2016,6 +2429,7 @@ if __name__ == "__main__":
     test_unit_reductions()
     test_unit_views()
     test_unit_graph_hooks()
+    test_unit_rest_of_api()
     print("All tests of chapter 02 passed.")
 
 

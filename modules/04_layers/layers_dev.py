@@ -1426,6 +1426,110 @@ test_unit_sequential()
 
 # %% [markdown]
 """
+### The rest of the API
+
+Three conveniences a PyTorch user expects, none of them new in kind:
+
+- random factories, `randn`, `rand`, `randint` and `randn_like`, drawing from
+  the generator that `manual_seed` controls (chapter 02's factories could not:
+  the generator lives here);
+- `Identity`, the layer that returns its input (a placeholder in a
+  `Sequential`);
+- chapter 03's activation layers as `Module`s, so that `isinstance(layer,
+  Module)` holds and `.train()` / `.eval()` reach them inside a model. Each is
+  its chapter 03 class with `Module` added as a base, so it still computes
+  exactly chapter 03's function.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api_init", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export core.init
+from tinytorch.core.tensor import Tensor
+
+
+def _size(size) -> tuple:
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+def randn(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples of the given shape (float32 by default, as in PyTorch)."""
+    return Tensor(_generator.standard_normal(_size(size)).astype(dtype), requires_grad=requires_grad)
+
+
+def rand(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    return Tensor(_generator.random(_size(size)).astype(dtype), requires_grad=requires_grad)
+
+
+def randint(low: int, high: int, size, dtype=np.int64) -> Tensor:
+    """Integers drawn uniformly from [low, high)."""
+    return Tensor(_generator.integers(low, high, size=tuple(size)).astype(dtype))
+
+
+def randn_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api_layers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export
+from tinytorch.core import activations as _activations
+
+
+class Identity(Module):
+    """Returns its input unchanged; accepts and ignores any constructor arguments, as PyTorch's does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _as_module(layer: type) -> type:
+    """Chapter 03's activation class `layer`, with Module as a further base."""
+    def __init__(self, *args, **kwargs):
+        Module.__init__(self)
+        layer.__init__(self, *args, **kwargs)
+    return type(layer.__name__, (layer, Module), {"__init__": __init__, "__doc__": layer.__doc__,
+                                                  "__module__": __name__})
+
+
+ReLU = _as_module(_activations.ReLU)
+LeakyReLU = _as_module(_activations.LeakyReLU)
+Sigmoid = _as_module(_activations.Sigmoid)
+Tanh = _as_module(_activations.Tanh)
+GELU = _as_module(_activations.GELU)
+Softmax = _as_module(_activations.Softmax)
+LogSoftmax = _as_module(_activations.LogSoftmax)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    init.manual_seed(3)
+    first = init.randn(2, 3)
+    init.manual_seed(3)
+    assert first.dtype == np.float32 and np.array_equal(first.data, init.randn((2, 3)).data), "manual_seed repeats"
+    assert 0 <= init.rand(100).data.min() and init.rand(100).data.max() < 1
+    assert init.randint(0, 3, (50,)).dtype == np.int64
+    x = Tensor(np.array([[-1.0, 2.0]], dtype=np.float32))
+    assert Identity(7, flag=True)(x) is x
+    model = Sequential(Linear(2, 2), ReLU(), GELU(approximate="tanh"))
+    assert all(isinstance(m, Module) for m in model), "activation layers are Modules"
+    model.eval()
+    assert not model[1].training, ".eval() reaches the activation layers"
+    assert isinstance(model[1], _activations.ReLU) and repr(model[1]) == "ReLU()"
+    np.testing.assert_array_equal(Softmax(dim=0)(x).data, _activations.softmax(x, 0).data)
+    print("✓ the rest of the API: random factories, Identity, activation layers as Modules")
+
+
+test_unit_rest_of_api()
+
+
+# %% [markdown]
+"""
 ## Systems analysis
 
 Everything below is measured while this page runs, on the machine that runs
@@ -1896,6 +2000,7 @@ if __name__ == "__main__":
     test_unit_state_dict()
     test_unit_linear()
     test_unit_sequential()
+    test_unit_rest_of_api()
     print("All tests of 04_layers passed.")
 
 # %% [markdown]

@@ -507,13 +507,17 @@ def get_cross_entropy_kernel():
     return _cross_entropy_kernel
 
 
-def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
+def cross_entropy(input: Tensor, target, reduction: str = "mean", *, weight=None, ignore_index: int = -100,
+                  label_smoothing: float = 0.0) -> Tensor:
     """-log softmax(input)[n, target[n]] from raw logits (N, C) and integer class targets (N,).
 
     Computed as log_softmax followed by indexing, so it is finite for logits of any size
-    (or by the kernel installed with set_cross_entropy_kernel, for 2-D logits).
+    (or by the kernel installed with set_cross_entropy_kernel, for 2-D logits). PyTorch's
+    weight, ignore_index and label_smoothing are in the rest of the API, at the end of this section.
     """
     _check_reduction(reduction, "cross_entropy")
+    if weight is not None or label_smoothing or np.any(np.asarray(getattr(target, "data", target)) == ignore_index):
+        return _cross_entropy_with_options(input, target, reduction, weight, ignore_index, label_smoothing)
     indices = class_indices(target, input, "cross_entropy")
     if input.ndim == 2 and _cross_entropy_kernel is not None:
         try:
@@ -538,13 +542,15 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
 class CrossEntropyLoss(Module):
     """Cross-entropy from logits as a layer: CrossEntropyLoss()(logits (N, C), targets (N,))."""
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
         _check_reduction(reduction, "CrossEntropyLoss")
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
         self.reduction = reduction
 
     def forward(self, input: Tensor, target) -> Tensor:
-        return cross_entropy(input, target, self.reduction)
+        return cross_entropy(input, target, self.reduction, weight=self.weight, ignore_index=self.ignore_index,
+                             label_smoothing=self.label_smoothing)
 
 
 # %%
@@ -695,6 +701,157 @@ def test_unit_counting():
 
 
 test_unit_counting()
+
+
+# %% [markdown]
+"""
+### The rest of the API
+
+PyTorch's losses have options that change no idea above, and three more
+losses that are one line each given what we have. None is an exercise:
+
+- `nll_loss` / `NLLLoss` is cross-entropy's second half: it takes
+  log-probabilities (the output of `log_softmax`) instead of logits.
+- `weight` (one factor per class; the mean divides by the summed weights of
+  the targets), `ignore_index` (targets to skip, such as padding) and
+  `label_smoothing` (mix the one-hot target with the uniform distribution)
+  are options of `cross_entropy` and `CrossEntropyLoss`, as in PyTorch.
+- `binary_cross_entropy` / `BCELoss` takes probabilities (each log clamped at
+  -100, as PyTorch does, so a probability of exactly 0 or 1 gives a finite loss);
+  `binary_cross_entropy_with_logits` / `BCEWithLogitsLoss` takes logits and
+  uses the stable form max(x, 0) - x t + log(1 + e^-|x|) (with `pos_weight`).
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export
+def _weights_per_class(weight, classes: int, dtype) -> np.ndarray:
+    w = np.ones(classes, dtype=dtype) if weight is None else np.asarray(getattr(weight, "data", weight), dtype=dtype)
+    if w.shape != (classes,):
+        raise ValueError(f"weight must have one entry per class, shape ({classes},), got {w.shape}")
+    return w
+
+
+def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """-input[n, target[n]] (times weight[target[n]]) for log-probabilities input (N, C) or (C,)."""
+    _check_reduction(reduction, "nll_loss")
+    t = np.asarray(getattr(target, "data", target))
+    keep = t != ignore_index
+    class_indices(np.where(keep, t, 0), input, "nll_loss")          # the shape and range checks
+    w = _weights_per_class(weight, input.shape[-1], input.dtype)
+    safe = np.where(keep, t, 0)
+    picked = input[np.arange(input.shape[0]), safe] if input.ndim == 2 else input[int(safe)]
+    factors = np.where(keep, w[safe], 0).astype(input.dtype)             # 0 for ignored targets
+    losses = -picked * Tensor(factors)
+    if reduction == "mean":
+        return losses.sum() / float(factors.sum())                       # PyTorch's weighted mean
+    return _reduce(losses, reduction)
+
+
+def _cross_entropy_with_options(input, target, reduction, weight, ignore_index, label_smoothing) -> Tensor:
+    logp = log_softmax(input, dim=-1)
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    t = np.asarray(getattr(target, "data", target))
+    keep = t != ignore_index
+    w = _weights_per_class(weight, input.shape[-1], input.dtype)
+    smooth = -(logp * Tensor(w)).sum(dim=-1) * Tensor(keep.astype(input.dtype))   # 0 for ignored targets
+    if reduction == "mean":
+        smooth = smooth.sum() / float(np.where(keep, w[np.where(keep, t, 0)], 0).sum())
+    else:
+        smooth = _reduce(smooth, reduction)
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / input.shape[-1])
+
+
+class NLLLoss(Module):
+    """nll_loss as a layer: NLLLoss()(log_probabilities (N, C), targets (N,))."""
+
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__()
+        _check_reduction(reduction, "NLLLoss")
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+def _float_target(target, input: Tensor, where: str) -> Tensor:
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
+    if target.shape != input.shape:
+        raise ValueError(f"{where}: input shape {input.shape} and target shape {target.shape} differ; "
+                         "give one target per input element")
+    return target
+
+
+def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)) for probabilities p; each log clamped at -100, as in PyTorch."""
+    _check_reduction(reduction, "binary_cross_entropy")
+    target = _float_target(target, input, "binary_cross_entropy")
+    with np.errstate(divide="ignore"):                                   # log(0) = -inf, then clamped
+        losses = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reduction: str = "mean",
+                                     pos_weight=None) -> Tensor:
+    """Binary cross-entropy of sigmoid(input), computed stably from the logits."""
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    target = _float_target(target, input, "binary_cross_entropy_with_logits")
+    softplus = ((-input.abs()).exp() + 1.0).log() + (-input).clamp(min=0)   # log(1 + e^-x), stably
+    if pos_weight is None:
+        losses = (1 - target) * input + softplus
+    else:
+        losses = (1 - target) * input + (target * (pos_weight - 1) + 1) * softplus
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+class BCELoss(Module):
+    """binary_cross_entropy as a layer: BCELoss()(probabilities, targets of the same shape)."""
+
+    def __init__(self, weight=None, reduction: str = "mean"):
+        super().__init__()
+        _check_reduction(reduction, "BCELoss")
+        self.weight, self.reduction = weight, reduction
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return binary_cross_entropy(input, target, self.weight, self.reduction)
+
+
+class BCEWithLogitsLoss(Module):
+    """binary_cross_entropy_with_logits as a layer."""
+
+    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
+        super().__init__()
+        _check_reduction(reduction, "BCEWithLogitsLoss")
+        self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    logits = Tensor(np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.0, -1.0, 0.0]]))
+    targets = np.array([0, 2, 1])
+    logp = log_softmax(logits, dim=-1)
+    assert np.isclose(nll_loss(logp, targets).item(), cross_entropy(logits, targets).item())
+    first_two = cross_entropy(logits[:2], targets[:2]).item()
+    assert np.isclose(cross_entropy(logits, np.array([0, 2, -100])).item(), first_two), "ignore_index skips a row"
+    w = np.array([1.0, 2.0, 3.0])
+    by_hand = -(logp.data[[0, 1, 2], targets] * w[targets]).sum() / w[targets].sum()
+    assert np.isclose(cross_entropy(logits, targets, weight=w).item(), by_hand), "weighted mean"
+    smooth = 0.9 * cross_entropy(logits, targets).item() + 0.1 / 3 * (-logp.data.sum(axis=1)).mean()
+    assert np.isclose(CrossEntropyLoss(label_smoothing=0.1)(logits, targets).item(), smooth)
+    p, t = Tensor(np.array([0.9, 0.2, 0.0])), np.array([1.0, 0.0, 1.0])
+    assert np.isclose(BCELoss()(p, t).item(), (-np.log(0.9) - np.log(0.8) + 100) / 3), "log clamped at -100"
+    x = Tensor(np.array([3.0, -2.0, 800.0]))
+    expected = np.mean([np.log1p(np.exp(-3.0)), np.log1p(np.exp(-2.0)), 0.0])   # -log sigmoid(3), -log(1 - sigmoid(-2))
+    got = BCEWithLogitsLoss()(x, np.array([1.0, 0.0, 1.0])).item()
+    assert np.isfinite(got) and np.isclose(got, expected), f"stable for large logits: {got} vs {expected}"
+    print("✓ the rest of the API: NLLLoss, weight / ignore_index / label_smoothing, BCELoss, BCEWithLogitsLoss")
+
+
+test_unit_rest_of_api()
 
 # %% [markdown]
 """
@@ -1317,6 +1474,7 @@ if __name__ == "__main__":
     test_unit_mse_loss()
     test_unit_cross_entropy()
     test_unit_counting()
+    test_unit_rest_of_api()
     test_unit_untrained_classifier()
     test_unit_numerical_gradients()
     print("All network tests passed.")

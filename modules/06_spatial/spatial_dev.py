@@ -67,7 +67,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.core import init
 from tinytorch.core.layers import Module, Parameter
-from tinytorch.core.tensor import Function, Tensor
+from tinytorch.core.tensor import Function, Tensor, cat, zeros
 
 # %%
 import time
@@ -547,16 +547,20 @@ def _check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> No
                          f"(input {H}x{W}, padding {padding}); use a smaller kernel or more padding")
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as in PyTorch) as im2col plus one matrix multiply.
 
     Args:
         input: (N, C, H, W), or (C, H, W) for a single image.
         weight: (O, C, kh, kw); bias: (O,) or None.
         stride, padding: an int or a pair (height, width).
+        padding="same"/"valid", dilation and groups: PyTorch's options, in the rest of the API.
     Returns:
         (N, O, OH, OW) with OH = floor((H + 2*ph - kh) / sh) + 1 (same for OW).
     """
+    if isinstance(padding, str) or _pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
+        return _conv2d_options(input, weight, bias, stride, padding, dilation, groups)
     # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
     # 2. _pair stride and padding, then _check_conv_args (given) before any work.
     # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
@@ -645,8 +649,10 @@ when a model has ten of them.
 class Conv2d(Module):
     """2-D convolution layer: weight (out_channels, in_channels, kh, kw), bias (out_channels,)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True):
         super().__init__()
+        padding_text, padding = (padding, 0) if isinstance(padding, str) else (None, padding)   # given
         # Store in_channels, out_channels and kernel_size, stride, padding as pairs (_pair); refuse
         # non-positive channel counts with a ValueError naming both numbers.
         # Parameters, float32, PyTorch's default init: weight (out_channels, in_channels, kh, kw) and
@@ -663,17 +669,26 @@ class Conv2d(Module):
         self.weight = init.uniform_(Parameter(np.empty((out_channels, in_channels, kh, kw), dtype=np.float32)), -bound, bound)
         self.bias = init.uniform_(Parameter(np.empty(out_channels, dtype=np.float32)), -bound, bound) if bias else None
         ### END SOLUTION
+        self.dilation, self.groups = _pair(dilation, "dilation"), groups     # given: the rest of the API
+        if padding_text is not None or groups != 1:
+            _conv2d_layer_options(self, padding_text, groups, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(f"{self!r} expects input (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
                              f"got {x.shape}")
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if any(self.padding):
+        if isinstance(self.padding, str):
+            text += f", padding={self.padding!r}"
+        elif any(self.padding):
             text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
         return text + (", bias=False" if self.bias is None else "")
 
 
@@ -770,12 +785,13 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
-    # 3. Max over axis 1 (the window pixels), reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
+    # 3. Max over axis 1 (the window pixels) with .max(dim=1).values: as in PyTorch, the gradient goes
+    #    to the one pixel picked, even when several tie. Reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
     ### BEGIN SOLUTION
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, -np.inf, "max_pool2d")
-    return windows.max(dim=1).reshape(*shape).permute(1, 0, 2, 3)     # (C, N, OH, OW) viewed as (N, C, OH, OW)
+    return windows.max(dim=1).values.reshape(*shape).permute(1, 0, 2, 3)   # (C, N, OH, OW) viewed as (N, C, OH, OW)
     ### END SOLUTION
 
 
@@ -916,6 +932,106 @@ def test_unit_flatten():
 
 
 test_unit_flatten()
+
+
+# %% [markdown]
+"""
+### The rest of the API
+
+PyTorch's `Conv2d` has three more options, each built from what is above:
+
+- `groups=g` splits the channels into g independent convolutions (`g = C` is a
+  depthwise convolution): g calls of `conv2d` on channel slices, joined with
+  `cat`. The weight is `(O, C/g, kh, kw)`.
+- `dilation=d` spreads the kernel's taps d pixels apart. Here the kernel itself
+  is spread out, with zeros between its taps (built with `cat` and `reshape`,
+  so its gradient flows back to the real taps), and convolved as usual: simple,
+  at the price of multiplying by those zeros.
+- `padding="same"` pads so that the output has the input's size (stride 1):
+  `d (k - 1)` pixels in total per axis, the odd one at the bottom/right, as
+  PyTorch does; `padding="valid"` is no padding.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export
+def _dilate_kernel(weight: Tensor, dh: int, dw: int) -> Tensor:
+    """(O, C, kh, kw) -> (O, C, dh (kh - 1) + 1, dw (kw - 1) + 1), zeros between the taps."""
+    O, C, kh, kw = weight.shape
+    w = weight.reshape(O, C, kh, 1, kw, 1)
+    if dh > 1:
+        w = cat([w, zeros((O, C, kh, dh - 1, kw, 1), dtype=weight.dtype)], dim=3)    # (O, C, kh, dh, kw, 1)
+    if dw > 1:
+        w = cat([w, zeros((O, C, kh, dh, kw, dw - 1), dtype=weight.dtype)], dim=5)   # (O, C, kh, dh, kw, dw)
+    return w.reshape(O, C, kh * dh, kw * dw)[:, :, :dh * (kh - 1) + 1, :dw * (kw - 1) + 1]
+
+
+def _conv2d_options(input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups: int) -> Tensor:
+    if input.ndim == 3:
+        return _conv2d_options(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups)[0]
+    dh, dw = _pair(dilation, "dilation")
+    if min(dh, dw) < 1:
+        raise ValueError(f"conv2d: dilation must be >= 1, got {dilation}")
+    if weight.ndim == 4 and (dh > 1 or dw > 1):
+        weight = _dilate_kernel(weight, dh, dw)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
+        if padding == "same":
+            if _pair(stride, "stride") != (1, 1):
+                raise ValueError(f"conv2d: padding='same' needs stride 1, got stride={stride}; give the padding as numbers")
+            (top, bottom), (left, right) = [(t // 2, t - t // 2) for t in (weight.shape[-2] - 1, weight.shape[-1] - 1)]
+            if bottom or right:                          # pad the larger amount on both sides, crop the extra
+                input = Pad2d.apply(input, padding=(bottom, right))[:, :, bottom - top:, right - left:]
+        padding = 0
+    C, O = input.shape[1], weight.shape[0]
+    if not isinstance(groups, int) or groups < 1 or C % groups or O % groups or weight.shape[1] * groups != C:
+        raise ValueError(f"conv2d: groups={groups} must divide the input's {C} channels and the {O} output channels, "
+                         f"and the weight {weight.shape} must have {C} / groups input channels")
+    if groups == 1:
+        return conv2d(input, weight, bias, stride, padding)
+    cin, cout = C // groups, O // groups
+    return cat([conv2d(input[:, g * cin:(g + 1) * cin], weight[g * cout:(g + 1) * cout],
+                       None if bias is None else bias[g * cout:(g + 1) * cout], stride, padding)
+                for g in range(groups)], dim=1)
+
+
+def _conv2d_layer_options(layer, padding_text, groups: int, bias: bool) -> None:
+    """Conv2d's padding='same'/'valid' and groups: store the padding, and size the weight for groups."""
+    if padding_text is not None:
+        layer.padding = padding_text
+    if groups != 1:
+        if groups < 1 or layer.in_channels % groups or layer.out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={layer.in_channels} and "
+                             f"out_channels={layer.out_channels}")
+        kh, kw = layer.kernel_size
+        bound = 1.0 / np.sqrt(layer.in_channels // groups * kh * kw)   # fan_in of one group
+        shape = (layer.out_channels, layer.in_channels // groups, kh, kw)
+        layer.weight = init.uniform_(Parameter(np.empty(shape, dtype=np.float32)), -bound, bound)
+        if bias:
+            layer.bias = init.uniform_(Parameter(np.empty(layer.out_channels, dtype=np.float32)), -bound, bound)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    rng = np.random.default_rng(5)
+    x = Tensor(rng.standard_normal((2, 4, 7, 6)))
+    w = Tensor(rng.standard_normal((6, 2, 3, 3)))
+    grouped = conv2d(x, w, groups=2)
+    by_hand = np.concatenate([conv2d(x[:, :2], w[:3]).data, conv2d(x[:, 2:], w[3:]).data], axis=1)
+    np.testing.assert_allclose(grouped.data, by_hand, rtol=1e-12)
+    w1 = Tensor(rng.standard_normal((3, 4, 3, 3)))
+    dilated = conv2d(x, w1, dilation=2).data                 # taps 2 apart: the same as a 5x5 kernel with zeros
+    spread = np.zeros((3, 4, 5, 5))
+    spread[:, :, ::2, ::2] = w1.data
+    np.testing.assert_allclose(dilated, conv2d(x, Tensor(spread)).data, rtol=1e-12)
+    assert conv2d(x, Tensor(rng.standard_normal((3, 4, 4, 2))), padding="same").shape == (2, 3, 7, 6)
+    layer = Conv2d(4, 6, 3, padding="same", dilation=2, groups=2)
+    assert layer.weight.shape == (6, 2, 3, 3) and layer(Tensor(x.data.astype(np.float32))).shape == (2, 6, 7, 6)
+    assert repr(layer) == "Conv2d(4, 6, kernel_size=(3, 3), stride=(1, 1), padding='same', dilation=(2, 2), groups=2)"
+    print("✓ the rest of the API: groups, dilation, padding='same'")
+
+
+test_unit_rest_of_api()
 
 # %% [markdown]
 """
@@ -1067,9 +1183,9 @@ Surely the copy-free one is faster?
 
 # %%
 x = Tensor(rng.standard_normal((64, 32, 30, 30)).astype(np.float32))
-reshape_ms, windows_ms, pool_ratio = paired_ms(lambda: x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)),
+reshape_ms, windows_ms, pool_ratio = paired_ms(lambda: x.reshape(64, 32, 15, 2, 15, 2).amax(dim=(3, 5)),
                                                lambda: max_pool2d(x, 2), rounds=3)
-assert np.array_equal(x.reshape(64, 32, 15, 2, 15, 2).max(dim=(3, 5)).data, max_pool2d(x, 2).data)
+assert np.array_equal(x.reshape(64, 32, 15, 2, 15, 2).amax(dim=(3, 5)).data, max_pool2d(x, 2).data)
 print(f"2x2 max-pool of {x.shape}: reshape + max over axes (3, 5): {reshape_ms:.2f} ms, "
       f"im2col windows + max over axis 1: {windows_ms:.2f} ms (copy-free / windows: {pool_ratio:.1f}x, "
       "median of per-round ratios)")
@@ -1348,6 +1464,7 @@ if __name__ == "__main__":
     test_unit_conv2d_module()
     test_unit_pooling()
     test_unit_flatten()
+    test_unit_rest_of_api()
     print("All tests of chapter 06 pass.")
 
 # %% [markdown]

@@ -811,6 +811,66 @@ def im2col_backward(ctx, grad):
 
 # %% [markdown]
 """
+### Rules for the rest of the API
+
+Chapters 02 and 03 added a few more primitives for the conveniences a PyTorch
+user expects. Each rule is short, and none is new in kind: `Cast` casts
+the gradient back to the input's dtype; `TakeAlong` (what `max(dim)` picks)
+puts the gradient back where the picked elements came from, as `GetItem` does; `Where` routes the gradient to the
+operand that was chosen, element by element; `Expand` returns the gradient
+as it is (the engine sums it back over the broadcast dimensions, as it does
+for `Add`); `Cat` splits the gradient into the pieces that were joined; and
+`Erf`, behind the exact GELU, has the derivative 2/sqrt(pi) e^(-a^2).
+"""
+
+
+# %%
+#| export
+from tinytorch.core.tensor import Cast, Cat, Expand, TakeAlong, Where
+from tinytorch.core.activations import Erf
+
+
+@backward_rule(Cast)
+def cast_backward(ctx, grad):
+    return (grad.astype(ctx.input_dtype),)
+
+
+@backward_rule(TakeAlong)
+def take_along_backward(ctx, grad):
+    full = np.zeros(ctx.input_shape, dtype=grad.dtype)
+    if ctx.indices.shape[ctx.axis] == 1:             # one pick per slice (max, min): no index repeats
+        np.put_along_axis(full, ctx.indices, grad, axis=ctx.axis)
+    else:                                            # a general gather: repeated indices add up
+        index = list(np.indices(ctx.indices.shape, sparse=True))
+        index[ctx.axis] = ctx.indices
+        np.add.at(full, tuple(index), grad)
+    return (full,)
+
+
+@backward_rule(Where)
+def where_backward(ctx, grad):
+    zero = np.zeros((), dtype=grad.dtype)
+    return np.where(ctx.condition, grad, zero), np.where(ctx.condition, zero, grad)
+
+
+@backward_rule(Expand)
+def expand_backward(ctx, grad):
+    return (grad,)                                   # the engine sums it back to the input's shape
+
+
+@backward_rule(Cat)
+def cat_backward(ctx, grad):
+    return tuple(np.split(grad, np.cumsum(ctx.sizes)[:-1], axis=ctx.dim))
+
+
+@backward_rule(Erf)
+def erf_backward(ctx, grad):
+    (a,) = ctx.saved_arrays
+    return (grad * (2.0 / np.sqrt(np.pi)) * np.exp(-a * a),)   # d erf(a)/da = 2/sqrt(pi) e^(-a^2)
+
+
+# %% [markdown]
+"""
 ## Walking the graph backwards
 """
 
@@ -1046,6 +1106,26 @@ def _check_not_freed(ctx) -> None:
                            "pass retain_graph=True to the first call")
 
 
+def _free(ctx) -> None:
+    """Drop what a node kept for backward, so intermediate tensors can be collected.
+
+    A node that saved arrays forgets its inputs too: a second backward() through it raises. One
+    that saved nothing (Add, Sum, Reshape...) keeps a data-free outline of each input (its shape,
+    dtype and node, over a zero-stride array), so backward() may run through it again, as PyTorch allows.
+    """
+    if ctx.saved_arrays:
+        ctx.saved_arrays, ctx.inputs = None, ()
+        return
+    outlines = []
+    for t in ctx.inputs:
+        if t._ctx is not None:                          # an intermediate: keep its node, not its data
+            outline = Tensor._wrap(np.broadcast_to(np.zeros((), dtype=t.dtype), t.shape))
+            outline.requires_grad, outline._ctx = t.requires_grad, t._ctx
+            t = outline
+        outlines.append(t)
+    ctx.inputs = tuple(outlines)
+
+
 def _check_rule_output(ctx, input_grads) -> None:
     """Check 5: one gradient (or None) per input."""
     if len(input_grads) != len(ctx.inputs):
@@ -1080,7 +1160,7 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
     # 4. A node: _check_not_freed(ctx); input_grads = type(ctx).backward(ctx, grad);
     #    _check_rule_output(ctx, input_grads); for each (parent, ctx.needs_input_grad flag, gradient)
     #    that is needed and not None, _fit_to_input(...) it and ADD it to grads[id(parent)].
-    # 5. Unless retain_graph: ctx.saved_arrays, ctx.inputs = None, () (frees the graph).
+    # 5. Unless retain_graph: _free(ctx) (drops what the node saved; one that saved nothing stays usable).
     # Pitfall: grads may be read-only views (broadcast_to) shared between tensors: never use +=.
     ### BEGIN SOLUTION
     grads = {id(self): _seed_gradient(self, gradient)}
@@ -1101,7 +1181,7 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
                 key, parent_grad = id(parent), _fit_to_input(ctx, parent, parent_grad)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
         if not retain_graph:
-            ctx.saved_arrays, ctx.inputs = None, ()   # free what forward kept for us
+            _free(ctx)                                # free what forward kept for us
     ### END SOLUTION
 
 

@@ -503,15 +503,18 @@ class Adam(Optimizer):
         betas: decay rates (beta1, beta2) of the first and second moment averages.
         eps: added to the denominator, after the square root and bias correction.
         weight_decay: L2 penalty added to the gradient (Adam) or decoupled decay (AdamW).
+        amsgrad: divide by the largest second moment seen so far (the rest of the API, below).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False):
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"Invalid lr={lr}, eps={eps} or weight_decay={weight_decay}; each must be >= 0")
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+        if amsgrad:
+            self.step = _amsgrad_step.__get__(self)      # the rest of the API: the step with the running max
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
@@ -627,8 +630,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: p *= 1 - lr * weight_decay, then an Adam step without L2."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Decoupled weight decay: shrink the weights themselves and return the gradient unchanged.
@@ -878,6 +881,302 @@ def test_unit_schedulers():
 
 
 test_unit_schedulers()
+
+# %% [markdown]
+"""
+### The rest of the API
+
+One more optimizer and five more schedules that PyTorch users reach for, all
+made of the same parts: per-parameter state arrays updated in place, and a
+`get_lr()` that computes each group's rate from its base rate.
+
+- `Adam(amsgrad=True)` (and `AdamW`): divide by the largest second moment
+  seen so far, `max_v = max(max_v, v)`, so that a parameter's step size can
+  only shrink; it costs a third state array. The step is yours, plus that max.
+- `RMSprop`: Adam's second moment without the first or the bias correction
+  (options `momentum` and `centered`, as in PyTorch).
+- `MultiStepLR` (multiply by `gamma` at each milestone), `ExponentialLR`
+  (every epoch), `LinearLR` (a linear warm-up factor), `OneCycleLR` (warm up to
+  `max_lr`, then anneal far below the start; it also cycles momentum, as
+  PyTorch's does by default), and `ReduceLROnPlateau`, which is driven by a
+  metric: `scheduler.step(val_loss)`.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export
+@no_grad()
+def _amsgrad_step(self: Adam, closure: Callable | None = None):
+    """Adam's step, dividing by the running maximum of v in the groups with amsgrad=True (as PyTorch)."""
+    loss = self._evaluate(closure)
+    for group in self.param_groups:
+        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = p.grad.data
+            state = self.state.setdefault(p, {})
+            if not state:
+                state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, np.zeros_like(p.data), np.zeros_like(p.data)
+            if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+            state["step"] += 1
+            t = state["step"]
+            if weight_decay != 0:
+                g = self._apply_weight_decay(p, g, lr, weight_decay)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m *= beta1
+            m += (1 - beta1) * g
+            v *= beta2
+            v += (1 - beta2) * (g * g)
+            if group["amsgrad"]:
+                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+                v = state["max_exp_avg_sq"]
+            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
+            p.data -= lr / (1 - beta1 ** t) * (m / denom)
+    return loss
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide each gradient by the root of a moving average of its square."""
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False):
+        if lr < 0 or eps < 0 or weight_decay < 0 or momentum < 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"Invalid lr={lr}, alpha={alpha}, eps={eps}, weight_decay={weight_decay} or "
+                             f"momentum={momentum}; each must be >= 0 (alpha at most 1)")
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered))
+
+    @no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = self._evaluate(closure)
+        for group in self.param_groups:
+            lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.data
+                if group["weight_decay"] != 0:
+                    g = g + group["weight_decay"] * p.data
+                state = self.state.setdefault(p, {})
+                if not state:
+                    state["step"], state["square_avg"] = 0, np.zeros_like(p.data)
+                    if momentum > 0:
+                        state["momentum_buffer"] = np.zeros_like(p.data)
+                    if group["centered"]:
+                        state["grad_avg"] = np.zeros_like(p.data)
+                state["step"] += 1
+                square_avg = state["square_avg"]
+                square_avg *= alpha
+                square_avg += (1 - alpha) * (g * g)
+                if group["centered"]:
+                    grad_avg = state["grad_avg"]
+                    grad_avg *= alpha
+                    grad_avg += (1 - alpha) * g
+                    avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+                else:
+                    avg = np.sqrt(square_avg) + eps
+                if momentum > 0:
+                    buf = state["momentum_buffer"]
+                    buf *= momentum
+                    buf += g / avg
+                    p.data -= lr * buf
+                else:
+                    p.data -= lr * (g / avg)
+        return loss
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api_schedulers", "locked": true, "schema_version": 3, "solution": false, "task": false}
+#| export core.lr_scheduler
+from bisect import bisect_right
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply the rate by gamma at each milestone epoch: base * gamma ** (milestones passed)."""
+
+    def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+        self.milestones, self.gamma = sorted(milestones), gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base * self.gamma ** bisect_right(self.milestones, self.last_epoch) for base in self.base_lrs]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the rate by gamma every epoch: base * gamma ** epoch."""
+
+    def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """Scale the rate by a factor going linearly from start_factor to end_factor over total_iters epochs."""
+
+    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5,
+                 last_epoch: int = -1):
+        if not 0 < start_factor <= 1 or not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1] and end_factor in [0, 1], "
+                             f"got {start_factor} and {end_factor}")
+        self.start_factor, self.end_factor, self.total_iters = start_factor, end_factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        done = min(self.last_epoch, self.total_iters) / self.total_iters
+        factor = self.start_factor + (self.end_factor - self.start_factor) * done
+        return [base * factor for base in self.base_lrs]
+
+
+class OneCycleLR(LRScheduler):
+    """Warm up from max_lr / div_factor to max_lr over pct_start of the steps, then anneal to
+    max_lr / (div_factor * final_div_factor); momentum (or Adam's beta1) moves the opposite way."""
+
+    def __init__(self, optimizer, max_lr, total_steps: int | None = None, epochs: int | None = None,
+                 steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False,
+                 last_epoch: int = -1):
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise ValueError("OneCycleLR: give total_steps, or both epochs and steps_per_epoch")
+            total_steps = epochs * steps_per_epoch
+        if total_steps < 1 or anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR: total_steps must be >= 1 and anneal_strategy 'cos' or 'linear', "
+                             f"got {total_steps} and {anneal_strategy!r}")
+        self.total_steps, self.anneal_strategy, self.cycle_momentum = total_steps, anneal_strategy, cycle_momentum
+        groups = optimizer.param_groups
+        max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(groups)
+        if three_phase:
+            ends = [pct_start * total_steps - 1, 2 * pct_start * total_steps - 2, total_steps - 1]
+            shapes = [("initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                      ("max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                      ("initial_lr", "min_lr", "max_momentum", "max_momentum")]
+        else:
+            ends = [pct_start * total_steps - 1, total_steps - 1]
+            shapes = [("initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                      ("max_lr", "min_lr", "base_momentum", "max_momentum")]
+        self._phases = list(zip(ends, shapes))
+        self._beta1 = "betas" in optimizer.defaults
+        if cycle_momentum and "momentum" not in optimizer.defaults and not self._beta1:
+            raise ValueError("OneCycleLR: the optimizer has no momentum to cycle; pass cycle_momentum=False")
+        for group, top in zip(groups, max_lrs):
+            if last_epoch == -1:
+                group["initial_lr"], group["max_lr"] = top / div_factor, top
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+            if cycle_momentum:
+                if last_epoch == -1:
+                    self._set_momentum(group, max_momentum)
+                group["max_momentum"], group["base_momentum"] = max_momentum, base_momentum
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group: dict, value: float) -> None:
+        if self._beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self) -> list[float]:
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, but total_steps is {self.total_steps}")
+        rates = []
+        for group in self.optimizer.param_groups:
+            start = 0.0
+            for i, (end, (lr_from, lr_to, m_from, m_to)) in enumerate(self._phases):
+                if step <= end or i == len(self._phases) - 1:
+                    pct = (step - start) / (end - start)
+                    rates.append(self._anneal(group[lr_from], group[lr_to], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(group, self._anneal(group[m_from], group[m_to], pct))
+                    break
+                start = end
+        return rates
+
+
+class ReduceLROnPlateau:
+    """Multiply the rate by `factor` when a metric has not improved for `patience` epochs: step(metric)."""
+
+    def __init__(self, optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr=0.0,
+                 eps: float = 1e-8):
+        if factor >= 1.0 or mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1, mode 'min' or 'max', threshold_mode 'rel' "
+                             f"or 'abs'; got {factor}, {mode!r}, {threshold_mode!r}")
+        self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown, self.eps = threshold, threshold_mode, cooldown, eps
+        groups = optimizer.param_groups
+        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * len(groups)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs, self.cooldown_counter, self.last_epoch = 0, 0, 0
+        self._last_lr = [group["lr"] for group in groups]
+
+    def _is_better(self, current: float) -> bool:
+        if self.mode == "min":
+            bound = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
+            return current < bound
+        bound = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        return current > bound
+
+    def step(self, metrics) -> None:
+        current = float(metrics.item() if hasattr(metrics, "item") else metrics)
+        self.last_epoch += 1
+        if self._is_better(current):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, floor in zip(self.optimizer.param_groups, self.min_lrs):
+                new_lr = max(group["lr"] * self.factor, floor)
+                if group["lr"] - new_lr > self.eps:
+                    group["lr"] = new_lr
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.__dict__.update(state_dict)
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_rest_of_api():
+    w = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    w.grad = Tensor(np.array([0.5, 0.5]))
+    RMSprop([w], lr=0.1).step()                      # first step: g / sqrt(0.01 g^2) = 10 sign(g)
+    np.testing.assert_allclose(w.data, [1.0 - 1.0, -2.0 - 1.0], atol=1e-6)
+    opt = SGD([Tensor(np.zeros(1), requires_grad=True)], lr=1.0)
+    multi = MultiStepLR(opt, milestones=[2, 4], gamma=0.5)
+    rates = []
+    for _ in range(5):
+        rates.append(multi.get_last_lr()[0])
+        multi.step()
+    assert rates == [1.0, 1.0, 0.5, 0.5, 0.25], rates
+    opt = SGD([Tensor(np.zeros(1), requires_grad=True)], lr=1.0, momentum=0.9)
+    cycle = OneCycleLR(opt, max_lr=1.0, total_steps=10)
+    assert np.isclose(cycle.get_last_lr()[0], 1.0 / 25) and opt.param_groups[0]["momentum"] == 0.95
+    plateau = ReduceLROnPlateau(SGD([Tensor(np.zeros(1), requires_grad=True)], lr=1.0), patience=1)
+    for loss in (1.0, 1.0, 1.0):
+        plateau.step(loss)
+    assert plateau.get_last_lr() == [0.1], "two epochs without improvement beyond patience=1 cut the rate"
+    print("RMSprop and the schedules of the rest of the API follow PyTorch's definitions")
+
+
+test_unit_rest_of_api()
 
 # %% [markdown]
 """
@@ -1309,6 +1608,7 @@ if __name__ == "__main__":
     test_unit_adamw()
     test_unit_state_dict()
     test_unit_schedulers()
+    test_unit_rest_of_api()
     print("All tests of chapter 10 pass.")
 
 # %% [markdown]

@@ -1268,7 +1268,7 @@ class AttentionBlock(Module):
         self.ln1 = LayerNorm(d_model)
         self.attn = MultiheadAttention(d_model, n_heads, batch_first=True)
         self.ln2 = LayerNorm(d_model)
-        self.mlp = Sequential(Linear(d_model, mlp_ratio * d_model), GELU(), Linear(mlp_ratio * d_model, d_model))
+        self.mlp = Sequential(Linear(d_model, mlp_ratio * d_model), GELU(approximate="tanh"), Linear(mlp_ratio * d_model, d_model))
         self.causal = causal
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1542,7 +1542,7 @@ class QuantizedLinear(Module):
                              f"{x.shape}; its last dimension must be {self.in_features}")
         weight = _stored_weight(self)
         if self.mode == "dequantize":
-            out = x @ Tensor(weight.dequantize()).T                  # (..., in) @ (in, out)
+            out = x @ Tensor(weight.dequantize(), dtype=x.dtype).T   # (..., in) @ (in, out), in x's precision
         else:
             if is_grad_enabled() and x.requires_grad:
                 raise RuntimeError("QuantizedLinear(mode='int8') computes no gradients; call it under no_grad()")
@@ -1643,7 +1643,8 @@ class QuantizedWeight(Module):
         _store_weight(self, qt)
 
     def forward(self, *args, **kwargs):
-        self.layer.weight = Tensor(_stored_weight(self).dequantize())
+        dtype = args[0].dtype if args and isinstance(args[0], Tensor) else None   # the input's precision
+        self.layer.weight = Tensor(_stored_weight(self).dequantize(), dtype=dtype)
         try:
             return self.layer(*args, **kwargs)
         finally:

@@ -4,19 +4,20 @@ import math
 
 import numpy as np
 
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Function, Tensor, where
 
 
 def relu(x: Tensor) -> Tensor:
-    """max(0, x), written as x times a 0/1 mask so its derivative falls out of Mul's.
+    """max(0, x), written as a select (chapter 02's `where`) so its derivative falls out of Where's.
 
     Args: x, a Tensor of any shape and float dtype.
-    Returns: a Tensor of the same shape and dtype, x where x > 0 and 0 elsewhere.
+    Returns: a Tensor of the same shape and dtype, x where x > 0 and 0 elsewhere (0 for -inf).
     """
-    # One Tensor multiplication: x times the comparison x > 0 (a boolean Tensor, no gradient).
-    # Pitfall: do not build the mask as float64 (or call np.maximum on x.data): the output must
-    # keep x's dtype, and it must stay a Tensor operation so chapter 09 can differentiate it.
-    return x * (x > 0)
+    # One call: where(condition, a, b) with the condition x <= 0 (a boolean Tensor, no gradient),
+    # 0.0 where it holds and x elsewhere; the number 0.0 takes x's dtype.
+    # Pitfall: do not multiply x by a mask (-inf * 0 is nan) or call np.maximum on x.data: it
+    # must stay a Tensor operation so chapter 09 can differentiate it. Ask `x <= 0`, so nan stays nan.
+    return where(x <= 0, 0.0, x)
 
 
 def sigmoid(x: Tensor) -> Tensor:
@@ -27,12 +28,12 @@ def sigmoid(x: Tensor) -> Tensor:
 
     Args: x, a Tensor of any shape. Returns: a Tensor of x's shape and dtype, values in [0, 1].
     """
-    # 1. below = (x.data < 0) as an array of x's dtype: a constant 0/1 mask (like relu's).
+    # 1. below = (x.data < 0) as an array of x's dtype: a constant 0/1 mask (like relu's condition).
     # 2. z = exp(x * sign) with sign = -1 where x >= 0 and +1 where x < 0 (that is, 2*below - 1),
     #    so the exponent is -|x| and x stays in the graph.
     # 3. numerator = z where x < 0 and 1 elsewhere; return numerator / (z + 1).
     # Pitfall: wrap the masks with Tensor(...) in x's dtype, or float32 inputs come back float64.
-    below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's
+    below = np.asarray(x.data < 0, dtype=x.dtype)       # 1 where x < 0: a constant mask, like relu's condition
     z = (x * Tensor(2 * below - 1)).exp()               # x * (-1 or +1) = -|x|, so z = e^-|x|
     numerator = z * Tensor(below) + Tensor(1 - below)   # z where x < 0, 1 where x >= 0
     return numerator / (z + 1.0)
@@ -49,23 +50,33 @@ def tanh(x: Tensor) -> Tensor:
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_erf = np.frompyfunc(math.erf, 1, 1)                 # math.erf on every element (an object array)
 
 
-def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
-    """GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+class Erf(Function):
+    """The error function, elementwise; chapter 09 gives it the derivative 2/sqrt(pi) e^(-a^2)."""
 
-    This is PyTorch's gelu(x, approximate="tanh"); PyTorch's default is the exact erf form.
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return _erf(a).astype(a.dtype) if a.size else a.copy()
 
-    Args: x, a Tensor of any shape; approximate, which must be "tanh".
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU, as PyTorch's gelu: exact, x/2 (1 + erf(x / sqrt 2)), or with approximate="tanh"
+    the approximation x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    Args: x, a Tensor of any shape; approximate, "none" (exact) or "tanh".
     Returns: a Tensor of x's shape and dtype.
-    Raises: ValueError naming the argument for any other `approximate` (there is no erf here).
+    Raises: ValueError naming the argument for any other `approximate`.
     """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu(approximate={approximate!r}): use 'none' (exact, the default) or 'tanh'")
+    if approximate == "none":                        # given: the exact form, with the Erf primitive
+        return x * 0.5 * (Erf.apply(x * (1.0 / math.sqrt(2.0))) + 1.0)
     # inner = sqrt(2/pi) * (x + 0.044715 * x^3), using _SQRT_2_OVER_PI; then x * 0.5 * (tanh(inner) + 1).
     # Pitfall: write the cube as x * x * x, not x ** 3 (the systems analysis measures why).
     # Multiply Tensors by Python floats, not float64 arrays, so float32 stays float32.
-    if approximate != "tanh":
-        raise ValueError(f"gelu(approximate={approximate!r}): tinytorch implements only the tanh "
-                         "approximation; pass approximate='tanh'")
     inner = (x + x * x * x * 0.044715) * _SQRT_2_OVER_PI   # x*x*x, not x**3: see the systems analysis
     return x * 0.5 * (inner.tanh() + 1.0)
 
@@ -76,11 +87,11 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     Args: x, a Tensor of logits, e.g. (N, C); dim, the axis that sums to 1 (default: the last).
     Returns: a Tensor of x's shape; every slice along dim is positive and sums to 1.
     """
-    # 1. Subtract the max along dim (keepdim=True, so (N, 1) broadcasts against (N, C)), and
+    # 1. Subtract the max along dim (x.amax(dim, keepdim=True): (N, 1) broadcasts against (N, C)), and
     #    .detach() it: it is a constant we chose, the result does not depend on it.
     # 2. Exponentiate (every exponent is now <= 0), then divide by the sum along dim (keepdim=True).
     # Pitfall: without keepdim the (N,) max broadcasts along the wrong axis for square inputs.
-    shifted = x - x.max(dim=dim, keepdim=True).detach()   # softmax(x - c) == softmax(x)
+    shifted = x - x.amax(dim=dim, keepdim=True).detach()  # softmax(x - c) == softmax(x)
     e = shifted.exp()                                     # every exponent <= 0: values in (0, 1]
     return e / e.sum(dim=dim, keepdim=True)
 
@@ -94,7 +105,7 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     # shifted = x - max(x, dim, keepdim).detach(); return shifted - log(sum(exp(shifted), dim, keepdim)).
     # The sum contains e^0 = 1, so the log never sees 0: that is the whole trick.
     # Pitfall: log(softmax(x)) is NOT the same: softmax underflows to 0 and log(0) = -inf.
-    shifted = x - x.max(dim=dim, keepdim=True).detach()
+    shifted = x - x.amax(dim=dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim=dim, keepdim=True).log()   # the sum is >= 1: log never sees 0
 
 
@@ -136,12 +147,11 @@ class Tanh(_Activation):
 
 
 class GELU(_Activation):
-    """GELU as a layer; only approximate='tanh' (PyTorch's default is the exact 'none')."""
+    """GELU as a layer: exact by default, approximate='tanh' for the tanh form (PyTorch's names)."""
 
-    def __init__(self, approximate: str = "tanh"):
-        if approximate != "tanh":
-            raise ValueError(f"GELU(approximate={approximate!r}): tinytorch implements only the tanh "
-                             "approximation; use GELU(approximate='tanh')")
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU(approximate={approximate!r}): use 'none' (exact, the default) or 'tanh'")
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
@@ -169,3 +179,26 @@ class LogSoftmax(Softmax):
 
     def forward(self, x: Tensor) -> Tensor:
         return log_softmax(x, self.dim)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return where(x <= 0, x * negative_slope, x)
+
+
+class LeakyReLU(_Activation):
+    """leaky_relu as a layer."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+Tensor.relu = relu
+Tensor.sigmoid = sigmoid
+Tensor.softmax = lambda self, dim=-1: softmax(self, dim)
+Tensor.log_softmax = lambda self, dim=-1: log_softmax(self, dim)

@@ -9,7 +9,7 @@ import numpy as np
 from tinytorch.core import init
 from tinytorch.core.activations import softmax
 from tinytorch.core.layers import Linear, Module, Parameter
-from tinytorch.core.tensor import Tensor
+from tinytorch.core.tensor import Tensor, where
 
 
 def causal_mask(L: int, S: int | None = None) -> Tensor:
@@ -210,10 +210,25 @@ class MultiheadAttention(Module):
 class Embedding(Module):
     """A lookup table: integer ids (any shape) -> rows of `weight` (num_embeddings, embedding_dim)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = init.normal_(Parameter(np.empty((num_embeddings, embedding_dim), dtype=np.float32)))
+        if padding_idx is not None:                        # PyTorch's padding row: zeros, never trained
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding: padding_idx must be in [{-num_embeddings}, {num_embeddings - 1}], "
+                                 f"got {padding_idx}")
+            padding_idx %= num_embeddings
+            self.weight.data[padding_idx] = 0.0
+        self.padding_idx = padding_idx
+
+    def __call__(self, ids) -> Tensor:
+        """forward(ids), with the padding row's lookups cut from the graph: it gets no gradient."""
+        out = self.forward(ids)
+        if self.padding_idx is None:
+            return out
+        padding = np.asarray(ids.data if isinstance(ids, Tensor) else ids) == self.padding_idx
+        return where(padding[..., None], out.detach(), out)
 
     def forward(self, ids) -> Tensor:
         """Rows of `weight` for integer ids of any shape: (...) -> (..., embedding_dim).
@@ -233,7 +248,8 @@ class Embedding(Module):
         return self.weight[index]                          # ids (...) -> (..., embedding_dim)
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text if self.padding_idx is None else text + f", padding_idx={self.padding_idx}"
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:

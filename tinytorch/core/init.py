@@ -154,3 +154,33 @@ def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity:
 
 def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+
+
+from tinytorch.core.tensor import Tensor
+
+
+def _size(size) -> tuple:
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+def randn(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples of the given shape (float32 by default, as in PyTorch)."""
+    return Tensor(_generator.standard_normal(_size(size)).astype(dtype), requires_grad=requires_grad)
+
+
+def rand(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    return Tensor(_generator.random(_size(size)).astype(dtype), requires_grad=requires_grad)
+
+
+def randint(low: int, high: int, size, dtype=np.int64) -> Tensor:
+    """Integers drawn uniformly from [low, high)."""
+    return Tensor(_generator.integers(low, high, size=tuple(size)).astype(dtype))
+
+
+def randn_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return randn(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+
+def rand_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    return rand(t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)

@@ -458,3 +458,34 @@ class ModuleList(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+
+from tinytorch.core import activations as _activations
+
+
+class Identity(Module):
+    """Returns its input unchanged; accepts and ignores any constructor arguments, as PyTorch's does."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _as_module(layer: type) -> type:
+    """Chapter 03's activation class `layer`, with Module as a further base."""
+    def __init__(self, *args, **kwargs):
+        Module.__init__(self)
+        layer.__init__(self, *args, **kwargs)
+    return type(layer.__name__, (layer, Module), {"__init__": __init__, "__doc__": layer.__doc__,
+                                                  "__module__": __name__})
+
+
+ReLU = _as_module(_activations.ReLU)
+LeakyReLU = _as_module(_activations.LeakyReLU)
+Sigmoid = _as_module(_activations.Sigmoid)
+Tanh = _as_module(_activations.Tanh)
+GELU = _as_module(_activations.GELU)
+Softmax = _as_module(_activations.Softmax)
+LogSoftmax = _as_module(_activations.LogSoftmax)

@@ -137,13 +137,17 @@ def get_cross_entropy_kernel():
     return _cross_entropy_kernel
 
 
-def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
+def cross_entropy(input: Tensor, target, reduction: str = "mean", *, weight=None, ignore_index: int = -100,
+                  label_smoothing: float = 0.0) -> Tensor:
     """-log softmax(input)[n, target[n]] from raw logits (N, C) and integer class targets (N,).
 
     Computed as log_softmax followed by indexing, so it is finite for logits of any size
-    (or by the kernel installed with set_cross_entropy_kernel, for 2-D logits).
+    (or by the kernel installed with set_cross_entropy_kernel, for 2-D logits). PyTorch's
+    weight, ignore_index and label_smoothing are in the rest of the API, at the end of this section.
     """
     _check_reduction(reduction, "cross_entropy")
+    if weight is not None or label_smoothing or np.any(np.asarray(getattr(target, "data", target)) == ignore_index):
+        return _cross_entropy_with_options(input, target, reduction, weight, ignore_index, label_smoothing)
     indices = class_indices(target, input, "cross_entropy")
     if input.ndim == 2 and _cross_entropy_kernel is not None:
         try:
@@ -166,13 +170,15 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean") -> Tensor:
 class CrossEntropyLoss(Module):
     """Cross-entropy from logits as a layer: CrossEntropyLoss()(logits (N, C), targets (N,))."""
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__()
         _check_reduction(reduction, "CrossEntropyLoss")
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
         self.reduction = reduction
 
     def forward(self, input: Tensor, target) -> Tensor:
-        return cross_entropy(input, target, self.reduction)
+        return cross_entropy(input, target, self.reduction, weight=self.weight, ignore_index=self.ignore_index,
+                             label_smoothing=self.label_smoothing)
 
 
 def count_parameters(model: Module, trainable_only: bool = False) -> int:
@@ -215,3 +221,108 @@ def activation_bytes(model: Module, x: Tensor) -> int:
         x = layer(x)
         total += x.nbytes
     return total
+
+
+def _weights_per_class(weight, classes: int, dtype) -> np.ndarray:
+    w = np.ones(classes, dtype=dtype) if weight is None else np.asarray(getattr(weight, "data", weight), dtype=dtype)
+    if w.shape != (classes,):
+        raise ValueError(f"weight must have one entry per class, shape ({classes},), got {w.shape}")
+    return w
+
+
+def nll_loss(input: Tensor, target, weight=None, ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """-input[n, target[n]] (times weight[target[n]]) for log-probabilities input (N, C) or (C,)."""
+    _check_reduction(reduction, "nll_loss")
+    t = np.asarray(getattr(target, "data", target))
+    keep = t != ignore_index
+    class_indices(np.where(keep, t, 0), input, "nll_loss")          # the shape and range checks
+    w = _weights_per_class(weight, input.shape[-1], input.dtype)
+    safe = np.where(keep, t, 0)
+    picked = input[np.arange(input.shape[0]), safe] if input.ndim == 2 else input[int(safe)]
+    factors = np.where(keep, w[safe], 0).astype(input.dtype)             # 0 for ignored targets
+    losses = -picked * Tensor(factors)
+    if reduction == "mean":
+        return losses.sum() / float(factors.sum())                       # PyTorch's weighted mean
+    return _reduce(losses, reduction)
+
+
+def _cross_entropy_with_options(input, target, reduction, weight, ignore_index, label_smoothing) -> Tensor:
+    logp = log_softmax(input, dim=-1)
+    nll = nll_loss(logp, target, weight, ignore_index, reduction)
+    if not label_smoothing:
+        return nll
+    t = np.asarray(getattr(target, "data", target))
+    keep = t != ignore_index
+    w = _weights_per_class(weight, input.shape[-1], input.dtype)
+    smooth = -(logp * Tensor(w)).sum(dim=-1) * Tensor(keep.astype(input.dtype))   # 0 for ignored targets
+    if reduction == "mean":
+        smooth = smooth.sum() / float(np.where(keep, w[np.where(keep, t, 0)], 0).sum())
+    else:
+        smooth = _reduce(smooth, reduction)
+    return nll * (1 - label_smoothing) + smooth * (label_smoothing / input.shape[-1])
+
+
+class NLLLoss(Module):
+    """nll_loss as a layer: NLLLoss()(log_probabilities (N, C), targets (N,))."""
+
+    def __init__(self, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__()
+        _check_reduction(reduction, "NLLLoss")
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+def _float_target(target, input: Tensor, where: str) -> Tensor:
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=input.dtype))
+    if target.shape != input.shape:
+        raise ValueError(f"{where}: input shape {input.shape} and target shape {target.shape} differ; "
+                         "give one target per input element")
+    return target
+
+
+def binary_cross_entropy(input: Tensor, target, weight=None, reduction: str = "mean") -> Tensor:
+    """-(t log p + (1 - t) log(1 - p)) for probabilities p; each log clamped at -100, as in PyTorch."""
+    _check_reduction(reduction, "binary_cross_entropy")
+    target = _float_target(target, input, "binary_cross_entropy")
+    with np.errstate(divide="ignore"):                                   # log(0) = -inf, then clamped
+        losses = -(target * input.log().clamp(min=-100) + (1 - target) * (1 - input).log().clamp(min=-100))
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target, weight=None, reduction: str = "mean",
+                                     pos_weight=None) -> Tensor:
+    """Binary cross-entropy of sigmoid(input), computed stably from the logits."""
+    _check_reduction(reduction, "binary_cross_entropy_with_logits")
+    target = _float_target(target, input, "binary_cross_entropy_with_logits")
+    softplus = ((-input.abs()).exp() + 1.0).log() + (-input).clamp(min=0)   # log(1 + e^-x), stably
+    if pos_weight is None:
+        losses = (1 - target) * input + softplus
+    else:
+        losses = (1 - target) * input + (target * (pos_weight - 1) + 1) * softplus
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+class BCELoss(Module):
+    """binary_cross_entropy as a layer: BCELoss()(probabilities, targets of the same shape)."""
+
+    def __init__(self, weight=None, reduction: str = "mean"):
+        super().__init__()
+        _check_reduction(reduction, "BCELoss")
+        self.weight, self.reduction = weight, reduction
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return binary_cross_entropy(input, target, self.weight, self.reduction)
+
+
+class BCEWithLogitsLoss(Module):
+    """binary_cross_entropy_with_logits as a layer."""
+
+    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None):
+        super().__init__()
+        _check_reduction(reduction, "BCEWithLogitsLoss")
+        self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
+
+    def forward(self, input: Tensor, target) -> Tensor:
+        return binary_cross_entropy_with_logits(input, target, self.weight, self.reduction, self.pos_weight)

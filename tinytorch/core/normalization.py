@@ -97,6 +97,8 @@ class _BatchNorm(Module):
         but 1, and update the running stats with the unbiased variance (times count / (count - 1)).
         Eval: use running_mean and running_var, update nothing.
         """
+        if x.numel() == 0 and x.ndim >= 2 and x.shape[1] == self.num_features:
+            return x * 1.0                             # given: an empty batch comes back empty, as in PyTorch
         # Shapes: reduce over axes (0, 2, 3, ...) with keepdim=True -> (1, C, 1, ...); reshape the
         # (C,) buffers and weight/bias to (1, C, 1, ...) so they broadcast against x.
         # Errors (ValueError): a shape `_accepts` refuses or x.shape[1] != C; in training, a single

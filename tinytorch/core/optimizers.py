@@ -180,15 +180,18 @@ class Adam(Optimizer):
         betas: decay rates (beta1, beta2) of the first and second moment averages.
         eps: added to the denominator, after the square root and bias correction.
         weight_decay: L2 penalty added to the gradient (Adam) or decoupled decay (AdamW).
+        amsgrad: divide by the largest second moment seen so far (the rest of the API, below).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False):
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"Invalid lr={lr}, eps={eps} or weight_decay={weight_decay}; each must be >= 0")
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+        if amsgrad:
+            self.step = _amsgrad_step.__get__(self)      # the rest of the API: the step with the running max
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
@@ -238,8 +241,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay: p *= 1 - lr * weight_decay, then an Adam step without L2."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Decoupled weight decay: shrink the weights themselves and return the gradient unchanged.
@@ -252,3 +255,85 @@ class AdamW(Adam):
         # Pitfall: do not add weight_decay * p to g; that is Adam's coupled L2, which sqrt(v) would rescale.
         p.data *= 1 - lr * weight_decay
         return g
+
+
+@no_grad()
+def _amsgrad_step(self: Adam, closure: Callable | None = None):
+    """Adam's step, dividing by the running maximum of v in the groups with amsgrad=True (as PyTorch)."""
+    loss = self._evaluate(closure)
+    for group in self.param_groups:
+        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = p.grad.data
+            state = self.state.setdefault(p, {})
+            if not state:
+                state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, np.zeros_like(p.data), np.zeros_like(p.data)
+            if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = np.zeros_like(p.data)
+            state["step"] += 1
+            t = state["step"]
+            if weight_decay != 0:
+                g = self._apply_weight_decay(p, g, lr, weight_decay)
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            m *= beta1
+            m += (1 - beta1) * g
+            v *= beta2
+            v += (1 - beta2) * (g * g)
+            if group["amsgrad"]:
+                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+                v = state["max_exp_avg_sq"]
+            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
+            p.data -= lr / (1 - beta1 ** t) * (m / denom)
+    return loss
+
+
+class RMSprop(Optimizer):
+    """RMSprop: divide each gradient by the root of a moving average of its square."""
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False):
+        if lr < 0 or eps < 0 or weight_decay < 0 or momentum < 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"Invalid lr={lr}, alpha={alpha}, eps={eps}, weight_decay={weight_decay} or "
+                             f"momentum={momentum}; each must be >= 0 (alpha at most 1)")
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                      centered=centered))
+
+    @no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = self._evaluate(closure)
+        for group in self.param_groups:
+            lr, alpha, eps, momentum = group["lr"], group["alpha"], group["eps"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.data
+                if group["weight_decay"] != 0:
+                    g = g + group["weight_decay"] * p.data
+                state = self.state.setdefault(p, {})
+                if not state:
+                    state["step"], state["square_avg"] = 0, np.zeros_like(p.data)
+                    if momentum > 0:
+                        state["momentum_buffer"] = np.zeros_like(p.data)
+                    if group["centered"]:
+                        state["grad_avg"] = np.zeros_like(p.data)
+                state["step"] += 1
+                square_avg = state["square_avg"]
+                square_avg *= alpha
+                square_avg += (1 - alpha) * (g * g)
+                if group["centered"]:
+                    grad_avg = state["grad_avg"]
+                    grad_avg *= alpha
+                    grad_avg += (1 - alpha) * g
+                    avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+                else:
+                    avg = np.sqrt(square_avg) + eps
+                if momentum > 0:
+                    buf = state["momentum_buffer"]
+                    buf *= momentum
+                    buf += g / avg
+                    p.data -= lr * buf
+                else:
+                    p.data -= lr * (g / avg)
+        return loss

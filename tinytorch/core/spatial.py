@@ -7,7 +7,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.core import init
 from tinytorch.core.layers import Module, Parameter
-from tinytorch.core.tensor import Function, Tensor
+from tinytorch.core.tensor import Function, Tensor, cat, zeros
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -87,16 +87,20 @@ def _check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> No
                          f"(input {H}x{W}, padding {padding}); use a smaller kernel or more padding")
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as in PyTorch) as im2col plus one matrix multiply.
 
     Args:
         input: (N, C, H, W), or (C, H, W) for a single image.
         weight: (O, C, kh, kw); bias: (O,) or None.
         stride, padding: an int or a pair (height, width).
+        padding="same"/"valid", dilation and groups: PyTorch's options, in the rest of the API.
     Returns:
         (N, O, OH, OW) with OH = floor((H + 2*ph - kh) / sh) + 1 (same for OW).
     """
+    if isinstance(padding, str) or _pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
+        return _conv2d_options(input, weight, bias, stride, padding, dilation, groups)
     # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
     # 2. _pair stride and padding, then _check_conv_args (given) before any work.
     # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
@@ -120,8 +124,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 class Conv2d(Module):
     """2-D convolution layer: weight (out_channels, in_channels, kh, kw), bias (out_channels,)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True):
         super().__init__()
+        padding_text, padding = (padding, 0) if isinstance(padding, str) else (None, padding)   # given
         # Store in_channels, out_channels and kernel_size, stride, padding as pairs (_pair); refuse
         # non-positive channel counts with a ValueError naming both numbers.
         # Parameters, float32, PyTorch's default init: weight (out_channels, in_channels, kh, kw) and
@@ -136,17 +142,26 @@ class Conv2d(Module):
         bound = 1.0 / np.sqrt(in_channels * kh * kw)    # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         self.weight = init.uniform_(Parameter(np.empty((out_channels, in_channels, kh, kw), dtype=np.float32)), -bound, bound)
         self.bias = init.uniform_(Parameter(np.empty(out_channels, dtype=np.float32)), -bound, bound) if bias else None
+        self.dilation, self.groups = _pair(dilation, "dilation"), groups     # given: the rest of the API
+        if padding_text is not None or groups != 1:
+            _conv2d_layer_options(self, padding_text, groups, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(f"{self!r} expects input (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
                              f"got {x.shape}")
-        return conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if any(self.padding):
+        if isinstance(self.padding, str):
+            text += f", padding={self.padding!r}"
+        elif any(self.padding):
             text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
         return text + (", bias=False" if self.bias is None else "")
 
 
@@ -177,11 +192,12 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
-    # 3. Max over axis 1 (the window pixels), reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
+    # 3. Max over axis 1 (the window pixels) with .max(dim=1).values: as in PyTorch, the gradient goes
+    #    to the one pixel picked, even when several tie. Reshape to (C, N, OH, OW), permute to (N, C, OH, OW).
     if input.ndim == 3:
         return max_pool2d(input.unsqueeze(0), kernel_size, stride, padding)[0]
     windows, shape = _pool_windows(input, kernel_size, stride, padding, -np.inf, "max_pool2d")
-    return windows.max(dim=1).reshape(*shape).permute(1, 0, 2, 3)     # (C, N, OH, OW) viewed as (N, C, OH, OW)
+    return windows.max(dim=1).values.reshape(*shape).permute(1, 0, 2, 3)   # (C, N, OH, OW) viewed as (N, C, OH, OW)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
@@ -239,3 +255,60 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+def _dilate_kernel(weight: Tensor, dh: int, dw: int) -> Tensor:
+    """(O, C, kh, kw) -> (O, C, dh (kh - 1) + 1, dw (kw - 1) + 1), zeros between the taps."""
+    O, C, kh, kw = weight.shape
+    w = weight.reshape(O, C, kh, 1, kw, 1)
+    if dh > 1:
+        w = cat([w, zeros((O, C, kh, dh - 1, kw, 1), dtype=weight.dtype)], dim=3)    # (O, C, kh, dh, kw, 1)
+    if dw > 1:
+        w = cat([w, zeros((O, C, kh, dh, kw, dw - 1), dtype=weight.dtype)], dim=5)   # (O, C, kh, dh, kw, dw)
+    return w.reshape(O, C, kh * dh, kw * dw)[:, :, :dh * (kh - 1) + 1, :dw * (kw - 1) + 1]
+
+
+def _conv2d_options(input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups: int) -> Tensor:
+    if input.ndim == 3:
+        return _conv2d_options(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups)[0]
+    dh, dw = _pair(dilation, "dilation")
+    if min(dh, dw) < 1:
+        raise ValueError(f"conv2d: dilation must be >= 1, got {dilation}")
+    if weight.ndim == 4 and (dh > 1 or dw > 1):
+        weight = _dilate_kernel(weight, dh, dw)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
+        if padding == "same":
+            if _pair(stride, "stride") != (1, 1):
+                raise ValueError(f"conv2d: padding='same' needs stride 1, got stride={stride}; give the padding as numbers")
+            (top, bottom), (left, right) = [(t // 2, t - t // 2) for t in (weight.shape[-2] - 1, weight.shape[-1] - 1)]
+            if bottom or right:                          # pad the larger amount on both sides, crop the extra
+                input = Pad2d.apply(input, padding=(bottom, right))[:, :, bottom - top:, right - left:]
+        padding = 0
+    C, O = input.shape[1], weight.shape[0]
+    if not isinstance(groups, int) or groups < 1 or C % groups or O % groups or weight.shape[1] * groups != C:
+        raise ValueError(f"conv2d: groups={groups} must divide the input's {C} channels and the {O} output channels, "
+                         f"and the weight {weight.shape} must have {C} / groups input channels")
+    if groups == 1:
+        return conv2d(input, weight, bias, stride, padding)
+    cin, cout = C // groups, O // groups
+    return cat([conv2d(input[:, g * cin:(g + 1) * cin], weight[g * cout:(g + 1) * cout],
+                       None if bias is None else bias[g * cout:(g + 1) * cout], stride, padding)
+                for g in range(groups)], dim=1)
+
+
+def _conv2d_layer_options(layer, padding_text, groups: int, bias: bool) -> None:
+    """Conv2d's padding='same'/'valid' and groups: store the padding, and size the weight for groups."""
+    if padding_text is not None:
+        layer.padding = padding_text
+    if groups != 1:
+        if groups < 1 or layer.in_channels % groups or layer.out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels={layer.in_channels} and "
+                             f"out_channels={layer.out_channels}")
+        kh, kw = layer.kernel_size
+        bound = 1.0 / np.sqrt(layer.in_channels // groups * kh * kw)   # fan_in of one group
+        shape = (layer.out_channels, layer.in_channels // groups, kh, kw)
+        layer.weight = init.uniform_(Parameter(np.empty(shape, dtype=np.float32)), -bound, bound)
+        if bias:
+            layer.bias = init.uniform_(Parameter(np.empty(layer.out_channels, dtype=np.float32)), -bound, bound)

@@ -94,7 +94,7 @@ class MLP(Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = GELU()
+        self.gelu = GELU(approximate="tanh")                    # GPT-2's form
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
 

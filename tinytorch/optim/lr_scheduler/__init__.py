@@ -1,3 +1,4 @@
 """Learning-rate schedules under PyTorch's names (torch.optim.lr_scheduler's counterpart)."""
 
-from tinytorch.core.lr_scheduler import CosineAnnealingLR, LRScheduler, StepLR
+from tinytorch.core.lr_scheduler import (CosineAnnealingLR, ExponentialLR, LinearLR, LRScheduler, MultiStepLR,
+                                         OneCycleLR, ReduceLROnPlateau, StepLR)
