@@ -513,12 +513,18 @@ class Adam(Optimizer):
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
-        if amsgrad:
-            self.step = _amsgrad_step.__get__(self)      # the rest of the API: the step with the running max
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
         return g + weight_decay * p.data
+
+    def _second_moment(self, group: dict, state: dict, v: np.ndarray) -> np.ndarray:
+        """The second moment the step divides by: v itself, or with amsgrad its running maximum."""
+        if not group.get("amsgrad"):
+            return v
+        running = state.setdefault("max_exp_avg_sq", np.zeros_like(v))
+        np.maximum(running, v, out=running)
+        return running
 
     @no_grad()
     def step(self, closure: Callable | None = None):
@@ -531,7 +537,8 @@ class Adam(Optimizer):
         #    state["exp_avg"], state["exp_avg_sq"] to np.zeros_like(p.data): p's shape and dtype.
         # 3. state["step"] += 1 (t); if weight_decay != 0, g = self._apply_weight_decay(p, g, lr, weight_decay).
         # 4. In place: m = beta1 * m + (1 - beta1) * g and v = beta2 * v + (1 - beta2) * g * g.
-        # 5. p.data -= lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps).
+        # 5. v = self._second_moment(group, state, v) (v itself, unless the group asks for amsgrad), then
+        #    p.data -= lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps).
         # Pitfall: eps goes in *after* the square root and v's correction, or the first steps differ from PyTorch's.
         ### BEGIN SOLUTION
         loss = self._evaluate(closure)
@@ -555,6 +562,7 @@ class Adam(Optimizer):
                 m += (1 - beta1) * g
                 v *= beta2
                 v += (1 - beta2) * (g * g)
+                v = self._second_moment(group, state, v)            # amsgrad: the running maximum of v
                 step_size = lr / (1 - beta1 ** t)                   # bias correction of m
                 denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps  # of v, then eps, as PyTorch
                 p.data -= step_size * (m / denom)
@@ -892,7 +900,8 @@ made of the same parts: per-parameter state arrays updated in place, and a
 
 - `Adam(amsgrad=True)` (and `AdamW`): divide by the largest second moment
   seen so far, `max_v = max(max_v, v)`, so that a parameter's step size can
-  only shrink; it costs a third state array. The step is yours, plus that max.
+  only shrink; it costs a third state array. Your step already asks
+  `_second_moment` for the array to divide by, and that is where the max is taken.
 - `RMSprop`: Adam's second moment without the first or the bias correction
   (options `momentum` and `centered`, as in PyTorch).
 - `MultiStepLR` (multiply by `gamma` at each milestone), `ExponentialLR`
@@ -904,38 +913,6 @@ made of the same parts: per-parameter state arrays updated in place, and a
 
 # %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| export
-@no_grad()
-def _amsgrad_step(self: Adam, closure: Callable | None = None):
-    """Adam's step, dividing by the running maximum of v in the groups with amsgrad=True (as PyTorch)."""
-    loss = self._evaluate(closure)
-    for group in self.param_groups:
-        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            g = p.grad.data
-            state = self.state.setdefault(p, {})
-            if not state:
-                state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, np.zeros_like(p.data), np.zeros_like(p.data)
-            if group["amsgrad"] and "max_exp_avg_sq" not in state:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
-            state["step"] += 1
-            t = state["step"]
-            if weight_decay != 0:
-                g = self._apply_weight_decay(p, g, lr, weight_decay)
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-            if group["amsgrad"]:
-                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                v = state["max_exp_avg_sq"]
-            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
-            p.data -= lr / (1 - beta1 ** t) * (m / denom)
-    return loss
-
-
 class RMSprop(Optimizer):
     """RMSprop: divide each gradient by the root of a moving average of its square."""
 

@@ -190,12 +190,18 @@ class Adam(Optimizer):
         if not all(0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"Invalid betas {tuple(betas)}; each must be in [0, 1)")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
-        if amsgrad:
-            self.step = _amsgrad_step.__get__(self)      # the rest of the API: the step with the running max
 
     def _apply_weight_decay(self, p: Tensor, g: np.ndarray, lr: float, weight_decay: float) -> np.ndarray:
         """Adam's (coupled) L2 weight decay: the gradient plus weight_decay * p; p itself is unchanged."""
         return g + weight_decay * p.data
+
+    def _second_moment(self, group: dict, state: dict, v: np.ndarray) -> np.ndarray:
+        """The second moment the step divides by: v itself, or with amsgrad its running maximum."""
+        if not group.get("amsgrad"):
+            return v
+        running = state.setdefault("max_exp_avg_sq", np.zeros_like(v))
+        np.maximum(running, v, out=running)
+        return running
 
     @no_grad()
     def step(self, closure: Callable | None = None):
@@ -208,7 +214,8 @@ class Adam(Optimizer):
         #    state["exp_avg"], state["exp_avg_sq"] to np.zeros_like(p.data): p's shape and dtype.
         # 3. state["step"] += 1 (t); if weight_decay != 0, g = self._apply_weight_decay(p, g, lr, weight_decay).
         # 4. In place: m = beta1 * m + (1 - beta1) * g and v = beta2 * v + (1 - beta2) * g * g.
-        # 5. p.data -= lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps).
+        # 5. v = self._second_moment(group, state, v) (v itself, unless the group asks for amsgrad), then
+        #    p.data -= lr / (1 - beta1 ** t) * m / (np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps).
         # Pitfall: eps goes in *after* the square root and v's correction, or the first steps differ from PyTorch's.
         loss = self._evaluate(closure)
         for group in self.param_groups:
@@ -231,6 +238,7 @@ class Adam(Optimizer):
                 m += (1 - beta1) * g
                 v *= beta2
                 v += (1 - beta2) * (g * g)
+                v = self._second_moment(group, state, v)            # amsgrad: the running maximum of v
                 step_size = lr / (1 - beta1 ** t)                   # bias correction of m
                 denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps  # of v, then eps, as PyTorch
                 p.data -= step_size * (m / denom)
@@ -255,38 +263,6 @@ class AdamW(Adam):
         # Pitfall: do not add weight_decay * p to g; that is Adam's coupled L2, which sqrt(v) would rescale.
         p.data *= 1 - lr * weight_decay
         return g
-
-
-@no_grad()
-def _amsgrad_step(self: Adam, closure: Callable | None = None):
-    """Adam's step, dividing by the running maximum of v in the groups with amsgrad=True (as PyTorch)."""
-    loss = self._evaluate(closure)
-    for group in self.param_groups:
-        lr, (beta1, beta2), eps, weight_decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            g = p.grad.data
-            state = self.state.setdefault(p, {})
-            if not state:
-                state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, np.zeros_like(p.data), np.zeros_like(p.data)
-            if group["amsgrad"] and "max_exp_avg_sq" not in state:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
-            state["step"] += 1
-            t = state["step"]
-            if weight_decay != 0:
-                g = self._apply_weight_decay(p, g, lr, weight_decay)
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * (g * g)
-            if group["amsgrad"]:
-                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                v = state["max_exp_avg_sq"]
-            denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
-            p.data -= lr / (1 - beta1 ** t) * (m / denom)
-    return loss
 
 
 class RMSprop(Optimizer):
