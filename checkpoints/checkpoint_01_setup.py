@@ -14,7 +14,7 @@ from _harness import main
 def check_package_imports():
     """The tinytorch package and its setup module import"""
     import tinytorch
-    from tinytorch.core import setup
+    from tinytorch.utils import environment as setup
 
     assert tinytorch.__version__, "tinytorch has no __version__"
     assert callable(setup.system_info) and callable(setup.check_environment)
@@ -22,7 +22,7 @@ def check_package_imports():
 
 def check_environment_is_ready():
     """This machine has no environment problems"""
-    from tinytorch.core.setup import check_environment
+    from tinytorch.utils.environment import check_environment
 
     problems = check_environment()
     assert isinstance(problems, list), f"check_environment() must return a list, not {type(problems).__name__}"
@@ -31,7 +31,7 @@ def check_environment_is_ready():
 
 def check_system_info_describes_this_machine():
     """system_info() reports Python, NumPy, cores, memory and BLAS"""
-    from tinytorch.core.setup import system_info
+    from tinytorch.utils.environment import system_info
 
     info = system_info()
     for key in ("python", "platform", "numpy", "cpu_count", "memory_gb", "blas"):
@@ -45,7 +45,7 @@ def check_system_info_describes_this_machine():
 
 def check_old_versions_are_caught():
     """check_environment() rejects Python 3.9 and NumPy 1.23, accepts 3.11 and 1.24"""
-    from tinytorch.core.setup import check_environment
+    from tinytorch.utils.environment import check_environment
 
     assert len(check_environment(python_version=(3, 9, 0))) == 1, "Python 3.9 must be reported as too old"
     assert len(check_environment(numpy_version="1.23.5")) == 1, "NumPy 1.23.5 must be reported as too old"
@@ -56,7 +56,7 @@ def check_old_versions_are_caught():
 
 def check_broken_matmul_is_caught():
     """check_environment() catches a matmul that is wrong or fails"""
-    from tinytorch.core.setup import check_environment
+    from tinytorch.utils.environment import check_environment
 
     def fails(a, b):
         raise RuntimeError("no BLAS")

@@ -14,7 +14,7 @@ import numpy as np
 from _harness import main
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, ModuleList, Parameter, ReLU, Sequential
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from _harness import main
 from tinytorch import Tensor, manual_seed, nn
-from tinytorch.core.networks import activation_bytes, count_parameters, parameter_bytes
+from tinytorch.nn.networks import activation_bytes, count_parameters, parameter_bytes
 from tinytorch.nn import functional as F
 
 

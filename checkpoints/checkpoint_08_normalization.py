@@ -11,7 +11,7 @@ from _harness import main
 import numpy as np
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.core.activations import relu
+from tinytorch.nn.activation import relu
 from tinytorch.nn import BatchNorm1d, BatchNorm2d, LayerNorm, Linear, Sequential
 
 

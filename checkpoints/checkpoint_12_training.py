@@ -17,7 +17,7 @@ import numpy as np
 from _harness import main
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, Parameter, ReLU, Sequential
 from tinytorch.nn.functional import log_softmax
 from tinytorch.training import (CheckpointError, Trainer, compute_confusion_matrix, evaluate_model,

@@ -12,7 +12,7 @@ import numpy as np
 from _harness import main
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.core.regularization import Dropout, dropout, l2_penalty
+from tinytorch.nn.regularization import Dropout, dropout, l2_penalty
 from tinytorch.nn import Linear, ReLU, Sequential
 from tinytorch.nn.functional import log_softmax
 from tinytorch.training import Trainer

@@ -14,8 +14,9 @@ import numpy as np
 from _harness import main
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.core import kernels, networks
-from tinytorch.core.kernels import (
+from tinytorch import kernels
+from tinytorch.nn.loss import get_cross_entropy_kernel
+from tinytorch.kernels import (
     conv2d_direct,
     cross_entropy_kernel,
     matmul_blocked,
@@ -83,7 +84,7 @@ def check_fused_gradient_is_softmax_minus_onehot():
 
 def check_the_package_loss_runs_on_the_fused_kernel():
     """CrossEntropyLoss uses the fused primitive (a 3-node graph), with the composite's value, and trains a model."""
-    assert networks.get_cross_entropy_kernel() is kernels.softmax_cross_entropy_rows, \
+    assert get_cross_entropy_kernel() is kernels.softmax_cross_entropy_rows, \
         "importing tinytorch did not install the fused kernel into cross_entropy (set_cross_entropy_kernel)"
     manual_seed(0)
     rng = np.random.default_rng(3)

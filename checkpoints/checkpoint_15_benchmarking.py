@@ -15,7 +15,7 @@ from _harness import main
 
 from tinytorch import Tensor, manual_seed
 from tinytorch.core.autograd import backward_rule
-from tinytorch.core.tensor import Function, MatMul
+from tinytorch.core.function import Function, MatMul
 from tinytorch.nn import Conv2d, Flatten, Linear, Module, ReLU, Sequential
 from tinytorch.nn.functional import cross_entropy
 from tinytorch.profiling import Roofline, benchmark, compare, profile_model

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.core.attention import causal_mask, sinusoidal_positions
+from tinytorch.nn.attention import causal_mask, sinusoidal_positions
 from tinytorch.nn import Embedding, MultiheadAttention
 from tinytorch.nn.functional import scaled_dot_product_attention
 

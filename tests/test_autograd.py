@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 import tinytorch.core.tensor as tensor_module
 from tinytorch import Tensor, enable_grad, gradcheck, is_grad_enabled, no_grad
 from tinytorch.core.autograd import GradcheckError, backward_rule
-from tinytorch.core.tensor import Function, Tanh
+from tinytorch.core.function import Function, Tanh
 from tinytorch.nn import Linear, ReLU, Sequential
 from tinytorch.nn import Tanh as TanhLayer
 from tinytorch.nn.functional import log_softmax
@@ -481,7 +481,7 @@ def test_mlp_gradients_match_torch():
 
 
 def test_one_gradient_step_lowers_the_loss():
-    from tinytorch.core.init import manual_seed
+    from tinytorch.nn.init import manual_seed
     manual_seed(0)
     model = Sequential(Linear(2, 8), ReLU(), Linear(8, 1))
     x = Tensor(RNG.standard_normal((32, 2)).astype(np.float32))

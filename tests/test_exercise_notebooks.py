@@ -162,7 +162,7 @@ def test_an_exercise_imports_none_of_its_own_code_from_the_package():
         "from tinytorch.data.loader import Dataset\n": ("11_dataloader", "from tinytorch.data.loader import"),
         "from tinytorch.core.tensor import Tensor, Function\n": ("02_tensor", "import Tensor"),
         "T = tinytorch.Tensor   # the exported class\n": ("02_tensor", "tinytorch.Tensor"),
-        "from tinytorch.core import setup as package_setup\n": ("01_setup", "from tinytorch.core import setup"),
+        "from tinytorch.utils import environment as package_setup\n": ("01_setup", "from tinytorch.utils import environment"),
     }
     for source, (folder, gone) in cases.items():
         new, changed = launch_notebooks.own_imports_removed(source, folder, own, owners)

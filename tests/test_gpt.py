@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.models import (GPT, CharTokenizer, GPTConfig, TrainConfig, clip_grad_norm_, configure_optimizers,
-                              get_batch, get_lr, train)
+from tinytorch.models import GPT, CharTokenizer, GPTConfig, TrainConfig, configure_optimizers, get_batch, get_lr, train
 from tinytorch.models.gpt import CausalSelfAttention
+from tinytorch.nn.utils import clip_grad_norm_
 
 from torch_reference import compare_with_torch, requires_torch, torch
 

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 import tinytorch.nn as nn
 import tinytorch.nn.functional as F
 from tinytorch import Tensor, gradcheck
-from tinytorch.core import kernels, networks
-from tinytorch.core.kernels import (
+from tinytorch import kernels
+from tinytorch.nn.loss import get_cross_entropy_kernel
+from tinytorch.kernels import (
     SoftmaxCrossEntropy,
     conv2d_direct,
     cross_entropy_kernel,
@@ -159,7 +160,7 @@ def test_conv2d_direct_matches_torch(shape, kernel, stride, padding, bias):
 
 # ---- fused softmax cross-entropy ----------------------------------------------------------------------------
 def test_importing_tinytorch_installs_the_fused_kernel_behind_cross_entropy():
-    assert networks.get_cross_entropy_kernel() is kernels.softmax_cross_entropy_rows
+    assert get_cross_entropy_kernel() is kernels.softmax_cross_entropy_rows
     loss = nn.CrossEntropyLoss()(Tensor(rand(4, 3), requires_grad=True), [0, 1, 2, 0])
     assert count_nodes(loss) <= 3, "the mean loss should be the fused primitive plus sum and scale"
 
@@ -232,12 +233,12 @@ def test_softmax_cross_entropy_checks_its_arguments(logits, target, error, messa
 
 
 def test_cross_entropy_kernel_restores_the_previous_kernel_even_after_an_error():
-    before = networks._cross_entropy_kernel
+    before = get_cross_entropy_kernel()
     with pytest.raises(RuntimeError):
         with cross_entropy_kernel(None):
-            assert networks.get_cross_entropy_kernel() is None
+            assert get_cross_entropy_kernel() is None
             raise RuntimeError("inside")
-    assert networks.get_cross_entropy_kernel() is before
+    assert get_cross_entropy_kernel() is before
 
 
 @requires_torch

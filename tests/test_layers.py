@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, ModuleList, Parameter, ReLU, Sequential
 
 from torch_reference import compare_with_torch, requires_torch, torch

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from torch_reference import compare_with_torch, requires_torch, torch
 from tinytorch import Tensor, gradcheck, manual_seed, no_grad
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.deploy import (DriftMonitor, ModelFormatError, Predictor, QuantizedLinear, QuantizedWeight,
                               build_model, kolmogorov_sf, ks_2samp, load_model, model_info, model_nbytes,
                               prune_magnitude, psi, quantize, quantize_model, register_builder, save_model, sparsity)
@@ -209,7 +209,7 @@ def test_a_registered_builder_is_used_by_load_model(tmp_path):
 
 
 def test_cnn_spec_builds_with_chapter_06_layers(tmp_path):
-    pytest.importorskip("tinytorch.core.spatial")
+    pytest.importorskip("tinytorch.nn.spatial")
     config = {"architecture": "sequential",
               "layers": [["conv2d", {"in_channels": 1, "out_channels": 4, "kernel_size": 3, "padding": 1}],
                          ["relu", {}], ["maxpool2d", {"kernel_size": 2}], ["flatten", {}],
@@ -228,7 +228,7 @@ def test_cnn_spec_builds_with_chapter_06_layers(tmp_path):
 
 def test_spatial_layers_without_chapter_06_name_the_chapter():
     try:
-        import tinytorch.core.spatial  # noqa: F401
+        import tinytorch.nn.spatial  # noqa: F401
     except ImportError:
         with pytest.raises(ModelFormatError, match="06_spatial"):
             build_model({"architecture": "sequential", "layers": [["conv2d", {}]]})
@@ -677,7 +677,7 @@ def test_onnx_export_accepts_any_batch_size(tmp_path):
 @pytest.mark.parametrize("pool", ["maxpool2d", "avgpool2d"])
 def test_onnx_export_of_a_cnn_matches_onnx_runtime(tmp_path, pool):
     pytest.importorskip("onnx")
-    pytest.importorskip("tinytorch.core.spatial")
+    pytest.importorskip("tinytorch.nn.spatial")
     from tinytorch.deploy import export_onnx
     config = {"architecture": "sequential",
               "layers": [["conv2d", {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1}],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, gradcheck, manual_seed, nn
-from tinytorch.core.networks import activation_bytes, count_parameters, parameter_bytes
+from tinytorch.nn.networks import activation_bytes, count_parameters, parameter_bytes
 from tinytorch.nn import functional as F
 from torch_reference import compare_with_torch, requires_torch, torch
 
@@ -268,7 +268,7 @@ def test_cross_entropy_matches_torch_for_logits_of_1e4_and_for_one_example():
 
 
 def test_an_installed_cross_entropy_kernel_computes_the_rows_of_2d_logits_and_can_be_removed():
-    from tinytorch.core import networks
+    from tinytorch.nn.loss import set_cross_entropy_kernel
     calls = []
 
     def kernel(logits, indices):
@@ -276,20 +276,20 @@ def test_an_installed_cross_entropy_kernel_computes_the_rows_of_2d_logits_and_ca
         return logits.sum(dim=1)                      # a stand-in: any per-row losses
 
     z = Tensor(np.arange(6.0).reshape(2, 3))
-    previous = networks.set_cross_entropy_kernel(kernel)
+    previous = set_cross_entropy_kernel(kernel)
     try:
         assert F.cross_entropy(z, [2, 0], reduction="none").tolist() == [3.0, 12.0]
         assert F.cross_entropy(z[0], 2).item() == pytest.approx(logsumexp_minus_target([0.0, 1.0, 2.0], 2))
         assert calls == [[2, 0]], "1-D logits use the composition, 2-D logits the kernel"
     finally:
-        assert networks.set_cross_entropy_kernel(previous) is kernel
+        assert set_cross_entropy_kernel(previous) is kernel
     np.testing.assert_allclose(F.cross_entropy(z, [2, 0], reduction="none").data, logsumexp_minus_target(z.data, [2, 0]))
 
 
 def test_set_cross_entropy_kernel_refuses_what_is_not_a_function():
-    from tinytorch.core import networks
+    from tinytorch.nn.loss import set_cross_entropy_kernel
     with pytest.raises(TypeError, match="expected a function"):
-        networks.set_cross_entropy_kernel("fused")
+        set_cross_entropy_kernel("fused")
 
 
 # ---- counting ---------------------------------------------------------------------------------------

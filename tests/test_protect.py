@@ -22,7 +22,7 @@ from tito.cli import cli
 from tito.export import MANIFEST, read_manifest
 
 SETUP_SOURCE = "modules/01_setup/setup_dev.py"
-SETUP_TARGET = "tinytorch/core/setup.py"
+SETUP_TARGET = "tinytorch/utils/environment.py"
 
 
 def tito(*args: str):

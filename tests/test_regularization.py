@@ -13,8 +13,8 @@ import pytest
 import tinytorch.nn as nn
 import tinytorch.nn.functional as F
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.core import init
-from tinytorch.core.regularization import Dropout, dropout, l2_penalty
+from tinytorch.nn import init
+from tinytorch.nn.regularization import Dropout, dropout, l2_penalty
 from tinytorch.nn import Linear, ReLU, Sequential
 from tinytorch.training import Trainer
 

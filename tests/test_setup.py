@@ -1,4 +1,4 @@
-"""Chapter 01's environment report and checks (tinytorch.core.setup)."""
+"""Chapter 01's environment report and checks (tinytorch.utils.environment)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from tinytorch.core import setup
-from tinytorch.core.setup import check_environment, system_info
+from tinytorch.utils import environment as setup
+from tinytorch.utils.environment import check_environment, system_info
 
 KEYS = {"python", "implementation", "platform", "machine", "numpy", "blas", "cpu_count", "memory_gb"}
 
@@ -105,7 +105,7 @@ def test_every_problem_is_reported_at_once():
 
 def _clock(monkeypatch, durations):
     """Make time.perf_counter advance by the next of `durations` on every call to the timed function."""
-    from tinytorch.core import timing
+    from tinytorch.utils import timing
 
     now, pending = [0.0], list(durations)
     monkeypatch.setattr(timing.time, "perf_counter", lambda: now[0])
@@ -117,14 +117,14 @@ def _clock(monkeypatch, durations):
 
 
 def test_best_time_is_the_fastest_run(monkeypatch):
-    from tinytorch.core.timing import best_time
+    from tinytorch.utils.timing import best_time
 
     fn = _clock(monkeypatch, [0.3, 0.1, 0.2])
     assert best_time(fn, repeats=3, budget=0.0) == pytest.approx(0.1)
 
 
 def test_median_times_runs_the_functions_in_turns(monkeypatch):
-    from tinytorch.core.timing import median_time, median_times
+    from tinytorch.utils.timing import median_time, median_times
 
     calls = []
     step = _clock(monkeypatch, [1, 5, 2, 6, 3, 7])             # a's runs take 1, 2, 3; b's take 5, 6, 7

@@ -8,7 +8,7 @@ import pytest
 import tinytorch.nn as nn
 import tinytorch.nn.functional as F
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.core.spatial import Im2col, Pad2d, conv_output_size
+from tinytorch.nn.spatial import Im2col, Pad2d, conv_output_size
 
 from torch_reference import compare_with_torch, requires_torch, torch
 

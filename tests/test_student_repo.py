@@ -95,7 +95,7 @@ def test_the_package_imports_and_is_complete_exactly_up_to_nn(repo):
         "import tinytorch, numpy as np\n"
         "from tinytorch.core.tensor import Tensor\n"
         "assert (Tensor([1.0, 2.0]) + Tensor([3.0, 4.0])).data.tolist() == [4.0, 6.0]\n"
-        "from tinytorch.core.activations import relu\n"
+        "from tinytorch.nn.activation import relu\n"
         "try:\n"
         "    relu(Tensor([1.0]))\n"
         "except NotImplementedError as err:\n"
@@ -140,7 +140,7 @@ def test_releasing_the_next_chapter_is_one_commit_and_leaks_nothing_later(repo, 
     assert "03_activations" in git(copy, "log", "-1", "--format=%s")
     activations = COURSE.module("03_activations")
     assert activations.dev_file(copy).read_text() == activations.dev_file(ROOT).read_text()
-    assert (copy / "tinytorch/core/activations.py").read_text() == (ROOT / "tinytorch/core/activations.py").read_text()
+    assert (copy / "tinytorch/nn/activation.py").read_text() == (ROOT / "tinytorch/nn/activation.py").read_text()
     assert student_repo.leaks(COURSE, copy, activations) == []
     assert 'solutions_through = "03_activations"' in (copy / student_repo.STATE_FILE).read_text()
     again = tito("course", "release-solutions", str(copy), "--through", "03")
@@ -200,7 +200,7 @@ def test_earlier_chapters_work_in_a_student_repository_before_chapter_14(repo):
     script = (
         "import numpy as np\n"
         "from tinytorch.core.tensor import Tensor\n"
-        "from tinytorch.core.networks import cross_entropy\n"
+        "from tinytorch.nn.loss import cross_entropy\n"
         "print(cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 1])).item())\n"
     )
     copy = repo.parent / "through05"

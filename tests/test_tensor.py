@@ -28,7 +28,7 @@ from strategies import (
     shapes,
 )
 from tinytorch import Tensor
-from tinytorch.core.tensor import Add, Function, MatMul, Mul, Pow, Sum
+from tinytorch.core.function import Add, Function, MatMul, Mul, Pow, Sum
 
 
 def assert_matches(result, expected, rtol=1e-6, atol=1e-6, dtype=None):

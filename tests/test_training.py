@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.training import (CheckpointError, History, Trainer, accuracy, checkpoint_info,
                                 compute_confusion_matrix, evaluate_model, load_checkpoint,
                                 plot_confusion_matrix, plot_training_history, save_checkpoint)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinytorch import Tensor
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, Parameter, ReLU, Sequential
 from tinytorch.nn.functional import log_softmax
 

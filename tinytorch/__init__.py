@@ -4,19 +4,17 @@ The modules under tinytorch/ are generated from the chapters in modules/;
 this file only gathers their public names.
 """
 
-from .core.tensor import (Tensor, arange, cat, full, full_like, ones, ones_like, stack, tensor, where, zeros,
-                          zeros_like)
-from .core.init import manual_seed, rand, rand_like, randint, randn, randn_like
+from .core.tensor import Tensor
+from .core.creation import arange, full, full_like, ones, ones_like, tensor, zeros, zeros_like
+from .core.ops import cat, stack, where
+from .nn.init import manual_seed, rand, rand_like, randint, randn, randn_like
 from .core.autograd import enable_grad, gradcheck, is_grad_enabled, no_grad
-from . import data, models, nn, optim, profiling
-from .nn import utils as _nn_utils  # makes tinytorch.nn.utils available after `import tinytorch`, as in PyTorch
-from .core import kernels
-from .core.networks import set_cross_entropy_kernel
+from . import data, kernels, models, nn, optim, profiling, utils
 
 # The package's one assembly step: chapter 14's fused softmax-cross-entropy computes every
 # cross_entropy / nn.CrossEntropyLoss on (N, C) logits (the same numbers as chapter 05's
-# composition, in one primitive). set_cross_entropy_kernel(None) goes back to the composition.
-set_cross_entropy_kernel(kernels.softmax_cross_entropy_rows)
+# composition, in one primitive). nn.loss.set_cross_entropy_kernel(None) goes back to the composition.
+nn.loss.cross_entropy_kernel = kernels.softmax_cross_entropy_rows
 
 import numpy as _np
 

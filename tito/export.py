@@ -10,6 +10,7 @@ a file whose bytes would not change is not touched.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -181,9 +182,10 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     if not chunks:
         raise ExportError(f"{display}: no '#| export' cells; nothing was exported.")
     module = source.parent.name
+    bodies = _with_sibling_imports({target: "\n\n\n".join(parts) for target, parts in chunks.items()}, display)
     files = {}
-    for target, parts in chunks.items():
-        text = HEADER.format(source=display, module=module) + "\n" + "\n\n\n".join(parts) + "\n"
+    for target, body in bodies.items():
+        text = HEADER.format(source=display, module=module) + "\n" + body + "\n"
         try:
             compile(text, target, "exec")
         except SyntaxError as err:
@@ -194,6 +196,114 @@ def render(root: Path, source: Path) -> dict[Path, str]:
             raise ExportError(f"{display}: {rel}/ has no __init__.py; create it (it re-exports the public names) and export again.")
         files[target_path(root, target)] = text
     return files
+
+
+def _top_level_names(tree: ast.Module, imports: bool = True) -> set[str]:
+    """The names a module's top-level statements bind (definitions, assignments and, unless told not to, imports)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)) and imports:
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return names
+
+
+def _with_sibling_imports(bodies: dict[str, str], display: str) -> dict[str, str]:
+    """Each file's code, with imports of the names it uses from the chapter's other files.
+
+    A chapter is one namespace when it runs, but may export to several files (the Tensor class in
+    one, the primitives it builds on in another). A name a file uses and a sibling file defines is
+    imported explicitly at the top of the file (after its own imports), so the chapter needs no
+    import lines that would rebind its own names. Private names (`_x`) stay in their file: using
+    one across files is an error, as is a cycle between the files.
+    """
+    if len(bodies) == 1:
+        return bodies
+    trees = {target: ast.parse(body) for target, body in bodies.items()}
+    defined = {target: _top_level_names(tree) for target, tree in trees.items()}
+    owned = {target: _top_level_names(tree, imports=False) for target, tree in trees.items()}
+    needs: dict[str, dict[str, set[str]]] = {}
+    for target, tree in trees.items():
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        for name in sorted(used - defined[target] - _bound_anywhere(tree)):
+            owners = [other for other in bodies if other != target and name in owned[other]]
+            if not owners:
+                continue
+            if len(owners) > 1:
+                raise ExportError(f"{display}: {name} is defined in more than one of {', '.join(sorted(owners))}; "
+                                  f"{target} cannot tell which to import. Define it once; nothing was exported.")
+            if name.startswith("_"):
+                raise ExportError(f"{display}: {target} uses {name}, a private name of {owners[0]}; make it public "
+                                  "(no leading underscore) or move it into the file that uses it. Nothing was exported.")
+            needs.setdefault(target, {}).setdefault(owners[0], set()).add(name)
+    _check_no_cycle(needs, display)
+    result = {}
+    for target, body in bodies.items():
+        if target not in needs:
+            result[target] = body
+            continue
+        block = "\n".join(f"from {PACKAGE}.{owner} import {', '.join(sorted(names))}"
+                          for owner, names in sorted(needs[target].items()))
+        lines = body.split("\n")
+        cut = _after_leading_imports(trees[target])
+        head, tail = lines[:cut], lines[cut:]
+        while head and not head[-1].strip():
+            head.pop()
+        result[target] = "\n".join(head + ([""] if head else []) + [block, "", ""] + tail).rstrip("\n") \
+            if tail else "\n".join(head + ([""] if head else []) + [block])
+    return result
+
+
+def _bound_anywhere(tree: ast.Module) -> set[str]:
+    """Every name the code binds in any scope (locals, arguments, loop variables): not taken from a sibling."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+def _after_leading_imports(tree: ast.Module) -> int:
+    """The 0-based line where a module's leading imports (and docstring) end."""
+    end = 0
+    for index, node in enumerate(tree.body):
+        docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        if not (docstring or isinstance(node, (ast.Import, ast.ImportFrom))):
+            break
+        end = node.end_lineno
+    return end
+
+
+def _check_no_cycle(needs: dict[str, dict[str, set[str]]], display: str) -> None:
+    state: dict[str, int] = {}
+
+    def visit(target: str, path: list[str]) -> None:
+        if state.get(target) == 2:
+            return
+        if state.get(target) == 1:
+            cycle = path[path.index(target):] + [target]
+            raise ExportError(f"{display}: its files import each other ({' -> '.join(cycle)}); move the shared "
+                              "code into one of them. Nothing was exported.")
+        state[target] = 1
+        for owner in sorted(needs.get(target, {})):
+            visit(owner, path + [target])
+        state[target] = 2
+
+    for target in sorted(needs):
+        visit(target, [])
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -30,12 +30,12 @@ functions that the rest of the course, and `tito system doctor`, rely on:
 Then we measure what the machine can do: how many floating-point operations
 per second a matrix multiplication reaches, in float32 and in float64.
 
-The cells marked `#| export` become `tinytorch/core/setup.py`; the timers
-of the last section become `tinytorch/core/timing.py`.
+The cells marked `#| export` become `tinytorch/utils/environment.py`; the timers
+of the last section become `tinytorch/utils/timing.py`.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.setup
+#| default_exp utils.environment
 
 # %%
 #| export
@@ -329,7 +329,7 @@ disturbed by other programs), and convert to GFLOP/s with `2n³ / time`.
 # %% [markdown]
 """
 Every later chapter times something, so the timers live in the package,
-`tinytorch.core.timing`, and the chapters import them. There are two ways
+`tinytorch.utils.timing`, and the chapters import them. There are two ways
 to summarise repeated runs. The **fastest** run is the one least disturbed
 by other programs, which suits a clean figure for one operation such as a
 matmul rate. The **median** is what a typical run costs, including the
@@ -339,7 +339,7 @@ alike.
 """
 
 # %%
-#| export core.timing
+#| export utils.timing
 """Timers the chapters share: the fastest of several runs, or the median, of one function or several in turns."""
 
 import time
@@ -431,13 +431,13 @@ BLAS or a different NumPy can change speed and even the last bits of results.
 
 This is the first chapter, so there is nothing earlier to combine with; what
 we can check is the package. The cell below imports the exported
-`tinytorch.core.setup`, the copy of this chapter's code that the package (and
+`tinytorch.utils.environment`, the copy of this chapter's code that the package (and
 `tito system doctor`) uses, and confirms the environment is ready for chapter 02.
 """
 
 # %%
 import tinytorch
-from tinytorch.core import setup as package_setup
+from tinytorch.utils import environment as package_setup
 
 print(f"tinytorch {tinytorch.__version__}")
 problems = package_setup.check_environment()

@@ -39,7 +39,10 @@ without changing a line of this chapter.
 - tell a view from a copy, and measure what a copy costs;
 - use `tinytorch.Tensor`, which every later chapter imports.
 
-The code cells marked `#| export` become `tinytorch/core/tensor.py`; the other
+The code cells marked `#| export` become `tinytorch/core/tensor.py` (the Tensor
+class); cells marked `#| export core.function`, `core.shape_rules`, `core.ops` or
+`core.creation` go to those files beside it (the primitives, the shape and dtype
+rules, more methods and the factories), so each file stays short; the other
 cells are explanations, tests and measurements.
 """
 
@@ -48,8 +51,10 @@ cells are explanations, tests and measurements.
 
 # %%
 #| export
-from collections import namedtuple
-
+#| export core.function
+#| export core.shape_rules
+#| export core.ops
+#| export core.creation
 import numpy as np
 
 # %% [markdown]
@@ -301,7 +306,7 @@ which you write in step 4, once the Tensor exists.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_Function", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| export
+#| export core.function
 class Function:
     """One primitive operation on NumPy arrays, and a node of the computation graph.
 
@@ -361,7 +366,7 @@ asked for `keepdims=False`; only the returned value drops them.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_primitives", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export core.function
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
@@ -629,21 +634,23 @@ Before an operation runs, its shapes must fit, and when they do not, the error
 should say so in terms of the tensors the learner wrote, not in terms of
 NumPy's internals. Three small pure functions hold all of the shape logic:
 
-- `_broadcast_shape(op, a, b)` implements the broadcasting rule from the
+- `broadcast_shape(op, a, b)` implements the broadcasting rule from the
   background section, right to left over the aligned dimensions. One detail: a
   size-0 dimension broadcast against size 1 gives 0 (an empty batch stays
   empty), so the result is "the size that is not 1", not the larger one.
-- `_matmul_shape(a, b)` promotes a 1-D left operand to a row `(1, k)` and a 1-D
+- `matmul_shape(a, b)` promotes a 1-D left operand to a row `(1, k)` and a 1-D
   right operand to a column `(k, 1)`, checks the inner dimensions, broadcasts
   the batch dimensions, and drops the dimensions that promotion added.
-- `_resolve_shape(shape, current)` fills in a single `-1` in a reshape target
+- `resolve_shape(shape, current)` fills in a single `-1` in a reshape target
   and checks the element count.
 """
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_broadcast_shape", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
-def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
+#| export core.shape_rules
+from typing import NamedTuple
+
+def broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     """The shape of `a op b` under the broadcasting rule, or a one-line ValueError.
 
     Args: op, the operation's name for the message ("add"); a, b: shapes (tuples of ints).
@@ -666,13 +673,13 @@ def _broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
     ### END SOLUTION
 
 
-def _reduction_args(dim, keepdim, axis, keepdims):
+def reduction_args(dim, keepdim, axis, keepdims):
     dim = axis if dim is None else dim
     dim = tuple(dim) if isinstance(dim, list) else dim
     return dim, bool(keepdim if keepdims is None else keepdims)
 
 
-def _check_dim(dim: int, ndim: int, name: str) -> int:
+def check_dim(dim: int, ndim: int, name: str) -> int:
     """`dim` as a non-negative index into `ndim` dimensions, or PyTorch's IndexError."""
     n = max(ndim, 1)                                 # a 0-d tensor accepts dim 0 and -1, as in PyTorch
     if not -n <= dim < n:
@@ -681,11 +688,20 @@ def _check_dim(dim: int, ndim: int, name: str) -> int:
     return dim % n
 
 
-max_result = namedtuple("max", ["values", "indices"])   # what torch.return_types.max holds
-min_result = namedtuple("min", ["values", "indices"])
+class max_result(NamedTuple):                         # what torch.return_types.max holds
+    values: "Tensor"
+    indices: "Tensor"
 
 
-def _numeric_array(data, dtype) -> np.ndarray:
+class min_result(NamedTuple):
+    values: "Tensor"
+    indices: "Tensor"
+
+
+max_result.__name__, min_result.__name__ = "max", "min"   # printed as torch prints them: max(values=..., indices=...)
+
+
+def numeric_array(data, dtype) -> np.ndarray:
     """np.asarray(data, dtype), refusing what is not numbers (strings, None, ragged lists) in one line."""
     try:
         array = np.asarray(data, dtype=dtype)
@@ -702,7 +718,7 @@ def _category(dtype: np.dtype) -> int:
     return {"b": 0, "i": 1, "u": 1, "f": 2}[dtype.kind]
 
 
-def _result_dtype(*arrays: np.ndarray) -> np.dtype:
+def result_dtype(*arrays: np.ndarray) -> np.dtype:
     """PyTorch's promotion: dimensioned operands decide, unless a 0-d one is of a higher category."""
     result = None
     for dimensioned in (True, False):
@@ -715,50 +731,7 @@ def _result_dtype(*arrays: np.ndarray) -> np.dtype:
     return result
 
 
-def _promote(a: "Tensor", b) -> tuple["Tensor", "Tensor"]:
-    """a and b (a Tensor, number or array) converted to their common dtype."""
-    b = b if isinstance(b, Tensor) else a._constant(b)
-    if a.data.dtype == b.data.dtype:                 # the common case, kept cheap: nothing to convert
-        return a, b
-    dtype = _result_dtype(a.data, b.data)
-    return a.to(dtype), b.to(dtype)
-
-
-def _arg_extreme(a: np.ndarray, axis: int, pick) -> np.ndarray:
-    """pick(a, axis, keepdims=True) for pick np.argmax or np.argmin: the first of ties, as NumPy and PyTorch.
-
-    Along an inner axis NumPy's argmax runs one short loop per slice (many times slower than np.max for pooling
-    windows), so there the index comes from the extreme and a comparison, both fast vectorised passes.
-    """
-    if axis == a.ndim - 1:
-        return pick(a, axis=axis, keepdims=True)
-    extreme = (np.max if pick is np.argmax else np.min)(a, axis=axis, keepdims=True)
-    hit = a == extreme
-    if np.issubdtype(a.dtype, np.floating) and np.isnan(extreme).any():
-        hit |= np.isnan(a)                           # NaN is the extreme of its slice, as in PyTorch
-    k = a.shape[axis]
-    rank = np.arange(k, 0, -1, dtype=np.min_scalar_type(k)).reshape([-1 if i == axis else 1 for i in range(a.ndim)])
-    return k - np.max(hit * rank, axis=axis, keepdims=True).astype(np.int64)   # the first hit has the top rank
-
-
-def _select_along(x: "Tensor", dim, keepdim: bool, pick, result, name: str):
-    """(values, indices) of max(dim)/min(dim): the values gathered at `pick`'s indices."""
-    if isinstance(dim, tuple):
-        raise TypeError(f"{name}(dim) takes one dim, not {dim}; use a{name}(dim={dim}) to reduce over several")
-    if x.ndim == 0:
-        _check_dim(dim, 0, name)
-        return result(x, Tensor._wrap(np.asarray(0)))
-    d = _check_dim(dim, x.ndim, name)
-    if x.shape[d] == 0:
-        raise IndexError(f"{name}(dim={dim}): dimension {d} of {x.shape} is empty; there is no element to pick")
-    indices = _arg_extreme(x.data, d, pick)
-    values = TakeAlong.apply(x, indices=indices, axis=d)   # the gradient goes to the picked element only
-    if not keepdim:
-        values, indices = values.reshape(values.shape[:d] + values.shape[d + 1:]), np.squeeze(indices, d)
-    return result(values, Tensor._wrap(indices))
-
-
-def _matmul_shape(a: tuple, b: tuple) -> tuple:
+def matmul_shape(a: tuple, b: tuple) -> tuple:
     """The shape of `a @ b` (a 1-D operand is promoted to a matrix, then that dimension dropped).
 
     Examples: (2, 3) @ (3, 4) -> (2, 4); (3,) @ (3, 4) -> (4,); (3,) @ (3,) -> ();
@@ -767,7 +740,7 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
     # 1. Refuse 0-d operands. Promote a 1-D left operand to (1, k), a 1-D right one to (k, 1).
     # 2. The left's last dimension must equal the right's second-to-last, else a ValueError
     #    starting "matmul: (2, 3) @ (4, 5): inner dimensions 3 and 4 differ ...".
-    # 3. The leading (batch) dimensions broadcast: reuse _broadcast_shape on a[:-2], b[:-2].
+    # 3. The leading (batch) dimensions broadcast: reuse broadcast_shape on a[:-2], b[:-2].
     # 4. Result: batch + (rows of a,) + (columns of b,), leaving out what step 1 added.
     ### BEGIN SOLUTION
     if not a or not b:
@@ -778,7 +751,7 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
         raise ValueError(f"matmul: {a} @ {b}: inner dimensions {a2[-1]} and {b2[-2]} differ "
                          "(the left's last dimension must equal the right's second-to-last)")
     try:
-        batch = _broadcast_shape("matmul", a2[:-2], b2[:-2])
+        batch = broadcast_shape("matmul", a2[:-2], b2[:-2])
     except ValueError:
         raise ValueError(f"matmul: {a} @ {b}: batch dimensions {a2[:-2]} and {b2[:-2]} "
                          "cannot be broadcast together") from None
@@ -786,7 +759,7 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
     ### END SOLUTION
 
 
-def _resolve_shape(shape: tuple, current: tuple) -> tuple:
+def resolve_shape(shape: tuple, current: tuple) -> tuple:
     """`shape` with a single -1 filled in, checked to hold as many elements as `current`.
 
     Examples: (3, -1) for current (2, 6) -> (3, 4); (-1,) for (2, 3, 4) -> (24,).
@@ -809,6 +782,52 @@ def _resolve_shape(shape: tuple, current: tuple) -> tuple:
     ### END SOLUTION
 
 
+
+# %%
+#| export
+# Two helpers of the Tensor's methods: bring an operand to the common dtype, and max(dim)/min(dim).
+def promote(a: "Tensor", b) -> tuple["Tensor", "Tensor"]:
+    """a and b (a Tensor, number or array) converted to their common dtype."""
+    b = b if isinstance(b, Tensor) else a._constant(b)
+    if a.data.dtype == b.data.dtype:                 # the common case, kept cheap: nothing to convert
+        return a, b
+    dtype = result_dtype(a.data, b.data)
+    return a.to(dtype), b.to(dtype)
+
+
+def _arg_extreme(a: np.ndarray, axis: int, pick) -> np.ndarray:
+    """pick(a, axis, keepdims=True) for pick np.argmax or np.argmin: the first of ties, as NumPy and PyTorch.
+
+    Along an inner axis NumPy's argmax runs one short loop per slice (many times slower than np.max for pooling
+    windows), so there the index comes from the extreme and a comparison, both fast vectorised passes.
+    """
+    if axis == a.ndim - 1:
+        return pick(a, axis=axis, keepdims=True)
+    extreme = (np.max if pick is np.argmax else np.min)(a, axis=axis, keepdims=True)
+    hit = a == extreme
+    if np.issubdtype(a.dtype, np.floating) and np.isnan(extreme).any():
+        hit |= np.isnan(a)                           # NaN is the extreme of its slice, as in PyTorch
+    k = a.shape[axis]
+    rank = np.arange(k, 0, -1, dtype=np.min_scalar_type(k)).reshape([-1 if i == axis else 1 for i in range(a.ndim)])
+    return k - np.max(hit * rank, axis=axis, keepdims=True).astype(np.int64)   # the first hit has the top rank
+
+
+def select_along(x: "Tensor", dim, keepdim: bool, pick, result, name: str):
+    """(values, indices) of max(dim)/min(dim): the values gathered at `pick`'s indices."""
+    if isinstance(dim, tuple):
+        raise TypeError(f"{name}(dim) takes one dim, not {dim}; use a{name}(dim={dim}) to reduce over several")
+    if x.ndim == 0:
+        check_dim(dim, 0, name)
+        return result(x, Tensor._wrap(np.asarray(0)))
+    d = check_dim(dim, x.ndim, name)
+    if x.shape[d] == 0:
+        raise IndexError(f"{name}(dim={dim}): dimension {d} of {x.shape} is empty; there is no element to pick")
+    indices = _arg_extreme(x.data, d, pick)
+    values = TakeAlong.apply(x, indices=indices, axis=d)   # the gradient goes to the picked element only
+    if not keepdim:
+        values, indices = values.reshape(values.shape[:d] + values.shape[d + 1:]), np.squeeze(indices, d)
+    return result(values, Tensor._wrap(indices))
+
 # %% [markdown]
 """
 **What the next test checks, and why.** The three rules are compared with
@@ -824,10 +843,10 @@ deep learning code, and the error message is where the learner finds it.
 # %% nbgrader={"grade": true, "grade_id": "test_unit_shape_rules", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_shape_rules():
     for a, b in [((2, 3), (3,)), ((3, 1), (1, 4)), ((4, 1, 5), (3, 1)), ((), (2,)), ((0,), (1,)), ((1,), (0, 1))]:
-        assert _broadcast_shape("add", a, b) == np.broadcast_shapes(a, b), (a, b)
+        assert broadcast_shape("add", a, b) == np.broadcast_shapes(a, b), (a, b)
     for a, b in [((2, 3), (2,)), ((3, 4), (4, 3))]:
         try:
-            _broadcast_shape("add", a, b)
+            broadcast_shape("add", a, b)
         except ValueError as err:
             assert str(a) in str(err) and str(b) in str(err) and str(err).startswith("add:")
         else:
@@ -835,22 +854,22 @@ def test_unit_shape_rules():
 
     for a, b in [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((5, 2, 3), (3, 4)), ((5, 1, 2, 3), (4, 3, 6))]:
         expected = np.matmul(np.zeros(a), np.zeros(b)).shape
-        assert _matmul_shape(a, b) == expected, (a, b, _matmul_shape(a, b), expected)
+        assert matmul_shape(a, b) == expected, (a, b, matmul_shape(a, b), expected)
     for a, b in [((2, 3), (4, 5)), ((3,), (4,)), ((), (3,)), ((2, 2, 3), (5, 3, 4))]:
         try:
-            _matmul_shape(a, b)
+            matmul_shape(a, b)
         except ValueError as err:
             assert str(err).startswith("matmul:") and str(a) in str(err)
         else:
             raise AssertionError(f"{a} @ {b} must be refused")
 
-    assert _resolve_shape((3, -1), (2, 6)) == (3, 4)
-    assert _resolve_shape((-1,), (2, 3, 4)) == (24,)
-    assert _resolve_shape((), (1, 1)) == ()
-    assert _resolve_shape((2, -1), (0, 3)) == (2, 0)
+    assert resolve_shape((3, -1), (2, 6)) == (3, 4)
+    assert resolve_shape((-1,), (2, 3, 4)) == (24,)
+    assert resolve_shape((), (1, 1)) == ()
+    assert resolve_shape((2, -1), (0, 3)) == (2, 0)
     for bad in [(5,), (-1, -1), (5, -1), (-2, 6), (0, -1)]:
         try:
-            _resolve_shape(bad, (2, 6))
+            resolve_shape(bad, (2, 6))
         except ValueError as err:
             assert "(2, 6)" in str(err) and "12 elements" in str(err)
         else:
@@ -882,7 +901,7 @@ The class reads top to bottom in five parts:
    `stride()` (in elements, like PyTorch) and `is_contiguous()` (row-major with
    no gaps) all read the array's own metadata: none of them costs a copy.
 3. **Arithmetic.** Every operator is a primitive or a composition of them.
-   Binary operators check shapes first with `_broadcast_shape`, so the error
+   Binary operators check shapes first with `broadcast_shape`, so the error
    names the operator. A number takes the tensor's float dtype, so `x * 0.5`
    and `x * np.sqrt(2.0)` stay float32 (in NumPy 2, a float32 array times the
    NumPy float64 scalar `np.sqrt(2.0)` silently becomes float64). True
@@ -949,7 +968,7 @@ class Tensor:
         ### BEGIN SOLUTION
         if isinstance(data, Tensor):
             data = data.data
-        array = _numeric_array(data, dtype)
+        array = numeric_array(data, dtype)
         if dtype is None and not isinstance(data, (np.ndarray, np.generic)):
             if array.dtype == np.float64:
                 array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
@@ -1096,13 +1115,13 @@ class Tensor:
 
         `other` may be a Tensor, a number or an array; the result has the broadcast shape.
         """
-        self, other = _promote(self, other)          # given: PyTorch's dtype rules (the rest of the API)
+        self, other = promote(self, other)          # given: PyTorch's dtype rules (the rest of the API)
         # 1. A non-Tensor other becomes self._constant(other) (keeps float32 float32).
-        # 2. Call _broadcast_shape(name, ...) on both shapes first, only for its error.
+        # 2. Call broadcast_shape(name, ...) on both shapes first, only for its error.
         # 3. Return op.apply(self, other): apply records the graph; never compute on .data here.
         ### BEGIN SOLUTION
         other = other if isinstance(other, Tensor) else self._constant(other)
-        _broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
+        broadcast_shape(name, self.shape, other.shape)  # a clear error before NumPy's
         return op.apply(self, other)
         ### END SOLUTION
 
@@ -1158,7 +1177,7 @@ class Tensor:
 
     def __matmul__(self, other):
         other = other if isinstance(other, Tensor) else Tensor(other)
-        _matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
+        matmul_shape(self.shape, other.shape)  # a clear error before NumPy's
         if self.dtype != other.dtype:           # PyTorch does not promote in matmul: a float64 batch
             raise TypeError(f"matmul: {self.shape} {self.dtype} @ {other.shape} {other.dtype}: dtypes differ; "
                             "convert one operand, e.g. x.float() for a float32 layer")
@@ -1182,7 +1201,7 @@ class Tensor:
     # ---- reductions ----------------------------------------------------------------------
     # PyTorch spells the reduction arguments dim/keepdim; NumPy's axis/keepdims are accepted too.
     def sum(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
         return Sum.apply(self, axis=dim, keepdims=keepdim)
 
     def mean(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
@@ -1190,18 +1209,18 @@ class Tensor:
 
         A composition: self.sum(dim, keepdim) divided by the number of elements summed.
         """
-        # Normalise the arguments with _reduction_args first (it accepts axis/keepdims too).
+        # Normalise the arguments with reduction_args first (it accepts axis/keepdims too).
         # Pitfall: divide by the count of the REDUCED elements (the product of the sizes of
         # the dims reduced over), not by numel(), unless dim is None. Stays float32.
         ### BEGIN SOLUTION
-        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
         count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
         return self.sum(dim, keepdim) / count
         ### END SOLUTION
 
     def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
         """The largest values over `dim` (None: all; an int or a tuple of ints); ties share the gradient."""
-        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
         return Max.apply(self, axis=dim, keepdims=keepdim)
 
     def max(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
@@ -1209,10 +1228,10 @@ class Tensor:
 
         `values, indices = x.max(dim=1)`, or `x.max(1).values`; `amax` reduces over several dims.
         """
-        dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+        dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
         if dim is None:
             return Max.apply(self, axis=None, keepdims=keepdim)
-        return _select_along(self, dim, keepdim, np.argmax, max_result, "max")
+        return select_along(self, dim, keepdim, np.argmax, max_result, "max")
 
     def argmax(self, dim=None, keepdim: bool = False, *, axis=None) -> "Tensor":
         dim = axis if dim is None else dim
@@ -1225,11 +1244,11 @@ class Tensor:
         A view when the strides allow it (NumPy decides), else a copy.
         """
         # Accept both call styles: one tuple/list argument, or the sizes as separate arguments.
-        # Resolve the -1 and check the count with _resolve_shape (step 2), then run Reshape.apply
+        # Resolve the -1 and check the count with resolve_shape (step 2), then run Reshape.apply
         # with the keyword shape=...: options go to forward as keywords, never as inputs.
         ### BEGIN SOLUTION
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return Reshape.apply(self, shape=_resolve_shape(shape, self.shape))
+        return Reshape.apply(self, shape=resolve_shape(shape, self.shape))
         ### END SOLUTION
 
     def view(self, *shape):
@@ -1255,7 +1274,7 @@ class Tensor:
         return self.reshape(*self.shape[:start], int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
 
     def unsqueeze(self, dim: int):
-        dim = _check_dim(dim, self.ndim + 1, "unsqueeze")   # one more dim than the tensor has
+        dim = check_dim(dim, self.ndim + 1, "unsqueeze")   # one more dim than the tensor has
         return self.reshape(*self.shape[:dim], 1, *self.shape[dim:])
 
     def permute(self, *dims):
@@ -1264,7 +1283,7 @@ class Tensor:
         Accepts permute(2, 0, 1) or permute((2, 0, 1)); negative dims count from the end.
         """
         for d in (dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims):
-            _check_dim(d, self.ndim, "permute")      # given: an IndexError for a dim out of range
+            check_dim(d, self.ndim, "permute")      # given: an IndexError for a dim out of range
         # Check that dims (taken modulo ndim) are an ordering of 0 .. ndim - 1, or raise a
         # ValueError naming dims and the shape; then Transpose.apply(self, axes=...) with the
         # non-negative dims: Transpose's axes[i] is the input axis that becomes output axis i.
@@ -1280,7 +1299,7 @@ class Tensor:
 
         A (2, 3, 4) tensor .transpose(0, 2) has shape (4, 3, 2); by default the last two swap.
         """
-        dim0, dim1 = _check_dim(dim0, self.ndim, "transpose"), _check_dim(dim1, self.ndim, "transpose")  # given
+        dim0, dim1 = check_dim(dim0, self.ndim, "transpose"), check_dim(dim1, self.ndim, "transpose")  # given
         # Start from the identity ordering [0, 1, ..., ndim - 1], swap positions dim0 and dim1
         # (negative values index from the end, as list indices do), and run Transpose.apply
         # with axes= that tuple. A view: no data moves, only the strides are swapped.
@@ -1770,7 +1789,7 @@ here, read them once and move on; none of them is an exercise.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| export
+#| export core.function
 class Where(Function):
     """condition ? a : b, elementwise; the condition is an option (a boolean array), not an input."""
 
@@ -1793,11 +1812,13 @@ class Cat(Function):
         return np.concatenate(arrays, axis=dim)
 
 
+# %%
+#| export core.ops
 def _min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
-    dim, keepdim = _reduction_args(dim, keepdim, axis, keepdims)
+    dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
     if dim is None:
         return -Max.apply(-self, axis=None, keepdims=keepdim)
-    return _select_along(self, dim, keepdim, np.argmin, min_result, "min")
+    return select_along(self, dim, keepdim, np.argmin, min_result, "min")
 
 
 def _amin(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
@@ -1813,12 +1834,12 @@ def where(condition, input, other) -> Tensor:
     """input where condition holds, else other (Tensors or numbers, broadcast together)."""
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition, dtype=bool)
     if isinstance(input, Tensor):
-        a, b = _promote(input, other)
+        a, b = promote(input, other)
     elif isinstance(other, Tensor):
-        b, a = _promote(other, input)                # a number takes the tensor's dtype
+        b, a = promote(other, input)                # a number takes the tensor's dtype
     else:
-        a, b = _promote(Tensor(input), other)
-    shape = _broadcast_shape("where", _broadcast_shape("where", condition.shape, a.shape), b.shape)
+        a, b = promote(Tensor(input), other)
+    shape = broadcast_shape("where", broadcast_shape("where", condition.shape, a.shape), b.shape)
     return Where.apply(a, b, condition=np.broadcast_to(condition, shape))
 
 
@@ -1856,7 +1877,7 @@ def _std(self, dim=None, unbiased: bool = True, keepdim: bool = False, *, correc
 
 
 def _squeeze(self, dim=None) -> Tensor:
-    dims = range(self.ndim) if dim is None else [_check_dim(d, self.ndim, "squeeze") for d in np.atleast_1d(dim)]
+    dims = range(self.ndim) if dim is None else [check_dim(d, self.ndim, "squeeze") for d in np.atleast_1d(dim)]
     drop = {d for d in dims if self.shape[d] == 1}
     return self.reshape(tuple(n for d, n in enumerate(self.shape) if d not in drop))
 
@@ -1896,11 +1917,20 @@ def _setitem(self, index, value) -> None:
     self.data[index] = value.data if isinstance(value, Tensor) else value
 
 
-for _name, _method in {"min": _min, "amin": _amin,
-                       "argmin": _argmin, "masked_fill": _masked_fill, "abs": _abs, "clamp": _clamp,
-                       "var": _var, "std": _std, "squeeze": _squeeze, "expand": _expand,
-                       "repeat": _repeat, "__setitem__": _setitem, "__abs__": _abs}.items():
-    setattr(Tensor, _name, _method)
+# The methods join the Tensor class (a class can grow across the cells of a chapter).
+Tensor.min = _min
+Tensor.amin = _amin
+Tensor.argmin = _argmin
+Tensor.masked_fill = _masked_fill
+Tensor.abs = _abs
+Tensor.clamp = _clamp
+Tensor.var = _var
+Tensor.std = _std
+Tensor.squeeze = _squeeze
+Tensor.expand = _expand
+Tensor.repeat = _repeat
+Tensor.__setitem__ = _setitem
+Tensor.__abs__ = _abs
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
@@ -1908,12 +1938,12 @@ def cat(tensors, dim: int = 0) -> Tensor:
     tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
     if not tensors:
         raise ValueError("cat: give at least one tensor")
-    d = _check_dim(dim, tensors[0].ndim, "cat")
+    d = check_dim(dim, tensors[0].ndim, "cat")
     for t in tensors[1:]:
         if t.ndim != tensors[0].ndim or t.shape[:d] + t.shape[d + 1:] != tensors[0].shape[:d] + tensors[0].shape[d + 1:]:
             raise ValueError(f"cat: shapes {tensors[0].shape} and {t.shape} differ outside dim {dim}; "
                              "only the size along dim may differ")
-    dtype = _result_dtype(*(t.data for t in tensors))
+    dtype = result_dtype(*(t.data for t in tensors))
     return Cat.apply(*(t.to(dtype) for t in tensors), dim=d)
 
 
@@ -1924,10 +1954,12 @@ def stack(tensors, dim: int = 0) -> Tensor:
         raise ValueError("stack: give at least one tensor")
     if any(t.shape != tensors[0].shape for t in tensors):
         raise ValueError(f"stack: every tensor must have one shape, got {[t.shape for t in tensors]}")
-    d = _check_dim(dim, tensors[0].ndim + 1, "stack")
+    d = check_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([t.unsqueeze(d) for t in tensors], d)
 
 
+# %%
+#| export core.creation
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
@@ -1967,7 +1999,6 @@ def ones_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def full_like(t: Tensor, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
     return full(t.shape, fill_value, dtype=dtype or t.dtype, requires_grad=requires_grad)
-
 
 # %% [markdown]
 """
@@ -2145,7 +2176,7 @@ does not:
 """
 
 # %%
-from tinytorch.core.timing import best_time    # chapter 01: the fastest of several runs
+from tinytorch.utils.timing import best_time    # chapter 01: the fastest of several runs
 
 big = Tensor(np.random.default_rng(1).random((2048, 2048), dtype=np.float32))
 A = big.data
@@ -2387,7 +2418,7 @@ backward.
 
 # %%
 import tinytorch
-from tinytorch.core.setup import system_info
+from tinytorch.utils.environment import system_info
 
 info = system_info()
 print(f"tinytorch {tinytorch.__version__} on Python {info['python']}, NumPy {info['numpy']} "

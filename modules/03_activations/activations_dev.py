@@ -67,7 +67,7 @@ this chapter becomes differentiable without a single line of it changing.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.activations
+#| default_exp nn.activation
 
 # %%
 #| export
@@ -76,7 +76,9 @@ import math
 
 import numpy as np
 
-from tinytorch.core.tensor import Function, Tensor, where
+from tinytorch.core.function import Function
+from tinytorch.core.ops import where
+from tinytorch.core.tensor import Tensor
 
 # %% [markdown]
 """
@@ -1002,8 +1004,8 @@ primitives; they are not counted but do cost a sweep each.)
 
 
 # %%
-from tinytorch.core.tensor import Function
-from tinytorch.core.timing import median_time    # chapter 01: the median of several runs
+from tinytorch.core.function import Function
+from tinytorch.utils.timing import median_time    # chapter 01: the median of several runs
 
 
 def primitives_used(fn, x: Tensor) -> list[str]:
@@ -1434,7 +1436,7 @@ r"""
 * Tinytorch now has `relu`, `sigmoid`, `tanh`, `gelu`, `softmax`,
   `log_softmax` and the layer classes `ReLU`, `Sigmoid`, `Tanh`, `GELU`,
   `Softmax`, `LogSoftmax` (plain callables until `Module` exists), exported to
-  `tinytorch.core.activations` and gathered in `tinytorch.nn` and
+  `tinytorch.nn.activation` and gathered in `tinytorch.nn` and
   `tinytorch.nn.functional`.
 * Stability comes from never exponentiating a positive number: the shifted
   softmax, the log-sum-exp log-softmax and the split sigmoid stay finite for

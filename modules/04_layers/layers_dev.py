@@ -160,7 +160,7 @@ one random draw per weight, `O(in·out)`, done once.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.layers
+#| default_exp nn.layers
 
 # %% [markdown]
 """
@@ -172,17 +172,17 @@ Every random number tinytorch draws (initial weights here, dropout masks in
 chapter 13, shuffled batches in chapter 11) comes from one NumPy `Generator`.
 `manual_seed(s)` replaces it with a fresh one seeded with `s`, which makes a
 whole run repeatable: same seed, same initial weights, same results. These
-cells export to `tinytorch.core.init` (note the `#| export core.init` line),
+cells export to `tinytorch.nn.init` (note the `#| export nn.init` line),
 the counterpart of `torch.nn.init`.
 """
 
 # %%
-#| export core.init
+#| export nn.init
 import math
 
 import numpy as np
 
-_generator = np.random.default_rng()
+_generator = None                                      # made on first use: importing tinytorch draws nothing
 
 
 def manual_seed(seed: int) -> None:
@@ -193,6 +193,9 @@ def manual_seed(seed: int) -> None:
 
 def generator() -> np.random.Generator:
     """The generator tinytorch draws from; `manual_seed` replaces it."""
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
     return _generator
 
 
@@ -215,7 +218,7 @@ matter for memory:
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_fans", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export core.init
+#| export nn.init
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """fan_in, fan_out of a weight (out, in, *kernel), as PyTorch computes them.
 
@@ -309,7 +312,7 @@ which zeroes half of its input); the Kaiming functions take PyTorch's
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_calculate_gain", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export core.init
+#| export nn.init
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The factor the variance rules multiply by to undo what `nonlinearity` does to the scale."""
     if nonlinearity in ("linear", "identity", "sigmoid", "conv1d", "conv2d", "conv3d"):
@@ -390,7 +393,7 @@ root would not crash anything, it would just make deep models fail to learn.
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_initialisers", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-from tinytorch.core.tensor import Tensor   # chapter 02's Tensor: the initialisers fill its .data
+from tinytorch.core.tensor import Tensor  # chapter 02's Tensor: the initialisers fill its .data
 
 
 def test_unit_initialisers():
@@ -443,16 +446,19 @@ running mean in chapter 08, a constant scale. The type states the intent.
 
 # %%
 #| export
+#| export nn.module
 import math
-from collections import OrderedDict, namedtuple
-from typing import Callable, Iterator
+from collections import OrderedDict
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from tinytorch.core import init
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
 
 
+# %%
+#| export nn.module
 class Parameter(Tensor):
     """A Tensor that is a learnable part of a Module: it requires gradients by default."""
 
@@ -466,7 +472,7 @@ class Parameter(Tensor):
 # %% [markdown]
 """
 From here on the chapter's code reaches the initialisers through
-`tinytorch.core.init`, the exported copy of the cells above, exactly as the
+`tinytorch.nn.init`, the exported copy of the cells above, exactly as the
 package will; so in the cells below we seed with `init.manual_seed(...)`.
 
 ### Unit test: Parameter
@@ -505,7 +511,7 @@ First, the problem. Here is a two-layer network written without a
 """
 
 # %%
-from tinytorch.core.activations import ReLU, log_softmax, relu
+from tinytorch.nn.activation import ReLU, log_softmax, relu
 
 
 class HandWrittenMLP:
@@ -591,8 +597,14 @@ guarantee.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_Module", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
-_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+#| export nn.module
+class _IncompatibleKeys(NamedTuple):
+    """What load_state_dict(strict=False) returns, as in PyTorch."""
+    missing_keys: list
+    unexpected_keys: list
+
+
+_IncompatibleKeys.__name__ = "IncompatibleKeys"
 
 
 def _join(prefix: str, name: str) -> str:
@@ -1442,7 +1454,7 @@ Three conveniences a PyTorch user expects, none of them new in kind:
 """
 
 # %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api_init", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| export core.init
+#| export nn.init
 from tinytorch.core.tensor import Tensor
 
 
@@ -1452,17 +1464,17 @@ def _size(size) -> tuple:
 
 def randn(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     """Standard normal samples of the given shape (float32 by default, as in PyTorch)."""
-    return Tensor(_generator.standard_normal(_size(size)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(generator().standard_normal(_size(size)).astype(dtype), requires_grad=requires_grad)
 
 
 def rand(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return Tensor(_generator.random(_size(size)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(generator().random(_size(size)).astype(dtype), requires_grad=requires_grad)
 
 
 def randint(low: int, high: int, size, dtype=np.int64) -> Tensor:
     """Integers drawn uniformly from [low, high)."""
-    return Tensor(_generator.integers(low, high, size=tuple(size)).astype(dtype))
+    return Tensor(generator().integers(low, high, size=tuple(size)).astype(dtype))
 
 
 def randn_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -1475,7 +1487,7 @@ def rand_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
 
 # %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api_layers", "locked": true, "schema_version": 3, "solution": false, "task": false}
 #| export
-from tinytorch.core import activations as _activations
+from tinytorch.nn import activation as _activations
 
 
 class Identity(Module):
@@ -1488,22 +1500,39 @@ class Identity(Module):
         return x
 
 
-def _as_module(layer: type) -> type:
-    """Chapter 03's activation class `layer`, with Module as a further base."""
-    def __init__(self, *args, **kwargs):
-        Module.__init__(self)
-        layer.__init__(self, *args, **kwargs)
-    return type(layer.__name__, (layer, Module), {"__init__": __init__, "__doc__": layer.__doc__,
-                                                  "__module__": __name__})
+def _activation_init(self, *args, **kwargs):
+    """Module's set-up, then the chapter 03 class's own (the first class in the MRO that is no Module)."""
+    Module.__init__(self)
+    next(c for c in type(self).__mro__ if not issubclass(c, Module)).__init__(self, *args, **kwargs)
 
 
-ReLU = _as_module(_activations.ReLU)
-LeakyReLU = _as_module(_activations.LeakyReLU)
-Sigmoid = _as_module(_activations.Sigmoid)
-Tanh = _as_module(_activations.Tanh)
-GELU = _as_module(_activations.GELU)
-Softmax = _as_module(_activations.Softmax)
-LogSoftmax = _as_module(_activations.LogSoftmax)
+# Each is its chapter 03 class with Module as a further base: the same function, now a Module.
+class ReLU(_activations.ReLU, Module):
+    __doc__, __init__ = _activations.ReLU.__doc__, _activation_init
+
+
+class LeakyReLU(_activations.LeakyReLU, Module):
+    __doc__, __init__ = _activations.LeakyReLU.__doc__, _activation_init
+
+
+class Sigmoid(_activations.Sigmoid, Module):
+    __doc__, __init__ = _activations.Sigmoid.__doc__, _activation_init
+
+
+class Tanh(_activations.Tanh, Module):
+    __doc__, __init__ = _activations.Tanh.__doc__, _activation_init
+
+
+class GELU(_activations.GELU, Module):
+    __doc__, __init__ = _activations.GELU.__doc__, _activation_init
+
+
+class Softmax(_activations.Softmax, Module):
+    __doc__, __init__ = _activations.Softmax.__doc__, _activation_init
+
+
+class LogSoftmax(_activations.LogSoftmax, Module):
+    __doc__, __init__ = _activations.LogSoftmax.__doc__, _activation_init
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_rest_of_api", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -2166,7 +2195,7 @@ additive factor and the role of LayerNorm (growth of the residual stream).
 You built the layer abstraction the rest of the course stands on, with
 PyTorch's names and behaviour:
 
-- **`tinytorch.core.init`**: one seeded generator (`manual_seed`) and the
+- **`tinytorch.nn.init`**: one seeded generator (`manual_seed`) and the
   initialisers `uniform_`, `normal_`, `constant_`, `zeros_`, `ones_`,
   `xavier_uniform_`/`xavier_normal_`, `kaiming_uniform_`/`kaiming_normal_`,
   with `calculate_gain` and PyTorch's fan rules; all fill in place, drawing

@@ -64,15 +64,21 @@ without a line being rewritten.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.networks
+#| default_exp nn.loss
 
 # %%
 #| export
-
 import numpy as np
 
-from tinytorch.core.activations import ReLU, log_softmax
-from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.nn.activation import log_softmax
+from tinytorch.nn.layers import Module
+from tinytorch.core.tensor import Tensor
+
+
+# %%
+#| export nn.networks
+from tinytorch.nn.activation import ReLU
+from tinytorch.nn.layers import Linear, Module, Sequential
 from tinytorch.core.tensor import Tensor
 
 # %% [markdown]
@@ -88,7 +94,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 
-from tinytorch.core.activations import Tanh, relu, softmax
+from tinytorch.nn.activation import Tanh, relu, softmax
 
 # %% [markdown]
 r"""
@@ -189,7 +195,7 @@ forget that the last entry of that list is the output.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_MLP", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export nn.networks
 class MLP(Sequential):
     """Linear layers of sizes in_features -> *hidden_sizes -> out_features, an activation between each pair.
 
@@ -484,8 +490,9 @@ def class_indices(target, logits: Tensor, where: str) -> np.ndarray:
     return indices
 
 
-# A kernel installed by set_cross_entropy_kernel (chapter 14 installs a fused one); None: the composition below.
-_cross_entropy_kernel = None
+# The kernel cross_entropy uses for (N, C) logits; None: the composition below. set_cross_entropy_kernel
+# changes it; the package's __init__ installs chapter 14's fused kernel here.
+cross_entropy_kernel = None
 
 
 def set_cross_entropy_kernel(kernel):
@@ -494,17 +501,17 @@ def set_cross_entropy_kernel(kernel):
     `kernel=None` restores log_softmax followed by indexing. Returns the kernel that was
     installed before, so a caller can put it back.
     """
-    global _cross_entropy_kernel
+    global cross_entropy_kernel
     if kernel is not None and not callable(kernel):
         raise TypeError(f"set_cross_entropy_kernel: expected a function (logits, indices) -> losses or None, "
                         f"not {type(kernel).__name__}")
-    previous, _cross_entropy_kernel = _cross_entropy_kernel, kernel
+    previous, cross_entropy_kernel = cross_entropy_kernel, kernel
     return previous
 
 
 def get_cross_entropy_kernel():
     """The kernel cross_entropy uses for (N, C) logits now, or None for the composition below."""
-    return _cross_entropy_kernel
+    return cross_entropy_kernel
 
 
 def cross_entropy(input: Tensor, target, reduction: str = "mean", *, weight=None, ignore_index: int = -100,
@@ -519,9 +526,9 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean", *, weight=None
     if weight is not None or label_smoothing or np.any(np.asarray(getattr(target, "data", target)) == ignore_index):
         return _cross_entropy_with_options(input, target, reduction, weight, ignore_index, label_smoothing)
     indices = class_indices(target, input, "cross_entropy")
-    if input.ndim == 2 and _cross_entropy_kernel is not None:
+    if input.ndim == 2 and cross_entropy_kernel is not None:
         try:
-            return _reduce(_cross_entropy_kernel(input, indices), reduction)
+            return _reduce(cross_entropy_kernel(input, indices), reduction)
         except NotImplementedError:
             pass  # the kernel is still a stub in a learner's package (its chapter not written yet): compose
     # 1. logp = log_softmax(input, dim=-1): (N, C) or (C,), finite for any finite logits.
@@ -626,7 +633,7 @@ real model.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_count_parameters", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export nn.networks
 def count_parameters(model: Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (each shared parameter counted once).
 
@@ -912,7 +919,7 @@ Now the other half. For each batch size we record three numbers for the
 # %%
 import contextlib
 
-from tinytorch.core.tensor import Function
+from tinytorch.core.function import Function
 
 
 @contextlib.contextmanager
@@ -983,7 +990,7 @@ $2N\sum_\ell d_{\ell-1} d_\ell$, and the cost of the loss at the end.
 
 
 # %%
-from tinytorch.core.timing import median_time    # chapter 01: the median of several runs
+from tinytorch.utils.timing import median_time    # chapter 01: the median of several runs
 
 
 flops_per_example = 2 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
@@ -1647,8 +1654,8 @@ r"""
   `activation_bytes` put numbers on a model; we measured that training keeps
   more than the layer outputs, and that activation memory overtakes parameter
   memory at a batch of a few hundred for a 1024-wide MLP.
-* Everything exports to `tinytorch.core.networks`; the losses are also in
-  `tinytorch.nn` and `tinytorch.nn.functional`.
+* The losses export to `tinytorch.nn.loss`, the MLP and the counts to
+  `tinytorch.nn.networks`; both are also in `tinytorch.nn` and `tinytorch.nn.functional`.
 
 Next, chapter 06 builds convolutions, whose parameters are few and whose
 activations are many: everything measured here, turned up.

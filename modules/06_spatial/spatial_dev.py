@@ -56,7 +56,7 @@ layers of this chapter become trainable there without changing a line.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.spatial
+#| default_exp nn.spatial
 
 # %%
 #| export
@@ -65,9 +65,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tinytorch.core import init
-from tinytorch.core.layers import Module, Parameter
-from tinytorch.core.tensor import Function, Tensor, cat, zeros
+from tinytorch.nn import init
+from tinytorch.nn.layers import Module, Parameter
+from tinytorch.core.creation import zeros
+from tinytorch.core.function import Function
+from tinytorch.core.ops import cat
+from tinytorch.core.tensor import Tensor
 
 # %%
 import time
@@ -76,9 +79,9 @@ import tracemalloc
 import matplotlib
 import matplotlib.pyplot as plt
 
-from tinytorch.core.activations import ReLU
-from tinytorch.core.layers import Linear, Sequential
-from tinytorch.core.timing import median_time, median_times
+from tinytorch.nn.activation import ReLU
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.utils.timing import median_time, median_times
 
 
 def median_ms(fn, repeats: int = 5) -> float:
@@ -161,7 +164,7 @@ output-size formula is the same, with `stride` defaulting to `kernel_size`.
 
 PyTorch lets you write `kernel_size=3` for a square 3×3 kernel or
 `kernel_size=(3, 5)` for a rectangle, and the same for `stride` and `padding`.
-`_pair` turns either spelling into a pair, and `conv_output_size` is the
+`pair` turns either spelling into a pair, and `conv_output_size` is the
 formula above. Both are given: you will use them in every function you write
 below.
 """
@@ -169,7 +172,7 @@ below.
 
 # %%
 #| export
-def _pair(value, name: str) -> tuple[int, int]:
+def pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of ints as a pair: kernel_size=3 means (3, 3)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value), int(value)
@@ -199,13 +202,13 @@ def test_unit_output_size():
     assert conv_output_size(32, 3, stride=2, padding=1) == 16    # stride 2 halves
     assert conv_output_size(13, 2, stride=2) == 6                # the leftover row is dropped
     assert conv_output_size(5, 5) == 1                           # kernel as big as the input
-    assert _pair(3, "kernel_size") == (3, 3) and _pair((2, 5), "stride") == (2, 5)
+    assert pair(3, "kernel_size") == (3, 3) and pair((2, 5), "stride") == (2, 5)
     try:
-        _pair((1, 2, 3), "kernel_size")
+        pair((1, 2, 3), "kernel_size")
     except TypeError as err:
         assert "kernel_size" in str(err)
     else:
-        raise AssertionError("_pair accepted three numbers")
+        raise AssertionError("pair accepted three numbers")
     print("✓ output sizes follow floor((H + 2p - k) / s) + 1")
 
 
@@ -228,7 +231,7 @@ for the package.
 # %%
 def conv2d_naive(x: np.ndarray, weight: np.ndarray, bias=None, stride=1, padding=0) -> np.ndarray:
     """Convolution straight from the formula: one Python loop per output index (slow; a reference)."""
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    (sh, sw), (ph, pw) = pair(stride, "stride"), pair(padding, "padding")
     N, C, H, W = x.shape
     O, _, kh, kw = weight.shape
     x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -528,7 +531,7 @@ not fit the (padded) image after a few pooling layers.
 
 # %% nbgrader={"grade": false, "grade_id": "impl_conv2d", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
-def _check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> None:
+def check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> None:
     if input.ndim != 4:
         raise ValueError(f"conv2d: input must have shape (N, C, H, W) or (C, H, W), got {input.shape}")
     if weight.ndim != 4:
@@ -559,10 +562,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     Returns:
         (N, O, OH, OW) with OH = floor((H + 2*ph - kh) / sh) + 1 (same for OW).
     """
-    if isinstance(padding, str) or _pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
+    if isinstance(padding, str) or pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
         return _conv2d_options(input, weight, bias, stride, padding, dilation, groups)
     # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
-    # 2. _pair stride and padding, then _check_conv_args (given) before any work.
+    # 2. pair stride and padding, then check_conv_args (given) before any work.
     # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
     # 4. weight.reshape(O, C*kh*kw) @ cols -> (O, N*OH*OW); add bias.reshape(O, 1) (one per row).
     # 5. reshape (O, N, OH, OW) and permute(1, 0, 2, 3): (N, O, OH, OW) as a view, no copy.
@@ -570,8 +573,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     ### BEGIN SOLUTION
     if input.ndim == 3:                                                # one image: add and drop a batch axis
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding)[0]
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    _check_conv_args(input, weight, bias, stride, padding)
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    check_conv_args(input, weight, bias, stride, padding)
     (N, C, H, W), (O, _, kh, kw) = input.shape, weight.shape
     OH, OW = conv_output_size(H, kh, stride[0], padding[0]), conv_output_size(W, kw, stride[1], padding[1])
     x = Pad2d.apply(input, padding=padding) if any(padding) else input   # (N, C, H + 2ph, W + 2pw)
@@ -653,7 +656,7 @@ class Conv2d(Module):
                  groups: int = 1, bias: bool = True):
         super().__init__()
         padding_text, padding = (padding, 0) if isinstance(padding, str) else (None, padding)   # given
-        # Store in_channels, out_channels and kernel_size, stride, padding as pairs (_pair); refuse
+        # Store in_channels, out_channels and kernel_size, stride, padding as pairs (pair); refuse
         # non-positive channel counts with a ValueError naming both numbers.
         # Parameters, float32, PyTorch's default init: weight (out_channels, in_channels, kh, kw) and
         # bias (out_channels,) (None when bias=False), both U(-b, b) with b = 1/sqrt(in_channels*kh*kw)
@@ -662,14 +665,14 @@ class Conv2d(Module):
         if in_channels < 1 or out_channels < 1:
             raise ValueError(f"Conv2d: in_channels and out_channels must be positive, got {in_channels}, {out_channels}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
         kh, kw = self.kernel_size
         bound = 1.0 / np.sqrt(in_channels * kh * kw)    # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         self.weight = init.uniform_(Parameter(np.empty((out_channels, in_channels, kh, kw), dtype=np.float32)), -bound, bound)
         self.bias = init.uniform_(Parameter(np.empty(out_channels, dtype=np.float32)), -bound, bound) if bias else None
         ### END SOLUTION
-        self.dilation, self.groups = _pair(dilation, "dilation"), groups     # given: the rest of the API
+        self.dilation, self.groups = pair(dilation, "dilation"), groups     # given: the rest of the API
         if padding_text is not None or groups != 1:
             _conv2d_layer_options(self, padding_text, groups, bias)
 
@@ -760,9 +763,9 @@ did not use it.
 #| export
 def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float, name: str):
     """Each channel's windows, side by side: (C, kh*kw, N*OH*OW), and the shape (C, N, OH, OW)."""
-    kh, kw = _pair(kernel_size, "kernel_size")
-    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = (kh, kw) if stride is None else pair(stride, "stride")
+    ph, pw = pair(padding, "padding")
     if input.ndim != 4:
         raise ValueError(f"{name}: input must have shape (N, C, H, W) or (C, H, W), got {input.shape}")
     if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
@@ -968,7 +971,7 @@ def _dilate_kernel(weight: Tensor, dh: int, dw: int) -> Tensor:
 def _conv2d_options(input: Tensor, weight: Tensor, bias, stride, padding, dilation, groups: int) -> Tensor:
     if input.ndim == 3:
         return _conv2d_options(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups)[0]
-    dh, dw = _pair(dilation, "dilation")
+    dh, dw = pair(dilation, "dilation")
     if min(dh, dw) < 1:
         raise ValueError(f"conv2d: dilation must be >= 1, got {dilation}")
     if weight.ndim == 4 and (dh > 1 or dw > 1):
@@ -977,7 +980,7 @@ def _conv2d_options(input: Tensor, weight: Tensor, bias, stride, padding, dilati
         if padding not in ("same", "valid"):
             raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', not {padding!r}")
         if padding == "same":
-            if _pair(stride, "stride") != (1, 1):
+            if pair(stride, "stride") != (1, 1):
                 raise ValueError(f"conv2d: padding='same' needs stride 1, got stride={stride}; give the padding as numbers")
             (top, bottom), (left, right) = [(t // 2, t - t // 2) for t in (weight.shape[-2] - 1, weight.shape[-1] - 1)]
             if bottom or right:                          # pad the larger amount on both sides, crop the extra

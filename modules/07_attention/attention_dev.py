@@ -49,7 +49,7 @@ why FlashAttention exists.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.attention
+#| default_exp nn.attention
 
 # %%
 #| export
@@ -59,10 +59,11 @@ import math
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import softmax
-from tinytorch.core.layers import Linear, Module, Parameter
-from tinytorch.core.tensor import Tensor, where
+from tinytorch.nn import init
+from tinytorch.nn.activation import softmax
+from tinytorch.nn.layers import Linear, Module, Parameter
+from tinytorch.core.ops import where
+from tinytorch.core.tensor import Tensor
 
 # %%
 import time

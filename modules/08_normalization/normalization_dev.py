@@ -49,7 +49,7 @@ comes in chapters 09 and 10.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.normalization
+#| default_exp nn.normalization
 
 # %%
 #| export
@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinytorch.core.layers import Module, Parameter
+from tinytorch.nn.layers import Module, Parameter
 from tinytorch.core.tensor import Tensor
 
 # %%
@@ -66,9 +66,9 @@ import tracemalloc
 
 import matplotlib.pyplot as plt
 
-from tinytorch.core import init
-from tinytorch.core.activations import relu
-from tinytorch.core.layers import Linear, Sequential
+from tinytorch.nn import init
+from tinytorch.nn.activation import relu
+from tinytorch.nn.layers import Linear, Sequential
 
 np.set_printoptions(precision=4, suppress=True)
 
@@ -739,7 +739,7 @@ the same activations (`act + 1`, read once, written once), in the same rounds.
 """
 
 # %%
-from tinytorch.core.timing import median_times    # chapter 01: several functions, run in turns
+from tinytorch.utils.timing import median_times    # chapter 01: several functions, run in turns
 
 # One elementwise pass over the same activations (read once, write once), timed in the same rounds
 # as LayerNorm: the median of the per-round ratios is steady even when the machine is busy.
@@ -847,7 +847,7 @@ steady scale at every block's input, whatever the depth:
 """
 
 # %%
-from tinytorch.core.attention import MultiheadAttention  # noqa: E402  (chapter 07)
+from tinytorch.nn.attention import MultiheadAttention  # noqa: E402  (chapter 07)
 
 
 class PreNormBlock(Module):

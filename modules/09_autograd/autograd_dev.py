@@ -253,8 +253,9 @@ import contextlib
 
 import numpy as np
 
-from tinytorch.core.tensor import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow,
-                                   Reshape, Sum, Tanh, Tensor, Transpose)
+from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
+                                     Tanh, Transpose)
+from tinytorch.core.tensor import Tensor
 
 
 def backward_rule(function: type[Function]):
@@ -786,7 +787,7 @@ element at a time, orders of magnitude slower).
 
 # %%
 #| export
-from tinytorch.core.spatial import Im2col, Pad2d
+from tinytorch.nn.spatial import Im2col, Pad2d
 
 
 @backward_rule(Pad2d)
@@ -826,8 +827,8 @@ for `Add`); `Cat` splits the gradient into the pieces that were joined; and
 
 # %%
 #| export
-from tinytorch.core.tensor import Cast, Cat, Expand, TakeAlong, Where
-from tinytorch.core.activations import Erf
+from tinytorch.core.function import Cast, Cat, Expand, TakeAlong, Where
+from tinytorch.nn.activation import Erf
 
 
 @backward_rule(Cast)
@@ -1524,7 +1525,7 @@ and say where.
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_gradcheck", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-from tinytorch.core.activations import softmax
+from tinytorch.nn.activation import softmax
 
 
 def test_unit_gradcheck():
@@ -1578,9 +1579,9 @@ while we hold the output: first with the graph recorded, then under
 # %%
 import gc
 
-from tinytorch.core.init import manual_seed
-from tinytorch.core.layers import Linear, Sequential
-from tinytorch.core.activations import ReLU, Tanh as TanhLayer, log_softmax
+from tinytorch.nn.init import manual_seed
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.activation import ReLU, Tanh as TanhLayer, log_softmax
 
 manual_seed(0)
 WIDTH = 256
@@ -1718,7 +1719,7 @@ none). The elementwise rules are cheap next to the matmuls.
 
 
 # %%
-from tinytorch.core.timing import median_times    # chapter 01: medians of several functions, run in turns
+from tinytorch.utils.timing import median_times    # chapter 01: medians of several functions, run in turns
 
 batch, layer_shapes = 256, [(512, 512), (512, 512), (512, 512), (512, 1)]
 forward_flops = sum(2 * batch * n_in * n_out for n_in, n_out in layer_shapes)

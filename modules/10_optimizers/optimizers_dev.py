@@ -43,7 +43,7 @@ classifier to high accuracy in a few seconds.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.optimizers
+#| default_exp optim.optimizers
 
 # %% [markdown]
 r"""
@@ -604,7 +604,7 @@ def test_unit_adam():
     Adam([p], lr=0.1, weight_decay=0.5).step()              # ten times the weight, still a step of 0.1
     np.testing.assert_allclose(p.data, [19.9], rtol=1e-6)
 
-    from tinytorch.core.layers import Linear
+    from tinytorch.nn.layers import Linear
     layer = Linear(3, 2)
     opt = Adam(layer.parameters(), lr=0.01)
     for batch in (5, 2):
@@ -759,11 +759,11 @@ We use the *closed forms* of the background section, which PyTorch also
 implements (`_get_closed_form_lr`): the two agree to rounding, which the tests
 check against `torch.optim.lr_scheduler`; they differ only if something else
 changes `group["lr"]` in between. These classes go to their own file,
-`tinytorch/core/lr_scheduler.py`, re-exported as `tinytorch.optim.lr_scheduler`.
+`tinytorch/optim/lr_scheduler.py`, re-exported as `tinytorch.optim.lr_scheduler`.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "impl_LRScheduler", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export core.lr_scheduler
+#| export optim.lr_scheduler
 
 import math
 
@@ -964,7 +964,7 @@ class RMSprop(Optimizer):
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_rest_of_api_schedulers", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| export core.lr_scheduler
+#| export optim.lr_scheduler
 from bisect import bisect_right
 
 
@@ -1175,9 +1175,9 @@ import tracemalloc
 
 import matplotlib.pyplot as plt
 
-from tinytorch.core.init import manual_seed
-from tinytorch.core.layers import Linear, Sequential
-from tinytorch.core.activations import ReLU, log_softmax
+from tinytorch.nn.init import manual_seed
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.activation import ReLU, log_softmax
 
 manual_seed(0)
 model = Sequential(Linear(784, 1024), ReLU(), Linear(1024, 1024), ReLU(), Linear(1024, 10))
@@ -1243,7 +1243,7 @@ to `p.data -= ...`: 120 bytes per parameter instead of 28.
 """
 
 # %%
-from tinytorch.core.timing import best_time    # chapter 01: the fastest of several runs
+from tinytorch.utils.timing import best_time    # chapter 01: the fastest of several runs
 
 
 src = np.ones(n_params, dtype=np.float32)

@@ -115,7 +115,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
 
 
@@ -490,7 +490,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
 
 
@@ -1901,7 +1901,7 @@ and fetch batches of increasing size two ways: the per-sample path
 
 
 # %%
-from tinytorch.core.timing import best_time, median_time    # chapter 01: the fastest, or the median, of several runs
+from tinytorch.utils.timing import best_time, median_time    # chapter 01: the fastest, or the median, of several runs
 
 
 rng = np.random.default_rng(0)
@@ -2007,8 +2007,8 @@ big.transform = None
 
 # For scale: one forward + backward pass of a small MLP (chapters 03, 04 and 09) on a batch of 128.
 import tinytorch.core.autograd  # chapter 09: gives Tensor its backward()
-from tinytorch.core.activations import ReLU, log_softmax
-from tinytorch.core.layers import Linear, Sequential
+from tinytorch.nn.activation import ReLU, log_softmax
+from tinytorch.nn.layers import Linear, Sequential
 
 mlp = Sequential(Linear(3072, 32), ReLU(), Linear(32, 10))
 x_batch = Tensor(rng.standard_normal((128, 3072)).astype(np.float32))
@@ -2158,9 +2158,9 @@ loss falls, and the test accuracy is far above chance (10%).
 
 # %%
 import tinytorch
-from tinytorch.core.activations import ReLU, log_softmax
+from tinytorch.nn.activation import ReLU, log_softmax
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Linear, Sequential
+from tinytorch.nn.layers import Linear, Sequential
 
 tinytorch.manual_seed(0)
 MEAN_FAKE = (train_set.data.reshape(len(train_set), 3, -1).mean(axis=(0, 2)) / 255).tolist()

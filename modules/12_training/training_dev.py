@@ -210,7 +210,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinytorch import Tensor, manual_seed, no_grad
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, Parameter, ReLU, Sequential
 from tinytorch.nn.functional import log_softmax
 
@@ -243,24 +243,24 @@ from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
 
 
-def _numpy(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
     """The values of a Tensor or anything array-like, as a NumPy array (no copy when possible)."""
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
-def _as_tensor(x) -> Tensor:
+def as_tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _batch_size(inputs, targets) -> int:
+def batch_size_of(inputs, targets) -> int:
     """Samples in a batch: the length of the targets (or of the inputs when targets are scalars)."""
-    targets = _numpy(targets)
-    return int(targets.shape[0]) if targets.ndim else int(_numpy(inputs).shape[0])
+    targets = as_numpy(targets)
+    return int(targets.shape[0]) if targets.ndim else int(as_numpy(inputs).shape[0])
 
 
 def accuracy(outputs, targets) -> float:
     """Fraction of rows whose largest output is the target class: outputs (N, C), targets (N,)."""
-    outputs, targets = _numpy(outputs), _numpy(targets)
+    outputs, targets = as_numpy(outputs), as_numpy(targets)
     if outputs.ndim != 2 or targets.shape != outputs.shape[:1]:
         raise ValueError(f"accuracy needs outputs of shape (N, C) and class targets of shape (N,), got "
                          f"{outputs.shape} and {targets.shape}; for regression pass metrics=()")
@@ -279,8 +279,8 @@ def compute_confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     # float labels (TypeError: take argmax of the outputs first), a label outside 0..C-1 (ValueError);
     # bincount would otherwise miscount them silently or fail with a message about bins.
     ### BEGIN SOLUTION
-    y_true = _numpy(y_true).reshape(-1)
-    y_pred = _numpy(y_pred).reshape(-1)
+    y_true = as_numpy(y_true).reshape(-1)
+    y_pred = as_numpy(y_pred).reshape(-1)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"compute_confusion_matrix: {y_true.size} true labels but {y_pred.size} predictions; "
                          "pass one prediction per sample")
@@ -361,8 +361,8 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     confusion_matrix, num_samples.
     """
     # Remember model.training, call model.eval(), and give the mode back in a `finally`, even after an error.
-    # Under no_grad(), for each (inputs, targets): outputs = model(_as_tensor(inputs)), (N, C); add
-    # loss_fn(outputs, targets).item() * n, with n = _batch_size(inputs, targets); keep the targets and the
+    # Under no_grad(), for each (inputs, targets): outputs = model(as_tensor(inputs)), (N, C); add
+    # loss_fn(outputs, targets).item() * n, with n = batch_size_of(inputs, targets); keep the targets and the
     # predictions outputs.data.argmax(axis=-1), flattened. No samples at all: ValueError.
     # Then one confusion matrix over everything (num_classes, or outputs.shape[-1] when None); per-class
     # accuracy = diagonal / row sums, NaN for an empty row (np.where under np.errstate).
@@ -373,11 +373,11 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     try:
         with no_grad():
             for inputs, targets in loader:
-                outputs = model(_as_tensor(inputs))                 # (N, C) logits
-                n = _batch_size(inputs, targets)
+                outputs = model(as_tensor(inputs))                 # (N, C) logits
+                n = batch_size_of(inputs, targets)
                 total_loss += float(loss_fn(outputs, targets).item()) * n
                 count += n
-                trues.append(_numpy(targets).reshape(-1))
+                trues.append(as_numpy(targets).reshape(-1))
                 preds.append(outputs.data.argmax(axis=-1).reshape(-1))
     finally:
         model.train(was_training)
@@ -453,7 +453,7 @@ cannot say "tuple" or "a dict whose keys are integers", so those get markers
 too: loading must give back *exactly* the structure that was saved, or an
 optimizer's `load_state_dict` will not recognise it.
 
-Loading (`_read`, then `_load`) checks, in this order, before changing
+Loading (`_read`, then `load_with_check`) checks, in this order, before changing
 anything: the file is a zip; it holds a `checkpoint.json` entry; the format
 and version are ours; every field of the document has the type it should
 (a shape is a list of sizes, a dtype a numeric one, the metadata a mapping);
@@ -748,7 +748,7 @@ def _restore(optimizer, snapshot) -> None:
         pass
 
 
-def _same_kind(saved, current) -> bool:
+def same_kind(saved, current) -> bool:
     """Whether a saved hyperparameter has the type of the optimizer's own value (a number for a number...)."""
     def number(x):
         return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) \
@@ -761,7 +761,7 @@ def _same_kind(saved, current) -> bool:
         return saved is None or number(saved)
     if isinstance(current, (tuple, list)):
         return isinstance(saved, (tuple, list)) and len(saved) == len(current) \
-            and all(_same_kind(a, b) for a, b in zip(saved, current))
+            and all(same_kind(a, b) for a, b in zip(saved, current))
     return type(saved) is type(current)
 
 
@@ -783,17 +783,17 @@ def _check_optimizer_state(path, saved, current: dict) -> None:
         if not isinstance(params, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in params):
             raise CheckpointError(f"{path}: optimizer parameter group {i} lists {params!r}, not parameter indices")
         for key, value in group.items():
-            if key != "params" and not _same_kind(value, own[key]):
+            if key != "params" and not same_kind(value, own[key]):
                 raise CheckpointError(f"{path}: optimizer setting {key!r} is {value!r}, but this optimizer's is "
                                       f"{own[key]!r} (a {type(own[key]).__name__}); nothing was loaded")
     for index, entries in saved["state"].items():
         if not isinstance(entries, dict) or not all(
-                (isinstance(v, np.ndarray) and v.dtype.kind in "biufc") or _same_kind(v, 0.0) for v in entries.values()):
+                (isinstance(v, np.ndarray) and v.dtype.kind in "biufc") or same_kind(v, 0.0) for v in entries.values()):
             raise CheckpointError(f"{path}: optimizer state of parameter {index!r} holds something other than "
                                   "arrays and finite numbers; nothing was loaded")
 
 
-def _load(path, model, optimizer=None, check=None) -> dict:
+def load_with_check(path, model, optimizer=None, check=None) -> dict:
     """load_checkpoint, with `check(metadata)` run before anything changes (the Trainer uses it)."""
     document, arrays = _read(path)
     state = {name: arrays[f"model/{name}"] for name in document["model"]}
@@ -840,7 +840,7 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
     Everything is read and checked first: a damaged file, a wrong format version, or names and shapes
     that do not fit raise CheckpointError and leave the model and optimizer exactly as they were.
     """
-    return _load(path, model, optimizer)
+    return load_with_check(path, model, optimizer)
 
 # %% [markdown]
 """
@@ -1055,11 +1055,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
-from tinytorch.training.checkpoint import CheckpointError, _load, _same_kind, save_checkpoint
-from tinytorch.training.metrics import _as_tensor, _batch_size, _numpy, accuracy, evaluate_model
+from tinytorch.training.checkpoint import CheckpointError, load_with_check, same_kind, save_checkpoint
+from tinytorch.training.metrics import as_tensor, batch_size_of, as_numpy, accuracy, evaluate_model
 
 METRICS = {"accuracy": accuracy}
 
@@ -1176,7 +1176,7 @@ def _trainer_state_problem(state: dict, scheduler) -> str | None:
             return f"the {name} loader's state is not one save() writes"
     if scheduler is not None and state["scheduler"] is not None:
         own = scheduler.state_dict()
-        if set(own) != set(state["scheduler"]) or not all(_same_kind(state["scheduler"][k], own[k]) for k in own):
+        if set(own) != set(state["scheduler"]) or not all(same_kind(state["scheduler"][k], own[k]) for k in own):
             return f"the scheduler state {state['scheduler']!r} does not fit {type(scheduler).__name__}"[:200]
     return None
 
@@ -1272,14 +1272,14 @@ class Trainer:
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
-                # The step, timed in parts: outputs = self.model(_as_tensor(inputs)), loss = self.loss_fn(outputs,
+                # The step, timed in parts: outputs = self.model(as_tensor(inputs)), loss = self.loss_fn(outputs,
                 # targets), then t2 = time.perf_counter(). Only when `train`: self.optimizer.zero_grad(),
                 # loss.backward(), t3 = time.perf_counter(), self.optimizer.step(), t4 = time.perf_counter();
                 # in a validation pass nothing is updated and t3 = t4 = t2.
                 # Pitfall: zero_grad() before backward(), since gradients accumulate; and keep `outputs` and
                 # `loss`, which the code after this region reads (loss.item() and the metrics).
                 ### BEGIN SOLUTION
-                outputs = self.model(_as_tensor(inputs))
+                outputs = self.model(as_tensor(inputs))
                 loss = self.loss_fn(outputs, targets)
                 t2 = time.perf_counter()
                 t3 = t4 = t2
@@ -1294,10 +1294,10 @@ class Trainer:
                 if not math.isfinite(value):
                     raise FloatingPointError(f"the loss became {value} in epoch {self.epoch + 1}; "
                                              "lower the learning rate or check the inputs for inf/nan")
-                n = _batch_size(inputs, targets)
+                n = batch_size_of(inputs, targets)
                 totals["loss"] += value * n
                 for name, metric in self.metrics.items():
-                    totals[name] += metric(outputs.data, _numpy(targets)) * n
+                    totals[name] += metric(outputs.data, as_numpy(targets)) * n
                 count += n
                 t5 = time.perf_counter()
                 for part, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
@@ -1439,7 +1439,7 @@ class Trainer:
                 saved = "no scheduler" if state["scheduler"] is None else "a scheduler"
                 raise CheckpointError(f"{path} was saved with {saved}; build the Trainer the same way to resume")
 
-        metadata = _load(path, self.model, self.optimizer, check=check)
+        metadata = load_with_check(path, self.model, self.optimizer, check=check)
         state = metadata["trainer"]
         self.epoch, self.history = state["epoch"], History(state["history"])
         self.best_val_loss, self.best_epoch = state["best_val_loss"], state["best_epoch"]

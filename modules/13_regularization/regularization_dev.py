@@ -138,7 +138,7 @@ others it saves compute instead of spending it.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.regularization
+#| default_exp nn.regularization
 
 # %% [markdown]
 """
@@ -162,7 +162,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tinytorch import Tensor, manual_seed, no_grad
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, Parameter, ReLU, Sequential
 from tinytorch.nn.functional import log_softmax
 from tinytorch.training import Trainer, evaluate_model
@@ -199,8 +199,8 @@ a `p` outside `[0, 1]` is an error.
 #| export
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.layers import Module
+from tinytorch.nn import init
+from tinytorch.nn.layers import Module
 from tinytorch.core.tensor import Tensor
 
 
@@ -1252,7 +1252,7 @@ train/validation gap to decide, with data first when available.
 
 You built and measured the standard defences against overfitting:
 
-- **`dropout(x, p, training)` and `Dropout(p)`** (`tinytorch.core.regularization`,
+- **`dropout(x, p, training)` and `Dropout(p)`** (`tinytorch.nn.regularization`,
   also `tinytorch.nn.Dropout` and `tinytorch.nn.functional.dropout`):
   inverted dropout with PyTorch's semantics (identity in eval mode and for
   `p = 0`, zeros for `p = 1`, an error outside `[0, 1]`), its mask drawn in

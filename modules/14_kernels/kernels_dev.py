@@ -42,7 +42,7 @@ turns one of them into a measurement:
    it saves, and install it as the kernel behind chapter 05's
    `CrossEntropyLoss`, so every model in the course trains with it from now on.
 
-| what we build | in `tinytorch.core.kernels` | what it teaches |
+| what we build | in `tinytorch.kernels` | what it teaches |
 | --- | --- | --- |
 | `matmul_naive(a, b)` | three Python loops | the cost of interpreting |
 | `matmul_blocked(a, b, tile)` | tiles, each one vectorised product | reuse, arithmetic intensity |
@@ -59,7 +59,7 @@ its time.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp core.kernels
+#| default_exp kernels
 
 # %% [markdown]
 r"""
@@ -86,10 +86,11 @@ import contextlib
 
 import numpy as np
 
-from tinytorch.core import networks
+from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
 from tinytorch.core.autograd import backward_rule
-from tinytorch.core.spatial import Pad2d, _check_conv_args, _pair, conv_output_size
-from tinytorch.core.tensor import Function, Tensor
+from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
+from tinytorch.core.function import Function
+from tinytorch.core.tensor import Tensor
 
 # %% [markdown]
 r"""
@@ -109,13 +110,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from tinytorch.core import init
-from tinytorch.core.activations import ReLU, relu
-from tinytorch.core.layers import Linear, Sequential
-from tinytorch.core.networks import CrossEntropyLoss, cross_entropy
-from tinytorch.core.optimizers import SGD
-from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d, conv2d
-from tinytorch.core.timing import best_time
+from tinytorch.nn import init
+from tinytorch.nn.activation import ReLU, relu
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.loss import CrossEntropyLoss, cross_entropy
+from tinytorch.optim.optimizers import SGD
+from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d, conv2d
+from tinytorch.utils.timing import best_time
 
 
 def best_ms(fn, repeats: int = 5) -> float:
@@ -516,11 +517,11 @@ without a new backward rule, and the systems section measures who wins.
 def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d as a sum over kernel taps of (O, C) @ shifted input views: no im2col column matrix.
 
-    Same arguments, result and layout as tinytorch.core.spatial.conv2d: input (N, C, H, W) or
+    Same arguments, result and layout as tinytorch.nn.spatial.conv2d: input (N, C, H, W) or
     (C, H, W), weight (O, C, kh, kw), bias (O,) or None; returns (N, O, OH, OW).
     """
     # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0]. Normalise stride and
-    #    padding with _pair, check with _check_conv_args, and get OH, OW from conv_output_size.
+    #    padding with pair, check with check_conv_args, and get OH, OW from conv_output_size.
     # 2. Pad with Pad2d.apply(input, padding=...) if needed; permute to (C, N, Hp, Wp) (a view).
     # 3. For each tap (i, j): slice rows i :: sh and columns j :: sw (OH and OW of them) -> (C, N, OH, OW);
     #    add weight[:, :, i, j] @ tap.reshape(C, N * OH * OW) into a running sum of shape (O, N*OH*OW).
@@ -529,8 +530,8 @@ def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, str
     ### BEGIN SOLUTION
     if input.ndim == 3:                                             # one image: add and drop a batch axis
         return conv2d_direct(input.unsqueeze(0), weight, bias, stride, padding)[0]
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    _check_conv_args(input, weight, bias, stride, padding)
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    check_conv_args(input, weight, bias, stride, padding)
     (N, C, H, W), (O, _, kh, kw) = input.shape, weight.shape
     (sh, sw), (ph, pw) = stride, padding
     OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
@@ -673,7 +674,7 @@ def softmax_cross_entropy(logits: Tensor, target) -> Tensor:
     """Per-row cross-entropy losses (N,) of logits (N, C) and integer targets (N,), as one primitive."""
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
-    return softmax_cross_entropy_rows(logits, networks.class_indices(target, logits, "softmax_cross_entropy"))
+    return softmax_cross_entropy_rows(logits, class_indices(target, logits, "softmax_cross_entropy"))
 
 
 @contextlib.contextmanager
@@ -683,26 +684,26 @@ def cross_entropy_kernel(kernel):
     `kernel(logits, indices) -> (N,)` losses, or None for chapter 05's composition of
     log_softmax and indexing; the previous kernel is restored on exit.
     """
-    previous = networks.set_cross_entropy_kernel(kernel)
+    previous = set_cross_entropy_kernel(kernel)
     try:
         yield
     finally:
-        networks.set_cross_entropy_kernel(previous)
+        set_cross_entropy_kernel(previous)
 
 
 
 # %%
 # From here on, every cross_entropy / CrossEntropyLoss in this chapter uses the fused primitive
 # (same numbers, less work). The package does the same, in one visible line of tinytorch/__init__.py.
-networks.set_cross_entropy_kernel(softmax_cross_entropy_rows)
+set_cross_entropy_kernel(softmax_cross_entropy_rows)
 
 
 # %% [markdown]
 r"""
 The cell above installs the kernel through the hook chapter 05 left for it,
 and the package does the same where it is assembled: `tinytorch/__init__.py`
-has the one line `set_cross_entropy_kernel(kernels.softmax_cross_entropy_rows)`,
-so reading the package shows which cross-entropy runs (importing this file
+has the one line `nn.loss.cross_entropy_kernel = kernels.softmax_cross_entropy_rows`
+(the slot `set_cross_entropy_kernel` fills), so reading the package shows which cross-entropy runs (importing this file
 changes nothing by itself).
 That is the design: chapter 05 does not know about this chapter (it imports
 nothing from it); it has an empty slot that says "if someone gives me a

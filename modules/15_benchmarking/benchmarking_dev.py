@@ -94,10 +94,10 @@ import matplotlib.pyplot as plt
 
 import tinytorch
 from tinytorch import Tensor, manual_seed
-from tinytorch.core.kernels import cross_entropy_kernel
-from tinytorch.core.layers import Linear, Sequential
-from tinytorch.core.networks import CrossEntropyLoss, cross_entropy
-from tinytorch.core.spatial import Conv2d
+from tinytorch.kernels import cross_entropy_kernel
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.loss import CrossEntropyLoss, cross_entropy
+from tinytorch.nn.spatial import Conv2d
 
 rng = np.random.default_rng(0)
 
@@ -585,11 +585,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinytorch.core.kernels import SoftmaxCrossEntropy
-from tinytorch.core.layers import Module, Sequential
-from tinytorch.core.spatial import Im2col, Pad2d
-from tinytorch.core.tensor import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape,
-                                   Sum, Tanh, Tensor, Transpose)
+from tinytorch.kernels import SoftmaxCrossEntropy
+from tinytorch.nn.layers import Module, Sequential
+from tinytorch.nn.spatial import Im2col, Pad2d
+from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
+                                     Tanh, Transpose)
+from tinytorch.core.tensor import Tensor
 
 
 def _per_output(inputs, output) -> int:
@@ -1062,9 +1063,9 @@ backward rule restored.
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_profile_model", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_profile_model():
-    from tinytorch.core.activations import ReLU
-    from tinytorch.core.spatial import Flatten
-    from tinytorch.core.tensor import MatMul
+    from tinytorch.nn.activation import ReLU
+    from tinytorch.nn.spatial import Flatten
+    from tinytorch.core.function import MatMul
     manual_seed(0)
     model = Sequential(Conv2d(3, 4, 3), ReLU(), Flatten(), Linear(4 * 6 * 6, 5))
     x = Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
@@ -1242,11 +1243,11 @@ checkpoint, so they are defined once, in the package:
 #| export profiling.workloads
 import numpy as np
 
-from tinytorch.core.activations import GELU, ReLU
-from tinytorch.core.attention import MultiheadAttention
-from tinytorch.core.layers import Linear, Module, Sequential
-from tinytorch.core.normalization import LayerNorm
-from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d
+from tinytorch.nn.activation import GELU, ReLU
+from tinytorch.nn.attention import MultiheadAttention
+from tinytorch.nn.layers import Linear, Module, Sequential
+from tinytorch.nn.normalization import LayerNorm
+from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor
 
 
@@ -1795,7 +1796,7 @@ def head_step_with(kernel):
     return run
 
 
-from tinytorch.core.kernels import softmax_cross_entropy_rows as fused_kernel
+from tinytorch.kernels import softmax_cross_entropy_rows as fused_kernel
 
 manual_seed(0)
 head = Linear(128, 4096)

@@ -85,12 +85,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import ReLU, log_softmax
+from tinytorch.nn import init
+from tinytorch.nn.activation import ReLU, log_softmax
 from tinytorch.core.autograd import gradcheck, no_grad
-from tinytorch.core.layers import Linear, Module, Parameter, Sequential
+from tinytorch.nn.layers import Linear, Module, Parameter, Sequential
 from tinytorch.core.tensor import Tensor
-from tinytorch.core.timing import best_time
+from tinytorch.utils.timing import best_time
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="tinytorch-mlops-"))   # every file this chapter writes goes here
 atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)    # and is removed when the kernel stops
@@ -315,10 +315,10 @@ from typing import Callable
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import GELU, ReLU, Sigmoid, Tanh
+from tinytorch.nn import init
+from tinytorch.nn.activation import GELU, ReLU, Sigmoid, Tanh
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.nn.layers import Linear, Module, Sequential
 from tinytorch.training.checkpoint import check_npy_entry, write_atomically
 
 FORMAT = "tinytorch-model"
@@ -379,9 +379,9 @@ def _layer_class(kind: str):
         return basic[kind]
     if kind in spatial:
         try:
-            from tinytorch.core import spatial as spatial_layers
+            from tinytorch.nn import spatial as spatial_layers
         except ImportError:
-            raise ValueError(f"layer {kind!r} needs tinytorch.core.spatial; export chapter 06_spatial first") from None
+            raise ValueError(f"layer {kind!r} needs tinytorch.nn.spatial; export chapter 06_spatial first") from None
         return getattr(spatial_layers, spatial[kind])
     raise ValueError(f"unknown layer {kind!r}; known: {', '.join([*basic, *spatial])}")
 
@@ -861,7 +861,7 @@ import time
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Module
+from tinytorch.nn.layers import Module
 from tinytorch.core.tensor import Tensor
 
 
@@ -1364,7 +1364,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import is_grad_enabled
-from tinytorch.core.layers import Linear, Module, Parameter
+from tinytorch.nn.layers import Linear, Module, Parameter
 from tinytorch.core.tensor import Tensor
 
 
@@ -1923,7 +1923,7 @@ from pathlib import Path
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Module, Sequential
+from tinytorch.nn.layers import Module, Sequential
 from tinytorch.training.checkpoint import write_atomically
 from tinytorch.core.tensor import Tensor
 

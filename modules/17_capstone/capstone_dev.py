@@ -312,14 +312,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import GELU, softmax
-from tinytorch.core.attention import Embedding
+from tinytorch.nn import init
+from tinytorch.nn.activation import GELU, softmax
+from tinytorch.nn.attention import Embedding
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Linear, Module, ModuleList
-from tinytorch.core.networks import cross_entropy
-from tinytorch.core.normalization import LayerNorm
-from tinytorch.core.regularization import dropout
+from tinytorch.nn.layers import Linear, Module, ModuleList
+from tinytorch.nn.loss import cross_entropy
+from tinytorch.nn.normalization import LayerNorm
+from tinytorch.nn.regularization import dropout
 from tinytorch.core.tensor import Tensor
 
 
@@ -792,6 +792,45 @@ differentiated: clipping and the learning rate act *between* backward and the
 optimizer step, on gradients, as in PyTorch (which does them under `no_grad`).
 """
 
+# %% nbgrader={"grade": false, "grade_id": "impl_clip_grad_norm", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export nn.utils.clip_grad
+import math
+
+import numpy as np
+
+from tinytorch.core.tensor import Tensor
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tensor:
+    """Scale all gradients by one factor so that their global norm is at most max_norm.
+
+    Returns the total norm before clipping, as torch.nn.utils.clip_grad_norm_ does.
+    """
+    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
+    grads = [p.grad.data for p in params if p.grad is not None]
+    if not grads:
+        return Tensor(np.float32(0.0))
+    # 1. The total norm over ALL gradients together (not one norm per parameter):
+    #    norm_type 2 -> sqrt(sum of every squared entry); math.inf -> the largest |entry|;
+    #    any other p -> (sum |entry|^p)^(1/p).
+    # 2. coef = max_norm / (total + 1e-6); only if coef < 1, multiply every gradient by coef
+    #    IN PLACE (g *= coef): the optimizer reads p.grad, and small gradients stay untouched.
+    # 3. Return the total norm from before clipping, as a 0-d Tensor of the gradients' dtype.
+    ### BEGIN SOLUTION
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(g))) for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))         # one BLAS dot per gradient
+    else:
+        total = sum(float(np.sum(np.abs(g) ** norm_type)) for g in grads) ** (1.0 / norm_type)
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g *= coef                                  # in place: every gradient shrinks by the same factor
+    return Tensor(np.asarray(total, dtype=grads[0].dtype))
+    ### END SOLUTION
+
+
 # %% nbgrader={"grade": false, "grade_id": "impl_training_recipe", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export models.train
 
@@ -804,7 +843,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.optimizers import AdamW
+from tinytorch.optim.optimizers import AdamW
 from tinytorch.core.tensor import Tensor
 
 
@@ -836,36 +875,6 @@ def get_lr(it: int, learning_rate: float, warmup_iters: int, lr_decay_iters: int
         return min_lr
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)     # 0 -> 1 over the decay
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
-    ### END SOLUTION
-
-
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tensor:
-    """Scale all gradients by one factor so that their global norm is at most max_norm.
-
-    Returns the total norm before clipping, as torch.nn.utils.clip_grad_norm_ does.
-    """
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = [p.grad.data for p in params if p.grad is not None]
-    if not grads:
-        return Tensor(np.float32(0.0))
-    # 1. The total norm over ALL gradients together (not one norm per parameter):
-    #    norm_type 2 -> sqrt(sum of every squared entry); math.inf -> the largest |entry|;
-    #    any other p -> (sum |entry|^p)^(1/p).
-    # 2. coef = max_norm / (total + 1e-6); only if coef < 1, multiply every gradient by coef
-    #    IN PLACE (g *= coef): the optimizer reads p.grad, and small gradients stay untouched.
-    # 3. Return the total norm from before clipping, as a 0-d Tensor of the gradients' dtype.
-    ### BEGIN SOLUTION
-    if norm_type == math.inf:
-        total = max(float(np.max(np.abs(g))) for g in grads)
-    elif norm_type == 2.0:
-        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))         # one BLAS dot per gradient
-    else:
-        total = sum(float(np.sum(np.abs(g) ** norm_type)) for g in grads) ** (1.0 / norm_type)
-    coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
-        for g in grads:
-            g *= coef                                  # in place: every gradient shrinks by the same factor
-    return Tensor(np.asarray(total, dtype=grads[0].dtype))
     ### END SOLUTION
 
 

@@ -1,1 +1,1 @@
-"""Core building blocks, each generated from one chapter."""
+"""The engine: the Tensor, its primitives and shape rules (chapter 02) and autograd (chapter 09)."""

@@ -4,8 +4,9 @@ import contextlib
 
 import numpy as np
 
-from tinytorch.core.tensor import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow,
-                                   Reshape, Sum, Tanh, Tensor, Transpose)
+from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
+                                     Tanh, Transpose)
+from tinytorch.core.tensor import Tensor
 
 
 def backward_rule(function: type[Function]):
@@ -167,7 +168,7 @@ def getitem_backward(ctx, grad):
     return (full,)
 
 
-from tinytorch.core.spatial import Im2col, Pad2d
+from tinytorch.nn.spatial import Im2col, Pad2d
 
 
 @backward_rule(Pad2d)
@@ -190,8 +191,8 @@ def im2col_backward(ctx, grad):
     return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
-from tinytorch.core.tensor import Cast, Cat, Expand, TakeAlong, Where
-from tinytorch.core.activations import Erf
+from tinytorch.core.function import Cast, Cat, Expand, TakeAlong, Where
+from tinytorch.nn.activation import Erf
 
 
 @backward_rule(Cast)

@@ -5,7 +5,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
 
 

@@ -5,7 +5,7 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Module, Sequential
+from tinytorch.nn.layers import Module, Sequential
 from tinytorch.training.checkpoint import write_atomically
 from tinytorch.core.tensor import Tensor
 

@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import GELU, ReLU, Sigmoid, Tanh
+from tinytorch.nn import init
+from tinytorch.nn.activation import GELU, ReLU, Sigmoid, Tanh
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.nn.layers import Linear, Module, Sequential
 from tinytorch.training.checkpoint import check_npy_entry, write_atomically
 
 FORMAT = "tinytorch-model"
@@ -78,9 +78,9 @@ def _layer_class(kind: str):
         return basic[kind]
     if kind in spatial:
         try:
-            from tinytorch.core import spatial as spatial_layers
+            from tinytorch.nn import spatial as spatial_layers
         except ImportError:
-            raise ValueError(f"layer {kind!r} needs tinytorch.core.spatial; export chapter 06_spatial first") from None
+            raise ValueError(f"layer {kind!r} needs tinytorch.nn.spatial; export chapter 06_spatial first") from None
         return getattr(spatial_layers, spatial[kind])
     raise ValueError(f"unknown layer {kind!r}; known: {', '.join([*basic, *spatial])}")
 

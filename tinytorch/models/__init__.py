@@ -2,5 +2,5 @@
 
 from tinytorch.models.gpt import GPT, GPTConfig
 from tinytorch.models.tokenizer import CharTokenizer
-from tinytorch.models.train import (TrainConfig, batch_generators, clip_grad_norm_, configure_optimizers, estimate_loss,
+from tinytorch.models.train import (TrainConfig, batch_generators, configure_optimizers, estimate_loss,
                                     get_batch, get_lr, reuse_freed_memory, train)

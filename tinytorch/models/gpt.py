@@ -5,14 +5,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import GELU, softmax
-from tinytorch.core.attention import Embedding
+from tinytorch.nn import init
+from tinytorch.nn.activation import GELU, softmax
+from tinytorch.nn.attention import Embedding
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Linear, Module, ModuleList
-from tinytorch.core.networks import cross_entropy
-from tinytorch.core.normalization import LayerNorm
-from tinytorch.core.regularization import dropout
+from tinytorch.nn.layers import Linear, Module, ModuleList
+from tinytorch.nn.loss import cross_entropy
+from tinytorch.nn.normalization import LayerNorm
+from tinytorch.nn.regularization import dropout
 from tinytorch.core.tensor import Tensor
 
 

@@ -9,8 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.optimizers import AdamW
+from tinytorch.optim.optimizers import AdamW
 from tinytorch.core.tensor import Tensor
+
+from tinytorch.nn.utils.clip_grad import clip_grad_norm_
+
+
 
 
 def get_batch(data: np.ndarray, batch_size: int, block_size: int, rng: np.random.Generator):
@@ -40,34 +44,6 @@ def get_lr(it: int, learning_rate: float, warmup_iters: int, lr_decay_iters: int
         return min_lr
     ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)     # 0 -> 1 over the decay
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
-
-
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0) -> Tensor:
-    """Scale all gradients by one factor so that their global norm is at most max_norm.
-
-    Returns the total norm before clipping, as torch.nn.utils.clip_grad_norm_ does.
-    """
-    params = [parameters] if isinstance(parameters, Tensor) else list(parameters)
-    grads = [p.grad.data for p in params if p.grad is not None]
-    if not grads:
-        return Tensor(np.float32(0.0))
-    # 1. The total norm over ALL gradients together (not one norm per parameter):
-    #    norm_type 2 -> sqrt(sum of every squared entry); math.inf -> the largest |entry|;
-    #    any other p -> (sum |entry|^p)^(1/p).
-    # 2. coef = max_norm / (total + 1e-6); only if coef < 1, multiply every gradient by coef
-    #    IN PLACE (g *= coef): the optimizer reads p.grad, and small gradients stay untouched.
-    # 3. Return the total norm from before clipping, as a 0-d Tensor of the gradients' dtype.
-    if norm_type == math.inf:
-        total = max(float(np.max(np.abs(g))) for g in grads)
-    elif norm_type == 2.0:
-        total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))         # one BLAS dot per gradient
-    else:
-        total = sum(float(np.sum(np.abs(g) ** norm_type)) for g in grads) ** (1.0 / norm_type)
-    coef = max_norm / (total + 1e-6)
-    if coef < 1.0:
-        for g in grads:
-            g *= coef                                  # in place: every gradient shrinks by the same factor
-    return Tensor(np.asarray(total, dtype=grads[0].dtype))
 
 
 def configure_optimizers(model, weight_decay: float, learning_rate: float, betas=(0.9, 0.95)) -> AdamW:

@@ -1,5 +1,5 @@
-"""Optimizers under PyTorch's names (tinytorch.optim.SGD is torch.optim.SGD's counterpart)."""
+"""Optimizers and learning-rate schedules under PyTorch's names (tinytorch.optim.SGD is torch.optim.SGD's counterpart)."""
 
-from tinytorch.core.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from tinytorch.optim.optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 from . import lr_scheduler

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinytorch.core.kernels import SoftmaxCrossEntropy
-from tinytorch.core.layers import Module, Sequential
-from tinytorch.core.spatial import Im2col, Pad2d
-from tinytorch.core.tensor import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape,
-                                   Sum, Tanh, Tensor, Transpose)
+from tinytorch.kernels import SoftmaxCrossEntropy
+from tinytorch.nn.layers import Module, Sequential
+from tinytorch.nn.spatial import Im2col, Pad2d
+from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
+                                     Tanh, Transpose)
+from tinytorch.core.tensor import Tensor
 
 
 def _per_output(inputs, output) -> int:

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from tinytorch.core.activations import GELU, ReLU
-from tinytorch.core.attention import MultiheadAttention
-from tinytorch.core.layers import Linear, Module, Sequential
-from tinytorch.core.normalization import LayerNorm
-from tinytorch.core.spatial import Conv2d, Flatten, MaxPool2d
+from tinytorch.nn.activation import GELU, ReLU
+from tinytorch.nn.attention import MultiheadAttention
+from tinytorch.nn.layers import Linear, Module, Sequential
+from tinytorch.nn.normalization import LayerNorm
+from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor
 
 

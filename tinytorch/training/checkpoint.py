@@ -262,7 +262,7 @@ def _restore(optimizer, snapshot) -> None:
         pass
 
 
-def _same_kind(saved, current) -> bool:
+def same_kind(saved, current) -> bool:
     """Whether a saved hyperparameter has the type of the optimizer's own value (a number for a number...)."""
     def number(x):
         return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_)) \
@@ -275,7 +275,7 @@ def _same_kind(saved, current) -> bool:
         return saved is None or number(saved)
     if isinstance(current, (tuple, list)):
         return isinstance(saved, (tuple, list)) and len(saved) == len(current) \
-            and all(_same_kind(a, b) for a, b in zip(saved, current))
+            and all(same_kind(a, b) for a, b in zip(saved, current))
     return type(saved) is type(current)
 
 
@@ -297,17 +297,17 @@ def _check_optimizer_state(path, saved, current: dict) -> None:
         if not isinstance(params, list) or not all(isinstance(j, int) and not isinstance(j, bool) for j in params):
             raise CheckpointError(f"{path}: optimizer parameter group {i} lists {params!r}, not parameter indices")
         for key, value in group.items():
-            if key != "params" and not _same_kind(value, own[key]):
+            if key != "params" and not same_kind(value, own[key]):
                 raise CheckpointError(f"{path}: optimizer setting {key!r} is {value!r}, but this optimizer's is "
                                       f"{own[key]!r} (a {type(own[key]).__name__}); nothing was loaded")
     for index, entries in saved["state"].items():
         if not isinstance(entries, dict) or not all(
-                (isinstance(v, np.ndarray) and v.dtype.kind in "biufc") or _same_kind(v, 0.0) for v in entries.values()):
+                (isinstance(v, np.ndarray) and v.dtype.kind in "biufc") or same_kind(v, 0.0) for v in entries.values()):
             raise CheckpointError(f"{path}: optimizer state of parameter {index!r} holds something other than "
                                   "arrays and finite numbers; nothing was loaded")
 
 
-def _load(path, model, optimizer=None, check=None) -> dict:
+def load_with_check(path, model, optimizer=None, check=None) -> dict:
     """load_checkpoint, with `check(metadata)` run before anything changes (the Trainer uses it)."""
     document, arrays = _read(path)
     state = {name: arrays[f"model/{name}"] for name in document["model"]}
@@ -354,4 +354,4 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
     Everything is read and checked first: a damaged file, a wrong format version, or names and shapes
     that do not fit raise CheckpointError and leave the model and optimizer exactly as they were.
     """
-    return _load(path, model, optimizer)
+    return load_with_check(path, model, optimizer)

@@ -6,24 +6,24 @@ from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
 
 
-def _numpy(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
     """The values of a Tensor or anything array-like, as a NumPy array (no copy when possible)."""
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
-def _as_tensor(x) -> Tensor:
+def as_tensor(x) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _batch_size(inputs, targets) -> int:
+def batch_size_of(inputs, targets) -> int:
     """Samples in a batch: the length of the targets (or of the inputs when targets are scalars)."""
-    targets = _numpy(targets)
-    return int(targets.shape[0]) if targets.ndim else int(_numpy(inputs).shape[0])
+    targets = as_numpy(targets)
+    return int(targets.shape[0]) if targets.ndim else int(as_numpy(inputs).shape[0])
 
 
 def accuracy(outputs, targets) -> float:
     """Fraction of rows whose largest output is the target class: outputs (N, C), targets (N,)."""
-    outputs, targets = _numpy(outputs), _numpy(targets)
+    outputs, targets = as_numpy(outputs), as_numpy(targets)
     if outputs.ndim != 2 or targets.shape != outputs.shape[:1]:
         raise ValueError(f"accuracy needs outputs of shape (N, C) and class targets of shape (N,), got "
                          f"{outputs.shape} and {targets.shape}; for regression pass metrics=()")
@@ -41,8 +41,8 @@ def compute_confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     # Refuse bad input first, each with a message that says what to do: different lengths (ValueError),
     # float labels (TypeError: take argmax of the outputs first), a label outside 0..C-1 (ValueError);
     # bincount would otherwise miscount them silently or fail with a message about bins.
-    y_true = _numpy(y_true).reshape(-1)
-    y_pred = _numpy(y_pred).reshape(-1)
+    y_true = as_numpy(y_true).reshape(-1)
+    y_pred = as_numpy(y_pred).reshape(-1)
     if y_true.shape != y_pred.shape:
         raise ValueError(f"compute_confusion_matrix: {y_true.size} true labels but {y_pred.size} predictions; "
                          "pass one prediction per sample")
@@ -67,8 +67,8 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     confusion_matrix, num_samples.
     """
     # Remember model.training, call model.eval(), and give the mode back in a `finally`, even after an error.
-    # Under no_grad(), for each (inputs, targets): outputs = model(_as_tensor(inputs)), (N, C); add
-    # loss_fn(outputs, targets).item() * n, with n = _batch_size(inputs, targets); keep the targets and the
+    # Under no_grad(), for each (inputs, targets): outputs = model(as_tensor(inputs)), (N, C); add
+    # loss_fn(outputs, targets).item() * n, with n = batch_size_of(inputs, targets); keep the targets and the
     # predictions outputs.data.argmax(axis=-1), flattened. No samples at all: ValueError.
     # Then one confusion matrix over everything (num_classes, or outputs.shape[-1] when None); per-class
     # accuracy = diagonal / row sums, NaN for an empty row (np.where under np.errstate).
@@ -78,11 +78,11 @@ def evaluate_model(model, loader, loss_fn, num_classes: int | None = None) -> di
     try:
         with no_grad():
             for inputs, targets in loader:
-                outputs = model(_as_tensor(inputs))                 # (N, C) logits
-                n = _batch_size(inputs, targets)
+                outputs = model(as_tensor(inputs))                 # (N, C) logits
+                n = batch_size_of(inputs, targets)
                 total_loss += float(loss_fn(outputs, targets).item()) * n
                 count += n
-                trues.append(_numpy(targets).reshape(-1))
+                trues.append(as_numpy(targets).reshape(-1))
                 preds.append(outputs.data.argmax(axis=-1).reshape(-1))
     finally:
         model.train(was_training)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tinytorch.core import init
+from tinytorch.nn import init
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
-from tinytorch.training.checkpoint import CheckpointError, _load, _same_kind, save_checkpoint
-from tinytorch.training.metrics import _as_tensor, _batch_size, _numpy, accuracy, evaluate_model
+from tinytorch.training.checkpoint import CheckpointError, load_with_check, same_kind, save_checkpoint
+from tinytorch.training.metrics import as_tensor, batch_size_of, as_numpy, accuracy, evaluate_model
 
 METRICS = {"accuracy": accuracy}
 
@@ -129,7 +129,7 @@ def _trainer_state_problem(state: dict, scheduler) -> str | None:
             return f"the {name} loader's state is not one save() writes"
     if scheduler is not None and state["scheduler"] is not None:
         own = scheduler.state_dict()
-        if set(own) != set(state["scheduler"]) or not all(_same_kind(state["scheduler"][k], own[k]) for k in own):
+        if set(own) != set(state["scheduler"]) or not all(same_kind(state["scheduler"][k], own[k]) for k in own):
             return f"the scheduler state {state['scheduler']!r} does not fit {type(scheduler).__name__}"[:200]
     return None
 
@@ -225,13 +225,13 @@ class Trainer:
                 except StopIteration:
                     break
                 t1 = time.perf_counter()
-                # The step, timed in parts: outputs = self.model(_as_tensor(inputs)), loss = self.loss_fn(outputs,
+                # The step, timed in parts: outputs = self.model(as_tensor(inputs)), loss = self.loss_fn(outputs,
                 # targets), then t2 = time.perf_counter(). Only when `train`: self.optimizer.zero_grad(),
                 # loss.backward(), t3 = time.perf_counter(), self.optimizer.step(), t4 = time.perf_counter();
                 # in a validation pass nothing is updated and t3 = t4 = t2.
                 # Pitfall: zero_grad() before backward(), since gradients accumulate; and keep `outputs` and
                 # `loss`, which the code after this region reads (loss.item() and the metrics).
-                outputs = self.model(_as_tensor(inputs))
+                outputs = self.model(as_tensor(inputs))
                 loss = self.loss_fn(outputs, targets)
                 t2 = time.perf_counter()
                 t3 = t4 = t2
@@ -245,10 +245,10 @@ class Trainer:
                 if not math.isfinite(value):
                     raise FloatingPointError(f"the loss became {value} in epoch {self.epoch + 1}; "
                                              "lower the learning rate or check the inputs for inf/nan")
-                n = _batch_size(inputs, targets)
+                n = batch_size_of(inputs, targets)
                 totals["loss"] += value * n
                 for name, metric in self.metrics.items():
-                    totals[name] += metric(outputs.data, _numpy(targets)) * n
+                    totals[name] += metric(outputs.data, as_numpy(targets)) * n
                 count += n
                 t5 = time.perf_counter()
                 for part, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
@@ -386,7 +386,7 @@ class Trainer:
                 saved = "no scheduler" if state["scheduler"] is None else "a scheduler"
                 raise CheckpointError(f"{path} was saved with {saved}; build the Trainer the same way to resume")
 
-        metadata = _load(path, self.model, self.optimizer, check=check)
+        metadata = load_with_check(path, self.model, self.optimizer, check=check)
         state = metadata["trainer"]
         self.epoch, self.history = state["epoch"], History(state["history"])
         self.best_val_loss, self.best_epoch = state["best_val_loss"], state["best_epoch"]

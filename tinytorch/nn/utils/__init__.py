@@ -1,3 +1,3 @@
 """Training utilities under PyTorch's names (torch.nn.utils' counterpart)."""
 
-from tinytorch.models.train import clip_grad_norm_
+from tinytorch.nn.utils.clip_grad import clip_grad_norm_

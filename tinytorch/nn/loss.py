@@ -2,48 +2,9 @@
 
 import numpy as np
 
-from tinytorch.core.activations import ReLU, log_softmax
-from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.nn.activation import log_softmax
+from tinytorch.nn.layers import Module
 from tinytorch.core.tensor import Tensor
-
-
-class MLP(Sequential):
-    """Linear layers of sizes in_features -> *hidden_sizes -> out_features, an activation between each pair.
-
-    Args:
-        in_features: size of each input example.
-        hidden_sizes: widths of the hidden layers, e.g. [64, 64]; [] gives a single Linear.
-        out_features: size of the output (the number of classes for a classifier).
-        activation: a class such as ReLU or GELU, instantiated once per gap; a function or an
-            instance (relu, GELU()) is used as it is; None for no activation (a linear stack).
-        bias: whether the Linear layers have biases.
-    """
-
-    def __init__(self, in_features: int, hidden_sizes, out_features: int, activation=ReLU, bias: bool = True):
-        # 1. Refuse an int hidden_sizes (TypeError: MLP(2, 16, 3) is a common slip for [16]) and any
-        #    size that is not a positive int (ValueError), naming the sizes you got.
-        # 2. sizes = [in_features, *hidden_sizes, out_features]; one Linear per consecutive pair,
-        #    and before every Linear except the first an activation: activation() if it is a class
-        #    (a fresh object per gap), the object itself otherwise, nothing if it is None.
-        # 3. super().__init__(*layers) registers them as 0, 1, 2, ...; then store in_features,
-        #    out_features and hidden_sizes (as a list) on self.
-        # Pitfall: no activation after the last Linear: the output is logits.
-        if isinstance(hidden_sizes, (int, np.integer)):
-            raise TypeError(f"MLP: hidden_sizes must be a list like [{hidden_sizes}], not the int {hidden_sizes}")
-        sizes = [in_features, *hidden_sizes, out_features]
-        if not all(isinstance(size, (int, np.integer)) and size > 0 for size in sizes):
-            raise ValueError(f"MLP: layer sizes must be positive ints, got {in_features} -> {list(hidden_sizes)} -> {out_features}")
-        layers = []
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            if index > 0 and activation is not None:
-                layers.append(activation() if isinstance(activation, type) else activation)
-            layers.append(Linear(fan_in, fan_out, bias=bias))
-        super().__init__(*layers)
-        self.in_features, self.out_features = in_features, out_features
-        self.hidden_sizes = list(hidden_sizes)
-
-    def __repr__(self) -> str:
-        return "MLP" + super().__repr__()[len("Sequential"):]
 
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -114,8 +75,9 @@ def class_indices(target, logits: Tensor, where: str) -> np.ndarray:
     return indices
 
 
-# A kernel installed by set_cross_entropy_kernel (chapter 14 installs a fused one); None: the composition below.
-_cross_entropy_kernel = None
+# The kernel cross_entropy uses for (N, C) logits; None: the composition below. set_cross_entropy_kernel
+# changes it; the package's __init__ installs chapter 14's fused kernel here.
+cross_entropy_kernel = None
 
 
 def set_cross_entropy_kernel(kernel):
@@ -124,17 +86,17 @@ def set_cross_entropy_kernel(kernel):
     `kernel=None` restores log_softmax followed by indexing. Returns the kernel that was
     installed before, so a caller can put it back.
     """
-    global _cross_entropy_kernel
+    global cross_entropy_kernel
     if kernel is not None and not callable(kernel):
         raise TypeError(f"set_cross_entropy_kernel: expected a function (logits, indices) -> losses or None, "
                         f"not {type(kernel).__name__}")
-    previous, _cross_entropy_kernel = _cross_entropy_kernel, kernel
+    previous, cross_entropy_kernel = cross_entropy_kernel, kernel
     return previous
 
 
 def get_cross_entropy_kernel():
     """The kernel cross_entropy uses for (N, C) logits now, or None for the composition below."""
-    return _cross_entropy_kernel
+    return cross_entropy_kernel
 
 
 def cross_entropy(input: Tensor, target, reduction: str = "mean", *, weight=None, ignore_index: int = -100,
@@ -149,9 +111,9 @@ def cross_entropy(input: Tensor, target, reduction: str = "mean", *, weight=None
     if weight is not None or label_smoothing or np.any(np.asarray(getattr(target, "data", target)) == ignore_index):
         return _cross_entropy_with_options(input, target, reduction, weight, ignore_index, label_smoothing)
     indices = class_indices(target, input, "cross_entropy")
-    if input.ndim == 2 and _cross_entropy_kernel is not None:
+    if input.ndim == 2 and cross_entropy_kernel is not None:
         try:
-            return _reduce(_cross_entropy_kernel(input, indices), reduction)
+            return _reduce(cross_entropy_kernel(input, indices), reduction)
         except NotImplementedError:
             pass  # the kernel is still a stub in a learner's package (its chapter not written yet): compose
     # 1. logp = log_softmax(input, dim=-1): (N, C) or (C,), finite for any finite logits.
@@ -179,48 +141,6 @@ class CrossEntropyLoss(Module):
     def forward(self, input: Tensor, target) -> Tensor:
         return cross_entropy(input, target, self.reduction, weight=self.weight, ignore_index=self.ignore_index,
                              label_smoothing=self.label_smoothing)
-
-
-def count_parameters(model: Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters (each shared parameter counted once).
-
-    Args: model, any Module; trainable_only, count only parameters with requires_grad.
-    Returns: an int, e.g. 4,547 for MLP(2, [64, 64], 3).
-    """
-    # Sum numel() over model.parameters(): it already lists a shared (tied) parameter once.
-    # Pitfall: do not walk named_modules() and add each layer's weights yourself: a tied weight
-    # would be counted twice.
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def parameter_bytes(model: Module, dtype=None) -> int:
-    """Bytes the parameters take as stored, or as they would take in `dtype` (e.g. np.float64).
-
-    Args: model, any Module; dtype, None for the stored size, or a dtype to ask "what if".
-    Returns: an int number of bytes.
-    """
-    # As stored: the sum of each parameter's nbytes (so mixed dtypes are counted right).
-    # In another dtype: count_parameters(model) times np.dtype(dtype).itemsize; convert nothing.
-    if dtype is None:
-        return sum(p.nbytes for p in model.parameters())
-    return count_parameters(model) * np.dtype(dtype).itemsize
-
-
-def activation_bytes(model: Module, x: Tensor) -> int:
-    """Bytes of every layer's output for input x (a Sequential's layers one by one; else the output).
-
-    Args: model, a Module (a Sequential or MLP is walked layer by layer); x, an input batch.
-    Returns: an int: the sum of nbytes over every layer's output, activations included.
-    """
-    # Run the layers yourself, one at a time (list(model) for a Sequential, [model] otherwise),
-    # feeding each output to the next and adding its nbytes.
-    # Pitfall: count the activation layers' outputs too; each is a separate array in memory.
-    layers = list(model) if isinstance(model, Sequential) else [model]
-    total = 0
-    for layer in layers:
-        x = layer(x)
-        total += x.nbytes
-    return total
 
 
 def _weights_per_class(weight, classes: int, dtype) -> np.ndarray:

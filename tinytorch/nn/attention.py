@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.activations import softmax
-from tinytorch.core.layers import Linear, Module, Parameter
-from tinytorch.core.tensor import Tensor, where
+from tinytorch.nn import init
+from tinytorch.nn.activation import softmax
+from tinytorch.nn.layers import Linear, Module, Parameter
+from tinytorch.core.ops import where
+from tinytorch.core.tensor import Tensor
 
 
 def causal_mask(L: int, S: int | None = None) -> Tensor:

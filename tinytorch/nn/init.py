@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-_generator = np.random.default_rng()
+_generator = None                                      # made on first use: importing tinytorch draws nothing
 
 
 def manual_seed(seed: int) -> None:
@@ -15,6 +15,9 @@ def manual_seed(seed: int) -> None:
 
 def generator() -> np.random.Generator:
     """The generator tinytorch draws from; `manual_seed` replaces it."""
+    global _generator
+    if _generator is None:
+        _generator = np.random.default_rng()
     return _generator
 
 
@@ -165,17 +168,17 @@ def _size(size) -> tuple:
 
 def randn(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     """Standard normal samples of the given shape (float32 by default, as in PyTorch)."""
-    return Tensor(_generator.standard_normal(_size(size)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(generator().standard_normal(_size(size)).astype(dtype), requires_grad=requires_grad)
 
 
 def rand(*size, dtype=np.float32, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return Tensor(_generator.random(_size(size)).astype(dtype), requires_grad=requires_grad)
+    return Tensor(generator().random(_size(size)).astype(dtype), requires_grad=requires_grad)
 
 
 def randint(low: int, high: int, size, dtype=np.int64) -> Tensor:
     """Integers drawn uniformly from [low, high)."""
-    return Tensor(_generator.integers(low, high, size=tuple(size)).astype(dtype))
+    return Tensor(generator().integers(low, high, size=tuple(size)).astype(dtype))
 
 
 def randn_like(t: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:

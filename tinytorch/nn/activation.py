@@ -4,7 +4,9 @@ import math
 
 import numpy as np
 
-from tinytorch.core.tensor import Function, Tensor, where
+from tinytorch.core.function import Function
+from tinytorch.core.ops import where
+from tinytorch.core.tensor import Tensor
 
 
 def relu(x: Tensor) -> Tensor:

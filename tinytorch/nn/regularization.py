@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from tinytorch.core import init
-from tinytorch.core.layers import Module
+from tinytorch.nn import init
+from tinytorch.nn.layers import Module
 from tinytorch.core.tensor import Tensor
 
 

@@ -4,10 +4,11 @@ import contextlib
 
 import numpy as np
 
-from tinytorch.core import networks
+from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
 from tinytorch.core.autograd import backward_rule
-from tinytorch.core.spatial import Pad2d, _check_conv_args, _pair, conv_output_size
-from tinytorch.core.tensor import Function, Tensor
+from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
+from tinytorch.core.function import Function
+from tinytorch.core.tensor import Tensor
 
 
 def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:
@@ -104,11 +105,11 @@ def transpose_blocked(a, tile: int = 64) -> np.ndarray:
 def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d as a sum over kernel taps of (O, C) @ shifted input views: no im2col column matrix.
 
-    Same arguments, result and layout as tinytorch.core.spatial.conv2d: input (N, C, H, W) or
+    Same arguments, result and layout as tinytorch.nn.spatial.conv2d: input (N, C, H, W) or
     (C, H, W), weight (O, C, kh, kw), bias (O,) or None; returns (N, O, OH, OW).
     """
     # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0]. Normalise stride and
-    #    padding with _pair, check with _check_conv_args, and get OH, OW from conv_output_size.
+    #    padding with pair, check with check_conv_args, and get OH, OW from conv_output_size.
     # 2. Pad with Pad2d.apply(input, padding=...) if needed; permute to (C, N, Hp, Wp) (a view).
     # 3. For each tap (i, j): slice rows i :: sh and columns j :: sw (OH and OW of them) -> (C, N, OH, OW);
     #    add weight[:, :, i, j] @ tap.reshape(C, N * OH * OW) into a running sum of shape (O, N*OH*OW).
@@ -116,8 +117,8 @@ def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, str
     # Pitfall: use Tensor operations only (no .data), so chapter 09 differentiates it with no new rule.
     if input.ndim == 3:                                             # one image: add and drop a batch axis
         return conv2d_direct(input.unsqueeze(0), weight, bias, stride, padding)[0]
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    _check_conv_args(input, weight, bias, stride, padding)
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    check_conv_args(input, weight, bias, stride, padding)
     (N, C, H, W), (O, _, kh, kw) = input.shape, weight.shape
     (sh, sw), (ph, pw) = stride, padding
     OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
@@ -186,7 +187,7 @@ def softmax_cross_entropy(logits: Tensor, target) -> Tensor:
     """Per-row cross-entropy losses (N,) of logits (N, C) and integer targets (N,), as one primitive."""
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must have shape (N, C), got {logits.shape}")
-    return softmax_cross_entropy_rows(logits, networks.class_indices(target, logits, "softmax_cross_entropy"))
+    return softmax_cross_entropy_rows(logits, class_indices(target, logits, "softmax_cross_entropy"))
 
 
 @contextlib.contextmanager
@@ -196,8 +197,8 @@ def cross_entropy_kernel(kernel):
     `kernel(logits, indices) -> (N,)` losses, or None for chapter 05's composition of
     log_softmax and indexing; the previous kernel is restored on exit.
     """
-    previous = networks.set_cross_entropy_kernel(kernel)
+    previous = set_cross_entropy_kernel(kernel)
     try:
         yield
     finally:
-        networks.set_cross_entropy_kernel(previous)
+        set_cross_entropy_kernel(previous)
