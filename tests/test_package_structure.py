@@ -44,6 +44,10 @@ def _import_time_work(body: list[ast.stmt], where: str):
                 for call in _calls(default):
                     yield call.lineno, f"a default value of {node.name}() calls {ast.unparse(call.func)}"
             continue
+        if isinstance(node, ast.Try) and all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in node.body):
+            # an optional import: `try: import resource` / `except ImportError: resource = None`
+            yield from _import_time_work([s for h in node.handlers for s in h.body] + node.orelse + node.finalbody, where)
+            continue
         if isinstance(node, ast.ClassDef):
             yield from _import_time_work(node.body, f"class {node.name}")
             continue

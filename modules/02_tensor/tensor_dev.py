@@ -1422,14 +1422,15 @@ where Tensors meet the array-level primitives of step 1. For
    that link is the edge chapter 09 walks backward. Otherwise nothing is
    recorded, so inference keeps no graph (and no saved arrays) alive.
 
-It is written as a function and attached to the class with `classmethod`, the
-way chapter 09 will attach `backward` to the Tensor: a class can grow across
-the cells of a chapter.
+It is written as a function, made a `classmethod`, and attached to the class,
+the way chapter 09 will attach `backward` to the Tensor: a class can grow
+across the cells of a chapter.
 """
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_apply", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
+@classmethod
 def apply(cls, *inputs, **options) -> Tensor:
     """Run the primitive `cls` on `inputs` (Tensors and numbers) and record the graph node.
 
@@ -1454,7 +1455,7 @@ def apply(cls, *inputs, **options) -> Tensor:
     ### END SOLUTION
 
 
-Function.apply = classmethod(apply)
+Function.apply = apply
 
 # %% [markdown]
 """

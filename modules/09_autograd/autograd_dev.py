@@ -820,15 +820,16 @@ the gradient back to the input's dtype; `TakeAlong` (what `max(dim)` picks)
 puts the gradient back where the picked elements came from, as `GetItem` does; `Where` routes the gradient to the
 operand that was chosen, element by element; `Expand` returns the gradient
 as it is (the engine sums it back over the broadcast dimensions, as it does
-for `Add`); `Cat` splits the gradient into the pieces that were joined; and
-`Erf`, behind the exact GELU, has the derivative 2/sqrt(pi) e^(-a^2).
+for `Add`); and `Cat` splits the gradient into the pieces that were joined.
+(`Erf`, behind the exact GELU, brought its derivative with it from chapter 03:
+a primitive defined outside the engine carries its own `backward`, so the
+engine never imports a layer file.)
 """
 
 
 # %%
 #| export
 from tinytorch.core.function import Cast, Cat, Expand, TakeAlong, Where
-from tinytorch.nn.activation import Erf
 
 
 @backward_rule(Cast)
@@ -867,11 +868,6 @@ def expand_backward(ctx, grad):
 def cat_backward(ctx, grad):
     return tuple(np.split(grad, np.cumsum(ctx.sizes)[:-1], axis=ctx.dim))
 
-
-@backward_rule(Erf)
-def erf_backward(ctx, grad):
-    (a,) = ctx.saved_arrays
-    return (grad * (2.0 / np.sqrt(np.pi)) * np.exp(-a * a),)   # d erf(a)/da = 2/sqrt(pi) e^(-a^2)
 
 
 # %% [markdown]

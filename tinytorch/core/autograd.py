@@ -192,7 +192,6 @@ def im2col_backward(ctx, grad):
 
 
 from tinytorch.core.function import Cast, Cat, Expand, TakeAlong, Where
-from tinytorch.nn.activation import Erf
 
 
 @backward_rule(Cast)
@@ -230,12 +229,6 @@ def expand_backward(ctx, grad):
 @backward_rule(Cat)
 def cat_backward(ctx, grad):
     return tuple(np.split(grad, np.cumsum(ctx.sizes)[:-1], axis=ctx.dim))
-
-
-@backward_rule(Erf)
-def erf_backward(ctx, grad):
-    (a,) = ctx.saved_arrays
-    return (grad * (2.0 / np.sqrt(np.pi)) * np.exp(-a * a),)   # d erf(a)/da = 2/sqrt(pi) e^(-a^2)
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:

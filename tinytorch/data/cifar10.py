@@ -28,7 +28,7 @@ CIFAR10_CHECKSUM = "md5:c58f30108f718f92721af3b95e74349a"   # published with the
 URL_ENV = "TINYTORCH_CIFAR10_URL"
 CHECKSUM_ENV = "TINYTORCH_CIFAR10_CHECKSUM"
 FOLDER = "cifar-10-batches-py"
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TRAIN_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
 TEST_FILES = ("test_batch",)
 META_FILE = "batches.meta"
 MARKER = ".tinytorch-verified.json"
@@ -59,14 +59,14 @@ def file_checksum(path: str | Path, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{h.hexdigest()}"
 
 
-_PALETTE = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200], [200, 200, 60], [200, 60, 200],
-                     [60, 200, 200], [230, 140, 40], [120, 120, 120], [40, 40, 40], [240, 240, 240]])
+_PALETTE = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60), (200, 60, 200),
+            (60, 200, 200), (230, 140, 40), (120, 120, 120), (40, 40, 40), (240, 240, 240))
 
 
 def _fake_images(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[int]]:
     labels = rng.integers(0, len(CLASSES), size=n)
     noise = rng.normal(0.0, 48.0, size=(n, 3, 32, 32))
-    images = np.clip(_PALETTE[labels][:, :, None, None] + noise, 0, 255).astype(np.uint8)
+    images = np.clip(np.array(_PALETTE)[labels][:, :, None, None] + noise, 0, 255).astype(np.uint8)
     return images.reshape(n, 3072), labels.tolist()       # rows: 1024 red, 1024 green, 1024 blue
 
 
@@ -341,10 +341,6 @@ def download_file(url: str, dest: str | Path, checksum: str, progress: bool = Tr
     return dest
 
 
-# numpy's array-rebuilding function, wherever this NumPy version keeps it (numpy._core or numpy.core)
-_RECONSTRUCT = np.empty(0).__reduce__()[0]
-
-
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles CIFAR-10 batches only: dicts, lists, strings, numbers and NumPy arrays.
 
@@ -352,8 +348,8 @@ class _BatchUnpickler(pickle.Unpickler):
     ones a CIFAR-10 batch needs and refuses every other, so a tampered file cannot run code.
     """
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,      # written by NumPy 1.x
-               ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,     # written by NumPy 2.x
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"): None,              # written by NumPy 1.x
+               ("numpy._core.multiarray", "_reconstruct"): None,             # written by NumPy 2.x (None: see below)
                ("numpy", "ndarray"): np.ndarray,
                ("numpy", "dtype"): np.dtype,
                ("_codecs", "encode"): codecs.encode}                          # bytes under protocol 2
@@ -361,10 +357,12 @@ class _BatchUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         """pickle asks here for every global a file names: only the allow-listed ones are returned."""
         try:
-            return self.ALLOWED[(module, name)]
+            found = self.ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: CIFAR-10 batches hold only "
                                          "arrays, lists and strings") from None
+        # None: numpy's array-rebuilding function, wherever this NumPy version keeps it (numpy._core or numpy.core)
+        return np.empty(0).__reduce__()[0] if found is None else found
 
 
 def _load_batch(folder: Path, name: str, record: dict) -> dict:
