@@ -22,21 +22,34 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 CURRICULUM = """\
+[book]
+root = "book/intro"
+
+[[part]]
+caption = "The course"
+pages = ["book/progress"]
+
+[[part]]
+caption = "Chapters"
+
 [[module]]
 folder = "01_hello"
+part = "Chapters"
 title = "Hello"
 builds = "an add function"
-export = "core.hello"
+exports = ["core.hello"]
 checkpoint = { question = "Can I add two numbers?" }
 
 [[module]]
 folder = "02_world"
+part = "Chapters"
 title = "World"
 builds = "a greeting"
-export = "core.world"
+exports = ["core.world"]
 checkpoint = { question = "Can I greet the world?" }
 """
 
+# What the book had before the build writes it from CURRICULUM: the build replaces it.
 TOC = """\
 format: jb-book
 root: book/intro

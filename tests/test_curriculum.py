@@ -84,11 +84,116 @@ def test_every_checkpoint_asks_a_question():
         assert cp.question.startswith("Can I ") and cp.question.endswith("?"), cp.id
 
 
-def test_export_targets_are_unique_dotted_module_names():
-    targets = [m.export for m in MODULES]
-    assert len(set(targets)) == len(targets)
+def test_export_targets_are_unique_module_names():
+    targets = [target for m in MODULES for target in m.exports]
+    assert len(set(targets)) == len(targets), "two chapters export to one file"
     for target in targets:
-        assert re.fullmatch(r"[a-z_]+(\.[a-z_]+)+", target), target
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", target), target
+
+
+def _manifest_targets() -> dict[str, set[str]]:
+    """chapter folder -> the package modules tinytorch/_manifest.json says it wrote."""
+    import json
+
+    files = json.loads((ROOT / "tinytorch" / "_manifest.json").read_text(encoding="utf-8"))["files"]
+    targets: dict[str, set[str]] = {}
+    for rel, entry in files.items():
+        targets.setdefault(Path(entry["source"]).parent.name, set()).add(rel.removesuffix(".py").replace("/", "."))
+    return targets
+
+
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_curriculum_lists_every_file_the_chapter_exports(module):
+    written = _manifest_targets().get(module.folder, set())
+    assert set(module.exports) == written, (
+        f"curriculum.toml says {module.folder} exports {sorted(module.exports)}, the package's manifest "
+        f"{sorted(written)}; list every `#| export` target in its `exports`")
+
+
+@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+def test_curriculum_exports_are_the_chapters_export_lines(module):
+    text = module.dev_file(ROOT).read_text(encoding="utf-8")
+    named = re.findall(r"^#\|[ \t]*exports?i?[ \t]+(\S+)[ \t]*$", text, flags=re.MULTILINE)
+    assert set(named) | {module.export} == set(module.exports), (module.folder, sorted(set(named)))
+
+
+def test_every_chapter_is_in_a_part_of_the_book():
+    captions = [part.caption for part in CURRICULUM.parts]
+    assert all(m.part in captions for m in MODULES)
+    assert CURRICULUM.book_root == "book/intro"
+
+
+def test_the_committed_toc_is_the_one_the_curriculum_gives():
+    from tito.book import toc_text
+
+    assert (ROOT / "_toc.yml").read_text(encoding="utf-8") == toc_text(CURRICULUM), (
+        "_toc.yml is not what curriculum.toml gives; run 'tito book toc' and commit _toc.yml")
+
+
+def _course(tmp_path, text: str):
+    (tmp_path / "curriculum.toml").write_text(text, encoding="utf-8")
+    return load(tmp_path)
+
+
+PARTS = '[book]\nroot = "book/intro"\n\n[[part]]\ncaption = "A"\nnumbered = true\n\n[[part]]\ncaption = "Pages"\npages = ["book/results/x"]\n\n'
+
+
+def test_a_new_chapter_or_page_is_one_entry_in_the_curriculum(tmp_path):
+    from tito.book import toc_text
+
+    one = PARTS + '[[module]]\nfolder = "01_a"\npart = "A"\ntitle = "A"\nbuilds = "x"\nexports = ["core.a"]\n'
+    two = one + '\n[[module]]\nfolder = "02_b"\npart = "A"\ntitle = "B"\nbuilds = "y"\nexports = ["core.b", "core.c"]\n'
+    (tmp_path / "modules" / "02_b").mkdir(parents=True)
+    (tmp_path / "modules" / "02_b" / "b_dev.py").write_text("# %%\n", encoding="utf-8")
+    toc = toc_text(_course(tmp_path, two.replace('pages = ["book/results/x"]', 'pages = ["book/results/x", "book/milestones"]')))
+    assert toc.endswith("  - caption: A\n    numbered: true\n    chapters:\n      - file: modules/01_a/README\n"
+                        "      - file: modules/02_b/b_dev\n  - caption: Pages\n    chapters:\n"
+                        "      - file: book/results/x\n      - file: book/milestones\n"), toc
+    assert toc == toc_text(_course(tmp_path, two.replace('pages = ["book/results/x"]', 'pages = ["book/results/x", "book/milestones"]')))
+    assert _course(tmp_path, two).module("02").exports == ("core.b", "core.c")
+
+
+def test_a_chapter_in_an_unknown_or_out_of_order_part_is_refused(tmp_path):
+    from tito.errors import TitoError
+
+    entry = '[[module]]\nfolder = "{folder}"\npart = "{part}"\ntitle = "T"\nbuilds = "x"\nexports = ["core.{name}"]\n\n'
+    with pytest.raises(TitoError, match="names part 'Nope', which no \\[\\[part\\]\\] has"):
+        _course(tmp_path, PARTS + entry.format(folder="01_a", part="Nope", name="a"))
+    with pytest.raises(TitoError, match="comes before the part of the chapter above it"):
+        _course(tmp_path, PARTS + entry.format(folder="01_a", part="Pages", name="a") + entry.format(folder="02_b", part="A", name="b"))
+    with pytest.raises(TitoError, match="has exports = 'core.a'"):
+        _course(tmp_path, PARTS + entry.format(folder="01_a", part="A", name="a").replace('["core.a"]', '"core.a"'))
+
+
+def test_tito_book_toc_check_fails_on_a_stale_toc(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tito.cli import cli
+
+    _course(tmp_path, PARTS + '[[module]]\nfolder = "01_a"\npart = "A"\ntitle = "A"\nbuilds = "x"\nexports = ["core.a"]\n')
+    monkeypatch.setenv("TINYTORCH_ROOT", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["book", "toc", "--check"]).exit_code == 1      # no _toc.yml yet
+    assert runner.invoke(cli, ["book", "toc"]).exit_code == 0
+    assert "modules/01_a/README" in (tmp_path / "_toc.yml").read_text(encoding="utf-8")
+    assert runner.invoke(cli, ["book", "toc", "--check"]).exit_code == 0
+    (tmp_path / "_toc.yml").write_text("format: jb-book\n", encoding="utf-8")
+    stale = runner.invoke(cli, ["book", "toc", "--check"])
+    assert stale.exit_code == 1 and "tito book toc" in stale.output
+
+
+def test_the_architecture_diagram_names_the_package_modules_that_exist():
+    """The layers diagram on the architecture page is drawn from the curriculum; every module it names exists."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from tinytorch_pipeline import layers_mermaid
+
+    source = layers_mermaid(ROOT)
+    named = set(re.findall(r"tinytorch\.([a-z0-9_.]+[a-z0-9_])", source))
+    files = {rel.removesuffix(".py").replace("/", ".") for rel in
+             __import__("json").loads((ROOT / "tinytorch" / "_manifest.json").read_text())["files"]}
+    assert named == files, (sorted(named - files), sorted(files - named))
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.folder)
@@ -107,7 +212,7 @@ def test_toc_chapter_entries_are_each_modules_page_in_course_order():
     chapters = [f for f in files if f.startswith("modules/")]
     assert chapters == [m.toc_entry(ROOT) for m in MODULES], (
         "_toc.yml's module entries are out of step with curriculum.toml; "
-        "run 'jupyter-book build .' (it updates them) and commit _toc.yml"
+        "run 'tito book toc' and commit _toc.yml"
     )
 
 

@@ -45,8 +45,14 @@ class Module:
     folder: str
     title: str
     builds: str
-    export: str
+    exports: tuple[str, ...]  # every package module the chapter writes; the first is its `#| default_exp`
     checkpoint: Checkpoint | None
+    part: str = ""
+
+    @property
+    def export(self) -> str:
+        """The module the chapter's `#| default_exp` names."""
+        return self.exports[0]
 
     @property
     def number(self) -> str:
@@ -75,9 +81,23 @@ class Module:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A part of the book: its chapters (the modules that name it), then its other pages."""
+
+    caption: str
+    numbered: bool = False
+    pages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Curriculum:
     root: Path
     modules: tuple[Module, ...]
+    parts: tuple[Part, ...] = ()
+    book_root: str = ""
+
+    def chapters_of(self, part: Part) -> list[Module]:
+        return [m for m in self.modules if m.part == part.caption]
 
     @property
     def checkpoints(self) -> tuple[Checkpoint, ...]:
@@ -168,15 +188,49 @@ def load(root: Path | None = None) -> Curriculum:
         raise TitoError(f"{path} not found.", "Run tito inside your TinyTorch checkout.") from None
     except tomllib.TOMLDecodeError as err:
         raise TitoError(f"{path}: {err}.") from None
+    parts = _parts(data, path)
+    captions = [part.caption for part in parts]
     modules = []
     for index, entry in enumerate(data.get("module", []), start=1):
         try:
             cp = entry.get("checkpoint")
             checkpoint = _checkpoint(entry["folder"], cp, path, index) if cp else None
-            modules.append(Module(entry["folder"], entry["title"], entry["builds"], entry["export"], checkpoint))
+            # `export = "core.demo"` is short for `exports = ["core.demo"]` (a chapter that writes one file).
+            exports = entry["exports"] if "exports" in entry or "export" not in entry else [entry["export"]]
+            if isinstance(exports, str) or not exports or not all(isinstance(e, str) and e for e in exports):
+                raise TitoError(f"{path}: [[module]] entry {index} ({entry['folder']}) has exports = {exports!r}.",
+                                'Write a list of package modules, the `#| default_exp` one first: exports = ["core.tensor"].')
+            # A curriculum without [[part]] entries has no book (a test course); with them, every chapter names one.
+            part = entry["part"] if captions else entry.get("part", "")
+            if captions and part not in captions:
+                raise TitoError(f"{path}: [[module]] entry {index} ({entry['folder']}) names part {part!r}, which no [[part]] has.",
+                                f"Use one of: {', '.join(captions)}; or add a [[part]] with that caption.")
+            modules.append(Module(entry["folder"], entry["title"], entry["builds"], tuple(exports), checkpoint, part))
         except KeyError as err:
             raise TitoError(
                 f"{path}: [[module]] entry {index} has no {err.args[0]!r}.",
-                "Each entry needs folder, title, builds, export (see the comment at the top of the file).",
+                "Each entry needs folder, part, title, builds, exports (see the comment at the top of the file).",
             ) from None
-    return Curriculum(root, tuple(modules))
+    order = [captions.index(m.part) for m in modules]
+    if order != sorted(order):
+        late = next(m for m, a, b in zip(modules[1:], order, order[1:]) if b < a)
+        raise TitoError(f"{path}: {late.folder} is in part {late.part!r}, which comes before the part of the chapter above it.",
+                        "Chapters appear in the book in course order: keep each part's chapters together, parts in order.")
+    book = data.get("book", {})
+    return Curriculum(root, tuple(modules), parts, str(book.get("root", "")))
+
+
+def _parts(data: dict, path: Path) -> tuple[Part, ...]:
+    parts = []
+    for index, entry in enumerate(data.get("part", []), start=1):
+        caption = entry.get("caption")
+        pages = entry.get("pages", [])
+        if not isinstance(caption, str) or not caption:
+            raise TitoError(f"{path}: [[part]] entry {index} has no caption.", 'Give it one: caption = "Foundations".')
+        if isinstance(pages, str) or not all(isinstance(p, str) and p for p in pages):
+            raise TitoError(f"{path}: [[part]] {caption!r} has pages = {pages!r}.",
+                            'Write a list of book pages without their suffix: pages = ["book/results/cifar10"].')
+        if caption in [p.caption for p in parts]:
+            raise TitoError(f"{path}: two [[part]] entries are captioned {caption!r}.", "Give each part its own caption.")
+        parts.append(Part(caption, bool(entry.get("numbered", False)), tuple(pages)))
+    return tuple(parts)

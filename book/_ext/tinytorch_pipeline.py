@@ -3,9 +3,9 @@
 `jupyter-book build .` loads this extension (see `sphinx: local_extensions` in
 _config.yml). Before Sphinx reads a single page it
 
-1. keeps the chapter entries of `_toc.yml` in step with the curriculum: a
-   module's entry names its chapter (`modules/NN_name/name_dev`) once that file
-   exists, its README until then;
+1. writes `_toc.yml` from the curriculum (`tito book toc`): its parts and pages,
+   and each module's entry, naming its chapter (`modules/NN_name/name_dev`)
+   once that file exists, its README until then;
 2. exports every written chapter into the `tinytorch` package (any export error
    fails the build, and a chapter that does not parse leaves the package as it was);
 3. runs the checkpoint of every written module, writes the results to
@@ -39,13 +39,6 @@ TOC_FILE = "_toc.yml"
 PROGRESS_PAGE = Path("book") / "progress.md"
 PROGRESS_DOCNAME = "book/progress"
 
-# A `_toc.yml` line that names a module page: `  - file: modules/02_tensor/tensor_dev`
-_CHAPTER_ENTRY = re.compile(
-    r"^(?P<lead>[ \t]*-?[ \t]*file:[ \t]*)(?P<file>modules/(?P<folder>[^/\s#]+)/[^\s#]+)(?P<tail>[ \t]*(#.*)?)$",
-    re.MULTILINE,
-)
-
-
 def _fail(message: str) -> ExtensionError:
     return ExtensionError(message, modname=EXTENSION)
 
@@ -76,41 +69,16 @@ def _load_curriculum(root: Path):
 # ---- 1. the table of contents follows the curriculum ------------------------
 
 
-def sync_toc(root: Path) -> list[tuple[str, str]]:
-    """Point each module's `_toc.yml` entry at its current page; return the (old, new) entries changed.
-
-    The parts, captions and book pages of `_toc.yml` are edited by hand; only the
-    `file:` of module entries is rewritten. A module missing from `_toc.yml`, a
-    folder the curriculum does not know, or chapters out of course order fail the build.
-    """
+def sync_toc(root: Path) -> bool:
+    """Write `_toc.yml` from curriculum.toml when it differs (tito.book holds the one generator); whether it changed."""
     cur = _load_curriculum(root)
-    path = root / TOC_FILE
-    text = path.read_text(encoding="utf-8")
-    entries = list(_CHAPTER_ENTRY.finditer(text))
-    listed = [m["folder"] for m in entries]
-    by_folder = {m.folder: m for m in cur.modules}
-    unknown = [f for f in listed if f not in by_folder]
-    if unknown:
-        raise _fail(f"{TOC_FILE} names modules/{unknown[0]}, which curriculum.toml does not list; remove that entry.")
-    missing = [m.folder for m in cur.modules if m.folder not in listed]
-    if missing:
-        raise _fail(f"{TOC_FILE} has no entry for modules/{missing[0]}; add '- file: modules/{missing[0]}/README' to a part, in course order.")
-    expected = [m.folder for m in cur.modules]
-    if listed != expected:
-        first = next(i for i, (a, b) in enumerate(zip(listed, expected)) if a != b)
-        raise _fail(f"{TOC_FILE} lists modules/{listed[first]} where curriculum.toml has {expected[first]}; list chapters in course order, once each.")
-    changes = []
+    from tito import book
+    from tito.errors import TitoError
 
-    def replace(match: re.Match) -> str:
-        new = by_folder[match["folder"]].toc_entry(root)
-        if match["file"] != new:
-            changes.append((match["file"], new))
-        return f"{match['lead']}{new}{match['tail']}"
-
-    updated = _CHAPTER_ENTRY.sub(replace, text)
-    if updated != text:
-        path.write_text(updated, encoding="utf-8")
-    return changes
+    try:
+        return book.write_toc(cur)
+    except TitoError as err:
+        raise _fail(str(err)) from None
 
 
 def _on_config_inited(app: Sphinx, config: Config) -> None:
@@ -120,8 +88,8 @@ def _on_config_inited(app: Sphinx, config: Config) -> None:
     _, export, _ = _tito(root)
     if export.PACKAGE not in config.exclude_patterns:
         config.exclude_patterns.append(export.PACKAGE)
-    for old, new in sync_toc(root):
-        logger.info(f"[{EXTENSION}] {TOC_FILE}: {old} -> {new}")
+    if sync_toc(root):
+        logger.info(f"[{EXTENSION}] {TOC_FILE} written from curriculum.toml")
     # sphinx-external-toc lists the files to build when the config is read, which
     # is before builder-inited writes the real progress page: on a fresh clone the
     # page must already exist then, or it would be left out of the book.
@@ -238,40 +206,34 @@ def _on_env_get_outdated(app: Sphinx, env: BuildEnvironment, added, changed, rem
 
 
 def layers_mermaid(root: Path) -> str:
-    """Mermaid source: one box per part of the book, left to right, each module's export target inside.
+    """Mermaid source: one box per part of the book, left to right, each chapter inside with every package module
+    it exports (curriculum.toml's `exports`, which tests/test_curriculum.py checks against the package's manifest).
 
-    A module whose chapter is written (so its package file is exported) is drawn
-    solid, the others dashed; an arrow means "is built on by".
+    A chapter that is written (so its package files are exported) is drawn solid, the others dashed;
+    an arrow means "is built on by".
     """
-    import yaml
 
     def label(text: str) -> str:
         return text.replace('"', "#quot;")
 
     cur = _load_curriculum(root)
-    by_folder = {m.folder: m for m in cur.modules}
-    toc = yaml.safe_load((root / TOC_FILE).read_text(encoding="utf-8"))
     lines = ["flowchart LR"]
     parts = []
-    for index, part in enumerate(toc.get("parts", [])):
-        folders = []
-        for chapter in part.get("chapters", []):
-            match = _CHAPTER_ENTRY.match(f"- file: {chapter.get('file', '')}")
-            if match and match["folder"] in by_folder:
-                folders.append(match["folder"])
-        if not folders:
+    for index, part in enumerate(cur.parts):
+        modules = cur.chapters_of(part)
+        if not modules:
             continue
         part_id = f"part{index}"
         parts.append(part_id)
-        lines.append(f'  subgraph {part_id}["{label(part.get("caption", ""))}"]')
+        lines.append(f'  subgraph {part_id}["{label(part.caption)}"]')
         lines.append("    direction TB")
-        for folder in folders:
-            module = by_folder[folder]
+        for module in modules:
             style = "written" if module.is_written(root) else "planned"
-            lines.append(f'    m{module.number}["<b>{module.export}</b><br/>{module.number} {label(module.title)}"]:::{style}')
+            targets = "<br/>".join(f"tinytorch.{target}" for target in module.exports)
+            lines.append(f'    m{module.number}["<b>{module.number} {label(module.title)}</b><br/>{targets}"]:::{style}')
         # With the parts linked, Mermaid stacks a part's modules only when they are linked too.
-        if len(folders) > 1:
-            lines.append("    " + " ~~~ ".join(f"m{by_folder[f].number}" for f in folders))
+        if len(modules) > 1:
+            lines.append("    " + " ~~~ ".join(f"m{m.number}" for m in modules))
         lines.append("  end")
     lines += [f"  {a} --> {b}" for a, b in zip(parts, parts[1:])]
     lines += [

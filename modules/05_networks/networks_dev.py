@@ -71,14 +71,17 @@ without a line being rewritten.
 import numpy as np
 
 from tinytorch.nn.activation import log_softmax
-from tinytorch.nn.layers import Module
+from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
 
 
 # %%
 #| export nn.networks
+import numpy as np
+
 from tinytorch.nn.activation import ReLU
-from tinytorch.nn.layers import Linear, Module, Sequential
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
 
 # %% [markdown]

@@ -61,7 +61,8 @@ import numpy as np
 
 from tinytorch.nn import init
 from tinytorch.nn.activation import softmax
-from tinytorch.nn.layers import Linear, Module, Parameter
+from tinytorch.nn.layers import Linear
+from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.ops import where
 from tinytorch.core.tensor import Tensor
 

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinytorch.nn.layers import Module, Parameter
+from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.tensor import Tensor
 
 # %%

@@ -200,7 +200,7 @@ a `p` outside `[0, 1]` is an error.
 import numpy as np
 
 from tinytorch.nn import init
-from tinytorch.nn.layers import Module
+from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
 
 

@@ -586,7 +586,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.kernels import SoftmaxCrossEntropy
-from tinytorch.nn.layers import Module, Sequential
+from tinytorch.nn.layers import Sequential
+from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
 from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
                                      Tanh, Transpose)
@@ -1245,7 +1246,8 @@ import numpy as np
 
 from tinytorch.nn.activation import GELU, ReLU
 from tinytorch.nn.attention import MultiheadAttention
-from tinytorch.nn.layers import Linear, Module, Sequential
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.module import Module
 from tinytorch.nn.normalization import LayerNorm
 from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor

@@ -88,7 +88,8 @@ import numpy as np
 from tinytorch.nn import init
 from tinytorch.nn.activation import ReLU, log_softmax
 from tinytorch.core.autograd import gradcheck, no_grad
-from tinytorch.nn.layers import Linear, Module, Parameter, Sequential
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.tensor import Tensor
 from tinytorch.utils.timing import best_time
 
@@ -318,7 +319,8 @@ import numpy as np
 from tinytorch.nn import init
 from tinytorch.nn.activation import GELU, ReLU, Sigmoid, Tanh
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.layers import Linear, Module, Sequential
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import check_npy_entry, write_atomically
 
 FORMAT = "tinytorch-model"
@@ -861,7 +863,7 @@ import time
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.layers import Module
+from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
 
 
@@ -1364,7 +1366,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import is_grad_enabled
-from tinytorch.nn.layers import Linear, Module, Parameter
+from tinytorch.nn.layers import Linear
+from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.tensor import Tensor
 
 
@@ -1923,7 +1926,8 @@ from pathlib import Path
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.layers import Module, Sequential
+from tinytorch.nn.layers import Sequential
+from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import write_atomically
 from tinytorch.core.tensor import Tensor
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import is_grad_enabled
-from tinytorch.nn.layers import Linear, Module, Parameter
+from tinytorch.nn.layers import Linear
+from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.tensor import Tensor
 
 

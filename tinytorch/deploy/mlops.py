@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.layers import Module
+from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
 
 

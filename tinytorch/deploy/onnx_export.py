@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.layers import Module, Sequential
+from tinytorch.nn.layers import Sequential
+from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import write_atomically
 from tinytorch.core.tensor import Tensor
 

@@ -2,8 +2,8 @@
 
 from tinytorch.nn import init
 from tinytorch.nn.attention import Embedding, MultiheadAttention
-from tinytorch.nn.layers import (GELU, Identity, LeakyReLU, Linear, LogSoftmax, ModuleList, ReLU, Sequential, Sigmoid,
-                                 Softmax, Tanh)
+from tinytorch.nn.layers import (GELU, Identity, LeakyReLU, Linear, LogSoftmax, ModuleList, ReLU, Sequential,
+                                 Sigmoid, Softmax, Tanh)
 from tinytorch.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from tinytorch.nn.module import Module, Parameter
 from tinytorch.nn.networks import MLP

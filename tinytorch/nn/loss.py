@@ -3,7 +3,7 @@
 import numpy as np
 
 from tinytorch.nn.activation import log_softmax
-from tinytorch.nn.layers import Module
+from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
 
 

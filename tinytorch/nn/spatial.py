@@ -6,7 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.nn import init
-from tinytorch.nn.layers import Module, Parameter
+from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.creation import zeros
 from tinytorch.core.function import Function
 from tinytorch.core.ops import cat

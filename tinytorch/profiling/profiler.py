@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.kernels import SoftmaxCrossEntropy
-from tinytorch.nn.layers import Module, Sequential
+from tinytorch.nn.layers import Sequential
+from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
 from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
                                      Tanh, Transpose)

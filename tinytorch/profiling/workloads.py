@@ -4,7 +4,8 @@ import numpy as np
 
 from tinytorch.nn.activation import GELU, ReLU
 from tinytorch.nn.attention import MultiheadAttention
-from tinytorch.nn.layers import Linear, Module, Sequential
+from tinytorch.nn.layers import Linear, Sequential
+from tinytorch.nn.module import Module
 from tinytorch.nn.normalization import LayerNorm
 from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.tensor import Tensor
