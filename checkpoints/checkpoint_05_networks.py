@@ -13,8 +13,8 @@ import numpy as np
 
 from _harness import main
 from tinytorch import Tensor, manual_seed, nn
-from tinytorch.nn.networks import activation_bytes, count_parameters, parameter_bytes
 from tinytorch.nn import functional as F
+from tinytorch.nn.networks import activation_bytes, count_parameters, parameter_bytes
 
 
 def check_mlp_structure():

@@ -10,8 +10,8 @@ from _harness import main
 import numpy as np
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.nn.attention import causal_mask, sinusoidal_positions
 from tinytorch.nn import Embedding, Linear, MultiheadAttention
+from tinytorch.nn.attention import causal_mask, sinusoidal_positions
 from tinytorch.nn.functional import scaled_dot_product_attention
 
 

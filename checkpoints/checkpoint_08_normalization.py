@@ -11,8 +11,8 @@ from _harness import main
 import numpy as np
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.nn.activation import relu
 from tinytorch.nn import BatchNorm1d, BatchNorm2d, LayerNorm, Linear, Sequential
+from tinytorch.nn.activation import relu
 
 
 def _deep_stack_stds(norm=None, depth=20, width=64, weight_scale=4.0):

@@ -12,9 +12,9 @@ import numpy as np
 from _harness import main
 
 from tinytorch import Tensor, manual_seed
-from tinytorch.nn.regularization import Dropout, dropout, l2_penalty
 from tinytorch.nn import Linear, ReLU, Sequential
 from tinytorch.nn.functional import log_softmax
+from tinytorch.nn.regularization import Dropout, dropout, l2_penalty
 from tinytorch.training import Trainer
 
 from tinytorch.optim import SGD

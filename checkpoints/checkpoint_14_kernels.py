@@ -15,7 +15,6 @@ from _harness import main
 
 from tinytorch import Tensor, manual_seed
 from tinytorch import kernels
-from tinytorch.nn.loss import get_cross_entropy_kernel
 from tinytorch.kernels import (
     conv2d_direct,
     cross_entropy_kernel,
@@ -26,6 +25,7 @@ from tinytorch.kernels import (
 )
 from tinytorch.nn import CrossEntropyLoss, Linear, ReLU, Sequential
 from tinytorch.nn.functional import conv2d, cross_entropy
+from tinytorch.nn.loss import get_cross_entropy_kernel
 from tinytorch.optim import SGD
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.nn.attention import causal_mask, sinusoidal_positions
 from tinytorch.nn import Embedding, MultiheadAttention
+from tinytorch.nn.attention import causal_mask, sinusoidal_positions
 from tinytorch.nn.functional import scaled_dot_product_attention
 
 from torch_reference import compare_with_torch, requires_torch, torch

@@ -16,8 +16,8 @@ import pytest
 import tinytorch.nn as nn
 import tinytorch.nn.functional as F
 from tinytorch import Tensor, manual_seed
-from tinytorch.kernels import SoftmaxCrossEntropy
 from tinytorch.core.function import Add, Function, MatMul, Mul, Reshape
+from tinytorch.kernels import SoftmaxCrossEntropy
 from tinytorch.profiling import (
     AttentionBlock,
     BenchmarkResult,

@@ -11,7 +11,6 @@ import tinytorch.nn as nn
 import tinytorch.nn.functional as F
 from tinytorch import Tensor, gradcheck
 from tinytorch import kernels
-from tinytorch.nn.loss import get_cross_entropy_kernel
 from tinytorch.kernels import (
     SoftmaxCrossEntropy,
     conv2d_direct,
@@ -21,6 +20,7 @@ from tinytorch.kernels import (
     softmax_cross_entropy,
     transpose_blocked,
 )
+from tinytorch.nn.loss import get_cross_entropy_kernel
 
 from strategies import SETTINGS
 from torch_reference import compare_with_torch, requires_torch, torch

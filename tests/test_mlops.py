@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from torch_reference import compare_with_torch, requires_torch, torch
 from tinytorch import Tensor, gradcheck, manual_seed, no_grad
-from tinytorch.nn import init
 from tinytorch.deploy import (DriftMonitor, ModelFormatError, Predictor, QuantizedLinear, QuantizedWeight,
                               build_model, kolmogorov_sf, ks_2samp, load_model, model_info, model_nbytes,
                               prune_magnitude, psi, quantize, quantize_model, register_builder, save_model, sparsity)
+from tinytorch.nn import init
 from tinytorch.nn import Linear, Module, Parameter, ReLU, Sequential
 
 CONFIG = {"architecture": "mlp", "sizes": [6, 16, 3]}

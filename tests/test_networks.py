@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tinytorch import Tensor, gradcheck, manual_seed, nn
-from tinytorch.nn.networks import activation_bytes, count_parameters, parameter_bytes
 from tinytorch.nn import functional as F
+from tinytorch.nn.networks import activation_bytes, count_parameters, parameter_bytes
 from torch_reference import compare_with_torch, requires_torch, torch
 
 

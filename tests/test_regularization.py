@@ -14,8 +14,8 @@ import tinytorch.nn as nn
 import tinytorch.nn.functional as F
 from tinytorch import Tensor, gradcheck, manual_seed
 from tinytorch.nn import init
-from tinytorch.nn.regularization import Dropout, dropout, l2_penalty
 from tinytorch.nn import Linear, ReLU, Sequential
+from tinytorch.nn.regularization import Dropout, dropout, l2_penalty
 from tinytorch.training import Trainer
 
 from torch_reference import compare_with_torch, requires_torch, torch

@@ -4,11 +4,11 @@ import contextlib
 
 import numpy as np
 
-from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
 from tinytorch.core.autograd import backward_rule
-from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
 from tinytorch.core.function import Function
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
+from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
 
 
 def _check_matmul(a: np.ndarray, b: np.ndarray, where: str) -> None:

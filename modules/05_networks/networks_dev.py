@@ -70,19 +70,19 @@ without a line being rewritten.
 #| export
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.activation import log_softmax
 from tinytorch.nn.module import Module
-from tinytorch.core.tensor import Tensor
 
 
 # %%
 #| export nn.networks
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.activation import ReLU
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module
-from tinytorch.core.tensor import Tensor
 
 # %% [markdown]
 """

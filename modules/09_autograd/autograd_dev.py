@@ -1575,9 +1575,9 @@ while we hold the output: first with the graph recorded, then under
 # %%
 import gc
 
+from tinytorch.nn.activation import ReLU, Tanh as TanhLayer, log_softmax
 from tinytorch.nn.init import manual_seed
 from tinytorch.nn.layers import Linear, Sequential
-from tinytorch.nn.activation import ReLU, Tanh as TanhLayer, log_softmax
 
 manual_seed(0)
 WIDTH = 256

@@ -1175,9 +1175,9 @@ import tracemalloc
 
 import matplotlib.pyplot as plt
 
+from tinytorch.nn.activation import ReLU, log_softmax
 from tinytorch.nn.init import manual_seed
 from tinytorch.nn.layers import Linear, Sequential
-from tinytorch.nn.activation import ReLU, log_softmax
 
 manual_seed(0)
 model = Sequential(Linear(784, 1024), ReLU(), Linear(1024, 1024), ReLU(), Linear(1024, 10))

@@ -115,8 +115,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
 
 
 class Dataset(ABC):
@@ -490,8 +490,8 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
 
 
 def _array(x) -> np.ndarray:
@@ -2158,8 +2158,8 @@ loss falls, and the test accuracy is far above chance (10%).
 
 # %%
 import tinytorch
-from tinytorch.nn.activation import ReLU, log_softmax
 from tinytorch.core.autograd import no_grad
+from tinytorch.nn.activation import ReLU, log_softmax
 from tinytorch.nn.layers import Linear, Sequential
 
 tinytorch.manual_seed(0)

@@ -1055,9 +1055,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinytorch.nn import init
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
 from tinytorch.training.checkpoint import CheckpointError, load_with_check, same_kind, save_checkpoint
 from tinytorch.training.metrics import as_tensor, batch_size_of, as_numpy, accuracy, evaluate_model
 

@@ -199,9 +199,9 @@ a `p` outside `[0, 1]` is an error.
 #| export
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 from tinytorch.nn.module import Module
-from tinytorch.core.tensor import Tensor
 
 
 def _probability(p, where: str) -> float:

@@ -86,11 +86,11 @@ import contextlib
 
 import numpy as np
 
-from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
 from tinytorch.core.autograd import backward_rule
-from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
 from tinytorch.core.function import Function
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
+from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
 
 # %% [markdown]
 r"""
@@ -114,8 +114,8 @@ from tinytorch.nn import init
 from tinytorch.nn.activation import ReLU, relu
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.loss import CrossEntropyLoss, cross_entropy
-from tinytorch.optim.optimizers import SGD
 from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d, conv2d
+from tinytorch.optim.optimizers import SGD
 from tinytorch.utils.timing import best_time
 
 

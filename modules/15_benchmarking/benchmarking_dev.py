@@ -585,13 +585,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
+                                     Tanh, Transpose)
+from tinytorch.core.tensor import Tensor
 from tinytorch.kernels import SoftmaxCrossEntropy
 from tinytorch.nn.layers import Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
-from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
-                                     Tanh, Transpose)
-from tinytorch.core.tensor import Tensor
 
 
 def _per_output(inputs, output) -> int:
@@ -1064,9 +1064,9 @@ backward rule restored.
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_profile_model", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_profile_model():
+    from tinytorch.core.function import MatMul
     from tinytorch.nn.activation import ReLU
     from tinytorch.nn.spatial import Flatten
-    from tinytorch.core.function import MatMul
     manual_seed(0)
     model = Sequential(Conv2d(3, 4, 3), ReLU(), Flatten(), Linear(4 * 6 * 6, 5))
     x = Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
@@ -1244,13 +1244,13 @@ checkpoint, so they are defined once, in the package:
 #| export profiling.workloads
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.activation import GELU, ReLU
 from tinytorch.nn.attention import MultiheadAttention
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.normalization import LayerNorm
 from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d
-from tinytorch.core.tensor import Tensor
 
 
 def reference_cnn() -> Sequential:

@@ -85,12 +85,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tinytorch.core.autograd import gradcheck, no_grad
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 from tinytorch.nn.activation import ReLU, log_softmax
-from tinytorch.core.autograd import gradcheck, no_grad
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module, Parameter
-from tinytorch.core.tensor import Tensor
 from tinytorch.utils.timing import best_time
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="tinytorch-mlops-"))   # every file this chapter writes goes here
@@ -316,9 +316,9 @@ from typing import Callable
 
 import numpy as np
 
+from tinytorch.core.autograd import no_grad
 from tinytorch.nn import init
 from tinytorch.nn.activation import GELU, ReLU, Sigmoid, Tanh
-from tinytorch.core.autograd import no_grad
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import check_npy_entry, write_atomically
@@ -863,8 +863,8 @@ import time
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn.module import Module
 
 
 class Predictor:
@@ -1366,9 +1366,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import is_grad_enabled
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.layers import Linear
 from tinytorch.nn.module import Module, Parameter
-from tinytorch.core.tensor import Tensor
 
 
 @dataclass
@@ -1926,10 +1926,10 @@ from pathlib import Path
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.layers import Sequential
 from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import write_atomically
-from tinytorch.core.tensor import Tensor
 
 
 def _pair(value) -> list[int]:

@@ -312,16 +312,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinytorch.core.autograd import no_grad
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 from tinytorch.nn.activation import GELU, softmax
 from tinytorch.nn.attention import Embedding
-from tinytorch.core.autograd import no_grad
 from tinytorch.nn.layers import Linear, ModuleList
-from tinytorch.nn.module import Module
 from tinytorch.nn.loss import cross_entropy
+from tinytorch.nn.module import Module
 from tinytorch.nn.normalization import LayerNorm
 from tinytorch.nn.regularization import dropout
-from tinytorch.core.tensor import Tensor
 
 
 @dataclass
@@ -844,8 +844,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.optim.optimizers import AdamW
 from tinytorch.core.tensor import Tensor
+from tinytorch.optim.optimizers import AdamW
 
 
 def get_batch(data: np.ndarray, batch_size: int, block_size: int, rng: np.random.Generator):

@@ -5,8 +5,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
 
 
 class Dataset(ABC):

@@ -5,8 +5,8 @@ from typing import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tinytorch.nn import init
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
 
 
 def _array(x) -> np.ndarray:

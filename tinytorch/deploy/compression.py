@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import is_grad_enabled
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.layers import Linear
 from tinytorch.nn.module import Module, Parameter
-from tinytorch.core.tensor import Tensor
 
 
 @dataclass

@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.nn.module import Module
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn.module import Module
 
 
 class Predictor:

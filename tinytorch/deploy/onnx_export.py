@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.layers import Sequential
 from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import write_atomically
-from tinytorch.core.tensor import Tensor
 
 
 def _pair(value) -> list[int]:

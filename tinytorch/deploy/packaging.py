@@ -14,9 +14,9 @@ from typing import Callable
 
 import numpy as np
 
+from tinytorch.core.autograd import no_grad
 from tinytorch.nn import init
 from tinytorch.nn.activation import GELU, ReLU, Sigmoid, Tanh
-from tinytorch.core.autograd import no_grad
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module
 from tinytorch.training.checkpoint import check_npy_entry, write_atomically

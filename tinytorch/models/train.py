@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.optim.optimizers import AdamW
 from tinytorch.core.tensor import Tensor
+from tinytorch.optim.optimizers import AdamW
 
 from tinytorch.nn.utils.clip_grad import clip_grad_norm_
 

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 
+from tinytorch.core.ops import where
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 from tinytorch.nn.activation import softmax
 from tinytorch.nn.layers import Linear
 from tinytorch.nn.module import Module, Parameter
-from tinytorch.core.ops import where
-from tinytorch.core.tensor import Tensor
 
 
 def causal_mask(L: int, S: int | None = None) -> Tensor:

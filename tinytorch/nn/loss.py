@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.activation import log_softmax
 from tinytorch.nn.module import Module
-from tinytorch.core.tensor import Tensor
 
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -2,10 +2,10 @@
 
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.activation import ReLU
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module
-from tinytorch.core.tensor import Tensor
 
 
 class MLP(Sequential):

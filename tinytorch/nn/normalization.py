@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn.module import Module, Parameter
 
 
 class LayerNorm(Module):

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 from tinytorch.nn.module import Module
-from tinytorch.core.tensor import Tensor
 
 
 def _probability(p, where: str) -> float:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from tinytorch.nn import init
-from tinytorch.nn.module import Module, Parameter
 from tinytorch.core.creation import zeros
 from tinytorch.core.function import Function
 from tinytorch.core.ops import cat
 from tinytorch.core.tensor import Tensor
+from tinytorch.nn import init
+from tinytorch.nn.module import Module, Parameter
 
 
 def pair(value, name: str) -> tuple[int, int]:

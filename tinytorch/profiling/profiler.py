@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
+                                     Tanh, Transpose)
+from tinytorch.core.tensor import Tensor
 from tinytorch.kernels import SoftmaxCrossEntropy
 from tinytorch.nn.layers import Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
-from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
-                                     Tanh, Transpose)
-from tinytorch.core.tensor import Tensor
 
 
 def _per_output(inputs, output) -> int:

@@ -2,13 +2,13 @@
 
 import numpy as np
 
+from tinytorch.core.tensor import Tensor
 from tinytorch.nn.activation import GELU, ReLU
 from tinytorch.nn.attention import MultiheadAttention
 from tinytorch.nn.layers import Linear, Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.normalization import LayerNorm
 from tinytorch.nn.spatial import Conv2d, Flatten, MaxPool2d
-from tinytorch.core.tensor import Tensor
 
 
 def reference_cnn() -> Sequential:
