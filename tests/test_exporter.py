@@ -343,3 +343,70 @@ def test_the_cli_refuses_a_tampered_manifest_in_one_line_and_deletes_nothing(rep
         assert "not a generated .py file inside tinytorch/" in result.output
         assert victim.read_text() == "keep me\n"
         assert stat.S_IMODE(victim.stat().st_mode) & 0o200, "protect must not chmod a file outside the package"
+
+
+SPLIT_CHAPTER = '''\
+# %%
+#| default_exp core.demo
+
+# %%
+#| export
+#| export other.helpers
+import math
+
+# %%
+#| export other.helpers
+def scale(x):
+    return math.pi * x
+
+
+SCALE_NAME = "scale"
+
+# %%
+#| export
+def double_scale(x):
+    return 2 * scale(x)
+
+
+def name():
+    scale = SCALE_NAME          # a local of the same name: no import for it
+    return scale
+'''
+
+
+def test_a_chapter_split_over_files_gets_the_imports_between_them(tmp_path):
+    """One namespace in the chapter; in the package, each file imports what it uses from its siblings."""
+    root, source = make_root(tmp_path, SPLIT_CHAPTER)
+    export_source(root, source)
+    demo = (root / "tinytorch/core/demo.py").read_text()
+    assert "import math\n\nfrom tinytorch.other.helpers import SCALE_NAME, scale\n\n\ndef double_scale" in demo, demo
+    assert "from tinytorch" not in (root / "tinytorch/other/helpers.py").read_text()
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", "from tinytorch.core.demo import double_scale, name; "
+                           "print(round(double_scale(1.0), 4), name())"],
+                          cwd=root, capture_output=True, text=True, env={"PYTHONPATH": str(root), "PATH": ""})
+    assert done.stdout.split() == ["6.2832", "scale"], done.stderr
+
+
+def test_a_private_name_used_across_a_chapters_files_is_refused(tmp_path):
+    root, source = make_root(tmp_path, SPLIT_CHAPTER.replace("scale", "_scale").replace("SCALE_NAME", "NAME"))
+    with pytest.raises(ExportError, match="core.demo uses _scale, a private name of other.helpers; make it public"):
+        export_source(root, source)
+    assert not (root / "tinytorch/core/demo.py").exists()
+
+
+def test_files_of_one_chapter_that_import_each_other_are_refused(tmp_path):
+    cycle = SPLIT_CHAPTER.replace("    return math.pi * x", "    return math.pi * x if x else double_scale(1)")
+    root, source = make_root(tmp_path, cycle)
+    with pytest.raises(ExportError, match=r"its files import each other \(core.demo -> other.helpers -> core.demo\)"):
+        export_source(root, source)
+
+
+def test_a_name_used_only_in_an_annotation_is_imported_too(tmp_path):
+    """Annotations are evaluated when the function is defined: the name must be there at import time."""
+    chapter = SPLIT_CHAPTER.replace("def name():", "def name(x: Kind = None) -> Kind:").replace(
+        'SCALE_NAME = "scale"', 'SCALE_NAME = "scale"\n\n\nclass Kind:\n    pass')
+    root, source = make_root(tmp_path, chapter)
+    export_source(root, source)
+    assert "from tinytorch.other.helpers import Kind, SCALE_NAME, scale\n" in (root / "tinytorch/core/demo.py").read_text()

@@ -229,8 +229,7 @@ def _with_sibling_imports(bodies: dict[str, str], display: str) -> dict[str, str
     owned = {target: _top_level_names(tree, imports=False) for target, tree in trees.items()}
     needs: dict[str, dict[str, set[str]]] = {}
     for target, tree in trees.items():
-        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-        for name in sorted(used - defined[target] - _bound_anywhere(tree)):
+        for name in sorted(_global_reads(tree) - defined[target]):
             owners = [other for other in bodies if other != target and name in owned[other]]
             if not owners:
                 continue
@@ -254,26 +253,87 @@ def _with_sibling_imports(bodies: dict[str, str], display: str) -> dict[str, str
         head, tail = lines[:cut], lines[cut:]
         while head and not head[-1].strip():
             head.pop()
+        while tail and not tail[0].strip():
+            tail.pop(0)
         result[target] = "\n".join(head + ([""] if head else []) + [block, "", ""] + tail).rstrip("\n") \
             if tail else "\n".join(head + ([""] if head else []) + [block])
     return result
 
 
-def _bound_anywhere(tree: ast.Module) -> set[str]:
-    """Every name the code binds in any scope (locals, arguments, loop variables): not taken from a sibling."""
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            names.add(node.name)
-    return names
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+           ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _scope_nodes(scope: ast.AST):
+    """The nodes that belong to `scope` itself: not those inside a nested function, class or comprehension
+    (a nested scope's decorators, default values, annotations and first iterable do belong to the enclosing one)."""
+    if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        children = scope.body if isinstance(scope.body, list) else [scope.body]
+    elif isinstance(scope, ast.ClassDef):
+        children = scope.body
+    elif isinstance(scope, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+        children = ([scope.key, scope.value] if isinstance(scope, ast.DictComp) else [scope.elt]) + [
+            part for number, gen in enumerate(scope.generators)
+            for part in ([gen.target] + ([] if number == 0 else [gen.iter]) + gen.ifs)]
+    else:
+        children = list(ast.iter_child_nodes(scope))
+    stack = list(children)
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, _SCOPES):
+            outer = node.decorator_list if hasattr(node, "decorator_list") else []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                outer = outer + a.defaults + [d for d in a.kw_defaults if d is not None] + [
+                    arg.annotation for arg in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg]
+                    if arg is not None and arg.annotation is not None] + [getattr(node, "returns", None) or ast.Pass()]
+            if isinstance(node, ast.ClassDef):
+                outer = outer + node.bases + [k.value for k in node.keywords]
+            if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+                outer = outer + [node.generators[0].iter]
+            stack.extend(outer)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _global_reads(tree: ast.Module) -> set[str]:
+    """The names the code reads from the module's globals, scope by scope (Python's own rule: a name
+    bound anywhere in a function is that function's local; a class body's names are not seen by its methods)."""
+    reads: set[str] = set()
+
+    def visit(scope: ast.AST, enclosing: list[set[str]]) -> None:
+        nodes = list(_scope_nodes(scope))
+        local, declared_global = set(), set()
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            a = scope.args
+            local.update(arg.arg for arg in a.posonlyargs + a.args + a.kwonlyargs + [a.vararg, a.kwarg] if arg)
+        for node in nodes:
+            if isinstance(node, ast.Global):
+                declared_global.update(node.names)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                local.add(node.id)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                local.add(node.name)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                local.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                local.add(node.name)
+        local -= declared_global
+        module_level = isinstance(scope, ast.Module)
+        for node in nodes:
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                if module_level or node.id in declared_global or (
+                        node.id not in local and not any(node.id in outer for outer in enclosing)):
+                    reads.add(node.id)
+        # A class body's names are not visible inside its methods.
+        inner = enclosing if isinstance(scope, ast.ClassDef) else enclosing + ([] if module_level else [local])
+        for node in nodes:
+            if isinstance(node, _SCOPES):
+                visit(node, inner)
+
+    visit(tree, [])
+    return reads
 
 
 def _after_leading_imports(tree: ast.Module) -> int:

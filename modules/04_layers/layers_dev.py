@@ -446,10 +446,8 @@ running mean in chapter 08, a constant scale. The type states the intent.
 
 # %%
 #| export
-#| export nn.module
 import math
 from collections import OrderedDict
-from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -459,6 +457,14 @@ from tinytorch.nn import init
 
 # %%
 #| export nn.module
+from collections import OrderedDict
+from typing import Callable, Iterator, NamedTuple
+
+import numpy as np
+
+from tinytorch.core.tensor import Tensor
+
+
 class Parameter(Tensor):
     """A Tensor that is a learnable part of a Module: it requires gradients by default."""
 

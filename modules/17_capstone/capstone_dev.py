@@ -844,7 +844,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.tensor import Tensor
 from tinytorch.optim.optimizers import AdamW
 
 

@@ -5,8 +5,6 @@ import numpy as np
 from tinytorch.core.tensor import Tensor
 
 
-
-
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 

@@ -7,8 +7,6 @@ from tinytorch.core.shape_rules import broadcast_shape, check_dim, min_result, r
 from tinytorch.core.tensor import Tensor, promote, select_along
 
 
-
-
 def _min(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
     dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
     if dim is None:

@@ -6,8 +6,6 @@ from tinytorch.core.function import Add, Cast, Exp, Function, GetItem, Log, MatM
 from tinytorch.core.shape_rules import broadcast_shape, check_dim, matmul_shape, max_result, numeric_array, reduction_args, resolve_shape, result_dtype
 
 
-
-
 # Two helpers of the Tensor's methods: bring an operand to the common dtype, and max(dim)/min(dim).
 def promote(a: "Tensor", b) -> tuple["Tensor", "Tensor"]:
     """a and b (a Tensor, number or array) converted to their common dtype."""

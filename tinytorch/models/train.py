@@ -9,12 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.tensor import Tensor
 from tinytorch.optim.optimizers import AdamW
 
 from tinytorch.nn.utils.clip_grad import clip_grad_norm_
-
-
 
 
 def get_batch(data: np.ndarray, batch_size: int, block_size: int, rng: np.random.Generator):

@@ -2,7 +2,6 @@
 
 import math
 from collections import OrderedDict
-from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -10,8 +9,6 @@ from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 
 from tinytorch.nn.module import Module, Parameter
-
-
 
 
 class Linear(Module):
