@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TitoError
+from .files import write_atomic
 from .locks import locked
 
 PACKAGE = "tinytorch"
@@ -194,22 +193,6 @@ def render(root: Path, source: Path) -> dict[Path, str]:
             raise ExportError(f"{display}: {rel}/ has no __init__.py; create it (it re-exports the public names) and export again.")
         files[target_path(root, target)] = text
     return files
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, keeping the old file's mode (it may be read-only)."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256(text: str) -> str:
