@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json5
 import pytest
 from click.testing import CliRunner
 
@@ -307,12 +308,38 @@ def test_vscode_settings_are_merged_into_the_users_file_and_restored_exactly(rep
     assert tito("system", "protect", "enable").exit_code == 0
     text = settings.read_text()
     assert "// my settings" in text and "/* a block comment */" in text
-    merged = protect.load_jsonc(text)
+    merged = json5.loads(text)
     assert merged["editor.tabSize"] == 4 and merged["python.analysis.typeCheckingMode"] == "basic"
     assert merged["files.readonlyInclude"] == {"secret/**": True, "tinytorch/**/*.py": True, "tinytorch/_manifest.json": True}
     assert merged["files.readonlyExclude"] == {"tinytorch/**/__init__.py": True}
     assert tito("system", "protect", "disable").exit_code == 0
     assert settings.read_text() == USER_SETTINGS
+
+
+# What VS Code accepts and a user may have written: CRLF line endings, comments that hold braces and
+# our keys' names, trailing commas, the keys nested in a language section, no newline at the end.
+AWKWARD_SETTINGS = (
+    '/* settings { for "files.readonlyInclude": { */ // another {\r\n'
+    '{ "editor.rulers": [80, 100,],  // "files.readonlyExclude": {\r\n'
+    '  "[python]": {"files.readonlyInclude": {"nested/**": true,},},\r\n'
+    '  "files.readonlyInclude": {},\r\n'
+    '  "files.readonlyExclude": /* mine */ {"keep/**": true, /* trailing */ },\r\n'
+    '}'
+)
+
+
+def test_vscode_settings_with_comments_and_trailing_commas_are_merged_and_restored_byte_for_byte(repo_copy):
+    settings = repo_copy / ".vscode" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_bytes(AWKWARD_SETTINGS.encode("utf-8"))
+    assert tito("system", "protect", "enable").exit_code == 0
+    merged = json5.loads(settings.read_bytes().decode("utf-8"))
+    assert merged["files.readonlyInclude"] == {"tinytorch/**/*.py": True, "tinytorch/_manifest.json": True}
+    assert merged["files.readonlyExclude"] == {"keep/**": True, "tinytorch/**/__init__.py": True}
+    assert merged["[python]"] == {"files.readonlyInclude": {"nested/**": True}}  # the nested one is not ours
+    assert merged["editor.rulers"] == [80, 100]
+    assert tito("system", "protect", "disable").exit_code == 0
+    assert settings.read_bytes() == AWKWARD_SETTINGS.encode("utf-8")
 
 
 def test_vscode_settings_keep_what_the_user_changed_meanwhile(repo_copy):
@@ -337,7 +364,7 @@ def test_vscode_settings_that_are_not_an_object_are_left_alone(repo_copy):
 def test_without_vscode_settings_enable_creates_them_and_disable_removes_them(repo_copy):
     assert tito("system", "protect", "enable").exit_code == 0
     settings = repo_copy / ".vscode" / "settings.json"
-    assert protect.load_jsonc(settings.read_text())["files.readonlyInclude"]["tinytorch/**/*.py"] is True
+    assert json5.loads(settings.read_text())["files.readonlyInclude"]["tinytorch/**/*.py"] is True
     assert tito("system", "protect", "disable").exit_code == 0
     assert not settings.parent.exists()
 

@@ -89,7 +89,7 @@ def test_export_needs_a_module_name_or_all(repo_copy):
 
 
 def test_an_unknown_checkpoint_is_an_error(repo_copy):
-    result = tito("checkpoint", "test", "42")
+    result = tito("checkpoint", "run", "42")
     assert result.exit_code == 1
     assert result.stderr.startswith("✗ Unknown checkpoint '42'")
     assert "tito checkpoint status" in result.stderr
@@ -203,10 +203,13 @@ def test_checkpoint_views_show_every_checkpoint(repo_copy, args):
         assert shown in result.output
 
 
-def test_checkpoint_test_prints_one_pass_line_and_records_it(tensor_repo):
-    result = tito("checkpoint", "test", "2")
+def test_checkpoint_run_shows_each_check_then_one_pass_line_and_records_it(tensor_repo):
+    result = tito("checkpoint", "run", "2")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("✓ Checkpoint 02_tensor passed in ")
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Checkpoint 02 (02_tensor): ")
+    assert any(line.lstrip().startswith("✓ ") for line in lines[1:-1])  # each check's own line
+    assert lines[-1].startswith("✓ Checkpoint 02_tensor passed in ")
     assert progress_of(tensor_repo)["checkpoints"]["02_tensor"]["passed"] is True
     assert "● passed" in tito("checkpoint", "status").output
 
@@ -224,10 +227,10 @@ def test_checkpoint_run_shows_each_check_and_fails_with_a_hint(tensor_repo):
     assert f"Fix {TENSOR_SOURCE}" in verbose.stderr
 
 
-def test_checkpoint_test_warns_when_the_package_is_out_of_sync(tensor_repo):
+def test_checkpoint_run_warns_when_the_package_is_out_of_sync(tensor_repo):
     with open(tensor_repo / TENSOR_TARGET, "a") as handle:
         handle.write("\n# edited by hand\n")
-    result = tito("checkpoint", "test", "2")
+    result = tito("checkpoint", "run", "2")
     assert "out of sync" in result.output and "tito module export --all" in result.output
 
 

@@ -388,7 +388,7 @@ def without(tmp_path: Path):
     return make
 
 
-@pytest.mark.parametrize("args", [["module", "export", "01"], ["module", "status"], ["checkpoint", "test", "1"],
+@pytest.mark.parametrize("args", [["module", "export", "01"], ["module", "status"], ["checkpoint", "run", "1"],
                                   ["module", "test", "01"]], ids=" ".join)
 def test_a_missing_jupytext_is_never_a_traceback(course, without, args):
     done = run_tito(course, *args, pythonpath=[without("jupytext")])

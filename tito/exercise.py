@@ -26,6 +26,7 @@ from .checkpoints import checkout_env
 from .curriculum import Module
 from .errors import TitoError
 from .failures import result_line
+from .files import write_atomic
 from .progress import FOLDER
 from .solutions import SolutionError, student_version
 
@@ -46,17 +47,8 @@ def is_started(root: Path, module: Module) -> bool:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file and a rename, keeping the old file's mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def start(root: Path, module: Module) -> int:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TitoError
+from .files import write_atomic
 from .locks import locked
 
 PACKAGE = "tinytorch"
@@ -364,22 +363,6 @@ def _check_no_cycle(needs: dict[str, dict[str, set[str]]], display: str) -> None
 
     for target in sorted(needs):
         visit(target, [])
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, keeping the old file's mode (it may be read-only)."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def sha256(text: str) -> str:

@@ -25,7 +25,8 @@ from typing import Iterator
 from .checkpoints import CheckpointResult
 from .curriculum import Checkpoint, Curriculum, Module
 from .errors import TitoError
-from .export import PACKAGE, read_manifest, write_atomic
+from .export import PACKAGE, read_manifest
+from .files import write_atomic
 from .locks import locked
 
 FOLDER = ".tito"

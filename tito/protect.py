@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -28,8 +29,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import json5
+
 from .errors import TitoError
-from .export import MANIFEST, PACKAGE, hand_edited, read_manifest, write_atomic
+from .export import MANIFEST, PACKAGE, hand_edited, read_manifest
+from .files import write_atomic
 from .progress import FOLDER
 
 STATE_FILE = "protect.json"
@@ -181,109 +185,78 @@ def _attributes(original: str | None):
     return text + snippet, [snippet]
 
 
-def _jsonc_tokens(text: str) -> list[tuple[int, str, object]]:
-    """(position, kind, value) of the significant tokens of JSON with comments (VS Code's settings format)."""
-    tokens, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t\r\n":
-            i += 1
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        elif c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            tokens.append((i, "string", json.loads(text[i:j + 1])))
-            i = j + 1
-        elif c in "{}[]:,":
-            tokens.append((i, c, c))
-            i += 1
-        else:
-            j = i
-            while j < n and text[j] not in " \t\r\n{}[]:,/\"":
-                j += 1
-            tokens.append((i, "literal", text[i:j]))
-            i = j
-    return tokens
+# Blank space and comments; the settings object opens at the first `{` after them.
+_GAP = r"(?:\s|//[^\n]*|/\*.*?\*/)*"
+_OPENING = re.compile(_GAP + r"\{", re.DOTALL)
 
 
-def _object_members(tokens, start: int) -> tuple[dict, int]:
-    """The members of the object whose `{` is tokens[start]: {key: token index of its value}, and the index of its `}`."""
-    members, depth, i = {}, 0, start
-    while i < len(tokens):
-        kind = tokens[i][1]
-        if kind in "{[":
-            depth += 1
-        elif kind in "}]":
-            depth -= 1
-            if depth == 0:
-                return members, i
-        elif depth == 1 and kind == "string" and i + 1 < len(tokens) and tokens[i + 1][1] == ":":
-            members[tokens[i][2]] = i + 2
-            i += 2
-            continue
-        i += 1
-    raise ValueError("an object is not closed")
+def _parse(text: str):
+    """JSON with comments and trailing commas, as VS Code reads settings.json (json5 reads a superset)."""
+    try:
+        return json5.loads(text)
+    except ValueError:
+        return None
+
+
+def _insert(text: str, position: int, snippet: str, newline: str) -> tuple[str, str]:
+    """`snippet` inserted after the `{` that ends at `position`; the user's content on that line moves to its own."""
+    rest_of_line = text[position:].split("\n", 1)[0]
+    if rest_of_line.strip():
+        last = snippet.split("\n")[-1]
+        snippet += newline + " " * (len(last) - len(last.lstrip()))
+    return text[:position] + snippet + text[position:], snippet
+
+
+def _lines(entries: list[str], indent: str, more: bool, newline: str) -> str:
+    """One marked line per entry (in the file's own line ending); a comma after the last only if the user's own members follow."""
+    lines = [f"{newline}{indent}{entry},  {VSCODE_MARK}" for entry in entries]
+    if not more:
+        lines[-1] = lines[-1].replace(f",  {VSCODE_MARK}", f"  {VSCODE_MARK}")
+    return "".join(lines)
 
 
 def _vscode(original: str | None):
-    """Our read-only settings merged into settings.json text: new keys after the top `{`, or
-    our patterns inside the user's own `files.readonlyInclude`/`Exclude` objects."""
+    """Our read-only settings merged into settings.json text: new keys after the top `{`, or our
+    patterns inside the user's own `files.readonlyInclude`/`Exclude` objects. Each insertion is
+    checked by parsing the result; None (leave the file alone) when the text is not an object we
+    can merge into."""
     text = original if original and original.strip() else "{\n}\n"
-    try:
-        tokens = _jsonc_tokens(text)
-        if not tokens or tokens[0][1] != "{":
-            return None
-        members, close = _object_members(tokens, 0)
-        inserts = []  # (position, snippet)
-        new_keys = []
-        for key, patterns in VSCODE_SETTINGS.items():
-            if key not in members:
-                entries = ", ".join(f"{json.dumps(p)}: true" for p in patterns)
-                new_keys.append(f'\n    "{key}": {{{entries}}}')
-                continue
-            value = members[key]
-            if tokens[value][1] != "{":
-                return None  # not an object: leave the user's setting alone
-            inner, inner_close = _object_members(tokens, value)
-            wanted = [p for p in patterns if p not in inner]
-            if not wanted:
-                continue
-            comma = "," if inner else ""
-            lines = [f'\n        {json.dumps(p)}: true,  {VSCODE_MARK}' for p in wanted]
-            lines[-1] = lines[-1].replace(f",  {VSCODE_MARK}", f"{comma}  {VSCODE_MARK}")
-            inserts.append((tokens[value][0] + 1, "".join(lines)))
-        if new_keys:
-            comma = "," if members else ""
-            lines = [f"{k},  {VSCODE_MARK}" for k in new_keys]
-            lines[-1] = lines[-1].replace(f",  {VSCODE_MARK}", f"{comma}  {VSCODE_MARK}")
-            inserts.append((tokens[0][0] + 1, "".join(lines)))
-    except ValueError:
+    settings = _parse(text)
+    opening = _OPENING.match(text)
+    if not isinstance(settings, dict) or opening is None:
         return None
-    written, snippets = text, []
-    for position, snippet in sorted(inserts, reverse=True):
-        rest_of_line = written[position:].split("\n", 1)[0]
-        if rest_of_line.strip():  # the user's content went on after the `{`: move it to a line of its own
-            snippet += "\n" + " " * (len(snippet.split("\n")[-1]) - len(snippet.split("\n")[-1].lstrip()))
-        written = written[:position] + snippet + written[position:]
-        snippets.append(snippet)
-    return written, snippets
-
-
-def load_jsonc(text: str):
-    """Parse JSON with comments and trailing commas, as VS Code reads settings.json."""
-    tokens = _jsonc_tokens(text)
-    parts = []
-    for index, (_, kind, value) in enumerate(tokens):
-        if kind == "," and index + 1 < len(tokens) and tokens[index + 1][1] in "}]":
+    expected = dict(settings)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    written, snippets, new_keys = text, [], []
+    for key, patterns in VSCODE_SETTINGS.items():
+        if key not in settings:
+            entries = ", ".join(f"{json.dumps(p)}: true" for p in patterns)
+            new_keys.append(f"{json.dumps(key)}: {{{entries}}}")
+            expected[key] = dict.fromkeys(patterns, True)
             continue
-        parts.append(json.dumps(value) if kind == "string" else value)
-    return json.loads(" ".join(parts))
+        if not isinstance(settings[key], dict):
+            return None  # not an object: leave the user's setting alone
+        wanted = [p for p in patterns if p not in settings[key]]
+        if not wanted:
+            continue
+        expected[key] = {**settings[key], **dict.fromkeys(wanted, True)}
+        lines = _lines([f"{json.dumps(p)}: true" for p in wanted], " " * 8, more=bool(settings[key]), newline=newline)
+        # The key's own object: the first place where inserting there gives exactly the merged settings.
+        for found in re.finditer(re.escape(json.dumps(key)) + _GAP + ":" + _GAP + r"\{", written, re.DOTALL):
+            candidate, snippet = _insert(written, found.end(), lines, newline)
+            if _parse(candidate) == {**settings, key: expected[key]}:  # that key changed, and nothing else
+                written, settings = candidate, _parse(candidate)
+                snippets.append(snippet)
+                break
+        else:
+            return None
+    if new_keys:
+        lines = _lines(new_keys, " " * 4, more=bool(settings), newline=newline)
+        written, snippet = _insert(written, _OPENING.match(written).end(), lines, newline)
+        snippets.append(snippet)
+    if _parse(written) != expected:
+        return None
+    return written, snippets
 
 
 def _insert_vscode(root: Path) -> dict | None:

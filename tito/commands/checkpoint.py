@@ -1,4 +1,4 @@
-"""`tito checkpoint status|timeline|test|run`: the capability checkpoints."""
+"""`tito checkpoint status|timeline|run`: the capability checkpoints."""
 
 from __future__ import annotations
 
@@ -142,30 +142,14 @@ def _runnable(course: Curriculum, number: str) -> Checkpoint:
     return checkpoint
 
 
-@group.command("test")
-@click.argument("number")
-def test_command(number: str) -> None:
-    """Run one checkpoint and print whether it passed."""
-    course = curriculum.load()
-    checkpoint = _runnable(course, number)
-    Progress.load(course.root)  # a damaged record stops us before the run
-    result = run_and_record(course, checkpoint)
-    if not result.passed:
-        raise TitoError(
-            f"Checkpoint {checkpoint.id} failed: {result.summary}",
-            f"Run 'tito checkpoint run {checkpoint.number} --verbose' to see each check.",
-        )
-    console.print(f"[green]✓ Checkpoint {checkpoint.id} passed[/] in {result.seconds:.1f} s: {result.summary}", soft_wrap=True)
-
-
 @group.command("run")
 @click.argument("number")
 @click.option("--verbose", is_flag=True, help="Show the traceback of each failing check.")
 def run_command(number: str, verbose: bool) -> None:
-    """Run one checkpoint, showing every check's result."""
+    """Run one checkpoint: each check's line, then whether it passed (recorded for status and timeline)."""
     course = curriculum.load()
     checkpoint = _runnable(course, number)
-    Progress.load(course.root)
+    Progress.load(course.root)  # a damaged record stops us before the run
     console.print(f"[bold]Checkpoint {checkpoint.number:02d}[/] ({checkpoint.module_folder}): {escape(checkpoint.question)}", soft_wrap=True)
     result = run_and_record(course, checkpoint, verbose=verbose)
     console.print(result.output.rstrip(), markup=False, soft_wrap=True)
@@ -177,3 +161,4 @@ def run_command(number: str, verbose: bool) -> None:
             else f"Run 'tito checkpoint run {checkpoint.number} --verbose' to see each failing check's traceback."
         )
         raise TitoError(f"Checkpoint {checkpoint.id} failed: {result.summary}", hint)
+    console.print(f"[green]✓ Checkpoint {checkpoint.id} passed[/] in {result.seconds:.1f} s: {result.summary}", soft_wrap=True)

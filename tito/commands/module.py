@@ -214,7 +214,7 @@ def _show_achievement(course: Curriculum, module: Module, tested: bool) -> None:
     elif checkpoint:
         console.print(
             f"  [yellow]Checkpoint {checkpoint.id} was not run (--skip-test); "
-            f"'tito checkpoint test {checkpoint.number}' runs it.[/]",
+            f"'tito checkpoint run {checkpoint.number}' runs it.[/]",
             soft_wrap=True,
         )
     else:
