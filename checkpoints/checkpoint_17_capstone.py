@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.models import GPT, CharTokenizer, GPTConfig, TrainConfig, clip_grad_norm_, get_lr, train
+from tinytorch.models import CharTokenizer, GPTConfig, TrainConfig, clip_grad_norm_, get_lr, train
+from tinytorch.models.gpt import GPT  # chapter 17's own GPT: this checkpoint must not need chapter 18's cache
 
 TEXT = "to be or not to be, that is the question. "
 
