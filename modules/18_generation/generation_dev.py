@@ -296,7 +296,7 @@ class GPT(gpt.GPT):
     def new_cache(self, batch_size: int) -> list[KVCache]:
         """One empty KVCache per block, for batch_size sequences of up to block_size positions."""
         c = self.config
-        return [KVCache(batch_size, c.n_head, c.n_embd // c.n_head, c.block_size, dtype=self.wte.weight.dtype)
+        return [KVCache(batch_size, c.n_head, c.n_embd // c.n_head, c.block_size, dtype=self.ln_f.weight.dtype)
                 for _ in range(c.n_layer)]
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -389,6 +389,13 @@ def test_unit_generate_cached():
         plain = model.generate(ids, 20, use_cache=False, **kwargs).data
         assert cached.shape == (2, 23)
         assert np.array_equal(cached, plain), f"cached and uncached tokens differ with {kwargs}"
+    ### BEGIN HIDDEN TESTS
+    wide = _small_gpt(seed=1, block_size=12, vocab_size=7)
+    prompt = np.array([[1], [2], [3]])
+    for seed in range(3):
+        assert np.array_equal(wide.generate(prompt, 30, seed=seed, temperature=1.3).data,
+                              wide.generate(prompt, 30, seed=seed, temperature=1.3, use_cache=False).data)
+    ### END HIDDEN TESTS
     chapter17 = CapstoneGPT.generate(model, ids, 20, seed=3).data
     assert np.array_equal(model.generate(ids, 20, seed=3).data, chapter17), "must equal chapter 17's generate"
     assert np.array_equal(model.generate(ids, 0).data, ids)
@@ -440,8 +447,9 @@ print(f"the cache equals the weights at a batch of {weights / allocated:.1f} ful
 
 # %% [markdown]
 r"""
-For this small model the cache of one sequence is a tenth of the weights;
-it grows with the batch and the context, the weights do not. That is why a
+For this model the cache of one full-window sequence is a fraction of the
+weights (the printed batch size is where the two are equal); the cache
+grows with the batch and the context, the weights do not. That is why a
 server's memory, not its arithmetic, limits how many conversations it
 holds at once (question 1 works it out for GPT-2).
 
@@ -571,10 +579,29 @@ assert roof.bound(0.5) == "memory" and roof.bound(config.block_size / 2) == "com
     f"the text says decode is memory-bound and prefill compute-bound; the ridge is {roof.ridge:.1f} FLOP/B"
 assert per_token_ratio > 3, f"the text says a decoded token costs several prefilled ones; measured {per_token_ratio:.1f}x"
 
+print(f"decode reaches {roof.efficiency(0.5, points['decode (T=1)'][1]):.0%} of its memory roof: the rest of its "
+      f"{timings['decode'] * 1e3:.1f} ms is the Python overhead of a few hundred small operations")
 ax = roof.plot(points, title="Prefill and decode on the roofline (one thread)")
 ax.figure.set_facecolor("white")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+r"""
+Both kinds of step sit on the side of the ridge the counting predicts, and
+neither reaches its roof. The prefill's matrix products are big enough for
+BLAS, but LayerNorm, GELU and softmax are composed of many small NumPy
+passes (chapter 17 measured them). The decode step is further below its
+roof: its matrix products are matrix-vector products of one row, and each
+of its few hundred operations pays a fixed cost in Python and NumPy
+dispatch that does not shrink with the work. That fixed cost is why the
+cached line in the plot above is flat rather than tiny: a decoder in C++
+or on a GPU removes it, and what remains is the memory roof, the weights
+read once per token. The lesson carries over unchanged: per token, decode
+is many times more expensive than prefill, and batching decode steps (the
+weights read once for many sequences) is how servers close the gap
+(question 2).
+"""
 
 # %% [markdown]
 r"""
@@ -857,6 +884,11 @@ def test_unit_bpe():
         assert tok.decode(ids) == sample, f"round trip failed for {sample!r}"
         assert all(0 <= i < tok.vocab_size for i in ids)
     assert len(tok.encode(text)) < 0.4 * len(text), "the training text should shrink to well under half"
+    ### BEGIN HIDDEN TESTS
+    everything = "".join(chr(c) for c in range(32, 0x800)) + "\U0001F600 \x00\x01 end"
+    assert tok.decode(tok.encode(everything)) == everything, "every character must round-trip"
+    assert BPETokenizer(tok.merges).encode(text) == tok.encode(text), "the chunk cache must not change the ids"
+    ### END HIDDEN TESTS
     assert tok.encode_chunk(b" the") == [tok.vocab.index(b" the")], "a learned word is one token"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bpe.json"
@@ -878,3 +910,340 @@ def test_unit_bpe():
 
 
 test_unit_bpe()
+
+# %% [markdown]
+r"""
+### What a vocabulary costs and buys
+
+We need a real text, and the chapter must run without a network, so we use
+one every reader has: the source code of the `tinytorch` package you built
+(English docstrings and Python, about half a megabyte). We train on the
+first 90 % and measure on the last 10 %, which the tokenizer never saw.
+For each vocabulary size the table gives the tokens per character on the
+held-out text, how many characters a window of 64 tokens covers, and what
+the vocabulary costs in parameters: the token table (vocab × `n_embd`, with
+`n_embd` 128 as in the capstone), which is also the output head because the
+two are tied.
+"""
+
+# %%
+import tinytorch
+from tinytorch.models import CharTokenizer
+
+package_files = sorted(Path(tinytorch.__file__).parent.rglob("*.py"))
+corpus = "".join(path.read_text(encoding="utf-8") for path in package_files)
+split = int(0.9 * len(corpus))
+corpus_train, corpus_held_out = corpus[:split], corpus[split:]
+chars = CharTokenizer(corpus)
+n_embd = 128
+print(f"corpus: the {len(package_files)} files of tinytorch, {len(corpus):,} characters, {chars.vocab_size} distinct")
+print(f"{'tokenizer':>16s} {'vocab':>6s} {'tokens/char':>12s} {'chars per 64 tokens':>20s} {'embedding+head params':>22s} {'train s':>8s}")
+print(f"{'characters':>16s} {chars.vocab_size:6d} {1.0:12.3f} {64:20.0f} {chars.vocab_size * n_embd:22,d} {'-':>8s}")
+table, tokenizers = {}, {}
+for size in (256, 384, 512, 1024):
+    start = time.perf_counter()
+    trained = BPETokenizer.train(corpus_train, size)
+    seconds = time.perf_counter() - start
+    ids = trained.encode(corpus_held_out)
+    assert trained.decode(ids) == corpus_held_out
+    tokenizers[size] = trained
+    table[size] = len(ids) / len(corpus_held_out)
+    print(f"{'BPE':>16s} {size:6d} {table[size]:12.3f} {64 / table[size]:20.0f} {size * n_embd:22,d} {seconds:8.2f}")
+assert table[256] == 1.0 or abs(table[256] - 1.0) < 0.01, "bytes of mostly-ASCII text: about one token per character"
+assert table[512] < 0.6 * table[256], f"the text says 512 tokens roughly halve the length; measured {table[512]:.3f}"
+print("the first 12 merges:", [tokenizers[512].vocab[256 + r].decode("utf-8", "replace") for r in range(12)])
+print(f"BPE-512 needs {1 / table[512]:.1f}x fewer steps than characters for the same text, and its table costs "
+      f"{512 * n_embd - chars.vocab_size * n_embd:,} more parameters than the character model's")
+
+# %% [markdown]
+r"""
+Each doubling of the vocabulary buys less: the first merges are the most
+frequent pairs (printed below), later ones rarer words. For the
+capstone's model (0.8 M parameters) a 512-token table is about 7 % of the
+model, for GPT-2 (50,257 tokens × 768) it is 38.6 M of 124 M
+parameters. What the shorter sequences buy is fewer decode steps per
+character written and more text in the same window (and attention cost);
+what they cost is the table and the output head, whose matrix product grows
+with the vocabulary at every step.
+
+Whether a model learns text better per character with BPE than with
+characters has to be measured per **character**, not per token: a BPE token
+carries about two characters, so its loss per token is naturally higher.
+Loss per character = loss per token × tokens per character. The
+comparison on tiny-shakespeare, trained for the same time, is
+`examples/tinygpt_bpe.py` and its page in the book's results.
+
+## Quantised generation
+
+Decode is memory-bound: a step reads every weight once for one token. So
+the weights' size is the speed limit of a well-implemented decoder, and
+chapter 16's int8 weights (a quarter of float32's bytes) should help. We
+train a small character model on the package source for a few seconds,
+quantise it with chapter 16's `quantize_model`, and measure what it costs
+and saves: memory, time per generated token, and held-out loss per
+character.
+"""
+
+# %%
+from tinytorch.deploy import model_nbytes, quantize_model
+from tinytorch.models import TrainConfig, estimate_loss, train
+
+data_train = np.array(chars.encode(corpus_train), dtype=np.int64)
+data_held_out = np.array(chars.encode(corpus_held_out), dtype=np.int64)
+manual_seed(0)
+small = GPT(GPTConfig(vocab_size=chars.vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64))
+start = time.perf_counter()
+history = train(small, data_train, data_held_out,
+                TrainConfig(max_iters=120, batch_size=8, learning_rate=3e-3, min_lr=3e-4, warmup_iters=10,
+                            lr_decay_iters=120, eval_interval=120, eval_iters=4, seed=0))
+print(f"trained {small.num_parameters():,} parameters for 120 steps in {time.perf_counter() - start:.1f} s; "
+      f"training loss {history['loss'][0]:.2f} -> {history['loss'][-1]:.2f}")
+small.eval()
+small_int8 = quantize_model(small)                    # weight matrices in int8, dequantized at use
+
+
+def held_out_loss(model):
+    return estimate_loss(model, {"held_out": data_held_out}, 20, 8, 64, np.random.default_rng(7))["held_out"]
+
+
+def generation_seconds(model, n=60, repeats=3):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.generate(np.array([[0]]), n, seed=0)
+        best = min(best, time.perf_counter() - start)
+    return best / n
+
+
+rows = {}
+for name, m in (("float32", small), ("int8 weights", small_int8)):
+    rows[name] = (model_nbytes(m), generation_seconds(m), held_out_loss(m))
+    print(f"{name:>13s}: {rows[name][0] / 1e3:7.1f} kB, {rows[name][1] * 1e3:5.2f} ms/token, "
+          f"held-out loss {rows[name][2]:.4f} nats/char")
+(b32, s32, l32), (b8, s8, l8) = rows["float32"], rows["int8 weights"]
+same = np.mean(small.generate(np.array([[0]]), 100, seed=3).data == small_int8.generate(np.array([[0]]), 100, seed=3).data)
+print(f"int8: {b32 / b8:.1f}x less memory, {s8 / s32:.2f}x the time per token, loss per char {l8 - l32:+.4f} nats; "
+      f"{same:.0%} of 100 sampled tokens identical with the same seed")
+assert b32 / b8 > 2, f"the text says int8 weights take well under half the memory; measured {b32 / b8:.1f}x"
+assert abs(l8 - l32) < 0.05, f"the text says int8 costs a few hundredths of a nat at most; measured {l8 - l32:+.4f}"
+
+# %% [markdown]
+r"""
+The memory falls by the printed factor (not the full 4×: LayerNorms,
+biases and the int8 scales stay in float32, and the small model's
+embedding tables are a large share), and the loss per character moves by the
+printed amount, well inside the 0.05 nats the cell asserts: for
+generation, int8 weights are nearly free in quality (the sampled text
+does change: a small change of the probabilities moves some draws to a
+neighbouring token, and from there the texts part). The time per token does *not* fall here, and the
+roofline says why that is our implementation, not the idea: chapter 16's
+`QuantizedLinear` dequantizes the int8 matrix back to float32 before
+every product, so a step reads the int8 bytes *and* writes and reads a
+float32 copy. A decoder that multiplies straight from int8 (llama.cpp's
+kernels, PyTorch's int8 `linear` on CPU) reads a quarter of the bytes and,
+memory-bound, runs up to that much faster. NumPy has no such kernel; at our
+size, Python's per-operation overhead dominates the step anyway.
+
+## Production context
+
+- **KV caches in real servers.** Hugging Face `transformers` passes a
+  `past_key_values` cache object through every attention layer, as we do
+  (a growing `DynamicCache`, or a preallocated `StaticCache` like ours,
+  which lets the step be compiled once). vLLM's PagedAttention stores the
+  cache in fixed-size blocks, like virtual memory pages, so that thousands
+  of conversations of unpredictable length share GPU memory without
+  fragmentation; the cache, not the weights, limits the batch.
+- **Prefill and decode are scheduled apart.** Because prefill is
+  compute-bound and decode memory-bound, servers batch many conversations'
+  decode steps together (the weights read once serve the whole batch) and
+  split long prefills into chunks that share a step with decodes.
+- **Shrinking the cache.** Multi-query and grouped-query attention (one or
+  a few key/value heads shared by all query heads) cut the cache by the
+  ratio of heads; Llama 2 70B keeps 8 KV heads for 64 query heads.
+  Quantising the cache to 8 bits halves it again.
+- **Tokenizers.** GPT-2's BPE is byte-level with a regex pre-tokenizer
+  like ours; OpenAI's `tiktoken` does the same in Rust, with a 100 k-token
+  vocabulary for GPT-4. SentencePiece (Llama 1 and 2, T5) learns BPE or a
+  unigram model on raw text with spaces as a symbol and falls back to bytes
+  for unknown characters.
+- **Positions and the window.** Models with rotary position embeddings
+  (RoPE) can keep a sliding cache (plus a few "attention sink" tokens, in
+  StreamingLLM) because a key's rotation encodes its position relative to
+  the query; our learned absolute positions force a recomputation.
+
+## Run every test of this chapter
+"""
+
+# %%
+if __name__ == "__main__":
+    test_unit_kv_cache()
+    test_unit_generate_cached()
+    test_unit_bpe()
+    print("All tests of chapter 18 pass.")
+
+# %% [markdown]
+r"""
+## ML systems thinking
+
+Answer each question in the cell below it, in a few sentences and with the
+numbers worked out. Each answer is graded by hand (the points are on the cell).
+
+**1. The cache at GPT-2's size.** GPT-2 small has 12 layers, width 768,
+a 1024-token window and 124 M parameters. How much memory does the KV
+cache of one full-window conversation take in float32 (use your
+`kv_cache_bytes`)? At what batch size does the cache outgrow the weights,
+and what would grouped-query attention with 4 key/value heads (of 12) do
+to that batch size?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_gpt2_cache", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** 2 × 12 layers × 1024 positions × 768 × 4 bytes
+= 75,497,472 bytes ≈ 75.5 MB per conversation. The weights are
+124 M × 4 bytes ≈ 496 MB, so the cache outgrows them at
+496 / 75.5 ≈ 6.6, i.e. from a batch of 7 full-window conversations. With 4
+key/value heads instead of 12 the cache is a third (about 25.2 MB per
+conversation), so the crossover moves to about 19.7, a batch of 20.
+
+**Rubric (2 points).** 1 point for 75.5 MB from the formula (the factor 2
+and the layers included); 1 point for the crossover near 7 and the GQA
+factor of 3 (near 20).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**2. Batching decode.** You measured a decode step at about half a FLOP
+per byte and the machine's ridge point. If a server decodes B
+conversations in one step (one new token each, the same weights), what is
+the arithmetic intensity of the weight products as a function of B, and
+from which B would they become compute-bound on your machine? Why does the
+attention over the cache not benefit in the same way?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_batched_decode", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The weights are read once per step whatever B is (4N
+bytes) and the FLOPs are 2N per token, 2NB per step: intensity
+2NB / 4N = B/2 FLOP/byte. It crosses the ridge when B/2 equals the ridge;
+with the ridge measured in this chapter (about 18 FLOP/byte on one
+thread; the reader's own number is accepted) that is B ≈ 36. The attention
+part does not improve: every conversation has its own cache, so its bytes
+grow with B as fast as its FLOPs (each cached key and value is used by one
+query only), and it stays at about 0.5 FLOP per byte of cache in float32
+(2 FLOPs per cached number per query, 4 bytes per number), memory-bound at
+any batch size.
+
+**Rubric (2 points).** 1 point for intensity B/2 and the crossover at
+twice the ridge (with the reader's measured ridge); 1 point for why the
+cache reads grow with the batch (no reuse across sequences).
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**3. Choosing the vocabulary.** Your table shows tokens per character
+for BPE at 256 to 1024 tokens. For the capstone's model (4 layers, width
+128, window 64), what does going from characters (65) to 512 BPE tokens
+cost in parameters, and what does it buy in characters per window and in
+decode steps for 1,000 characters? What grows with the vocabulary at every
+decode step, whatever the cache does?
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_vocabulary_choice", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** The tied table grows from 65 × 128 = 8,320 to
+512 × 128 = 65,536 parameters, +57,216 (about 7 % of the 0.8 M model).
+With about 0.5 tokens per character (the table: 0.48 on the package
+source; 0.52 on tiny-shakespeare, `benchmarks/bpe.py`) a window of 64
+tokens covers about 130 characters instead of 64, and 1,000 characters
+take about 500 decode steps instead of 1,000. Every step still computes
+the head's product, n_embd × vocab = 128 × 512 multiply-adds instead of
+128 × 65, and a softmax over 512 entries: the head grows with the
+vocabulary no matter what is cached (at GPT-2's 50 k tokens it is the
+largest single product of a decode step).
+
+**Rubric (2 points).** 1 point for the parameter cost and the roughly
+halved steps and doubled window (from the measured tokens per character);
+1 point for naming the output head (and softmax) as the per-step cost that
+grows with the vocabulary.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+**4. The window.** Our cache recomputes itself from the last
+`block_size` tokens whenever the window is full, so past the window each
+token costs a prefill. For the 128-position model of this chapter,
+generating 1,000 tokens from a 1-token prompt: how many token-positions
+pass through the model with our policy, and how many without a cache?
+Propose a policy that amortises the recomputation (say what it changes in
+the output) and compute its count.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_window_policy", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** With our policy the first 127 new tokens take the prompt's
+1 position plus one position each (128 in all, the cache then full); each
+of the remaining 1,000 − 128 = 872 steps re-prefills 128 positions:
+128 + 872 × 128 = 111,744 token-positions. Without a cache, step t runs
+min(t, 128) positions: 1 + 2 + ... + 128 = 8,256 for the first 128 steps,
+then 128 for each of the remaining 872 (111,616 in all, about the same:
+past the window the cache saves nothing). Amortised policy: when the
+window is full, keep only the last 64 tokens (re-prefill 64 positions),
+then decode 64 more cheaply; each 64 tokens then cost 64 + 64 = 128
+positions instead of 64 × 128 = 8,192, so 1,000 tokens cost about
+128 + 14 × 128 ≈ 1,900 positions. It changes the output: the model then
+sees between 64 and 128 tokens of context instead of always 128, so the
+tokens differ from the uncached model's (and the context is shorter on
+average).
+
+**Rubric (2 points).** 1 point for the two counts (about 112 k each,
+showing the cache only helps within the window); 1 point for a policy that
+amortises (slide by half, or relative positions/RoPE) with its count and
+the honest statement of what changes in the output.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
+## Module summary
+
+You made a trained model generate fast and with fewer steps:
+
+- **`kv_cache_bytes`, `KVCache`** (`tinytorch.models.generation`): the
+  cache's memory, 2 × layers × positions × width × bytes per sequence,
+  and a preallocated per-layer cache whose `update` writes new keys and
+  values in place and returns views, refusing when full;
+- **`GPT.generate(idx, max_new_tokens, temperature=1.0, top_k=None,
+  seed=None, use_cache=True)`** (`tinytorch.models.GPT`, chapter 17's GPT
+  with its cache argument filled): a prefill, then one position per step;
+  identical tokens to the uncached model with the same seed; past
+  `block_size` the window slides by recomputing the cache; one-line errors
+  for bad arguments and a prompt longer than the window;
+- **`BPETokenizer`** (`tinytorch.models.bpe`): byte-level BPE with a GPT-2
+  style pre-tokenizer, training by incremental pair counts over distinct
+  chunks, encoding with a per-chunk cache, exact round trips for any text,
+  and `save`/`load` as versioned JSON.
+
+Measured: without a cache the time per token grows with the position, with
+it stays nearly flat, and over a whole window the cache wins by the printed
+factor (`benchmarks/generation.py` measures 256 tokens at `block_size` 256).
+On chapter 15's roofline a decode step sits at half a FLOP per byte, far
+left of the ridge, and a prefilled token is many times cheaper than a
+decoded one. BPE with 512 tokens halves the number of steps for English
+text; int8 weights cost almost nothing in loss per character and cut the
+memory, though not our NumPy step time.
+"""

@@ -105,7 +105,7 @@ class GPT(gpt.GPT):
     def new_cache(self, batch_size: int) -> list[KVCache]:
         """One empty KVCache per block, for batch_size sequences of up to block_size positions."""
         c = self.config
-        return [KVCache(batch_size, c.n_head, c.n_embd // c.n_head, c.block_size, dtype=self.wte.weight.dtype)
+        return [KVCache(batch_size, c.n_head, c.n_embd // c.n_head, c.block_size, dtype=self.ln_f.weight.dtype)
                 for _ in range(c.n_layer)]
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
