@@ -399,6 +399,16 @@ def test_unit_generate_cached():
     chapter17 = CapstoneGPT.generate(model, ids, 20, seed=3).data
     assert np.array_equal(model.generate(ids, 20, seed=3).data, chapter17), "must equal chapter 17's generate"
     assert np.array_equal(model.generate(ids, 0).data, ids)
+    seen = []                                                          # positions per forward pass
+
+    class Counting(GPT):
+        def forward(self, idx, targets=None, cache=None):
+            seen.append(np.asarray(idx).shape[1])
+            return super().forward(idx, targets, cache)
+
+    counting = Counting(model.config).eval()
+    counting.generate(ids, 5)
+    assert seen == [3, 1, 1, 1, 1], f"a prefill of the 3-token prompt, then one position per token; ran {seen}"
     bad = [(dict(max_new_tokens=-1), "max_new_tokens"), (dict(max_new_tokens=2, top_k=0), "top_k"),
            (dict(max_new_tokens=2, top_k=12), "top_k"), (dict(max_new_tokens=2, temperature=0.0), "temperature"),
            (dict(max_new_tokens=2, temperature=float("nan")), "temperature")]
@@ -415,7 +425,7 @@ def test_unit_generate_cached():
         assert "block_size" in str(err) and "crop" in str(err)
     else:
         raise AssertionError("a 9-token prompt for block_size 8 must raise a ValueError that says to crop it")
-    print("cached generate: one step equals the full forward; cached = uncached tokens (batch, top-k, past "
+    print("cached generate: one step equals the full forward; one position per new token; cached = uncached tokens (batch, top-k, past "
           "block_size); bad arguments are one-line errors: ok")
 
 
