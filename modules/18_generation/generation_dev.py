@@ -497,8 +497,10 @@ print(f"ms per token, positions {config.block_size - 8}-{config.block_size - 1}:
       f"{cached_s[last].mean() * 1e3:.2f}, uncached {plain_s[last].mean() * 1e3:.2f} ({speedup_end:.1f}x)")
 print(f"a whole window of {config.block_size} tokens: cached {cached_s.sum() * 1e3:.0f} ms, uncached "
       f"{plain_s.sum() * 1e3:.0f} ms, {speedup_total:.1f}x faster with the cache")
-assert speedup_end > 2, f"the text says the cache wins most at the end of the window; measured {speedup_end:.1f}x"
-assert plain_s[last].mean() > 3 * plain_s[first].mean(), "the uncached step should grow with the context"
+growth = plain_s[last].mean() / plain_s[first].mean()
+print(f"the uncached step costs {growth:.1f}x more at the end of the window than at its start")
+assert growth > 1.5, f"the text says the uncached step climbs with the position; measured {growth:.1f}x"
+assert speedup_end > 1.5, f"the text says the cache wins most at the end of the window; measured {speedup_end:.1f}x"
 
 fig, ax = plt.subplots(figsize=(6.5, 3.6), facecolor="white")
 positions = np.arange(config.block_size)
@@ -1035,6 +1037,7 @@ same = np.mean(small.generate(np.array([[0]]), 100, seed=3).data == small_int8.g
 print(f"int8: {b32 / b8:.1f}x less memory, {s8 / s32:.2f}x the time per token, loss per char {l8 - l32:+.4f} nats; "
       f"{same:.0%} of 100 sampled tokens identical with the same seed")
 assert b32 / b8 > 2, f"the text says int8 weights take well under half the memory; measured {b32 / b8:.1f}x"
+assert s32 / s8 < 0.75 * b32 / b8, f"the text says the time does not fall with the memory; measured {s32 / s8:.2f}x faster"
 assert abs(l8 - l32) < 0.05, f"the text says int8 costs a few hundredths of a nat at most; measured {l8 - l32:+.4f}"
 
 # %% [markdown]
@@ -1045,8 +1048,9 @@ embedding tables are a large share), and the loss per character moves by the
 printed amount, well inside the 0.05 nats the cell asserts: for
 generation, int8 weights are nearly free in quality (the sampled text
 does change: a small change of the probabilities moves some draws to a
-neighbouring token, and from there the texts part). The time per token does *not* fall here, and the
-roofline says why that is our implementation, not the idea: chapter 16's
+neighbouring token, and from there the texts part). The time per token does *not* fall with the memory
+(the printed ratio; the cell asserts it is far from the memory factor), and
+the roofline says why that is our implementation, not the idea: chapter 16's
 `QuantizedLinear` dequantizes the int8 matrix back to float32 before
 every product, so a step reads the int8 bytes *and* writes and reads a
 float32 copy. A decoder that multiplies straight from int8 (llama.cpp's
