@@ -12,12 +12,11 @@ VERSION = 1
 # GPT-2's pre-tokenizer with Python's `re` classes: contractions, a word with its leading space,
 # digits, other symbols (and _), whitespace not followed by a word, and any other whitespace.
 PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
-_SPLIT = re.compile(PATTERN)
 
 
 def pre_tokenize(text: str) -> list[str]:
     """The chunks of `text` that BPE merges within (never across); joined, they are the text."""
-    return _SPLIT.findall(text)
+    return re.findall(PATTERN, text)                  # `re` compiles the pattern once and keeps it
 
 
 def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
@@ -75,6 +74,13 @@ def learn_merges(chunk_counts: dict, n_merges: int) -> list[tuple[int, int]]:
     return merges
 
 
+class _Ranks(dict):
+    """{pair: rank}, in which a pair never learned ranks after every learned one (instead of a KeyError)."""
+
+    def __missing__(self, pair):
+        return len(self)
+
+
 class BPETokenizer:
     """Byte-level byte-pair encoding: text <-> ids, with merges learned by `BPETokenizer.train`.
 
@@ -90,7 +96,7 @@ class BPETokenizer:
                 raise ValueError(f"BPETokenizer: merge {r} joins ids {a} and {b}, but only ids below {256 + r} "
                                  "exist at that point; the merges are damaged, train the tokenizer again")
             self.vocab.append(self.vocab[a] + self.vocab[b])
-        self.ranks = {pair: r for r, pair in enumerate(self.merges)}   # pair -> when it was learned
+        self.ranks = _Ranks((pair, r) for r, pair in enumerate(self.merges))   # pair -> when it was learned
         self._cache = {}                                               # chunk -> its ids
 
     @classmethod
@@ -113,16 +119,17 @@ class BPETokenizer:
         Args: chunk, the UTF-8 bytes of one pre-tokenized chunk. Returns: a list of ids.
         """
         # 1. ids = list(chunk): one id per byte.
-        # 2. While at least two ids are left: among the adjacent pairs, find the one learned first
-        #    (the lowest self.ranks.get(pair); a pair never learned has no rank); if none of them has
-        #    a rank, stop; else ids = merge_pair(ids, pair, 256 + rank).
+        # 2. While at least two ids are left: among the adjacent pairs, find the one learned first,
+        #    the lowest self.ranks[pair] (min with key=self.ranks.__getitem__); a pair never learned
+        #    ranks len(self.ranks), after all others: if even the best has that rank, stop; else
+        #    ids = merge_pair(ids, pair, 256 + rank).
         # Pitfall: merging the most frequent or leftmost pair instead of the earliest-learned one gives
         # other ids than training did, and a text that encodes differently from how the model learned it.
         ids = list(chunk)
         while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, len(self.ranks)))
-            rank = self.ranks.get(pair)
-            if rank is None:
+            pair = min(zip(ids, ids[1:]), key=self.ranks.__getitem__)
+            rank = self.ranks[pair]
+            if rank == len(self.ranks):                                   # no pair here was ever learned
                 break
             ids = merge_pair(ids, pair, 256 + rank)
         return ids
