@@ -470,7 +470,8 @@ over $t + 1$ tokens.
 
 # %%
 def time_steps(model, n_tokens, use_cache, repeats=3):
-    """Seconds per generated token at positions 0..n_tokens-1 (the median of `repeats` runs)."""
+    """Seconds per generated token at positions 0..n_tokens-1 (the fastest of `repeats` runs: other work
+    on the machine only ever adds time)."""
     ids = np.random.default_rng(1).integers(0, model.config.vocab_size, (1, n_tokens))
     runs = []
     with no_grad():
@@ -484,7 +485,7 @@ def time_steps(model, n_tokens, use_cache, repeats=3):
                     model(ids[:, :t + 1])                              # the whole context again
                 times.append(time.perf_counter() - start)
             runs.append(times)
-    return np.median(np.array(runs), axis=0)
+    return np.min(np.array(runs), axis=0)
 
 
 cached_s = time_steps(model, config.block_size, use_cache=True)
@@ -1153,8 +1154,9 @@ r"""
 **Answer key.** The weights are read once per step whatever B is (4N
 bytes) and the FLOPs are 2N per token, 2NB per step: intensity
 2NB / 4N = B/2 FLOP/byte. It crosses the ridge when B/2 equals the ridge;
-with the ridge measured in this chapter (about 18 FLOP/byte on one
-thread; the reader's own number is accepted) that is B ≈ 36. The attention
+with the ridge printed in this chapter (17 to 19 FLOP/byte in our runs on
+one quiet thread, less on a busy machine; the reader's own number is
+accepted) and a ridge of 18, that is B ≈ 36. The attention
 part does not improve: every conversation has its own cache, so its bytes
 grow with B as fast as its FLOPs (each cached key and value is used by one
 query only), and it stays at about 0.5 FLOP per byte of cache in float32
