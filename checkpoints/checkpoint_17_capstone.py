@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from tinytorch import Tensor, gradcheck, manual_seed
-from tinytorch.models import GPT, CharTokenizer, GPTConfig, TrainConfig, get_lr, train
+from tinytorch.models import CharTokenizer, GPTConfig, TrainConfig, get_lr, train
+from tinytorch.models.gpt import GPT  # chapter 17's own GPT: this checkpoint must not need chapter 18's cache
 from tinytorch.nn.utils import clip_grad_norm_
 
 TEXT = "to be or not to be, that is the question. "

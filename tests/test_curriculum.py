@@ -34,17 +34,17 @@ def _toc() -> dict:
     return yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 
 
-def test_the_course_has_17_modules_with_unique_folders():
-    assert len(MODULES) == 17
-    assert len({m.folder for m in MODULES}) == 17
+def test_the_course_has_18_modules_with_unique_folders():
+    assert len(MODULES) == 18
+    assert len({m.folder for m in MODULES}) == 18
 
 
-def test_module_folders_are_numbered_01_to_17_in_order():
-    assert [int(m.number) for m in MODULES] == list(range(1, 18))
+def test_module_folders_are_numbered_01_to_18_in_order():
+    assert [int(m.number) for m in MODULES] == list(range(1, 19))
 
 
 def test_every_chapter_has_the_checkpoint_of_its_own_number():
-    assert [cp.number for cp in CURRICULUM.checkpoints] == list(range(1, 18))
+    assert [cp.number for cp in CURRICULUM.checkpoints] == list(range(1, 19))
     for module in MODULES:
         assert module.checkpoint is not None, module.folder
         assert f"{module.checkpoint.number:02d}" == module.number, module.folder
@@ -59,7 +59,7 @@ def test_checkpoint_files_are_named_for_their_chapter():
 
 
 def test_checkpoint_number_means_the_same_chapter_as_module_number():
-    for number in ("2", "02", "11", "17"):
+    for number in ("2", "02", "11", "17", "18"):
         assert CURRICULUM.checkpoint(number).module_folder == CURRICULUM.module(number).folder
 
 

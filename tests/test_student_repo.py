@@ -114,7 +114,7 @@ def test_its_readme_gives_the_two_set_up_commands(repo):
     readme = (repo / "README.md").read_text(encoding="utf-8")
     assert "python3 -m venv .venv && source .venv/bin/activate" in readme
     assert 'pip install -e ".[dev]"' in readme
-    assert "02_tensor are complete" in readme and "03_activations to 17_capstone are yours to write" in readme
+    assert "02_tensor are complete" in readme and "03_activations to 18_generation are yours to write" in readme
 
 
 @pytest.mark.slow

@@ -58,12 +58,14 @@ class CausalSelfAttention(Module):
         mask = np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)   # -inf above the diagonal: the future
         self.register_buffer("mask", Tensor(mask), persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache=None) -> Tensor:
         """Causal multi-head self-attention: x (B, T, C) -> (B, T, C).
 
         Position t may attend only to positions 0..t: add the (T, T) slice of
         `self.mask` (0 on and below the diagonal, -inf above) to the scores before
         the softmax. The heads are a reshape, not separate layers.
+        `cache` is None in this chapter; chapter 18 passes a key/value cache whose
+        `update(k, v)` stores the new keys and values and returns all of them so far.
         """
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
@@ -75,16 +77,22 @@ class CausalSelfAttention(Module):
         # 4. y = att @ v (B, nh, T, hs); merge the heads back: transpose(1, 2), reshape (B, T, C);
         #    return dropout(self.c_proj(y), ...). Pitfall: reshape (B, nh, T, hs) straight to
         #    (B, T, C) without the transpose mixes heads and positions, and still has the right shape.
+        # With a cache (chapter 18): after step 2, k, v = cache.update(k, v), now (B, nh, L, hs) with
+        # L = k.shape[2] positions; the queries are the last T of them, so the mask is [L - T:L, :L]
+        # (without a cache L == T and that is the [:T, :T] of step 3).
         qkv = self.c_attn(x)                                   # (B, T, 3C)
         q, k, v = qkv[..., :C], qkv[..., C:2 * C], qkv[..., 2 * C:]   # each (B, T, C)
         q = q.reshape(B, T, nh, hs).transpose(1, 2)            # (B, T, nh, hs) -> (B, nh, T, hs)
         k = k.reshape(B, T, nh, hs).transpose(1, 2)            # (B, nh, T, hs)
         v = v.reshape(B, T, nh, hs).transpose(1, 2)            # (B, nh, T, hs)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))   # (B, nh, T, hs) @ (B, nh, hs, T) -> (B, nh, T, T)
-        mask = Tensor(self.mask.data[:T, :T].astype(att.dtype, copy=False))   # (T, T), broadcast over B, nh
+        if cache is not None:
+            k, v = cache.update(k, v)                          # (B, nh, L, hs): every position so far
+        L = k.shape[2]                                         # keys: L positions, the last T of them are new
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))   # (B, nh, T, hs) @ (B, nh, hs, L) -> (B, nh, T, L)
+        mask = Tensor(self.mask.data[L - T:L, :L].astype(att.dtype, copy=False))   # (T, L), broadcast over B, nh
         att = softmax(att + mask, dim=-1)                      # future positions get weight exactly 0
         att = dropout(att, self.dropout, self.training)
-        y = att @ v                                            # (B, nh, T, T) @ (B, nh, T, hs) -> (B, nh, T, hs)
+        y = att @ v                                            # (B, nh, T, L) @ (B, nh, L, hs) -> (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)                 # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
         return dropout(self.c_proj(y), self.dropout, self.training)   # (B, T, C)
 
@@ -114,16 +122,17 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache=None) -> Tensor:
         """x (B, T, C) -> (B, T, C) through the two residual sub-layers, pre-norm (GPT-2's order).
 
         First attention reads a normalised copy of the residual stream and adds its
         result back to the stream; then the MLP does the same with its own LayerNorm.
+        `cache` (this layer's key/value cache, chapter 18; None here) goes to the attention.
         """
         # Pitfall 1: the residual adds to x, not to the normalised copy (x + attn(ln_1(x)),
         # not ln_1(x) + attn(...)): the stream itself is never normalised inside a block.
         # Pitfall 2: the MLP reads the stream *after* attention's update, not the block's input.
-        x = x + self.attn(self.ln_1(x))                        # (B, T, C): positions exchange information
+        x = x + self.attn(self.ln_1(x), cache)                 # (B, T, C): positions exchange information
         return x + self.mlp(self.ln_2(x))                      # (B, T, C): each position computes alone
 
 
@@ -155,8 +164,12 @@ class GPT(Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.wpe.weight.numel() if non_embedding else n
 
-    def forward(self, idx, targets=None) -> tuple[Tensor, Tensor | None]:
-        """Logits for every position, and the mean cross-entropy against `targets` (B, T) if given."""
+    def forward(self, idx, targets=None, cache=None) -> tuple[Tensor, Tensor | None]:
+        """Logits for every position, and the mean cross-entropy against `targets` (B, T) if given.
+
+        `cache` (chapter 18; None here) is a list with one key/value cache per block, holding
+        `len(cache[0])` earlier positions: idx then continues them, at positions start..start+T-1.
+        """
         idx = np.asarray(getattr(idx, "data", idx))
         if idx.ndim != 2:
             raise ValueError(f"GPT expects token ids of shape (B, T), got {idx.shape}; add a batch axis with idx[None]")
@@ -165,19 +178,24 @@ class GPT(Module):
             raise ValueError(f"GPT: got an empty batch of ids {idx.shape}; give at least one token per sequence")
         if idx.dtype.kind not in "iu":
             raise TypeError(f"GPT expects integer token ids, got {idx.dtype}")
-        if T > self.config.block_size:
-            raise ValueError(f"GPT: sequence length {T} exceeds block_size {self.config.block_size}; "
+        start = 0 if cache is None else len(cache[0])           # positions already cached
+        if start + T > self.config.block_size:
+            raise ValueError(f"GPT: sequence length {start + T} exceeds block_size {self.config.block_size}; "
                              f"crop the input to its last {self.config.block_size} tokens")
-        # 1. x = token embeddings of idx plus position embeddings of 0..T-1: (B, T, C) + (T, C);
+        if cache is not None and len(cache) != len(self.h):
+            raise ValueError(f"GPT: the cache has {len(cache)} layers, the model {len(self.h)}; make one per block")
+        # 1. x = token embeddings of idx plus position embeddings of start..start+T-1 (start = 0
+        #    without a cache): (B, T, C) + (T, C);
         #    then dropout (chapter 13's dropout(x, self.config.dropout, self.training)).
-        # 2. Every block in self.h in turn, then ln_f, then lm_head: logits (B, T, V).
+        # 2. Every block in self.h in turn (block i gets cache[i], or None), then ln_f, then lm_head:
+        #    logits (B, T, V).
         # 3. With targets: the mean cross_entropy of logits flattened to (B*T, V) against targets
         #    flattened to (B*T,). Pitfall: cross_entropy wants one row per prediction, so flatten
         #    both; check targets.shape == (B, T) first and raise ValueError otherwise.
-        x = self.wte(idx) + self.wpe(np.arange(T))               # (B, T, C) + (T, C) -> (B, T, C)
+        x = self.wte(idx) + self.wpe(np.arange(start, start + T))   # (B, T, C) + (T, C) -> (B, T, C)
         x = dropout(x, self.config.dropout, self.training)
-        for block in self.h:
-            x = block(x)                                         # (B, T, C)
+        for i, block in enumerate(self.h):
+            x = block(x, None if cache is None else cache[i])    # (B, T, C)
         logits = self.lm_head(self.ln_f(x))                      # (B, T, C) -> (B, T, V)
         if targets is None:
             return logits, None
