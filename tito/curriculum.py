@@ -211,7 +211,7 @@ def load(root: Path | None = None) -> Curriculum:
                 f"{path}: [[module]] entry {index} has no {err.args[0]!r}.",
                 "Each entry needs folder, part, title, builds, exports (see the comment at the top of the file).",
             ) from None
-    order = [captions.index(m.part) for m in modules]
+    order = [captions.index(m.part) for m in modules] if captions else []
     if order != sorted(order):
         late = next(m for m, a, b in zip(modules[1:], order, order[1:]) if b < a)
         raise TitoError(f"{path}: {late.folder} is in part {late.part!r}, which comes before the part of the chapter above it.",
@@ -221,7 +221,7 @@ def load(root: Path | None = None) -> Curriculum:
 
 
 def _parts(data: dict, path: Path) -> tuple[Part, ...]:
-    parts = []
+    declared: list[Part] = []
     for index, entry in enumerate(data.get("part", []), start=1):
         caption = entry.get("caption")
         pages = entry.get("pages", [])
@@ -230,7 +230,7 @@ def _parts(data: dict, path: Path) -> tuple[Part, ...]:
         if isinstance(pages, str) or not all(isinstance(p, str) and p for p in pages):
             raise TitoError(f"{path}: [[part]] {caption!r} has pages = {pages!r}.",
                             'Write a list of book pages without their suffix: pages = ["book/results/cifar10"].')
-        if caption in [p.caption for p in parts]:
+        if caption in [p.caption for p in declared]:
             raise TitoError(f"{path}: two [[part]] entries are captioned {caption!r}.", "Give each part its own caption.")
-        parts.append(Part(caption, bool(entry.get("numbered", False)), tuple(pages)))
-    return tuple(parts)
+        declared.append(Part(caption, bool(entry.get("numbered", False)), tuple(pages)))
+    return tuple(declared)
