@@ -234,3 +234,91 @@ def recorded(root: Path, year: int | str) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+# ---- the book's milestone pages -----------------------------------------------------------------
+
+
+def results_table(root: Path):
+    """The milestones page's table: each milestone and the run recorded for the book (a Markdown display)."""
+    from IPython.display import Markdown
+
+    rows = ["| year | milestone | needs chapters | passes when | recorded result | time |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for m in discover(root):
+        record = recorded(root, m.year)
+        if record is None:
+            result, took = f"not recorded yet (`tito milestone run {m.year} --write-book`)", "–"
+        else:
+            word = "PASSED" if record["passed"] else "FAILED"
+            result, took = f"**{word}**: {record['summary']}", f"{record['seconds']:.0f} s"
+        needs = ", ".join(f.split("_")[0] for f in m.needs)
+        page = f"[{m.title}]({m.script.stem}.md)"
+        rows.append(f"| {m.year} | {page}: {m.recreates} | {needs} | {m.passes_when} | {result} | {took} |"
+                    .replace("\n", " "))
+    return Markdown("\n".join(rows))
+
+
+def show_recorded(root: Path, year: int) -> None:
+    """Print the run recorded for the book (command, machine, date, log, outcome) and plot its curve."""
+    record = recorded(root, year)
+    if record is None:
+        print(f"No run of milestone {year} is recorded for the book yet: "
+              f"run 'tito milestone run {year} --write-book' and commit {RESULTS.as_posix()}/{year}.json.")
+        return
+    word = "PASSED" if record["passed"] else "FAILED"
+    print(f"Recorded with: {record['command']}   (the script alone: {record['script']})")
+    print(f"On {record['date'][:16].replace('T', ' ')}, {record['machine']}; wall time {record['seconds']:.0f} s "
+          f"(budget {record['budget']}; the machine was shared with other work, so times are noisy)")
+    print()
+    print("\n".join(record["log"]))
+    print()
+    print(f"{word}: {record['summary']}")
+    curve = record.get("details", {}).get("curve")
+    if curve:
+        import matplotlib.pyplot as plt
+
+        x_key = "epoch" if "epoch" in curve else "step"
+        y_key = next(k for k in ("test_accuracy", "exact_match") if k in curve)
+        fig, ax = plt.subplots(figsize=(5.5, 3.0))
+        ax.plot(curve[x_key], [100 * v for v in curve[y_key]], "o-", markersize=3)
+        ax.set_xlabel(x_key)
+        ax.set_ylabel("held-out exact match (%)" if y_key == "exact_match" else "test accuracy (%)")
+        ax.set_title(f"milestone {year}: {record['title']}", fontsize=10)
+        ax.grid(alpha=0.3)
+        plt.show()
+    rows = record.get("details", {}).get("rows")
+    if rows:
+        print(f"{'workload':<24} {'yours':>9} {'complete package':>17} {'ratio':>7}")
+        for row in rows:
+            ref = f"{row['reference_seconds']:.2f} s" if row["reference_seconds"] else "–"
+            ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "–"
+            print(f"{row['workload']:<24} {row['seconds']:>7.2f} s {ref:>17} {ratio:>7}")
+
+
+def progress_lines(course: Curriculum) -> list[str]:
+    """The book's progress page section: each milestone and the learner's last run of it (.tito/progress.json)."""
+    from .progress import Progress, changed_files
+
+    milestones = discover(course.root)
+    if not milestones:
+        return []
+    try:
+        progress = Progress.load(course.root)
+    except TitoError:
+        progress = None
+    rows = []
+    for m in milestones:
+        last = progress.last_milestone(m.year) if progress else None
+        if last is None:
+            status = "not run here yet"
+        else:
+            status = f"**{'PASSED' if last.get('passed') else 'FAILED'}** {last.get('summary', '')} ({last['at'][:10]})"
+            if changed_files(course.root, last):
+                status += "; the package changed since"
+        page = f"{{doc}}`{m.title} </book/milestones/{m.script.stem}>`"
+        rows.append(f"| {m.year} | {page} | {m.passes_when} | {status} |".replace("\n", " "))
+    return ["## Milestones", "",
+            "Your last run of each milestone on this checkout (`tito milestone run YEAR` records it);",
+            "the {doc}`milestones page </book/milestones/index>` shows the runs recorded for the book.", "",
+            "| year | milestone | passes when | your last run |", "| --- | --- | --- | --- |", *rows, ""]
