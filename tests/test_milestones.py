@@ -168,3 +168,15 @@ def test_the_split_is_stratified_disjoint_and_seeded():
     assert not set(train) & set(test)
     assert all(abs(np.mean(target[test] == c) - np.mean(target == c)) < 0.005 for c in range(10))
     assert not np.array_equal(test, split_digits(target, test_fraction=0.2, seed=1)[1])
+
+
+def test_a_linear_that_cuts_the_graph_passes_1958_but_fails_1986_with_the_numbers_reached(course, digits_mirror):
+    # The pitfall chapter 04 warns about: NumPy arrays instead of Tensor operations, so no gradient reaches
+    # the weights. The perceptron rule needs no gradients and still passes; backpropagation learns nothing.
+    plant(course, MATMUL_LINE, "        out = Tensor(x.data @ self.weight.data.T)\n")
+    assert tito("milestone", "run", "1958").exit_code == 0
+    result = tito("milestone", "run", "1986", "--data", str(digits_mirror), "--epochs", "3")
+    assert result.exit_code == 1
+    line = next(line for line in result.output.splitlines() if "Milestone 1986 failed" in line)
+    assert "failed: XOR " in line and "failed: XOR 100%" not in line, line
+    assert "test accuracy (needs XOR 100%, digits >= 95%)" in line
