@@ -240,23 +240,26 @@ def recorded(root: Path, year: int | str) -> dict | None:
 
 
 def results_table(root: Path):
-    """The milestones page's table: each milestone and the run recorded for the book (a Markdown display)."""
-    from IPython.display import Markdown
+    """The milestones page's table: each milestone and the run recorded for the book (an HTML display)."""
+    from html import escape
 
-    rows = ["| year | milestone | needs chapters | passes when | recorded result | time |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    from IPython.display import HTML
+
+    rows = []
     for m in discover(root):
         record = recorded(root, m.year)
         if record is None:
-            result, took = f"not recorded yet (`tito milestone run {m.year} --write-book`)", "–"
+            result, took = f"not recorded yet (<code>tito milestone run {m.year} --write-book</code>)", "–"
         else:
             word = "PASSED" if record["passed"] else "FAILED"
-            result, took = f"**{word}**: {record['summary']}", f"{record['seconds']:.0f} s"
+            result, took = f"<b>{word}</b>: {escape(record['summary'])}", f"{record['seconds']:.1f} s"
         needs = ", ".join(f.split("_")[0] for f in m.needs)
-        page = f"[{m.title}]({m.script.stem}.md)"
-        rows.append(f"| {m.year} | {page}: {m.recreates} | {needs} | {m.passes_when} | {result} | {took} |"
-                    .replace("\n", " "))
-    return Markdown("\n".join(rows))
+        rows.append(f"<tr><td>{m.year}</td><td><a href=\"{m.script.stem}.html\">{escape(m.title)}</a>: "
+                    f"{escape(m.recreates)}</td><td>{needs}</td><td>{escape(m.passes_when)}</td>"
+                    f"<td>{result}</td><td>{took}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("year", "milestone", "needs chapters", "passes when",
+                                              "recorded result", "time"))
+    return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def show_recorded(root: Path, year: int) -> None:
