@@ -271,7 +271,7 @@ def show_recorded(root: Path, year: int) -> None:
         return
     word = "PASSED" if record["passed"] else "FAILED"
     print(f"Recorded with: {record['command']}   (the script alone: {record['script']})")
-    print(f"On {record['date'][:16].replace('T', ' ')}, {record['machine']}; wall time {record['seconds']:.0f} s "
+    print(f"On {record['date'][:16].replace('T', ' ')}, {record['machine']}; wall time {record['seconds']:.1f} s "
           f"(budget {record['budget']}; the machine was shared with other work, so times are noisy)")
     print()
     print("\n".join(record["log"]))
