@@ -319,9 +319,10 @@ def progress_lines(course: Curriculum) -> list[str]:
             status = f"**{'PASSED' if last.get('passed') else 'FAILED'}** {last.get('summary', '')} ({last['at'][:10]})"
             if changed_files(course.root, last):
                 status += "; the package changed since"
-        page = f"{{doc}}`{m.title} </book/milestones/{m.script.stem}>`"
+        page_file = course.root / "book" / "milestones" / f"{m.script.stem}.py"
+        page = f"{{doc}}`{m.title} </book/milestones/{m.script.stem}>`" if page_file.is_file() else m.title
         rows.append(f"| {m.year} | {page} | {m.passes_when} | {status} |".replace("\n", " "))
     return ["## Milestones", "",
             "Your last run of each milestone on this checkout (`tito milestone run YEAR` records it);",
-            "the {doc}`milestones page </book/milestones/index>` shows the runs recorded for the book.", "",
+            "the milestones pages show the runs recorded for the book.", "",
             "| year | milestone | passes when | your last run |", "| --- | --- | --- | --- |", *rows, ""]
