@@ -130,7 +130,8 @@ def blocker(course: Curriculum, milestone: Milestone) -> str | None:
         stubs = unfinished(root, module)
         if stubs:
             more = f" and {len(stubs) - 1} more" if len(stubs) > 1 else ""
-            return (f"chapter {module.folder} is not complete ({stubs[0]}{more} still raise NotImplementedError): "
+            verb = "raises" if len(stubs) == 1 else "raise"
+            return (f"chapter {module.folder} is not complete ({stubs[0]}{more} still {verb} NotImplementedError): "
                     f"finish it first (tito module complete {module.folder})")
     return None
 
