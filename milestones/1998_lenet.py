@@ -11,9 +11,9 @@ all trained by backpropagation. LeNet-5 read the digits on bank cheques.
 
 This is a LeNet-style network in your framework, sized for the UCI digits
 (8x8 pixels, 1,797 images): two stages of `nn.Conv2d(3x3)`, `nn.BatchNorm2d`,
-`nn.ReLU`, `nn.MaxPool2d(2)` (chapters 06 and 08), then `nn.Dropout` (13) and a
-`nn.Linear` classifier, trained with Adam (10) on 1,438 images and tested on
-the 359 it never saw. The MLP of 1986 gets about 96% here; sharing weights
+`nn.ReLU`, `nn.MaxPool2d(2)` (chapters 06 and 08), then a `nn.Linear`
+classifier, trained with Adam (10) on 1,438 images and tested on the 359 it
+never saw. The MLP of 1986 gets about 96% here; sharing weights
 across positions gets the CNN to 98% and more.
 """
 
@@ -36,7 +36,7 @@ MILESTONE = {
     "title": "LeNet",
     "recreates": "a LeNet-style CNN on real handwritten digits",
     "needs": ["02_tensor", "03_activations", "04_layers", "05_networks", "06_spatial", "08_normalization",
-              "09_autograd", "10_optimizers", "13_regularization"],
+              "09_autograd", "10_optimizers"],
     "passes_when": ">= 98% test accuracy on the digits",
     "budget": "<= 3 min",
 }
@@ -48,7 +48,7 @@ def lenet() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),    # (N, 32, 4, 4)
         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),   # (N, 64, 2, 2)
-        nn.Flatten(), nn.Dropout(0.25),                                                     # (N, 256)
+        nn.Flatten(),                                                                       # (N, 256)
         nn.Linear(256, 10))
 
 
@@ -75,7 +75,7 @@ def train_lenet(args, digits, train, test, log=print) -> tuple[float, dict, list
             opt.step()
             losses.append(loss.item())
         schedule.step()
-        model.eval()                                  # BatchNorm's running statistics, no dropout
+        model.eval()                                  # BatchNorm uses its running statistics
         with tinytorch.no_grad():
             test_accuracy = accuracy(model(x_test), y_test)
         curve["epoch"].append(epoch)

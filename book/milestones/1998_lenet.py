@@ -23,8 +23,8 @@ classifier on top, all trained by backpropagation. LeNet-5 read the digits on
 bank cheques.
 
 **What your code does.** Two stages of your `nn.Conv2d` (3×3, chapter 06),
-`nn.BatchNorm2d` (08), `nn.ReLU` and `nn.MaxPool2d`, then `nn.Dropout` (13)
-and `nn.Linear`, trained with Adam and a cosine schedule on the 8×8 digits. It
+`nn.BatchNorm2d` (08), `nn.ReLU` and `nn.MaxPool2d`, then `nn.Linear`,
+trained with Adam and a cosine schedule on the 8×8 digits. It
 passes at 98% test accuracy or more. Compare it with the 1986 page's MLP on
 the same split.
 """
