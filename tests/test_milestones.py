@@ -180,3 +180,22 @@ def test_a_linear_that_cuts_the_graph_passes_1958_but_fails_1986_with_the_number
     line = next(line for line in result.output.splitlines() if "Milestone 1986 failed" in line)
     assert "failed: XOR " in line and "failed: XOR 100%" not in line, line
     assert "test accuracy (needs XOR 100%, digits >= 95%)" in line
+
+
+def test_the_runs_recorded_for_the_book_passed_and_say_how_to_reproduce_them():
+    for m in milestones.discover(REPO):
+        record = milestones.recorded(REPO, m.year)
+        assert record is not None, f"no recorded run of {m.year}: tito milestone run {m.year} --write-book"
+        assert record["passed"] and record["command"].startswith(f"tito milestone run {m.year}")
+        assert record["script"].startswith(f"python {m.script.as_posix()}")
+        assert {"date", "machine", "seconds", "log", "summary"} <= set(record)
+
+
+def test_the_progress_page_lists_the_learners_last_run(course, capsys):
+    assert tito("milestone", "run", "1969").exit_code == 0
+    lines = "\n".join(milestones.progress_lines(curriculum.load(course)))
+    assert "| 1969 | {doc}`The XOR problem </book/milestones/1969_xor>` |" not in lines   # the copy has no pages
+    assert "| 1969 | The XOR problem | AND and OR 100%, XOR stays <= 75% | **PASSED** AND 100%, OR 100%" in lines
+    assert "| 1958 | The perceptron | train accuracy >= 99% | not run here yet |" in lines
+    milestones.show_recorded(course, 1969)
+    assert "No run of milestone 1969 is recorded for the book yet" in capsys.readouterr().out
