@@ -28,7 +28,7 @@ on 1,000 sequences it never saw, and a sequence counts only if all 8 outputs
 are right. It passes at 99% exact match or more.
 
 **Next: the capstone.** Chapter 17 uses the same blocks with a causal mask
-and trains a GPT on Shakespeare; its result is on the TinyGPT results page.
+and trains a GPT on Shakespeare; its result is on the {doc}`TinyGPT results page <../results/tinygpt>`.
 """
 
 # %%
