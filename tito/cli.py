@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import __version__
-from .commands import book, checkpoint, course, module, nbgrader, protect, system
+from .commands import book, checkpoint, course, milestone, module, nbgrader, protect, system
 from .errors import TitoError
 from .ui import show_error
 
@@ -66,6 +66,7 @@ cli.add_command(system.group)
 cli.add_command(nbgrader.group)
 cli.add_command(course.group)
 cli.add_command(book.group)
+cli.add_command(milestone.group)
 system.group.add_command(protect.group)
 
 

@@ -1,7 +1,8 @@
 """The learner's progress, kept in `.tito/progress.json` (git-ignored).
 
-Two records: the last `tito module complete` of each module (passed or
-failed) and the last result of each checkpoint run. Each record notes the
+Three records: the last `tito module complete` of each module (passed or
+failed), the last result of each checkpoint run, and the last run of each
+milestone (`tito milestone run`). Each record notes the
 package it was made against (the hashes of the exported files it depends on),
 so a later export that changes them makes it *stale*: the status commands say
 so, and `--detailed` checks again.
@@ -73,6 +74,7 @@ class Progress:
     path: Path
     completed: dict[str, dict] = field(default_factory=dict)  # module folder -> {at, checkpoint, tested}
     checkpoints: dict[str, dict] = field(default_factory=dict)  # checkpoint id -> {passed, at, seconds, summary}
+    milestones: dict[str, dict] = field(default_factory=dict)  # year -> {passed, at, seconds, summary, value}
 
     @classmethod
     def load(cls, root: Path) -> "Progress":
@@ -85,15 +87,16 @@ class Progress:
             if not isinstance(data, dict) or data.get("format") != FORMAT:
                 raise ValueError(f"expected an object with \"format\": {FORMAT}")
             completed, checkpoints = data.get("completed", {}), data.get("checkpoints", {})
-            for records in (completed, checkpoints):
+            milestones = data.get("milestones", {})
+            for records in (completed, checkpoints, milestones):
                 if not isinstance(records, dict) or not all(isinstance(r, dict) for r in records.values()):
-                    raise ValueError("'completed' and 'checkpoints' must map names to objects")
+                    raise ValueError("'completed', 'checkpoints' and 'milestones' must map names to objects")
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise TitoError(
                 f"{rel} is damaged ({err}); tito leaves it as it is.",
                 f"Repair it by hand, or move it aside (mv {rel} {rel}.bak) to start a fresh record.",
             ) from None
-        return cls(path, completed, checkpoints)
+        return cls(path, completed, checkpoints, milestones)
 
     @classmethod
     @contextlib.contextmanager
@@ -106,6 +109,8 @@ class Progress:
 
     def save(self) -> None:
         data = {"format": FORMAT, "completed": self.completed, "checkpoints": self.checkpoints}
+        if self.milestones:  # absent until the first milestone run, so older files are written back unchanged
+            data["milestones"] = self.milestones
         self.path.parent.mkdir(exist_ok=True)
         write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -137,6 +142,19 @@ class Progress:
             "summary": result.summary,
             "package": package or {},
         }
+
+    def record_milestone(self, year: int | str, outcome: dict, package: dict[str, str] | None = None) -> None:
+        """The last run of a milestone: passed or not, its one-line summary, and the package it ran on."""
+        self.milestones[str(year)] = {
+            "passed": bool(outcome["passed"]),
+            "at": _now(),
+            "seconds": outcome.get("seconds"),
+            "summary": outcome["summary"],
+            "package": package or {},
+        }
+
+    def last_milestone(self, year: int | str) -> dict | None:
+        return self.milestones.get(str(year))
 
     def completion(self, module: Module) -> dict | None:
         """The module's completion record, if its last `complete` passed."""

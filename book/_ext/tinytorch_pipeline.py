@@ -171,8 +171,16 @@ def progress_markdown(root: Path, cur, results: list) -> str:
         "| --- | --- | --- | --- | --- |",
         *rows,
         "",
+        *_milestone_lines(cur),
     ]
     return "\n".join(lines)
+
+
+def _milestone_lines(cur) -> list[str]:
+    """The learner's milestone runs (tito/milestones.py writes the section)."""
+    from tito import milestones
+
+    return milestones.progress_lines(cur)
 
 
 def _on_builder_inited(app: Sphinx) -> None:
@@ -199,6 +207,8 @@ def _on_env_get_outdated(app: Sphinx, env: BuildEnvironment, added, changed, rem
     root = Path(app.srcdir)
     cur = _load_curriculum(root)
     pages = [m.toc_entry(root) for m in cur.written_modules()] + [PROGRESS_DOCNAME]
+    # The milestone pages run the milestones on the package and show the recorded runs.
+    pages += sorted(d for d in env.found_docs if d.startswith("book/milestones/"))
     return [p for p in pages if p in env.found_docs]
 
 

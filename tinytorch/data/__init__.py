@@ -1,4 +1,4 @@
-"""Feeding data to models: datasets, batching, image transforms, CIFAR-10 (torch.utils.data's counterpart)."""
+"""Feeding data to models: datasets, batching, image transforms, CIFAR-10, handwritten digits (torch.utils.data's counterpart)."""
 
 from tinytorch.data.loader import DataLoader, Dataset, TensorDataset, default_collate
 from tinytorch.data.transforms import (
@@ -17,5 +17,6 @@ from tinytorch.data.cifar10 import (
     write_cifar10_archive,
 )
 from tinytorch.data.shakespeare import download_shakespeare
+from tinytorch.data.digits import Digits, download_digits, load_digits, split_digits, write_digits_file
 
 from . import transforms
