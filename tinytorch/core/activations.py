@@ -81,6 +81,41 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     return x * 0.5 * (inner.tanh() + 1.0)
 
 
+class GELUTanh(Function):
+    """GELU's tanh form as one primitive: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    Forward keeps t = tanh(inner) (and its input); backward is one expression in x and t.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        t = x * x                                    # buffer 1: becomes sqrt(2/pi) (x + 0.044715 x^3)
+        t *= 0.044715 * _SQRT_2_OVER_PI
+        t += _SQRT_2_OVER_PI
+        t *= x
+        np.tanh(t, out=t)                            # t = tanh(inner), in place
+        ctx.save_for_backward(x, t)
+        out = t + 1.0                                # buffer 2: the output
+        out *= x
+        out *= 0.5
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_arrays
+        slope = x * x                                # (x/2) k (1 + 3 * 0.044715 x^2), in place
+        slope *= 1.5 * 0.044715 * _SQRT_2_OVER_PI
+        slope += 0.5 * _SQRT_2_OVER_PI
+        slope *= x
+        other = 1.0 - t                              # ... times (1 - t), plus 1/2
+        slope *= other
+        slope += 0.5
+        np.add(t, 1.0, out=other)                    # ... times (1 + t)
+        slope *= other
+        slope *= grad                                # chain rule: dL/dx = grad * dGELU/dx
+        return (slope,)
+
+
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
     """exp(x) / sum(exp(x)) along dim, shifted by the max first so exp never overflows.
 
@@ -155,6 +190,8 @@ class GELU(_Activation):
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.approximate == "tanh" and np.issubdtype(x.dtype, np.floating):
+            return GELUTanh.apply(x)                 # the fused primitive: same values, one node
         return gelu(x, self.approximate)
 
     def extra_repr(self) -> str:
