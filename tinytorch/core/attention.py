@@ -9,7 +9,7 @@ import numpy as np
 from tinytorch.core import init
 from tinytorch.core.activations import softmax
 from tinytorch.core.layers import Linear, Module, Parameter
-from tinytorch.core.tensor import Tensor, where
+from tinytorch.core.tensor import Function, Tensor, where
 
 
 def causal_mask(L: int, S: int | None = None) -> Tensor:
@@ -101,6 +101,58 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     return output
 
 
+class AttentionSoftmax(Function):
+    """softmax(scores * scale) over the last axis, masked scores left out: scores -> weights in one node.
+
+    Options: keep, a boolean array broadcastable to the scores (True = may attend) or None;
+    scale, a number. A row with no key left gets weights 0, as in _attention.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, keep=None, scale=1.0):
+        weights = np.multiply(scores, scale)              # the one buffer: scaled scores (float32 stays float32)
+        if keep is not None:
+            np.copyto(weights, -np.inf, where=~keep)      # masked scores leave the softmax
+        top = weights.max(axis=-1, keepdims=True)
+        top[top == -np.inf] = 0.0                         # a row with no key left: shift by 0, not -inf
+        weights -= top
+        np.exp(weights, out=weights)                      # masked entries: exp(-inf) = 0
+        total = weights.sum(axis=-1, keepdims=True)
+        total[total == 0] = 1.0                           # ... and that row stays 0 instead of 0 / 0
+        weights /= total
+        ctx.scale = scale
+        ctx.save_for_backward(weights)
+        return weights
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights,) = ctx.saved_arrays
+        dscores = grad * weights                          # dL/ds = w * (g - sum(g * w)) * scale
+        row = dscores.sum(axis=-1, keepdims=True)
+        np.subtract(grad, row, out=dscores)
+        dscores *= weights
+        if ctx.scale != 1.0:
+            dscores *= ctx.scale
+        return (dscores,)
+
+
+def _attention_fused(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
+                     dropout_p: float = 0.0, scale: float | None = None) -> tuple[Tensor, Tensor]:
+    """_attention's result with AttentionSoftmax between the two matrix products (same arguments)."""
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.transpose(-2, -1)                 # (..., L, S), a batched matmul over the heads
+    if bias is not None:                                   # a bias is added to scaled scores: scale first
+        if not bias.requires_grad and bias.dtype != scores.dtype:
+            bias = Tensor(bias.data.astype(scores.dtype))
+        scores, scale = scores * scale + bias, 1.0
+    weights = AttentionSoftmax.apply(scores, keep=keep, scale=scale)   # (..., L, S)
+    if dropout_p > 0.0:
+        kept = init.generator().random(weights.shape) >= dropout_p
+        factor = 0.0 if dropout_p >= 1.0 else 1.0 / (1.0 - dropout_p)
+        weights = weights * Tensor((kept * factor).astype(weights.dtype))
+    return weights @ value, weights                        # (..., L, dv)
+
+
 class MultiheadAttention(Module):
     """Multi-head attention with torch.nn.MultiheadAttention's parameters, masks and layouts."""
 
@@ -178,7 +230,8 @@ class MultiheadAttention(Module):
         # From here, query is (B, L, E) and key, value are (B, S, E). Compute y, (B, L, E), and weights:
         # 1. q, k, v = self._project(...); split heads: reshape (B, T, nh, hs), transpose(1, 2) -> (B, nh, T, hs).
         # 2. keep, bias = self._masks(...) (given: it converts PyTorch's True = blocked convention).
-        # 3. _attention(q, k, v, keep, bias, dropout_p) with dropout only in training mode (self.training).
+        # 3. _attention_fused(q, k, v, keep, bias, dropout_p) (the fast path, same arguments as _attention)
+        #    with dropout only in training mode (self.training).
         # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
         # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         B, L, E = query.shape
@@ -189,7 +242,7 @@ class MultiheadAttention(Module):
         v = v.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
         keep, bias = self._masks(attn_mask, key_padding_mask, is_causal, B, L, S)
         dropout_p = self.dropout if self.training else 0.0
-        y, weights = _attention(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
+        y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
         y = y.transpose(1, 2).reshape(B, L, E)             # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
         y = self.out_proj(y)                               # (B, L, E)
         if unbatched:
