@@ -478,25 +478,43 @@ chapter 09's engine. The systems analysis times both paths.
 
 # %%
 #| export
+_BLOCK = 1 << 16            # scores per block: 256 KB of float32, small enough to stay in a core's cache
+
+
+def _matrix_blocks(shape: tuple) -> tuple[range, int, tuple]:
+    """(starts, size, (L, S)): blocks of `size` whole (L, S) matrices, about _BLOCK elements each."""
+    L, S = ((1,) + tuple(shape))[-2:]                  # a 1-D vector of scores is one row
+    size = max(1, _BLOCK // max(1, L * S))
+    return range(0, int(np.prod(shape, dtype=np.int64)) // max(1, L * S), size), size, (L, S)
+
+
 class AttentionSoftmax(Function):
     """softmax(scores * scale) over the last axis, masked scores left out: scores -> weights in one node.
 
     Options: keep, a boolean array broadcastable to the scores (True = may attend) or None;
-    scale, a number. A row with no key left gets weights 0, as in _attention.
+    scale, a number. A row with no key left gets weights 0, as in _attention. Forward and
+    backward work through the (L, S) matrices a block at a time, so that each block's
+    sweeps stay in the CPU's cache.
     """
 
     @staticmethod
     def forward(ctx, scores, keep=None, scale=1.0):
-        weights = np.multiply(scores, scale)              # the one buffer: scaled scores (float32 stays float32)
-        if keep is not None:
-            np.copyto(weights, -np.inf, where=~keep)      # masked scores leave the softmax
-        top = weights.max(axis=-1, keepdims=True)
-        top[top == -np.inf] = 0.0                         # a row with no key left: shift by 0, not -inf
-        weights -= top
-        np.exp(weights, out=weights)                      # masked entries: exp(-inf) = 0
-        total = weights.sum(axis=-1, keepdims=True)
-        total[total == 0] = 1.0                           # ... and that row stays 0 instead of 0 / 0
-        weights /= total
+        starts, size, (L, S) = _matrix_blocks(scores.shape)
+        weights = np.empty_like(scores, dtype=np.result_type(scores.dtype, np.float16))   # the one buffer, float
+        stack, source = weights.reshape(-1, L, S), scores.reshape(-1, L, S)          # (L, S) matrices in a row
+        masked = None if keep is None else np.broadcast_to(~keep, scores.shape).reshape(-1, L, S)
+        for i in starts:
+            w = stack[i:i + size]
+            np.multiply(source[i:i + size], scale, out=w)
+            if masked is not None:
+                np.copyto(w, -np.inf, where=masked[i:i + size])   # masked scores leave the softmax
+            top = w.max(axis=-1, keepdims=True)
+            top[top == -np.inf] = 0.0                     # a row with no key left: shift by 0, not -inf
+            w -= top
+            np.exp(w, out=w)                              # masked entries: exp(-inf) = 0
+            total = w.sum(axis=-1, keepdims=True)
+            total[total == 0] = 1.0                       # ... and that row stays 0 instead of 0 / 0
+            w /= total
         ctx.scale = scale
         ctx.save_for_backward(weights)
         return weights
@@ -504,12 +522,17 @@ class AttentionSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (weights,) = ctx.saved_arrays
-        dscores = grad * weights                          # dL/ds = w * (g - sum(g * w)) * scale
-        row = dscores.sum(axis=-1, keepdims=True)
-        np.subtract(grad, row, out=dscores)
-        dscores *= weights
-        if ctx.scale != 1.0:
-            dscores *= ctx.scale
+        starts, size, (L, S) = _matrix_blocks(weights.shape)
+        dscores = np.empty_like(weights)                  # dL/ds = w * (g - sum(g * w)) * scale
+        w_stack, g_stack, d_stack = (a.reshape(-1, L, S) for a in (weights, grad, dscores))
+        for i in starts:
+            w, g, d = w_stack[i:i + size], g_stack[i:i + size], d_stack[i:i + size]
+            np.multiply(g, w, out=d)
+            row = d.sum(axis=-1, keepdims=True)
+            np.subtract(g, row, out=d)
+            d *= w
+            if ctx.scale != 1.0:
+                d *= ctx.scale
         return (dscores,)
 
 
