@@ -94,7 +94,9 @@ def matmul_backward(ctx, grad):
     a, b = ctx.saved_arrays
     if a.ndim > 2 and b.ndim == 2:                    # batched input times a weight matrix
         k, m = b.shape
-        grad_a = grad @ b.T if ctx.needs_input_grad[0] else None   # (..., n, m) @ (m, k) -> (..., n, k)
+        grad_a = None
+        if ctx.needs_input_grad[0]:                   # (..., n, m) @ (m, k) -> (..., n, k), as one product
+            grad_a = (np.ascontiguousarray(grad).reshape(-1, m) @ b.T).reshape(grad.shape[:-1] + (k,))
         grad_b = a.reshape(-1, k).T @ grad.reshape(-1, m) if ctx.needs_input_grad[1] else None   # (k, m)
         return grad_a, grad_b
     # Treat 1-D operands as a row (a) or a column (b), as matmul itself does.
