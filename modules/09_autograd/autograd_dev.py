@@ -554,10 +554,9 @@ def matmul_backward(ctx, grad):
     a, b = ctx.saved_arrays
     if a.ndim > 2 and b.ndim == 2:                    # batched input times a weight matrix
         k, m = b.shape
-        grad_a = None
-        if ctx.needs_input_grad[0]:                   # (..., n, m) @ (m, k) -> (..., n, k), as one product
-            grad_a = (np.ascontiguousarray(grad).reshape(-1, m) @ b.T).reshape(grad.shape[:-1] + (k,))
-        grad_b = a.reshape(-1, k).T @ grad.reshape(-1, m) if ctx.needs_input_grad[1] else None   # (k, m)
+        g = np.ascontiguousarray(grad).reshape(-1, m)   # the whole batch as one tall (rows, m) matrix
+        grad_a = (g @ b.T).reshape(a.shape) if ctx.needs_input_grad[0] else None   # (..., n, k)
+        grad_b = a.reshape(-1, k).T @ g if ctx.needs_input_grad[1] else None       # (k, m): one product
         return grad_a, grad_b
     # Treat 1-D operands as a row (a) or a column (b), as matmul itself does.
     a2 = a[None, :] if a.ndim == 1 else a
