@@ -59,6 +59,7 @@ import math
 
 import numpy as np
 
+from tinytorch.core.function import Function
 from tinytorch.core.ops import where
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
@@ -449,6 +450,161 @@ test_unit_causal_property()
 
 # %% [markdown]
 r"""
+### The fast path: from scores to weights in one primitive
+
+`_attention` is the clear version, and `scaled_dot_product_attention` keeps
+using it. Between the two matrix products it runs about nine primitives over
+the (..., L, S) scores: scale, multiply by the mask, add the fill, the max, the
+shift, `exp`, the sum, the division, the second mask multiply. Each is one
+sweep over the largest tensor of the layer, one more array, and one more node
+whose saved arrays chapter 09's backward must walk. `MultiheadAttention`, the
+layer a transformer runs at every step, takes a shortcut instead: **one**
+primitive, `AttentionSoftmax`, computes the weights from the raw scores. Its
+forward works in place on one buffer: scale, set the masked scores to
+$-\infty$, shift by the row maximum, exponentiate, divide by the row sum. A row
+with no key left has every entry $-\infty$; shifting it by 0 instead of its
+maximum and dividing by 1 instead of its zero sum leaves exactly the zeros the
+composition produces.
+
+It also carries its own backward, the softmax derivative in one expression. For
+weights $w = \operatorname{softmax}(s)$ along a row, $\partial w_j / \partial s_i =
+w_j(\delta_{ij} - w_i)$, so for an upstream gradient $g$
+
+$$\frac{\partial L}{\partial s_i} = w_i\Big(g_i - \sum_j g_j w_j\Big),$$
+
+times the scale for the raw scores. A masked weight is 0, so no gradient
+reaches a masked score, as before. Like chapter 03's `GELUTanh`, it is plain
+NumPy on arrays, so the test checks it against finite differences without
+chapter 09's engine. The systems analysis times both paths.
+"""
+
+
+# %%
+#| export
+_BLOCK = 1 << 16            # scores per block: 256 KB of float32, small enough to stay in a core's cache
+
+
+def _matrix_blocks(shape: tuple) -> tuple[range, int, tuple]:
+    """(starts, size, (L, S)): blocks of `size` whole (L, S) matrices, about _BLOCK elements each."""
+    L, S = ((1,) + tuple(shape))[-2:]                  # a 1-D vector of scores is one row
+    size = max(1, _BLOCK // max(1, L * S))
+    return range(0, int(np.prod(shape, dtype=np.int64)) // max(1, L * S), size), size, (L, S)
+
+
+class AttentionSoftmax(Function):
+    """softmax(scores * scale) over the last axis, masked scores left out: scores -> weights in one node.
+
+    Options: keep, a boolean array broadcastable to the scores (True = may attend) or None;
+    scale, a number. A row with no key left gets weights 0, as in _attention. Forward and
+    backward work through the (L, S) matrices a block at a time, so that each block's
+    sweeps stay in the CPU's cache.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, keep=None, scale=1.0):
+        starts, size, (L, S) = _matrix_blocks(scores.shape)
+        weights = np.empty_like(scores, dtype=np.result_type(scores.dtype, np.float16))   # the one buffer, float
+        stack, source = weights.reshape(-1, L, S), scores.reshape(-1, L, S)          # (L, S) matrices in a row
+        masked = None if keep is None else np.broadcast_to(~keep, scores.shape).reshape(-1, L, S)
+        for i in starts:
+            w = stack[i:i + size]
+            np.multiply(source[i:i + size], scale, out=w)
+            if masked is not None:
+                np.copyto(w, -np.inf, where=masked[i:i + size])   # masked scores leave the softmax
+            top = w.max(axis=-1, keepdims=True)
+            top[top == -np.inf] = 0.0                     # a row with no key left: shift by 0, not -inf
+            w -= top
+            np.exp(w, out=w)                              # masked entries: exp(-inf) = 0
+            total = w.sum(axis=-1, keepdims=True)
+            total[total == 0] = 1.0                       # ... and that row stays 0 instead of 0 / 0
+            w /= total
+        ctx.scale = scale
+        ctx.save_for_backward(weights)
+        return weights
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights,) = ctx.saved_arrays
+        starts, size, (L, S) = _matrix_blocks(weights.shape)
+        dscores = np.empty_like(weights)                  # dL/ds = w * (g - sum(g * w)) * scale
+        w_stack, g_stack, d_stack = (a.reshape(-1, L, S) for a in (weights, grad, dscores))
+        for i in starts:
+            w, g, d = w_stack[i:i + size], g_stack[i:i + size], d_stack[i:i + size]
+            np.multiply(g, w, out=d)
+            row = d.sum(axis=-1, keepdims=True)
+            np.subtract(g, row, out=d)
+            d *= w
+            if ctx.scale != 1.0:
+                d *= ctx.scale
+        return (dscores,)
+
+
+def _attention_fused(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
+                     dropout_p: float = 0.0, scale: float | None = None) -> tuple[Tensor, Tensor]:
+    """_attention's result with AttentionSoftmax between the two matrix products (same arguments)."""
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.transpose(-2, -1)                 # (..., L, S), a batched matmul over the heads
+    if bias is not None:                                   # a bias is added to scaled scores: scale first
+        if not bias.requires_grad and bias.dtype != scores.dtype:
+            bias = Tensor(bias.data.astype(scores.dtype))
+        scores, scale = scores * scale + bias, 1.0
+    weights = AttentionSoftmax.apply(scores, keep=keep, scale=scale)   # (..., L, S)
+    if dropout_p > 0.0:
+        kept = init.generator().random(weights.shape) >= dropout_p
+        factor = 0.0 if dropout_p >= 1.0 else 1.0 / (1.0 - dropout_p)
+        weights = weights * Tensor((kept * factor).astype(weights.dtype))
+    return weights @ value, weights                        # (..., L, dv)
+
+
+# %% [markdown]
+"""
+**Test.** `test_unit_attention_fused` checks that the fast path gives your
+`_attention`'s outputs and weights (no mask, a causal mask, a padding mask
+with a fully masked row, a float bias), that float32 stays float32, and that
+the primitive's backward matches central finite differences.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_attention_fused", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_attention_fused():
+    rng = np.random.default_rng(4)
+    q, k, v = (Tensor(rng.standard_normal((2, 3, 5, 4))) for _ in range(3))   # (B, h, T, d)
+    rows_gone = causal_mask(5).data.copy()
+    rows_gone[2] = False                                 # query 2 may look at nothing
+    bias = Tensor(rng.standard_normal((5, 5)))
+    for keep, extra in [(None, None), (causal_mask(5).data, None), (rows_gone, None), (None, bias)]:
+        out, weights = _attention(q, k, v, keep, extra)
+        fast_out, fast_weights = _attention_fused(q, k, v, keep, extra)
+        np.testing.assert_allclose(fast_out.data, out.data, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fast_weights.data, weights.data, rtol=1e-12, atol=1e-12)
+    assert np.all(fast_weights.data >= 0) and not np.isnan(_attention_fused(q, k, v, rows_gone)[0].data).any()
+    small = Tensor(q.data.astype(np.float32))
+    assert _attention_fused(small, small, small)[0].dtype == np.float32, "float32 in should give float32 out"
+
+    scores = rng.standard_normal((2, 4, 6))
+    keep = causal_mask(4, 6).data.copy()
+    keep[1] = False
+    upstream = rng.standard_normal(scores.shape)
+    ctx = AttentionSoftmax(Tensor(scores))
+    AttentionSoftmax.forward(ctx, scores, keep=keep, scale=0.7)
+    (got,) = AttentionSoftmax.backward(ctx, upstream)
+    numeric, h = np.zeros_like(scores), 1e-6
+    for index in np.ndindex(scores.shape):
+        plus, minus = scores.copy(), scores.copy()
+        plus[index] += h
+        minus[index] -= h
+        up = AttentionSoftmax.forward(AttentionSoftmax(Tensor(plus)), plus, keep=keep, scale=0.7)
+        down = AttentionSoftmax.forward(AttentionSoftmax(Tensor(minus)), minus, keep=keep, scale=0.7)
+        numeric[index] = ((up - down) * upstream).sum() / (2 * h)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-9)
+    assert np.all(got[:, 1] == 0) and np.all(got[..., ~keep] == 0), "masked scores must get no gradient"
+    print("fused attention: same outputs and weights as _attention, backward matches finite differences")
+
+
+test_unit_attention_fused()
+
+# %% [markdown]
+r"""
 ### Multi-head attention
 
 One attention pattern per layer is limiting: a token may need to look at the
@@ -579,7 +735,8 @@ class MultiheadAttention(Module):
         # From here, query is (B, L, E) and key, value are (B, S, E). Compute y, (B, L, E), and weights:
         # 1. q, k, v = self._project(...); split heads: reshape (B, T, nh, hs), transpose(1, 2) -> (B, nh, T, hs).
         # 2. keep, bias = self._masks(...) (given: it converts PyTorch's True = blocked convention).
-        # 3. _attention(q, k, v, keep, bias, dropout_p) with dropout only in training mode (self.training).
+        # 3. _attention_fused(q, k, v, keep, bias, dropout_p) (the fast path, same arguments as _attention)
+        #    with dropout only in training mode (self.training).
         # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
         # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         ### BEGIN SOLUTION
@@ -591,7 +748,7 @@ class MultiheadAttention(Module):
         v = v.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
         keep, bias = self._masks(attn_mask, key_padding_mask, is_causal, B, L, S)
         dropout_p = self.dropout if self.training else 0.0
-        y, weights = _attention(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
+        y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
         y = y.transpose(1, 2).reshape(B, L, E)             # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
         y = self.out_proj(y)                               # (B, L, E)
         ### END SOLUTION
@@ -1084,6 +1241,67 @@ long context impossible before kernels that never store them (next section).
 
 # %% [markdown]
 r"""
+### What the fast path saves
+
+`MultiheadAttention` runs `_attention_fused`: the same two matrix products,
+with `AttentionSoftmax` instead of the chain of elementwise primitives between
+them. The cell below times both paths at T = 512 (forward only: chapter 09's
+engine, which would run the backward of the composition, comes later) in
+alternating rounds, and measures the peak memory of each call. It also
+times the fused backward, the softmax derivative in one expression.
+"""
+
+# %%
+T = 512
+q, k, v = inputs[T]
+paths = {"composed (_attention)": _attention, "fused (_attention_fused)": _attention_fused}
+path_times = {name: [] for name in paths}
+path_peaks = {}
+for name, attend in paths.items():
+    attend(q, k, v, masks[T])                                   # warm-up
+    tracemalloc.start()
+    attend(q, k, v, masks[T])
+    path_peaks[name] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+for _ in range(9):                                              # alternating rounds, as before
+    for name, attend in paths.items():
+        start = time.perf_counter()
+        attend(q, k, v, masks[T])
+        path_times[name].append(time.perf_counter() - start)
+scores = q.data @ k.data.transpose(0, 1, 3, 2)
+softmax_ctx = AttentionSoftmax(Tensor(scores))
+AttentionSoftmax.forward(softmax_ctx, scores, keep=masks[T], scale=1 / math.sqrt(head_dim))
+backward_times = []
+for _ in range(7):
+    start = time.perf_counter()
+    AttentionSoftmax.backward(softmax_ctx, scores)
+    backward_times.append(time.perf_counter() - start)
+for name in paths:
+    print(f"{name:<25} {np.median(path_times[name]) * 1e3:7.2f} ms forward, peak {path_peaks[name] / 1e6:6.1f} MB")
+composed_name, fused_name = paths
+speedup = np.median(np.array(path_times[composed_name]) / np.array(path_times[fused_name]))   # per round
+memory_saving = path_peaks[composed_name] / path_peaks[fused_name]
+print(f"at T = {T}: the fused forward is {speedup:.1f}x as fast and peaks at 1/{memory_saving:.1f} of the memory; "
+      f"AttentionSoftmax's backward takes {np.median(backward_times) * 1e3:.2f} ms")
+assert speedup > 1.0, f"the text says the fused forward is faster; measured {speedup:.2f}x"
+assert memory_saving > 2, f"the text says the fused forward needs a fraction of the peak memory; measured 1/{memory_saving:.1f}"
+
+# %% [markdown]
+r"""
+Fewer sweeps over the (h, T, T) arrays make the fused forward faster (the
+ratio is printed, the median of the rounds' ratios: memory traffic, not
+arithmetic, is what it removes; the cell asserts only that it is above 1,
+because on a busy machine the matrix products' threads wait for cores and that
+wait, the same on both paths, hides much of the difference), and with
+one buffer instead of a fresh array per step its peak memory is a fraction of
+the composition's (the cell asserts more than a factor of 2). In training the
+saving counts twice: the composition keeps several (h, T, T) arrays for its
+backward, the primitive only its output, the weights. It is still $T^2$: the
+weights are stored. Removing that is FlashAttention's step, below.
+"""
+
+# %% [markdown]
+r"""
 ## Production context
 
 **PyTorch's `F.scaled_dot_product_attention`** has the signature you just
@@ -1175,6 +1393,7 @@ if __name__ == "__main__":
     test_unit_scaled_dot_product_attention()
     test_unit_attention_masks()
     test_unit_causal_property()
+    test_unit_attention_fused()
     test_unit_multihead_attention()
     test_unit_attention_dropout()
     test_unit_embedding()

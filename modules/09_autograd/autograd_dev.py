@@ -524,7 +524,12 @@ $\bar{C}$ is $(n, m)$, so it must be $\bar{C}$ times something $(m, k)$: $B^\top
 $(\dots, n, k)$ multiply matrix by matrix, which the same formulas handle with
 `swapaxes` on the last two axes; if one operand had fewer batch axes, its
 gradient comes out with the extra axes, and the engine sums them away (the
-same broadcasting rule as for `Add`, below). A 1-D operand is treated as a row
+same broadcasting rule as for `Add`, below). The commonest such case, a batch
+of inputs $(\dots, n, k)$ times one weight matrix $(k, m)$, deserves better:
+$\sum_i A_i^\top \bar{C}_i$ over the batch is one matrix product of the
+stacked rows, $A^\top \bar{C}$ with $A$ reshaped to one tall matrix of $k$
+columns and $\bar{C}$ to one of $m$ columns, so the rule computes it that way,
+with no $(\dots, k, m)$ stack to allocate and sum. A 1-D operand is treated as a row
 ($a$) or a column ($b$) and that axis is dropped from the result, so the rule
 puts the axis back on both sides, multiplies, and drops it again.
 """
@@ -543,8 +548,17 @@ def matmul_backward(ctx, grad):
     # 1. Make 1-D operands 2-D (a[None, :], b[:, None]) and put the dropped axis back into grad.
     # 2. Transpose with np.swapaxes(x, -1, -2), not .T: .T also reverses the batch axes.
     # 3. Drop the axis you added again, so each gradient has its input's exact shape.
+    # 4. A batched a (..., n, k) times a 2-D b (a Linear layer's weight): dB is the sum over the batch
+    #    of a_i^T @ dC_i, which is ONE product a.reshape(-1, k).T @ grad.reshape(-1, m) of shape (k, m).
+    #    Compute it that way: the batched form makes a (..., k, m) stack the engine then sums away.
     ### BEGIN SOLUTION
     a, b = ctx.saved_arrays
+    if a.ndim > 2 and b.ndim == 2:                    # batched input times a weight matrix
+        k, m = b.shape
+        g = np.ascontiguousarray(grad).reshape(-1, m)   # the whole batch as one tall (rows, m) matrix
+        grad_a = (g @ b.T).reshape(a.shape) if ctx.needs_input_grad[0] else None   # (..., n, k)
+        grad_b = a.reshape(-1, k).T @ g if ctx.needs_input_grad[1] else None       # (k, m): one product
+        return grad_a, grad_b
     # Treat 1-D operands as a row (a) or a column (b), as matmul itself does.
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
@@ -566,14 +580,18 @@ def matmul_backward(ctx, grad):
 The test covers every shape case the forward accepts where the two batch
 shapes are equal: matrix @ matrix, vector @ matrix, matrix @ vector,
 vector @ vector (a dot product, whose result is a 0-d array) and batched
-matrices. Batches that broadcast against each other are checked through the
+matrices, plus the case every `Linear` layer makes: a batch of inputs
+(2, 3, 4) times one weight matrix (4, 5), whose weight gradient the rule
+returns already summed over the batch, (4, 5), with one matrix product
+(step 4). Batches that broadcast against each other are checked through the
 engine later.
 """
 
 
 # %% nbgrader={"grade": true, "grade_id": "test_unit_matmul_rule", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 def test_unit_matmul_rule():
-    cases = [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((2, 2, 3), (2, 3, 4))]
+    cases = [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((2, 2, 3), (2, 3, 4)),
+             ((2, 3, 4), (4, 5))]                                     # batched input @ weight matrix
     for shape_a, shape_b in cases:
         check_rule(MatMul, rng.standard_normal(shape_a), rng.standard_normal(shape_b))
     print(f"MatMul rule agrees with finite differences for {len(cases)} shape cases")
@@ -1057,6 +1075,14 @@ topological order:
 - a **node** calls its rule, sums each input gradient back to the input's shape,
   and adds it to that input's entry in `grads`.
 
+Adding is where an engine can waste memory. The first gradient that reaches
+a tensor is stored as it is: it may be a read-only view (`broadcast_to`) or an
+array another input received too (`Add` hands the same `grad` to both sides),
+so it must never be written to. The second makes a new array, the sum, and
+that one belongs to the engine: the third and later are added into it in
+place (`+=`), and a leaf whose gradient is such a sum takes it without a copy.
+Any other array a leaf receives is copied, once, into the leaf's dtype.
+
 The dictionary entry is dropped once a tensor is processed, so at any moment
 `grads` holds gradients only for the "frontier" between processed and waiting
 tensors.
@@ -1156,22 +1182,27 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
     """
     # 1. grads = {id(self): _seed_gradient(self, gradient)}: id(tensor) -> gradient so far.
     # 2. For each tensor in reversed(_topological_order(self)): pop its gradient (skip if none).
-    # 3. A leaf (tensor._ctx is None): add a float copy in the tensor's dtype into tensor.grad
-    #    (Tensor._wrap(...); start from None), never overwrite: PyTorch accumulates.
+    # 3. A leaf (tensor._ctx is None): add its gradient into tensor.grad (Tensor._wrap(...); start from
+    #    None), never overwrite: PyTorch accumulates. Copy it into the tensor's dtype first, unless it
+    #    is a sum the engine made itself (keep a set `owned` of the ids whose entry is such a sum).
     # 4. A node: _check_not_freed(ctx); input_grads = type(ctx).backward(ctx, grad);
     #    _check_rule_output(ctx, input_grads); for each (parent, ctx.needs_input_grad flag, gradient)
-    #    that is needed and not None, _fit_to_input(...) it and ADD it to grads[id(parent)].
+    #    that is needed and not None, _fit_to_input(...) it and ADD it to grads[id(parent)]: the first
+    #    is stored as it is, the second makes a new array (owned from then on), later ones go in with +=.
     # 5. Unless retain_graph: _free(ctx) (drops what the node saved; one that saved nothing stays usable).
-    # Pitfall: grads may be read-only views (broadcast_to) shared between tensors: never use +=.
+    # Pitfall: a rule's gradient may be a read-only view (broadcast_to) or shared with another input:
+    # += only into a sum the engine allocated, and only when it keeps the sum's dtype.
     ### BEGIN SOLUTION
     grads = {id(self): _seed_gradient(self, gradient)}
+    owned = set()                                     # ids whose entry in grads is a sum the engine made
     for tensor in reversed(_topological_order(self)):
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
         ctx = tensor._ctx
         if ctx is None:                               # a leaf: accumulate, as PyTorch does
-            grad = np.array(grad, dtype=tensor.dtype)  # own copy: grads may be shared or read-only views
+            if id(tensor) not in owned or grad.dtype != tensor.dtype:
+                grad = np.array(grad, dtype=tensor.dtype)  # own copy: a rule's array may be shared or read-only
             tensor.grad = Tensor._wrap(grad if tensor.grad is None else tensor.grad.data + grad)
             continue
         _check_not_freed(ctx)
@@ -1180,7 +1211,13 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
         for parent, needed, parent_grad in zip(ctx.inputs, ctx.needs_input_grad, input_grads):
             if needed and parent_grad is not None:
                 key, parent_grad = id(parent), _fit_to_input(ctx, parent, parent_grad)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+                if key not in grads:
+                    grads[key] = parent_grad              # the first: stored as it is, never written to
+                elif key in owned and np.result_type(grads[key], parent_grad) == grads[key].dtype:
+                    grads[key] += parent_grad             # our own sum: add in place
+                else:
+                    grads[key] = grads[key] + parent_grad  # a new array, the engine's from now on
+                    owned.add(key)
         if not retain_graph:
             _free(ctx)                                # free what forward kept for us
     ### END SOLUTION

@@ -89,7 +89,16 @@ def matmul_backward(ctx, grad):
     # 1. Make 1-D operands 2-D (a[None, :], b[:, None]) and put the dropped axis back into grad.
     # 2. Transpose with np.swapaxes(x, -1, -2), not .T: .T also reverses the batch axes.
     # 3. Drop the axis you added again, so each gradient has its input's exact shape.
+    # 4. A batched a (..., n, k) times a 2-D b (a Linear layer's weight): dB is the sum over the batch
+    #    of a_i^T @ dC_i, which is ONE product a.reshape(-1, k).T @ grad.reshape(-1, m) of shape (k, m).
+    #    Compute it that way: the batched form makes a (..., k, m) stack the engine then sums away.
     a, b = ctx.saved_arrays
+    if a.ndim > 2 and b.ndim == 2:                    # batched input times a weight matrix
+        k, m = b.shape
+        g = np.ascontiguousarray(grad).reshape(-1, m)   # the whole batch as one tall (rows, m) matrix
+        grad_a = (g @ b.T).reshape(a.shape) if ctx.needs_input_grad[0] else None   # (..., n, k)
+        grad_b = a.reshape(-1, k).T @ g if ctx.needs_input_grad[1] else None       # (k, m): one product
+        return grad_a, grad_b
     # Treat 1-D operands as a row (a) or a column (b), as matmul itself does.
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
@@ -349,21 +358,26 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
     """
     # 1. grads = {id(self): _seed_gradient(self, gradient)}: id(tensor) -> gradient so far.
     # 2. For each tensor in reversed(_topological_order(self)): pop its gradient (skip if none).
-    # 3. A leaf (tensor._ctx is None): add a float copy in the tensor's dtype into tensor.grad
-    #    (Tensor._wrap(...); start from None), never overwrite: PyTorch accumulates.
+    # 3. A leaf (tensor._ctx is None): add its gradient into tensor.grad (Tensor._wrap(...); start from
+    #    None), never overwrite: PyTorch accumulates. Copy it into the tensor's dtype first, unless it
+    #    is a sum the engine made itself (keep a set `owned` of the ids whose entry is such a sum).
     # 4. A node: _check_not_freed(ctx); input_grads = type(ctx).backward(ctx, grad);
     #    _check_rule_output(ctx, input_grads); for each (parent, ctx.needs_input_grad flag, gradient)
-    #    that is needed and not None, _fit_to_input(...) it and ADD it to grads[id(parent)].
+    #    that is needed and not None, _fit_to_input(...) it and ADD it to grads[id(parent)]: the first
+    #    is stored as it is, the second makes a new array (owned from then on), later ones go in with +=.
     # 5. Unless retain_graph: _free(ctx) (drops what the node saved; one that saved nothing stays usable).
-    # Pitfall: grads may be read-only views (broadcast_to) shared between tensors: never use +=.
+    # Pitfall: a rule's gradient may be a read-only view (broadcast_to) or shared with another input:
+    # += only into a sum the engine allocated, and only when it keeps the sum's dtype.
     grads = {id(self): _seed_gradient(self, gradient)}
+    owned = set()                                     # ids whose entry in grads is a sum the engine made
     for tensor in reversed(_topological_order(self)):
         grad = grads.pop(id(tensor), None)
         if grad is None:
             continue
         ctx = tensor._ctx
         if ctx is None:                               # a leaf: accumulate, as PyTorch does
-            grad = np.array(grad, dtype=tensor.dtype)  # own copy: grads may be shared or read-only views
+            if id(tensor) not in owned or grad.dtype != tensor.dtype:
+                grad = np.array(grad, dtype=tensor.dtype)  # own copy: a rule's array may be shared or read-only
             tensor.grad = Tensor._wrap(grad if tensor.grad is None else tensor.grad.data + grad)
             continue
         _check_not_freed(ctx)
@@ -372,7 +386,13 @@ def backward(self: Tensor, gradient=None, retain_graph: bool = False) -> None:
         for parent, needed, parent_grad in zip(ctx.inputs, ctx.needs_input_grad, input_grads):
             if needed and parent_grad is not None:
                 key, parent_grad = id(parent), _fit_to_input(ctx, parent, parent_grad)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+                if key not in grads:
+                    grads[key] = parent_grad              # the first: stored as it is, never written to
+                elif key in owned and np.result_type(grads[key], parent_grad) == grads[key].dtype:
+                    grads[key] += parent_grad             # our own sum: add in place
+                else:
+                    grads[key] = grads[key] + parent_grad  # a new array, the engine's from now on
+                    owned.add(key)
         if not retain_graph:
             _free(ctx)                                # free what forward kept for us
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from tinytorch.core.function import Function
 from tinytorch.core.ops import where
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
@@ -103,6 +104,81 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     return output
 
 
+_BLOCK = 1 << 16            # scores per block: 256 KB of float32, small enough to stay in a core's cache
+
+
+def _matrix_blocks(shape: tuple) -> tuple[range, int, tuple]:
+    """(starts, size, (L, S)): blocks of `size` whole (L, S) matrices, about _BLOCK elements each."""
+    L, S = ((1,) + tuple(shape))[-2:]                  # a 1-D vector of scores is one row
+    size = max(1, _BLOCK // max(1, L * S))
+    return range(0, int(np.prod(shape, dtype=np.int64)) // max(1, L * S), size), size, (L, S)
+
+
+class AttentionSoftmax(Function):
+    """softmax(scores * scale) over the last axis, masked scores left out: scores -> weights in one node.
+
+    Options: keep, a boolean array broadcastable to the scores (True = may attend) or None;
+    scale, a number. A row with no key left gets weights 0, as in _attention. Forward and
+    backward work through the (L, S) matrices a block at a time, so that each block's
+    sweeps stay in the CPU's cache.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, keep=None, scale=1.0):
+        starts, size, (L, S) = _matrix_blocks(scores.shape)
+        weights = np.empty_like(scores, dtype=np.result_type(scores.dtype, np.float16))   # the one buffer, float
+        stack, source = weights.reshape(-1, L, S), scores.reshape(-1, L, S)          # (L, S) matrices in a row
+        masked = None if keep is None else np.broadcast_to(~keep, scores.shape).reshape(-1, L, S)
+        for i in starts:
+            w = stack[i:i + size]
+            np.multiply(source[i:i + size], scale, out=w)
+            if masked is not None:
+                np.copyto(w, -np.inf, where=masked[i:i + size])   # masked scores leave the softmax
+            top = w.max(axis=-1, keepdims=True)
+            top[top == -np.inf] = 0.0                     # a row with no key left: shift by 0, not -inf
+            w -= top
+            np.exp(w, out=w)                              # masked entries: exp(-inf) = 0
+            total = w.sum(axis=-1, keepdims=True)
+            total[total == 0] = 1.0                       # ... and that row stays 0 instead of 0 / 0
+            w /= total
+        ctx.scale = scale
+        ctx.save_for_backward(weights)
+        return weights
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights,) = ctx.saved_arrays
+        starts, size, (L, S) = _matrix_blocks(weights.shape)
+        dscores = np.empty_like(weights)                  # dL/ds = w * (g - sum(g * w)) * scale
+        w_stack, g_stack, d_stack = (a.reshape(-1, L, S) for a in (weights, grad, dscores))
+        for i in starts:
+            w, g, d = w_stack[i:i + size], g_stack[i:i + size], d_stack[i:i + size]
+            np.multiply(g, w, out=d)
+            row = d.sum(axis=-1, keepdims=True)
+            np.subtract(g, row, out=d)
+            d *= w
+            if ctx.scale != 1.0:
+                d *= ctx.scale
+        return (dscores,)
+
+
+def _attention_fused(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=None,
+                     dropout_p: float = 0.0, scale: float | None = None) -> tuple[Tensor, Tensor]:
+    """_attention's result with AttentionSoftmax between the two matrix products (same arguments)."""
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = query @ key.transpose(-2, -1)                 # (..., L, S), a batched matmul over the heads
+    if bias is not None:                                   # a bias is added to scaled scores: scale first
+        if not bias.requires_grad and bias.dtype != scores.dtype:
+            bias = Tensor(bias.data.astype(scores.dtype))
+        scores, scale = scores * scale + bias, 1.0
+    weights = AttentionSoftmax.apply(scores, keep=keep, scale=scale)   # (..., L, S)
+    if dropout_p > 0.0:
+        kept = init.generator().random(weights.shape) >= dropout_p
+        factor = 0.0 if dropout_p >= 1.0 else 1.0 / (1.0 - dropout_p)
+        weights = weights * Tensor((kept * factor).astype(weights.dtype))
+    return weights @ value, weights                        # (..., L, dv)
+
+
 class MultiheadAttention(Module):
     """Multi-head attention with torch.nn.MultiheadAttention's parameters, masks and layouts."""
 
@@ -180,7 +256,8 @@ class MultiheadAttention(Module):
         # From here, query is (B, L, E) and key, value are (B, S, E). Compute y, (B, L, E), and weights:
         # 1. q, k, v = self._project(...); split heads: reshape (B, T, nh, hs), transpose(1, 2) -> (B, nh, T, hs).
         # 2. keep, bias = self._masks(...) (given: it converts PyTorch's True = blocked convention).
-        # 3. _attention(q, k, v, keep, bias, dropout_p) with dropout only in training mode (self.training).
+        # 3. _attention_fused(q, k, v, keep, bias, dropout_p) (the fast path, same arguments as _attention)
+        #    with dropout only in training mode (self.training).
         # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
         # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         B, L, E = query.shape
@@ -191,7 +268,7 @@ class MultiheadAttention(Module):
         v = v.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
         keep, bias = self._masks(attn_mask, key_padding_mask, is_causal, B, L, S)
         dropout_p = self.dropout if self.training else 0.0
-        y, weights = _attention(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
+        y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
         y = y.transpose(1, 2).reshape(B, L, E)             # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
         y = self.out_proj(y)                               # (B, L, E)
         if unbatched:
