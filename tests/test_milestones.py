@@ -85,7 +85,7 @@ def test_1958_passes_on_the_complete_package_and_is_recorded(course):
     assert "epoch  1:" in result.output and "PASSED 1958" in result.output
     record = progress_of(course)["milestones"]["1958"]
     assert record["passed"] and record["summary"].startswith("train accuracy 100.0%")
-    assert "tinytorch/core/layers.py" in record["package"]
+    assert "tinytorch/nn/layers.py" in record["package"]
     assert "your last run: passed" in tito("milestone", "list").output
 
 

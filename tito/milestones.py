@@ -137,7 +137,7 @@ def blocker(course: Curriculum, milestone: Milestone) -> str | None:
 
 
 def chapter_of(root: Path, package_file: str) -> str | None:
-    """The chapter folder that exports a file such as 'tinytorch/core/layers.py'."""
+    """The chapter folder that exports a file such as 'tinytorch/nn/layers.py'."""
     rel = package_file.removeprefix(f"{PACKAGE}/")
     entry = read_manifest(root).get(rel)
     if entry is None:
