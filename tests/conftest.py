@@ -2,12 +2,119 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Iterator
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One worker per core already: a second BLAS thread in each worker (and in each kernel or
+    # chapter a test starts, which inherit this) only makes the two fight over the cores.
+    # Chapters 14-17 pin one thread themselves for the same reason. An explicit setting wins.
+    for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
+
+# --- how `make test` spreads the tests over the workers ---------------------------------------------
+
+# Module-scoped fixtures that build something big: under `--dist loadgroup` (make test) the tests
+# using one run in one worker, so none waits while another worker builds it (`build_once`).
+SHARED_FIXTURES = ("graded_class", "green", "student_repository")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Group the users of each shared fixture; then slow tests (the `slow` marker) first, the rest after.
+
+    Workers take tests in this order (groups with the most tests first), so the chapter-long ones
+    start early and the many short ones fill in at the end: no worker sits idle while the other
+    finishes a one-minute test.
+    """
+    for item in items:
+        for name in SHARED_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{name}"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+class _GroupedNodeIds:
+    """pytest-xdist 3.8 names a grouped test `nodeid@group` by setting `item._nodeid`, but pytest 9.2
+    reads a test's id from `item._id`: without this, `--dist loadgroup` silently groups nothing."""
+
+    @pytest.hookimpl(trylast=True)  # after xdist's own hook has named them
+    def pytest_collection_modifyitems(self, config, items):
+        try:
+            from _pytest.nodeid import NodeId
+        except ImportError:  # a pytest that reads _nodeid itself
+            return
+        for item in items:
+            named = item.__dict__.get("_nodeid")
+            if isinstance(named, str) and "@" in named and named != item.nodeid:
+                parsed = NodeId.parse(named)
+                if str(parsed) == named:
+                    item._id = parsed
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_GroupedNodeIds(), "tinytorch-grouped-node-ids")
+
+
+# --- things built once per test run, shared by the workers ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder shared by every worker of this run (pytest-xdist), for what is built once per run."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # .../pytest-N/popen-gw0 -> .../pytest-N, this run's own folder
+    folder = base / "shared"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def run_lock(shared: Path, name: str) -> Iterator[None]:
+    """Hold `name`'s lock, shared by every worker of this run."""
+    with open(shared / f"{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def build_once(shared: Path, name: str, build: Callable[[Path], dict]) -> tuple[Path, dict]:
+    """The folder `shared/name` and what `build(folder)` said about it, built by the first worker that asks.
+
+    The others wait for it and read the same folder and record. A build that fails (raises) leaves
+    no record, so the next test that asks builds it again and fails with its own message.
+    """
+    folder, record = shared / name, shared / f"{name}.json"
+    with run_lock(shared, name):
+        if not record.is_file():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir()
+            record.write_text(json.dumps(build(folder)), encoding="utf-8")
+        return folder, json.loads(record.read_text(encoding="utf-8"))
+
+
+def outcome(result) -> dict:
+    """What a test reads of a click or subprocess result, as JSON (for `build_once` records)."""
+    if hasattr(result, "exit_code"):  # click's CliRunner
+        return {"exit_code": result.exit_code, "output": result.output, "stdout": result.stdout, "stderr": result.stderr}
+    return {"returncode": result.returncode, "output": getattr(result, "output", result.stdout + result.stderr)}
+
+
+def as_result(record: dict) -> SimpleNamespace:
+    return SimpleNamespace(**record)
+
 
 # What a copy needs for tito to export, run checkpoints and import tinytorch.
 _COPIED = ("modules", "checkpoints", "tinytorch", "tito", "curriculum.toml", "pyproject.toml")

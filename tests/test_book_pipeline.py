@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import as_result, build_once, outcome
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
@@ -169,10 +171,15 @@ def build(book: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def green(tmp_path_factory):
-    book = make_book(tmp_path_factory.mktemp("green"))
-    assert not (book / "book" / "progress.md").exists()  # as on a fresh clone
-    return book, build(book)
+def green(shared_dir):
+    """The passing book, built once per test run (whichever worker asks first); its tests only read it."""
+    def build_green(folder: Path) -> dict:
+        book = make_book(folder)
+        assert not (book / "book" / "progress.md").exists()  # as on a fresh clone
+        return outcome(build(book))
+
+    book, done = build_once(shared_dir, "green-book", build_green)
+    return book, as_result(done)
 
 
 def test_green_build_succeeds(green):

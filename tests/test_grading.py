@@ -9,6 +9,7 @@ not a notebook at all, and check what the instructor is left with.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from tito import autograde as grading
 from tito import curriculum
 from tito import nbgrader as tools
 from tito.cli import cli
+
+from conftest import as_result, build_once, outcome
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = curriculum.load(ROOT)
@@ -135,34 +138,42 @@ def test_a_spent_time_budget_leaves_the_remaining_cells_unrun(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def graded_class(tmp_path_factory):
-    """A course folder in which five students' submissions were autograded, and what tito said."""
-    tmp = tmp_path_factory.mktemp("class")
-    course = tmp / "course"
-    assert tito("nbgrader", "generate", MODULE.folder, "--course", str(course)).exit_code == 0
-    source = json.loads((course / "source" / MODULE.folder / NOTEBOOK).read_text())
-    release = json.loads((course / "release" / MODULE.folder / NOTEBOOK).read_text())
-    hand_in(course, "solved", source)
-    hand_in(course, "untouched", release)
-    hostile = json.loads(json.dumps(release))
-    hostile["cells"].insert(1, code_cell(HOSTILE))
-    hand_in(course, "hostile", hostile)
-    stuck = json.loads(json.dumps(source))
-    stuck["cells"].insert(2, code_cell("while True:\n    pass"))
-    hand_in(course, "stuck", stuck)
-    hand_in(course, "corrupted", '{"cells": [ this is not json')
-    copier = json.loads(json.dumps(release))  # imports the finished chapter after each stubbed cell
-    for index in reversed(range(len(copier["cells"]))):
-        if copier["cells"][index]["metadata"].get("nbgrader", {}).get("solution"):
-            copier["cells"].insert(index + 1, code_cell(f"from {PACKAGE_MODULE} import *"))
-    hand_in(course, "copier", copier)
-    config_before = (course / tools.CONFIG_FILE).read_bytes()
-    started = time.monotonic()
-    result = tito("nbgrader", "autograde", MODULE.folder, "--course", str(course), "--timeout", "5", "--jobs", "2")
-    seconds = time.monotonic() - started
-    feedback = tito("nbgrader", "feedback", MODULE.folder, "--course", str(course))
-    return {"course": course, "tmp": tmp, "result": result, "feedback": feedback, "seconds": seconds,
-            "config": config_before}
+def graded_class(shared_dir):
+    """A course folder in which six students' submissions were autograded, and what tito said.
+
+    Built once per test run, whichever worker asks first; the tests only read it (the one that
+    grades again works on a copy).
+    """
+    def build(tmp: Path) -> dict:
+        course = tmp / "course"
+        assert tito("nbgrader", "generate", MODULE.folder, "--course", str(course)).exit_code == 0
+        source = json.loads((course / "source" / MODULE.folder / NOTEBOOK).read_text())
+        release = json.loads((course / "release" / MODULE.folder / NOTEBOOK).read_text())
+        hand_in(course, "solved", source)
+        hand_in(course, "untouched", release)
+        hostile = json.loads(json.dumps(release))
+        hostile["cells"].insert(1, code_cell(HOSTILE))
+        hand_in(course, "hostile", hostile)
+        stuck = json.loads(json.dumps(source))
+        stuck["cells"].insert(2, code_cell("while True:\n    pass"))
+        hand_in(course, "stuck", stuck)
+        hand_in(course, "corrupted", '{"cells": [ this is not json')
+        copier = json.loads(json.dumps(release))  # imports the finished chapter after each stubbed cell
+        for index in reversed(range(len(copier["cells"]))):
+            if copier["cells"][index]["metadata"].get("nbgrader", {}).get("solution"):
+                copier["cells"].insert(index + 1, code_cell(f"from {PACKAGE_MODULE} import *"))
+        hand_in(course, "copier", copier)
+        config_before = (course / tools.CONFIG_FILE).read_bytes()
+        started = time.monotonic()
+        result = tito("nbgrader", "autograde", MODULE.folder, "--course", str(course), "--timeout", "5", "--jobs", "2")
+        seconds = time.monotonic() - started
+        feedback = tito("nbgrader", "feedback", MODULE.folder, "--course", str(course))
+        return {"result": outcome(result), "feedback": outcome(feedback), "seconds": seconds, "config": config_before.hex()}
+
+    tmp, record = build_once(shared_dir, "graded-class", build)
+    return {"course": tmp / "course", "tmp": tmp, "result": as_result(record["result"]),
+            "feedback": as_result(record["feedback"]), "seconds": record["seconds"],
+            "config": bytes.fromhex(record["config"])}
 
 
 def scores(course: Path) -> dict[str, tuple[float, float]]:
@@ -245,7 +256,8 @@ def test_feedback_is_written_for_the_graded_and_skips_the_rest(graded_class):
 
 @pytest.mark.slow
 def test_regrading_one_student_keeps_the_others_scores(graded_class, tmp_path):
-    course = graded_class["course"]
+    course = tmp_path / "course"  # a copy: the other tests read the class as the first grading left it
+    shutil.copytree(graded_class["course"], course)
     before = scores(course)
     result = tito("nbgrader", "autograde", MODULE.folder, "--course", str(course), "--student", "untouched")
     assert result.exit_code == 0, result.output

@@ -27,9 +27,13 @@ from tito.cli import cli
 from tito.errors import TitoError
 from tito.solutions import HIDDEN_BEGIN, HIDDEN_END, clear_answers, clear_solutions, student_version
 
+from conftest import run_lock
+
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = curriculum.load(ROOT)
 WRITTEN = COURSE.written_modules()
+# Under `--dist loadgroup` (make test) a chapter's tests run in one worker, one after another.
+CHAPTERS = [pytest.param(m, id=m.folder, marks=pytest.mark.xdist_group(f"nbgrader-{m.folder}")) for m in WRITTEN]
 
 
 def tito(*args: str, root: Path = ROOT):
@@ -145,24 +149,38 @@ def test_a_chapter_started_as_an_exercise_is_not_generated(repo_copy, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def course_folder(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("course")
-
-
-_generated: dict[str, Path] = {}
+def course_folder(shared_dir) -> Path:
+    """One course folder for the whole test run, shared by the workers; tests only read it (grading copies it)."""
+    folder = shared_dir / "course"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def generate(course_folder: Path, module: curriculum.Module) -> Path:
-    """The release notebook of a module, generated once per test run through `tito nbgrader generate`."""
-    if module.folder not in _generated:
-        result = tito("nbgrader", "generate", module.folder, "--course", str(course_folder))
-        assert result.exit_code == 0, result.output
-        _generated[module.folder] = course_folder / "release" / module.folder / tools.notebook_name(module)
-    return _generated[module.folder]
+    """The release notebook of a module, generated once per test run through `tito nbgrader generate`.
+
+    Whichever worker first needs a chapter generates it; nbgrader writes one gradebook, so one
+    chapter is generated at a time. A failed generate is tried again by the chapter's next test.
+    """
+    shared = course_folder.parent
+    with run_lock(shared, "course"):
+        generated = shared / f"course-{module.folder}.generated"
+        if not generated.is_file():
+            result = tito("nbgrader", "generate", module.folder, "--course", str(course_folder))
+            assert result.exit_code == 0, result.output
+            generated.touch()
+    return course_folder / "release" / module.folder / tools.notebook_name(module)
+
+
+def private_copy(course_folder: Path, target: Path) -> Path:
+    """The course folder as it is now, copied for a test that grades (grading writes the gradebook)."""
+    with run_lock(course_folder.parent, "course"):
+        shutil.copytree(course_folder, target)
+    return target
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+@pytest.mark.parametrize("module", CHAPTERS)
 def test_the_release_holds_no_solution_code(course_folder, module):
     release = generate(course_folder, with_metadata(module))
     source = by_grade_id(cells(course_folder / "source" / module.folder / tools.notebook_name(module)))
@@ -192,7 +210,7 @@ def test_the_release_holds_no_solution_code(course_folder, module):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+@pytest.mark.parametrize("module", CHAPTERS)
 def test_the_release_and_tito_module_start_give_the_same_exercise(course_folder, module):
     import jupytext
 
@@ -204,7 +222,7 @@ def test_the_release_and_tito_module_start_give_the_same_exercise(course_folder,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+@pytest.mark.parametrize("module", CHAPTERS)
 def test_validate_invert_fails_every_test_on_the_release(course_folder, module):
     release = generate(course_folder, with_metadata(module))
     output = nbgrader(course_folder, "validate", "--invert", str(release.relative_to(course_folder)))
@@ -212,21 +230,22 @@ def test_validate_invert_fails_every_test_on_the_release(course_folder, module):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
-def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module):
+@pytest.mark.parametrize("module", CHAPTERS)
+def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module, tmp_path):
     generate(course_folder, with_metadata(module))
-    submitted = course_folder / "submitted" / "instructor" / module.folder
+    course = private_copy(course_folder, tmp_path / "course")
+    submitted = course / "submitted" / "instructor" / module.folder
     submitted.mkdir(parents=True, exist_ok=True)
-    shutil.copy(course_folder / "source" / module.folder / tools.notebook_name(module), submitted)
-    result = tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course_folder))
+    shutil.copy(course / "source" / module.folder / tools.notebook_name(module), submitted)
+    result = tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course))
     assert result.exit_code == 0, result.output
-    score = next(s for s in tools.scores(course_folder, module.folder) if s.student == "instructor")
+    score = next(s for s in tools.scores(course, module.folder) if s.student == "instructor")
     metadata = tools.check_metadata(module.dev_file(ROOT))
     # Answers to the questions are graded by hand: autograde scores every test and none of them.
     assert score.max_score == metadata.points and score.score == metadata.points - metadata.answer_points, score
     if metadata.answer_points:
         assert f"{metadata.answer_points:g} point(s) of written answers" in result.output
-        assert str(tools.answer_key_path(course_folder, module)) in result.output.replace("\n", "")
+        assert str(tools.answer_key_path(course, module)) in result.output.replace("\n", "")
 
 
 ANSWER = ('{"grade": true, "grade_id": "answer_why", "locked": false, "points": 2, "schema_version": 3, '
@@ -243,7 +262,7 @@ def test_answer_keys_pair_each_question_with_its_key_and_rubric(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module", WRITTEN, ids=lambda m: m.folder)
+@pytest.mark.parametrize("module", CHAPTERS)
 def test_answer_keys_go_to_the_course_folder_and_never_into_the_release(course_folder, module):
     release = generate(course_folder, with_metadata(module))
     keys = tools.answer_keys(tools.read_notebook(module.dev_file(ROOT)))

@@ -96,6 +96,7 @@ def test_export_works_on_read_only_files_and_keeps_them_read_only(repo_copy):
     assert mode(target) & 0o222 == 0
 
 
+@pytest.mark.slow
 def test_complete_keeps_protection_on_even_for_a_new_generated_file(repo_copy):
     assert tito("system", "protect", "enable").exit_code == 0
     chapter = repo_copy / SETUP_SOURCE
@@ -170,6 +171,7 @@ def user_hook(root: Path) -> Path:
     return hook
 
 
+@pytest.mark.slow
 def test_the_hook_refuses_a_hand_edited_generated_file_and_names_the_chapter(checkout):
     assert tito("system", "protect", "enable").exit_code == 0
     hand_edit(checkout)
@@ -181,6 +183,7 @@ def test_the_hook_refuses_a_hand_edited_generated_file_and_names_the_chapter(che
     assert "tito module export 01_setup" in output and "Commit refused" in output
 
 
+@pytest.mark.slow
 def test_the_hook_accepts_a_chapter_committed_with_its_export(checkout):
     assert tito("system", "protect", "enable").exit_code == 0
     edit_chapter(checkout)
@@ -192,6 +195,7 @@ def test_the_hook_accepts_a_chapter_committed_with_its_export(checkout):
     git(checkout, "commit", "-qm", "chapter and its export")
 
 
+@pytest.mark.slow
 def test_the_hook_checks_what_is_staged_not_the_working_tree(checkout):
     assert tito("system", "protect", "enable").exit_code == 0
     edit_chapter(checkout)
@@ -204,6 +208,7 @@ def test_the_hook_checks_what_is_staged_not_the_working_tree(checkout):
     assert refused.returncode != 0 and "tinytorch/core/tensor.py differs from modules/02_tensor/tensor_dev.py" in refused.stdout + refused.stderr
 
 
+@pytest.mark.slow
 def test_an_existing_hook_is_kept_runs_after_ours_and_comes_back_exactly(checkout):
     hook = user_hook(checkout)
     original = hook.read_bytes()

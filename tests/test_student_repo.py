@@ -16,6 +16,8 @@ from tito import student_repo
 from tito.cli import cli
 from tito.solutions import exercise_version
 
+from conftest import build_once, outcome
+
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = curriculum.load(ROOT)
 THROUGH = COURSE.module("02_tensor")
@@ -43,27 +45,30 @@ def text_files(folder: Path):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("students") / "tinytorch-student"
-    result = tito("course", "student-repo", str(target), "--solutions-through", "02")
-    assert result.exit_code == 0, result.output
-    return target
+def student_repository(shared_dir) -> Path:
+    """One student repository (solutions through 02) per test run, whichever worker asks first; tests only read it."""
+    def build(folder: Path) -> dict:
+        return outcome(tito("course", "student-repo", str(folder / "tinytorch-student"), "--solutions-through", "02"))
+
+    folder, result = build_once(shared_dir, "student-repository", build)
+    assert result["exit_code"] == 0, result["output"]
+    return folder / "tinytorch-student"
 
 
 # --- what it holds ---------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_it_is_a_fresh_git_repository_with_one_commit(repo):
-    assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
-    assert git(repo, "status", "--porcelain").strip() == ""
+def test_it_is_a_fresh_git_repository_with_one_commit(student_repository):
+    assert git(student_repository, "rev-list", "--count", "HEAD").strip() == "1"
+    assert git(student_repository, "status", "--porcelain").strip() == ""
 
 
 @pytest.mark.slow
-def test_chapters_up_to_nn_are_complete_and_later_ones_are_exercises(repo):
+def test_chapters_up_to_nn_are_complete_and_later_ones_are_exercises(student_repository):
     for module in COURSE.written_modules():
         text = module.dev_file(ROOT).read_text(encoding="utf-8")
-        held = module.dev_file(repo).read_text(encoding="utf-8")
+        held = module.dev_file(student_repository).read_text(encoding="utf-8")
         if int(module.number) <= 2:
             assert held == text, module.folder
         else:
@@ -71,26 +76,26 @@ def test_chapters_up_to_nn_are_complete_and_later_ones_are_exercises(repo):
 
 
 @pytest.mark.slow
-def test_no_solution_line_of_a_later_chapter_is_anywhere_in_it(repo):
+def test_no_solution_line_of_a_later_chapter_is_anywhere_in_it(student_repository):
     secret = student_repo.secrets(COURSE, THROUGH)
     assert len(secret) > 500  # the chapters after 02 hold hundreds of lines of solutions
-    for path, text in text_files(repo):
+    for path, text in text_files(student_repository):
         for line in text.splitlines():
-            assert line.strip() not in secret, f"{path.relative_to(repo)}: {line.strip()}"
+            assert line.strip() not in secret, f"{path.relative_to(student_repository)}: {line.strip()}"
 
 
 @pytest.mark.slow
-def test_no_answer_key_or_hidden_test_marker_of_a_later_chapter_is_in_it(repo):
+def test_no_answer_key_or_hidden_test_marker_of_a_later_chapter_is_in_it(student_repository):
     for module in later(THROUGH):
-        text = module.dev_file(repo).read_text(encoding="utf-8")
+        text = module.dev_file(student_repository).read_text(encoding="utf-8")
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "**Answer key.**", "**Rubric"):
             assert marker not in text, f"{module.folder} holds {marker}"
     for name in ("tests", "book", "examples", "benchmarks", "binder", ".ci"):
-        assert not (repo / name).exists(), f"{name}/ carries chapter code or the site; it stays out"
+        assert not (student_repository / name).exists(), f"{name}/ carries chapter code or the site; it stays out"
 
 
 @pytest.mark.slow
-def test_the_package_imports_and_is_complete_exactly_up_to_nn(repo):
+def test_the_package_imports_and_is_complete_exactly_up_to_nn(student_repository):
     script = (
         "import tinytorch, numpy as np\n"
         "from tinytorch.core.tensor import Tensor\n"
@@ -102,26 +107,28 @@ def test_the_package_imports_and_is_complete_exactly_up_to_nn(repo):
         "    print('stub:', err)\n"
         "print(tinytorch.__file__)\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    done = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    env = dict(os.environ, PYTHONPATH=str(student_repository))
+    done = subprocess.run([sys.executable, "-c", script], cwd=student_repository, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "stub: 03_activations: implement relu" in done.stdout
-    assert done.stdout.strip().endswith(str(repo / "tinytorch" / "__init__.py"))
+    assert done.stdout.strip().endswith(str(student_repository / "tinytorch" / "__init__.py"))
 
 
 @pytest.mark.slow
-def test_its_readme_gives_the_two_set_up_commands(repo):
-    readme = (repo / "README.md").read_text(encoding="utf-8")
+def test_its_readme_gives_the_two_set_up_commands(student_repository):
+    readme = (student_repository / "README.md").read_text(encoding="utf-8")
     assert "python3 -m venv .venv && source .venv/bin/activate" in readme
     assert 'pip install -e ".[dev]"' in readme
     assert "02_tensor are complete" in readme and "03_activations to 18_generation are yours to write" in readme
 
 
 @pytest.mark.slow
-def test_a_learner_runs_tito_in_it(repo):
-    env = dict(os.environ, PYTHONPATH=str(repo))
+def test_a_learner_runs_tito_in_it(student_repository, tmp_path):
+    learner = tmp_path / "tinytorch-student"  # a copy: tito keeps its records in it, and other tests read the shared one
+    shutil.copytree(student_repository, learner)
+    env = dict(os.environ, PYTHONPATH=str(learner))
     env.pop("TINYTORCH_ROOT", None)
-    ran = subprocess.run([sys.executable, "-m", "tito", "module", "test", "03_activations"], cwd=repo, env=env,
+    ran = subprocess.run([sys.executable, "-m", "tito", "module", "test", "03_activations"], cwd=learner, env=env,
                          capture_output=True, text=True, timeout=300)
     assert ran.returncode == 1
     assert "implement relu" in ran.stderr
@@ -131,9 +138,9 @@ def test_a_learner_runs_tito_in_it(repo):
 
 
 @pytest.mark.slow
-def test_releasing_the_next_chapter_is_one_commit_and_leaks_nothing_later(repo, tmp_path):
+def test_releasing_the_next_chapter_is_one_commit_and_leaks_nothing_later(student_repository, tmp_path):
     copy = tmp_path / "copy"
-    shutil.copytree(repo, copy)
+    shutil.copytree(student_repository, copy)
     result = tito("course", "release-solutions", str(copy), "--through", "03")
     assert result.exit_code == 0, result.output
     assert git(copy, "rev-list", "--count", "HEAD").strip() == "2"
@@ -195,7 +202,7 @@ def test_a_leaking_file_stops_the_build_and_writes_nothing(repo_copy, tmp_path):
 
 
 @pytest.mark.slow
-def test_earlier_chapters_work_in_a_student_repository_before_chapter_14(repo):
+def test_earlier_chapters_work_in_a_student_repository_before_chapter_14(student_repository):
     # A student through chapter 05 (here: its solution put in place) must be able to use cross_entropy.
     script = (
         "import numpy as np\n"
@@ -203,9 +210,9 @@ def test_earlier_chapters_work_in_a_student_repository_before_chapter_14(repo):
         "from tinytorch.nn.loss import cross_entropy\n"
         "print(cross_entropy(Tensor(np.zeros((2, 3))), np.array([0, 1])).item())\n"
     )
-    copy = repo.parent / "through05"
+    copy = student_repository.parent / "through05"
     if not copy.exists():
-        shutil.copytree(repo, copy)
+        shutil.copytree(student_repository, copy)
         for module in COURSE.written_modules():
             if 3 <= int(module.number) <= 5:
                 shutil.copyfile(module.dev_file(ROOT), module.dev_file(copy))

@@ -105,6 +105,7 @@ def test_a_checkpoint_of_an_unwritten_module_is_an_error(repo_copy):
 # --- module export ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_all_twice_leaves_the_package_byte_identical(repo_copy):
     first = tito("module", "export", "--all")
     assert first.exit_code == 0, first.output
@@ -133,6 +134,7 @@ def test_export_of_a_chapter_with_a_syntax_error_names_its_line_and_changes_noth
 # --- module complete ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_complete_runs_the_checkpoint_records_progress_and_names_the_next_module(tensor_repo):
     course = curriculum.load(tensor_repo)
     tensor = course.module("02_tensor")
@@ -193,7 +195,8 @@ def test_module_status_shows_a_completed_module(repo_copy):
 
 
 @pytest.mark.parametrize(
-    "args", [["status"], ["status", "--detailed"], ["timeline"], ["timeline", "--horizontal"]], ids=" ".join
+    "args", [["status"], pytest.param(["status", "--detailed"], marks=pytest.mark.slow),  # runs every checkpoint
+             ["timeline"], ["timeline", "--horizontal"]], ids=" ".join
 )
 def test_checkpoint_views_show_every_checkpoint(repo_copy, args):
     result = tito("checkpoint", *args)
@@ -214,6 +217,7 @@ def test_checkpoint_run_shows_each_check_then_one_pass_line_and_records_it(tenso
     assert "● passed" in tito("checkpoint", "status").output
 
 
+@pytest.mark.slow
 def test_checkpoint_run_shows_each_check_and_fails_with_a_hint(tensor_repo):
     break_tensor_addition(tensor_repo)
     assert tito("module", "export", "02").exit_code == 0
