@@ -49,10 +49,12 @@ into a column of a matrix, and the convolution becomes
 `weights @ columns`. That copy costs memory, about kh·kw times the input, and
 we will measure exactly how much, along with the speed it buys.
 
-**Forward only, for now.** We build convolution and pooling out of two new
-primitives (`Pad2d` and `Im2col`) plus the Tensor operations of chapter 02.
-Chapter 09 gives every primitive a backward rule, including these two, so the
-layers of this chapter become trainable there without changing a line.
+**Primitives, forward and backward.** We build convolution and pooling out of
+two new primitives (`Pad2d` and `Im2col`) plus the Tensor operations of
+chapter 02. Each new primitive carries its backward rule beside its forward,
+checked here with finite differences; chapter 09 builds the engine that chains
+the rules, so the layers of this chapter become trainable there without
+changing a line.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -278,8 +280,9 @@ test_unit_conv2d_naive()
 
 Padding copies the image into the middle of a larger array of zeros. It is a
 new primitive (a `Function` subclass, like `Add` or `MatMul` in chapter 02)
-because chapter 09 needs to know how to send a gradient back through it (the
-gradient of the padded array, cropped back to the middle). Pooling will pad
+because training needs to know how to send a gradient back through it (the
+gradient of the padded array, cropped back to the middle: its `backward`,
+given below the forward you write). Pooling will pad
 with a different value (`-inf` for max pooling, so that padding never wins),
 hence the `value` option.
 """
@@ -293,7 +296,7 @@ class Pad2d(Function):
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
         """x: an array (..., H, W); padding: (ph, pw); returns (..., H + 2*ph, W + 2*pw) of x's dtype."""
-        # 1. Save what backward (chapter 09) needs to crop the gradient: ctx.padding and ctx.input_shape.
+        # 1. Save what backward (below) needs to crop the gradient: ctx.padding and ctx.input_shape.
         # 2. Make the output with np.full(..., value, dtype=x.dtype): -inf for max pooling, 0 otherwise.
         # 3. Copy x into the middle: out[..., ph:ph + H, pw:pw + W] = x.
         # Pitfall: only the last two axes grow; keep the leading ones (x.shape[:-2]) as they are.
@@ -304,6 +307,12 @@ class Pad2d(Function):
         out[..., ph:ph + H, pw:pw + W] = x
         return out
         ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Crop: the middle of the padded output's gradient is the input's; the frame's goes nowhere."""
+        (ph, pw), (H, W) = ctx.padding, ctx.input_shape[-2:]
+        return (grad[..., ph:ph + H, pw:pw + W],)
 
 
 # %% [markdown]
@@ -393,7 +402,7 @@ class Im2col(Function):
     def forward(ctx, x, kernel_size, stride):
         """x: (N, C, H, W) array, already padded; kernel_size (kh, kw), stride (sh, sw) pairs."""
         # 1. OH = (H - kh) // sh + 1, OW likewise; save ctx.input_shape, ctx.kernel_size, ctx.stride
-        #    (chapter 09's col2im reads all three).
+        #    (backward, col2im, reads all three).
         # 2. sliding_window_view(x, (kh, kw), axis=(2, 3)) -> (N, C, H-kh+1, W-kw+1, kh, kw), a view;
         #    slice [:, :, ::sh, ::sw] to keep every stride-th window: (N, C, OH, OW, kh, kw).
         # 3. transpose to (C, kh, kw, N, OH, OW) (still a view), then ONE reshape to (C*kh*kw, N*OH*OW):
@@ -408,6 +417,22 @@ class Im2col(Function):
         windows = windows.transpose(1, 4, 5, 0, 2, 3)                               # (C, kh, kw, N, OH, OW), a view
         return windows.reshape(C * kh * kw, N * OH * OW)                            # the one copy
         ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """col2im: add every window's gradient back onto the pixels it was copied from.
+
+        grad: (C*kh*kw, N*OH*OW), the columns' gradient; returns a 1-tuple with (N, C, H, W).
+        """
+        N, C, H, W = ctx.input_shape
+        (kh, kw), (sh, sw) = ctx.kernel_size, ctx.stride
+        OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+        windows = grad.reshape(C, kh, kw, N, OH, OW)     # row (c, i, j), column (n, y, x), as forward laid them out
+        dx = np.zeros((C, N, H, W), dtype=grad.dtype)    # channel-major, the order the columns are in
+        for i in range(kh):
+            for j in range(kw):                          # pixel (i, j) of every window, all at once
+                dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += windows[:, i, j]
+        return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
 # %% [markdown]
@@ -503,6 +528,69 @@ def test_unit_im2col():
 
 
 test_unit_im2col()
+
+
+# %% [markdown]
+"""
+### Each primitive's backward, next to its forward
+
+A primitive is a forward *and* a backward: `forward` computes the new array,
+`backward(ctx, grad)` turns the gradient of its output into the gradients of
+its inputs, one per input, reading what forward saved on `ctx`. Chapter 09
+builds the engine that calls these rules in the right order; the rules
+themselves belong with the operation, so they are written here (given, not an
+exercise: the point of this chapter is the forward layout).
+
+`Pad2d` copied its input into the middle of a larger array, so the input's
+gradient is the middle of the output's gradient: the padding's share goes
+nowhere. `Im2col` copied every pixel into each window that covers it, so its
+backward, *col2im*, does the reverse: every window's gradient is added back
+onto the pixels it came from, and a pixel covered by several windows collects
+all of their gradients. The loop runs over the kh·kw positions inside a window
+(9 for a 3×3 kernel), and each step adds a whole strided slice of the image at
+once, for every channel, image and window. It never loops over pixels, and it
+never uses `np.add.at` (which would handle the repeats correctly but one
+element at a time, orders of magnitude slower).
+
+We need no engine to check a rule: both primitives are linear, so for a fixed
+random weighting `w` of the output, the derivative of `sum(forward(x) * w)`
+with respect to each input element is what `backward(ctx, w)` must return.
+The test compares the two with central finite differences in float64, on a
+rectangular kernel with stride 2, where windows overlap and some pixels are
+in no window at all.
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "test_unit_spatial_backward", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def finite_difference_gradient(forward, x: np.ndarray, w: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d sum(forward(x) * w) / dx, element by element, by central differences (float64)."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        original = x[index]
+        x[index] = original + eps
+        plus = np.sum(forward(x) * w)
+        x[index] = original - eps
+        minus = np.sum(forward(x) * w)
+        x[index] = original
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def test_unit_spatial_backward():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 2, 5, 6))                               # float64: finite differences need it
+    for primitive, options in [(Pad2d, dict(padding=(1, 2))),
+                               (Im2col, dict(kernel_size=(3, 2), stride=(2, 1)))]:
+        ctx = primitive(Tensor(x))
+        w = rng.standard_normal(primitive.forward(ctx, x, **options).shape)
+        (analytic,) = primitive.backward(ctx, w)
+        numeric = finite_difference_gradient(lambda a: primitive.forward(primitive(Tensor(a)), a, **options), x, w)
+        assert analytic.shape == x.shape, (primitive.__name__, analytic.shape)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=primitive.__name__)
+    print("✓ Pad2d and Im2col backward agree with finite differences")
+
+
+test_unit_spatial_backward()
 
 
 # %% [markdown]
@@ -1460,6 +1548,7 @@ if __name__ == "__main__":
     test_unit_conv2d_naive()
     test_unit_pad2d()
     test_unit_im2col()
+    test_unit_spatial_backward()
     test_unit_conv2d()
     test_unit_conv2d_module()
     test_unit_pooling()
@@ -1570,7 +1659,7 @@ long contiguous rows: vector instructions at memory speed. The copy-free fast
 version is `np.maximum(np.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]),
 np.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))`: three elementwise passes
 over strided views, no window matrix. In tinytorch that needs an elementwise
-`Maximum` primitive (a new forward and a new backward rule in chapter 09 that
+`Maximum` primitive (a new forward and a new backward rule that
 sends the gradient to the larger input and splits ties), plus four `GetItem`
 slices whose backward scatters into four full-size zero arrays that are then
 added: more memory traffic in backward than one col2im.
@@ -1626,10 +1715,11 @@ fast with the same idea the big frameworks started from:
 * **`max_pool2d` / `avg_pool2d` and their layers**: the same window matrix,
   reduced along the window axis; `-inf` padding for max and zeros for average.
 * **`Flatten`**: from feature maps to the vector a classifier needs.
-* **Two new primitives**, `Pad2d` and `Im2col`. Everything else is the Tensor
-  operations of chapter 02, which is why chapter 09 makes all of it trainable
-  with two more backward rules (crop the gradient; add every window's
-  gradient back onto its pixels).
+* **Two new primitives**, `Pad2d` and `Im2col`, each with its backward rule
+  beside its forward (crop the gradient; add every window's gradient back
+  onto its pixels), checked with finite differences. Everything else is the
+  Tensor operations of chapter 02, which is why chapter 09's engine makes all
+  of it trainable.
 
 What you measured: im2col is many times faster than loops,
 and it costs `kh·kw` times the input's memory; the order in which a copy

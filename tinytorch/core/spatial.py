@@ -31,7 +31,7 @@ class Pad2d(Function):
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
         """x: an array (..., H, W); padding: (ph, pw); returns (..., H + 2*ph, W + 2*pw) of x's dtype."""
-        # 1. Save what backward (chapter 09) needs to crop the gradient: ctx.padding and ctx.input_shape.
+        # 1. Save what backward (below) needs to crop the gradient: ctx.padding and ctx.input_shape.
         # 2. Make the output with np.full(..., value, dtype=x.dtype): -inf for max pooling, 0 otherwise.
         # 3. Copy x into the middle: out[..., ph:ph + H, pw:pw + W] = x.
         # Pitfall: only the last two axes grow; keep the leading ones (x.shape[:-2]) as they are.
@@ -40,6 +40,12 @@ class Pad2d(Function):
         out = np.full(x.shape[:-2] + (H + 2 * ph, W + 2 * pw), value, dtype=x.dtype)
         out[..., ph:ph + H, pw:pw + W] = x
         return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Crop: the middle of the padded output's gradient is the input's; the frame's goes nowhere."""
+        (ph, pw), (H, W) = ctx.padding, ctx.input_shape[-2:]
+        return (grad[..., ph:ph + H, pw:pw + W],)
 
 
 class Im2col(Function):
@@ -53,7 +59,7 @@ class Im2col(Function):
     def forward(ctx, x, kernel_size, stride):
         """x: (N, C, H, W) array, already padded; kernel_size (kh, kw), stride (sh, sw) pairs."""
         # 1. OH = (H - kh) // sh + 1, OW likewise; save ctx.input_shape, ctx.kernel_size, ctx.stride
-        #    (chapter 09's col2im reads all three).
+        #    (backward, col2im, reads all three).
         # 2. sliding_window_view(x, (kh, kw), axis=(2, 3)) -> (N, C, H-kh+1, W-kw+1, kh, kw), a view;
         #    slice [:, :, ::sh, ::sw] to keep every stride-th window: (N, C, OH, OW, kh, kw).
         # 3. transpose to (C, kh, kw, N, OH, OW) (still a view), then ONE reshape to (C*kh*kw, N*OH*OW):
@@ -66,6 +72,22 @@ class Im2col(Function):
         windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]   # (N, C, OH, OW, kh, kw), a view
         windows = windows.transpose(1, 4, 5, 0, 2, 3)                               # (C, kh, kw, N, OH, OW), a view
         return windows.reshape(C * kh * kw, N * OH * OW)                            # the one copy
+
+    @staticmethod
+    def backward(ctx, grad):
+        """col2im: add every window's gradient back onto the pixels it was copied from.
+
+        grad: (C*kh*kw, N*OH*OW), the columns' gradient; returns a 1-tuple with (N, C, H, W).
+        """
+        N, C, H, W = ctx.input_shape
+        (kh, kw), (sh, sw) = ctx.kernel_size, ctx.stride
+        OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+        windows = grad.reshape(C, kh, kw, N, OH, OW)     # row (c, i, j), column (n, y, x), as forward laid them out
+        dx = np.zeros((C, N, H, W), dtype=grad.dtype)    # channel-major, the order the columns are in
+        for i in range(kh):
+            for j in range(kw):                          # pixel (i, j) of every window, all at once
+                dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += windows[:, i, j]
+        return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
 def _check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> None:
