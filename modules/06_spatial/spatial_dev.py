@@ -611,6 +611,13 @@ The function checks its arguments first, because a mismatch deep inside
 wrote. The two mistakes people actually make are a wrong channel count (the
 layer before produced 16 channels, this one expects 32) and a kernel that does
 not fit the (padded) image after a few pooling layers.
+
+**A hook for a faster kernel.** The given lines at the top of `conv2d` hand
+the work to a kernel installed with `set_conv2d_kernel`, if there is one.
+Chapter 14 writes a faster convolution (channels-last columns, built and
+multiplied a few images at a time, with its own backward) and the package
+installs it when it is assembled, the way chapter 05's cross-entropy gets its
+fused kernel. The cells of this chapter run the version you write here.
 """
 
 
@@ -635,6 +642,23 @@ def _check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> No
                          f"(input {H}x{W}, padding {padding}); use a smaller kernel or more padding")
 
 
+# A kernel installed by set_conv2d_kernel (chapter 14 installs a faster one); None: Im2col and one matmul.
+_conv2d_kernel = None
+
+
+def set_conv2d_kernel(kernel):
+    """Compute conv2d as kernel(input, weight, bias, stride, padding) -> output; None: im2col, below.
+
+    Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global _conv2d_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_conv2d_kernel: expected a function (input, weight, bias, stride, padding) -> output "
+                        f"or None, not {type(kernel).__name__}")
+    previous, _conv2d_kernel = _conv2d_kernel, kernel
+    return previous
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as in PyTorch) as im2col plus one matrix multiply.
@@ -649,6 +673,11 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     """
     if isinstance(padding, str) or _pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
         return _conv2d_options(input, weight, bias, stride, padding, dilation, groups)
+    if _conv2d_kernel is not None:                     # given: a faster kernel, once one is installed
+        try:
+            return _conv2d_kernel(input, weight, bias, stride, padding)
+        except NotImplementedError:
+            pass                                       # still a stub in a learner's package: im2col below
     # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
     # 2. _pair stride and padding, then _check_conv_args (given) before any work.
     # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
@@ -868,8 +897,31 @@ def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float,
     return cols.reshape(C, kh * kw, N * OH * OW), (C, N, OH, OW)
 
 
+# A kernel installed by set_max_pool2d_kernel (chapter 14 installs a faster one); None: windows, below.
+_max_pool2d_kernel = None
+
+
+def set_max_pool2d_kernel(kernel):
+    """Compute max_pool2d as kernel(input, kernel_size, stride, padding) -> output; None: windows and a max.
+
+    The kernel may raise NotImplementedError for options it does not handle (max_pool2d then
+    takes the windows). Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global _max_pool2d_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_max_pool2d_kernel: expected a function (input, kernel_size, stride, padding) -> output "
+                        f"or None, not {type(kernel).__name__}")
+    previous, _max_pool2d_kernel = _max_pool2d_kernel, kernel
+    return previous
+
+
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The maximum of every kh x kw window (stride defaults to kernel_size): (N, C, H, W) -> (N, C, OH, OW)."""
+    if _max_pool2d_kernel is not None and input.ndim == 4:   # given: a faster kernel, once one is installed
+        try:
+            return _max_pool2d_kernel(input, kernel_size, stride, padding)
+        except NotImplementedError:
+            pass                                       # a case it does not handle (or a stub): windows below
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
