@@ -335,31 +335,34 @@ def batch_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps:
 
 
 class MaxPool2dTiles(Function):
-    """max_pool2d with stride = kernel_size and no padding, on channels-last tiles; keeps the winner's index."""
+    """max_pool2d with stride = kernel_size and no padding, on channels-last tiles; keeps which tap won."""
 
     @staticmethod
     def forward(ctx, x, kernel_size):
         (kh, kw), (N, C, H, W) = kernel_size, x.shape
         OH, OW = H // kh, W // kw
-        image = np.moveaxis(x, 1, -1)[:, :OH * kh, :OW * kw]                # (N, H', W', C), a view
-        best = np.array(image[:, ::kh, ::kw])                               # (N, OH, OW, C): tap (0, 0)
-        winner = np.zeros(best.shape, dtype=np.int8)                        # which tap holds the max
-        for tap in range(1, kh * kw):
-            candidate = image[:, tap // kw::kh, tap % kw::kw]
-            larger = candidate > best                                       # strict: the first maximum wins, as in PyTorch
-            np.copyto(winner, tap, where=larger)
+        image = np.moveaxis(x, 1, -1)                                       # (N, H, W, C), a view
+        taps = [image[:, i:OH * kh:kh, j:OW * kw:kw] for i in range(kh) for j in range(kw)]   # (N, OH, OW, C) views
+        best, later_wins = np.array(taps[0]), []
+        for candidate in taps[1:]:                                          # a running maximum over the taps
+            later_wins.append(candidate > best)                            # strict: the first maximum wins, as in PyTorch
             np.maximum(best, candidate, out=best)
-        ctx.winner, ctx.input_shape, ctx.kernel_size = winner, x.shape, kernel_size
+        ctx.later_wins, ctx.input_shape, ctx.kernel_size = later_wins, x.shape, kernel_size
         return best.transpose(0, 3, 1, 2)                                   # (N, C, OH, OW), channels-last memory
 
     @staticmethod
     def backward(ctx, grad):
-        (kh, kw), (N, C, H, W), winner = ctx.kernel_size, ctx.input_shape, ctx.winner
-        OH, OW = winner.shape[1:3]
+        (kh, kw), (N, C, H, W) = ctx.kernel_size, ctx.input_shape
         g = np.moveaxis(grad, 1, -1)                                        # (N, OH, OW, C)
-        dx = np.zeros((N, H, W, C), dtype=grad.dtype)
-        for tap in range(kh * kw):
-            np.multiply(g, winner == tap, out=dx[:, tap // kw:OH * kh:kh, tap % kw:OW * kw:kw])
+        OH, OW = g.shape[1:3]
+        exact = (OH * kh, OW * kw) == (H, W)                                # no leftover rows or columns to zero
+        dx = (np.empty if exact else np.zeros)((N, H, W, C), dtype=grad.dtype)
+        taps = [dx[:, i:OH * kh:kh, j:OW * kw:kw] for i in range(kh) for j in range(kw)]
+        rest = g                                                            # the running maximum's backward, in reverse:
+        for tap, won in zip(taps[:0:-1], ctx.later_wins[::-1]):             # a step that took the candidate passes
+            np.multiply(rest, won, out=tap)                                 # the gradient to it, else to the
+            rest = rest - tap                                               # maximum so far
+        taps[0][...] = rest
         return (dx.transpose(0, 3, 1, 2),)                                  # (N, C, H, W), a view
 
 
