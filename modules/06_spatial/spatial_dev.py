@@ -869,7 +869,9 @@ kernel, so that no window sees only padding.
 For non-overlapping windows there is a copy-free alternative: reshape
 `(N, C, H, W)` to `(N, C, H/2, 2, W/2, 2)` and take `max` over axes 3 and 5.
 It is shorter and copies nothing, and the systems section measures why we
-did not use it.
+did not use it. (As for `conv2d`, the given lines at the top of `max_pool2d`
+hand the work to a kernel installed with `set_max_pool2d_kernel`; chapter 14
+writes one for non-overlapping windows, which the package installs.)
 """
 
 

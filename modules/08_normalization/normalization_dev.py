@@ -243,6 +243,13 @@ optimizer never touches them). Updating them is bookkeeping, not part of the
 differentiable computation, so it works on their arrays directly; everything
 between input and output is Tensor operations. A shared base class holds the
 logic; the two public classes only say which input shapes they accept.
+
+The given lines at the top of `forward` are a hook: with batch statistics,
+a kernel installed with `set_batch_norm_kernel` may compute the output, mean
+and variance instead of the composition you write. Chapter 14 writes a fused
+one (forward and backward in a few passes, with the statistics saved), and
+the package installs it when it is assembled; the cells of this chapter run
+your composition.
 """
 
 
