@@ -631,7 +631,7 @@ which is how this chapter compares the two.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_conv2d_channels_last", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "impl_conv2d_channels_last", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 # Rows of the column matrix built per block: 2048 rows of a 3x3, 32-channel layer are 2.4 MB,
 # about what one core's L2 cache holds, so each block's copy is still in cache when BLAS reads it.
@@ -747,12 +747,18 @@ def _conv2d_input_grad(g, matrix, input_shape, kernel_size, stride, padding) -> 
 
 def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast."""
+    # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0] of the result.
+    # 2. Make stride and padding pairs with _pair, then check everything with chapter 06's _check_conv_args.
+    # 3. Return Conv2dChannelsLast.apply(input, weight, bias, stride=..., padding=...), leaving bias out
+    #    of the inputs when it is None (the primitive returns one gradient per input it was given).
+    ### BEGIN SOLUTION
     if input.ndim == 3:                                                     # one image: add and drop a batch axis
         return conv2d_channels_last(input.unsqueeze(0), weight, bias, stride, padding)[0]
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     _check_conv_args(input, weight, bias, stride, padding)
     inputs = (input, weight) if bias is None else (input, weight, bias)
     return Conv2dChannelsLast.apply(*inputs, stride=stride, padding=padding)
+    ### END SOLUTION
 
 
 @contextlib.contextmanager
@@ -844,7 +850,7 @@ installs them with `set_batch_norm_kernel` and `set_max_pool2d_kernel`.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_batch_norm_and_pool_kernels", "locked": true, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "impl_batch_norm_and_pool_kernels", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 def _channels_last_rows(x: np.ndarray) -> np.ndarray:
     """x (N, C, ...) as an (M, C) matrix of rows, one per position: a view when x's memory is channels-last."""
@@ -904,6 +910,10 @@ class BatchNormFused(Function):
 
 def batch_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
     """The kernel behind BatchNorm's batch statistics: (output, mean (C,), biased var (C,)), fused."""
+    # 1. The inputs are x, then weight and bias when they are not None; eps is an option.
+    # 2. out = BatchNormFused.apply(...); the node (out._ctx) kept the batch's mean and variance.
+    # 3. Without a node (under no_grad), compute mean and biased variance from x's channel rows yourself.
+    ### BEGIN SOLUTION
     inputs = (x,) if weight is None else (x, weight) if bias is None else (x, weight, bias)
     out = BatchNormFused.apply(*inputs, eps=eps)
     node = out._ctx
@@ -912,6 +922,7 @@ def batch_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps:
         mean = rows.mean(axis=0)
         return out, mean, ((rows - mean) ** 2).mean(axis=0)
     return out, node.mean, node.var
+    ### END SOLUTION
 
 
 class MaxPool2dTiles(Function):
@@ -951,12 +962,18 @@ def max_pool2d_tiles(input: Tensor, kernel_size, stride=None, padding=0) -> Tens
 
     Raises NotImplementedError for other options, so that max_pool2d uses its windows instead.
     """
+    # 1. kernel = _pair(kernel_size); stride defaults to the kernel; _pair it too.
+    # 2. Decline (raise NotImplementedError) unless the input is 4-D, stride == kernel, padding is 0 and
+    #    the kernel fits the image: max_pool2d then checks the arguments and uses its windows.
+    # 3. Otherwise return MaxPool2dTiles.apply(input, kernel_size=kernel).
+    ### BEGIN SOLUTION
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
     if (input.ndim != 4 or stride != kernel or _pair(padding, "padding") != (0, 0) or min(kernel) < 1
             or kernel[0] > input.shape[2] or kernel[1] > input.shape[3]):
         raise NotImplementedError("max_pool2d_tiles handles stride = kernel_size without padding only")
     return MaxPool2dTiles.apply(input, kernel_size=kernel)
+    ### END SOLUTION
 
 
 # %% [markdown]

@@ -248,6 +248,10 @@ def _conv2d_input_grad(g, matrix, input_shape, kernel_size, stride, padding) -> 
 
 def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast."""
+    # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0] of the result.
+    # 2. Make stride and padding pairs with _pair, then check everything with chapter 06's _check_conv_args.
+    # 3. Return Conv2dChannelsLast.apply(input, weight, bias, stride=..., padding=...), leaving bias out
+    #    of the inputs when it is None (the primitive returns one gradient per input it was given).
     if input.ndim == 3:                                                     # one image: add and drop a batch axis
         return conv2d_channels_last(input.unsqueeze(0), weight, bias, stride, padding)[0]
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
@@ -324,6 +328,9 @@ class BatchNormFused(Function):
 
 def batch_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float):
     """The kernel behind BatchNorm's batch statistics: (output, mean (C,), biased var (C,)), fused."""
+    # 1. The inputs are x, then weight and bias when they are not None; eps is an option.
+    # 2. out = BatchNormFused.apply(...); the node (out._ctx) kept the batch's mean and variance.
+    # 3. Without a node (under no_grad), compute mean and biased variance from x's channel rows yourself.
     inputs = (x,) if weight is None else (x, weight) if bias is None else (x, weight, bias)
     out = BatchNormFused.apply(*inputs, eps=eps)
     node = out._ctx
@@ -371,6 +378,10 @@ def max_pool2d_tiles(input: Tensor, kernel_size, stride=None, padding=0) -> Tens
 
     Raises NotImplementedError for other options, so that max_pool2d uses its windows instead.
     """
+    # 1. kernel = _pair(kernel_size); stride defaults to the kernel; _pair it too.
+    # 2. Decline (raise NotImplementedError) unless the input is 4-D, stride == kernel, padding is 0 and
+    #    the kernel fits the image: max_pool2d then checks the arguments and uses its windows.
+    # 3. Otherwise return MaxPool2dTiles.apply(input, kernel_size=kernel).
     kernel = _pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else _pair(stride, "stride")
     if (input.ndim != 4 or stride != kernel or _pair(padding, "padding") != (0, 0) or min(kernel) < 1
