@@ -158,15 +158,18 @@ def _windows(padded: np.ndarray, kernel_size, stride, out_size) -> np.ndarray:
                                            (sn, sh * sy, sw * sx, sy, sx, sc), writeable=False)
 
 
-def _blocked_product(windows: np.ndarray, matrix: np.ndarray, out: np.ndarray, name: str) -> None:
-    """out[n, y, x] = windows[n, y, x] (flattened) @ matrix, a few images at a time (columns stay in cache)."""
+def _blocked_product(windows: np.ndarray, matrix: np.ndarray, out: np.ndarray, name: str, bias=None) -> None:
+    """out[n, y, x] = windows[n, y, x] (flattened) @ matrix (+ bias), a few images at a time (in cache)."""
     N, OH, OW = windows.shape[:3]
     per = max(1, BLOCK_ROWS // (OH * OW))                            # images per block
     columns = _buffer(name, (min(per, N),) + windows.shape[1:], windows.dtype)
     for start in range(0, N, per):
         block = columns[:min(per, N - start)]
         np.copyto(block, windows[start:start + per])               # the column block: one strided copy
-        np.matmul(block.reshape(-1, matrix.shape[0]), matrix, out=out[start:start + per].reshape(-1, matrix.shape[1]))
+        result = out[start:start + per].reshape(-1, matrix.shape[1])
+        np.matmul(block.reshape(-1, matrix.shape[0]), matrix, out=result)
+        if bias is not None:
+            result += bias                                         # while the block is still in cache
 
 
 class Conv2dChannelsLast(Function):
@@ -187,9 +190,7 @@ class Conv2dChannelsLast(Function):
         padded[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)          # free to read if x is channels-last
         matrix = weight.transpose(2, 3, 1, 0).reshape(kh * kw * C, O).astype(dtype)   # rows in (i, j, c) order
         out = np.empty((N, OH, OW, O), dtype=dtype)
-        _blocked_product(_windows(padded, (kh, kw), stride, (OH, OW)), matrix, out, "columns")
-        if bias is not None:
-            out += bias                                                     # (O,) along the last axis
+        _blocked_product(_windows(padded, (kh, kw), stride, (OH, OW)), matrix, out, "columns", bias)
         ctx.save_for_backward(padded, matrix)
         ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
         return out.transpose(0, 3, 1, 2)                                    # (N, O, OH, OW), a view
