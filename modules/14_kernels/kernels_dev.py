@@ -2087,8 +2087,18 @@ You wrote kernels and measured what makes them fast:
   transpose that beats `a.T.copy()`, and why BLAS takes transposed operands
   for free.
 * **`conv2d_direct`**: the same convolution without the column matrix; it
-  uses less memory when there are many input channels, and is slower on the
-  course's layers, so `conv2d` stays im2col.
+  uses less memory when there are many input channels, and is slower than
+  im2col on the course's layers.
+* **`conv2d_channels_last`**: im2col's deep products on channels-last
+  columns built a few images at a time in a reused buffer, with its own
+  backward (the input gradient of a "same" convolution as a convolution):
+  less memory than im2col, and faster on the layers with many channels; now
+  the kernel behind `conv2d` and `nn.Conv2d` through chapter 06's hook.
+* **`BatchNormFused`**, **`MaxPool2dTiles`**: BatchNorm in a few passes
+  each way from saved statistics, and non-overlapping max-pooling as a
+  running maximum over strided views; each faster than its composition, and
+  the kernels behind `nn.BatchNorm2d` and `nn.MaxPool2d`. Together they make
+  the CIFAR-10 example's training step faster by the printed factor.
 * **`SoftmaxCrossEntropy`**: a fused forward and backward whose gradient is
   softmax minus one-hot; fewer bytes, a fraction of the memory and graph
   nodes, faster at every size we measured, and now the kernel behind
