@@ -15,6 +15,9 @@ Workloads (the same computation in both frameworks, built from the same weights 
     linear          Linear(512, 512) on a batch of 256, forward and backward (input gradient too)
     cnn             the reference CNN's training step: forward, cross-entropy, backward,
                     SGD step (lr 0.01, momentum 0.9), batch 64 of 3 x 32 x 32
+    cifar-step      examples/cifar10_cnn.py's network (three stages of Conv2d 3x3 pad 1, BatchNorm2d,
+                    ReLU, MaxPool2d 2; then Linear) and its optimizer (SGD, Nesterov momentum 0.9,
+                    weight decay 5e-4, lr 0.05): one training step on a batch of 64 of 3 x 32 x 32
     attention       an attention block (LayerNorm, causal MultiheadAttention, LayerNorm, MLP 4x,
                     residuals) forward and backward on 16 sequences of 128 tokens of width 128
     gpt             the capstone's GPT training step (forward with the loss, backward, AdamW step),
@@ -51,7 +54,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "results" / "benchmarks.md"
 FIGURE = PAGE.with_suffix(".png")
-WORKLOADS = ("matmul", "conv-forward", "conv-backward", "linear", "cnn", "attention", "gpt")
+WORKLOADS = ("matmul", "conv-forward", "conv-backward", "linear", "cnn", "cifar-step", "attention", "gpt")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,6 +82,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(ROOT))                             # this checkout's tinytorch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # PyTorch twins beside this file
+sys.path.insert(0, str(ROOT / "examples"))                # the CIFAR-10 example's network
 import tinytorch  # noqa: E402
 import tinytorch.nn as nn  # noqa: E402
 from tinytorch import Tensor, manual_seed, no_grad  # noqa: E402
@@ -120,19 +124,23 @@ class Workload:
     note: str = ""
 
 
-def relative_difference(mine: np.ndarray, theirs: np.ndarray) -> float:
-    """Largest absolute difference relative to the largest value of the reference."""
-    scale = max(float(np.abs(theirs).max()), 1e-12)
+def relative_difference(mine: np.ndarray, theirs: np.ndarray, scale: float | None = None) -> float:
+    """Largest absolute difference relative to `scale` (default: the largest value of the reference)."""
+    scale = max(float(np.abs(theirs).max()) if scale is None else scale, 1e-12)
     return float(np.abs(np.asarray(mine, dtype=np.float64) - theirs).max()) / scale
 
 
 def agreement(name: str, pairs: list, tolerance: float = 1e-3) -> str:
-    """Compare (what, tinytorch array, PyTorch array) triples; stop the benchmark if any differs."""
+    """Compare (what, tinytorch array, PyTorch array[, scale]) tuples; stop the benchmark if any differs.
+
+    A fourth item is the scale the difference is measured against, for arrays that should be
+    zero up to rounding (a convolution's bias in front of BatchNorm gets no gradient, in exact arithmetic).
+    """
     worst, where = 0.0, ""
-    for what, mine, theirs in pairs:
+    for what, mine, theirs, *scale in pairs:
         if np.shape(mine) != np.shape(theirs):
             raise SystemExit(f"{name}: {what} has shape {np.shape(mine)} in tinytorch, {np.shape(theirs)} in PyTorch")
-        difference = relative_difference(mine, theirs)
+        difference = relative_difference(mine, theirs, *scale)
         if difference > worst:
             worst, where = difference, what
     if worst > tolerance:
@@ -309,6 +317,69 @@ def build_cnn(rng) -> Workload:
     return workload
 
 
+def torch_cifar10_cnn(channels):
+    """PyTorch's twin of examples/cifar10_cnn.py's build_model (same layer order, so the same parameter names)."""
+    tnn, layers, c_in = torch.nn, [], 3
+    for c_out in channels:
+        layers += [tnn.Conv2d(c_in, c_out, 3, padding=1), tnn.BatchNorm2d(c_out), tnn.ReLU(), tnn.MaxPool2d(2)]
+        c_in = c_out
+    side = 32 // 2 ** len(channels)
+    return tnn.Sequential(*layers, tnn.Flatten(), tnn.Linear(c_in * side * side, 10))
+
+
+def build_cifar_step(rng) -> Workload:
+    """One training step of the CIFAR-10 example: its network, its optimizer, a batch of 64."""
+    from cifar10_cnn import CHANNELS, build_model
+    images = rng.standard_normal((64, 3, 32, 32), dtype=np.float32)
+    labels = rng.integers(0, 10, 64)
+    model, criterion = build_model(), nn.CrossEntropyLoss()
+    options = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = SGD(model.parameters(), **options)
+    tx = Tensor(images)
+
+    def gradients():
+        optimizer.zero_grad()
+        loss = criterion(model(tx), labels)
+        loss.backward()
+        return loss
+
+    def tiny():
+        gradients()
+        optimizer.step()
+
+    workload = Workload("cifar-step", "CIFAR-10 example's network: training step (SGD Nesterov), batch 64", tiny)
+    if torch is not None:
+        reference = torch_cifar10_cnn(CHANNELS)
+        copy_weights(model, reference)
+        reference_optimizer = torch.optim.SGD(reference.parameters(), **options)
+        rx, ry = torch.from_numpy(images.copy()), torch.from_numpy(labels)
+
+        def reference_gradients():
+            reference_optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(reference(rx), ry)
+            loss.backward()
+            return loss
+
+        def reference_run():
+            reference_gradients()
+            reference_optimizer.step()
+
+        def check():                                   # before any step: the same weights on both sides
+            loss, reference_loss = gradients(), reference_gradients()
+            pairs = gradient_pairs(model, reference)
+            largest = max(float(np.abs(theirs).max()) for _, _, theirs in pairs)
+            # BatchNorm subtracts each channel's mean, so the bias of the convolution before it has a zero
+            # gradient up to rounding: compare those against the largest gradient, not against themselves.
+            before_norm = {f"gradient of {i}.bias" for i, layer in enumerate(model)
+                           if isinstance(layer, nn.Conv2d) and isinstance(model[i + 1], nn.BatchNorm2d)}
+            pairs = [(what, mine, theirs, largest) if what in before_norm else (what, mine, theirs)
+                     for what, mine, theirs in pairs]
+            return agreement("cifar-step", [("loss", loss.data, reference_loss.detach().numpy())] + pairs)
+
+        workload.torch, workload.check = reference_run, check
+    return workload
+
+
 def build_attention(rng) -> Workload:
     x = rng.standard_normal((16, 128, 128), dtype=np.float32)
     block, tx = AttentionBlock(d_model=128, n_heads=4), Tensor(x)
@@ -400,6 +471,7 @@ def build_workloads(selected) -> tuple[list, list]:
     manual_seed(0)
     builders = {"matmul": build_matmul, "conv-forward": lambda r: build_conv(r, False),
                 "conv-backward": lambda r: build_conv(r, True), "linear": build_linear, "cnn": build_cnn,
+                "cifar-step": build_cifar_step,
                 "attention": build_attention, "gpt": build_gpt}
     workloads, notes = [], []
     for name in selected:

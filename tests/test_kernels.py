@@ -248,3 +248,38 @@ def test_fused_cross_entropy_matches_torch(reduction):
     compare_with_torch(lambda z: F.cross_entropy(z, t, reduction=reduction),
                        lambda z: torch.nn.functional.cross_entropy(z, torch.from_numpy(t), reduction=reduction),
                        rand(5, 4) * 4)
+
+
+def test_the_package_installs_the_convolution_batch_norm_and_pooling_kernels():
+    from tinytorch.nn import normalization, spatial
+    assert spatial.conv2d_kernel is kernels.conv2d_channels_last
+    assert spatial.max_pool2d_kernel is kernels.max_pool2d_tiles
+    assert normalization.batch_norm_kernel is kernels.batch_norm_fused
+
+
+def test_a_cnn_stage_trains_the_same_with_and_without_the_kernels():
+    from tinytorch.nn import normalization, spatial
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 9, 8))
+    results = []
+    for on in (False, True):
+        previous = (spatial.set_conv2d_kernel(kernels.conv2d_channels_last if on else None),
+                    spatial.set_max_pool2d_kernel(kernels.max_pool2d_tiles if on else None),
+                    normalization.set_batch_norm_kernel(kernels.batch_norm_fused if on else None))
+        try:
+            manual = np.random.default_rng(0)
+            stage = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(16, 5, 3, padding=1)).double()
+            for p in stage.parameters():
+                p.data[...] = manual.standard_normal(p.shape)
+            xt = Tensor(x, requires_grad=True)
+            out = stage(xt)
+            (out * out).sum().backward()
+            results.append([out.data, xt.grad.data] + [p.grad.data for p in stage.parameters()]
+                           + [stage[1].running_mean.data, stage[1].running_var.data])
+        finally:
+            spatial.set_conv2d_kernel(previous[0])
+            spatial.set_max_pool2d_kernel(previous[1])
+            normalization.set_batch_norm_kernel(previous[2])
+    for fast, composed in zip(results[1], results[0]):
+        np.testing.assert_allclose(fast, composed, rtol=1e-9, atol=1e-9)

@@ -319,3 +319,15 @@ def test_avg_pool2d_matches_torch(kernel, stride, padding):
 @requires_torch
 def test_flatten_matches_torch():
     compare_with_torch(lambda x: nn.Flatten(1, 2)(x), lambda x: torch.nn.Flatten(1, 2)(x), rand(2, 3, 4, 5))
+
+
+def test_spatial_primitives_define_their_backward_beside_their_forward():
+    import ast
+    from pathlib import Path
+
+    from tinytorch.core import autograd
+    from tinytorch.core.tensor import Function
+    assert Pad2d.backward is not Function.backward and Im2col.backward is not Function.backward
+    tree = ast.parse(Path(autograd.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "tinytorch.core.spatial" not in imported, "the autograd engine must not import the spatial layer file"

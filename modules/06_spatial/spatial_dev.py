@@ -49,10 +49,12 @@ into a column of a matrix, and the convolution becomes
 `weights @ columns`. That copy costs memory, about kh·kw times the input, and
 we will measure exactly how much, along with the speed it buys.
 
-**Forward only, for now.** We build convolution and pooling out of two new
-primitives (`Pad2d` and `Im2col`) plus the Tensor operations of chapter 02.
-Chapter 09 gives every primitive a backward rule, including these two, so the
-layers of this chapter become trainable there without changing a line.
+**Primitives, forward and backward.** We build convolution and pooling out of
+two new primitives (`Pad2d` and `Im2col`) plus the Tensor operations of
+chapter 02. Each new primitive carries its backward rule beside its forward,
+checked here with finite differences; chapter 09 builds the engine that chains
+the rules, so the layers of this chapter become trainable there without
+changing a line.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
@@ -281,8 +283,9 @@ test_unit_conv2d_naive()
 
 Padding copies the image into the middle of a larger array of zeros. It is a
 new primitive (a `Function` subclass, like `Add` or `MatMul` in chapter 02)
-because chapter 09 needs to know how to send a gradient back through it (the
-gradient of the padded array, cropped back to the middle). Pooling will pad
+because training needs to know how to send a gradient back through it (the
+gradient of the padded array, cropped back to the middle: its `backward`,
+given below the forward you write). Pooling will pad
 with a different value (`-inf` for max pooling, so that padding never wins),
 hence the `value` option.
 """
@@ -296,7 +299,7 @@ class Pad2d(Function):
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
         """x: an array (..., H, W); padding: (ph, pw); returns (..., H + 2*ph, W + 2*pw) of x's dtype."""
-        # 1. Save what backward (chapter 09) needs to crop the gradient: ctx.padding and ctx.input_shape.
+        # 1. Save what backward (below) needs to crop the gradient: ctx.padding and ctx.input_shape.
         # 2. Make the output with np.full(..., value, dtype=x.dtype): -inf for max pooling, 0 otherwise.
         # 3. Copy x into the middle: out[..., ph:ph + H, pw:pw + W] = x.
         # Pitfall: only the last two axes grow; keep the leading ones (x.shape[:-2]) as they are.
@@ -307,6 +310,12 @@ class Pad2d(Function):
         out[..., ph:ph + H, pw:pw + W] = x
         return out
         ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Crop: the middle of the padded output's gradient is the input's; the frame's goes nowhere."""
+        (ph, pw), (H, W) = ctx.padding, ctx.input_shape[-2:]
+        return (grad[..., ph:ph + H, pw:pw + W],)
 
 
 # %% [markdown]
@@ -396,7 +405,7 @@ class Im2col(Function):
     def forward(ctx, x, kernel_size, stride):
         """x: (N, C, H, W) array, already padded; kernel_size (kh, kw), stride (sh, sw) pairs."""
         # 1. OH = (H - kh) // sh + 1, OW likewise; save ctx.input_shape, ctx.kernel_size, ctx.stride
-        #    (chapter 09's col2im reads all three).
+        #    (backward, col2im, reads all three).
         # 2. sliding_window_view(x, (kh, kw), axis=(2, 3)) -> (N, C, H-kh+1, W-kw+1, kh, kw), a view;
         #    slice [:, :, ::sh, ::sw] to keep every stride-th window: (N, C, OH, OW, kh, kw).
         # 3. transpose to (C, kh, kw, N, OH, OW) (still a view), then ONE reshape to (C*kh*kw, N*OH*OW):
@@ -411,6 +420,22 @@ class Im2col(Function):
         windows = windows.transpose(1, 4, 5, 0, 2, 3)                               # (C, kh, kw, N, OH, OW), a view
         return windows.reshape(C * kh * kw, N * OH * OW)                            # the one copy
         ### END SOLUTION
+
+    @staticmethod
+    def backward(ctx, grad):
+        """col2im: add every window's gradient back onto the pixels it was copied from.
+
+        grad: (C*kh*kw, N*OH*OW), the columns' gradient; returns a 1-tuple with (N, C, H, W).
+        """
+        N, C, H, W = ctx.input_shape
+        (kh, kw), (sh, sw) = ctx.kernel_size, ctx.stride
+        OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+        windows = grad.reshape(C, kh, kw, N, OH, OW)     # row (c, i, j), column (n, y, x), as forward laid them out
+        dx = np.zeros((C, N, H, W), dtype=grad.dtype)    # channel-major, the order the columns are in
+        for i in range(kh):
+            for j in range(kw):                          # pixel (i, j) of every window, all at once
+                dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += windows[:, i, j]
+        return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
 # %% [markdown]
@@ -510,6 +535,69 @@ test_unit_im2col()
 
 # %% [markdown]
 """
+### Each primitive's backward, next to its forward
+
+A primitive is a forward *and* a backward: `forward` computes the new array,
+`backward(ctx, grad)` turns the gradient of its output into the gradients of
+its inputs, one per input, reading what forward saved on `ctx`. Chapter 09
+builds the engine that calls these rules in the right order; the rules
+themselves belong with the operation, so they are written here (given, not an
+exercise: the point of this chapter is the forward layout).
+
+`Pad2d` copied its input into the middle of a larger array, so the input's
+gradient is the middle of the output's gradient: the padding's share goes
+nowhere. `Im2col` copied every pixel into each window that covers it, so its
+backward, *col2im*, does the reverse: every window's gradient is added back
+onto the pixels it came from, and a pixel covered by several windows collects
+all of their gradients. The loop runs over the kh·kw positions inside a window
+(9 for a 3×3 kernel), and each step adds a whole strided slice of the image at
+once, for every channel, image and window. It never loops over pixels, and it
+never uses `np.add.at` (which would handle the repeats correctly but one
+element at a time, orders of magnitude slower).
+
+We need no engine to check a rule: both primitives are linear, so for a fixed
+random weighting `w` of the output, the derivative of `sum(forward(x) * w)`
+with respect to each input element is what `backward(ctx, w)` must return.
+The test compares the two with central finite differences in float64, on a
+rectangular kernel with stride 2, where windows overlap and some pixels are
+in no window at all.
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "test_unit_spatial_backward", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def finite_difference_gradient(forward, x: np.ndarray, w: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d sum(forward(x) * w) / dx, element by element, by central differences (float64)."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        original = x[index]
+        x[index] = original + eps
+        plus = np.sum(forward(x) * w)
+        x[index] = original - eps
+        minus = np.sum(forward(x) * w)
+        x[index] = original
+        grad[index] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def test_unit_spatial_backward():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 2, 5, 6))                               # float64: finite differences need it
+    for primitive, options in [(Pad2d, dict(padding=(1, 2))),
+                               (Im2col, dict(kernel_size=(3, 2), stride=(2, 1)))]:
+        ctx = primitive(Tensor(x))
+        w = rng.standard_normal(primitive.forward(ctx, x, **options).shape)
+        (analytic,) = primitive.backward(ctx, w)
+        numeric = finite_difference_gradient(lambda a: primitive.forward(primitive(Tensor(a)), a, **options), x, w)
+        assert analytic.shape == x.shape, (primitive.__name__, analytic.shape)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=primitive.__name__)
+    print("✓ Pad2d and Im2col backward agree with finite differences")
+
+
+test_unit_spatial_backward()
+
+
+# %% [markdown]
+"""
 ### `conv2d`: im2col plus one matrix multiply
 
 Now the convolution is four lines: pad, build the columns, multiply by the
@@ -526,6 +614,13 @@ The function checks its arguments first, because a mismatch deep inside
 wrote. The two mistakes people actually make are a wrong channel count (the
 layer before produced 16 channels, this one expects 32) and a kernel that does
 not fit the (padded) image after a few pooling layers.
+
+**A hook for a faster kernel.** The given lines at the top of `conv2d` hand
+the work to a kernel installed with `set_conv2d_kernel`, if there is one.
+Chapter 14 writes a faster convolution (channels-last columns, built and
+multiplied a few images at a time, with its own backward) and the package
+installs it when it is assembled, the way chapter 05's cross-entropy gets its
+fused kernel. The cells of this chapter run the version you write here.
 """
 
 
@@ -550,6 +645,23 @@ def check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> Non
                          f"(input {H}x{W}, padding {padding}); use a smaller kernel or more padding")
 
 
+# A kernel installed by set_conv2d_kernel (chapter 14 installs a faster one); None: Im2col and one matmul.
+conv2d_kernel = None
+
+
+def set_conv2d_kernel(kernel):
+    """Compute conv2d as kernel(input, weight, bias, stride, padding) -> output; None: im2col, below.
+
+    Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global conv2d_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_conv2d_kernel: expected a function (input, weight, bias, stride, padding) -> output "
+                        f"or None, not {type(kernel).__name__}")
+    previous, conv2d_kernel = conv2d_kernel, kernel
+    return previous
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as in PyTorch) as im2col plus one matrix multiply.
@@ -564,6 +676,11 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     """
     if isinstance(padding, str) or pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
         return _conv2d_options(input, weight, bias, stride, padding, dilation, groups)
+    if conv2d_kernel is not None:                     # given: a faster kernel, once one is installed
+        try:
+            return conv2d_kernel(input, weight, bias, stride, padding)
+        except NotImplementedError:
+            pass                                       # still a stub in a learner's package: im2col below
     # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
     # 2. pair stride and padding, then check_conv_args (given) before any work.
     # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
@@ -755,7 +872,9 @@ kernel, so that no window sees only padding.
 For non-overlapping windows there is a copy-free alternative: reshape
 `(N, C, H, W)` to `(N, C, H/2, 2, W/2, 2)` and take `max` over axes 3 and 5.
 It is shorter and copies nothing, and the systems section measures why we
-did not use it.
+did not use it. (As for `conv2d`, the given lines at the top of `max_pool2d`
+hand the work to a kernel installed with `set_max_pool2d_kernel`; chapter 14
+writes one for non-overlapping windows, which the package installs.)
 """
 
 
@@ -783,8 +902,31 @@ def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float,
     return cols.reshape(C, kh * kw, N * OH * OW), (C, N, OH, OW)
 
 
+# A kernel installed by set_max_pool2d_kernel (chapter 14 installs a faster one); None: windows, below.
+max_pool2d_kernel = None
+
+
+def set_max_pool2d_kernel(kernel):
+    """Compute max_pool2d as kernel(input, kernel_size, stride, padding) -> output; None: windows and a max.
+
+    The kernel may raise NotImplementedError for options it does not handle (max_pool2d then
+    takes the windows). Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global max_pool2d_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_max_pool2d_kernel: expected a function (input, kernel_size, stride, padding) -> output "
+                        f"or None, not {type(kernel).__name__}")
+    previous, max_pool2d_kernel = max_pool2d_kernel, kernel
+    return previous
+
+
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The maximum of every kh x kw window (stride defaults to kernel_size): (N, C, H, W) -> (N, C, OH, OW)."""
+    if max_pool2d_kernel is not None and input.ndim == 4:   # given: a faster kernel, once one is installed
+        try:
+            return max_pool2d_kernel(input, kernel_size, stride, padding)
+        except NotImplementedError:
+            pass                                       # a case it does not handle (or a stub): windows below
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.
@@ -1463,6 +1605,7 @@ if __name__ == "__main__":
     test_unit_conv2d_naive()
     test_unit_pad2d()
     test_unit_im2col()
+    test_unit_spatial_backward()
     test_unit_conv2d()
     test_unit_conv2d_module()
     test_unit_pooling()
@@ -1573,7 +1716,7 @@ long contiguous rows: vector instructions at memory speed. The copy-free fast
 version is `np.maximum(np.maximum(x[..., ::2, ::2], x[..., ::2, 1::2]),
 np.maximum(x[..., 1::2, ::2], x[..., 1::2, 1::2]))`: three elementwise passes
 over strided views, no window matrix. In tinytorch that needs an elementwise
-`Maximum` primitive (a new forward and a new backward rule in chapter 09 that
+`Maximum` primitive (a new forward and a new backward rule that
 sends the gradient to the larger input and splits ties), plus four `GetItem`
 slices whose backward scatters into four full-size zero arrays that are then
 added: more memory traffic in backward than one col2im.
@@ -1629,10 +1772,11 @@ fast with the same idea the big frameworks started from:
 * **`max_pool2d` / `avg_pool2d` and their layers**: the same window matrix,
   reduced along the window axis; `-inf` padding for max and zeros for average.
 * **`Flatten`**: from feature maps to the vector a classifier needs.
-* **Two new primitives**, `Pad2d` and `Im2col`. Everything else is the Tensor
-  operations of chapter 02, which is why chapter 09 makes all of it trainable
-  with two more backward rules (crop the gradient; add every window's
-  gradient back onto its pixels).
+* **Two new primitives**, `Pad2d` and `Im2col`, each with its backward rule
+  beside its forward (crop the gradient; add every window's gradient back
+  onto its pixels), checked with finite differences. Everything else is the
+  Tensor operations of chapter 02, which is why chapter 09's engine makes all
+  of it trainable.
 
 What you measured: im2col is many times faster than loops,
 and it costs `kh·kw` times the input's memory; the order in which a copy

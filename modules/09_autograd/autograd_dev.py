@@ -784,48 +784,15 @@ def getitem_backward(ctx, grad):
 
 # %% [markdown]
 """
-## Rules for the spatial primitives of chapter 06
+## Primitives that bring their own rules
 
-Chapter 06 built convolution and pooling from two primitives of its own;
-everything else there (the matmul with the filters, the bias, the max or mean
-over each window) already has a rule above.
-
-`Pad2d` copied its input into the middle of a larger array, so the input's
-gradient is the middle of the output's gradient: the padding's share goes
-nowhere. `Im2col` copied every pixel into each window that covers it, so its
-backward, *col2im*, does the reverse: every window's gradient is added back
-onto the pixels it came from, and a pixel covered by several windows collects
-all of their gradients. The loop runs over the kh·kw positions inside a window
-(9 for a 3×3 kernel), and each step adds a whole strided slice of the image at
-once, for every channel, image and window. It never loops over pixels, and it
-never uses `np.add.at` (which would handle the repeats correctly but one
-element at a time, orders of magnitude slower).
+Chapter 06's `Pad2d` and `Im2col` define their `backward` beside their
+`forward` (and check it there with finite differences), so the engine needs
+nothing from the layer files: any `Function` subclass with both methods is
+differentiated by the same loop. Everything else chapter 06 builds (the matmul
+with the filters, the bias, the max or mean over each window) already uses the
+rules above.
 """
-
-
-# %%
-#| export
-from tinytorch.nn.spatial import Im2col, Pad2d
-
-
-@backward_rule(Pad2d)
-def pad2d_backward(ctx, grad):
-    (ph, pw), (H, W) = ctx.padding, ctx.input_shape[-2:]
-    return (grad[..., ph:ph + H, pw:pw + W],)        # crop: the padding's gradient goes nowhere
-
-
-@backward_rule(Im2col)
-def im2col_backward(ctx, grad):
-    """col2im: add every window's gradient back onto the pixels it was copied from."""
-    N, C, H, W = ctx.input_shape
-    (kh, kw), (sh, sw) = ctx.kernel_size, ctx.stride
-    OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
-    windows = grad.reshape(C, kh, kw, N, OH, OW)     # row (c, i, j), column (n, y, x), as Im2col laid them out
-    dx = np.zeros((C, N, H, W), dtype=grad.dtype)    # channel-major, the order the columns are in
-    for i in range(kh):
-        for j in range(kw):                          # pixel (i, j) of every window, all at once
-            dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += windows[:, i, j]
-    return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
 # %% [markdown]

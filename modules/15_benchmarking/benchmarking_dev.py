@@ -588,7 +588,7 @@ import numpy as np
 from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
                                      Tanh, Transpose)
 from tinytorch.core.tensor import Tensor
-from tinytorch.kernels import SoftmaxCrossEntropy
+from tinytorch.kernels import BatchNormFused, Conv2dChannelsLast, MaxPool2dTiles, SoftmaxCrossEntropy
 from tinytorch.nn.layers import Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
@@ -614,6 +614,11 @@ FLOP_RULES = {
     Sum: _per_input, Max: _per_input,
     Reshape: _none, Transpose: _none, GetItem: _none, Pad2d: _none, Im2col: _none,
     SoftmaxCrossEntropy: lambda inputs, output: 5 * inputs[0].size,         # max, subtract, exp, sum, divide
+    # Chapter 14's kernels behind Conv2d, BatchNorm and max-pooling: the arithmetic of what they replace.
+    Conv2dChannelsLast: lambda inputs, output: (2 * output.size * (inputs[1].size // inputs[1].shape[0])
+                                                + (output.size if len(inputs) == 3 else 0)),   # + bias
+    BatchNormFused: lambda inputs, output: 6 * inputs[0].size,              # mean, subtract, square-sum, scale, shift
+    MaxPool2dTiles: lambda inputs, output: inputs[0].size - output.size,     # kh*kw - 1 comparisons per window
 }
 
 
@@ -1606,10 +1611,11 @@ assert 0.005 < cnn_profile.engine_time / total < 0.3, "the engine's own work is 
 r"""
 Read the table from the heaviest rows. The two convolutions do almost all
 the arithmetic and take a large share of the time, forward and backward. The
-max-pooling layers do almost no arithmetic, yet their forward (the window
-copy of chapter 06) and especially their backward (scattering each window's
-gradient back, then chapter 09's `col2im`) cost far more than their FLOPs
-suggest: they are pure data movement. `Linear(2304, 256)` holds almost all
+max-pooling layers do almost no arithmetic (a comparison per input value),
+yet their forward (chapter 14's running maximum over strided views of the
+image) and their backward (routing each gradient to the pixel that won, into
+a new input-sized array) cost far more than their FLOPs suggest: they are
+pure data movement. `Linear(2304, 256)` holds almost all
 the parameters, and its time is mostly its two matmuls. The loss, fused in
 chapter 14, is negligible (under 5% of the step, checked). The engine's own
 work, the row that no layer owns, is a few percent (the printed line; the
@@ -1655,8 +1661,9 @@ intensities of several FLOPs per byte or more (the cell checks both sides:
 under 0.2 and over 2), within a small factor of the ridge or right of it:
 compute-bound, or nearly, in principle. The line under the plot says whether
 every layer sits *below* its roof, and how close the best one gets; most sit
-below it by a large factor. For the matmul-heavy layers, the distance is the im2col copy
-and the tinytorch overhead around the one BLAS call; for the small layers,
+below it by a large factor. For the matmul-heavy layers, the distance is the column copies
+(chapter 14's convolution builds them a few images at a time) and the tinytorch overhead
+around the BLAS calls; for the small layers,
 Python's fixed cost per primitive is a large part of their time. The roofline
 tells us which resource a layer *could* be limited by; the distance below it
 tells us how much we lose to everything else.

@@ -177,29 +177,6 @@ def getitem_backward(ctx, grad):
     return (full,)
 
 
-from tinytorch.nn.spatial import Im2col, Pad2d
-
-
-@backward_rule(Pad2d)
-def pad2d_backward(ctx, grad):
-    (ph, pw), (H, W) = ctx.padding, ctx.input_shape[-2:]
-    return (grad[..., ph:ph + H, pw:pw + W],)        # crop: the padding's gradient goes nowhere
-
-
-@backward_rule(Im2col)
-def im2col_backward(ctx, grad):
-    """col2im: add every window's gradient back onto the pixels it was copied from."""
-    N, C, H, W = ctx.input_shape
-    (kh, kw), (sh, sw) = ctx.kernel_size, ctx.stride
-    OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
-    windows = grad.reshape(C, kh, kw, N, OH, OW)     # row (c, i, j), column (n, y, x), as Im2col laid them out
-    dx = np.zeros((C, N, H, W), dtype=grad.dtype)    # channel-major, the order the columns are in
-    for i in range(kh):
-        for j in range(kw):                          # pixel (i, j) of every window, all at once
-            dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += windows[:, i, j]
-    return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
-
-
 from tinytorch.core.function import Cast, Cat, Expand, TakeAlong, Where
 
 

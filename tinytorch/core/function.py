@@ -181,6 +181,14 @@ class Where(Function):
     @staticmethod
     def forward(ctx, a, b, condition):
         ctx.condition = condition                    # backward routes the gradient by it
+        if a.dtype.kind == "f" and np.isfinite(a).all() and np.isfinite(b).all():
+            # The same numbers as np.where when every value is finite (0 * x is 0), several times
+            # faster here (np.where runs a masked loop; a multiply is a vector loop), and the
+            # result keeps the inputs' memory layout. inf and nan need np.where: 0 * inf is nan.
+            out = b * ~condition
+            if a.size > 1 or a.any():                # a zero constant (ReLU's 0.0) adds nothing
+                out += a * condition
+            return out
         return np.where(condition, a, b)
 
 

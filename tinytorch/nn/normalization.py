@@ -47,6 +47,25 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
 
+# A kernel installed by set_batch_norm_kernel (chapter 14 installs a fused one); None: the composition below.
+batch_norm_kernel = None
+
+
+def set_batch_norm_kernel(kernel):
+    """Compute BatchNorm with batch statistics as kernel(x, weight, bias, eps) -> (out, mean, var).
+
+    mean and var are this batch's (C,) mean and biased variance (the layer updates its running
+    statistics from them). `kernel=None` restores the composition of Tensor operations. Returns the
+    kernel that was installed before, so a caller can put it back.
+    """
+    global batch_norm_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_batch_norm_kernel: expected a function (x, weight, bias, eps) -> (out, mean, var) "
+                        f"or None, not {type(kernel).__name__}")
+    previous, batch_norm_kernel = batch_norm_kernel, kernel
+    return previous
+
+
 class _BatchNorm(Module):
     """Per-channel normalization over the batch (and spatial) axes, with running statistics for eval mode."""
 
@@ -90,6 +109,20 @@ class _BatchNorm(Module):
         self.running_mean.data[...] = (1 - m) * self.running_mean.data + m * mean
         self.running_var.data[...] = (1 - m) * self.running_var.data + m * unbiased_var
 
+    def _forward_with_kernel(self, kernel, x: Tensor) -> Tensor:
+        """forward() with this batch's statistics computed by kernel(x, weight, bias, eps) -> (out, mean, var)."""
+        name, C = type(self).__name__, self.num_features
+        if not self._accepts(x.ndim) or x.shape[1] != C:
+            raise ValueError(f"{name}({C}) expects input of shape {self._shapes} with C={C}; got {x.shape}")
+        count = x.numel() // C
+        if self.training and count <= 1:
+            raise ValueError(f"{name}: expected more than 1 value per channel when training, got input of "
+                             f"shape {x.shape}; use a larger batch or call .eval()")
+        out, mean, var = kernel(x, self.weight, self.bias, self.eps)    # mean and biased var: (C,) arrays
+        if self.training and self.running_mean is not None:
+            self._update_running_stats(mean, var * count / (count - 1))
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """Normalize each channel (axis 1) of x; the output has x's shape.
 
@@ -99,6 +132,11 @@ class _BatchNorm(Module):
         """
         if x.numel() == 0 and x.ndim >= 2 and x.shape[1] == self.num_features:
             return x * 1.0                             # given: an empty batch comes back empty, as in PyTorch
+        if batch_norm_kernel is not None and (self.training or self.running_mean is None):
+            try:                                       # given: a faster kernel for batch statistics, once installed
+                return self._forward_with_kernel(batch_norm_kernel, x)
+            except NotImplementedError:
+                pass                                   # still a stub in a learner's package: compose below
         # Shapes: reduce over axes (0, 2, 3, ...) with keepdim=True -> (1, C, 1, ...); reshape the
         # (C,) buffers and weight/bias to (1, C, 1, ...) so they broadcast against x.
         # Errors (ValueError): a shape `_accepts` refuses or x.shape[1] != C; in training, a single

@@ -34,7 +34,7 @@ class Pad2d(Function):
     @staticmethod
     def forward(ctx, x, padding, value=0.0):
         """x: an array (..., H, W); padding: (ph, pw); returns (..., H + 2*ph, W + 2*pw) of x's dtype."""
-        # 1. Save what backward (chapter 09) needs to crop the gradient: ctx.padding and ctx.input_shape.
+        # 1. Save what backward (below) needs to crop the gradient: ctx.padding and ctx.input_shape.
         # 2. Make the output with np.full(..., value, dtype=x.dtype): -inf for max pooling, 0 otherwise.
         # 3. Copy x into the middle: out[..., ph:ph + H, pw:pw + W] = x.
         # Pitfall: only the last two axes grow; keep the leading ones (x.shape[:-2]) as they are.
@@ -43,6 +43,12 @@ class Pad2d(Function):
         out = np.full(x.shape[:-2] + (H + 2 * ph, W + 2 * pw), value, dtype=x.dtype)
         out[..., ph:ph + H, pw:pw + W] = x
         return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        """Crop: the middle of the padded output's gradient is the input's; the frame's goes nowhere."""
+        (ph, pw), (H, W) = ctx.padding, ctx.input_shape[-2:]
+        return (grad[..., ph:ph + H, pw:pw + W],)
 
 
 class Im2col(Function):
@@ -56,7 +62,7 @@ class Im2col(Function):
     def forward(ctx, x, kernel_size, stride):
         """x: (N, C, H, W) array, already padded; kernel_size (kh, kw), stride (sh, sw) pairs."""
         # 1. OH = (H - kh) // sh + 1, OW likewise; save ctx.input_shape, ctx.kernel_size, ctx.stride
-        #    (chapter 09's col2im reads all three).
+        #    (backward, col2im, reads all three).
         # 2. sliding_window_view(x, (kh, kw), axis=(2, 3)) -> (N, C, H-kh+1, W-kw+1, kh, kw), a view;
         #    slice [:, :, ::sh, ::sw] to keep every stride-th window: (N, C, OH, OW, kh, kw).
         # 3. transpose to (C, kh, kw, N, OH, OW) (still a view), then ONE reshape to (C*kh*kw, N*OH*OW):
@@ -69,6 +75,22 @@ class Im2col(Function):
         windows = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]   # (N, C, OH, OW, kh, kw), a view
         windows = windows.transpose(1, 4, 5, 0, 2, 3)                               # (C, kh, kw, N, OH, OW), a view
         return windows.reshape(C * kh * kw, N * OH * OW)                            # the one copy
+
+    @staticmethod
+    def backward(ctx, grad):
+        """col2im: add every window's gradient back onto the pixels it was copied from.
+
+        grad: (C*kh*kw, N*OH*OW), the columns' gradient; returns a 1-tuple with (N, C, H, W).
+        """
+        N, C, H, W = ctx.input_shape
+        (kh, kw), (sh, sw) = ctx.kernel_size, ctx.stride
+        OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+        windows = grad.reshape(C, kh, kw, N, OH, OW)     # row (c, i, j), column (n, y, x), as forward laid them out
+        dx = np.zeros((C, N, H, W), dtype=grad.dtype)    # channel-major, the order the columns are in
+        for i in range(kh):
+            for j in range(kw):                          # pixel (i, j) of every window, all at once
+                dx[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += windows[:, i, j]
+        return (dx.transpose(1, 0, 2, 3),)               # (N, C, H, W), a view
 
 
 def check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> None:
@@ -90,6 +112,23 @@ def check_conv_args(input: Tensor, weight: Tensor, bias, stride, padding) -> Non
                          f"(input {H}x{W}, padding {padding}); use a smaller kernel or more padding")
 
 
+# A kernel installed by set_conv2d_kernel (chapter 14 installs a faster one); None: Im2col and one matmul.
+conv2d_kernel = None
+
+
+def set_conv2d_kernel(kernel):
+    """Compute conv2d as kernel(input, weight, bias, stride, padding) -> output; None: im2col, below.
+
+    Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global conv2d_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_conv2d_kernel: expected a function (input, weight, bias, stride, padding) -> output "
+                        f"or None, not {type(kernel).__name__}")
+    previous, conv2d_kernel = conv2d_kernel, kernel
+    return previous
+
+
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> Tensor:
     """2-D convolution (cross-correlation, as in PyTorch) as im2col plus one matrix multiply.
@@ -104,6 +143,11 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     """
     if isinstance(padding, str) or pair(dilation, "dilation") != (1, 1) or groups != 1:   # given: the rest of the API
         return _conv2d_options(input, weight, bias, stride, padding, dilation, groups)
+    if conv2d_kernel is not None:                     # given: a faster kernel, once one is installed
+        try:
+            return conv2d_kernel(input, weight, bias, stride, padding)
+        except NotImplementedError:
+            pass                                       # still a stub in a learner's package: im2col below
     # 1. A 3-D input is one image: call conv2d on input.unsqueeze(0) and return [0] of the result.
     # 2. pair stride and padding, then check_conv_args (given) before any work.
     # 3. Pad2d.apply (only if padding is non-zero), then Im2col.apply -> cols (C*kh*kw, N*OH*OW).
@@ -190,8 +234,31 @@ def _pool_windows(input: Tensor, kernel_size, stride, padding, pad_value: float,
     return cols.reshape(C, kh * kw, N * OH * OW), (C, N, OH, OW)
 
 
+# A kernel installed by set_max_pool2d_kernel (chapter 14 installs a faster one); None: windows, below.
+max_pool2d_kernel = None
+
+
+def set_max_pool2d_kernel(kernel):
+    """Compute max_pool2d as kernel(input, kernel_size, stride, padding) -> output; None: windows and a max.
+
+    The kernel may raise NotImplementedError for options it does not handle (max_pool2d then
+    takes the windows). Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global max_pool2d_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_max_pool2d_kernel: expected a function (input, kernel_size, stride, padding) -> output "
+                        f"or None, not {type(kernel).__name__}")
+    previous, max_pool2d_kernel = max_pool2d_kernel, kernel
+    return previous
+
+
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """The maximum of every kh x kw window (stride defaults to kernel_size): (N, C, H, W) -> (N, C, OH, OW)."""
+    if max_pool2d_kernel is not None and input.ndim == 4:   # given: a faster kernel, once one is installed
+        try:
+            return max_pool2d_kernel(input, kernel_size, stride, padding)
+        except NotImplementedError:
+            pass                                       # a case it does not handle (or a stub): windows below
     # 1. A 3-D input (C, H, W): pool input.unsqueeze(0) and return [0].
     # 2. windows, shape = _pool_windows(..., -np.inf, "max_pool2d") (given): (C, kh*kw, N*OH*OW) and
     #    (C, N, OH, OW). Pad with -inf, never 0: a zero could beat an all-negative window.

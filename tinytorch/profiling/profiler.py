@@ -9,7 +9,7 @@ import numpy as np
 from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
                                      Tanh, Transpose)
 from tinytorch.core.tensor import Tensor
-from tinytorch.kernels import SoftmaxCrossEntropy
+from tinytorch.kernels import BatchNormFused, Conv2dChannelsLast, MaxPool2dTiles, SoftmaxCrossEntropy
 from tinytorch.nn.layers import Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
@@ -35,6 +35,11 @@ FLOP_RULES = {
     Sum: _per_input, Max: _per_input,
     Reshape: _none, Transpose: _none, GetItem: _none, Pad2d: _none, Im2col: _none,
     SoftmaxCrossEntropy: lambda inputs, output: 5 * inputs[0].size,         # max, subtract, exp, sum, divide
+    # Chapter 14's kernels behind Conv2d, BatchNorm and max-pooling: the arithmetic of what they replace.
+    Conv2dChannelsLast: lambda inputs, output: (2 * output.size * (inputs[1].size // inputs[1].shape[0])
+                                                + (output.size if len(inputs) == 3 else 0)),   # + bias
+    BatchNormFused: lambda inputs, output: 6 * inputs[0].size,              # mean, subtract, square-sum, scale, shift
+    MaxPool2dTiles: lambda inputs, output: inputs[0].size - output.size,     # kh*kw - 1 comparisons per window
 }
 
 
