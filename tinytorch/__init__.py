@@ -18,8 +18,9 @@ nn.loss.cross_entropy_kernel = kernels.softmax_cross_entropy_rows
 # the channels-last convolution behind every conv2d / nn.Conv2d (chapter 06's arguments, checks and
 # results, with its own backward),
 nn.spatial.conv2d_kernel = kernels.conv2d_channels_last
-# the fused BatchNorm (batch statistics) and the tiled max-pooling (stride = kernel, no padding).
+# the fused BatchNorm (batch statistics) and LayerNorm, and the tiled max-pooling (stride = kernel, no padding).
 nn.normalization.batch_norm_kernel = kernels.batch_norm_fused
+nn.normalization.layer_norm_kernel = kernels.layer_norm_fused
 nn.spatial.max_pool2d_kernel = kernels.max_pool2d_tiles
 
 import numpy as _np

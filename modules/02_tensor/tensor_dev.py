@@ -57,6 +57,12 @@ cells are explanations, tests and measurements.
 #| export core.creation
 import numpy as np
 
+# %%
+#| export
+#| export core.shape_rules
+#| export core.ops
+import math  # math.prod: the size of a shape, without turning a tuple into an array first
+
 # %% [markdown]
 """
 ## Background
@@ -773,13 +779,13 @@ def resolve_shape(shape: tuple, current: tuple) -> tuple:
     # Then refuse any negative size or a wrong element count with a ValueError that names
     # `current`, its element count ("12 elements") and the requested shape.
     ### BEGIN SOLUTION
-    size = int(np.prod(current))
+    size = math.prod(current)
     shape = tuple(int(d) for d in shape)
     unknown = [i for i, d in enumerate(shape) if d == -1]
-    known = int(np.prod([d for d in shape if d != -1]))
+    known = math.prod(d for d in shape if d != -1)
     if len(unknown) == 1 and known > 0 and size % known == 0:
         shape = shape[:unknown[0]] + (size // known,) + shape[unknown[0] + 1:]
-    if any(d < 0 for d in shape) or int(np.prod(shape)) != size:
+    if any(d < 0 for d in shape) or math.prod(shape) != size:
         raise ValueError(f"reshape: cannot reshape {current} ({size} elements) into {shape}; "
                          f"the new shape must hold {size} elements, with at most one -1")
     return shape
@@ -1218,7 +1224,7 @@ class Tensor:
         # the dims reduced over), not by numel(), unless dim is None. Stays float32.
         ### BEGIN SOLUTION
         dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
-        count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+        count = self.numel() if dim is None else math.prod(self.shape[d] for d in np.atleast_1d(dim))
         return self.sum(dim, keepdim) / count
         ### END SOLUTION
 
@@ -1275,7 +1281,7 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         start, end = start_dim % self.ndim, end_dim % self.ndim
-        return self.reshape(*self.shape[:start], int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
+        return self.reshape(*self.shape[:start], math.prod(self.shape[start:end + 1]), *self.shape[end + 1:])
 
     def unsqueeze(self, dim: int):
         dim = check_dim(dim, self.ndim + 1, "unsqueeze")   # one more dim than the tensor has
@@ -1879,7 +1885,7 @@ def _var(self, dim=None, unbiased: bool = True, keepdim: bool = False, *, correc
     """The variance over `dim`, dividing by N - correction (correction = 1 if unbiased, else 0)."""
     correction = (1 if unbiased else 0) if correction is None else correction
     dim = tuple(dim) if isinstance(dim, list) else dim
-    count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+    count = self.numel() if dim is None else math.prod(self.shape[d] for d in np.atleast_1d(dim))
     deviation = self - self.mean(dim, keepdim=True)
     with np.errstate(divide="ignore", invalid="ignore"):   # N <= correction gives inf or nan, as in PyTorch
         return (deviation * deviation).sum(dim, keepdim) / max(count - correction, 0)

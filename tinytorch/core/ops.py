@@ -2,6 +2,9 @@
 
 import numpy as np
 
+
+import math  # math.prod: the size of a shape, without turning a tuple into an array first
+
 from tinytorch.core.function import Cat, Expand, Function, Max, Where
 from tinytorch.core.shape_rules import broadcast_shape, check_dim, min_result, reduction_args, result_dtype
 from tinytorch.core.tensor import Tensor, promote, select_along
@@ -59,7 +62,7 @@ def _var(self, dim=None, unbiased: bool = True, keepdim: bool = False, *, correc
     """The variance over `dim`, dividing by N - correction (correction = 1 if unbiased, else 0)."""
     correction = (1 if unbiased else 0) if correction is None else correction
     dim = tuple(dim) if isinstance(dim, list) else dim
-    count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+    count = self.numel() if dim is None else math.prod(self.shape[d] for d in np.atleast_1d(dim))
     deviation = self - self.mean(dim, keepdim=True)
     with np.errstate(divide="ignore", invalid="ignore"):   # N <= correction gives inf or nan, as in PyTorch
         return (deviation * deviation).sum(dim, keepdim) / max(count - correction, 0)

@@ -3,6 +3,9 @@
 import numpy as np
 
 
+import math  # math.prod: the size of a shape, without turning a tuple into an array first
+
+
 from typing import NamedTuple
 
 def broadcast_shape(op: str, a: tuple, b: tuple) -> tuple:
@@ -119,13 +122,13 @@ def resolve_shape(shape: tuple, current: tuple) -> tuple:
     # is exactly one -1 and that division is exact (and the product is not 0).
     # Then refuse any negative size or a wrong element count with a ValueError that names
     # `current`, its element count ("12 elements") and the requested shape.
-    size = int(np.prod(current))
+    size = math.prod(current)
     shape = tuple(int(d) for d in shape)
     unknown = [i for i, d in enumerate(shape) if d == -1]
-    known = int(np.prod([d for d in shape if d != -1]))
+    known = math.prod(d for d in shape if d != -1)
     if len(unknown) == 1 and known > 0 and size % known == 0:
         shape = shape[:unknown[0]] + (size // known,) + shape[unknown[0] + 1:]
-    if any(d < 0 for d in shape) or int(np.prod(shape)) != size:
+    if any(d < 0 for d in shape) or math.prod(shape) != size:
         raise ValueError(f"reshape: cannot reshape {current} ({size} elements) into {shape}; "
                          f"the new shape must hold {size} elements, with at most one -1")
     return shape

@@ -2,6 +2,9 @@
 
 import numpy as np
 
+
+import math  # math.prod: the size of a shape, without turning a tuple into an array first
+
 from tinytorch.core.function import Add, Cast, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum, TakeAlong, Tanh, Transpose
 from tinytorch.core.shape_rules import broadcast_shape, check_dim, matmul_shape, max_result, numeric_array, reduction_args, resolve_shape, result_dtype
 
@@ -310,7 +313,7 @@ class Tensor:
         # Pitfall: divide by the count of the REDUCED elements (the product of the sizes of
         # the dims reduced over), not by numel(), unless dim is None. Stays float32.
         dim, keepdim = reduction_args(dim, keepdim, axis, keepdims)
-        count = self.numel() if dim is None else int(np.prod([self.shape[d] for d in np.atleast_1d(dim)]))
+        count = self.numel() if dim is None else math.prod(self.shape[d] for d in np.atleast_1d(dim))
         return self.sum(dim, keepdim) / count
 
     def amax(self, dim=None, keepdim: bool = False, *, axis=None, keepdims=None):
@@ -362,7 +365,7 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         start, end = start_dim % self.ndim, end_dim % self.ndim
-        return self.reshape(*self.shape[:start], int(np.prod(self.shape[start:end + 1])), *self.shape[end + 1:])
+        return self.reshape(*self.shape[:start], math.prod(self.shape[start:end + 1]), *self.shape[end + 1:])
 
     def unsqueeze(self, dim: int):
         dim = check_dim(dim, self.ndim + 1, "unsqueeze")   # one more dim than the tensor has

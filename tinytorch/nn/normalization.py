@@ -8,6 +8,24 @@ from tinytorch.core.tensor import Tensor
 from tinytorch.nn.module import Module, Parameter
 
 
+# A kernel installed by set_layer_norm_kernel (chapter 14 installs a fused one); None: the composition below.
+layer_norm_kernel = None
+
+
+def set_layer_norm_kernel(kernel):
+    """Compute LayerNorm as kernel(x, weight, bias, normalized_shape, eps) -> out (x's shape).
+
+    weight and bias are the layer's Parameters or None. `kernel=None` restores the composition of
+    Tensor operations. Returns the kernel that was installed before, so a caller can put it back.
+    """
+    global layer_norm_kernel
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"set_layer_norm_kernel: expected a function (x, weight, bias, normalized_shape, eps) "
+                        f"-> Tensor or None, not {type(kernel).__name__}")
+    previous, layer_norm_kernel = layer_norm_kernel, kernel
+    return previous
+
+
 class LayerNorm(Module):
     """Normalize each sample over its last dimensions, then scale by `weight` and shift by `bias`."""
 
@@ -23,6 +41,8 @@ class LayerNorm(Module):
 
         Raises ValueError, naming both shapes, when x's trailing dims are not normalized_shape.
         """
+        if layer_norm_kernel is not None and x.shape[x.ndim - len(self.normalized_shape):] == self.normalized_shape:
+            return layer_norm_kernel(x, self.weight, self.bias, self.normalized_shape, self.eps)   # given: the hook
         # 1. dims = the last n axes (negative: -n, ..., -1); mean over them with keepdim=True.
         # 2. Biased variance: the mean of (x - mean)**2 over the same dims (divide by m, not m - 1).
         # 3. Multiply by (var + eps) ** -0.5 (one Pow; eps inside the root: a constant sample has var 0).
