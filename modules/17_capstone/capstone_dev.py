@@ -1613,10 +1613,12 @@ print(f"activations per token per layer: {forward_peak / (B * T * L) / 1e3:.1f} 
 # %% [markdown]
 r"""
 Even this small model keeps more bytes of activations than it has weights,
-gradients and optimizer state together: every intermediate of every
-composed operation (each step of LayerNorm, GELU and softmax) is a saved
-array, dozens of C-wide vectors per token per layer, plus the T-wide
-attention rows. Activation memory grows with batch × context × depth and is
+gradients and optimizer state together, although the package already runs
+LayerNorm and the tanh GELU as single primitives (chapters 14 and 03) that
+save one array each: every other intermediate (the projections, the
+residual sums, each step of the attention's masked softmax) is a saved
+array, a few dozen C-wide vectors per token per layer (the printout), plus
+the T-wide attention rows. Activation memory grows with batch × context × depth and is
 what runs out first when a model is scaled up; production systems fuse
 those chains into single kernels that save only their inputs, and recompute
 activations in backward (*activation checkpointing*) instead of storing them.
@@ -1933,23 +1935,25 @@ r"""
 
 ### BEGIN SOLUTION
 **Answer key.** The printout gives the forward peak per token per layer
-(about 36 kB, some 70 float32 vectors of width C, at C = 128 and T = 64).
-Split it: most is C-wide (LayerNorm, GELU, projections: say 60 vectors) and
+(about 20 kB, some 38 float32 vectors of width C, at C = 128 and T = 64; a
+few kB either way is fine). Split it: most is C-wide (projections, residual
+sums, the q/k/v reshapes, the MLP's 4C-wide hidden layer: say 30 vectors) and
 scales with C; the rest is the T-wide attention rows, n_h of them per token
 for each saved array of the score chain (scores, masked scores, exp,
-normalised weights: about four), which scale with n_h × T. Check: 60 × 128 ×
-4 B + 4 × 4 × 64 × 4 B ≈ 31 + 4 = 35 kB. For GPT-2 small: 60 × 768 × 4 B ≈
-184 kB plus 4 × 12 × 1024 × 4 B ≈ 197 kB, about 380 kB per token per layer;
-with 8 × 1024 = 8,192 tokens and 12 layers, about 8,192 × 12 × 380 kB ≈ 37 GB,
+normalised weights: about four), which scale with n_h × T. Check: 30 × 128 ×
+4 B + 4 × 4 × 64 × 4 B ≈ 15 + 4 = 19 kB. For GPT-2 small: 30 × 768 × 4 B ≈
+92 kB plus 4 × 12 × 1024 × 4 B ≈ 197 kB, about 290 kB per token per layer;
+with 8 × 1024 = 8,192 tokens and 12 layers, about 8,192 × 12 × 290 kB ≈ 28 GB,
 far beyond the 2 GB of weights, gradients and AdamW state (124 M parameters
 × 16 bytes). Fuse softmax first (with the mask and scaling): at T = 1024
 its T-wide saved arrays dominate, and a fused softmax saves only its output
-(three or four arrays per score element become one). Then LayerNorm (mean,
-centred, variance, rstd, normalised, scaled: about five saved arrays per
-element become the input plus two per-row statistics) and GELU (about ten
-saved arrays per element become one, the input).
+(three or four arrays per score element become one). LayerNorm and the tanh
+GELU are already fused in the package; composed, LayerNorm keeps about five
+saved arrays per element (mean, centred, variance, rstd, normalised, scaled)
+where the fused one keeps x-hat plus one number per row, and the composed
+GELU about ten where the fused one keeps one.
 
-**Rubric (2 points).** 1 point for an estimate (20 to 60 GB) that scales
+**Rubric (2 points).** 1 point for an estimate (15 to 60 GB) that scales
 the C-wide part by C and the attention part by T and n_h, starting from the
 learner's own printed figure; 1 point for choosing softmax (or
 justifying another choice by the T-wide arrays) and giving per-element saved

@@ -603,8 +603,10 @@ plt.show()
 r"""
 Both kinds of step sit on the side of the ridge the counting predicts, and
 neither reaches its roof. The prefill's matrix products are big enough for
-BLAS, but LayerNorm, GELU and softmax are composed of many small NumPy
-passes (chapter 17 measured them). The decode step is further below its
+BLAS, but the attention's masked softmax is still composed of many small
+NumPy passes (LayerNorm and the tanh GELU run as single primitives from
+chapters 14 and 03; chapter 14 measured what fusing LayerNorm saves on one
+token). The decode step is further below its
 roof: its matrix products are matrix-vector products of one row, and each
 of its few hundred operations pays a fixed cost in Python and NumPy
 dispatch that does not shrink with the work. That fixed cost is why the
