@@ -274,12 +274,17 @@ def build_linear(rng) -> Workload:
     return workload
 
 
-def build_cnn(rng) -> Workload:
+def classifier_step(name: str, description: str, rng, model, make_reference, options: dict) -> Workload:
+    """One SGD training step of an image classifier on a batch of 64 random 3 x 32 x 32 images.
+
+    make_reference() builds the PyTorch twin (same layer order, so the same parameter names); the
+    agreement check runs before any step, with the same weights on both sides. BatchNorm subtracts
+    each channel's mean, so the bias of a convolution right before it has a zero gradient up to
+    rounding: those are compared against the largest gradient, not against themselves.
+    """
     images = rng.standard_normal((64, 3, 32, 32), dtype=np.float32)
     labels = rng.integers(0, 10, 64)
-    model, criterion = reference_cnn(), nn.CrossEntropyLoss()
-    optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
-    tx = Tensor(images)
+    criterion, optimizer, tx = nn.CrossEntropyLoss(), SGD(model.parameters(), **options), Tensor(images)
 
     def gradients():
         optimizer.zero_grad()
@@ -291,11 +296,11 @@ def build_cnn(rng) -> Workload:
         gradients()
         optimizer.step()
 
-    workload = Workload("cnn", "reference CNN training step (SGD), batch 64", tiny)
+    workload = Workload(name, description, tiny)
     if torch is not None:
-        reference = torch_reference_cnn()
+        reference = make_reference()
         copy_weights(model, reference)
-        reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+        reference_optimizer = torch.optim.SGD(reference.parameters(), **options)
         rx, ry = torch.from_numpy(images.copy()), torch.from_numpy(labels)
 
         def reference_gradients():
@@ -308,13 +313,24 @@ def build_cnn(rng) -> Workload:
             reference_gradients()
             reference_optimizer.step()
 
-        def check():                                   # before any step: the same weights on both sides
+        def check():
             loss, reference_loss = gradients(), reference_gradients()
-            return agreement("cnn", [("loss", loss.data, reference_loss.detach().numpy())]
-                             + gradient_pairs(model, reference))
+            pairs = gradient_pairs(model, reference)
+            largest = max(float(np.abs(theirs).max()) for _, _, theirs in pairs)
+            before_norm = {f"gradient of {i}.bias" for i, layer in enumerate(model)
+                           if isinstance(layer, nn.Conv2d) and i + 1 < len(model)
+                           and isinstance(model[i + 1], (nn.BatchNorm2d, nn.BatchNorm1d))}
+            pairs = [(what, mine, theirs, largest) if what in before_norm else (what, mine, theirs)
+                     for what, mine, theirs in pairs]
+            return agreement(name, [("loss", loss.data, reference_loss.detach().numpy())] + pairs)
 
         workload.torch, workload.check = reference_run, check
     return workload
+
+
+def build_cnn(rng) -> Workload:
+    return classifier_step("cnn", "reference CNN training step (SGD), batch 64", rng, reference_cnn(),
+                           torch_reference_cnn, dict(lr=0.01, momentum=0.9))
 
 
 def torch_cifar10_cnn(channels):
@@ -330,54 +346,9 @@ def torch_cifar10_cnn(channels):
 def build_cifar_step(rng) -> Workload:
     """One training step of the CIFAR-10 example: its network, its optimizer, a batch of 64."""
     from cifar10_cnn import CHANNELS, build_model
-    images = rng.standard_normal((64, 3, 32, 32), dtype=np.float32)
-    labels = rng.integers(0, 10, 64)
-    model, criterion = build_model(), nn.CrossEntropyLoss()
-    options = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    optimizer = SGD(model.parameters(), **options)
-    tx = Tensor(images)
-
-    def gradients():
-        optimizer.zero_grad()
-        loss = criterion(model(tx), labels)
-        loss.backward()
-        return loss
-
-    def tiny():
-        gradients()
-        optimizer.step()
-
-    workload = Workload("cifar-step", "CIFAR-10 example's network: training step (SGD Nesterov), batch 64", tiny)
-    if torch is not None:
-        reference = torch_cifar10_cnn(CHANNELS)
-        copy_weights(model, reference)
-        reference_optimizer = torch.optim.SGD(reference.parameters(), **options)
-        rx, ry = torch.from_numpy(images.copy()), torch.from_numpy(labels)
-
-        def reference_gradients():
-            reference_optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(reference(rx), ry)
-            loss.backward()
-            return loss
-
-        def reference_run():
-            reference_gradients()
-            reference_optimizer.step()
-
-        def check():                                   # before any step: the same weights on both sides
-            loss, reference_loss = gradients(), reference_gradients()
-            pairs = gradient_pairs(model, reference)
-            largest = max(float(np.abs(theirs).max()) for _, _, theirs in pairs)
-            # BatchNorm subtracts each channel's mean, so the bias of the convolution before it has a zero
-            # gradient up to rounding: compare those against the largest gradient, not against themselves.
-            before_norm = {f"gradient of {i}.bias" for i, layer in enumerate(model)
-                           if isinstance(layer, nn.Conv2d) and isinstance(model[i + 1], nn.BatchNorm2d)}
-            pairs = [(what, mine, theirs, largest) if what in before_norm else (what, mine, theirs)
-                     for what, mine, theirs in pairs]
-            return agreement("cifar-step", [("loss", loss.data, reference_loss.detach().numpy())] + pairs)
-
-        workload.torch, workload.check = reference_run, check
-    return workload
+    return classifier_step("cifar-step", "CIFAR-10 example's network: training step (SGD Nesterov), batch 64", rng,
+                           build_model(), lambda: torch_cifar10_cnn(CHANNELS),
+                           dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
 
 
 def build_attention(rng) -> Workload:
