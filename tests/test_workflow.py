@@ -181,7 +181,7 @@ def test_later_chapters_work_against_the_package_the_learner_exported(repo_copy)
     chapter.write_text(mine, encoding="utf-8")
     result = tito("module", "complete", "02_tensor")
     assert result.exit_code == 0, result.output
-    assert "out = np.amax(a, axis=axis, keepdims=True)" in (repo_copy / "tinytorch" / "core" / "tensor.py").read_text(encoding="utf-8")
+    assert "out = np.amax(a, axis=axis, keepdims=True)" in (repo_copy / "tinytorch" / "core" / "function.py").read_text(encoding="utf-8")
     layers = curriculum.load(repo_copy).module("04_layers").checkpoint
     result = tito("checkpoint", "run", str(layers.number))
     assert result.exit_code == 0, result.output

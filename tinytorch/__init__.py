@@ -10,18 +10,19 @@ from .core.ops import cat, stack, where
 from .nn.init import manual_seed, rand, rand_like, randint, randn, randn_like
 from .core.autograd import enable_grad, gradcheck, is_grad_enabled, no_grad
 from . import data, kernels, models, nn, optim, profiling, utils
+from .nn import loss as _loss, normalization as _normalization, spatial as _spatial
 
 # The package's one assembly step: chapter 14's kernels compute what earlier chapters composed,
 # each installed by one assignment to the hook its chapter provides (set_*_kernel(None) goes back):
 # the fused softmax-cross-entropy behind every cross_entropy / nn.CrossEntropyLoss on (N, C) logits,
-nn.loss.cross_entropy_kernel = kernels.softmax_cross_entropy_rows
+_loss.cross_entropy_kernel = kernels.softmax_cross_entropy_rows
 # the channels-last convolution behind every conv2d / nn.Conv2d (chapter 06's arguments, checks and
 # results, with its own backward),
-nn.spatial.conv2d_kernel = kernels.conv2d_channels_last
+_spatial.conv2d_kernel = kernels.conv2d_channels_last
 # the fused BatchNorm (batch statistics) and LayerNorm, and the tiled max-pooling (stride = kernel, no padding).
-nn.normalization.batch_norm_kernel = kernels.batch_norm_fused
-nn.normalization.layer_norm_kernel = kernels.layer_norm_fused
-nn.spatial.max_pool2d_kernel = kernels.max_pool2d_tiles
+_normalization.batch_norm_kernel = kernels.batch_norm_fused
+_normalization.layer_norm_kernel = kernels.layer_norm_fused
+_spatial.max_pool2d_kernel = kernels.max_pool2d_tiles
 
 import numpy as _np
 
