@@ -73,6 +73,14 @@ def test_every_chapter_page_has_a_colab_and_a_binder_link(built_site):
         assert set(launch_links(page)) == {"colab", "binder"}, f"{page.name}: {launch_links(page)}"
 
 
+def test_no_other_page_has_a_launch_link(built_site):
+    chapters = {page for _, page in chapter_pages(built_site)}
+    others = [page for page in built_site.rglob("*.html") if page not in chapters and "_static" not in page.parts]
+    assert any("milestones" in page.parts for page in others), "the milestone pages should be among the pages checked"
+    offending = [page.relative_to(built_site).as_posix() for page in others if launch_links(page)]
+    assert not offending, f"pages with launch links but no published notebook: {offending}"
+
+
 @pytest.mark.parametrize("kind", ["colab", "binder"])
 def test_launch_links_open_a_notebook_published_with_the_site(built_site, kind):
     for module, page in chapter_pages(built_site):

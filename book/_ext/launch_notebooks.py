@@ -459,6 +459,16 @@ class ExercisesZipRole(SphinxRole):
         return [node], []
 
 
+def _launch_only_chapters(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Launch buttons only on chapter pages: they alone have a notebook published beside them. Any other
+    executed page (a milestone's .py page) would get links to its source file, which Colab cannot open."""
+    if pagename.startswith("modules/") and pagename.endswith("_dev"):
+        return
+    buttons = context.get("header_buttons")
+    if buttons:
+        context["header_buttons"] = [b for b in buttons if b.get("label") != "launch-buttons"]
+
+
 # ---- one copy of each script -------------------------------------------------------------------------------
 
 
@@ -486,5 +496,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _on_builder_inited)
     app.connect("build-finished", _on_build_finished)
     app.connect("html-page-context", _add_downloads, priority=600)  # after the theme's buttons (501)
+    app.connect("html-page-context", _launch_only_chapters, priority=600)
     app.connect("html-page-context", _one_copy_of_each_script, priority=999)  # after every other handler
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
