@@ -77,8 +77,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(ROOT))                          # this checkout's tinytorch
 from tinytorch import manual_seed  # noqa: E402
-from tinytorch.models import (GPT, CharTokenizer, GPTConfig, TrainConfig, configure_optimizers,  # noqa: E402
+from tinytorch.models import (CharTokenizer, GPTConfig, TrainConfig, configure_optimizers,  # noqa: E402
                               estimate_loss, reuse_freed_memory, train)
+from tinytorch.models.gpt import GPT  # noqa: E402  chapter 17's GPT: this example needs no chapter after the capstone
 
 
 def progress_callbacks(total: int):
