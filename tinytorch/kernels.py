@@ -424,6 +424,9 @@ class LayerNormFused(Function):
 
 def layer_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, normalized_shape, eps: float) -> Tensor:
     """The kernel behind nn.LayerNorm: the whole layer as one LayerNormFused node."""
+    # 1. Inputs x, weight, bias; a missing weight (bias) is the number 1.0 (0.0): a constant, no gradient.
+    # 2. Options: n_dims = len(normalized_shape), the trailing dimensions to normalize over, and eps.
+    # 3. Return LayerNormFused.apply(...)'s output: (..., *normalized_shape), the input's shape.
     return LayerNormFused.apply(x, 1.0 if weight is None else weight, 0.0 if bias is None else bias,
                                 n_dims=len(normalized_shape), eps=eps)
 

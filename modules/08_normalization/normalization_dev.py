@@ -122,9 +122,10 @@ usual case `LayerNorm(E)` on (B, T, E) activations, or a tuple such as
 `(C, H, W)`. The mean and variance are computed with `keepdim=True`, so they
 broadcast back against the input. We multiply by $(\sigma^2+\epsilon)^{-1/2}$
 (one `Pow` primitive) rather than divide by a square root (two).
-The two given lines at the top of `forward` are a hook, like BatchNorm's
+The given lines at the top of `forward` are a hook, like BatchNorm's
 below: a kernel installed with `set_layer_norm_kernel` may compute the whole
-layer instead of your composition. Chapter 14 writes a fused one (one
+layer instead of your composition (while that kernel is still a stub, your
+composition runs). Chapter 14 writes a fused one (one
 primitive, its backward in closed form), and the package installs it when it
 is assembled; the cells of this chapter run your composition.
 """
@@ -166,7 +167,10 @@ class LayerNorm(Module):
         Raises ValueError, naming both shapes, when x's trailing dims are not normalized_shape.
         """
         if layer_norm_kernel is not None and x.shape[x.ndim - len(self.normalized_shape):] == self.normalized_shape:
-            return layer_norm_kernel(x, self.weight, self.bias, self.normalized_shape, self.eps)   # given: the hook
+            try:                                               # given: a faster kernel, once installed
+                return layer_norm_kernel(x, self.weight, self.bias, self.normalized_shape, self.eps)
+            except NotImplementedError:
+                pass                                           # still a stub in a learner's package: compose below
         # 1. dims = the last n axes (negative: -n, ..., -1); mean over them with keepdim=True.
         # 2. Biased variance: the mean of (x - mean)**2 over the same dims (divide by m, not m - 1).
         # 3. Multiply by (var + eps) ** -0.5 (one Pow; eps inside the root: a constant sample has var 0).

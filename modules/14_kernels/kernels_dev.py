@@ -1065,7 +1065,7 @@ $\hat{x}$ and $s$, one array and one number per row.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "impl_layer_norm_kernel", "locked": false, "schema_version": 3, "solution": true, "task": false}
 #| export
 class LayerNormFused(Function):
     """LayerNorm over the last n_dims dimensions as one node: x (..., *normalized_shape), weight and bias
@@ -1095,8 +1095,13 @@ class LayerNormFused(Function):
 
 def layer_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, normalized_shape, eps: float) -> Tensor:
     """The kernel behind nn.LayerNorm: the whole layer as one LayerNormFused node."""
+    # 1. Inputs x, weight, bias; a missing weight (bias) is the number 1.0 (0.0): a constant, no gradient.
+    # 2. Options: n_dims = len(normalized_shape), the trailing dimensions to normalize over, and eps.
+    # 3. Return LayerNormFused.apply(...)'s output: (..., *normalized_shape), the input's shape.
+    ### BEGIN SOLUTION
     return LayerNormFused.apply(x, 1.0 if weight is None else weight, 0.0 if bias is None else bias,
                                 n_dims=len(normalized_shape), eps=eps)
+    ### END SOLUTION
 
 
 # %% [markdown]
@@ -1109,7 +1114,7 @@ one-token rows that generation feeds through the layer.
 """
 
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "test_unit_layer_norm_kernel", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_layer_norm_kernel():
     from tinytorch.nn.normalization import LayerNorm
     for shape, normalized, affine in [((4, 6, 8), (8,), (True, True)), ((3, 5, 4, 6), (4, 6), (True, True)),
