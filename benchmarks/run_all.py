@@ -130,24 +130,41 @@ def relative_difference(mine: np.ndarray, theirs: np.ndarray, scale: float | Non
     return float(np.abs(np.asarray(mine, dtype=np.float64) - theirs).max()) / scale
 
 
-def agreement(name: str, pairs: list, tolerance: float = 1e-3) -> str:
-    """Compare (what, tinytorch array, PyTorch array[, scale]) tuples; stop the benchmark if any differs.
+def relative_norm_difference(mine: np.ndarray, theirs: np.ndarray) -> float:
+    """The difference's norm relative to the reference's norm (one number for the whole array)."""
+    theirs = np.asarray(theirs, dtype=np.float64)
+    return float(np.linalg.norm(np.asarray(mine, dtype=np.float64) - theirs)) / max(float(np.linalg.norm(theirs)), 1e-12)
 
-    A fourth item is the scale the difference is measured against, for arrays that should be
-    zero up to rounding (a convolution's bias in front of BatchNorm gets no gradient, in exact arithmetic).
+
+@dataclass(frozen=True)
+class ByNorm:
+    """Compare an array by its difference's norm relative to the reference's norm, within `tolerance`."""
+    tolerance: float
+
+
+def agreement(name: str, pairs: list, tolerance: float = 1e-3) -> str:
+    """Compare (what, tinytorch array, PyTorch array[, how]) tuples; stop the benchmark if any differs.
+
+    By default the largest difference, relative to the reference's largest value, must be within
+    `tolerance`. A fourth item changes that for its array: a number is the scale to measure against,
+    for arrays that should be zero up to rounding (a convolution's bias in front of BatchNorm gets no
+    gradient, in exact arithmetic); a `ByNorm` compares norms (see `classifier_step`).
     """
-    worst, where = 0.0, ""
-    for what, mine, theirs, *scale in pairs:
+    worst, where, share = 0.0, "", 0.0      # share: the worst difference as a share of its own tolerance
+    for what, mine, theirs, *how in pairs:
         if np.shape(mine) != np.shape(theirs):
             raise SystemExit(f"{name}: {what} has shape {np.shape(mine)} in tinytorch, {np.shape(theirs)} in PyTorch")
-        difference = relative_difference(mine, theirs, *scale)
-        if difference > worst:
-            worst, where = difference, what
-    if worst > tolerance:
+        if how and isinstance(how[0], ByNorm):
+            difference, allowed = relative_norm_difference(mine, theirs), how[0].tolerance
+        else:
+            difference, allowed = relative_difference(mine, theirs, *how), tolerance
+        if difference / allowed > share:
+            worst, where, share = difference, what, difference / allowed
+    if share > 1:
         raise SystemExit(f"{name}: {where} differs between tinytorch and PyTorch by {worst:.1e} (relative); "
                          "the timings would compare different computations")
     arrays = f"{len(pairs)} arrays" if len(pairs) != 1 else "1 array"
-    return f"{arrays} (outputs, losses, gradients) compared; worst relative difference {worst:.1e}"
+    return f"{arrays} (outputs, losses, gradients) compared; worst relative difference {worst:.1e} ({where})"
 
 
 def copy_weights(tiny_model, torch_model) -> None:
@@ -320,7 +337,17 @@ def classifier_step(name: str, description: str, rng, model, make_reference, opt
             before_norm = {f"gradient of {i}.bias" for i, layer in enumerate(model)
                            if isinstance(layer, nn.Conv2d) and i + 1 < len(model)
                            and isinstance(model[i + 1], (nn.BatchNorm2d, nn.BatchNorm1d))}
-            pairs = [(what, mine, theirs, largest) if what in before_norm else (what, mine, theirs)
+            # Max-pooling sends each window's gradient to its largest input. Two inputs within float32
+            # rounding of each other are ordered one way here and the other in PyTorch, whose sums run
+            # in another order: in one batch of 64 random images in two, one or two of its 900,000 pooling
+            # windows flip (counted against float64). Each flip moves one term of every gradient
+            # before that pooling, and BatchNorm spreads it over its channel: up to 1e-2 of the
+            # largest entry, under 1e-2 of the norm. Those gradients are compared by norm, within 5e-2.
+            last_pool = max((i for i, layer in enumerate(model) if isinstance(layer, nn.MaxPool2d)), default=-1)
+            before_pool = {f"gradient of {i}.{kind}" for i in range(last_pool) for kind in ("weight", "bias")}
+            pairs = [(what, mine, theirs, largest) if what in before_norm
+                     else (what, mine, theirs, ByNorm(5e-2)) if what in before_pool
+                     else (what, mine, theirs)
                      for what, mine, theirs in pairs]
             return agreement(name, [("loss", loss.data, reference_loss.detach().numpy())] + pairs)
 

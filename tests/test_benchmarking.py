@@ -426,6 +426,25 @@ def test_benchmark_page_names_the_command_the_machine_and_every_workload():
     assert "![" in page and "attention: skipped" in page and "9 arrays agree" in page
 
 
+def test_benchmark_agreement_check_measures_each_array_its_own_way():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run_all
+    finally:
+        sys.path.pop(0)
+    reference = np.random.default_rng(0).standard_normal(10_000).astype(np.float32)
+    one_term_moved = reference.copy()
+    one_term_moved[7] += 0.05 * np.abs(reference).max()       # what a flipped max-pool window does
+    with pytest.raises(SystemExit, match="g differs between tinytorch and PyTorch by 5.0e-02"):
+        run_all.agreement("w", [("g", one_term_moved, reference)])
+    assert "(g)" in run_all.agreement("w", [("g", one_term_moved, reference, run_all.ByNorm(5e-2))])
+    wrong = reference * 1.2                                   # a real mistake moves every term
+    with pytest.raises(SystemExit, match="g differs between tinytorch and PyTorch by 2.0e-01"):
+        run_all.agreement("w", [("g", wrong, reference, run_all.ByNorm(5e-2))])
+    with pytest.raises(SystemExit, match="has shape"):
+        run_all.agreement("w", [("g", reference[:5], reference)])
+
+
 def test_profile_charges_forward_and_backward_time_to_the_layer_that_did_the_work():
     from tinytorch.core.autograd import backward_rule
     clock = FakeClock()
