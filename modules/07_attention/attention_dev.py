@@ -491,6 +491,38 @@ def _matrix_blocks(shape: tuple) -> tuple[range, int, tuple]:
     return range(0, int(np.prod(shape, dtype=np.int64)) // max(1, L * S), size), size, (L, S)
 
 
+def _softmax_rows_(w: np.ndarray, masked, scale: float) -> None:
+    """In place: scores w (..., L, S) -> softmax(w * scale) over the last axis, masked entries 0.
+
+    masked: a boolean array of w's shape (True = leave out) or None. A row with no key left
+    stays all zeros. AttentionSoftmax and SelfAttentionFused both run it one block at a time.
+    """
+    if scale != 1.0:
+        w *= scale
+    if masked is not None:
+        np.copyto(w, -np.inf, where=masked)               # masked scores leave the softmax
+    top = w.max(axis=-1, keepdims=True)
+    top[top == -np.inf] = 0.0                             # a row with no key left: shift by 0, not -inf
+    w -= top
+    np.exp(w, out=w)                                      # masked entries: exp(-inf) = 0
+    total = w.sum(axis=-1, keepdims=True)
+    total[total == 0] = 1.0                               # ... and that row stays 0 instead of 0 / 0
+    w /= total
+
+
+def _softmax_rows_backward_(g: np.ndarray, w: np.ndarray, d: np.ndarray, scale: float) -> None:
+    """d = dL/ds = w * (g - sum(g * w)) * scale along the last axis, for weights w and their gradient g.
+
+    d is written (it must not be g); g and w are only read.
+    """
+    np.multiply(g, w, out=d)                              # the row sums' terms
+    row = d.sum(axis=-1, keepdims=True)                   # sum_j g_j w_j, one number per row
+    np.subtract(g, row, out=d)
+    d *= w
+    if scale != 1.0:
+        d *= scale
+
+
 class AttentionSoftmax(Function):
     """softmax(scores * scale) over the last axis, masked scores left out: scores -> weights in one node.
 
@@ -508,16 +540,8 @@ class AttentionSoftmax(Function):
         masked = None if keep is None else np.broadcast_to(~keep, scores.shape).reshape(-1, L, S)
         for i in starts:
             w = stack[i:i + size]
-            np.multiply(source[i:i + size], scale, out=w)
-            if masked is not None:
-                np.copyto(w, -np.inf, where=masked[i:i + size])   # masked scores leave the softmax
-            top = w.max(axis=-1, keepdims=True)
-            top[top == -np.inf] = 0.0                     # a row with no key left: shift by 0, not -inf
-            w -= top
-            np.exp(w, out=w)                              # masked entries: exp(-inf) = 0
-            total = w.sum(axis=-1, keepdims=True)
-            total[total == 0] = 1.0                       # ... and that row stays 0 instead of 0 / 0
-            w /= total
+            np.copyto(w, source[i:i + size])
+            _softmax_rows_(w, None if masked is None else masked[i:i + size], scale)
         ctx.scale = scale
         ctx.save_for_backward(weights)
         return weights
@@ -529,13 +553,7 @@ class AttentionSoftmax(Function):
         dscores = np.empty_like(weights)                  # dL/ds = w * (g - sum(g * w)) * scale
         w_stack, g_stack, d_stack = (a.reshape(-1, L, S) for a in (weights, grad, dscores))
         for i in starts:
-            w, g, d = w_stack[i:i + size], g_stack[i:i + size], d_stack[i:i + size]
-            np.multiply(g, w, out=d)
-            row = d.sum(axis=-1, keepdims=True)
-            np.subtract(g, row, out=d)
-            d *= w
-            if ctx.scale != 1.0:
-                d *= ctx.scale
+            _softmax_rows_backward_(g_stack[i:i + size], w_stack[i:i + size], d_stack[i:i + size], ctx.scale)
         return (dscores,)
 
 
@@ -602,6 +620,159 @@ def test_unit_attention_fused():
 
 
 test_unit_attention_fused()
+
+
+# %% [markdown]
+r"""
+### The fast path for self-attention: one primitive from x to the merged heads
+
+`AttentionSoftmax` fused what happens *between* the two matrix products. In
+self-attention (query, key and value all the same `x`, the case of every
+transformer block) what happens *around* them costs as much again: the packed
+projection `x @ W.T` and its bias add, three slices of it, a reshape and a
+transpose per head split, the merge's transpose and reshape (a full copy), and
+in backward one zero-filled (B, T, 3E) array per slice that the engine then adds
+up. None of that is arithmetic; it is memory traffic and graph nodes.
+
+`SelfAttentionFused` does all of it in one node, with two ideas:
+
+- **Heads are strides, not copies.** The projection is one (B·T, E) × (E, 3E)
+  GEMM whose result, read as (B, T, 3, h, hs), *is* q, k and v for every head:
+  `transpose(2, 0, 3, 1, 4)` gives (3, B, h, T, hs) views, and BLAS reads a
+  (T, hs) matrix with a row stride of 3E directly. The output is written
+  through a (B, h, T, hs) view of a (B, T, h, hs) buffer, so the merged
+  (B, T, E) result needs no copy either. Backward writes dq, dk, dv the same way
+  into one (B, T, 3E) gradient, from which the projection's three gradients are
+  one GEMM each.
+- **One batch element at a time.** Scores, softmax and the product with v run
+  on one (h, T, T) block (256 KB for h = 4, T = 128), which stays in the CPU's
+  cache between the sweeps, as `AttentionSoftmax` does.
+
+It computes exactly what `_project`, the head split, `_attention` and the
+merge compute (the same GEMMs in the same order), so the test compares them
+element by element, and checks its backward against finite differences.
+`MultiheadAttention` takes this path for self-attention with a boolean mask
+(or none), no dropout and `need_weights=False`; anything else (a float mask,
+dropout, returning the weights, cross-attention) goes the general way.
+"""
+
+
+# %%
+#| export
+class SelfAttentionFused(Function):
+    """Multi-head self-attention without the output projection: x (B, T, E) -> merged heads (B, T, E).
+
+    Inputs: x (B, T, E), in_proj_weight (3E, E) and optionally in_proj_bias (3E,). Options:
+    num_heads; keep, a boolean array broadcastable to (B, h, T, T) (True = may attend) or None.
+    Computes softmax(q k^T / sqrt(hs), masked) v per head with q, k, v = x @ W.T + b split
+    into heads, and returns the heads merged back to (B, T, E), ready for out_proj.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, num_heads=1, keep=None):
+        B, T, E = x.shape
+        nh, hs = num_heads, E // num_heads
+        x = np.ascontiguousarray(x)
+        qkv = x.reshape(B * T, E) @ weight.T                  # (B*T, 3E): q, k, v in one GEMM
+        if bias is not None:
+            qkv += bias                                       # in place: our own array
+        q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)   # each (B, nh, T, hs), views
+        weights = np.empty((B, nh, T, T), dtype=qkv.dtype)
+        merged = np.empty((B, T, nh, hs), dtype=qkv.dtype)   # the output, heads side by side
+        y = merged.transpose(0, 2, 1, 3)                      # (B, nh, T, hs) view of it
+        masked = None if keep is None else np.broadcast_to(~keep, weights.shape)
+        step, scale = max(1, _BLOCK // (nh * T * T)), 1.0 / math.sqrt(hs)
+        for b in range(0, B, step):                           # a few batch elements: (step, nh, T, T) in cache
+            s = slice(b, b + step)
+            w = weights[s]
+            np.matmul(q[s], k[s].swapaxes(-1, -2), out=w)     # scores (step, nh, T, T)
+            _softmax_rows_(w, None if masked is None else masked[s], scale)
+            np.matmul(w, v[s], out=y[s])                      # (step, nh, T, hs), written merged
+        ctx.num_heads, ctx.scale, ctx.step = nh, scale, step
+        ctx.save_for_backward(x, weight, qkv, weights)
+        return merged.reshape(B, T, E)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, qkv, weights = ctx.saved_arrays
+        B, T, E = x.shape
+        nh, step, scale = ctx.num_heads, ctx.step, ctx.scale
+        hs = E // nh
+        q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
+        g = np.ascontiguousarray(grad, dtype=qkv.dtype).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+        dqkv = np.empty_like(qkv)                              # (B*T, 3E): every entry written below
+        dq, dk, dv = dqkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
+        scratch = np.empty((2, min(step, B), nh, T, T), dtype=qkv.dtype)   # dL/dw and dL/dscores, one block
+        for b in range(0, B, step):
+            s = slice(b, b + step)
+            w, gs = weights[s], g[s]
+            gw, d = scratch[:, :len(w)]
+            np.matmul(w.swapaxes(-1, -2), gs, out=dv[s])      # dv = w^T g
+            np.matmul(gs, v[s].swapaxes(-1, -2), out=gw)      # dL/dw = g v^T
+            _softmax_rows_backward_(gw, w, d, scale)          # dL/dscores, the 1/sqrt(hs) included
+            np.matmul(d, k[s], out=dq[s])                     # dq = dscores k
+            np.matmul(d.swapaxes(-1, -2), q[s], out=dk[s])    # dk = dscores^T q
+        needs = ctx.needs_input_grad
+        dx = (dqkv @ weight).reshape(B, T, E) if needs[0] else None    # (B*T, 3E) @ (3E, E)
+        dw = dqkv.T @ x.reshape(B * T, E) if needs[1] else None       # (3E, E)
+        db = dqkv.sum(axis=0) if len(needs) > 2 and needs[2] else None
+        return (dx, dw) if len(needs) == 2 else (dx, dw, db)
+
+
+# %% [markdown]
+"""
+**Test.** `test_unit_self_attention_fused` checks that the primitive gives what
+the composition gives (your `_attention` on the heads that `_project`, reshape
+and transpose make, merged back), for no mask, a causal mask, a padding mask
+that leaves a query nothing, and no bias; that float32 stays float32; and that
+its backward (for x, the weight and the bias) matches central finite differences.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_self_attention_fused", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_self_attention_fused():
+    rng = np.random.default_rng(5)
+    B, T, E, nh = 2, 5, 6, 3
+    x, weight, bias = rng.standard_normal((B, T, E)), rng.standard_normal((3 * E, E)), rng.standard_normal(3 * E)
+
+    def composed(x, weight, bias, keep):
+        """The slow way: project, split the heads, _attention, merge (all Tensor operations)."""
+        qkv = Tensor(x) @ Tensor(weight).T + (Tensor(bias) if bias is not None else 0.0)
+        q, k, v = (qkv[..., i * E:(i + 1) * E].reshape(B, T, nh, E // nh).transpose(1, 2) for i in range(3))
+        return _attention(q, k, v, keep)[0].transpose(1, 2).reshape(B, T, E).data
+
+    nothing_left = np.ones((B, 1, 1, T), dtype=bool)
+    nothing_left[1, ..., :] = False                       # sequence 1 may attend to nothing at all
+    for keep, b in [(None, bias), (causal_mask(T).data, bias), (nothing_left, bias), (causal_mask(T).data, None)]:
+        inputs = (Tensor(x), Tensor(weight)) + ((Tensor(b),) if b is not None else ())
+        fast = SelfAttentionFused.apply(*inputs, num_heads=nh, keep=keep)
+        np.testing.assert_allclose(fast.data, composed(x, weight, b, keep), rtol=1e-12, atol=1e-12)
+    small = SelfAttentionFused.apply(Tensor(x.astype(np.float32)), Tensor(weight.astype(np.float32)), num_heads=nh)
+    assert small.dtype == np.float32, "float32 in should give float32 out"
+
+    keep, upstream = causal_mask(T).data, rng.standard_normal((B, T, E))
+    arrays = [x, weight, bias]
+    ctx = SelfAttentionFused(*(Tensor(a, requires_grad=True) for a in arrays))
+    SelfAttentionFused.forward(ctx, *arrays, num_heads=nh, keep=keep)
+    grads = SelfAttentionFused.backward(ctx, upstream)
+
+    def loss(*values):
+        return (SelfAttentionFused.forward(SelfAttentionFused(*map(Tensor, values)), *values,
+                                           num_heads=nh, keep=keep) * upstream).sum()
+
+    h = 1e-6
+    for which, (array, got) in enumerate(zip(arrays, grads)):
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            plus, minus = [a.copy() for a in arrays], [a.copy() for a in arrays]
+            plus[which][index] += h
+            minus[which][index] -= h
+            numeric[index] = (loss(*plus) - loss(*minus)) / (2 * h)
+        np.testing.assert_allclose(got, numeric, rtol=1e-5, atol=1e-7)
+    print("SelfAttentionFused: the composition's values, backward matches finite differences")
+
+
+test_unit_self_attention_fused()
 
 # %% [markdown]
 r"""
@@ -738,18 +909,25 @@ class MultiheadAttention(Module):
         # 3. _attention_fused(q, k, v, keep, bias, dropout_p) (the fast path, same arguments as _attention)
         #    with dropout only in training mode (self.training).
         # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
+        # Self-attention with a boolean mask (or none), no dropout and need_weights=False needs no
+        # weights: SelfAttentionFused.apply(query, W, b (only if not None), num_heads=nh, keep=keep)
+        # does steps 1, 3 and 4's merge in one primitive; out_proj follows as before.
         # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         ### BEGIN SOLUTION
         B, L, E = query.shape
         S, nh, hs = key.shape[1], self.num_heads, self.head_dim
-        q, k, v = self._project(query, key, value)         # each (B, T, E)
-        q = q.reshape(B, L, nh, hs).transpose(1, 2)        # (B, L, E) -> (B, L, nh, hs) -> (B, nh, L, hs)
-        k = k.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
-        v = v.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
         keep, bias = self._masks(attn_mask, key_padding_mask, is_causal, B, L, S)
         dropout_p = self.dropout if self.training else 0.0
-        y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
-        y = y.transpose(1, 2).reshape(B, L, E)             # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
+        if self_attention and bias is None and dropout_p == 0.0 and not need_weights:
+            packed = (self.in_proj_weight,) if self.in_proj_bias is None else (self.in_proj_weight, self.in_proj_bias)
+            y = SelfAttentionFused.apply(query, *packed, num_heads=nh, keep=keep)   # (B, L, E), heads merged
+        else:
+            q, k, v = self._project(query, key, value)     # each (B, T, E)
+            q = q.reshape(B, L, nh, hs).transpose(1, 2)    # (B, L, E) -> (B, L, nh, hs) -> (B, nh, L, hs)
+            k = k.reshape(B, S, nh, hs).transpose(1, 2)    # (B, nh, S, hs)
+            v = v.reshape(B, S, nh, hs).transpose(1, 2)    # (B, nh, S, hs)
+            y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
+            y = y.transpose(1, 2).reshape(B, L, E)         # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
         y = self.out_proj(y)                               # (B, L, E)
         ### END SOLUTION
         if unbatched:
@@ -1394,6 +1572,7 @@ if __name__ == "__main__":
     test_unit_attention_masks()
     test_unit_causal_property()
     test_unit_attention_fused()
+    test_unit_self_attention_fused()
     test_unit_multihead_attention()
     test_unit_attention_dropout()
     test_unit_embedding()

@@ -114,6 +114,38 @@ def _matrix_blocks(shape: tuple) -> tuple[range, int, tuple]:
     return range(0, int(np.prod(shape, dtype=np.int64)) // max(1, L * S), size), size, (L, S)
 
 
+def _softmax_rows_(w: np.ndarray, masked, scale: float) -> None:
+    """In place: scores w (..., L, S) -> softmax(w * scale) over the last axis, masked entries 0.
+
+    masked: a boolean array of w's shape (True = leave out) or None. A row with no key left
+    stays all zeros. AttentionSoftmax and SelfAttentionFused both run it one block at a time.
+    """
+    if scale != 1.0:
+        w *= scale
+    if masked is not None:
+        np.copyto(w, -np.inf, where=masked)               # masked scores leave the softmax
+    top = w.max(axis=-1, keepdims=True)
+    top[top == -np.inf] = 0.0                             # a row with no key left: shift by 0, not -inf
+    w -= top
+    np.exp(w, out=w)                                      # masked entries: exp(-inf) = 0
+    total = w.sum(axis=-1, keepdims=True)
+    total[total == 0] = 1.0                               # ... and that row stays 0 instead of 0 / 0
+    w /= total
+
+
+def _softmax_rows_backward_(g: np.ndarray, w: np.ndarray, d: np.ndarray, scale: float) -> None:
+    """d = dL/ds = w * (g - sum(g * w)) * scale along the last axis, for weights w and their gradient g.
+
+    d is written (it must not be g); g and w are only read.
+    """
+    np.multiply(g, w, out=d)                              # the row sums' terms
+    row = d.sum(axis=-1, keepdims=True)                   # sum_j g_j w_j, one number per row
+    np.subtract(g, row, out=d)
+    d *= w
+    if scale != 1.0:
+        d *= scale
+
+
 class AttentionSoftmax(Function):
     """softmax(scores * scale) over the last axis, masked scores left out: scores -> weights in one node.
 
@@ -131,16 +163,8 @@ class AttentionSoftmax(Function):
         masked = None if keep is None else np.broadcast_to(~keep, scores.shape).reshape(-1, L, S)
         for i in starts:
             w = stack[i:i + size]
-            np.multiply(source[i:i + size], scale, out=w)
-            if masked is not None:
-                np.copyto(w, -np.inf, where=masked[i:i + size])   # masked scores leave the softmax
-            top = w.max(axis=-1, keepdims=True)
-            top[top == -np.inf] = 0.0                     # a row with no key left: shift by 0, not -inf
-            w -= top
-            np.exp(w, out=w)                              # masked entries: exp(-inf) = 0
-            total = w.sum(axis=-1, keepdims=True)
-            total[total == 0] = 1.0                       # ... and that row stays 0 instead of 0 / 0
-            w /= total
+            np.copyto(w, source[i:i + size])
+            _softmax_rows_(w, None if masked is None else masked[i:i + size], scale)
         ctx.scale = scale
         ctx.save_for_backward(weights)
         return weights
@@ -152,13 +176,7 @@ class AttentionSoftmax(Function):
         dscores = np.empty_like(weights)                  # dL/ds = w * (g - sum(g * w)) * scale
         w_stack, g_stack, d_stack = (a.reshape(-1, L, S) for a in (weights, grad, dscores))
         for i in starts:
-            w, g, d = w_stack[i:i + size], g_stack[i:i + size], d_stack[i:i + size]
-            np.multiply(g, w, out=d)
-            row = d.sum(axis=-1, keepdims=True)
-            np.subtract(g, row, out=d)
-            d *= w
-            if ctx.scale != 1.0:
-                d *= ctx.scale
+            _softmax_rows_backward_(g_stack[i:i + size], w_stack[i:i + size], d_stack[i:i + size], ctx.scale)
         return (dscores,)
 
 
@@ -177,6 +195,66 @@ def _attention_fused(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=
         factor = 0.0 if dropout_p >= 1.0 else 1.0 / (1.0 - dropout_p)
         weights = weights * Tensor((kept * factor).astype(weights.dtype))
     return weights @ value, weights                        # (..., L, dv)
+
+
+class SelfAttentionFused(Function):
+    """Multi-head self-attention without the output projection: x (B, T, E) -> merged heads (B, T, E).
+
+    Inputs: x (B, T, E), in_proj_weight (3E, E) and optionally in_proj_bias (3E,). Options:
+    num_heads; keep, a boolean array broadcastable to (B, h, T, T) (True = may attend) or None.
+    Computes softmax(q k^T / sqrt(hs), masked) v per head with q, k, v = x @ W.T + b split
+    into heads, and returns the heads merged back to (B, T, E), ready for out_proj.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, num_heads=1, keep=None):
+        B, T, E = x.shape
+        nh, hs = num_heads, E // num_heads
+        x = np.ascontiguousarray(x)
+        qkv = x.reshape(B * T, E) @ weight.T                  # (B*T, 3E): q, k, v in one GEMM
+        if bias is not None:
+            qkv += bias                                       # in place: our own array
+        q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)   # each (B, nh, T, hs), views
+        weights = np.empty((B, nh, T, T), dtype=qkv.dtype)
+        merged = np.empty((B, T, nh, hs), dtype=qkv.dtype)   # the output, heads side by side
+        y = merged.transpose(0, 2, 1, 3)                      # (B, nh, T, hs) view of it
+        masked = None if keep is None else np.broadcast_to(~keep, weights.shape)
+        step, scale = max(1, _BLOCK // (nh * T * T)), 1.0 / math.sqrt(hs)
+        for b in range(0, B, step):                           # a few batch elements: (step, nh, T, T) in cache
+            s = slice(b, b + step)
+            w = weights[s]
+            np.matmul(q[s], k[s].swapaxes(-1, -2), out=w)     # scores (step, nh, T, T)
+            _softmax_rows_(w, None if masked is None else masked[s], scale)
+            np.matmul(w, v[s], out=y[s])                      # (step, nh, T, hs), written merged
+        ctx.num_heads, ctx.scale, ctx.step = nh, scale, step
+        ctx.save_for_backward(x, weight, qkv, weights)
+        return merged.reshape(B, T, E)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, qkv, weights = ctx.saved_arrays
+        B, T, E = x.shape
+        nh, step, scale = ctx.num_heads, ctx.step, ctx.scale
+        hs = E // nh
+        q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
+        g = np.ascontiguousarray(grad, dtype=qkv.dtype).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
+        dqkv = np.empty_like(qkv)                              # (B*T, 3E): every entry written below
+        dq, dk, dv = dqkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
+        scratch = np.empty((2, min(step, B), nh, T, T), dtype=qkv.dtype)   # dL/dw and dL/dscores, one block
+        for b in range(0, B, step):
+            s = slice(b, b + step)
+            w, gs = weights[s], g[s]
+            gw, d = scratch[:, :len(w)]
+            np.matmul(w.swapaxes(-1, -2), gs, out=dv[s])      # dv = w^T g
+            np.matmul(gs, v[s].swapaxes(-1, -2), out=gw)      # dL/dw = g v^T
+            _softmax_rows_backward_(gw, w, d, scale)          # dL/dscores, the 1/sqrt(hs) included
+            np.matmul(d, k[s], out=dq[s])                     # dq = dscores k
+            np.matmul(d.swapaxes(-1, -2), q[s], out=dk[s])    # dk = dscores^T q
+        needs = ctx.needs_input_grad
+        dx = (dqkv @ weight).reshape(B, T, E) if needs[0] else None    # (B*T, 3E) @ (3E, E)
+        dw = dqkv.T @ x.reshape(B * T, E) if needs[1] else None       # (3E, E)
+        db = dqkv.sum(axis=0) if len(needs) > 2 and needs[2] else None
+        return (dx, dw) if len(needs) == 2 else (dx, dw, db)
 
 
 class MultiheadAttention(Module):
@@ -259,17 +337,24 @@ class MultiheadAttention(Module):
         # 3. _attention_fused(q, k, v, keep, bias, dropout_p) (the fast path, same arguments as _attention)
         #    with dropout only in training mode (self.training).
         # 4. Merge heads: transpose(1, 2) back, reshape (B, L, E), then self.out_proj.
+        # Self-attention with a boolean mask (or none), no dropout and need_weights=False needs no
+        # weights: SelfAttentionFused.apply(query, W, b (only if not None), num_heads=nh, keep=keep)
+        # does steps 1, 3 and 4's merge in one primitive; out_proj follows as before.
         # Pitfall: transpose before reshape when merging; reshaping (B, nh, L, hs) directly scrambles heads.
         B, L, E = query.shape
         S, nh, hs = key.shape[1], self.num_heads, self.head_dim
-        q, k, v = self._project(query, key, value)         # each (B, T, E)
-        q = q.reshape(B, L, nh, hs).transpose(1, 2)        # (B, L, E) -> (B, L, nh, hs) -> (B, nh, L, hs)
-        k = k.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
-        v = v.reshape(B, S, nh, hs).transpose(1, 2)        # (B, nh, S, hs)
         keep, bias = self._masks(attn_mask, key_padding_mask, is_causal, B, L, S)
         dropout_p = self.dropout if self.training else 0.0
-        y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
-        y = y.transpose(1, 2).reshape(B, L, E)             # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
+        if self_attention and bias is None and dropout_p == 0.0 and not need_weights:
+            packed = (self.in_proj_weight,) if self.in_proj_bias is None else (self.in_proj_weight, self.in_proj_bias)
+            y = SelfAttentionFused.apply(query, *packed, num_heads=nh, keep=keep)   # (B, L, E), heads merged
+        else:
+            q, k, v = self._project(query, key, value)     # each (B, T, E)
+            q = q.reshape(B, L, nh, hs).transpose(1, 2)    # (B, L, E) -> (B, L, nh, hs) -> (B, nh, L, hs)
+            k = k.reshape(B, S, nh, hs).transpose(1, 2)    # (B, nh, S, hs)
+            v = v.reshape(B, S, nh, hs).transpose(1, 2)    # (B, nh, S, hs)
+            y, weights = _attention_fused(q, k, v, keep, bias, dropout_p)   # (B, nh, L, hs), (B, nh, L, S)
+            y = y.transpose(1, 2).reshape(B, L, E)         # (B, nh, L, hs) -> (B, L, nh, hs) -> (B, L, E)
         y = self.out_proj(y)                               # (B, L, E)
         if unbatched:
             y = y[0]                                       # (L, E)
