@@ -118,7 +118,7 @@ def _softmax_rows_(w: np.ndarray, masked, scale: float) -> None:
     """In place: scores w (..., L, S) -> softmax(w * scale) over the last axis, masked entries 0.
 
     masked: a boolean array of w's shape (True = leave out) or None. A row with no key left
-    stays all zeros. AttentionSoftmax and SelfAttentionFused both run it one block at a time.
+    stays all zeros. AttentionSoftmax runs it one block at a time.
     """
     if scale != 1.0:
         w *= scale
@@ -197,6 +197,36 @@ def _attention_fused(query: Tensor, key: Tensor, value: Tensor, keep=None, bias=
     return weights @ value, weights                        # (..., L, dv)
 
 
+def _closed_keys(keep: np.ndarray, dtype, shape: tuple) -> np.ndarray:
+    """keep (..., L, S), True = may attend, as an additive mask in the transposed (..., S, L) layout.
+
+    Returns a read-only view of `shape` (B, nh, S, L): 0 where a query may read a key, -inf where not.
+    """
+    shut = np.where(keep, 0.0, -np.inf).astype(dtype)
+    shut = shut.reshape((1,) * (2 - shut.ndim) + shut.shape)   # at least (L, S)
+    return np.broadcast_to(np.ascontiguousarray(np.swapaxes(shut, -1, -2)), shape)
+
+
+def _softmax_columns_(w: np.ndarray, shut, scale: float) -> None:
+    """In place: transposed scores w (..., S, L) -> softmax over axis -2 (the keys) of w * scale + shut.
+
+    shut: 0 / -inf of w's shape, or None. A query with no key left keeps a column of zeros.
+    Reductions down the columns (axis -2) are elementwise maxima and sums of whole rows,
+    which NumPy vectorises; along the last axis they run about three times slower.
+    """
+    if scale != 1.0:
+        w *= scale
+    if shut is not None:
+        w += shut                                         # masked scores become -inf
+    top = w.max(axis=-2, keepdims=True)                   # (..., 1, L): each query's largest score
+    top[top == -np.inf] = 0.0                             # a query with no key left: shift by 0
+    w -= top
+    np.exp(w, out=w)                                      # masked entries: exp(-inf) = 0
+    total = w.sum(axis=-2, keepdims=True)
+    total[total == 0] = 1.0                               # ... and its column stays 0 instead of 0 / 0
+    w /= total
+
+
 class SelfAttentionFused(Function):
     """Multi-head self-attention without the output projection: x (B, T, E) -> merged heads (B, T, E).
 
@@ -215,17 +245,17 @@ class SelfAttentionFused(Function):
         if bias is not None:
             qkv += bias                                       # in place: our own array
         q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)   # each (B, nh, T, hs), views
-        weights = np.empty((B, nh, T, T), dtype=qkv.dtype)
+        weights = np.empty((B, nh, T, T), dtype=qkv.dtype)   # (B, nh, S, L): one COLUMN per query
         merged = np.empty((B, T, nh, hs), dtype=qkv.dtype)   # the output, heads side by side
         y = merged.transpose(0, 2, 1, 3)                      # (B, nh, T, hs) view of it
-        masked = None if keep is None else np.broadcast_to(~keep, weights.shape)
+        shut = None if keep is None else _closed_keys(keep, qkv.dtype, (B, nh, T, T))
         step, scale = max(1, _BLOCK // (nh * T * T)), 1.0 / math.sqrt(hs)
         for b in range(0, B, step):                           # a few batch elements: (step, nh, T, T) in cache
             s = slice(b, b + step)
             w = weights[s]
-            np.matmul(q[s], k[s].swapaxes(-1, -2), out=w)     # scores (step, nh, T, T)
-            _softmax_rows_(w, None if masked is None else masked[s], scale)
-            np.matmul(w, v[s], out=y[s])                      # (step, nh, T, hs), written merged
+            np.matmul(k[s], q[s].swapaxes(-1, -2), out=w)     # scores, transposed: (step, nh, S, L)
+            _softmax_columns_(w, None if shut is None else shut[s], scale)
+            np.matmul(w.swapaxes(-1, -2), v[s], out=y[s])     # (step, nh, L, hs), written merged
         ctx.num_heads, ctx.scale, ctx.step = nh, scale, step
         ctx.save_for_backward(x, weight, qkv, weights)
         return merged.reshape(B, T, E)
@@ -243,13 +273,18 @@ class SelfAttentionFused(Function):
         scratch = np.empty((2, min(step, B), nh, T, T), dtype=qkv.dtype)   # dL/dw and dL/dscores, one block
         for b in range(0, B, step):
             s = slice(b, b + step)
-            w, gs = weights[s], g[s]
+            w, gs = weights[s], g[s]                          # w: (n, nh, S, L), transposed as in forward
             gw, d = scratch[:, :len(w)]
-            np.matmul(w.swapaxes(-1, -2), gs, out=dv[s])      # dv = w^T g
-            np.matmul(gs, v[s].swapaxes(-1, -2), out=gw)      # dL/dw = g v^T
-            _softmax_rows_backward_(gw, w, d, scale)          # dL/dscores, the 1/sqrt(hs) included
-            np.matmul(d, k[s], out=dq[s])                     # dq = dscores k
-            np.matmul(d.swapaxes(-1, -2), q[s], out=dk[s])    # dk = dscores^T q
+            np.matmul(w, gs, out=dv[s])                       # dv = w^T g (w is stored transposed)
+            np.matmul(v[s], gs.swapaxes(-1, -2), out=gw)      # (dL/dw)^T = v g^T
+            np.multiply(gw, w, out=d)                         # dL/ds = w * (g - sum(g * w)) * scale,
+            column = d.sum(axis=-2, keepdims=True)            # the sum over each query's keys: a column
+            np.subtract(gw, column, out=d)
+            d *= w
+            if scale != 1.0:
+                d *= scale
+            np.matmul(d.swapaxes(-1, -2), k[s], out=dq[s])    # dq = dscores k
+            np.matmul(d, q[s], out=dk[s])                     # dk = dscores^T q
         needs = ctx.needs_input_grad
         dx = (dqkv @ weight).reshape(B, T, E) if needs[0] else None    # (B*T, 3E) @ (3E, E)
         dw = dqkv.T @ x.reshape(B * T, E) if needs[1] else None       # (3E, E)
