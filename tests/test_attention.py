@@ -466,3 +466,77 @@ def test_positions_break_permutation_equivariance():
     pe = sinusoidal_positions(6, 8).data.astype(np.float64)
     h, hp = Tensor(x + pe), Tensor(x[:, perm] + pe)
     assert not np.allclose(mha(hp, hp, hp)[0].data, mha(h, h, h)[0].data[:, perm], atol=1e-6)
+
+
+# ---- SelfAttentionFused: the fast path against the composition -----------------------------------
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strategies import SETTINGS
+from tinytorch.nn.attention import SelfAttentionFused
+
+
+def _mha_both_ways(mha, x: np.ndarray, upstream: np.ndarray, **masks):
+    """(output, input gradient, parameter gradients) through the fast path and through the general one.
+
+    The fast path runs for need_weights=False; need_weights=True takes the general path (projection,
+    head split, _attention_fused, merge), whose output is the same computation.
+    """
+    results = []
+    for need_weights in (False, True):
+        mha.zero_grad()
+        t = Tensor(x, requires_grad=True)
+        out, _ = mha(t, t, t, need_weights=need_weights, **masks)
+        out.backward(Tensor(upstream))
+        results.append([out.data, t.grad.data] + [p.grad.data for p in mha.parameters()])
+    return results
+
+
+@SETTINGS
+@given(B=st.integers(1, 3), T=st.integers(1, 6), heads=st.sampled_from([1, 2, 4]), bias=st.booleans(),
+       mask=st.sampled_from(["none", "causal", "padding"]), seed=st.integers(0, 2**16))
+def test_self_attention_fast_path_equals_the_general_path_in_values_and_every_gradient(B, T, heads, bias, mask, seed):
+    rng = np.random.default_rng(seed)
+    mha = MultiheadAttention(8, heads, bias=bias, batch_first=True).double()
+    for p in mha.parameters():
+        p.data = rng.standard_normal(p.shape)
+    masks = {}
+    if mask == "causal":
+        masks["is_causal"] = True
+    elif mask == "padding":
+        pad = rng.random((B, T)) < 0.4             # True: a padded key; a sequence may lose every key
+        masks["key_padding_mask"] = pad
+    fast, general = _mha_both_ways(mha, rng.standard_normal((B, T, 8)), rng.standard_normal((B, T, 8)), **masks)
+    for a, b in zip(fast, general):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_multihead_attention_takes_the_fused_primitive_only_without_weights_dropout_or_float_masks():
+    mha = MultiheadAttention(8, 2, batch_first=True)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32))
+    visited = []
+    original = SelfAttentionFused.forward
+
+    def spy(ctx, *args, **options):
+        visited.append(True)
+        return original(ctx, *args, **options)
+
+    SelfAttentionFused.forward = staticmethod(spy)
+    try:
+        mha(x, x, x, need_weights=False)
+        assert visited, "self-attention without weights should take the fused primitive"
+        visited.clear()
+        mha(x, x, x, need_weights=True)
+        mha(x, x, x, need_weights=False, attn_mask=np.zeros((3, 3), dtype=np.float32))   # a float mask
+        mha(x, Tensor(x.data.copy()), Tensor(x.data.copy()), need_weights=False)        # not self-attention
+        assert not visited, "weights, float masks and cross-attention go the general way"
+    finally:
+        SelfAttentionFused.forward = staticmethod(original)
+
+
+def test_self_attention_fused_gradcheck_in_float64():
+    rng = np.random.default_rng(4)
+    x, w, b = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in [(2, 4, 6), (18, 6), (18,)])
+    keep = causal_mask(4).data
+    assert gradcheck(lambda x, w, b: SelfAttentionFused.apply(x, w, b, num_heads=3, keep=keep), [x, w, b])

@@ -671,3 +671,49 @@ def test_manual_seed_makes_initialisation_reproducible():
     assert all(np.array_equal(first[k], second[k]) for k in first)
     third = Sequential(Linear(5, 4), Linear(4, 3)).state_dict()
     assert not np.array_equal(first["0.weight"], third["0.weight"])
+
+
+# ---- LinearFused: the fast path against the composition ------------------------------------------
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strategies import SETTINGS
+from tinytorch.nn.layers import LinearFused
+
+
+def composed_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The reference: x @ W.T (+ b) through MatMul, Transpose and Add."""
+    out = x @ weight.T
+    return out + bias if bias is not None else out
+
+
+@SETTINGS
+@given(leading=st.lists(st.integers(1, 4), min_size=1, max_size=3), n_in=st.integers(1, 5),
+       n_out=st.integers(1, 5), bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_linear_fused_equals_the_composition_in_values_and_every_gradient(leading, n_in, n_out, bias, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((*leading, n_in)), rng.standard_normal((n_out, n_in))]
+    arrays += [rng.standard_normal(n_out)] if bias else []
+    upstream = Tensor(rng.standard_normal((*leading, n_out)))
+    results = []
+    for run in (lambda *t: LinearFused.apply(*t), lambda x, w, b=None: composed_linear(x, w, b)):
+        tensors = [Tensor(a, requires_grad=True) for a in arrays]
+        out = run(*tensors)
+        out.backward(upstream)
+        results.append([out.data] + [t.grad.data for t in tensors])
+    for fast, slow in zip(*results):
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+
+
+def test_linear_sends_a_float_batch_through_the_fused_primitive_and_a_single_row_through_the_composition():
+    layer = Linear(3, 2)
+    assert isinstance(layer(Tensor(floats(4, 3)))._ctx, LinearFused)
+    single = layer(Tensor(floats(3)))
+    assert single._ctx is not None and not isinstance(single._ctx, LinearFused)
+
+
+def test_linear_fused_gradcheck_in_float64():
+    rng = np.random.default_rng(3)
+    x, w, b = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in [(2, 3, 4), (5, 4), (5,)])
+    assert gradcheck(lambda x, w, b: LinearFused.apply(x, w, b), [x, w, b])

@@ -5,10 +5,40 @@ from collections import OrderedDict
 
 import numpy as np
 
+from tinytorch.core.function import Function
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
 
 from tinytorch.nn.module import Module, Parameter
+
+
+class LinearFused(Function):
+    """y = x @ W.T + b as one primitive: x (..., in), weight (out, in), optional bias (out,) -> (..., out).
+
+    Forward: one matrix product of the input's rows, then the bias added in place (no second
+    array). Backward: dx = g @ W, dW = g^T @ x, db = the column sums of g, over all rows.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        rows = x.reshape(-1, x.shape[-1])                    # (N, in): a view when x is contiguous
+        out = rows @ weight.T                                # (N, out), a new array: ours to write into
+        if bias is not None:
+            out += bias                                      # in place: no second (N, out) array
+        ctx.input_shape = x.shape
+        ctx.save_for_backward(rows, weight)
+        return out.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, weight = ctx.saved_arrays
+        g = np.ascontiguousarray(grad).reshape(-1, weight.shape[0])       # (N, out)
+        needs = ctx.needs_input_grad
+        dx = (g @ weight).reshape(ctx.input_shape) if needs[0] else None   # (N, out) @ (out, in)
+        dw = g.T @ rows if needs[1] else None                             # (out, N) @ (N, in)
+        if len(needs) == 2:                                               # called without a bias
+            return dx, dw
+        return dx, dw, (g.sum(axis=0) if needs[2] else None)              # (out,)
 
 
 class Linear(Module):
@@ -40,10 +70,15 @@ class Linear(Module):
         # Check first: a 0-d x, or a last dimension other than in_features, is a ValueError that
         # names the layer ("Linear(4, 3)") and the shape it got.
         # Then x @ self.weight.T (a view: no copy) and + self.bias, which broadcasts over the rows.
+        # Optional fast path: a float input of 2+ dimensions may go to the given primitive instead,
+        # LinearFused.apply(x, self.weight, self.bias) (leave the bias argument out when it is None).
         # Pitfall: Tensor operations only (no .data), or chapter 09 cannot differentiate it.
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) got input of shape {x.shape}; "
                              f"its last dimension must be {self.in_features}")
+        if x.ndim >= 2 and np.issubdtype(x.dtype, np.floating):   # a batch: one primitive, bias in place
+            inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)
+            return LinearFused.apply(*inputs)
         out = x @ self.weight.T          # (..., in) @ (in, out) -> (..., out)
         return out + self.bias if self.bias is not None else out
 
