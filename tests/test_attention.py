@@ -540,3 +540,29 @@ def test_self_attention_fused_gradcheck_in_float64():
     x, w, b = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in [(2, 4, 6), (18, 6), (18,)])
     keep = causal_mask(4).data
     assert gradcheck(lambda x, w, b: SelfAttentionFused.apply(x, w, b, num_heads=3, keep=keep), [x, w, b])
+
+
+def test_self_attention_fused_buffers_are_not_reused_while_a_graph_still_holds_them():
+    """Workspace buffers: two layers' forwards before either backward, and a retained graph run twice."""
+    rng = np.random.default_rng(6)
+    layers = [MultiheadAttention(8, 2, batch_first=True).double() for _ in range(2)]
+    x = Tensor(rng.standard_normal((2, 5, 8)), requires_grad=True)
+
+    def run(retain_graph=False, twice=False):
+        h = x
+        for mha in layers:
+            h = h + mha(h, h, h, need_weights=False, is_causal=True)[0]
+        loss = (h * h).sum()
+        x.grad = None
+        for mha in layers:
+            mha.zero_grad()
+        loss.backward(retain_graph=retain_graph or twice)
+        if twice:
+            loss.backward()                             # accumulates: twice the gradient
+        return [x.grad.data.copy()] + [p.grad.data.copy() for mha in layers for p in mha.parameters()]
+
+    once = run()
+    for a, b in zip(once, run()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(once, run(twice=True)):
+        np.testing.assert_allclose(b, 2 * a, rtol=1e-12, atol=1e-12)

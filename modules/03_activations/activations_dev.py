@@ -73,6 +73,7 @@ this chapter becomes differentiable without a single line of it changing.
 #| export
 
 import math
+import sys
 
 import numpy as np
 
@@ -618,12 +619,66 @@ autograd engine of chapter 09. `gelu(x, approximate="tanh")` stays the
 composition you wrote (the reference, easy to read); the `GELU(approximate="tanh")`
 layer, the one transformers use, calls the fused primitive. The systems
 analysis measures what it saves.
+
+One more cost hides in `np.empty`. A multi-megabyte array that the allocator
+takes fresh from the operating system arrives as untouched pages, and the first
+write to each 4 KB page is a *page fault*: the kernel stops the program to map
+and zero the page. A training step that allocates the same large buffers every
+step pays that every step. A `Workspace` keeps such buffers (`workspace()` is
+the one the primitives share): `empty(shape, dtype)` hands back a kept array
+that nothing else refers to any more (Python's reference count says so), else
+a new one that it keeps, up to a limit. The fused primitives take from it only
+the arrays no one else ever sees, here the saved `t` and the backward's scratch
+block.
 """
 
 
 # %%
 #| export
 _BLOCK = 1 << 16            # elements per block: 256 KB of float32, small enough to stay in a core's cache
+
+
+class Workspace:
+    """Large scratch arrays kept for reuse: a primitive asks for one each step instead of a fresh one.
+
+    A fresh multi-megabyte np.empty is cheap to ask for but not to use: the allocator often takes
+    it from the operating system as untouched pages, and every first write to a 4 KB page is a
+    page fault. `empty(shape, dtype)` returns a kept array of that shape and dtype that nothing
+    else refers to any more (its reference count says so; a view of it counts too), else a new
+    one, which it keeps. Only arrays of at least `min_bytes` are kept, at most `max_bytes` in
+    all (the oldest are let go first). Its contents are arbitrary, as np.empty's are.
+    """
+
+    def __init__(self, min_bytes: int = 1 << 18, max_bytes: int = 1 << 27):
+        self.min_bytes, self.max_bytes, self.arrays = min_bytes, max_bytes, []
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        for array in self.arrays:
+            # 3 references: the list, the loop variable and getrefcount's own argument: nobody else.
+            if array.shape == shape and array.dtype == dtype and sys.getrefcount(array) <= 3:
+                return array
+        array = np.empty(shape, dtype)
+        if array.nbytes >= self.min_bytes:
+            self.arrays.append(array)
+            while sum(a.nbytes for a in self.arrays) > self.max_bytes:
+                self.arrays.pop(0)                   # let the oldest go (still valid where in use)
+        return array
+
+    def clear(self) -> None:
+        """Let every kept array go (memory returns once nothing else refers to it)."""
+        self.arrays = []
+
+
+_shared_workspace = None    # made on first use: importing the module does no work
+
+
+def workspace() -> Workspace:
+    """The Workspace shared by the fused primitives (GELUTanh here, chapter 07's attention)."""
+    global _shared_workspace
+    if _shared_workspace is None:
+        _shared_workspace = Workspace()
+    return _shared_workspace
 
 
 class GELUTanh(Function):
@@ -637,7 +692,7 @@ class GELUTanh(Function):
     @staticmethod
     def forward(ctx, x):
         flat = x.reshape(-1)
-        t, out = np.empty_like(flat), np.empty_like(flat)
+        t, out = workspace().empty(flat.shape, flat.dtype), np.empty_like(flat)   # t: kept for backward only
         for i in range(0, flat.size, _BLOCK):
             xb, tb, yb = flat[i:i + _BLOCK], t[i:i + _BLOCK], out[i:i + _BLOCK]
             np.multiply(xb, xb, out=tb)              # tb becomes sqrt(2/pi) (x + 0.044715 x^3)
@@ -656,7 +711,7 @@ class GELUTanh(Function):
         x, t = ctx.saved_arrays
         g = grad.reshape(-1)
         dx = np.empty_like(x)
-        other = np.empty(min(_BLOCK, x.size), dtype=x.dtype)   # one block of scratch space
+        other = workspace().empty((min(_BLOCK, x.size),), x.dtype)   # one block of scratch space
         for i in range(0, x.size, _BLOCK):
             xb, tb, db = x[i:i + _BLOCK], t[i:i + _BLOCK], dx[i:i + _BLOCK]
             ob = other[:len(xb)]
@@ -703,6 +758,40 @@ def test_unit_gelu_tanh_fused():
 
 
 test_unit_gelu_tanh_fused()
+
+
+# %% [markdown]
+"""
+**Test.** `test_unit_workspace` checks that a workspace hands back the same
+array once nothing else refers to it, a different one while something (even a
+view) still does, never keeps arrays below its size floor, and lets the oldest
+go past its limit.
+"""
+
+
+# %% nbgrader={"grade": true, "grade_id": "test_unit_workspace", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+def test_unit_workspace():
+    pool = Workspace(min_bytes=64, max_bytes=3 * 400)
+    first = pool.empty((10, 10), np.float32)             # 400 bytes: kept
+    address = first.ctypes.data
+    second = pool.empty((10, 10), np.float32)
+    assert second.ctypes.data != address, "an array still in use must not be handed out again"
+    view = first[2:]
+    del first
+    third = pool.empty((10, 10), np.float32)
+    assert third.ctypes.data != address, "a view keeps its array in use"
+    del view, second, third
+    again = pool.empty((10, 10), np.float32)
+    assert again.ctypes.data == address, "a free kept array is handed back"
+    assert pool.empty((10, 10), np.float64).dtype == np.float64, "the dtype is part of the match"
+    pool.empty((2,), np.float32)                          # 8 bytes: below the floor, not kept
+    assert all(a.nbytes >= 64 for a in pool.arrays)
+    assert sum(a.nbytes for a in pool.arrays) <= pool.max_bytes, "past the limit the oldest are let go"
+    pool.clear()
+    assert pool.arrays == []
+    print("✓ Workspace: reuses free arrays only, keeps large ones only, within its limit")
+
+test_unit_workspace()
 
 # %% [markdown]
 r"""
@@ -1449,6 +1538,7 @@ if __name__ == "__main__":
     test_unit_tanh()
     test_unit_gelu()
     test_unit_gelu_tanh_fused()
+    test_unit_workspace()
     test_unit_softmax()
     test_unit_log_softmax()
     test_unit_activation_layers()

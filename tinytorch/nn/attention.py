@@ -10,7 +10,7 @@ from tinytorch.core.function import Function
 from tinytorch.core.ops import where
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn import init
-from tinytorch.nn.activation import softmax
+from tinytorch.nn.activation import softmax, workspace
 from tinytorch.nn.layers import Linear
 from tinytorch.nn.module import Module, Parameter
 
@@ -241,11 +241,12 @@ class SelfAttentionFused(Function):
         B, T, E = x.shape
         nh, hs = num_heads, E // num_heads
         x = np.ascontiguousarray(x)
-        qkv = x.reshape(B * T, E) @ weight.T                  # (B*T, 3E): q, k, v in one GEMM
+        qkv = np.matmul(x.reshape(B * T, E), weight.T,        # (B*T, 3E): q, k, v in one GEMM,
+                        out=workspace().empty((B * T, 3 * E), np.result_type(x, weight)))   # in a reused buffer
         if bias is not None:
             qkv += bias                                       # in place: our own array
         q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)   # each (B, nh, T, hs), views
-        weights = np.empty((B, nh, T, T), dtype=qkv.dtype)   # (B, nh, S, L): one COLUMN per query
+        weights = workspace().empty((B, nh, T, T), qkv.dtype)   # (B, nh, S, L): one COLUMN per query
         merged = np.empty((B, T, nh, hs), dtype=qkv.dtype)   # the output, heads side by side
         y = merged.transpose(0, 2, 1, 3)                      # (B, nh, T, hs) view of it
         shut = None if keep is None else _closed_keys(keep, qkv.dtype, (B, nh, T, T))
@@ -268,9 +269,9 @@ class SelfAttentionFused(Function):
         hs = E // nh
         q, k, v = qkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
         g = np.ascontiguousarray(grad, dtype=qkv.dtype).reshape(B, T, nh, hs).transpose(0, 2, 1, 3)
-        dqkv = np.empty_like(qkv)                              # (B*T, 3E): every entry written below
+        dqkv = workspace().empty(qkv.shape, qkv.dtype)          # (B*T, 3E): every entry written below
         dq, dk, dv = dqkv.reshape(B, T, 3, nh, hs).transpose(2, 0, 3, 1, 4)
-        scratch = np.empty((2, min(step, B), nh, T, T), dtype=qkv.dtype)   # dL/dw and dL/dscores, one block
+        scratch = workspace().empty((2, min(step, B), nh, T, T), qkv.dtype)   # dL/dw and dL/dscores, one block
         for b in range(0, B, step):
             s = slice(b, b + step)
             w, gs = weights[s], g[s]                          # w: (n, nh, S, L), transposed as in forward
