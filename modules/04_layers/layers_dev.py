@@ -1196,6 +1196,9 @@ class LinearFused(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
+        if x.dtype != weight.dtype:                          # as Tensor's @: no silent promotion
+            raise TypeError(f"linear: input {x.shape} {x.dtype} and weight {weight.shape} {weight.dtype}: "
+                            "dtypes differ; convert one, e.g. x.float() for a float32 layer")
         rows = x.reshape(-1, x.shape[-1])                    # (N, in): a view when x is contiguous
         out = rows @ weight.T                                # (N, out), a new array: ours to write into
         if bias is not None:

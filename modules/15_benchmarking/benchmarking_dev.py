@@ -589,7 +589,8 @@ from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, M
                                      Tanh, Transpose)
 from tinytorch.core.tensor import Tensor
 from tinytorch.kernels import BatchNormFused, Conv2dChannelsLast, MaxPool2dTiles, SoftmaxCrossEntropy
-from tinytorch.nn.layers import Sequential
+from tinytorch.nn.attention import SelfAttentionFused
+from tinytorch.nn.layers import LinearFused, Sequential
 from tinytorch.nn.module import Module
 from tinytorch.nn.spatial import Im2col, Pad2d
 
@@ -606,6 +607,13 @@ def _none(inputs, output) -> int:
     return 0
 
 
+def _self_attention_flops(inputs, output) -> int:
+    """SelfAttentionFused: the packed projection (+ bias), scores and weighted sum over every head, and
+    5 softmax FLOPs per score (the number of heads is an option, not an array: counted as one head)."""
+    (B, T, E), packed = inputs[0].shape, inputs[1].shape[0]
+    return 2 * B * T * E * packed + (B * T * packed if len(inputs) == 3 else 0) + 4 * B * T * T * E + 5 * B * T * T
+
+
 # FLOPs of one call of each primitive, from its input arrays and output array.
 FLOP_RULES = {
     MatMul: lambda inputs, output: 2 * output.size * inputs[0].shape[-1],   # a multiply-add per term
@@ -619,6 +627,10 @@ FLOP_RULES = {
                                                 + (output.size if len(inputs) == 3 else 0)),   # + bias
     BatchNormFused: lambda inputs, output: 6 * inputs[0].size,              # mean, subtract, square-sum, scale, shift
     MaxPool2dTiles: lambda inputs, output: inputs[0].size - output.size,     # kh*kw - 1 comparisons per window
+    # Chapter 04's and 07's fast paths: the arithmetic of the compositions they replace.
+    LinearFused: lambda inputs, output: (2 * output.size * inputs[0].shape[-1]
+                                         + (output.size if len(inputs) == 3 else 0)),   # + bias
+    SelfAttentionFused: _self_attention_flops,
 }
 
 

@@ -238,6 +238,9 @@ class SelfAttentionFused(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None, num_heads=1, keep=None):
+        if x.dtype != weight.dtype:                          # as Tensor's @: no silent promotion
+            raise TypeError(f"self-attention: input {x.shape} {x.dtype} and in_proj_weight {weight.shape} "
+                            f"{weight.dtype}: dtypes differ; convert one, e.g. x.float() for a float32 layer")
         B, T, E = x.shape
         nh, hs = num_heads, E // num_heads
         x = np.ascontiguousarray(x)
