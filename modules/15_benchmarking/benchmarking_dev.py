@@ -1745,10 +1745,11 @@ own work (the in-projection, the scores, the mask, the softmax and the
 weighted sum), not its `out_proj` child; at the longest length the profile
 names it the bottleneck. Part of that work is not matmul at all: the mask,
 the softmax and their backward are element-wise passes over
-$(B, h, T, T)$ arrays, memory-bound. Chapter 07's `AttentionSoftmax` already
-runs them as one primitive, but the graph still keeps the scores and the
-weights, two $(B, h, T, T)$ arrays, for backward. Those are what FlashAttention
-removes (chapter 14): the $T \times T$ arrays never reach memory.
+$(B, h, T, T)$ arrays, memory-bound. Chapter 07's `SelfAttentionFused` already
+runs the whole layer but `out_proj` (projection, scores, mask, softmax and
+weighted sum) as one primitive, but it still keeps the weights, a
+$(B, h, T, T)$ array, for backward. That is what FlashAttention removes
+(chapter 14): the $T \times T$ arrays never reach memory.
 
 The MLP holds two thirds of the block's parameters and, at short lengths,
 most of its FLOPs; its two `Linear` layers are the block's fastest layers
