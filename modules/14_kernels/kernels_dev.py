@@ -62,7 +62,7 @@ its time.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp kernels
+#| default_exp kernels.matmul
 
 # %% [markdown]
 r"""
@@ -85,17 +85,34 @@ print("BLAS threads: 1" if "numpy" not in sys.modules else
 
 # %%
 #| export
+import numpy as np
+
+# %%
+#| export kernels.conv
+import contextlib
+
+import numpy as np
+
+from tinytorch.nn import spatial
+from tinytorch.core.function import Function
+from tinytorch.core.tensor import Tensor
+from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
+
+# %%
+#| export kernels.fused
 import contextlib
 import math
 
 import numpy as np
 
-from tinytorch.nn import normalization, spatial
 from tinytorch.core.autograd import backward_rule
 from tinytorch.core.function import Function
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
-from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
+from tinytorch.nn.spatial import pair
+
+# %%
+from tinytorch.nn import normalization
 
 # %% [markdown]
 r"""
@@ -520,7 +537,7 @@ without a new backward rule, and the systems section measures who wins.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_conv2d_direct", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.conv
 def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d as a sum over kernel taps of (O, C) @ shifted input views: no im2col column matrix.
 
@@ -636,7 +653,7 @@ which is how this chapter compares the two.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_conv2d_channels_last", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.conv
 # Rows of the column matrix built per block: 512 rows of a 3x3, 32-channel layer are 0.6 MB (of its
 # input gradient's 64-channel columns, 1.2 MB), which with the block's output fits in one core's L2
 # cache (2 MB here): the copy is still in cache when BLAS reads it. (On the benchmark's layer 512
@@ -645,7 +662,7 @@ BLOCK_ROWS = 512
 _workspace: dict = {}
 
 
-def _buffer(name: str, shape: tuple, dtype) -> np.ndarray:
+def workspace_buffer(name: str, shape: tuple, dtype) -> np.ndarray:
     """A scratch array kept between calls (one per name): no fresh allocation, so no page faults, each step."""
     size = int(np.prod(shape))
     buffer = _workspace.get(name)
@@ -666,7 +683,7 @@ def _blocked_product(windows: np.ndarray, matrix: np.ndarray, out: np.ndarray, n
     """out[n, y, x] = windows[n, y, x] (flattened) @ matrix (+ bias), a few images at a time (in cache)."""
     N, OH, OW = windows.shape[:3]
     per = max(1, BLOCK_ROWS // (OH * OW))                            # images per block
-    columns = _buffer(name, (min(per, N),) + windows.shape[1:], windows.dtype)
+    columns = workspace_buffer(name, (min(per, N),) + windows.shape[1:], windows.dtype)
     for start in range(0, N, per):
         block = columns[:min(per, N - start)]
         np.copyto(block, windows[start:start + per])               # the column block: one strided copy
@@ -710,7 +727,7 @@ class Conv2dChannelsLast(Function):
         if ctx.needs_input_grad[1]:                                         # dW = columns^T @ g, block by block
             windows = _windows(padded, (kh, kw), (sh, sw), (OH, OW))
             per = max(1, BLOCK_ROWS // (OH * OW))
-            columns = _buffer("columns", (min(per, N),) + windows.shape[1:], padded.dtype)
+            columns = workspace_buffer("columns", (min(per, N),) + windows.shape[1:], padded.dtype)
             dmatrix = np.zeros_like(matrix)
             for start in range(0, N, per):
                 block = columns[:min(per, N - start)]
@@ -858,7 +875,7 @@ installs them with `set_batch_norm_kernel` and `set_max_pool2d_kernel`.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_batch_norm_and_pool_kernels", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.fused
 def _channels_last_rows(x: np.ndarray) -> np.ndarray:
     """x (N, C, ...) as an (M, C) matrix of rows, one per position: a view when x's memory is channels-last."""
     last = np.moveaxis(x, 1, -1)                                            # (N, ..., C), a view
@@ -883,7 +900,7 @@ class BatchNormFused(Function):
         M = rows.shape[0]
         ones = np.ones(M, dtype=rows.dtype)
         mean = ones @ rows / M                                              # (C,): a matrix-vector product
-        centered = _buffer("batch norm", rows.shape, rows.dtype)
+        centered = workspace_buffer("batch norm", rows.shape, rows.dtype)
         np.subtract(rows, mean, out=centered)
         var = np.einsum("ij,ij->j", centered, centered) / M                 # biased, two-pass: no cancellation
         inv_std = 1.0 / np.sqrt(var + eps)
@@ -907,7 +924,7 @@ class BatchNormFused(Function):
         b = -scale * inv_std * sum_g_xhat / M
         c = -scale * sum_g / M - b * mean
         dx = g * scale
-        term = _buffer("batch norm", rows.shape, rows.dtype)
+        term = workspace_buffer("batch norm", rows.shape, rows.dtype)
         np.multiply(rows, b, out=term)
         dx += term
         dx += c
@@ -1066,7 +1083,7 @@ $\hat{x}$ and $s$, one array and one number per row.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_layer_norm_kernel", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.fused
 class LayerNormFused(Function):
     """LayerNorm over the last n_dims dimensions as one node: x (..., *normalized_shape), weight and bias
     (normalized_shape, or the constants 1 and 0); forward saves x-hat (M, D) and 1/sigma (M, 1) per row."""
@@ -1211,7 +1228,7 @@ backward rule applies as `grad[:, None]`.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_SoftmaxCrossEntropy", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.fused
 class SoftmaxCrossEntropy(Function):
     """Per-row losses -log softmax(logits)[n, target[n]] of (N, C) logits, as one primitive.
 
