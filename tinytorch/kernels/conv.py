@@ -82,6 +82,122 @@ def _blocked_product(windows: np.ndarray, matrix: np.ndarray, out: np.ndarray, n
             result += bias                                         # while the block is still in cache
 
 
+# F(4x4, 3x3) (Lavin and Gray, 2016): a 6x6 input tile and a 3x3 filter give a 4x4 output tile.
+# (Written as tuples: the package builds no arrays when it is imported; winograd_matrices() does.)
+WINOGRAD_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+               (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+WINOGRAD_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+              (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+WINOGRAD_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_BLOCK_TILES = 64
+
+
+def winograd_transform(matrix: np.ndarray, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """matrix @ tile @ matrix.T for every tile at once: tiles (a, a, ...) -> (m, m, ...) for an (m, a) matrix.
+
+    The tile's two axes come first and everything else (tiles, channels) is flattened behind them,
+    so each side of the sandwich is one matrix product over the whole block.
+    """
+    # 1. a = tiles.shape[0]; m = matrix.shape[0]; the rest of the shape is rest = tiles.shape[2:].
+    # 2. Rows: first = matrix @ tiles.reshape(a, -1), an (m, a * K) product for K = prod(rest).
+    # 3. Columns: np.matmul(matrix, first.reshape(m, a, -1)) multiplies each of the m slabs (a, K)
+    #    by the matrix from the left: that is the multiplication by matrix.T on the tile's second axis.
+    # Pitfall: cast the matrix to the tiles' dtype, or float64 constants turn float32 data into float64.
+    a, m = tiles.shape[0], matrix.shape[0]
+    matrix = matrix.astype(tiles.dtype, copy=False)
+    first = workspace_buffer("winograd rows", (m, tiles[0].size), tiles.dtype)
+    np.matmul(matrix, tiles.reshape(a, -1), out=first)                      # transform the tile's rows
+    result = np.empty((m, m) + tiles.shape[2:], dtype=tiles.dtype) if out is None else out
+    np.matmul(matrix, first.reshape(m, a, -1), out=result.reshape(m, m, -1))   # then its columns
+    return result
+
+
+def winograd_matrices(dtype=np.float64) -> tuple:
+    """(B^T, G, A^T) of F(4x4, 3x3) as arrays: 6x6, 6x3 and 4x6."""
+    return tuple(np.array(m, dtype=dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT))
+
+
+def _winograd_sizes(shape: tuple, padding) -> tuple:
+    """Output size and 4x4 tiles per image of a 3x3 stride-1 convolution of an (N, C, H, W) input."""
+    (N, C, H, W), (ph, pw) = shape, padding
+    OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
+    return OH, OW, -(-OH // 4), -(-OW // 4)
+
+
+def winograd_forward(ctx, x, weight, bias, padding) -> np.ndarray:
+    """Conv2dChannelsLast's forward for 3x3, stride 1: Winograd F(4x4, 3x3), block by block; (N, OH, OW, O)."""
+    (N, C, H, W), O, (ph, pw) = x.shape, weight.shape[0], padding
+    OH, OW, TH, TW = _winograd_sizes(x.shape, padding)
+    dtype = np.result_type(x.dtype, weight.dtype)
+    BT, G, AT = winograd_matrices(dtype)
+    padded = workspace_buffer("winograd input", (N, 4 * TH + 2, 4 * TW + 2, C), dtype)   # not kept: V is
+    padded[:, :ph], padded[:, ph + H:], padded[:, :, :pw], padded[:, :, pw + W:] = 0, 0, 0, 0   # zero border
+    padded[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
+    U = winograd_transform(G, weight.transpose(2, 3, 1, 0).astype(dtype)).reshape(36, C, O)
+    sn, sy, sx, sc = padded.strides                                          # 6x6 tiles every 4 pixels
+    tiles = np.lib.stride_tricks.as_strided(padded, (6, 6, N, TH, TW, C), (sy, sx, sn, 4 * sy, 4 * sx, sc),
+                                            writeable=False)
+    out = np.empty((N, 4 * TH, 4 * TW, O), dtype=dtype)
+    per = max(1, WINOGRAD_BLOCK_TILES // (TH * TW))                         # images per block
+    saved, keep = [], Function.grad_enabled and any(ctx.needs_input_grad)  # will backward run?
+    for start in range(0, N, per):
+        n = min(per, N - start)
+        block = workspace_buffer("winograd tiles", (6, 6, n, TH, TW, C), dtype)
+        np.copyto(block, tiles[:, :, start:start + n])
+        V = winograd_transform(BT, block, None if keep else workspace_buffer(
+            "winograd inputs", (6, 6, n, TH, TW, C), dtype)).reshape(36, n * TH * TW, C)   # kept for backward
+        M = workspace_buffer("winograd products", (36, n * TH * TW, O), dtype)
+        np.matmul(V, U, out=M)                                             # 36 products (tiles, C) @ (C, O)
+        Y = winograd_transform(AT, M.reshape(6, 6, n, TH, TW, O),
+                               workspace_buffer("winograd outputs", (4, 4, n, TH, TW, O), dtype))
+        target, Y = out[start:start + n].reshape(n, TH, 4, TW, 4, O), Y.transpose(2, 3, 0, 4, 1, 5)
+        if bias is None:
+            np.copyto(target, Y)                                           # the 4x4 tiles into the image
+        else:
+            np.add(Y, bias, out=target)                                    # ... with the bias, in one pass
+        saved.append(V)
+    ctx.save_for_backward(U, *saved)
+    ctx.images_per_block = per
+    return out[:, :OH, :OW]
+
+
+def winograd_backward(ctx, g: np.ndarray) -> list:
+    """Conv2dChannelsLast's backward for winograd_forward: [dx, dweight] from g (N, OH, OW, O) channels-last."""
+    U, *saved = ctx.saved_arrays
+    (N, C, H, W), (ph, pw), per = ctx.input_shape, ctx.padding, ctx.images_per_block
+    OH, OW, TH, TW = _winograd_sizes(ctx.input_shape, ctx.padding)
+    O, dtype = U.shape[2], U.dtype
+    BT, G, AT = winograd_matrices(dtype)
+    if (OH, OW) != (4 * TH, 4 * TW):                                        # whole tiles: pad g with zeros
+        whole = np.zeros((N, 4 * TH, 4 * TW, O), dtype=dtype)
+        whole[:, :OH, :OW] = g
+        g = whole
+    dU = np.zeros((36, C, O), dtype=dtype) if ctx.needs_input_grad[1] else None
+    d_padded = np.zeros((N, 4 * TH + 4, 4 * TW + 4, C), dtype=dtype) if ctx.needs_input_grad[0] else None
+    for start, V in zip(range(0, N, per), saved):
+        n = min(per, N - start)
+        gy = workspace_buffer("winograd tiles", (4, 4, n, TH, TW, O), dtype)
+        np.copyto(gy, g[start:start + n].reshape(n, TH, 4, TW, 4, O).transpose(2, 4, 0, 1, 3, 5))
+        dM = winograd_transform(AT.T, gy, workspace_buffer("winograd products", (6, 6, n, TH, TW, O),
+                                                                   dtype)).reshape(36, n * TH * TW, O)
+        if dU is not None:
+            dU += np.matmul(V.transpose(0, 2, 1), dM)                       # 36 products (C, tiles) @ (tiles, O)
+        if d_padded is not None:
+            dV = np.matmul(dM, U.transpose(0, 2, 1))                        # 36 products (tiles, O) @ (O, C)
+            dD = winograd_transform(BT.T, dV.reshape(6, 6, n, TH, TW, C),
+                                    workspace_buffer("winograd outputs", (6, 6, n, TH, TW, C), dtype))
+            tile = dD.transpose(2, 3, 0, 4, 1, 5)                           # (n, TH, 6, TW, 6, C)
+            image = d_padded[start:start + n].reshape(n, TH + 1, 4, TW + 1, 4, C)
+            image[:, :TH, :, :TW] += tile[:, :, :4, :, :4]                  # tiles overlap by two pixels:
+            image[:, 1:, :2, :TW] += tile[:, :, 4:, :, :4]                  # a tile's last two rows and
+            image[:, :TH, :, 1:, :2] += tile[:, :, :4, :, 4:]               # columns are the first two
+            image[:, 1:, :2, 1:, :2] += tile[:, :, 4:, :, 4:]               # of the next tile's
+    dx = None if d_padded is None else d_padded[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
+    dweight = None if dU is None else winograd_transform(G.T, dU.reshape(6, 6, C, O)).transpose(3, 2, 0, 1)
+    return [dx, dweight]
+
+
 class Conv2dChannelsLast(Function):
     """conv2d as one primitive: channels-last columns built and multiplied block by block, forward and backward.
 
@@ -93,6 +209,13 @@ class Conv2dChannelsLast(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
         (N, C, H, W), (O, _, kh, kw) = x.shape, weight.shape
+        ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
+        ctx.winograd = (kh, kw, *stride) == (3, 3, 1, 1) and min(C, O) >= WINOGRAD_MIN_CHANNELS
+        if ctx.winograd:
+            try:
+                return winograd_forward(ctx, x, weight, bias, padding).transpose(0, 3, 1, 2)
+            except NotImplementedError:                                     # winograd_transform is a stub
+                ctx.winograd = False
         (sh, sw), (ph, pw) = stride, padding
         OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
         dtype = np.result_type(x.dtype, weight.dtype)
@@ -102,17 +225,20 @@ class Conv2dChannelsLast(Function):
         out = np.empty((N, OH, OW, O), dtype=dtype)
         _blocked_product(_windows(padded, (kh, kw), stride, (OH, OW)), matrix, out, "columns", bias)
         ctx.save_for_backward(padded, matrix)
-        ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
         return out.transpose(0, 3, 1, 2)                                    # (N, O, OH, OW), a view
 
     @staticmethod
     def backward(ctx, grad):
+        g = grad.transpose(0, 2, 3, 1)                                      # (N, OH, OW, O), a view
+        grads = [None, None] + ([g.sum(axis=(0, 1, 2))] if len(ctx.inputs) == 3 else [])
+        if ctx.winograd:
+            grads[:2] = winograd_backward(ctx, g.astype(ctx.saved_arrays[0].dtype, copy=False))
+            return tuple(grads)
         padded, matrix = ctx.saved_arrays
         (N, C, H, W), (kh, kw) = ctx.input_shape, ctx.kernel_size
         (sh, sw), (ph, pw) = ctx.stride, ctx.padding
         OH, OW, O = grad.shape[2], grad.shape[3], grad.shape[1]
-        g = np.ascontiguousarray(grad.transpose(0, 2, 3, 1), dtype=padded.dtype)   # (N, OH, OW, O)
-        grads = [None, None] + ([g.sum(axis=(0, 1, 2))] if len(ctx.inputs) == 3 else [])
+        g = np.ascontiguousarray(g, dtype=padded.dtype)                    # (N, OH, OW, O)
         if ctx.needs_input_grad[1]:                                         # dW = columns^T @ g, block by block
             windows = _windows(padded, (kh, kw), (sh, sw), (OH, OW))
             per = max(1, BLOCK_ROWS // (OH * OW))
