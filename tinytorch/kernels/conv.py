@@ -203,14 +203,16 @@ class Conv2dChannelsLast(Function):
 
     Inputs x (N, C, H, W) in any memory layout, weight (O, C, kh, kw) and optionally bias (O,);
     the output (N, O, OH, OW) is a view of channels-last (N, OH, OW, O) memory, which the next
-    layer's channels-last copy reads contiguously.
+    layer's channels-last copy reads contiguously. 3x3, stride-1 layers with at least
+    WINOGRAD_MIN_CHANNELS input and output channels run Winograd F(4x4, 3x3) instead (unless the
+    option winograd is False).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), winograd=True):
         (N, C, H, W), (O, _, kh, kw) = x.shape, weight.shape
         ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
-        ctx.winograd = (kh, kw, *stride) == (3, 3, 1, 1) and min(C, O) >= WINOGRAD_MIN_CHANNELS
+        ctx.winograd = winograd and (kh, kw, *stride) == (3, 3, 1, 1) and min(C, O) >= WINOGRAD_MIN_CHANNELS
         if ctx.winograd:
             try:
                 return winograd_forward(ctx, x, weight, bias, padding).transpose(0, 3, 1, 2)
@@ -284,18 +286,22 @@ def _conv2d_input_grad(g, matrix, input_shape, kernel_size, stride, padding) -> 
     return d_padded[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
 
 
-def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
-    """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast."""
+def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                         winograd: bool = True) -> Tensor:
+    """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast.
+
+    winograd=False keeps the blocked columns for every layer (to compare the two algorithms).
+    """
     # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0] of the result.
     # 2. Make stride and padding pairs with pair, then check everything with chapter 06's check_conv_args.
-    # 3. Return Conv2dChannelsLast.apply(input, weight, bias, stride=..., padding=...), leaving bias out
-    #    of the inputs when it is None (the primitive returns one gradient per input it was given).
+    # 3. Return Conv2dChannelsLast.apply(input, weight, bias, stride=..., padding=..., winograd=...), leaving
+    #    bias out of the inputs when it is None (the primitive returns one gradient per input it was given).
     if input.ndim == 3:                                                     # one image: add and drop a batch axis
-        return conv2d_channels_last(input.unsqueeze(0), weight, bias, stride, padding)[0]
+        return conv2d_channels_last(input.unsqueeze(0), weight, bias, stride, padding, winograd)[0]
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
     check_conv_args(input, weight, bias, stride, padding)
     inputs = (input, weight) if bias is None else (input, weight, bias)
-    return Conv2dChannelsLast.apply(*inputs, stride=stride, padding=padding)
+    return Conv2dChannelsLast.apply(*inputs, stride=stride, padding=padding, winograd=winograd)
 
 
 @contextlib.contextmanager

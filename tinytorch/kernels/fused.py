@@ -88,14 +88,16 @@ def batch_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps:
     """The kernel behind BatchNorm's batch statistics: (output, mean (C,), biased var (C,)), fused."""
     # 1. The inputs are x, then weight and bias when they are not None; eps is an option.
     # 2. out = BatchNormFused.apply(...); the node (out._ctx) kept the batch's mean and variance.
-    # 3. Without a node (under no_grad), compute mean and biased variance from x's channel rows yourself.
+    # 3. Without a node (under no_grad), compute mean and biased variance from x's channel rows yourself
+    #    (_channels_last_rows, then _column_sums for the sums, as the forward does).
     inputs = (x,) if weight is None else (x, weight) if bias is None else (x, weight, bias)
     out = BatchNormFused.apply(*inputs, eps=eps)
     node = out._ctx
     if node is None:                                                        # no_grad or nothing needs a gradient
         rows = _channels_last_rows(x.data)
-        mean = rows.mean(axis=0)
-        return out, mean, ((rows - mean) ** 2).mean(axis=0)
+        mean = _column_sums(rows) / rows.shape[0]
+        centered = rows - mean
+        return out, mean, _column_sums(centered, centered) / rows.shape[0]
     return out, node.mean, node.var
 
 
