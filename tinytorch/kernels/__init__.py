@@ -1,4 +1,5 @@
-"""Chapter 14's kernels: matrix products and transposes, convolutions, and fused layers and losses."""
+"""Chapter 14's kernels: matrix products and transposes, convolutions (blocked columns, Winograd), and fused layers
+and losses."""
 
 from tinytorch.kernels.matmul import matmul_blocked, matmul_naive, transpose_blocked
 from tinytorch.kernels.conv import (
@@ -6,6 +7,10 @@ from tinytorch.kernels.conv import (
     conv2d_channels_last,
     conv2d_direct,
     conv2d_kernel,
+    winograd_backward,
+    winograd_forward,
+    winograd_matrices,
+    winograd_transform,
     workspace_buffer,
 )
 from tinytorch.kernels.fused import (
