@@ -286,7 +286,7 @@ def test_a_cnn_stage_trains_the_same_with_and_without_the_kernels():
 
 
 # ---- Winograd F(4x4, 3x3) inside Conv2dChannelsLast -----------------------------------------------------
-def _conv_and_grads(kernel, x, w, b, padding, winograd=True):
+def _conv_and_grads(kernel, x, w, b, padding, winograd=None):
     """Output and the three gradients of sum(out * cos) for conv2d with `kernel` (None: chapter 06's im2col)."""
     xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
     bt = Tensor(b, requires_grad=True) if b is not None else None
@@ -299,7 +299,7 @@ def _conv_and_grads(kernel, x, w, b, padding, winograd=True):
     return out, [out.data, xt.grad.data, wt.grad.data] + ([bt.grad.data] if b is not None else [])
 
 
-@given(n=st.integers(1, 3), c=st.integers(16, 20), o=st.integers(16, 20), h=st.integers(1, 11),
+@given(n=st.integers(1, 3), c=st.integers(1, 20), o=st.integers(1, 20), h=st.integers(1, 11),
        w=st.integers(1, 11), padding=st.integers(0, 2), bias=st.booleans())
 @SETTINGS
 def test_winograd_equals_im2col_for_any_image_size_padding_and_channels(n, c, o, h, w, padding, bias):
@@ -308,8 +308,8 @@ def test_winograd_equals_im2col_for_any_image_size_padding_and_channels(n, c, o,
     rng = np.random.default_rng(n * 1000 + h * 10 + w)
     x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, 3, 3))
     b = rng.standard_normal(o) if bias else None
-    out, fast = _conv_and_grads(kernels.conv2d_channels_last, x, weight, b, padding)
-    assert out._ctx.winograd, "a 3x3 stride-1 layer with 16+ channels in and out must run Winograd"
+    out, fast = _conv_and_grads(kernels.conv2d_channels_last, x, weight, b, padding, winograd=True)
+    assert out._ctx.winograd, "winograd=True must run Winograd on every 3x3 stride-1 layer"
     _, reference = _conv_and_grads(None, x, weight, b, padding)
     for mine, expected in zip(fast, reference):
         np.testing.assert_allclose(mine, expected, rtol=1e-10, atol=1e-10)
@@ -317,25 +317,31 @@ def test_winograd_equals_im2col_for_any_image_size_padding_and_channels(n, c, o,
 
 def test_gradcheck_winograd():
     rng = np.random.default_rng(5)
-    x = Tensor(rng.standard_normal((1, 16, 5, 6)), requires_grad=True)
-    w = Tensor(rng.standard_normal((16, 16, 3, 3)) / 12, requires_grad=True)
-    b = Tensor(rng.standard_normal(16), requires_grad=True)
-    assert kernels.conv2d_channels_last(x, w, b, padding=1)._ctx.winograd
-    assert gradcheck(lambda x, w, b: kernels.conv2d_channels_last(x, w, b, padding=1), [x, w, b])
+    x = Tensor(rng.standard_normal((1, 5, 5, 6)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 5, 3, 3)) / 6, requires_grad=True)
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+    assert kernels.conv2d_channels_last(x, w, b, padding=1, winograd=True)._ctx.winograd
+    assert gradcheck(lambda x, w, b: kernels.conv2d_channels_last(x, w, b, padding=1, winograd=True), [x, w, b])
 
 
-@pytest.mark.parametrize("shape, weight_shape, stride", [
-    ((2, 3, 8, 8), (16, 3, 3, 3), 1),          # few input channels: columns
-    ((2, 16, 8, 8), (8, 16, 3, 3), 1),         # few output channels: columns
-    ((2, 16, 9, 9), (16, 16, 3, 3), 2),        # stride 2
-    ((2, 16, 8, 8), (16, 16, 5, 5), 1),        # 5x5
+@pytest.mark.parametrize("shape, weight_shape, stride, padding, chosen", [
+    ((2, 16, 8, 8), (16, 16, 3, 3), 1, 1, True),     # many channels, 8x8 output: two whole tiles a side
+    ((2, 32, 32, 32), (16, 32, 3, 3), 1, 1, True),
+    ((2, 16, 30, 30), (16, 16, 3, 3), 1, 0, True),   # 28x28: whole tiles
+    ((2, 16, 15, 15), (16, 16, 3, 3), 1, 0, False),  # 13x13 output in 16x16 of tiles: 1.5x the work
+    ((2, 3, 8, 8), (16, 3, 3, 3), 1, 1, False),      # few input channels: columns
+    ((2, 16, 8, 8), (8, 16, 3, 3), 1, 1, False),     # few output channels: columns
+    ((2, 16, 9, 9), (16, 16, 3, 3), 2, 1, False),    # stride 2
+    ((2, 16, 8, 8), (16, 16, 5, 5), 1, 2, False),    # 5x5
 ])
-def test_winograd_is_used_only_for_3x3_stride_1_layers_with_many_channels(shape, weight_shape, stride):
+def test_winograd_runs_where_it_pays_unless_told(shape, weight_shape, stride, padding, chosen):
     x, w = Tensor(rand(*shape), requires_grad=True), Tensor(rand(*weight_shape, seed=1))
-    out = kernels.conv2d_channels_last(x, w, stride=stride, padding=1)
-    assert not out._ctx.winograd
     with kernels.conv2d_kernel(None):
-        np.testing.assert_allclose(out.data, F.conv2d(x, w, stride=stride, padding=1).data, rtol=1e-10, atol=1e-10)
+        expected = F.conv2d(x, w, stride=stride, padding=padding).data
+    for option, runs in ((None, chosen), (False, False), (True, stride == 1 and weight_shape[2:] == (3, 3))):
+        out = kernels.conv2d_channels_last(x, w, stride=stride, padding=padding, winograd=option)
+        assert out._ctx.winograd == runs, option
+        np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_winograd_float32_error_stays_far_below_the_benchmark_tolerance():
@@ -353,7 +359,7 @@ def test_a_stubbed_winograd_transform_falls_back_to_the_columns(monkeypatch):
     def stub(*args, **kwargs):
         raise NotImplementedError("winograd_transform")
     monkeypatch.setattr(kernels.conv, "winograd_transform", stub)
-    x, w = rand(2, 16, 6, 6), rand(16, 16, 3, 3, seed=1)
+    x, w = rand(2, 16, 8, 8), rand(16, 16, 3, 3, seed=1)
     out, fast = _conv_and_grads(kernels.conv2d_channels_last, x, w, rand(16, seed=2), 1)
     assert not out._ctx.winograd
     _, reference = _conv_and_grads(None, x, w, rand(16, seed=2), 1)

@@ -90,6 +90,7 @@ WINOGRAD_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
               (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
 WINOGRAD_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MAX_WASTE = 1.3          # tiles may cover at most 1.3x the output (a 13x13 output needs 16x16: 1.5x)
 WINOGRAD_BLOCK_TILES = 64
 
 
@@ -203,16 +204,20 @@ class Conv2dChannelsLast(Function):
 
     Inputs x (N, C, H, W) in any memory layout, weight (O, C, kh, kw) and optionally bias (O,);
     the output (N, O, OH, OW) is a view of channels-last (N, OH, OW, O) memory, which the next
-    layer's channels-last copy reads contiguously. 3x3, stride-1 layers with at least
-    WINOGRAD_MIN_CHANNELS input and output channels run Winograd F(4x4, 3x3) instead (unless the
-    option winograd is False).
+    layer's channels-last copy reads contiguously. The option winograd says which 3x3, stride-1
+    layers run Winograd F(4x4, 3x3) instead: None, those where it pays (WINOGRAD_MIN_CHANNELS
+    channels in and out, tiles covering at most WINOGRAD_MAX_WASTE times the output); True, all;
+    False, none.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), winograd=True):
+    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), winograd=None):
         (N, C, H, W), (O, _, kh, kw) = x.shape, weight.shape
         ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
-        ctx.winograd = winograd and (kh, kw, *stride) == (3, 3, 1, 1) and min(C, O) >= WINOGRAD_MIN_CHANNELS
+        ctx.winograd = winograd is not False and (kh, kw, *stride) == (3, 3, 1, 1)
+        if ctx.winograd and winograd is None:                               # where it pays: many channels, and
+            OH, OW, TH, TW = _winograd_sizes(x.shape, padding)              # an output that fills its tiles
+            ctx.winograd = min(C, O) >= WINOGRAD_MIN_CHANNELS and 16 * TH * TW <= WINOGRAD_MAX_WASTE * OH * OW
         if ctx.winograd:
             try:
                 return winograd_forward(ctx, x, weight, bias, padding).transpose(0, 3, 1, 2)
@@ -287,10 +292,11 @@ def _conv2d_input_grad(g, matrix, input_shape, kernel_size, stride, padding) -> 
 
 
 def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-                         winograd: bool = True) -> Tensor:
+                         winograd: bool | None = None) -> Tensor:
     """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast.
 
-    winograd=False keeps the blocked columns for every layer (to compare the two algorithms).
+    winograd: None runs Winograd on the 3x3, stride-1 layers where it pays; True on every 3x3,
+    stride-1 layer; False on none (the blocked columns everywhere, to compare the two).
     """
     # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0] of the result.
     # 2. Make stride and padding pairs with pair, then check everything with chapter 06's check_conv_args.
