@@ -767,6 +767,7 @@ def winograd_transform(matrix: np.ndarray, tiles: np.ndarray, out: np.ndarray | 
     # 2. Rows: first = matrix @ tiles.reshape(a, -1), an (m, a * K) product for K = prod(rest).
     # 3. Columns: np.matmul(matrix, first.reshape(m, a, -1)) multiplies each of the m slabs (a, K)
     #    by the matrix from the left: that is the multiplication by matrix.T on the tile's second axis.
+    # 4. Write the columns' product into `out` when it is given (a reused buffer), else into a new array.
     # Pitfall: cast the matrix to the tiles' dtype, or float64 constants turn float32 data into float64.
     ### BEGIN SOLUTION
     a, m = tiles.shape[0], matrix.shape[0]
@@ -862,6 +863,20 @@ def winograd_backward(ctx, g: np.ndarray) -> list:
     dx = None if d_padded is None else d_padded[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
     dweight = None if dU is None else winograd_transform(G.T, dU.reshape(6, 6, C, O)).transpose(3, 2, 0, 1)
     return [dx, dweight]
+
+# %% [markdown]
+r"""
+The identity at work in one dimension: four outputs of a 3-tap filter on six
+inputs, directly and through the transforms.
+"""
+
+# %%
+B_t, G, A_t = winograd_matrices()
+inputs_1d, taps_1d = rng.standard_normal(6), rng.standard_normal(3)
+direct_1d = np.array([inputs_1d[i:i + 3] @ taps_1d for i in range(4)])     # 4 x 3 = 12 multiplications
+winograd_1d = A_t @ ((G @ taps_1d) * (B_t @ inputs_1d))                     # 6, once G @ taps is known
+print("direct:  ", np.round(direct_1d, 6), "\nWinograd:", np.round(winograd_1d, 6))
+assert np.allclose(direct_1d, winograd_1d), "F(4, 3) must reproduce the direct convolution"
 
 # %% [markdown]
 r"""
@@ -2028,10 +2043,11 @@ assert winograd_ratio > 1.1, f"the text says Winograd is the faster on this laye
 r"""
 Winograd wins by the printed factor (the cell checks more than 1.1×; on an
 idle machine it is larger, on a busy one the memory-bound transforms suffer
-most). It pays most in backward, where one transformed output gradient
-feeds both the weight gradient and the input gradient, and the input tiles
-$V$ saved by forward are reused; forward alone gains less, because its
-transforms are a larger share of its work. That is the kernel `nn.Conv2d`
+most). Backward is where the design pays twice: one transformed output
+gradient feeds both the weight gradient and the input gradient, and the
+input tiles $V$ that forward saved are used again instead of being rebuilt.
+(Forward alone has to pay for two transforms around one product, so its
+share of the gain is smaller; question 5 below asks you to count.) That is the kernel `nn.Conv2d`
 runs in the package: Winograd for 3×3, stride-1 layers with 16 or more
 channels that fill their tiles, the blocked columns for every other layer.
 

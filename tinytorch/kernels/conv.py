@@ -104,6 +104,7 @@ def winograd_transform(matrix: np.ndarray, tiles: np.ndarray, out: np.ndarray | 
     # 2. Rows: first = matrix @ tiles.reshape(a, -1), an (m, a * K) product for K = prod(rest).
     # 3. Columns: np.matmul(matrix, first.reshape(m, a, -1)) multiplies each of the m slabs (a, K)
     #    by the matrix from the left: that is the multiplication by matrix.T on the tile's second axis.
+    # 4. Write the columns' product into `out` when it is given (a reused buffer), else into a new array.
     # Pitfall: cast the matrix to the tiles' dtype, or float64 constants turn float32 data into float64.
     a, m = tiles.shape[0], matrix.shape[0]
     matrix = matrix.astype(tiles.dtype, copy=False)
