@@ -237,16 +237,16 @@ class Conv2dChannelsLast(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        g = grad.transpose(0, 2, 3, 1)                                      # (N, OH, OW, O), a view
-        grads = [None, None] + ([g.sum(axis=(0, 1, 2))] if len(ctx.inputs) == 3 else [])
         if ctx.winograd:
-            grads[:2] = winograd_backward(ctx, g.astype(ctx.saved_arrays[0].dtype, copy=False))
-            return tuple(grads)
+            g = grad.transpose(0, 2, 3, 1).astype(ctx.saved_arrays[0].dtype, copy=False)   # (N, OH, OW, O) view
+            bias_grad = [g.sum(axis=(0, 1, 2))] if len(ctx.inputs) == 3 else []
+            return tuple(winograd_backward(ctx, g) + bias_grad)
         padded, matrix = ctx.saved_arrays
         (N, C, H, W), (kh, kw) = ctx.input_shape, ctx.kernel_size
         (sh, sw), (ph, pw) = ctx.stride, ctx.padding
         OH, OW, O = grad.shape[2], grad.shape[3], grad.shape[1]
-        g = np.ascontiguousarray(g, dtype=padded.dtype)                    # (N, OH, OW, O)
+        g = np.ascontiguousarray(grad.transpose(0, 2, 3, 1), dtype=padded.dtype)   # (N, OH, OW, O)
+        grads = [None, None] + ([g.sum(axis=(0, 1, 2))] if len(ctx.inputs) == 3 else [])
         if ctx.needs_input_grad[1]:                                         # dW = columns^T @ g, block by block
             windows = _windows(padded, (kh, kw), (sh, sw), (OH, OW))
             per = max(1, BLOCK_ROWS // (OH * OW))
