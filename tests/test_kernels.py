@@ -283,3 +283,114 @@ def test_a_cnn_stage_trains_the_same_with_and_without_the_kernels():
             normalization.set_batch_norm_kernel(previous[2])
     for fast, composed in zip(results[1], results[0]):
         np.testing.assert_allclose(fast, composed, rtol=1e-9, atol=1e-9)
+
+
+# ---- Winograd F(4x4, 3x3) inside Conv2dChannelsLast -----------------------------------------------------
+def _conv_and_grads(kernel, x, w, b, padding, winograd=None):
+    """Output and the three gradients of sum(out * cos) for conv2d with `kernel` (None: chapter 06's im2col)."""
+    xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    bt = Tensor(b, requires_grad=True) if b is not None else None
+    if kernel is None:
+        with kernels.conv2d_kernel(None):
+            out = F.conv2d(xt, wt, bt, 1, padding)
+    else:
+        out = kernel(xt, wt, bt, 1, padding, winograd=winograd)
+    (out * Tensor(np.cos(np.arange(out.numel())).reshape(out.shape))).sum().backward()
+    return out, [out.data, xt.grad.data, wt.grad.data] + ([bt.grad.data] if b is not None else [])
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 20), o=st.integers(1, 20), h=st.integers(1, 11),
+       w=st.integers(1, 11), padding=st.integers(0, 2), bias=st.booleans())
+@SETTINGS
+def test_winograd_equals_im2col_for_any_image_size_padding_and_channels(n, c, o, h, w, padding, bias):
+    if min(h, w) + 2 * padding < 3:
+        return                                                     # no output: conv2d refuses it
+    rng = np.random.default_rng(n * 1000 + h * 10 + w)
+    x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((o, c, 3, 3))
+    b = rng.standard_normal(o) if bias else None
+    out, fast = _conv_and_grads(kernels.conv2d_channels_last, x, weight, b, padding, winograd=True)
+    assert out._ctx.winograd, "winograd=True must run Winograd on every 3x3 stride-1 layer"
+    _, reference = _conv_and_grads(None, x, weight, b, padding)
+    for mine, expected in zip(fast, reference):
+        np.testing.assert_allclose(mine, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_gradcheck_winograd():
+    rng = np.random.default_rng(5)
+    x = Tensor(rng.standard_normal((1, 5, 5, 6)), requires_grad=True)
+    w = Tensor(rng.standard_normal((4, 5, 3, 3)) / 6, requires_grad=True)
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+    assert kernels.conv2d_channels_last(x, w, b, padding=1, winograd=True)._ctx.winograd
+    assert gradcheck(lambda x, w, b: kernels.conv2d_channels_last(x, w, b, padding=1, winograd=True), [x, w, b])
+
+
+@pytest.mark.parametrize("shape, weight_shape, stride, padding, chosen", [
+    ((2, 16, 8, 8), (16, 16, 3, 3), 1, 1, True),     # many channels, 8x8 output: two whole tiles a side
+    ((2, 32, 32, 32), (16, 32, 3, 3), 1, 1, True),
+    ((2, 16, 30, 30), (16, 16, 3, 3), 1, 0, True),   # 28x28: whole tiles
+    ((2, 16, 15, 15), (16, 16, 3, 3), 1, 0, False),  # 13x13 output in 16x16 of tiles: 1.5x the work
+    ((2, 3, 8, 8), (16, 3, 3, 3), 1, 1, False),      # few input channels: columns
+    ((2, 16, 8, 8), (8, 16, 3, 3), 1, 1, False),     # few output channels: columns
+    ((2, 16, 9, 9), (16, 16, 3, 3), 2, 1, False),    # stride 2
+    ((2, 16, 8, 8), (16, 16, 5, 5), 1, 2, False),    # 5x5
+])
+def test_winograd_runs_where_it_pays_unless_told(shape, weight_shape, stride, padding, chosen):
+    x, w = Tensor(rand(*shape), requires_grad=True), Tensor(rand(*weight_shape, seed=1))
+    with kernels.conv2d_kernel(None):
+        expected = F.conv2d(x, w, stride=stride, padding=padding).data
+    for option, runs in ((None, chosen), (False, False), (True, stride == 1 and weight_shape[2:] == (3, 3))):
+        out = kernels.conv2d_channels_last(x, w, stride=stride, padding=padding, winograd=option)
+        assert out._ctx.winograd == runs, option
+        np.testing.assert_allclose(out.data, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_float32_error_stays_far_below_the_benchmark_tolerance():
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((4, 32, 16, 16)), rng.standard_normal((64, 32, 3, 3)) / 17
+    _, reference = _conv_and_grads(kernels.conv2d_channels_last, x, w, None, 1, winograd=False)
+    out, single = _conv_and_grads(kernels.conv2d_channels_last, x.astype(np.float32), w.astype(np.float32), None, 1)
+    assert out._ctx.winograd and out.dtype == np.float32
+    for mine, expected in zip(single, reference):
+        assert mine.dtype == np.float32
+        assert np.abs(mine - expected).max() < 3e-5 * np.abs(expected).max()
+
+
+def test_a_stubbed_winograd_transform_falls_back_to_the_columns(monkeypatch):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("winograd_transform")
+    monkeypatch.setattr(kernels.conv, "winograd_transform", stub)
+    x, w = rand(2, 16, 8, 8), rand(16, 16, 3, 3, seed=1)
+    out, fast = _conv_and_grads(kernels.conv2d_channels_last, x, w, rand(16, seed=2), 1)
+    assert not out._ctx.winograd
+    _, reference = _conv_and_grads(None, x, w, rand(16, seed=2), 1)
+    for mine, expected in zip(fast, reference):
+        np.testing.assert_allclose(mine, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_forward_without_gradients_keeps_no_tiles():
+    from tinytorch import no_grad
+    x, w = Tensor(rand(2, 16, 8, 8).astype(np.float32)), Tensor(rand(16, 16, 3, 3, seed=1).astype(np.float32))
+    with no_grad():
+        out = kernels.conv2d_channels_last(x, w, padding=1)
+    assert out._ctx is None
+    with kernels.conv2d_kernel(None):
+        np.testing.assert_allclose(out.data, F.conv2d(x, w, padding=1).data, rtol=1e-4, atol=1e-4)
+
+
+# ---- BatchNorm in float32 -----------------------------------------------------------------------------
+@pytest.mark.parametrize("mean, spread", [(0.0, 1.0), (1.0, 3.0), (20.0, 1.0)])
+def test_fused_batch_norm_float32_is_as_close_to_float64_as_its_input_allows(mean, spread):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((64, 32, 32, 32)) * spread + mean).astype(np.float32)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)   # channels-last, as after a conv
+    weight, bias = np.linspace(0.5, 2, 32).astype(np.float32), np.linspace(-1, 1, 32).astype(np.float32)
+    out, batch_mean, batch_var = kernels.batch_norm_fused(Tensor(x), Tensor(weight), Tensor(bias), 1e-5)
+    x64 = x.astype(np.float64)
+    mu, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    expected = ((x64 - mu[:, None, None]) / np.sqrt(var[:, None, None] + 1e-5) * weight[:, None, None]
+                + bias[:, None, None])
+    # float32 rounding of x itself moves x - mean by up to |x| * 2**-24 / spread in normalized units
+    allowed = 4e-6 + 2 * np.abs(x64).max() * 2.0**-24 / spread * 2
+    assert np.abs(out.data - expected).max() < allowed
+    np.testing.assert_allclose(batch_mean, mu, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(batch_var, var, rtol=1e-5)

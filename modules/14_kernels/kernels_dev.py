@@ -49,6 +49,7 @@ turns one of them into a measurement:
 | `transpose_blocked(a, tile)` | a transposed copy, tile by tile | strides and cache lines |
 | `conv2d_direct(x, w, b, stride, padding)` | convolution by shifted views, no column matrix | the memory-for-speed trade of im2col |
 | `Conv2dChannelsLast`, `conv2d_channels_last(x, w, b, stride, padding)` | channels-last columns in cache-sized blocks, with its own backward | layout, blocking and workspace reuse; the kernel `nn.Conv2d` runs |
+| `winograd_transform(matrix, tiles)`, `winograd_forward`, `winograd_backward` | Winograd F(4×4, 3×3) for 3×3 stride-1 layers, inside `Conv2dChannelsLast` | fewer multiplications, at a cost in passes and precision |
 | `conv2d_kernel(kernel)` | a context manager: which kernel `conv2d` uses | comparing implementations |
 | `BatchNormFused`, `batch_norm_fused`; `MaxPool2dTiles`, `max_pool2d_tiles` | BatchNorm in one pass each way; pooling by tiles | closed-form backward, saved statistics |
 | `SoftmaxCrossEntropy`, `softmax_cross_entropy(logits, target)` | one primitive whose backward is softmax − onehot | fusion |
@@ -62,7 +63,7 @@ its time.
 """
 
 # %% nbgrader={"grade": false, "grade_id": "default_exp", "locked": true, "schema_version": 3, "solution": false, "task": false}
-#| default_exp kernels
+#| default_exp kernels.matmul
 
 # %% [markdown]
 r"""
@@ -85,17 +86,34 @@ print("BLAS threads: 1" if "numpy" not in sys.modules else
 
 # %%
 #| export
+import numpy as np
+
+# %%
+#| export kernels.conv
+import contextlib
+
+import numpy as np
+
+from tinytorch.nn import spatial
+from tinytorch.core.function import Function
+from tinytorch.core.tensor import Tensor
+from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
+
+# %%
+#| export kernels.fused
 import contextlib
 import math
 
 import numpy as np
 
-from tinytorch.nn import normalization, spatial
 from tinytorch.core.autograd import backward_rule
 from tinytorch.core.function import Function
 from tinytorch.core.tensor import Tensor
 from tinytorch.nn.loss import class_indices, set_cross_entropy_kernel
-from tinytorch.nn.spatial import Pad2d, check_conv_args, pair, conv_output_size
+from tinytorch.nn.spatial import pair
+
+# %%
+from tinytorch.nn import normalization
 
 # %% [markdown]
 r"""
@@ -520,7 +538,7 @@ without a new backward rule, and the systems section measures who wins.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_conv2d_direct", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.conv
 def conv2d_direct(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
     """conv2d as a sum over kernel taps of (O, C) @ shifted input views: no im2col column matrix.
 
@@ -635,8 +653,8 @@ which is how this chapter compares the two.
 """
 
 
-# %% nbgrader={"grade": false, "grade_id": "impl_conv2d_channels_last", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+# %%
+#| export kernels.conv
 # Rows of the column matrix built per block: 512 rows of a 3x3, 32-channel layer are 0.6 MB (of its
 # input gradient's 64-channel columns, 1.2 MB), which with the block's output fits in one core's L2
 # cache (2 MB here): the copy is still in cache when BLAS reads it. (On the benchmark's layer 512
@@ -645,7 +663,7 @@ BLOCK_ROWS = 512
 _workspace: dict = {}
 
 
-def _buffer(name: str, shape: tuple, dtype) -> np.ndarray:
+def workspace_buffer(name: str, shape: tuple, dtype) -> np.ndarray:
     """A scratch array kept between calls (one per name): no fresh allocation, so no page faults, each step."""
     size = int(np.prod(shape))
     buffer = _workspace.get(name)
@@ -666,7 +684,7 @@ def _blocked_product(windows: np.ndarray, matrix: np.ndarray, out: np.ndarray, n
     """out[n, y, x] = windows[n, y, x] (flattened) @ matrix (+ bias), a few images at a time (in cache)."""
     N, OH, OW = windows.shape[:3]
     per = max(1, BLOCK_ROWS // (OH * OW))                            # images per block
-    columns = _buffer(name, (min(per, N),) + windows.shape[1:], windows.dtype)
+    columns = workspace_buffer(name, (min(per, N),) + windows.shape[1:], windows.dtype)
     for start in range(0, N, per):
         block = columns[:min(per, N - start)]
         np.copyto(block, windows[start:start + per])               # the column block: one strided copy
@@ -676,17 +694,226 @@ def _blocked_product(windows: np.ndarray, matrix: np.ndarray, out: np.ndarray, n
             result += bias                                         # while the block is still in cache
 
 
+# %% [markdown]
+r"""
+### Fewer multiplications: Winograd's F(4×4, 3×3)
+
+Blocking and layout remove the copies around the three products; what is
+left is the products themselves, and BLAS already runs them at full speed.
+The one way past that is to do fewer multiplications. For a 3-tap filter
+$g$ and 6 inputs $d$, four outputs of a 1-D convolution need $4 \cdot 3 = 12$
+multiplications done directly. Winograd's minimal filtering algorithm
+$F(4, 3)$ needs 6:
+
+$$
+y = A^\top \big[ (G g) \odot (B^\top d) \big],
+$$
+
+with small constant matrices $B^\top$ (6×6), $G$ (6×3) and $A^\top$ (4×6):
+transform the filter and the input tile, multiply the six pairs, transform
+back. Nesting it in both directions gives $F(4{\times}4, 3{\times}3)$: a
+$6 \times 6$ input tile, $36$ products for a $4 \times 4$ output tile where
+the direct form needs $16 \cdot 9 = 144$, four times fewer:
+
+$$
+Y = A^\top \big[ (G\, g\, G^\top) \odot (B^\top d\, B) \big] A .
+$$
+
+For a layer with many channels, the sum over input channels moves inside
+the bracket (everything outside it is linear), so for each of the 36 tile
+positions $\xi$ the products of all tiles and all channels are one matrix
+product: $M_\xi = V_\xi U_\xi$, with $V_\xi$ the transformed input tiles
+$(\text{tiles}, C)$ and $U_\xi$ the transformed filters $(C, O)$. Thirty-six
+BLAS products with inner dimension $C$ replace im2col's one with inner
+dimension $9C$, and the transforms $B^\top d B$ and $A^\top M A$ are each two
+matrix products too (`winograd_transform` below, over a block of tiles at
+once). Both gradients follow from the same identity, since every step is
+linear: the output gradient, transformed by $A$, meets $V$ for the weight
+gradient and $U$ for the input gradient, whose tiles (which overlap by two
+pixels, as the input tiles do) are added back onto the image.
+
+Two costs come with it. The transforms are extra passes over memory, which
+pay only when the products are large, so the kernel uses Winograd for 3×3,
+stride-1 layers with at least 16 input and output channels whose output
+fills its 4×4 tiles (at most 30 % of the tiles' pixels computed and thrown
+away), and keeps the blocked columns elsewhere (the first layer of a CNN,
+with 3 input channels, is all transform and no product; a 13×13 output
+needs 16×16 of tiles, half again the work). And the transforms' coefficients (up to
+8, and fractions down to 1/24) cost some float32 precision: the test below
+measures how much.
+"""
+
+# %% nbgrader={"grade": false, "grade_id": "impl_winograd_transform", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export kernels.conv
+# F(4x4, 3x3) (Lavin and Gray, 2016): a 6x6 input tile and a 3x3 filter give a 4x4 output tile.
+# (Written as tuples: the package builds no arrays when it is imported; winograd_matrices() does.)
+WINOGRAD_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+               (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+WINOGRAD_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+              (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+WINOGRAD_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MAX_WASTE = 1.3          # tiles may cover at most 1.3x the output (a 13x13 output needs 16x16: 1.5x)
+WINOGRAD_BLOCK_TILES = 64
+
+
+def winograd_transform(matrix: np.ndarray, tiles: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """matrix @ tile @ matrix.T for every tile at once: tiles (a, a, ...) -> (m, m, ...) for an (m, a) matrix.
+
+    The tile's two axes come first and everything else (tiles, channels) is flattened behind them,
+    so each side of the sandwich is one matrix product over the whole block.
+    """
+    # 1. a = tiles.shape[0]; m = matrix.shape[0]; the rest of the shape is rest = tiles.shape[2:].
+    # 2. Rows: first = matrix @ tiles.reshape(a, -1), an (m, a * K) product for K = prod(rest).
+    # 3. Columns: np.matmul(matrix, first.reshape(m, a, -1)) multiplies each of the m slabs (a, K)
+    #    by the matrix from the left: that is the multiplication by matrix.T on the tile's second axis.
+    # 4. Write the columns' product into `out` when it is given (a reused buffer), else into a new array.
+    # Pitfall: cast the matrix to the tiles' dtype, or float64 constants turn float32 data into float64.
+    ### BEGIN SOLUTION
+    a, m = tiles.shape[0], matrix.shape[0]
+    matrix = matrix.astype(tiles.dtype, copy=False)
+    first = workspace_buffer("winograd rows", (m, tiles[0].size), tiles.dtype)
+    np.matmul(matrix, tiles.reshape(a, -1), out=first)                      # transform the tile's rows
+    result = np.empty((m, m) + tiles.shape[2:], dtype=tiles.dtype) if out is None else out
+    np.matmul(matrix, first.reshape(m, a, -1), out=result.reshape(m, m, -1))   # then its columns
+    return result
+    ### END SOLUTION
+
+
+def winograd_matrices(dtype=np.float64) -> tuple:
+    """(B^T, G, A^T) of F(4x4, 3x3) as arrays: 6x6, 6x3 and 4x6."""
+    return tuple(np.array(m, dtype=dtype) for m in (WINOGRAD_BT, WINOGRAD_G, WINOGRAD_AT))
+
+
+def _winograd_sizes(shape: tuple, padding) -> tuple:
+    """Output size and 4x4 tiles per image of a 3x3 stride-1 convolution of an (N, C, H, W) input."""
+    (N, C, H, W), (ph, pw) = shape, padding
+    OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
+    return OH, OW, -(-OH // 4), -(-OW // 4)
+
+
+def winograd_forward(ctx, x, weight, bias, padding) -> np.ndarray:
+    """Conv2dChannelsLast's forward for 3x3, stride 1: Winograd F(4x4, 3x3), block by block; (N, OH, OW, O)."""
+    (N, C, H, W), O, (ph, pw) = x.shape, weight.shape[0], padding
+    OH, OW, TH, TW = _winograd_sizes(x.shape, padding)
+    dtype = np.result_type(x.dtype, weight.dtype)
+    BT, G, AT = winograd_matrices(dtype)
+    padded = workspace_buffer("winograd input", (N, 4 * TH + 2, 4 * TW + 2, C), dtype)   # not kept: V is
+    padded[:, :ph], padded[:, ph + H:], padded[:, :, :pw], padded[:, :, pw + W:] = 0, 0, 0, 0   # zero border
+    padded[:, ph:ph + H, pw:pw + W] = x.transpose(0, 2, 3, 1)
+    U = winograd_transform(G, weight.transpose(2, 3, 1, 0).astype(dtype)).reshape(36, C, O)
+    sn, sy, sx, sc = padded.strides                                          # 6x6 tiles every 4 pixels
+    tiles = np.lib.stride_tricks.as_strided(padded, (6, 6, N, TH, TW, C), (sy, sx, sn, 4 * sy, 4 * sx, sc),
+                                            writeable=False)
+    out = np.empty((N, 4 * TH, 4 * TW, O), dtype=dtype)
+    per = max(1, WINOGRAD_BLOCK_TILES // (TH * TW))                         # images per block
+    saved, keep = [], Function.grad_enabled and any(ctx.needs_input_grad)  # will backward run?
+    for start in range(0, N, per):
+        n = min(per, N - start)
+        block = workspace_buffer("winograd tiles", (6, 6, n, TH, TW, C), dtype)
+        np.copyto(block, tiles[:, :, start:start + n])
+        V = winograd_transform(BT, block, None if keep else workspace_buffer(
+            "winograd inputs", (6, 6, n, TH, TW, C), dtype)).reshape(36, n * TH * TW, C)   # kept for backward
+        M = workspace_buffer("winograd products", (36, n * TH * TW, O), dtype)
+        np.matmul(V, U, out=M)                                             # 36 products (tiles, C) @ (C, O)
+        Y = winograd_transform(AT, M.reshape(6, 6, n, TH, TW, O),
+                               workspace_buffer("winograd outputs", (4, 4, n, TH, TW, O), dtype))
+        target, Y = out[start:start + n].reshape(n, TH, 4, TW, 4, O), Y.transpose(2, 3, 0, 4, 1, 5)
+        if bias is None:
+            np.copyto(target, Y)                                           # the 4x4 tiles into the image
+        else:
+            np.add(Y, bias, out=target)                                    # ... with the bias, in one pass
+        saved.append(V)
+    ctx.save_for_backward(U, *saved)
+    ctx.images_per_block = per
+    return out[:, :OH, :OW]
+
+
+def winograd_backward(ctx, g: np.ndarray) -> list:
+    """Conv2dChannelsLast's backward for winograd_forward: [dx, dweight] from g (N, OH, OW, O) channels-last."""
+    U, *saved = ctx.saved_arrays
+    (N, C, H, W), (ph, pw), per = ctx.input_shape, ctx.padding, ctx.images_per_block
+    OH, OW, TH, TW = _winograd_sizes(ctx.input_shape, ctx.padding)
+    O, dtype = U.shape[2], U.dtype
+    BT, G, AT = winograd_matrices(dtype)
+    if (OH, OW) != (4 * TH, 4 * TW):                                        # whole tiles: pad g with zeros
+        whole = np.zeros((N, 4 * TH, 4 * TW, O), dtype=dtype)
+        whole[:, :OH, :OW] = g
+        g = whole
+    dU = np.zeros((36, C, O), dtype=dtype) if ctx.needs_input_grad[1] else None
+    d_padded = np.zeros((N, 4 * TH + 4, 4 * TW + 4, C), dtype=dtype) if ctx.needs_input_grad[0] else None
+    for start, V in zip(range(0, N, per), saved):
+        n = min(per, N - start)
+        gy = workspace_buffer("winograd tiles", (4, 4, n, TH, TW, O), dtype)
+        np.copyto(gy, g[start:start + n].reshape(n, TH, 4, TW, 4, O).transpose(2, 4, 0, 1, 3, 5))
+        dM = winograd_transform(AT.T, gy, workspace_buffer("winograd products", (6, 6, n, TH, TW, O),
+                                                                   dtype)).reshape(36, n * TH * TW, O)
+        if dU is not None:
+            dU += np.matmul(V.transpose(0, 2, 1), dM)                       # 36 products (C, tiles) @ (tiles, O)
+        if d_padded is not None:
+            dV = np.matmul(dM, U.transpose(0, 2, 1))                        # 36 products (tiles, O) @ (O, C)
+            dD = winograd_transform(BT.T, dV.reshape(6, 6, n, TH, TW, C),
+                                    workspace_buffer("winograd outputs", (6, 6, n, TH, TW, C), dtype))
+            tile = dD.transpose(2, 3, 0, 4, 1, 5)                           # (n, TH, 6, TW, 6, C)
+            image = d_padded[start:start + n].reshape(n, TH + 1, 4, TW + 1, 4, C)
+            image[:, :TH, :, :TW] += tile[:, :, :4, :, :4]                  # tiles overlap by two pixels:
+            image[:, 1:, :2, :TW] += tile[:, :, 4:, :, :4]                  # a tile's last two rows and
+            image[:, :TH, :, 1:, :2] += tile[:, :, :4, :, 4:]               # columns are the first two
+            image[:, 1:, :2, 1:, :2] += tile[:, :, 4:, :, 4:]               # of the next tile's
+    dx = None if d_padded is None else d_padded[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
+    dweight = None if dU is None else winograd_transform(G.T, dU.reshape(6, 6, C, O)).transpose(3, 2, 0, 1)
+    return [dx, dweight]
+
+# %% [markdown]
+r"""
+The identity at work in one dimension: four outputs of a 3-tap filter on six
+inputs, directly and through the transforms.
+"""
+
+# %%
+B_t, G, A_t = winograd_matrices()
+inputs_1d, taps_1d = rng.standard_normal(6), rng.standard_normal(3)
+direct_1d = np.array([inputs_1d[i:i + 3] @ taps_1d for i in range(4)])     # 4 x 3 = 12 multiplications
+winograd_1d = A_t @ ((G @ taps_1d) * (B_t @ inputs_1d))                     # 6, once G @ taps is known
+print("direct:  ", np.round(direct_1d, 6), "\nWinograd:", np.round(winograd_1d, 6))
+assert np.allclose(direct_1d, winograd_1d), "F(4, 3) must reproduce the direct convolution"
+
+# %% [markdown]
+r"""
+The primitive itself builds on both: for a 3×3, stride-1 layer with at least
+16 input and output channels that fills its tiles it runs Winograd forward
+and backward, for any other layer the blocked columns. (While `winograd_transform` is still a stub
+it raises `NotImplementedError`, and the primitive uses the blocked columns
+for every layer.)
+"""
+
+
+# %% nbgrader={"grade": false, "grade_id": "impl_conv2d_channels_last", "locked": false, "schema_version": 3, "solution": true, "task": false}
+#| export kernels.conv
 class Conv2dChannelsLast(Function):
     """conv2d as one primitive: channels-last columns built and multiplied block by block, forward and backward.
 
     Inputs x (N, C, H, W) in any memory layout, weight (O, C, kh, kw) and optionally bias (O,);
     the output (N, O, OH, OW) is a view of channels-last (N, OH, OW, O) memory, which the next
-    layer's channels-last copy reads contiguously.
+    layer's channels-last copy reads contiguously. The option winograd says which 3x3, stride-1
+    layers run Winograd F(4x4, 3x3) instead: None, those where it pays (WINOGRAD_MIN_CHANNELS
+    channels in and out, tiles covering at most WINOGRAD_MAX_WASTE times the output); True, all;
+    False, none.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
+    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), winograd=None):
         (N, C, H, W), (O, _, kh, kw) = x.shape, weight.shape
+        ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
+        ctx.winograd = winograd is not False and (kh, kw, *stride) == (3, 3, 1, 1)
+        if ctx.winograd and winograd is None:                               # where it pays: many channels, and
+            OH, OW, TH, TW = _winograd_sizes(x.shape, padding)              # an output that fills its tiles
+            ctx.winograd = min(C, O) >= WINOGRAD_MIN_CHANNELS and 16 * TH * TW <= WINOGRAD_MAX_WASTE * OH * OW
+        if ctx.winograd:
+            try:
+                return winograd_forward(ctx, x, weight, bias, padding).transpose(0, 3, 1, 2)
+            except NotImplementedError:                                     # winograd_transform is a stub
+                ctx.winograd = False
         (sh, sw), (ph, pw) = stride, padding
         OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
         dtype = np.result_type(x.dtype, weight.dtype)
@@ -696,11 +923,14 @@ class Conv2dChannelsLast(Function):
         out = np.empty((N, OH, OW, O), dtype=dtype)
         _blocked_product(_windows(padded, (kh, kw), stride, (OH, OW)), matrix, out, "columns", bias)
         ctx.save_for_backward(padded, matrix)
-        ctx.stride, ctx.padding, ctx.input_shape, ctx.kernel_size = stride, padding, x.shape, (kh, kw)
         return out.transpose(0, 3, 1, 2)                                    # (N, O, OH, OW), a view
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.winograd:
+            g = grad.transpose(0, 2, 3, 1).astype(ctx.saved_arrays[0].dtype, copy=False)   # (N, OH, OW, O) view
+            bias_grad = [g.sum(axis=(0, 1, 2))] if len(ctx.inputs) == 3 else []
+            return tuple(winograd_backward(ctx, g) + bias_grad)
         padded, matrix = ctx.saved_arrays
         (N, C, H, W), (kh, kw) = ctx.input_shape, ctx.kernel_size
         (sh, sw), (ph, pw) = ctx.stride, ctx.padding
@@ -710,7 +940,7 @@ class Conv2dChannelsLast(Function):
         if ctx.needs_input_grad[1]:                                         # dW = columns^T @ g, block by block
             windows = _windows(padded, (kh, kw), (sh, sw), (OH, OW))
             per = max(1, BLOCK_ROWS // (OH * OW))
-            columns = _buffer("columns", (min(per, N),) + windows.shape[1:], padded.dtype)
+            columns = workspace_buffer("columns", (min(per, N),) + windows.shape[1:], padded.dtype)
             dmatrix = np.zeros_like(matrix)
             for start in range(0, N, per):
                 block = columns[:min(per, N - start)]
@@ -752,19 +982,24 @@ def _conv2d_input_grad(g, matrix, input_shape, kernel_size, stride, padding) -> 
     return d_padded[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2)
 
 
-def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
-    """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast."""
+def conv2d_channels_last(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                         winograd: bool | None = None) -> Tensor:
+    """conv2d with the same arguments, checks and result as chapter 06's, computed by Conv2dChannelsLast.
+
+    winograd: None runs Winograd on the 3x3, stride-1 layers where it pays; True on every 3x3,
+    stride-1 layer; False on none (the blocked columns everywhere, to compare the two).
+    """
     # 1. A (C, H, W) input: call yourself on input.unsqueeze(0) and return [0] of the result.
     # 2. Make stride and padding pairs with pair, then check everything with chapter 06's check_conv_args.
-    # 3. Return Conv2dChannelsLast.apply(input, weight, bias, stride=..., padding=...), leaving bias out
-    #    of the inputs when it is None (the primitive returns one gradient per input it was given).
+    # 3. Return Conv2dChannelsLast.apply(input, weight, bias, stride=..., padding=..., winograd=...), leaving
+    #    bias out of the inputs when it is None (the primitive returns one gradient per input it was given).
     ### BEGIN SOLUTION
     if input.ndim == 3:                                                     # one image: add and drop a batch axis
-        return conv2d_channels_last(input.unsqueeze(0), weight, bias, stride, padding)[0]
+        return conv2d_channels_last(input.unsqueeze(0), weight, bias, stride, padding, winograd)[0]
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
     check_conv_args(input, weight, bias, stride, padding)
     inputs = (input, weight) if bias is None else (input, weight, bias)
-    return Conv2dChannelsLast.apply(*inputs, stride=stride, padding=padding)
+    return Conv2dChannelsLast.apply(*inputs, stride=stride, padding=padding, winograd=winograd)
     ### END SOLUTION
 
 
@@ -783,9 +1018,13 @@ r"""
 The test compares the fast kernel with chapter 06's im2col version, in
 float64, for every path through it: stride 1 with "same" padding and 16
 input channels (the flipped-filter input gradient), stride 1 with other
-paddings, stride 2 and a rectangular kernel (col2im), no bias, a single image, and an input in channels-last memory (the
-output of another fast convolution). Outputs and all three gradients must
-agree to rounding.
+paddings, stride 2 and a rectangular kernel (col2im), Winograd where it
+pays (16 or more channels in and out, outputs that fill their tiles) and
+forced with `winograd=True` (image sizes that are not multiples of the 4×4
+tile, few channels, paddings 0, 1 and 2), no bias, a single image, and an input in channels-last
+memory (the output of another fast convolution). Outputs and all three
+gradients must agree to rounding. Then Winograd's float32 error: against
+float64, next to the blocked columns' own.
 """
 
 
@@ -793,7 +1032,9 @@ agree to rounding.
 def test_unit_conv2d_channels_last():
     cases = [((2, 3, 8, 8), (4, 3, 3), 1, 1, True), ((2, 3, 8, 8), (4, 3, 3), 1, 0, True),
              ((1, 2, 9, 7), (3, 3, 2), 2, 1, True), ((3, 1, 6, 6), (2, 1, 1), (2, 1), (0, 2), False),
-             ((2, 5, 6, 5), (3, 3, 3), 1, 2, True), ((2, 16, 5, 6), (4, 3, 3), 1, 1, True)]
+             ((2, 5, 6, 5), (3, 3, 3), 1, 2, True), ((2, 16, 5, 6), (4, 3, 3), 1, 1, True),
+             ((2, 16, 8, 8), (16, 3, 3), 1, 1, True), ((1, 17, 10, 6), (20, 3, 3), 1, 0, False)]
+    winograd_cases = []
     for shape, (O, kh, kw), stride, padding, has_bias in cases:
         x = rng.standard_normal(shape)
         w = rng.standard_normal((O, shape[1], kh, kw))
@@ -806,8 +1047,21 @@ def test_unit_conv2d_channels_last():
                 out = conv2d(xt, wt, bt, stride, padding)
             (out * Tensor(np.cos(np.arange(out.numel())).reshape(out.shape))).sum().backward()
             grads.append([out.data, xt.grad.data, wt.grad.data] + ([bt.grad.data] if has_bias else []))
+        winograd_cases += [shape] if out._ctx.winograd else []
         for mine, reference, what in zip(grads[1], grads[0], ["output", "input grad", "weight grad", "bias grad"]):
             np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-10, err_msg=f"{what}, case {shape}")
+    assert winograd_cases == [(2, 16, 8, 8), (1, 17, 10, 6)], winograd_cases
+    for shape, O, padding in [((2, 3, 7, 9), 5, 1), ((1, 2, 6, 5), 4, 0), ((3, 4, 4, 4), 2, 2)]:
+        x, w, b = rng.standard_normal(shape), rng.standard_normal((O, shape[1], 3, 3)), rng.standard_normal(O)
+        results = []
+        for forced in (False, True):                                   # partial tiles, few channels: forced
+            xt, wt, bt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
+            out = conv2d_channels_last(xt, wt, bt, 1, padding, winograd=forced)
+            assert out._ctx.winograd == forced
+            (out * Tensor(np.cos(np.arange(out.numel())).reshape(out.shape))).sum().backward()
+            results.append([out.data, xt.grad.data, wt.grad.data, bt.grad.data])
+        for mine, reference in zip(results[1], results[0]):
+            np.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-10, err_msg=f"Winograd, case {shape}")
     with conv2d_kernel(None):
         expected = conv2d(Tensor(x[0]), Tensor(w), None, stride, padding).data
     np.testing.assert_allclose(conv2d_channels_last(Tensor(x[0]), Tensor(w), None, stride, padding).data, expected,
@@ -819,6 +1073,16 @@ def test_unit_conv2d_channels_last():
     with conv2d_kernel(None):
         expected = conv2d(first, w2, padding=1).data
     np.testing.assert_allclose(conv2d_channels_last(first, w2, padding=1).data, expected, rtol=1e-10, atol=1e-10)
+    x, w = rng.standard_normal((8, 32, 16, 16)), rng.standard_normal((64, 32, 3, 3)) / 17
+    reference = conv2d_channels_last(Tensor(x), Tensor(w), padding=1, winograd=False).data     # float64
+    errors = {}
+    for winograd in (False, True):
+        out = conv2d_channels_last(Tensor(x.astype(np.float32)), Tensor(w.astype(np.float32)), padding=1,
+                                   winograd=winograd).data
+        errors[winograd] = np.abs(out - reference).max() / np.abs(reference).max()
+    print(f"float32 error against float64, relative to the largest output: columns {errors[False]:.1e}, "
+          f"Winograd {errors[True]:.1e}")
+    assert errors[True] < 1e-4, "the text says Winograd stays well within float32 tolerances (1e-4 of the largest value)"
     print("✓ conv2d_channels_last equals im2col conv2d, forward and all three gradients, for every path")
 
 
@@ -836,13 +1100,21 @@ maxima, then scatters them back. Both have short closed forms:
 
 * **BatchNorm, fused.** With the per-channel mean $\mu$ and
   $s = 1/\sqrt{\sigma^2 + \epsilon}$, the forward is one multiply-add per
-  value, $y = x \cdot \gamma s + (\beta - \mu \gamma s)$. The backward needs
+  value, $y = (x - \mu) \cdot \gamma s + \beta$, computed from the centered
+  values the variance needs anyway. (The shorter
+  $y = x \cdot \gamma s + (\beta - \mu \gamma s)$ subtracts two large numbers
+  when the mean is large against the spread, and loses float32 digits.) The backward needs
   only two per-channel sums, $\sum g$ and $\sum g\,x$, and is again one pass:
   $\partial L/\partial x = a\,g + b\,x + c$ with per-channel $a, b, c$
   ($a = \gamma s$, $b = -a\,s \sum g \hat{x} / M$, $c = -a \sum g / M - b\,\mu$
   for the $M$ values of a channel). We save the input's rows and the two
-  statistics, nothing else. Channel sums over channels-last rows are a
-  matrix-vector product (`ones @ rows`), which BLAS runs at memory speed.
+  statistics, nothing else. Channel sums run down the columns of the
+  channels-last rows; one float32 running sum over 65,536 rows (a batch of
+  64 images of 32×32) loses about $65{,}536 \cdot 2^{-24} \approx 0.4\,\%$
+  of its value in the worst case, so `_column_sums` adds chunks of 512 rows
+  in float32 and the chunks' sums in float64: the same speed, and a worst
+  case 128 times smaller. (The test below measures both against float64 on
+  such a batch, and checks that the chunks are at least ten times closer.)
 * **Max-pooling by tiles.** When the stride equals the kernel (the usual
   2×2, stride 2) and there is no padding, the windows do not overlap: the
   output is the elementwise maximum of the $k_h k_w$ strided views of the
@@ -858,7 +1130,7 @@ installs them with `set_batch_norm_kernel` and `set_max_pool2d_kernel`.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_batch_norm_and_pool_kernels", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.fused
 def _channels_last_rows(x: np.ndarray) -> np.ndarray:
     """x (N, C, ...) as an (M, C) matrix of rows, one per position: a view when x's memory is channels-last."""
     last = np.moveaxis(x, 1, -1)                                            # (N, ..., C), a view
@@ -868,6 +1140,21 @@ def _channels_last_rows(x: np.ndarray) -> np.ndarray:
 def _as_channels_first(rows: np.ndarray, shape: tuple) -> np.ndarray:
     """The inverse of _channels_last_rows: (M, C) rows viewed as (N, C, ...) of the given shape."""
     return np.moveaxis(rows.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],)), -1, 1)
+
+
+def _column_sums(a: np.ndarray, b: np.ndarray | None = None, chunk: int = 512) -> np.ndarray:
+    """Column sums of an (M, C) array (of a * b, if b is given), accurate in float32.
+
+    One running float32 sum per column, over M rows, can lose about M * 2**-24 of its value (0.4 %
+    for M = 65,536); summing chunks of `chunk` rows in float32 and the chunks' sums in float64 loses
+    about chunk * 2**-24, at the same speed.
+    """
+    full = a.shape[0] - a.shape[0] % chunk
+    pieces = a[:full].reshape(-1, chunk, a.shape[1])
+    parts = np.einsum("kij->kj", pieces) if b is None else np.einsum("kij,kij->kj", pieces, b[:full].reshape(pieces.shape))
+    total = parts.sum(axis=0, dtype=np.float64)
+    total += np.einsum("ij->j", a[full:]) if b is None else np.einsum("ij,ij->j", a[full:], b[full:])
+    return total.astype(a.dtype)
 
 
 class BatchNormFused(Function):
@@ -881,16 +1168,15 @@ class BatchNormFused(Function):
     def forward(ctx, x, weight=None, bias=None, eps=1e-5):
         rows = _channels_last_rows(x)                                       # (M, C)
         M = rows.shape[0]
-        ones = np.ones(M, dtype=rows.dtype)
-        mean = ones @ rows / M                                              # (C,): a matrix-vector product
-        centered = _buffer("batch norm", rows.shape, rows.dtype)
+        mean = _column_sums(rows) / M                                       # (C,)
+        centered = workspace_buffer("batch norm", rows.shape, rows.dtype)
         np.subtract(rows, mean, out=centered)
-        var = np.einsum("ij,ij->j", centered, centered) / M                 # biased, two-pass: no cancellation
+        var = _column_sums(centered, centered) / M                          # biased, two-pass: no cancellation
         inv_std = 1.0 / np.sqrt(var + eps)
-        scale = inv_std if weight is None else weight * inv_std             # y = x * scale + shift, per channel
-        shift = -mean * scale if bias is None else bias - mean * scale
-        out = rows * scale
-        out += shift
+        scale = inv_std if weight is None else weight * inv_std             # y = (x - mean) * scale + bias
+        out = centered * scale                                              # from x - mean, not x * scale - mean *
+        if bias is not None:                                                # scale: no cancellation when the mean
+            out += bias                                                     # is large against the spread
         ctx.save_for_backward(rows, mean, inv_std, weight if weight is not None else np.ones_like(mean))
         ctx.input_shape, ctx.mean, ctx.var = x.shape, mean, var
         return _as_channels_first(out, x.shape)                             # channels-last memory
@@ -900,14 +1186,14 @@ class BatchNormFused(Function):
         rows, mean, inv_std, weight = ctx.saved_arrays
         g = _channels_last_rows(grad.astype(rows.dtype, copy=False))
         M = rows.shape[0]
-        sum_g = np.ones(M, dtype=g.dtype) @ g                               # dL/dbias
-        sum_g_xhat = inv_std * (np.einsum("ij,ij->j", g, rows) - mean * sum_g)   # dL/dweight
+        sum_g = _column_sums(g)                                             # dL/dbias
+        sum_g_xhat = inv_std * (_column_sums(g, rows) - mean * sum_g)       # dL/dweight
         # dx = scale/M * (M g - sum_g - xhat sum_g_xhat), written as a g + b x + c, per channel:
         scale = weight * inv_std
         b = -scale * inv_std * sum_g_xhat / M
         c = -scale * sum_g / M - b * mean
         dx = g * scale
-        term = _buffer("batch norm", rows.shape, rows.dtype)
+        term = workspace_buffer("batch norm", rows.shape, rows.dtype)
         np.multiply(rows, b, out=term)
         dx += term
         dx += c
@@ -919,15 +1205,17 @@ def batch_norm_fused(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps:
     """The kernel behind BatchNorm's batch statistics: (output, mean (C,), biased var (C,)), fused."""
     # 1. The inputs are x, then weight and bias when they are not None; eps is an option.
     # 2. out = BatchNormFused.apply(...); the node (out._ctx) kept the batch's mean and variance.
-    # 3. Without a node (under no_grad), compute mean and biased variance from x's channel rows yourself.
+    # 3. Without a node (under no_grad), compute mean and biased variance from x's channel rows yourself
+    #    (_channels_last_rows, then _column_sums for the sums, as the forward does).
     ### BEGIN SOLUTION
     inputs = (x,) if weight is None else (x, weight) if bias is None else (x, weight, bias)
     out = BatchNormFused.apply(*inputs, eps=eps)
     node = out._ctx
     if node is None:                                                        # no_grad or nothing needs a gradient
         rows = _channels_last_rows(x.data)
-        mean = rows.mean(axis=0)
-        return out, mean, ((rows - mean) ** 2).mean(axis=0)
+        mean = _column_sums(rows) / rows.shape[0]
+        centered = rows - mean
+        return out, mean, _column_sums(centered, centered) / rows.shape[0]
     return out, node.mean, node.var
     ### END SOLUTION
 
@@ -1038,6 +1326,17 @@ def test_unit_batch_norm_and_pool_kernels():
         raise AssertionError("an overlapping pool must be declined")
     except NotImplementedError:
         pass
+    x = (rng.standard_normal((64, 32, 32, 32)) * 3 + 1).astype(np.float32)   # a CIFAR-10 first stage, float32
+    rows = _channels_last_rows(x)
+    exact = rows.sum(axis=0, dtype=np.float64)
+    sum_errors = [np.abs(sums - exact).max() / np.abs(exact).max() for sums in (np.einsum("ij->j", rows),
+                                                                                  _column_sums(rows))]
+    x64 = x.astype(np.float64)
+    reference = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    out_error = np.abs(batch_norm_fused(Tensor(x), None, None, 1e-5)[0].data - reference).max()
+    print(f"channel sums of 65,536 float32 rows against float64: one running sum {sum_errors[0]:.1e}, "
+          f"chunks {sum_errors[1]:.1e}; fused BatchNorm's float32 output off by at most {out_error:.1e}")
+    assert sum_errors[1] < sum_errors[0] / 10 and out_error < 1e-5, "the text says chunked sums are far more accurate"
     print("✓ fused BatchNorm and tiled max-pooling equal chapters 08 and 06, values and gradients")
 
 
@@ -1066,7 +1365,7 @@ $\hat{x}$ and $s$, one array and one number per row.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_layer_norm_kernel", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.fused
 class LayerNormFused(Function):
     """LayerNorm over the last n_dims dimensions as one node: x (..., *normalized_shape), weight and bias
     (normalized_shape, or the constants 1 and 0); forward saves x-hat (M, D) and 1/sigma (M, 1) per row."""
@@ -1211,7 +1510,7 @@ backward rule applies as `grad[:, None]`.
 
 
 # %% nbgrader={"grade": false, "grade_id": "impl_SoftmaxCrossEntropy", "locked": false, "schema_version": 3, "solution": true, "task": false}
-#| export
+#| export kernels.fused
 class SoftmaxCrossEntropy(Function):
     """Per-row losses -log softmax(logits)[n, target[n]] of (N, C) logits, as one primitive.
 
@@ -1631,7 +1930,7 @@ to the size of im2col's column matrix.
 conv_cases = [("ref CNN conv1", (64, 3, 32, 32), 32, 0), ("ref CNN conv2", (64, 32, 15, 15), 64, 0),
               ("wide, padding 1", (32, 64, 16, 16), 128, 1)]
 conv_ways = {"im2col": lambda *args, **kw: _with_kernel(None, conv2d, *args, **kw), "direct": conv2d_direct,
-             "blocks": conv2d_channels_last}
+             "blocks": lambda *args, **kw: conv2d_channels_last(*args, **kw, winograd=False)}
 
 
 def _with_kernel(kernel, fn, *args, **kw):
@@ -1707,8 +2006,50 @@ The trade shows up layer by layer:
 So neither of the first two wins everywhere, which is exactly why production
 libraries carry several convolution algorithms and choose per layer (chapter
 06's production section). The blocked kernel takes the best of both: im2col's
-one deep product per block, and the direct kernel's small memory. It is the
-one `nn.Conv2d` runs in the package.
+one deep product per block, and the direct kernel's small memory. (The table
+ran it with `winograd=False`: the blocked columns for every layer.)
+
+### Winograd against the blocked columns
+
+The same primitive with and without Winograd, forward plus backward (input
+gradient too), on the layer `benchmarks/run_all.py` compares with PyTorch:
+`Conv2d(32, 64, 3, padding=1)` on a batch of 64 images of 16×16, in
+alternating rounds.
+"""
+
+# %%
+init.manual_seed(0)
+bench_x = Tensor(rng.standard_normal((64, 32, 16, 16)).astype(np.float32), requires_grad=True)
+bench_w = Tensor((rng.standard_normal((64, 32, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
+bench_b = Tensor(np.zeros(64, np.float32), requires_grad=True)
+
+
+def bench_step(winograd: bool) -> None:
+    bench_x.grad = bench_w.grad = bench_b.grad = None
+    conv2d_channels_last(bench_x, bench_w, bench_b, padding=1, winograd=winograd).sum().backward()
+
+
+winograd_times = {False: [], True: []}
+for _ in range(7):
+    for winograd in (False, True):                        # alternate, so a busier machine slows both alike
+        winograd_times[winograd].append(best_ms(lambda: bench_step(winograd), repeats=1))
+winograd_ratio = float(np.median(np.array(winograd_times[False]) / np.array(winograd_times[True])))
+print(f"Conv2d(32, 64, 3, padding=1), 64 x 32 x 16 x 16, forward + backward (medians of 7 rounds): "
+      f"columns {np.median(winograd_times[False]):.1f} ms, Winograd {np.median(winograd_times[True]):.1f} ms, "
+      f"speed-up {winograd_ratio:.2f}x")
+assert winograd_ratio > 1.1, f"the text says Winograd is the faster on this layer by more than 1.1x; {winograd_ratio:.2f}"
+
+# %% [markdown]
+r"""
+Winograd wins by the printed factor (the cell checks more than 1.1×; on an
+idle machine it is larger, on a busy one the memory-bound transforms suffer
+most). Backward is where the design pays twice: one transformed output
+gradient feeds both the weight gradient and the input gradient, and the
+input tiles $V$ that forward saved are used again instead of being rebuilt.
+(Forward alone has to pay for two transforms around one product, so its
+share of the gain is smaller; question 5 below asks you to count.) That is the kernel `nn.Conv2d`
+runs in the package: Winograd for 3×3, stride-1 layers with 16 or more
+channels that fill their tiles, the blocked columns for every other layer.
 
 ### BatchNorm and max-pooling: composed against fused, and a whole training step
 
@@ -2210,6 +2551,53 @@ backend.
 
 # %% [markdown]
 r"""
+**5. When Winograd pays.** F(4×4, 3×3) does 36 multiplications per output
+tile of 16 where the direct form does 144. Count, per output pixel and per
+input channel, the multiply-adds of the product and the numbers each
+transform reads and writes, for a layer with $C$ input and $O$ output
+channels; from that, explain why the kernel keeps the blocked columns for
+the first layer of a CNN ($C = 3$), why backward gains more than forward,
+and why a layer whose output is 13×13 gains little. Then say why F(6×6, 3×3)
+(8×8 tiles, 5.1 times fewer multiplications) is rarely used in float32.
+"""
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "answer_when_winograd_pays", "locked": false, "points": 2, "schema_version": 3, "solution": true, "task": false}
+r"""
+**Your answer.**
+
+### BEGIN SOLUTION
+**Answer key.** Per 4×4 output tile: the products do $36\,C\,O$ multiply-adds
+against $144\,C\,O$ direct, so $2.25\,C\,O$ per output pixel against $9\,C\,O$.
+The input transform reads the 36 numbers of a 6×6 tile per channel and writes
+36 per channel: $36 C / 16 = 2.25\,C$ numbers per output pixel each way (plus
+two small matrix products over them); the output transform reads $36 O / 16 =
+2.25\,O$ and writes $O$ per pixel. The products' saving grows with $C O$, the
+transforms' cost with $C + O$, so Winograd pays when both are large: with
+$C = 3$ the product saves $6.75 \cdot 3 \cdot 32 \approx 650$ multiply-adds per
+pixel, while the output transform moves about $2.25 \cdot 32 \approx 72$
+numbers each way per pixel, and each number moved costs the time of tens of
+multiply-adds (a core multiplies far faster than memory delivers): the
+transforms cost more than the product saves, and the (tiles, 3) @ (3, 32)
+products are far too thin for BLAS anyway. Backward gains more because the transformed output gradient is computed
+once and feeds both gradients, and the transformed input tiles saved by
+forward are reused; forward pays its transforms for one product only. A 13×13
+output needs 4×4 tiles covering 16×16: $(16/13)^2 \approx 1.5$ times the work,
+which eats most of the saving. F(6×6, 3×3) needs interpolation points beyond
+0, ±1, ±2 (±1/2, ±3 or similar), so the transform matrices have entries that
+grow quickly and differ in magnitude: the float32 rounding error grows by
+roughly an order of magnitude per step up in tile size, which is too much for
+training without care (it is used in lower precision only with special
+scaling, or in float64).
+
+**Rubric (2 points).** 1 point for the per-pixel counts (2.25 C O against
+9 C O; transforms proportional to C + O) and the first-layer argument; 1 point
+for the backward reuse and the 13×13 tile waste, and the precision argument
+for larger tiles.
+### END SOLUTION
+"""
+
+# %% [markdown]
+r"""
 ## Summary
 
 You wrote kernels and measured what makes them fast:
@@ -2233,6 +2621,11 @@ You wrote kernels and measured what makes them fast:
   backward (the input gradient of a "same" convolution as a convolution):
   less memory than im2col, and faster on the layers with many channels; now
   the kernel behind `conv2d` and `nn.Conv2d` through chapter 06's hook.
+* **Winograd F(4×4, 3×3)**: four times fewer multiplications for 3×3,
+  stride-1 layers with many channels, as 36 batched products between
+  transforms that are matrix products too, forward and both gradients;
+  faster than the columns by the printed factor, at a measured cost in
+  float32 precision that stays far inside the tolerances.
 * **`BatchNormFused`**, **`MaxPool2dTiles`**: BatchNorm in a few passes
   each way from saved statistics, and non-overlapping max-pooling as a
   running maximum over strided views; each faster than its composition, and

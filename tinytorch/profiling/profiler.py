@@ -9,7 +9,8 @@ import numpy as np
 from tinytorch.core.function import (Add, Exp, Function, GetItem, Log, MatMul, Max, Mul, Neg, Pow, Reshape, Sum,
                                      Tanh, Transpose)
 from tinytorch.core.tensor import Tensor
-from tinytorch.kernels import BatchNormFused, Conv2dChannelsLast, MaxPool2dTiles, SoftmaxCrossEntropy
+from tinytorch.kernels.conv import Conv2dChannelsLast
+from tinytorch.kernels.fused import BatchNormFused, MaxPool2dTiles, SoftmaxCrossEntropy
 from tinytorch.nn.attention import SelfAttentionFused
 from tinytorch.nn.layers import LinearFused, Sequential
 from tinytorch.nn.module import Module
