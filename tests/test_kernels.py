@@ -394,3 +394,53 @@ def test_fused_batch_norm_float32_is_as_close_to_float64_as_its_input_allows(mea
     assert np.abs(out.data - expected).max() < allowed
     np.testing.assert_allclose(batch_mean, mu, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(batch_var, var, rtol=1e-5)
+
+
+# ---- fused LayerNorm --------------------------------------------------------------------------------
+
+
+def layer_norm_both_ways(x: np.ndarray, normalized_shape: tuple, affine: bool, seed: int = 0) -> list:
+    """[(output, input gradient, parameter gradients)] of nn.LayerNorm: chapter 08's composition, then the kernel."""
+    from tinytorch.nn import normalization
+    rng = np.random.default_rng(seed)
+    upstream = rng.standard_normal(x.shape).astype(x.dtype)
+    values = [rng.standard_normal(normalized_shape).astype(x.dtype) for _ in range(2 if affine else 0)]
+    results = []
+    for kernel in (None, kernels.layer_norm_fused):
+        previous = normalization.set_layer_norm_kernel(kernel)
+        try:
+            layer = nn.LayerNorm(normalized_shape, elementwise_affine=affine)
+            for p, value in zip(layer.parameters(), values):   # not the initial ones and zeros
+                p.data = value.copy()
+            tx = Tensor(x, requires_grad=True)
+            out = layer(tx)
+            (out * Tensor(upstream)).sum().backward()
+            results.append((out.data, tx.grad.data, [p.grad.data for p in layer.parameters()]))
+        finally:
+            normalization.set_layer_norm_kernel(previous)
+    return results
+
+
+@SETTINGS
+@given(rows=st.sampled_from([1, 3, 511, 512, 513, 1200]), shape=st.sampled_from([(64,), (5,), (4, 16)]),
+       affine=st.booleans(), offset=st.floats(-20, 20), seed=st.integers(0, 2**16))
+def test_fused_layer_norm_equals_the_composition_across_row_blocks(rows, shape, affine, offset, seed):
+    # (64,) puts 512 rows in a block: 511, 512, 513 and 1200 rows end a block early, exactly and late.
+    x = np.random.default_rng(seed).standard_normal((rows, *shape)) * 3 + offset
+    (out, dx, grads), (fused_out, fused_dx, fused_grads) = layer_norm_both_ways(x, shape, affine, seed)
+    np.testing.assert_allclose(fused_out, out, atol=1e-9)
+    np.testing.assert_allclose(fused_dx, dx, atol=1e-8)
+    assert len(fused_grads) == len(grads) == (2 if affine else 0)
+    for mine, theirs in zip(fused_grads, grads):
+        np.testing.assert_allclose(mine, theirs, atol=1e-8)
+
+
+def test_fused_layer_norm_float32_and_gradcheck():
+    x = np.random.default_rng(1).standard_normal((2, 300, 64)).astype(np.float32) * 2 + 5
+    (out, dx, grads), (fused_out, fused_dx, fused_grads) = layer_norm_both_ways(x, (64,), True)
+    assert fused_out.dtype == fused_dx.dtype == np.float32 and all(g.dtype == np.float32 for g in fused_grads)
+    np.testing.assert_allclose(fused_out, out, atol=2e-5)
+    np.testing.assert_allclose(fused_dx, dx, atol=2e-4)
+    weight, bias = Tensor(rand(6), requires_grad=True), Tensor(rand(6, seed=2), requires_grad=True)
+    assert gradcheck(lambda a, w, b: kernels.layer_norm_fused(a, w, b, (6,), 1e-5),
+                     [Tensor(rand(700, 6, seed=3), requires_grad=True), weight, bias])
