@@ -13,8 +13,8 @@ book: $(VENV)/.installed
 
 # Run the test suite (including the small test books; a few seconds each) on every core,
 # and list the slowest 15 tests at the end. --dist loadgroup keeps the tests that share
-# something built (a chapter's NBGrader release, the graded class, a small book) in one
-# worker, so the other never waits for it (tests/conftest.py).
+# something built (a chapter's NBGrader release, the graded class, a small book, the site
+# when $TINYTORCH_SITE names none) in one worker, so the other never waits for it (tests/conftest.py).
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n auto --dist loadgroup --durations=15
 

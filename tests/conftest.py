@@ -38,10 +38,15 @@ def pytest_collection_modifyitems(config, items):
     start early and the many short ones fill in at the end: no worker sits idle while the other
     finishes a one-minute test.
     """
+    building_the_site = not os.environ.get("TINYTORCH_SITE")
     for item in items:
         for name in SHARED_FIXTURES:
             if name in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{name}"))
+        if building_the_site and "built_site" in getattr(item, "fixturenames", ()):
+            # Without $TINYTORCH_SITE the site is built (minutes): by one worker, which then runs every
+            # test that reads it, while the other runs the rest. With it, they spread like any test.
+            item.add_marker(pytest.mark.xdist_group("built_site"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
@@ -190,13 +195,13 @@ def build_site(source: Path, destination: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory) -> Path:
-    """The course site: the one named by $TINYTORCH_SITE (CI builds it with `make book` first), else a fresh build of a copy."""
-    import os
-
+def built_site(shared_dir) -> Path:
+    """The course site: the one named by $TINYTORCH_SITE (CI builds it with `make book` first), else a
+    fresh build of a copy, built once per test run (`build_once`) whichever worker asks first."""
     given = os.environ.get("TINYTORCH_SITE")
     if given:
         site = Path(given).resolve()
         assert (site / "index.html").is_file(), f"TINYTORCH_SITE={given} holds no index.html; run 'make book' first"
         return site
-    return build_site(REPO, tmp_path_factory.mktemp("site"))
+    folder, record = build_once(shared_dir, "site", lambda folder: {"html": str(build_site(REPO, folder).relative_to(folder))})
+    return folder / record["html"]
