@@ -1570,10 +1570,13 @@ computing the gradient one parameter at a time.
 ### What forward keeps alive for backward
 
 `tracemalloc` sees every NumPy allocation. We build MLPs of `depth` blocks of
-`Linear(256, 256)` and `ReLU()` (the chapter 04 layers, unchanged), create the
-input, and measure how many bytes are still allocated after the forward pass
-while we hold the output: first with the graph recorded, then under
-`no_grad()`.
+a 256-by-256 linear layer and `ReLU()`, create the input, and measure how many
+bytes are still allocated after the forward pass while we hold the output:
+first with the graph recorded, then under `no_grad()`. The linear layer is
+chapter 04's `Linear` with its forward written out as the composition
+`x @ W.T + b`, so that we see what the engine keeps for ordinary Tensor
+operations; chapter 04's own `Linear` may take its fused fast path
+(`LinearFused`), and we measure that too at the end.
 """
 
 # %%
@@ -1587,11 +1590,18 @@ manual_seed(0)
 WIDTH = 256
 
 
-def mlp(depth, width=WIDTH):
-    """`depth` blocks of Linear(width, width) + ReLU: chapter 04's layers, nothing new."""
+class ComposedLinear(Linear):
+    """Chapter 04's Linear with its forward as three Tensor operations, whatever fast path Linear takes."""
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias    # Transpose (a view), MatMul, Add: three graph nodes
+
+
+def mlp(depth, width=WIDTH, linear=ComposedLinear):
+    """`depth` blocks of linear(width, width) + ReLU: chapter 04's layers."""
     layers = []
     for _ in range(depth):
-        layers += [Linear(width, width), ReLU()]
+        layers += [linear(width, width), ReLU()]
     return Sequential(*layers)
 
 
@@ -1607,8 +1617,8 @@ def bytes_held(fn):
     return held
 
 
-def forward_held(depth, batch, grad=True):
-    model = mlp(depth)
+def forward_held(depth, batch, grad=True, linear=ComposedLinear):
+    model = mlp(depth, linear=linear)
     x = Tensor(np.random.default_rng(0).standard_normal((batch, WIDTH)).astype(np.float32))
     if grad:
         return bytes_held(lambda: model(x).sum())
@@ -1626,6 +1636,9 @@ for b in batches:
 per_block = [held[d, b, True] / (d * b * WIDTH) for d in depths for b in batches]
 assert all(12.5 <= v <= 14.5 for v in per_block), f"the text says about 13 bytes per element; measured {per_block}"
 assert max(held[d, b, False] for d in depths for b in batches) < 2**15, "the text says no_grad holds a few kB"
+per_block_fused = forward_held(4, 256, linear=Linear) / (4 * 256 * WIDTH)
+print(f"with chapter 04's Linear as it is: {per_block_fused:.1f} bytes per activation element per block")
+assert per_block_fused <= max(per_block) + 0.5, "chapter 04's Linear keeps at most what the composition keeps"
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -1652,6 +1665,12 @@ input:
 | `... + b` | `Mul` (the ReLU) saves it | 4 |
 | the mask `x > 0` | `Mul` saves it (bool) | 1 |
 | `x * mask` | the next block's `MatMul` saves it | 4 |
+
+The last line printed is chapter 04's `Linear` as it is. When it takes its
+fused fast path, `LinearFused` adds the bias into the product's own array, and
+its rule needs only the input and the weight: the first row of the table is
+not kept, and the block keeps 4 bytes per element fewer (a learner's `Linear`
+without the fast path keeps the same as the composition).
 
 The parameters do not appear at all: at width 256 they are 0.25 MB per block,
 allocated before the measurement. What training holds is *activations*, and
