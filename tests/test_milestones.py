@@ -32,12 +32,20 @@ def course(repo_copy: Path) -> Path:
     return repo_copy
 
 
+# Linear.forward's optional fast path (LinearFused, given code): a learner who planted a bug in the
+# composition below it may well have left this out, and with it in, batches would never reach the bug.
+FAST_PATH = (
+    "        if x.ndim >= 2 and np.issubdtype(x.dtype, np.floating):   # a batch: one primitive, bias in place\n"
+    "            inputs = (x, self.weight) if self.bias is None else (x, self.weight, self.bias)\n"
+    "            return LinearFused.apply(*inputs)\n")
+
+
 def plant(root: Path, old: str, new: str) -> None:
-    """A bug in chapter 04's Linear, exported into the copy's package."""
+    """A bug in chapter 04's Linear, written the plain way (no fast path), exported into the copy's package."""
     source = root / "modules" / "04_layers" / "layers_dev.py"
     text = source.read_text(encoding="utf-8")
-    assert text.count(old) == 1, "chapter 04's Linear.forward changed; update this test"
-    source.write_text(text.replace(old, new), encoding="utf-8")
+    assert text.count(old) == 1 and text.count(FAST_PATH) == 1, "chapter 04's Linear.forward changed; update this test"
+    source.write_text(text.replace(FAST_PATH, "").replace(old, new), encoding="utf-8")
     assert tito("module", "export", "04_layers").exit_code == 0
 
 

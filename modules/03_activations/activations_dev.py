@@ -769,7 +769,7 @@ go past its limit.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_workspace", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_workspace", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_workspace():
     pool = Workspace(min_bytes=64, max_bytes=3 * 400)
     first = pool.empty((10, 10), np.float32)             # 400 bytes: kept

@@ -1336,7 +1336,7 @@ matches central finite differences.
 """
 
 
-# %% nbgrader={"grade": true, "grade_id": "test_unit_linear_fused", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+# %% nbgrader={"grade": false, "grade_id": "test_unit_linear_fused", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def test_unit_linear_fused():
     rng = np.random.default_rng(2)
     x, weight, bias = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 4)), rng.standard_normal(5)
