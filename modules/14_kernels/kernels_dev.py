@@ -735,8 +735,8 @@ pixels, as the input tiles do) are added back onto the image.
 Two costs come with it. The transforms are extra passes over memory, which
 pay only when the products are large, so the kernel uses Winograd for 3×3,
 stride-1 layers with at least 16 input and output channels whose output
-fills its 4×4 tiles (at most 30 % of the tiles' pixels computed and thrown
-away), and keeps the blocked columns elsewhere (the first layer of a CNN,
+fills its 4×4 tiles (the tiles may cover at most 1.3 times the output, the
+rest computed and thrown away), and keeps the blocked columns elsewhere (the first layer of a CNN,
 with 3 input channels, is all transform and no product; a 13×13 output
 needs 16×16 of tiles, half again the work). And the transforms' coefficients (up to
 8, and fractions down to 1/24) cost some float32 precision: the test below
