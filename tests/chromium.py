@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -87,7 +88,7 @@ class Page:
         while self.session not in self.browser.loaded:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not finish loading within {timeout} s")
-            self.browser.pump(0.2)
+            self.browser.pump(0.2, until=lambda: self.session in self.browser.loaded)
         self.browser.pump(settle)  # scripts that run after load (the diagrams) and their requests
 
     def evaluate(self, expression: str):
@@ -154,10 +155,12 @@ class Chromium:
         self.pages: dict[str, Page] = {}
         self.loaded: set[str] = set()
 
-    def pump(self, seconds: float) -> None:
-        """Read and dispatch messages for up to `seconds`."""
+    def pump(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
+        """Read and dispatch messages for up to `seconds`, or until `until()` holds after a message."""
         deadline = time.monotonic() + seconds
         while True:
+            if until is not None and until():
+                return
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -189,11 +192,12 @@ class Chromium:
             message["sessionId"] = session
         os.write(self._writer, json.dumps(message).encode() + b"\0")
         deadline = time.monotonic() + timeout
-        while self._next_id not in self._replies:
+        wanted = self._next_id
+        while wanted not in self._replies:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no reply to {method} within {timeout} s")
-            self.pump(0.2)
-        reply = self._replies.pop(self._next_id)
+            self.pump(0.2, until=lambda: wanted in self._replies)
+        reply = self._replies.pop(wanted)
         if "error" in reply:
             raise RuntimeError(f"{method}: {reply['error'].get('message')}")
         return reply.get("result", {})

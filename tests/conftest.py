@@ -27,7 +27,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 # Module-scoped fixtures that build something big: under `--dist loadgroup` (make test) the tests
 # using one run in one worker, so none waits while another worker builds it (`build_once`).
-SHARED_FIXTURES = ("graded_class", "green", "student_repository")
+SHARED_FIXTURES = ("graded_class", "green", "student_repository", "desktop")
 
 
 @pytest.hookimpl(tryfirst=True)
