@@ -3,85 +3,29 @@
 The notebook is the one the book build publishes (book/_ext/launch_notebooks.py):
 install cell, the chapter's exercise version, the self-check. It runs here with
 nbclient in a folder outside the repository, with no network (the install cell
-only installs on Colab). With the solutions pasted back into the stubs the
-self-check passes: the chapter's tests and its checkpoint, on the notebook's code.
-With the stubs left, it names the first function still to write. Chapter 02
+only installs on Colab). With the stubs left, it names the first function still
+to write. With the solutions pasted back into the stubs, every chapter's notebook
+runs without an error and its self-check passes (the chapter's tests and its
+checkpoint, on the notebook's code): that run is also the chapter's autograde test,
+tests/test_nbgrader.py::test_the_exercise_with_its_solutions_pasted_in_autogrades_to_full_marks,
+so each chapter executes once for both. Chapter 02
 builds the Tensor itself; chapter 09 attaches its backward rules to chapter 02's
 classes, so both ways of being "the notebook's code" are exercised.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
+from exercise_support import ROOT, exercise, launch_notebooks, run, text_of, with_solutions_pasted
 from tito import curriculum
-from tito.solutions import remove_hidden_tests
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "book" / "_ext"))
-import launch_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.slow
-URL = "https://github.com/tinytorch-course/tinytorch"
 CHAPTERS = ["02_tensor", "09_autograd"]
-WRITTEN = [m.folder for m in curriculum.load(ROOT).written_modules()]
 STUB = re.compile(r"implement (?P<name>[\w.<>]+);")
-
-
-def exercise(folder: str):
-    course = curriculum.load(ROOT)
-    module = course.module(folder)
-    return module, launch_notebooks.exercise_notebook(module, ROOT, URL, None, launch_notebooks._package_owners(ROOT))
-
-
-def with_solutions_pasted(module, notebook):
-    """The exercise notebook with each stubbed cell's code replaced by the chapter's own (hidden tests still out)."""
-    import jupytext
-
-    text, _ = remove_hidden_tests(module.dev_file(ROOT).read_text(encoding="utf-8"))
-    complete = jupytext.reads(text, fmt="py:percent").cells
-    chapter_cells = notebook.cells[1:-2]  # after the install cell, before the self-check's two cells
-    assert len(chapter_cells) == len(complete)
-    owners = launch_notebooks._package_owners(ROOT)
-    own = launch_notebooks.defined_names(launch_notebooks._export_cells(jupytext.read(module.dev_file(ROOT)).cells))
-    pasted = 0
-    for cell, original in zip(chapter_cells, complete):
-        if cell.cell_type == "code" and "raise NotImplementedError" in cell.source:
-            # The solution code goes where the stubs are; the rest of the cell stays as the exercise has it.
-            cell.source, _ = launch_notebooks.own_imports_removed(original.source, module.folder, own, owners)
-            pasted += 1
-    assert pasted > 0
-    return notebook
-
-
-def run(notebook, tmp_path: Path, allow_errors: bool):
-    from nbclient import NotebookClient
-
-    env_before = dict(os.environ)
-    os.environ["MPLBACKEND"] = "Agg"
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3", allow_errors=allow_errors,
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
-    return notebook
-
-
-def text_of(cell) -> str:
-    parts = []
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream":
-            parts.append(output["text"])
-        elif output.get("output_type") == "error":
-            parts.append(f"{output['ename']}: {output['evalue']}")
-    return "".join(parts)
 
 
 def first_stub_hit(notebook) -> str:
@@ -102,19 +46,6 @@ def test_the_exercise_notebook_holds_stubs_and_no_solution():
     assert "raise NotImplementedError" in sources
     assert notebook.cells[0].metadata["tinytorch"] == "install on Colab"
     assert "self_check('02_tensor', globals())" in notebook.cells[-1].source
-
-
-@pytest.mark.parametrize("folder", WRITTEN)
-def test_with_the_solutions_pasted_in_the_self_check_passes(folder, tmp_path):
-    module, notebook = exercise(folder)
-    if not any("raise NotImplementedError" in c.source for c in notebook.cells if c.cell_type == "code"):
-        pytest.skip(f"{folder} marks no solution regions yet, so its exercise has nothing to paste")
-    done = run(with_solutions_pasted(module, notebook), tmp_path, allow_errors=False)
-    last = text_of(done.cells[-1])
-    assert f"✓ {module.folder} ({module.title}) is complete." in last, last
-    if module.checkpoint is not None:
-        assert f"Checkpoint {module.checkpoint.id}: {module.checkpoint.question} Yes." in last, last
-    assert "✗" not in last, last
 
 
 @pytest.mark.parametrize("folder", CHAPTERS)

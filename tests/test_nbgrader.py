@@ -3,8 +3,9 @@
 For each written chapter that carries NBGrader metadata: its release holds no
 solution code (each solution cell is exactly the chapter's cell with its regions
 stubbed, the same stubs `tito module start` writes), `nbgrader validate --invert`
-fails every test on the release, and the chapter itself autogrades to full
-marks. Then one chapter goes through the steps of book/instructor-guide.md in a
+fails every test on the release, and the chapter's exercise notebook with its
+solutions pasted in autogrades to full marks (hidden tests included) and passes
+its own self-check. Then one chapter goes through the steps of book/instructor-guide.md in a
 temporary course folder with a private exchange: generate, release, fetch,
 fill in, submit, collect, autograde, feedback.
 """
@@ -28,6 +29,7 @@ from tito.errors import TitoError
 from tito.solutions import HIDDEN_BEGIN, HIDDEN_END, clear_answers, clear_solutions, student_version
 
 from conftest import run_lock
+from exercise_support import exercise, text_of, with_solutions_pasted
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = curriculum.load(ROOT)
@@ -231,12 +233,20 @@ def test_validate_invert_fails_every_test_on_the_release(course_folder, module):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", CHAPTERS)
-def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module, tmp_path):
+def test_the_exercise_with_its_solutions_pasted_in_autogrades_to_full_marks(course_folder, module, tmp_path):
+    """The chapter's Colab exercise notebook, with the chapter's solutions pasted into its stubs, handed in
+    and autograded: nbgrader puts the locked test cells back as the source has them, hidden tests included,
+    and every test passes. The same run is the exercise notebook's own test (test_exercise_notebooks.py):
+    no cell fails and the self-check that ends it passes, chapter tests and checkpoint."""
+    import nbformat
+
     generate(course_folder, with_metadata(module))
     course = private_copy(course_folder, tmp_path / "course")
+    _, notebook = exercise(module.folder)
+    name = tools.notebook_name(module)
     submitted = course / "submitted" / "instructor" / module.folder
     submitted.mkdir(parents=True, exist_ok=True)
-    shutil.copy(course / "source" / module.folder / tools.notebook_name(module), submitted)
+    nbformat.write(with_solutions_pasted(module, notebook), submitted / name)
     result = tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course))
     assert result.exit_code == 0, result.output
     score = next(s for s in tools.scores(course, module.folder) if s.student == "instructor")
@@ -246,6 +256,20 @@ def test_the_chapter_itself_autogrades_to_full_marks(course_folder, module, tmp_
     if metadata.answer_points:
         assert f"{metadata.answer_points:g} point(s) of written answers" in result.output
         assert str(tools.answer_key_path(course, module)) in result.output.replace("\n", "")
+
+    graded = cells(course / "autograded" / "instructor" / module.folder / name)
+    source = by_grade_id(cells(course / "source" / module.folder / name))
+    tests = {g for g, c in source.items() if c["metadata"]["nbgrader"]["grade"] and c["cell_type"] == "code"}
+    ran = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in graded if "nbgrader" in c["metadata"]}
+    assert tests and all(ran.get(g) == source[g]["source"] for g in tests), "the tests that ran are not the source's"
+    failed = [f"cell {i}: {o['ename']}: {o['evalue']}"[:300] for i, c in enumerate(graded)
+              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not failed, "\n".join(failed)
+    last = text_of(graded[-1])
+    assert f"✓ {module.folder} ({module.title}) is complete." in last, last
+    if module.checkpoint is not None:
+        assert f"Checkpoint {module.checkpoint.id}: {module.checkpoint.question} Yes." in last, last
+    assert "✗" not in last, last
 
 
 ANSWER = ('{"grade": true, "grade_id": "answer_why", "locked": false, "points": 2, "schema_version": 3, '
