@@ -225,9 +225,26 @@ def test_the_release_and_tito_module_start_give_the_same_exercise(course_folder,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", CHAPTERS)
-def test_validate_invert_fails_every_test_on_the_release(course_folder, module):
+def test_validate_invert_fails_every_test_on_the_release(course_folder, module, monkeypatch):
+    """What `nbgrader validate --invert` run in the course folder does, in this process: the course's
+    nbgrader_config.py, nbgrader's Validator, its report. (Starting nbgrader costs a second per chapter;
+    the round trip below runs the students' nbgrader commands as commands.)"""
+    import io
+
+    from nbgrader.validator import Validator
+    from traitlets.config.loader import PyFileConfigLoader
+
     release = generate(course_folder, with_metadata(module))
-    output = nbgrader(course_folder, "validate", "--invert", str(release.relative_to(course_folder)))
+    config = PyFileConfigLoader(tools.CONFIG_FILE, path=str(course_folder)).load_config()
+    config.Validator.invert = True
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(course_folder)
+    report = io.StringIO()
+    validator = Validator(config=config)
+    validator.stream = report
+    validator.validate_and_print(str(release))
+    output = report.getvalue()
     assert "Success! The notebook does not pass any tests." in output, output[-3000:]
 
 
