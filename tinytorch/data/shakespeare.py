@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from tinytorch.data.cifar10 import download_file
+from tinytorch.data.cifar10 import DatasetError, download_file  # DatasetError: what download_shakespeare raises
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_CHECKSUM = "sha256:86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -22,6 +22,10 @@ def download_shakespeare(root: str | Path, url: str | None = None, checksum: str
         checksum: what the file must hash to; default $TINYTORCH_SHAKESPEARE_CHECKSUM, else the
             pinned sha256 of the public file (a mirror serving the same bytes needs no checksum).
         progress: show a progress bar on stderr.
+
+    Raises:
+        DatasetError: the download failed or its checksum did not match (nothing is kept), or
+            root holds a file of that name that is not the verified text (it is left alone).
     """
     root = Path(root).expanduser()
     url = url or os.environ.get(SHAKESPEARE_URL_ENV) or SHAKESPEARE_URL
