@@ -40,13 +40,14 @@ def pytest_collection_modifyitems(config, items):
     """
     building_the_site = not os.environ.get("TINYTORCH_SITE")
     for item in items:
-        for name in SHARED_FIXTURES:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{name}"))
         if building_the_site and "built_site" in getattr(item, "fixturenames", ()):
             # Without $TINYTORCH_SITE the site is built (minutes): by one worker, which then runs every
             # test that reads it, while the other runs the rest. With it, they spread like any test.
             item.add_marker(pytest.mark.xdist_group("built_site"))
+            continue
+        for name in SHARED_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-{name}"))
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
