@@ -944,7 +944,8 @@ first 90 % and measure on the last 10 %, which the tokenizer never saw.
 Merges are learned one at a time, each the most frequent pair given the
 merges before it, so the tokenizer of a smaller vocabulary is the first
 merges of a larger one (the cell checks this on a slice of the text): we
-train once, to 1024 tokens, and take the first 128, 256 and 768 merges.
+train once, to 1024 tokens (768 merges), and take its first 128 merges for
+384 tokens, its first 256 for 512.
 For each vocabulary size the table gives the tokens per character on the
 held-out text, how many characters a window of 64 tokens covers, and what
 the vocabulary costs in parameters: the token table (vocab × `n_embd`, with
@@ -968,7 +969,8 @@ start = time.perf_counter()
 largest = BPETokenizer.train(corpus_train, max(sizes))
 seconds = time.perf_counter() - start
 sample = corpus_train[:50_000]                             # a shorter training learns the first merges of a longer one
-assert BPETokenizer.train(sample, 300).merges == BPETokenizer.train(sample, 400).merges[:44]
+assert BPETokenizer.train(sample, 300).merges == BPETokenizer.train(sample, 400).merges[:44], \
+    "training to 300 tokens must learn the first 44 merges that training to 400 learns"
 print(f"{'tokenizer':>16s} {'vocab':>6s} {'tokens/char':>12s} {'chars per 64 tokens':>20s} {'embedding+head params':>22s}")
 print(f"{'characters':>16s} {chars.vocab_size:6d} {1.0:12.3f} {64:20.0f} {chars.vocab_size * n_embd:22,d}")
 table, tokenizers = {}, {}
