@@ -2379,15 +2379,15 @@ fusion table, of a step that takes tens of milliseconds, so whatever the
 fusion saves is within the noise of the convolutions. Fusion
 pays where the loss is a large share of the work, as in a language model,
 whose output layer projects every token onto the whole vocabulary. Here is
-such an output layer on its own: 1024 token vectors of width 128, a
+such an output layer on its own: 2048 token vectors of width 128, a
 `Linear(128, 4096)` to the vocabulary, and the loss.
 """
 
 # %%
 init.manual_seed(0)
 head = Linear(128, 4096)
-tokens = Tensor(rng.standard_normal((1024, 128)).astype(np.float32))
-next_ids = rng.integers(0, 4096, 1024)
+tokens = Tensor(rng.standard_normal((2048, 128)).astype(np.float32))
+next_ids = rng.integers(0, 4096, 2048)
 
 
 def head_step(kernel):
@@ -2406,15 +2406,15 @@ for _ in range(4):
         head_step(kernel)
         head_times[name].append(1000 * (time.perf_counter() - start))
 head_ms = {name: min(t) for name, t in head_times.items()}
-print(f"language-model head (1024 tokens, vocabulary 4096), forward + backward: "
+print(f"language-model head (2048 tokens, vocabulary 4096), forward + backward: "
       f"{head_ms['composite']:.1f} ms composite, {head_ms['fused']:.1f} ms fused "
       f"({head_ms['composite'] / head_ms['fused']:.2f}x)")
 assert head_ms["composite"] / head_ms["fused"] > 1.1, "the text says the fused loss takes a visible share off"
 
 # %% [markdown]
 r"""
-With a 4096-word vocabulary the logits are 16 MiB, far more than the layer's
-weights (2 MiB) and inputs (0.5 MiB), and the fused loss takes a visible share
+With a 4096-word vocabulary the logits are 32 MiB, far more than the layer's
+weights (2 MiB) and inputs (1 MiB), and the fused loss takes a visible share
 off the step (the printed ratio; the cell checks more than 1.1×, and it is
 usually well above that). Language models with vocabularies of 50,000 words and more are
 where libraries go further and never store the logits at all.

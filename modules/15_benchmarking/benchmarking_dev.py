@@ -1799,8 +1799,9 @@ previous paragraph, against the profiles.)
 Chapter 14 installed the fused cross-entropy after comparing it with
 `best_ms`, the fastest of a few runs. Here is the same decision made with
 this chapter's harness, alternating, on the reference CNN's training step
-and on the language-model output layer of chapter 14, with the ratio and its
-spread.
+and on the language-model output layer of chapter 14 (the same layer on
+half as many tokens, 1024: both candidates' work scales with the tokens),
+with the ratio and its spread.
 """
 
 
