@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def render(root: Path, source: Path) -> dict[Path, str]:
 
 
 _RENDERED: dict[tuple[str, str, str, str], tuple[tuple[str, str, str | None], ...]] = {}
+_RENDERED_LOCK = threading.Lock()  # autograde exports from several threads
 
 
 def _render_text(source: Path, display: str, chapter: str) -> tuple[tuple[str, str, str | None], ...]:
@@ -200,12 +202,14 @@ def _render_text(source: Path, display: str, chapter: str) -> tuple[tuple[str, s
     runs compare every chapter with the package) takes it from here.
     """
     key = (display, source.suffix, source.parent.name, chapter)
-    found = _RENDERED.get(key)
+    with _RENDERED_LOCK:
+        found = _RENDERED.get(key)
     if found is None:
         found = _render_chapter(source, display, chapter)
-        while len(_RENDERED) >= 64:
-            del _RENDERED[next(iter(_RENDERED))]
-        _RENDERED[key] = found
+        with _RENDERED_LOCK:
+            while len(_RENDERED) >= 64:
+                del _RENDERED[next(iter(_RENDERED))]
+            _RENDERED[key] = found
     return found
 
 
