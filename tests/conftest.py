@@ -126,10 +126,8 @@ def as_result(record: dict) -> SimpleNamespace:
 _COPIED = ("modules", "checkpoints", "tinytorch", "tito", "curriculum.toml", "pyproject.toml")
 
 
-@pytest.fixture
-def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the repository's course files in a temporary folder, set as TINYTORCH_ROOT."""
-    root = tmp_path / "repo"
+def copy_course(root: Path) -> Path:
+    """Copy the repository's course files into the new folder `root`; return it."""
     root.mkdir()
     for name in _COPIED:
         source = REPO / name
@@ -137,6 +135,13 @@ def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__", ".tito"))
         elif source.is_file():
             shutil.copy2(source, root / name)
+    return root
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the repository's course files in a temporary folder, set as TINYTORCH_ROOT."""
+    root = copy_course(tmp_path / "repo")
     monkeypatch.setenv("TINYTORCH_ROOT", str(root))
     return root
 

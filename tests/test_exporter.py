@@ -242,6 +242,20 @@ def test_a_package_folder_without_init_is_an_error(tmp_path):
     assert not (root / "tinytorch/core/demo.py").exists()
 
 
+def test_a_chapter_rendered_again_is_checked_against_its_own_checkout_and_its_current_text(tmp_path):
+    # A process keeps what it rendered for a chapter's text: the same chapter in another checkout must
+    # still get that checkout's paths and its package folders checked, and an edit must be seen.
+    first, source = make_root(tmp_path / "first")
+    second, copy = make_root(tmp_path / "second")
+    assert set(render(first, source)) == {first / "tinytorch/core/demo.py", first / "tinytorch/other/helpers.py"}
+    assert set(render(second, copy)) == {second / "tinytorch/core/demo.py", second / "tinytorch/other/helpers.py"}
+    (second / "tinytorch/other/__init__.py").unlink()
+    with pytest.raises(ExportError, match="tinytorch/other/ has no __init__.py"):
+        render(second, copy)
+    copy.write_text(CHAPTER.replace("return 2 * x", "return 3 * x"))
+    assert "return 3 * x" in render(first, copy.rename(source))[first / "tinytorch/core/demo.py"]
+
+
 def test_an_ipynb_chapter_exports_the_same_code_as_the_py(tmp_path):
     root, source = make_root(tmp_path)
     notebook = source.with_suffix(".ipynb")

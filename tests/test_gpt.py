@@ -408,19 +408,6 @@ def _run_on_tiny_text(tmp_path, script: str, *args: str):
 
 
 @pytest.mark.slow
-def test_the_shakespeare_example_trains_and_writes_its_report(tmp_path):
-    out = tmp_path / "results"
-    _, text = _run_on_tiny_text(tmp_path, "examples/tinygpt_shakespeare.py", "--iters", "4", "--eval-interval", "2",
-                                "--eval-iters", "1", "--final-eval-iters", "1", "--sample-chars", "20",
-                                "--out-dir", str(out))
-    report = (out / "tinygpt.md").read_text(encoding="utf-8")
-    assert "| 4 |" in report and "validation" in report
-    assert str(text) not in report and str(out) not in report, "a page names no machine's paths"
-    assert (out / "tinygpt_loss.png").stat().st_size > 0
-    assert "spread over seeds" not in report, "one seed unless --more-seeds asks for more"
-
-
-@pytest.mark.slow
 def test_the_example_reports_the_spread_over_more_seeds(tmp_path):
     _run_on_tiny_text(tmp_path, "examples/tinygpt_shakespeare.py", "--iters", "3", "--eval-interval", "3",
                       "--eval-iters", "1", "--final-eval-iters", "2", "--sample-chars", "5", "--more-seeds", "1", "2",
@@ -521,24 +508,57 @@ def test_decode_of_nothing_is_the_empty_string_and_encode_wants_text():
         tok.encode(5)
 
 
-@pytest.mark.slow
-def test_the_example_downloads_its_text_on_first_use_from_a_mirror(tmp_path, monkeypatch):
+MIRRORED_TEXT = "To be, or not to be, that is the question:\n" * 40
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(tmp_path_factory) -> dict:
+    """One run of the Shakespeare example that downloads its text from a mirror (a local file) and trains on it.
+
+    The example is slow to start and train: the tests below (grouped on one worker) read this one run; reading
+    a given file (--data) is test_the_example_reports_the_spread_over_more_seeds's.
+    """
     import hashlib
+    import os
     import subprocess
 
-    text = "To be, or not to be, that is the question:\n" * 40
+    tmp_path = tmp_path_factory.mktemp("mirrored")
     mirror = tmp_path / "mirror.txt"
-    mirror.write_text(text, encoding="utf-8")
-    env = dict(__import__("os").environ, TINYTORCH_SHAKESPEARE_URL=mirror.as_uri(),
-               TINYTORCH_SHAKESPEARE_CHECKSUM="sha256:" + hashlib.sha256(text.encode()).hexdigest())
+    mirror.write_text(MIRRORED_TEXT, encoding="utf-8")
+    env = dict(os.environ, TINYTORCH_SHAKESPEARE_URL=mirror.as_uri(),
+               TINYTORCH_SHAKESPEARE_CHECKSUM="sha256:" + hashlib.sha256(MIRRORED_TEXT.encode()).hexdigest())
     args = [sys.executable, str(REPO / "examples" / "tinygpt_shakespeare.py"), "--download-dir", str(tmp_path / "data"),
-            "--iters", "2", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1",
-            "--sample-chars", "5", "--out-dir", str(tmp_path / "out")]
+            "--iters", "4", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1",
+            "--sample-chars", "20", "--out-dir", str(tmp_path / "out")]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    return {"tmp": tmp_path, "args": args, "env": env, "done": done}
+
+
+MIRRORED_RUN = pytest.mark.xdist_group("test_gpt-mirrored_run")
+
+
+@pytest.mark.slow
+@MIRRORED_RUN
+def test_the_shakespeare_example_trains_and_writes_its_report(mirrored_run):
+    tmp_path, done = mirrored_run["tmp"], mirrored_run["done"]
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8") == text
-    assert str(tmp_path) not in (tmp_path / "out" / "tinygpt.md").read_text(encoding="utf-8")
-    env["TINYTORCH_SHAKESPEARE_CHECKSUM"] = "sha256:" + "0" * 64     # a mirror whose bytes do not match
+    out = tmp_path / "out"
+    report = (out / "tinygpt.md").read_text(encoding="utf-8")
+    assert "| 4 |" in report and "validation" in report
+    assert str(tmp_path) not in report, "a page names no machine's paths (neither its text's nor its own folder)"
+    assert (out / "tinygpt_loss.png").stat().st_size > 0
+    assert "spread over seeds" not in report, "one seed unless --more-seeds asks for more"
+
+
+@pytest.mark.slow
+@MIRRORED_RUN
+def test_the_example_downloads_its_text_on_first_use_from_a_mirror(mirrored_run):
+    import subprocess
+
+    tmp_path, done, args = mirrored_run["tmp"], mirrored_run["done"], mirrored_run["args"]
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "data" / "tinyshakespeare.txt").read_text(encoding="utf-8") == MIRRORED_TEXT
+    env = dict(mirrored_run["env"], TINYTORCH_SHAKESPEARE_CHECKSUM="sha256:" + "0" * 64)  # a mirror whose bytes do not match
     done = subprocess.run([*args[:3], str(tmp_path / "other")] + args[4:], capture_output=True, text=True,
                           timeout=300, env=env)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]   # (the progress bar aside)

@@ -208,6 +208,24 @@ def test_the_hook_checks_what_is_staged_not_the_working_tree(checkout):
     assert refused.returncode != 0 and "tinytorch/core/tensor.py differs from modules/02_tensor/tensor_dev.py" in refused.stdout + refused.stderr
 
 
+def test_the_hook_reads_the_chapters_a_commit_can_put_out_of_step_and_all_when_it_cannot_tell():
+    from tito import curriculum
+
+    root = Path(__file__).resolve().parent.parent  # read only
+    course = curriculum.load(root)
+
+    def checked(*staged: str) -> list[str]:
+        return [m.folder for m in protect._modules_to_check(course, root, list(staged), curriculum.CURRICULUM_FILE)]
+
+    everything = [m.folder for m in course.written_modules()]
+    assert checked(SETUP_SOURCE, "modules/01_setup/README.md", "notes.txt", "tinytorch/_manifest.json") == ["01_setup"]
+    assert checked("tinytorch/core/tensor.py", SETUP_TARGET) == ["01_setup", "02_tensor"]  # their sources, in course order
+    assert checked("notes.txt") == []
+    assert checked(SETUP_SOURCE, curriculum.CURRICULUM_FILE) == everything  # which chapters exist may change
+    assert checked(SETUP_SOURCE, "tinytorch/core/__init__.py") == everything  # whether a chapter exports may change
+    assert checked("tinytorch/core/not_generated.py") == everything
+
+
 @pytest.mark.slow
 def test_an_existing_hook_is_kept_runs_after_ours_and_comes_back_exactly(checkout):
     hook = user_hook(checkout)

@@ -134,20 +134,6 @@ def test_export_of_a_chapter_with_a_syntax_error_names_its_line_and_changes_noth
 # --- module complete ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_complete_runs_the_checkpoint_records_progress_and_names_the_next_module(tensor_repo):
-    course = curriculum.load(tensor_repo)
-    tensor = course.module("02_tensor")
-    result = tito("module", "complete", "tensor")
-    assert result.exit_code == 0, result.output
-    assert "02_tensor (Tensor) is complete." in result.output
-    assert f"Checkpoint 02_tensor: {tensor.checkpoint.question} Yes." in result.output
-    assert f"Next: {course.next_module(tensor).folder}" in result.output
-    progress = progress_of(tensor_repo)
-    assert progress["completed"]["02_tensor"]["tested"] is True
-    assert progress["checkpoints"]["02_tensor"]["passed"] is True
-
-
 def test_complete_fails_at_the_chapters_own_test_when_tensor_addition_is_broken(tensor_repo):
     break_tensor_addition(tensor_repo)
     result = tito("module", "complete", "02_tensor")
@@ -295,13 +281,6 @@ def test_python_m_tito_reports_an_error_without_a_traceback(repo_copy):
         "✗ Unknown module 'nosuchmodule'.",
         "  Run 'tito module status' to list modules.",
     ]
-
-
-def test_python_m_tito_completes_a_module(tensor_repo):
-    done = run_tito(tensor_repo, "module", "complete", "2")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "02_tensor (Tensor) is complete." in done.stdout
-    assert "02_tensor" in progress_of(tensor_repo)["completed"]
 
 
 # --- the checkpoint harness that tito runs --------------------------------------------------------------

@@ -8,7 +8,11 @@ for byte. Everything runs on a copy of the repository (the `repo_copy` fixture).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,11 +23,18 @@ from tito.cli import cli
 from tito.solutions import (BEGIN, END, SolutionError, clear_solutions, count_regions, is_code_cell, split_cells,
                             student_version)
 
+from conftest import copy_course
+
 SETUP = "01_setup"
 
 
 def tito(*args: str):
     return CliRunner().invoke(cli, list(args))
+
+
+def run_tito(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TINYTORCH_ROOT=str(root), PYTHONPATH=str(root))
+    return subprocess.run([sys.executable, "-m", "tito", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def chapter_of(root: Path, name: str) -> Path:
@@ -171,18 +182,61 @@ def test_start_complete_fails_fill_in_complete_passes_reset_restores_the_origina
     assert [b.read_text(encoding="utf-8") for b in backups] == [finished], "the learner's work is kept"
 
 
-def test_later_chapters_work_against_the_package_the_learner_exported(repo_copy):
-    chapter = chapter_of(repo_copy, "02_tensor")
+@pytest.fixture(scope="module")
+def learners_tensor(tmp_path_factory) -> dict:
+    """A repository copy where the learner started 02_tensor, wrote Max.forward their own way and ran
+    `python -m tito module complete tensor`, as a learner runs it, in a process of its own.
+
+    A real chapter's complete (its tests twice, then its checkpoint) is slow: it runs once, here, for the
+    tests below (grouped on one worker), which check what it printed, recorded and exported.
+    """
+    root = copy_course(tmp_path_factory.mktemp("learner") / "repo")
+    chapter = chapter_of(root, "02_tensor")
     original = chapter.read_text(encoding="utf-8")
-    assert tito("module", "start", "02_tensor").exit_code == 0
-    # The learner writes Max.forward their own way.
+    started = CliRunner(env={"TINYTORCH_ROOT": str(root)}).invoke(cli, ["module", "start", "02_tensor"])
+    assert started.exit_code == 0, started.output
     mine = fill_in(chapter.read_text(encoding="utf-8"), original,
                    {"        out = np.max(a, axis=axis, keepdims=True)\n": "        out = np.amax(a, axis=axis, keepdims=True)\n"})
     chapter.write_text(mine, encoding="utf-8")
-    result = tito("module", "complete", "02_tensor")
-    assert result.exit_code == 0, result.output
-    assert "out = np.amax(a, axis=axis, keepdims=True)" in (repo_copy / "tinytorch" / "core" / "function.py").read_text(encoding="utf-8")
-    layers = curriculum.load(repo_copy).module("04_layers").checkpoint
+    done = run_tito(root, "module", "complete", "tensor")
+    progress = root / ".tito" / "progress.json"
+    return {"root": root, "done": done, "progress": json.loads(progress.read_text()) if progress.is_file() else None}
+
+
+LEARNERS_TENSOR = pytest.mark.xdist_group("test_workflow-learners_tensor")
+
+
+@pytest.mark.slow
+@LEARNERS_TENSOR
+def test_python_m_tito_completes_a_module(learners_tensor):
+    done = learners_tensor["done"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "02_tensor (Tensor) is complete." in done.stdout
+    assert "02_tensor" in learners_tensor["progress"]["completed"]
+
+
+@pytest.mark.slow
+@LEARNERS_TENSOR
+def test_complete_runs_the_checkpoint_records_progress_and_names_the_next_module(learners_tensor):
+    done = learners_tensor["done"]
+    assert done.returncode == 0, done.stdout + done.stderr
+    course = curriculum.load(learners_tensor["root"])
+    tensor = course.module("02_tensor")
+    assert f"Checkpoint 02_tensor: {tensor.checkpoint.question} Yes." in done.stdout
+    assert f"Next: {course.next_module(tensor).folder}" in done.stdout
+    progress = learners_tensor["progress"]
+    assert progress["completed"]["02_tensor"]["tested"] is True
+    assert progress["checkpoints"]["02_tensor"]["passed"] is True
+
+
+@pytest.mark.slow
+@LEARNERS_TENSOR
+def test_later_chapters_work_against_the_package_the_learner_exported(learners_tensor, monkeypatch):
+    root = learners_tensor["root"]
+    assert learners_tensor["done"].returncode == 0, learners_tensor["done"].stdout + learners_tensor["done"].stderr
+    assert "out = np.amax(a, axis=axis, keepdims=True)" in (root / "tinytorch" / "core" / "function.py").read_text(encoding="utf-8")
+    monkeypatch.setenv("TINYTORCH_ROOT", str(root))
+    layers = curriculum.load(root).module("04_layers").checkpoint
     result = tito("checkpoint", "run", str(layers.number))
     assert result.exit_code == 0, result.output
 

@@ -11,9 +11,11 @@ a file whose bytes would not change is not touched.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,25 +81,43 @@ def jupytext_missing() -> str | None:
 
 
 def _read_code_cells(path: Path) -> list[_Cell]:
-    jupytext = _jupytext()
+    return _code_cells(path, _read_chapter(path))
 
+
+def _read_chapter(path: Path) -> str:
+    _jupytext()  # its absence is the one error to report, before any other
     try:
-        text = path.read_text(encoding="utf-8")
-        notebook = jupytext.reads(text, fmt=path.suffix.lstrip(".") if path.suffix == ".ipynb" else "py:percent")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ExportError(f"{path}: file not found.") from None
+    except Exception as err:
+        raise ExportError(f"{path}: cannot be read as a notebook: {err}") from None
+
+
+def _code_cells(path: Path, text: str) -> list[_Cell]:
+    try:
+        parsed = _parse_code_cells(text, path.suffix)
     except Exception as err:  # jupytext raises many types for malformed input
         raise ExportError(f"{path}: cannot be read as a notebook: {err}") from None
+    return [_Cell(*cell) for cell in parsed]
+
+
+# Reading a chapter as a notebook (jupytext) is most of what rendering it costs, and the result depends on
+# its text alone: a process that reads the same text again (status, doctor and checkpoint runs compare every
+# chapter with the package) takes it from here. Keyed by the text, so an edited chapter is read afresh.
+@functools.lru_cache(maxsize=64)
+def _parse_code_cells(text: str, suffix: str) -> tuple[tuple[str, int, int | None], ...]:
+    notebook = _jupytext().reads(text, fmt=suffix.lstrip(".") if suffix == ".ipynb" else "py:percent")
     cells, cursor = [], 0
     lines = text.splitlines()
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type != "code":
             continue
         line = None
-        if path.suffix != ".ipynb":
+        if suffix != ".ipynb":
             line, cursor = _locate(lines, cell.source, cursor)
-        cells.append(_Cell(cell.source, number, line))
-    return cells
+        cells.append((cell.source, number, line))
+    return tuple(cells)
 
 
 def _locate(lines: list[str], source: str, cursor: int) -> tuple[int, int]:
@@ -137,11 +157,11 @@ def _check_compiles(cell: _Cell, path: Path, display: str) -> None:
         raise ExportError(f"{cell.where(display, err.lineno or 1)}: {err.msg}; nothing was exported.") from None
 
 
-def _check_script(path: Path, display: str) -> None:
+def _check_script(path: Path, display: str, text: str) -> None:
     """A chapter also runs as a plain script (`tito module test`), so it must compile as one file:
     for example `from __future__` after the first markdown cell compiles as a cell but not as a script."""
     try:
-        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        compile(text, str(path), "exec")
     except SyntaxError as err:
         raise ExportError(f"{display}:{err.lineno}: {err.msg} (the chapter must also run as a script); "
                           "nothing was exported.") from None
@@ -156,12 +176,50 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     root = Path(root).resolve()
     source = Path(source).resolve()
     display = source.relative_to(root).as_posix() if source.is_relative_to(root) else str(source)
-    cells = _read_code_cells(source)
+    files = {}
+    for target, text, problem in _render_text(source, display, _read_chapter(source)):
+        if problem is not None:
+            raise ExportError(f"{display}: the cells exported to {target} do not compile together ({problem}); nothing was exported.")
+        package_dir = target_path(root, target).parent
+        if not (package_dir / "__init__.py").is_file():
+            rel = package_dir.relative_to(root).as_posix()
+            raise ExportError(f"{display}: {rel}/ has no __init__.py; create it (it re-exports the public names) and export again.")
+        files[target_path(root, target)] = text
+    return files
+
+
+_RENDERED: dict[tuple[str, str, str, str], tuple[tuple[str, str, str | None], ...]] = {}
+_RENDERED_LOCK = threading.Lock()  # autograde exports from several threads
+
+
+def _render_text(source: Path, display: str, chapter: str) -> tuple[tuple[str, str, str | None], ...]:
+    """(target, its text, why the text does not compile or None) for each target of the chapter `chapter`
+    (the text of `source`); raises ExportError for a chapter that cannot be exported at all.
+
+    What the package folder holds is for `render` to check. A rendering depends on the chapter's text, its
+    path in the checkout and its folder's name alone (the absolute path only appears in error messages,
+    which are never kept), so a process rendering the same chapter again (doctor, status and checkpoint
+    runs compare every chapter with the package) takes it from here.
+    """
+    key = (display, source.suffix, source.parent.name, chapter)
+    with _RENDERED_LOCK:
+        found = _RENDERED.get(key)
+    if found is None:
+        found = _render_chapter(source, display, chapter)
+        with _RENDERED_LOCK:
+            while len(_RENDERED) >= 64:
+                del _RENDERED[next(iter(_RENDERED))]
+            _RENDERED[key] = found
+    return found
+
+
+def _render_chapter(source: Path, display: str, chapter: str) -> tuple[tuple[str, str, str | None], ...]:
+    cells = _code_cells(source, chapter)
     default, chunks = None, {}
     for cell in cells:
         _check_compiles(cell, source, display)
     if source.suffix == ".py":
-        _check_script(source, display)
+        _check_script(source, display, chapter)
     for cell in cells:
         for name, arg in _directives(cell.source):
             if name == "default_exp":
@@ -182,19 +240,16 @@ def render(root: Path, source: Path) -> dict[Path, str]:
         raise ExportError(f"{display}: no '#| export' cells; nothing was exported.")
     module = source.parent.name
     bodies = _with_sibling_imports({target: "\n\n\n".join(parts) for target, parts in chunks.items()}, display)
-    files = {}
+    rendered = []
     for target, body in bodies.items():
         text = HEADER.format(source=display, module=module) + "\n" + body + "\n"
         try:
             compile(text, target, "exec")
+            problem = None
         except SyntaxError as err:
-            raise ExportError(f"{display}: the cells exported to {target} do not compile together ({err.msg}); nothing was exported.") from None
-        package_dir = target_path(root, target).parent
-        if not (package_dir / "__init__.py").is_file():
-            rel = package_dir.relative_to(root).as_posix()
-            raise ExportError(f"{display}: {rel}/ has no __init__.py; create it (it re-exports the public names) and export again.")
-        files[target_path(root, target)] = text
-    return files
+            problem = err.msg
+        rendered.append((target, text, problem))
+    return tuple(rendered)
 
 
 def _top_level_names(tree: ast.Module, imports: bool = True) -> set[str]:

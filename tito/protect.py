@@ -481,6 +481,34 @@ def validate(root: Path) -> list[tuple[str, str]]:
     return hand_edited(root)
 
 
+def _modules_to_check(course, snapshot: Path, staged: list[str], course_file: str) -> list:
+    """The written chapters whose export a commit can put out of step: each chapter it stages and the chapter
+    each generated file it stages comes from (per the staged manifest). Every written chapter when it stages
+    curriculum.toml or a package file no chapter generates (an `__init__.py` decides whether a chapter
+    exports at all), or when the manifest cannot be read: reading a chapter as a notebook is most of the
+    hook's time, and a commit of one chapter need not wait for all of them."""
+    written = course.written_modules()
+    chapters = {module.dev_file(snapshot).relative_to(snapshot).as_posix(): module for module in written}
+    try:
+        sources = {f"{PACKAGE}/{rel}": entry["source"] for rel, entry in read_manifest(snapshot).items()}
+    except TitoError:
+        return written
+    chosen = set()
+    for path in staged:
+        if path == course_file:
+            return written
+        if not path.startswith((f"{PACKAGE}/", "modules/")) or path == MANIFEST.as_posix() or (
+                path.startswith("modules/") and path not in chapters):
+            continue  # export reads none of these: other files, the manifest, a chapter's other files
+        if path in chapters:
+            chosen.add(path)
+        elif sources.get(path) in chapters:
+            chosen.add(sources[path])
+        else:
+            return written
+    return [module for name, module in chapters.items() if name in chosen]
+
+
 def check_commit(root: Path) -> list[str]:
     """Problems with the commit being made: generated files (as staged) that differ from what
     exporting the staged chapters writes. Empty when the commit touches neither."""
@@ -497,7 +525,7 @@ def check_commit(root: Path) -> list[str]:
         snapshot = Path(tmp)
         _git(root, "checkout-index", f"--prefix={snapshot.as_posix()}/", "-z", "--stdin", input="\0".join(tracked))
         course = curriculum.load(snapshot)
-        for module in course.written_modules():
+        for module in _modules_to_check(course, snapshot, staged, curriculum.CURRICULUM_FILE):
             for problem in out_of_sync(snapshot, [module.dev_file(snapshot)]):
                 problems.append(f"{problem}: edit the chapter, not the generated file, then run "
                                 f"'tito module export {module.folder}' and 'git add' both")
