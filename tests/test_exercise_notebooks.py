@@ -4,13 +4,14 @@ The notebook is the one the book build publishes (book/_ext/launch_notebooks.py)
 install cell, the chapter's exercise version, the self-check. It runs here with
 nbclient in a folder outside the repository, with no network (the install cell
 only installs on Colab). With the stubs left, it names the first function still
-to write. With the solutions pasted back into the stubs, every chapter's notebook
-runs without an error and its self-check passes (the chapter's tests and its
-checkpoint, on the notebook's code): that run is also the chapter's autograde test,
-tests/test_nbgrader.py::test_the_exercise_with_its_solutions_pasted_in_autogrades_to_full_marks,
-so each chapter executes once for both. Chapter 02
-builds the Tensor itself; chapter 09 attaches its backward rules to chapter 02's
-classes, so both ways of being "the notebook's code" are exercised.
+to write. Chapter 02 builds the Tensor itself; chapter 09 attaches its backward
+rules to chapter 02's classes, so both ways of being "the notebook's code" are
+exercised.
+
+With the solutions pasted back into the stubs, every chapter's notebook runs
+without an error and its self-check passes (the chapter's tests and its
+checkpoint, on the notebook's code): tests/test_nbgrader.py checks that on the
+run that autogrades the notebook, so each chapter executes once for both.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from tito.cli import cli
 from tito.errors import TitoError
 from tito.solutions import HIDDEN_BEGIN, HIDDEN_END, clear_answers, clear_solutions, student_version
 
-from conftest import run_lock
+from conftest import build_once, outcome, run_lock
 from exercise_support import exercise, text_of, with_solutions_pasted
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,37 +248,53 @@ def test_validate_invert_fails_every_test_on_the_release(course_folder, module, 
     assert "Success! The notebook does not pass any tests." in output, output[-3000:]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("module", CHAPTERS)
-def test_the_exercise_with_its_solutions_pasted_in_autogrades_to_full_marks(course_folder, module, tmp_path):
+def exercise_autograded(course_folder: Path, module: curriculum.Module) -> tuple[Path, dict]:
     """The chapter's Colab exercise notebook, with the chapter's solutions pasted into its stubs, handed in
-    and autograded: nbgrader puts the locked test cells back as the source has them, hidden tests included,
-    and every test passes. The same run is the exercise notebook's own test (test_exercise_notebooks.py):
-    no cell fails and the self-check that ends it passes, chapter tests and checkpoint."""
+    by "instructor" and autograded in a copy of the course: (that course folder, tito's result), once per
+    test run. nbgrader puts the locked test cells back as the source has them, hidden tests included.
+    The two tests below read the same run: each chapter executes once for both."""
     import nbformat
 
-    generate(course_folder, with_metadata(module))
-    course = private_copy(course_folder, tmp_path / "course")
-    _, notebook = exercise(module.folder)
-    name = tools.notebook_name(module)
-    submitted = course / "submitted" / "instructor" / module.folder
-    submitted.mkdir(parents=True, exist_ok=True)
-    nbformat.write(with_solutions_pasted(module, notebook), submitted / name)
-    result = tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course))
-    assert result.exit_code == 0, result.output
+    def hand_in_and_grade(folder: Path) -> dict:
+        generate(course_folder, with_metadata(module))
+        course = private_copy(course_folder, folder / "course")
+        _, notebook = exercise(module.folder)
+        submitted = course / "submitted" / "instructor" / module.folder
+        submitted.mkdir(parents=True, exist_ok=True)
+        nbformat.write(with_solutions_pasted(module, notebook), submitted / tools.notebook_name(module))
+        return outcome(tito("nbgrader", "autograde", module.folder, "--student", "instructor", "--course", str(course)))
+
+    folder, record = build_once(course_folder.parent, f"exercise-autograded-{module.folder}", hand_in_and_grade)
+    assert record["exit_code"] == 0, record["output"]
+    return folder / "course", record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", CHAPTERS)
+def test_the_exercise_with_its_solutions_pasted_in_autogrades_to_full_marks(course_folder, module):
+    course, result = exercise_autograded(course_folder, with_metadata(module))
     score = next(s for s in tools.scores(course, module.folder) if s.student == "instructor")
     metadata = tools.check_metadata(module.dev_file(ROOT))
     # Answers to the questions are graded by hand: autograde scores every test and none of them.
     assert score.max_score == metadata.points and score.score == metadata.points - metadata.answer_points, score
     if metadata.answer_points:
-        assert f"{metadata.answer_points:g} point(s) of written answers" in result.output
-        assert str(tools.answer_key_path(course, module)) in result.output.replace("\n", "")
-
-    graded = cells(course / "autograded" / "instructor" / module.folder / name)
+        assert f"{metadata.answer_points:g} point(s) of written answers" in result["output"]
+        assert str(tools.answer_key_path(course, module)) in result["output"].replace("\n", "")
+    name = tools.notebook_name(module)
     source = by_grade_id(cells(course / "source" / module.folder / name))
     tests = {g for g, c in source.items() if c["metadata"]["nbgrader"]["grade"] and c["cell_type"] == "code"}
-    ran = {c["metadata"]["nbgrader"]["grade_id"]: c["source"] for c in graded if "nbgrader" in c["metadata"]}
+    ran = {c["metadata"]["nbgrader"]["grade_id"]: c["source"]
+           for c in cells(course / "autograded" / "instructor" / module.folder / name) if "nbgrader" in c["metadata"]}
     assert tests and all(ran.get(g) == source[g]["source"] for g in tests), "the tests that ran are not the source's"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", CHAPTERS)
+def test_the_exercise_with_its_solutions_pasted_in_runs_and_passes_its_self_check(course_folder, module):
+    """The Colab notebook's own test (test_exercise_notebooks.py), on the autograded run above: no cell
+    fails, and the self-check that ends it passes, the chapter's tests and its checkpoint."""
+    course, _ = exercise_autograded(course_folder, with_metadata(module))
+    graded = cells(course / "autograded" / "instructor" / module.folder / tools.notebook_name(module))
     failed = [f"cell {i}: {o['ename']}: {o['evalue']}"[:300] for i, c in enumerate(graded)
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not failed, "\n".join(failed)
