@@ -57,6 +57,8 @@ class Page:
     def __init__(self, browser: "Chromium", session: str):
         self.browser, self.session = browser, session
         self.requests: dict[str, str] = {}
+        self.pending: set[str] = set()  # requests still loading
+        self.last_event = 0.0  # time.monotonic() of the last network event
         self.failures: list[str] = []  # "url: net::ERR_..." for every request that failed
         self.errors: list[str] = []  # uncaught script errors and console.error lines
 
@@ -65,9 +67,14 @@ class Page:
 
     def event(self, message: dict) -> None:
         method, params = message.get("method"), message.get("params", {})
+        if method.startswith("Network."):
+            self.last_event = time.monotonic()
         if method == "Network.requestWillBeSent":
             self.requests[params["requestId"]] = params["request"]["url"]
-        elif method == "Network.loadingFailed" and not params.get("canceled"):
+            self.pending.add(params["requestId"])
+        elif method in ("Network.loadingFinished", "Network.loadingFailed"):
+            self.pending.discard(params["requestId"])
+        if method == "Network.loadingFailed" and not params.get("canceled"):
             url = self.requests.get(params["requestId"], "?")
             self.failures.append(f"{url}: {params.get('errorText')}")
         elif method == "Runtime.exceptionThrown":
@@ -77,9 +84,11 @@ class Page:
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
             self.errors.append("console.error: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
 
-    def goto(self, url: str, settle: float = 0.5, timeout: float = 60) -> None:
-        """Open a page and wait for its load event, then for the network to fall quiet."""
+    def goto(self, url: str, settle: float = 0.5, timeout: float = 60, quiet: float = 0.1) -> None:
+        """Open a page and wait for its load event, then for the network to fall quiet: no request
+        loading and none started or finished for `quiet` seconds, or `settle` seconds at most."""
         self.requests.clear()
+        self.pending.clear()
         self.failures.clear()
         self.errors.clear()
         self.browser.loaded.discard(self.session)
@@ -89,7 +98,13 @@ class Page:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{url} did not finish loading within {timeout} s")
             self.browser.pump(0.2, until=lambda: self.session in self.browser.loaded)
-        self.browser.pump(settle)  # scripts that run after load (the diagrams) and their requests
+        # Scripts that run after load (the diagrams) and their requests.
+        settled = time.monotonic() + settle
+        self.last_event = time.monotonic()
+        while time.monotonic() < settled:
+            if not self.pending and time.monotonic() - self.last_event >= quiet:
+                return
+            self.browser.pump(min(quiet, settled - time.monotonic()))
 
     def evaluate(self, expression: str):
         reply = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
