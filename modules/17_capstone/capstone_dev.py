@@ -1154,10 +1154,12 @@ def judge(lines: list[str]) -> dict:
 
 
 def sample_lines(model, n_tokens: int, seed: int, rows: int = 4) -> list[str]:
-    """Generate n_tokens in all as `rows` sequences at once, each from a newline; drop each one's unfinished last line."""
-    start = np.full((rows, 1), tokenizer.stoi["\n"])                  # (rows, 1): one batch, one forward per token
+    """Generate n_tokens in all, as `rows` sequences in one batch (one forward per token), each
+    from a newline; drop each one's unfinished last line."""
+    start = np.full((rows, 1), tokenizer.stoi["\n"])                  # (rows, 1)
     out = model.generate(start, n_tokens // rows, seed=seed).data       # (rows, 1 + n_tokens // rows)
-    return [line for row in out for line in tokenizer.decode(row).strip("\n").split("\n")[:-1]]
+    lines = [tokenizer.decode(row).strip("\n").split("\n")[:-1] for row in out]
+    return [line for row_lines in lines for line in row_lines]
 
 
 manual_seed(0)
