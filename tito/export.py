@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def jupytext_missing() -> str | None:
 
 
 def _read_code_cells(path: Path) -> list[_Cell]:
-    return _code_cells(path, _read_chapter(path))
+    return _code_cells(str(path), path.suffix, _read_chapter(path))
 
 
 def _read_chapter(path: Path) -> str:
@@ -94,20 +93,11 @@ def _read_chapter(path: Path) -> str:
         raise ExportError(f"{path}: cannot be read as a notebook: {err}") from None
 
 
-def _code_cells(path: Path, text: str) -> list[_Cell]:
+def _code_cells(display: str, suffix: str, text: str) -> list[_Cell]:
     try:
-        parsed = _parse_code_cells(text, path.suffix)
+        notebook = _jupytext().reads(text, fmt=suffix.lstrip(".") if suffix == ".ipynb" else "py:percent")
     except Exception as err:  # jupytext raises many types for malformed input
-        raise ExportError(f"{path}: cannot be read as a notebook: {err}") from None
-    return [_Cell(*cell) for cell in parsed]
-
-
-# Reading a chapter as a notebook (jupytext) is most of what rendering it costs, and the result depends on
-# its text alone: a process that reads the same text again (status, doctor and checkpoint runs compare every
-# chapter with the package) takes it from here. Keyed by the text, so an edited chapter is read afresh.
-@functools.lru_cache(maxsize=64)
-def _parse_code_cells(text: str, suffix: str) -> tuple[tuple[str, int, int | None], ...]:
-    notebook = _jupytext().reads(text, fmt=suffix.lstrip(".") if suffix == ".ipynb" else "py:percent")
+        raise ExportError(f"{display}: cannot be read as a notebook: {err}") from None
     cells, cursor = [], 0
     lines = text.splitlines()
     for number, cell in enumerate(notebook.cells, start=1):
@@ -116,8 +106,8 @@ def _parse_code_cells(text: str, suffix: str) -> tuple[tuple[str, int, int | Non
         line = None
         if suffix != ".ipynb":
             line, cursor = _locate(lines, cell.source, cursor)
-        cells.append((cell.source, number, line))
-    return tuple(cells)
+        cells.append(_Cell(cell.source, number, line))
+    return cells
 
 
 def _locate(lines: list[str], source: str, cursor: int) -> tuple[int, int]:
@@ -149,19 +139,19 @@ def _package_code(source: str) -> str:
     return "\n".join(kept).strip("\n")
 
 
-def _check_compiles(cell: _Cell, path: Path, display: str) -> None:
+def _check_compiles(cell: _Cell, display: str) -> None:
     code = "\n".join("" if _MAGIC.match(s) else s for s in cell.source.splitlines())
     try:
-        compile(code, str(path), "exec")
+        compile(code, display, "exec")
     except SyntaxError as err:
         raise ExportError(f"{cell.where(display, err.lineno or 1)}: {err.msg}; nothing was exported.") from None
 
 
-def _check_script(path: Path, display: str, text: str) -> None:
+def _check_script(display: str, text: str) -> None:
     """A chapter also runs as a plain script (`tito module test`), so it must compile as one file:
     for example `from __future__` after the first markdown cell compiles as a cell but not as a script."""
     try:
-        compile(text, str(path), "exec")
+        compile(text, display, "exec")
     except SyntaxError as err:
         raise ExportError(f"{display}:{err.lineno}: {err.msg} (the chapter must also run as a script); "
                           "nothing was exported.") from None
@@ -177,7 +167,7 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     source = Path(source).resolve()
     display = source.relative_to(root).as_posix() if source.is_relative_to(root) else str(source)
     files = {}
-    for target, text, problem in _render_text(source, display, _read_chapter(source)):
+    for target, text, problem in _render_text(display, source.suffix, source.parent.name, _read_chapter(source)):
         if problem is not None:
             raise ExportError(f"{display}: the cells exported to {target} do not compile together ({problem}); nothing was exported.")
         package_dir = target_path(root, target).parent
@@ -188,38 +178,20 @@ def render(root: Path, source: Path) -> dict[Path, str]:
     return files
 
 
-_RENDERED: dict[tuple[str, str, str, str], tuple[tuple[str, str, str | None], ...]] = {}
-_RENDERED_LOCK = threading.Lock()  # autograde exports from several threads
-
-
-def _render_text(source: Path, display: str, chapter: str) -> tuple[tuple[str, str, str | None], ...]:
-    """(target, its text, why the text does not compile or None) for each target of the chapter `chapter`
-    (the text of `source`); raises ExportError for a chapter that cannot be exported at all.
-
-    What the package folder holds is for `render` to check. A rendering depends on the chapter's text, its
-    path in the checkout and its folder's name alone (the absolute path only appears in error messages,
-    which are never kept), so a process rendering the same chapter again (doctor, status and checkpoint
-    runs compare every chapter with the package) takes it from here.
-    """
-    key = (display, source.suffix, source.parent.name, chapter)
-    with _RENDERED_LOCK:
-        found = _RENDERED.get(key)
-    if found is None:
-        found = _render_chapter(source, display, chapter)
-        with _RENDERED_LOCK:
-            while len(_RENDERED) >= 64:
-                del _RENDERED[next(iter(_RENDERED))]
-            _RENDERED[key] = found
-    return found
-
-
-def _render_chapter(source: Path, display: str, chapter: str) -> tuple[tuple[str, str, str | None], ...]:
-    cells = _code_cells(source, chapter)
+# Reading a chapter as a notebook and compiling it is all that rendering costs, and the result depends on
+# these four arguments alone, so a process rendering the same chapter again (doctor, status and checkpoint
+# runs compare every chapter with the package) takes it from here. An error is raised, never kept.
+@functools.lru_cache(maxsize=64)
+def _render_text(display: str, suffix: str, folder: str, chapter: str) -> tuple[tuple[str, str, str | None], ...]:
+    """(target, its text, why the text does not compile or None) for each target of the chapter whose text is
+    `chapter` (shown as `display`, a `suffix` file in `folder`); raises ExportError for a chapter that cannot
+    be exported at all. What the package folder holds is for `render` to check."""
+    cells = _code_cells(display, suffix, chapter)
     default, chunks = None, {}
     for cell in cells:
-        _check_compiles(cell, source, display)
-    if source.suffix == ".py":
-        _check_script(source, display, chapter)
+        _check_compiles(cell, display)
+    if suffix == ".py":
+        _check_script(display, chapter)
     for cell in cells:
         for name, arg in _directives(cell.source):
             if name == "default_exp":
@@ -238,11 +210,10 @@ def _render_chapter(source: Path, display: str, chapter: str) -> tuple[tuple[str
                 chunks.setdefault(target, []).append(code)
     if not chunks:
         raise ExportError(f"{display}: no '#| export' cells; nothing was exported.")
-    module = source.parent.name
     bodies = _with_sibling_imports({target: "\n\n\n".join(parts) for target, parts in chunks.items()}, display)
     rendered = []
     for target, body in bodies.items():
-        text = HEADER.format(source=display, module=module) + "\n" + body + "\n"
+        text = HEADER.format(source=display, module=folder) + "\n" + body + "\n"
         try:
             compile(text, target, "exec")
             problem = None
